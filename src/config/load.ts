@@ -1,0 +1,46 @@
+import { readFile } from 'node:fs/promises'
+import { extname } from 'node:path'
+import { parse as parseYaml } from 'yaml'
+import type { ConfigIssue } from './types.ts'
+
+/** Reads a JSON or YAML config file. Never throws for bad content: problems come back as issues. */
+export async function loadConfigFile(path: string): Promise<{ raw: unknown; issues: ConfigIssue[] }> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : 'file cannot be read'
+    return { raw: undefined, issues: [{ path: '(file)', message: `${path}: ${reason}` }] }
+  }
+  try {
+    const ext = extname(path).toLowerCase()
+    const raw: unknown = ext === '.yaml' || ext === '.yml' ? parseYaml(text) : JSON.parse(text)
+    return { raw, issues: [] }
+  } catch (err) {
+    return { raw: undefined, issues: [{ path: '(file)', message: `${path}: not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'} (${(err as Error).message.split('\n')[0]})` }] }
+  }
+}
+
+/**
+ * Replaces `${NAME}` in every string with the environment variable NAME (SPEC §2).
+ * An unset variable is an issue at that key path rather than an empty secret.
+ */
+export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = '', issues: ConfigIssue[] = []): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+      const found = env[name]
+      if (found === undefined) {
+        issues.push({ path: path || '(root)', message: `environment variable ${name} is not set` })
+        return ''
+      }
+      return found
+    })
+  }
+  if (Array.isArray(value)) return value.map((item, i) => interpolateEnv(item, env, `${path}[${i}]`, issues))
+  if (value !== null && typeof value === 'object') {
+    const out: Record<string, unknown> = {}
+    for (const [key, item] of Object.entries(value)) out[key] = interpolateEnv(item, env, path ? `${path}.${key}` : key, issues)
+    return out
+  }
+  return value
+}

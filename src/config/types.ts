@@ -1,0 +1,72 @@
+import type { SameSite } from '../http/cookies.ts'
+
+export interface ConfigIssue {
+  /** Dotted key path with array indexes, e.g. `remoteApis[0].target`. */
+  path: string
+  message: string
+}
+
+export type TokenRequirement = 'none' | 'user' | 'client' | 'userOrClient' | 'userOrNone'
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none'
+
+export interface OidcConfig {
+  authority: string
+  clientId: string
+  clientSecret: string | undefined
+  clientAuth: ClientAuthMethod
+  privateKeyJwk: Record<string, unknown> | undefined
+  scopes: string[]
+  redirectPath: string
+  postLogoutRedirectPath: string
+  extraAuthParams: Record<string, string>
+  getClaimsFromUserInfo: boolean
+  timeoutMs: number
+}
+
+export interface SessionConfig {
+  mode: 'server' | 'cookie'
+  store: string
+  cookieName: string
+  sameSite: SameSite
+  lifetimeMs: number
+  sliding: boolean
+  absoluteLifetimeMs: number
+  cleanupIntervalMs: number
+}
+
+export interface RemoteApiConfig {
+  path: string
+  target: string
+  token: TokenRequirement
+  antiForgery: boolean
+  timeoutMs: number
+  websockets: boolean
+}
+
+export interface FrontendConfig {
+  name: string
+  path: string
+  host: string | undefined
+  static: string | undefined
+  indexHtmlUrl: string | undefined
+}
+
+/** Validated, frozen configuration: durations in ms, defaults filled in. */
+export interface Config {
+  listen: { host: string; port: number }
+  publicOrigin: string | undefined
+  trustProxy: boolean
+  oidc: OidcConfig
+  keys: string[]
+  session: SessionConfig
+  managementBasePath: string
+  antiForgery: { header: string; value: string }
+  anonymousSessionResponse: 200 | 401
+  revokeRefreshTokenOnLogout: boolean
+  backchannelLogout: { allUserSessions: boolean }
+  remoteApis: RemoteApiConfig[]
+  frontends: FrontendConfig[]
+  diagnostics: boolean
+  admin: { listen: { host: string; port: number }; token: string | undefined } | undefined
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+}

@@ -1,0 +1,228 @@
+import { z } from 'zod'
+import { parseDuration } from './duration.ts'
+import type { Config, ConfigIssue } from './types.ts'
+import { isLoopbackHost } from '../http/origin.ts'
+import { decodeKey } from '../session/seal.ts'
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const ms = parseDuration(text)
+      if (ms === undefined || ms <= 0) {
+        ctx.addIssue({ code: 'custom', message: `must be a duration such as "30s", "10m", "8h" or "7d" (got "${text}")` })
+        return z.NEVER
+      }
+      return ms
+    })
+
+const localPath = z
+  .string()
+  .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/, 'must be a path starting with "/"')
+  .refine((p) => !p.startsWith('//') && !p.split('/').some((s) => s === '.' || s === '..'), 'must be a plain absolute path')
+
+/** http:// is accepted only for loopback hosts (demo, tests); anything reachable over a network needs https. */
+const webUrl = (what: string) =>
+  z.string().refine((text) => {
+    if (!URL.canParse(text)) return false
+    const url = new URL(text)
+    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))
+  }, `must be an https:// URL (${what}; http:// is accepted only for localhost/127.0.0.1/[::1])`)
+
+const listen = (port: number) =>
+  z.strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(port),
+  })
+
+const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+const schema = z.strictObject({
+  listen: listen(8080).default({ host: '127.0.0.1', port: 8080 }),
+  publicOrigin: webUrl('public origin')
+    .refine((text) => URL.canParse(text) && new URL(text).pathname === '/' && !new URL(text).search, 'must be an origin without path or query')
+    .transform((text) => new URL(text).origin)
+    .optional(),
+  trustProxy: z.boolean().default(false),
+  oidc: z.strictObject({
+    authority: webUrl('the identity provider issuer'),
+    clientId: z.string().min(1, 'must not be empty'),
+    clientSecret: z.string().min(1, 'must not be empty').optional(),
+    clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
+    privateKeyJwk: z.record(z.string(), z.unknown()).optional(),
+    scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).default(['openid', 'profile', 'offline_access']),
+    redirectPath: localPath.default('/signin-oidc'),
+    postLogoutRedirectPath: localPath.default('/signout-callback-oidc'),
+    extraAuthParams: z.record(z.string(), z.string()).default({}),
+    getClaimsFromUserInfo: z.boolean().default(true),
+    timeout: duration('10s'),
+  }),
+  keys: z
+    .array(z.string().refine((k) => decodeKey(k) !== undefined, 'must be a 32-byte key in base64url (create one with `gatehouse keys generate`)'))
+    .min(1, 'at least one key is required (create one with `gatehouse keys generate`)'),
+  session: z
+    .strictObject({
+      mode: z.enum(['server', 'cookie']).default('server'),
+      store: z
+        .string()
+        .default('sqlite:./gatehouse-sessions.db')
+        .refine((s) => s === 'memory' || /^sqlite:.+/.test(s) || /^rediss?:\/\//.test(s) || /^postgres(ql)?:\/\//.test(s), 'must be "memory", "sqlite:PATH", "redis://…" or "postgres://…"'),
+      cookieName: z.string().regex(COOKIE_NAME, 'must be a valid cookie name').refine((n) => n.startsWith('__Host-'), 'must start with "__Host-"').default('__Host-gatehouse'),
+      sameSite: z.enum(['strict', 'lax']).default('lax'),
+      lifetime: duration('8h'),
+      sliding: z.boolean().default(true),
+      absoluteLifetime: duration('24h'),
+      cleanupInterval: duration('10m'),
+    })
+    .default({} as never),
+  managementBasePath: localPath.refine((p) => p.length > 1 && !p.endsWith('/'), 'must be a path such as "/bff" (no trailing slash)').default('/bff'),
+  antiForgery: z
+    .strictObject({
+      header: z.string().regex(COOKIE_NAME, 'must be a valid header name').default('X-CSRF'),
+      value: z.string().min(1).default('1'),
+    })
+    .default({ header: 'X-CSRF', value: '1' }),
+  anonymousSessionResponse: z.union([z.literal(401), z.literal(200)]).default(401),
+  revokeRefreshTokenOnLogout: z.boolean().default(true),
+  backchannelLogout: z.strictObject({ allUserSessions: z.boolean().default(false) }).default({ allUserSessions: false }),
+  remoteApis: z
+    .array(
+      z.strictObject({
+        path: localPath.refine((p) => p.length > 1 && !p.endsWith('/'), 'must be a prefix such as "/api" (no trailing slash)'),
+        target: z.string().refine((t) => URL.canParse(t) && /^https?:$/.test(new URL(t).protocol), 'must be an http:// or https:// URL'),
+        token: z.enum(['none', 'user', 'client', 'userOrClient', 'userOrNone']).default('user'),
+        antiForgery: z.boolean().default(true),
+        timeout: duration('30s'),
+        websockets: z.boolean().default(false),
+      }),
+    )
+    .default([]),
+  frontends: z
+    .array(
+      z.strictObject({
+        name: z.string().min(1),
+        path: localPath.default('/'),
+        host: z.string().min(1).optional(),
+        static: z.string().min(1).optional(),
+        indexHtmlUrl: webUrl('index.html location').optional(),
+      }),
+    )
+    .default([]),
+  diagnostics: z.boolean().default(false),
+  admin: z
+    .strictObject({
+      listen: listen(9464).default({ host: '127.0.0.1', port: 9464 }),
+      token: z.string().min(16, 'must be at least 16 characters').optional(),
+    })
+    .optional(),
+  log: z
+    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+    .default({ level: 'info' }),
+})
+
+/** What users write: the config file's shape, every key but oidc.authority, oidc.clientId and keys optional. */
+export type GatehouseOptions = z.input<typeof schema>
+
+/** `["remoteApis", 0, "target"]` → `remoteApis[0].target` (SPEC §10). */
+export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = ''
+  for (const part of path) {
+    if (typeof part === 'number') out += `[${part}]`
+    else out += out ? `.${String(part)}` : String(part)
+  }
+  return out || '(root)'
+}
+
+/** Validates raw config; returns every problem at once, one per key path. */
+export function validateConfig(raw: unknown): { config: Config; issues: [] } | { config: undefined; issues: ConfigIssue[] } {
+  const parsed = schema.safeParse(raw ?? {})
+  if (!parsed.success) {
+    const issues: ConfigIssue[] = []
+    for (const issue of parsed.error.issues) {
+      if (issue.code === 'unrecognized_keys') {
+        for (const key of issue.keys) issues.push({ path: formatKeyPath([...issue.path, key]), message: 'unknown key' })
+      } else if (issue.code === 'invalid_type' && issue.input === undefined) {
+        issues.push({ path: formatKeyPath(issue.path), message: 'is required' })
+      } else {
+        issues.push({ path: formatKeyPath(issue.path), message: issue.message })
+      }
+    }
+    return { config: undefined, issues }
+  }
+  const value = parsed.data
+  const issues = crossCheck(value)
+  if (issues.length) return { config: undefined, issues }
+  const { timeout, ...oidc } = value.oidc
+  const { lifetime, absoluteLifetime, cleanupInterval, ...session } = value.session
+  const config: Config = {
+    listen: value.listen,
+    publicOrigin: value.publicOrigin,
+    trustProxy: value.trustProxy,
+    oidc: {
+      ...oidc,
+      clientSecret: oidc.clientSecret,
+      privateKeyJwk: oidc.privateKeyJwk,
+      clientAuth: oidc.clientAuth ?? (oidc.privateKeyJwk ? 'private_key_jwt' : oidc.clientSecret ? 'client_secret_basic' : 'none'),
+      timeoutMs: timeout,
+    },
+    keys: value.keys,
+    session: { ...session, lifetimeMs: lifetime, absoluteLifetimeMs: absoluteLifetime, cleanupIntervalMs: cleanupInterval },
+    managementBasePath: value.managementBasePath,
+    antiForgery: value.antiForgery,
+    anonymousSessionResponse: value.anonymousSessionResponse,
+    revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
+    backchannelLogout: value.backchannelLogout,
+    remoteApis: value.remoteApis.map(({ timeout: t, ...api }) => ({ ...api, timeoutMs: t })),
+    frontends: value.frontends.map((f) => ({ ...f, host: f.host, static: f.static, indexHtmlUrl: f.indexHtmlUrl })),
+    diagnostics: value.diagnostics,
+    admin: value.admin ? { listen: value.admin.listen, token: value.admin.token } : undefined,
+    log: value.log,
+  }
+  return { config: deepFreeze(config), issues: [] }
+}
+
+type Parsed = z.output<typeof schema>
+
+function crossCheck(value: Parsed): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const { oidc, session } = value
+  const auth = oidc.clientAuth
+  if ((auth === 'client_secret_basic' || auth === 'client_secret_post') && !oidc.clientSecret) {
+    issues.push({ path: 'oidc.clientSecret', message: `is required when oidc.clientAuth is "${auth}"` })
+  }
+  if (auth === 'private_key_jwt' && !oidc.privateKeyJwk) {
+    issues.push({ path: 'oidc.privateKeyJwk', message: 'is required when oidc.clientAuth is "private_key_jwt"' })
+  }
+  if (!oidc.scopes.includes('openid')) issues.push({ path: 'oidc.scopes', message: 'must include "openid"' })
+  if (oidc.redirectPath === oidc.postLogoutRedirectPath) {
+    issues.push({ path: 'oidc.postLogoutRedirectPath', message: 'must differ from oidc.redirectPath' })
+  }
+  if (session.sliding && session.absoluteLifetime < session.lifetime) {
+    issues.push({ path: 'session.absoluteLifetime', message: 'must not be shorter than session.lifetime' })
+  }
+  if (session.mode === 'cookie') issues.push({ path: 'session.mode', message: '"cookie" mode is not available in this version; use "server"' })
+  if (session.store.startsWith('redis') || session.store.startsWith('postgres')) {
+    issues.push({ path: 'session.store', message: 'redis:// and postgres:// stores are not available in this version; use "memory" or "sqlite:PATH"' })
+  }
+  const seen = new Map<string, number>()
+  value.remoteApis.forEach((api, i) => {
+    const before = seen.get(api.path)
+    if (before !== undefined) issues.push({ path: `remoteApis[${i}].path`, message: `duplicates remoteApis[${before}].path` })
+    seen.set(api.path, i)
+  })
+  if (value.remoteApis.length) issues.push({ path: 'remoteApis', message: 'remote API proxying is not available in this version' })
+  if (value.frontends.length) issues.push({ path: 'frontends', message: 'frontends are not available in this version' })
+  value.frontends.forEach((f, i) => {
+    if (!f.static === !f.indexHtmlUrl) issues.push({ path: `frontends[${i}]`, message: 'needs exactly one of "static" or "indexHtmlUrl"' })
+  })
+  return issues
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const item of Object.values(value)) deepFreeze(item)
+    Object.freeze(value)
+  }
+  return value
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto'
+import * as oidc from 'openid-client'
+import { GatehouseError } from '../errors.ts'
+import { deleteCookie, serializeCookie } from '../http/cookies.ts'
+import { resolveSession, singleParam, type Handler } from '../http/context.ts'
+import { redirect } from '../http/reply.ts'
+import { toClaims } from '../oidc/claims.ts'
+import { loginCookieName, openLoginState } from '../oidc/login-state.ts'
+
+/**
+ * GET /signin-oidc — the redirect URI. Validates the pending login bound to this browser, exchanges
+ * the code (PKCE), validates the id_token, starts the session and sends the browser to returnUrl.
+ */
+export const callback: Handler = async (ctx) => {
+  const { config, oidc: client, keyRing, sessions, now, log } = ctx.services
+  const state = singleParam(ctx.url, 'state')
+  if (state.value === undefined || state.repeated) throw new GatehouseError('login_state_invalid', 'the callback carries no single state parameter')
+  const cookieName = loginCookieName(config.session.cookieName, state.value)
+  // The pending login is single-use whatever the outcome.
+  ctx.setCookies.push(deleteCookie(cookieName, 'lax'))
+  const pending = openLoginState(keyRing, ctx.cookies.get(cookieName), state.value, now())
+  if (!pending) throw new GatehouseError('login_state_invalid', 'no pending login in this browser matches this state (expired, replayed or forged)')
+
+  const idpError = ctx.url.searchParams.get('error')
+  if (idpError !== null) {
+    const code = /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(idpError) ? idpError : 'invalid'
+    throw new GatehouseError('idp_error', `the identity provider answered "${code}"`)
+  }
+
+  const callbackUrl = new URL(`${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
+  const redirectUri = new URL(config.oidc.redirectPath, ctx.origin).href
+  let tokens
+  try {
+    tokens = await client.exchangeCode(callbackUrl, redirectUri, pending)
+  } catch (err) {
+    throw classifyIdpFailure(err)
+  }
+  const idClaims = tokens.claims()
+  if (!idClaims) throw new GatehouseError('idp_error', 'the identity provider sent no id_token')
+  let userInfo: Record<string, unknown> | undefined
+  if (config.oidc.getClaimsFromUserInfo && tokens.access_token && (await client.hasUserInfo())) {
+    try {
+      userInfo = await client.userInfo(tokens.access_token, idClaims.sub)
+    } catch (err) {
+      throw classifyIdpFailure(err)
+    }
+  }
+
+  const previous = await resolveSession(ctx, false)
+  if (previous) await sessions.end(previous)
+  const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
+  const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
+  const expiresIn = tokens.expiresIn()
+  const { cookieValue } = await sessions.create({
+    sub: idClaims.sub,
+    sid,
+    partition: ctx.partition,
+    data: {
+      claims: toClaims(idClaims, userInfo),
+      tokens: {
+        accessToken: tokens.access_token,
+        refreshToken: tokens.refresh_token,
+        idToken: tokens.id_token,
+        accessTokenExpiresAt: expiresIn === undefined ? undefined : now() + expiresIn * 1000,
+        scope: tokens.scope,
+      },
+      logoutSid: sid ?? randomBytes(16).toString('base64url'),
+      sessionState,
+    },
+  })
+  log.info({ event: 'login', requestId: ctx.requestId }, 'session started')
+  const maxAgeSec = (config.session.sliding ? config.session.absoluteLifetimeMs : config.session.lifetimeMs) / 1000
+  ctx.setCookies.push(serializeCookie(config.session.cookieName, cookieValue, { sameSite: config.session.sameSite, maxAgeSec }))
+  return redirect(pending.returnUrl)
+}
+
+const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', 'OAUTH_RESPONSE_IS_NOT_CONFORM', 'OAUTH_RESPONSE_IS_NOT_JSON', 'undefined'])
+
+/** The IdP said no, or its answer failed validation → 400; it could not be reached → 502. */
+export function classifyIdpFailure(err: unknown): GatehouseError {
+  if (err instanceof GatehouseError) return err
+  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError) {
+    return new GatehouseError('idp_error', `the identity provider answered "${err.error}"`, { cause: err })
+  }
+  if (err instanceof oidc.ClientError && !UNREACHABLE.has(String(err.code))) {
+    return new GatehouseError('idp_error', 'the identity provider\'s response failed validation', { cause: err })
+  }
+  return new GatehouseError('idp_unavailable', undefined, { cause: err })
+}

@@ -1,0 +1,47 @@
+import * as oidc from 'openid-client'
+import { GatehouseError } from '../errors.ts'
+import { serializeCookie } from '../http/cookies.ts'
+import { singleParam, type Handler } from '../http/context.ts'
+import { redirect } from '../http/reply.ts'
+import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
+import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState } from '../oidc/login-state.ts'
+
+/**
+ * GET /bff/login?returnUrl=/local&prompt=… — starts the authorization code flow with PKCE S256,
+ * binding state, nonce and verifier to this browser in a sealed cookie. Also with a session (re-login).
+ */
+export const login: Handler = async (ctx) => {
+  const { config, oidc: client, keyRing, now } = ctx.services
+  const errors: Record<string, string[]> = {}
+  const returnUrl = returnUrlParam(ctx.url)
+  if (returnUrl === undefined) errors.returnUrl = [RETURN_URL_RULE]
+  const promptParam = singleParam(ctx.url, 'prompt')
+  if (promptParam.repeated) errors.prompt = ['must be given at most once']
+  else if (promptParam.value !== undefined && !(await client.promptValuesSupported()).includes(promptParam.value)) {
+    errors.prompt = ['is not one of the identity provider\'s prompt_values_supported']
+  }
+  if (Object.keys(errors).length) throw new GatehouseError(errors.returnUrl ? 'return_url_invalid' : 'prompt_invalid', undefined, { errors })
+
+  const state = oidc.randomState()
+  const nonce = oidc.randomNonce()
+  const codeVerifier = oidc.randomPKCECodeVerifier()
+  const params: Record<string, string> = {
+    ...config.oidc.extraAuthParams,
+    redirect_uri: new URL(config.oidc.redirectPath, ctx.origin).href,
+    response_type: 'code',
+    scope: config.oidc.scopes.join(' '),
+    state,
+    nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+    code_challenge_method: 'S256',
+  }
+  if (promptParam.value !== undefined) params.prompt = promptParam.value
+  const authorizeUrl = await client.authorizationUrl(params)
+  const cookie = serializeCookie(
+    loginCookieName(config.session.cookieName, state),
+    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, createdAt: now() }),
+    // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
+    { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
+  )
+  return redirect(authorizeUrl.href, [cookie])
+}

@@ -1,0 +1,59 @@
+import { GatehouseError } from '../errors.ts'
+import { deleteCookie } from '../http/cookies.ts'
+import { resolveSession, singleParam, type Handler } from '../http/context.ts'
+import { redirect } from '../http/reply.ts'
+import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
+import { loginCookiePrefix, safeEqual } from '../oidc/login-state.ts'
+import { sealLogoutState } from '../oidc/logout-state.ts'
+
+/**
+ * GET /bff/logout?sid=…&returnUrl=/x — ends the session, revokes the refresh token (RFC 7009) and sends
+ * the browser to the IdP's end-session endpoint. With a session the sid must match: a cross-site link
+ * to /bff/logout cannot log the user out (logout CSRF).
+ */
+export const logout: Handler = async (ctx) => {
+  const { config, oidc: client, sessions, keyRing, now, log } = ctx.services
+  const sidParam = singleParam(ctx.url, 'sid')
+  const returnUrl = returnUrlParam(ctx.url)
+  if (returnUrl === undefined) throw new GatehouseError('return_url_invalid', undefined, { errors: { returnUrl: [RETURN_URL_RULE] } })
+  const session = await resolveSession(ctx, false)
+  if (session && (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, session.data.logoutSid))) {
+    throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the sid from the bff:logout_url claim'] } })
+  }
+
+  // Clear every gatehouse cookie: the session cookie and any pending-login cookies.
+  const sameSite = config.session.sameSite
+  ctx.setCookies.push(deleteCookie(config.session.cookieName, sameSite))
+  const loginPrefix = loginCookiePrefix(config.session.cookieName)
+  for (const name of ctx.cookies.keys()) if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
+
+  const params: Record<string, string> = {
+    post_logout_redirect_uri: new URL(config.oidc.postLogoutRedirectPath, ctx.origin).href,
+    state: sealLogoutState(keyRing, { returnUrl, createdAt: now() }),
+  }
+  if (session) {
+    await sessions.end(session)
+    log.info({ event: 'logout', requestId: ctx.requestId }, 'session ended by logout')
+    const { refreshToken, idToken } = session.data.tokens
+    if (config.revokeRefreshTokenOnLogout && refreshToken) {
+      try {
+        await client.revoke(refreshToken, 'refresh_token')
+      } catch (err) {
+        // The session is already gone here; a failed revocation must not keep the user logged in.
+        log.warn({ event: 'revocation_failed', requestId: ctx.requestId, err: errorName(err) }, 'refresh token revocation failed')
+      }
+    }
+    if (idToken) params.id_token_hint = idToken
+  }
+  let endSession: URL | undefined
+  try {
+    endSession = await client.endSessionUrl(params)
+  } catch (err) {
+    log.warn({ event: 'end_session_unavailable', requestId: ctx.requestId, err: errorName(err) }, 'identity provider unreachable at logout')
+  }
+  return redirect(endSession ? endSession.href : returnUrl)
+}
+
+function errorName(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : 'unknown'
+}

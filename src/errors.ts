@@ -1,0 +1,62 @@
+/** Every error gatehouse raises on purpose has a code from this table; status and title derive from it. */
+export const ERRORS = {
+  config_invalid: { status: 500, title: 'Configuration is invalid' },
+  bad_request: { status: 400, title: 'Bad request' },
+  return_url_invalid: { status: 400, title: 'returnUrl must be a local path' },
+  prompt_invalid: { status: 400, title: 'prompt is not supported by the identity provider' },
+  login_state_invalid: { status: 400, title: 'Login state is missing, expired or does not match' },
+  idp_error: { status: 400, title: 'The identity provider refused the login' },
+  sid_mismatch: { status: 400, title: 'Logout sid does not match the session' },
+  antiforgery_failed: { status: 401, title: 'Anti-forgery header missing or wrong' },
+  session_required: { status: 401, title: 'Login required' },
+  forbidden: { status: 403, title: 'Forbidden' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  idp_unavailable: { status: 502, title: 'Identity provider unavailable' },
+  store_unavailable: { status: 503, title: 'Session store unavailable' },
+  internal: { status: 500, title: 'Internal error' },
+} as const satisfies Record<string, { status: number; title: string }>
+
+export type ErrorCode = keyof typeof ERRORS
+
+export class GatehouseError extends Error {
+  readonly code: ErrorCode
+  /** Per-parameter messages for 400s (SPEC §3: `errors: { "<param>": ["…"] }`). */
+  readonly errors: Record<string, string[]> | undefined
+
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; errors?: Record<string, string[]> }) {
+    super(detail ?? ERRORS[code].title, options?.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'GatehouseError'
+    this.code = code
+    this.errors = options?.errors
+  }
+
+  get status(): number {
+    return ERRORS[this.code].status
+  }
+}
+
+export interface Problem {
+  type: string
+  title: string
+  status: number
+  code: ErrorCode
+  detail?: string
+  errors?: Record<string, string[]>
+  requestId: string
+}
+
+/** RFC 9457 problem details. Internals (detail of 5xx, causes, stacks) never leave the process. */
+export function toProblem(err: unknown, requestId: string): Problem {
+  const known = err instanceof GatehouseError ? err : new GatehouseError('internal')
+  const problem: Problem = {
+    type: `urn:gatehouse:error:${known.code}`,
+    title: ERRORS[known.code].title,
+    status: known.status,
+    code: known.code,
+    requestId,
+  }
+  if (known.status < 500 && known.message !== problem.title) problem.detail = known.message
+  if (known.errors) problem.errors = known.errors
+  return problem
+}

@@ -1,0 +1,138 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { validateConfig, type GatehouseOptions } from './config/validate.ts'
+import type { Config } from './config/types.ts'
+import { GatehouseError } from './errors.ts'
+import { isAntiForgeryValid } from './http/antiforgery.ts'
+import { resolveSession, type Services } from './http/context.ts'
+import { contextFor, createHandle, failureReply, writeReply, type Next } from './http/handle.ts'
+import { createLogger } from './log.ts'
+import { OidcClient } from './oidc/client.ts'
+import { KeyRing } from './session/seal.ts'
+import type { Claim, Session } from './session/session.ts'
+import { Sessions } from './session/sessions.ts'
+import type { SessionStore } from './session/store.ts'
+import { openStore } from './session/stores/open-store.ts'
+
+/** What local API handlers may know about the user: never the tokens themselves. */
+export interface SessionInfo {
+  sub: string
+  sid: string | undefined
+  claims: Claim[]
+  /** epoch ms */
+  expiresAt: number
+}
+
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void
+export type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void
+
+export interface Gatehouse {
+  readonly config: Config
+  /**
+   * Serves gatehouse's endpoints. Works as a node:http listener (unknown paths → 404) and as
+   * Express/Connect middleware (unknown paths → next()). Mount it at the root path.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, next?: Next): void
+  /**
+   * Guards the app's own API routes: anti-forgery header and a live session, else 401 problem+json
+   * (never a redirect). Without a handler it is middleware; with one it wraps a node:http handler.
+   */
+  protect(): Middleware
+  protect(handler: NodeHandler): NodeHandler
+  /** The session of this request (resolved once per request), or undefined. */
+  getSession(req: IncomingMessage): Promise<SessionInfo | undefined>
+  /** The session's access token, for calling APIs from a local route; undefined without a session. */
+  getAccessToken(req: IncomingMessage): Promise<string | undefined>
+  /** Removes expired sessions now (also runs every `session.cleanupInterval`). */
+  cleanup(): Promise<number>
+  close(): Promise<void>
+}
+
+export interface RuntimeOptions {
+  logger?: Logger
+  /** A store instance instead of `session.store` (a custom SessionStore, or one shared in tests). */
+  store?: SessionStore
+  now?: () => number
+}
+
+/** Validates `options` (the config file's shape) and builds gatehouse. Throws GatehouseError('config_invalid') listing every problem. */
+export async function createGatehouse(options: GatehouseOptions, runtime: RuntimeOptions = {}): Promise<Gatehouse> {
+  const { config, issues } = validateConfig(options)
+  if (!config) {
+    const errors: Record<string, string[]> = {}
+    for (const issue of issues) (errors[issue.path] ??= []).push(issue.message)
+    throw new GatehouseError('config_invalid', issues.map((i) => `${i.path}: ${i.message}`).join('\n'), { errors })
+  }
+  const log = runtime.logger ?? createLogger(config.log.level)
+  const now = runtime.now ?? Date.now
+  const store = runtime.store ?? (await openStore(config.session.store))
+  const keyRing = new KeyRing(config.keys)
+  const sessions = new Sessions({ store, keyRing, now, policy: config.session })
+  const services: Services = { config, log, oidc: new OidcClient(config.oidc), sessions, store, keyRing, now }
+  warnAboutInsecureSettings(config, log)
+
+  const handle = createHandle(services)
+  const cleanupTimer = setInterval(() => {
+    sessions.removeExpired().then(
+      (count) => count && log.info({ event: 'cleanup', removed: count }, 'expired sessions removed'),
+      () => log.warn({ event: 'cleanup_failed' }, 'session cleanup failed; will retry'),
+    )
+  }, config.session.cleanupIntervalMs)
+  cleanupTimer.unref()
+
+  const sessionOf = new WeakMap<IncomingMessage, Promise<Session | undefined>>()
+  const lookup = (req: IncomingMessage): Promise<Session | undefined> => {
+    let found = sessionOf.get(req)
+    if (!found) sessionOf.set(req, (found = resolveSession(contextFor(req, services), true)))
+    return found
+  }
+
+  const guard = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const ctx = contextFor(req, services)
+    try {
+      if (ctx.invalid) throw ctx.invalid
+      if (!isAntiForgeryValid(req.headers, config.antiForgery)) throw new GatehouseError('antiforgery_failed')
+      if (!(await lookup(req))) throw new GatehouseError('session_required')
+      return true
+    } catch (err) {
+      writeReply(res, failureReply(err, ctx, 'api'), ctx)
+      return false
+    }
+  }
+
+  function protect(): Middleware
+  function protect(handler: NodeHandler): NodeHandler
+  function protect(handler?: NodeHandler): Middleware | NodeHandler {
+    if (handler) return (req: IncomingMessage, res: ServerResponse) => void guard(req, res).then((ok) => ok && handler(req, res))
+    return (req: IncomingMessage, res: ServerResponse, next: Next) => void guard(req, res).then((ok) => ok && next())
+  }
+
+  let closed = false
+  return {
+    config,
+    handle,
+    protect,
+    async getSession(req) {
+      const session = await lookup(req)
+      return session && { sub: session.sub, sid: session.sid, claims: session.data.claims, expiresAt: session.expiresAt }
+    },
+    async getAccessToken(req) {
+      return (await lookup(req))?.data.tokens.accessToken
+    },
+    cleanup: () => sessions.removeExpired(),
+    async close() {
+      if (closed) return
+      closed = true
+      clearInterval(cleanupTimer)
+      if (!runtime.store) await store.close()
+    },
+  }
+}
+
+function warnAboutInsecureSettings(config: Config, log: Logger): void {
+  if (!config.publicOrigin) {
+    log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
+  }
+  if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
+  if (config.oidc.authority.startsWith('http:')) log.warn('oidc.authority uses http:// (allowed for loopback only)')
+}

@@ -1,0 +1,57 @@
+import type { IncomingMessage } from 'node:http'
+import type { Logger } from 'pino'
+import type { GatehouseError } from '../errors.ts'
+import type { Config } from '../config/types.ts'
+import type { OidcClient } from '../oidc/client.ts'
+import type { KeyRing } from '../session/seal.ts'
+import type { Session } from '../session/session.ts'
+import type { Sessions } from '../session/sessions.ts'
+import type { SessionStore } from '../session/store.ts'
+import { deleteCookie } from './cookies.ts'
+import type { Reply } from './reply.ts'
+
+/** Long-lived services shared by every request (built once in gatehouse.ts). */
+export interface Services {
+  config: Config
+  log: Logger
+  oidc: OidcClient
+  sessions: Sessions
+  store: SessionStore
+  keyRing: KeyRing
+  now: () => number
+}
+
+/** Per request: what earlier steps parsed, so later steps never parse it again. */
+export interface RequestContext {
+  req: IncomingMessage
+  /** Path and query of the request, resolved against the browser-facing origin. */
+  url: URL
+  origin: string
+  requestId: string
+  log: Logger
+  cookies: Map<string, string>
+  partition: string
+  /** Set-Cookie lines added by any step (e.g. clearing a dead session cookie). */
+  setCookies: string[]
+  services: Services
+  /** Set when the request itself is unusable (bad Host, bad target); endpoints never run then. */
+  invalid: GatehouseError | undefined
+}
+
+export type Handler = (ctx: RequestContext) => Promise<Reply>
+
+/** The one session read of a request. A cookie naming no live session is cleared on this response. */
+export async function resolveSession(ctx: RequestContext, slide: boolean): Promise<Session | undefined> {
+  const { config, sessions } = ctx.services
+  const cookieValue = ctx.cookies.get(config.session.cookieName)
+  if (cookieValue === undefined) return undefined
+  const session = await sessions.resolve(cookieValue, ctx.partition, { slide })
+  if (!session) ctx.setCookies.push(deleteCookie(config.session.cookieName, config.session.sameSite))
+  return session
+}
+
+/** A query parameter that may appear at most once; a repeated one is ambiguous and refused by callers. */
+export function singleParam(url: URL, name: string): { value: string | undefined; repeated: boolean } {
+  const all = url.searchParams.getAll(name)
+  return { value: all[0], repeated: all.length > 1 }
+}

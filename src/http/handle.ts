@@ -1,0 +1,153 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { GatehouseError } from '../errors.ts'
+import { callback } from '../endpoints/callback.ts'
+import { healthz, readyz } from '../endpoints/health.ts'
+import { login } from '../endpoints/login.ts'
+import { logout } from '../endpoints/logout.ts'
+import { postLogout } from '../endpoints/post-logout.ts'
+import { user } from '../endpoints/user.ts'
+import { parseCookies } from './cookies.ts'
+import type { Handler, RequestContext, Services } from './context.ts'
+import { problemJson, problemPage, type Reply } from './reply.ts'
+import { requestOrigin } from './origin.ts'
+
+/** API routes answer problem+json; page routes (a browser navigates there) answer a small HTML page. */
+export interface Route {
+  handler: Handler
+  kind: 'api' | 'page'
+}
+
+export type Next = (err?: unknown) => void
+
+export const DEFAULT_PARTITION = 'default'
+
+export function buildRoutes(services: Services): Map<string, Route> {
+  const { config } = services
+  const base = config.managementBasePath
+  return new Map<string, Route>([
+    [`${base}/login`, { handler: login, kind: 'page' }],
+    [`${base}/user`, { handler: user, kind: 'api' }],
+    [`${base}/logout`, { handler: logout, kind: 'page' }],
+    [config.oidc.redirectPath, { handler: callback, kind: 'page' }],
+    [config.oidc.postLogoutRedirectPath, { handler: postLogout, kind: 'page' }],
+    ['/healthz', { handler: healthz, kind: 'api' }],
+    ['/readyz', { handler: readyz, kind: 'api' }],
+  ])
+}
+
+/** Every response gatehouse writes itself carries these. */
+const BASE_HEADERS: Record<string, string> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+}
+
+/** Per-request context, built once and shared by handle(), protect() and getSession(). */
+const contexts = new WeakMap<IncomingMessage, RequestContext>()
+
+export function contextFor(req: IncomingMessage, services: Services): RequestContext {
+  let ctx = contexts.get(req)
+  if (ctx) return ctx
+  const origin = requestOrigin(req, services.config.publicOrigin, services.config.trustProxy)
+  const requestId = randomUUID()
+  let url: URL
+  try {
+    if (!origin) throw new GatehouseError('bad_request', 'the Host header is missing or malformed')
+    const target = req.url ?? '/'
+    if (!target.startsWith('/')) throw new GatehouseError('bad_request', 'the request target must be a path')
+    url = new URL(target, origin)
+  } catch (err) {
+    url = new URL('http://invalid.invalid/')
+    ctx = newContext(req, url, 'http://invalid.invalid', requestId, services)
+    ctx.invalid = err instanceof GatehouseError ? err : new GatehouseError('bad_request', 'the request URL is malformed')
+    contexts.set(req, ctx)
+    return ctx
+  }
+  ctx = newContext(req, url, origin, requestId, services)
+  contexts.set(req, ctx)
+  return ctx
+}
+
+function newContext(req: IncomingMessage, url: URL, origin: string, requestId: string, services: Services): RequestContext {
+  return {
+    req,
+    url,
+    origin,
+    requestId,
+    log: services.log,
+    cookies: parseCookies(req.headers.cookie),
+    partition: DEFAULT_PARTITION,
+    setCookies: [],
+    services,
+    invalid: undefined,
+  }
+}
+
+/** The one request entry: route → endpoint → reply. The one catch site for errors of endpoints. */
+export function createHandle(services: Services): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
+  const routes = buildRoutes(services)
+  return (req, res, next) => {
+    const route = routes.get(pathOf(req.url))
+    if (!route) {
+      if (next) return next()
+      const ctx = contextFor(req, services)
+      return writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
+    }
+    void run(route, req, res, services)
+  }
+}
+
+async function run(route: Route, req: IncomingMessage, res: ServerResponse, services: Services): Promise<void> {
+  const started = performance.now()
+  const ctx = contextFor(req, services)
+  let reply: Reply
+  try {
+    if (ctx.invalid) throw ctx.invalid
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw new GatehouseError('method_not_allowed')
+    reply = await route.handler(ctx)
+  } catch (err) {
+    reply = failureReply(err, ctx, route.kind)
+    if (reply.status === 405) reply.headers.allow = 'GET, HEAD'
+  }
+  writeReply(res, reply, ctx)
+  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
+}
+
+/** Renders an error for the client and logs what the client must not see. */
+export function failureReply(err: unknown, ctx: RequestContext, kind: Route['kind']): Reply {
+  const status = err instanceof GatehouseError ? err.status : 500
+  if (status >= 500) ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'request failed')
+  return kind === 'page' ? problemPage(err, ctx.requestId) : problemJson(err, ctx.requestId)
+}
+
+export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContext): void {
+  if (res.headersSent) {
+    res.destroy()
+    return
+  }
+  res.statusCode = reply.status
+  for (const [name, value] of Object.entries(BASE_HEADERS)) res.setHeader(name, value)
+  for (const [name, value] of Object.entries(reply.headers)) res.setHeader(name, value)
+  const cookies = [...ctx.setCookies, ...(reply.cookies ?? [])]
+  if (cookies.length) res.setHeader('set-cookie', cookies)
+  if (reply.body !== undefined) res.setHeader('content-length', Buffer.byteLength(reply.body))
+  res.end(ctx.req.method === 'HEAD' ? undefined : reply.body)
+}
+
+function pathOf(target: string | undefined): string {
+  if (!target) return '/'
+  const q = target.indexOf('?')
+  return q === -1 ? target : target.slice(0, q)
+}
+
+/** Error name, code and message chain for logs — never request data, which may hold codes or tokens. */
+function describe(err: unknown): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  let current: unknown = err
+  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
+    out[depth === 0 ? 'error' : `cause${depth}`] = `${current.name}${'code' in current ? `(${String(current.code)})` : ''}: ${current.message}`
+    current = current.cause
+  }
+  return out
+}

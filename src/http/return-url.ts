@@ -1,0 +1,44 @@
+const BASE = 'http://gatehouse.invalid'
+const MAX_LENGTH = 2048
+
+/**
+ * A returnUrl must stay on this origin. Returns the normalised path+query+fragment (safe to put in
+ * a Location header), or undefined for anything that a browser could resolve to another origin:
+ * absolute and protocol-relative URLs, backslashes (browsers read `\` as `/`), control characters,
+ * and their percent-encoded forms (in case a later hop decodes them).
+ */
+export function toLocalPath(value: string): string | undefined {
+  if (value.length === 0 || value.length > MAX_LENGTH) return undefined
+  if (value[0] !== '/' || value.startsWith('//')) return undefined
+  if (/[\u0000-\u001F\u007F\\]/.test(value)) return undefined
+  let decoded = value
+  for (let round = 0; round < 3; round++) {
+    let next: string
+    try {
+      next = decodeURIComponent(decoded)
+    } catch {
+      return undefined
+    }
+    if (next === decoded) break
+    decoded = next
+  }
+  if (/[\u0000-\u001F\u007F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\')) return undefined
+  let url: URL
+  try {
+    url = new URL(value, BASE)
+  } catch {
+    return undefined
+  }
+  if (url.origin !== BASE) return undefined
+  const path = url.pathname + url.search + url.hash
+  return path.startsWith('//') ? undefined : path
+}
+
+/** The request's `returnUrl` parameter: "/" when absent, undefined when invalid or repeated. */
+export function returnUrlParam(url: URL): string | undefined {
+  const all = url.searchParams.getAll('returnUrl')
+  if (all.length === 0) return '/'
+  return all.length === 1 ? toLocalPath(all[0]!) : undefined
+}
+
+export const RETURN_URL_RULE = 'must be a single local path such as "/orders" (no scheme, host, "//", "\\" or control characters)'

@@ -1,0 +1,7 @@
+export { createGatehouse } from './gatehouse.ts'
+export type { Gatehouse, SessionInfo, RuntimeOptions, Middleware, NodeHandler } from './gatehouse.ts'
+export type { GatehouseOptions } from './config/validate.ts'
+export type { Config, ConfigIssue, TokenRequirement } from './config/types.ts'
+export { GatehouseError, ERRORS, type ErrorCode } from './errors.ts'
+export type { SessionStore, SessionRecord, SessionFilter } from './session/store.ts'
+export type { Claim } from './session/session.ts'

@@ -1,0 +1,33 @@
+import type { Claim } from '../session/session.ts'
+
+/**
+ * Protocol claims that describe the token, not the user; ASP.NET's OIDC handler (and so Duende's
+ * /bff/user) drops the same ones.
+ */
+const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'aud', 'azp', 'iat', 'nbf', 'exp', 'iss', 'auth_time_max', 'jti', 'sid_hash'])
+
+/**
+ * id_token claims in the order received, then userinfo claims whose type the id_token did not carry.
+ * Arrays become repeated claims of one type; objects travel as JSON text with `valueType: "json"`.
+ */
+export function toClaims(idToken: Record<string, unknown>, userInfo: Record<string, unknown> | undefined): Claim[] {
+  const claims: Claim[] = []
+  const seen = new Set<string>()
+  for (const source of [idToken, userInfo ?? {}]) {
+    for (const [type, value] of Object.entries(source)) {
+      if (PROTOCOL_CLAIMS.has(type) || (source !== idToken && seen.has(type))) continue
+      seen.add(type)
+      for (const item of Array.isArray(value) ? value : [value]) {
+        const claim = toClaim(type, item)
+        if (claim) claims.push(claim)
+      }
+    }
+  }
+  return claims
+}
+
+function toClaim(type: string, value: unknown): Claim | undefined {
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return { type, value }
+  if (value !== null && typeof value === 'object') return { type, value: JSON.stringify(value), valueType: 'json' }
+  return undefined
+}

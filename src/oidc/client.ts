@@ -1,0 +1,123 @@
+import * as oidc from 'openid-client'
+import { importJWK } from 'jose'
+import { GatehouseError } from '../errors.ts'
+import type { OidcConfig } from '../config/types.ts'
+
+export type TokenResponse = Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>
+
+export interface AuthorizationChecks {
+  state: string
+  nonce: string
+  codeVerifier: string
+}
+
+/**
+ * The only module that talks OpenID Connect, through openid-client. Discovery is fetched lazily,
+ * cached, and retried after a failure, so gatehouse starts while the IdP is still coming up.
+ */
+export class OidcClient {
+  readonly #options: OidcConfig
+  #configuration: Promise<oidc.Configuration> | undefined
+
+  constructor(options: OidcConfig) {
+    this.#options = options
+  }
+
+  configuration(): Promise<oidc.Configuration> {
+    this.#configuration ??= this.#discover().catch((err: unknown) => {
+      this.#configuration = undefined
+      throw new GatehouseError('idp_unavailable', 'identity provider discovery failed', { cause: err })
+    })
+    return this.#configuration
+  }
+
+  /** Live check for /readyz: the discovery document answers now (not only at start). */
+  async isReachable(timeoutMs: number): Promise<boolean> {
+    const url = new URL(this.#options.authority)
+    url.pathname = `${url.pathname.replace(/\/$/, '')}/.well-known/openid-configuration`
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' })
+      await res.body?.cancel()
+      return res.ok
+    } catch {
+      return false
+    }
+  }
+
+  async promptValuesSupported(): Promise<string[]> {
+    const meta = (await this.configuration()).serverMetadata()
+    const values = meta.prompt_values_supported
+    return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string') : ['none', 'login', 'consent', 'select_account']
+  }
+
+  async authorizationUrl(params: Record<string, string>): Promise<URL> {
+    return oidc.buildAuthorizationUrl(await this.configuration(), params)
+  }
+
+  /** Validates the authorization response (state, iss per RFC 9207) and the id_token (nonce, signature, aud). */
+  async exchangeCode(callbackUrl: URL, redirectUri: string, checks: AuthorizationChecks): Promise<TokenResponse> {
+    const config = await this.configuration()
+    return oidc.authorizationCodeGrant(
+      config,
+      callbackUrl,
+      { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true },
+      undefined,
+      { redirectUri } as oidc.AuthorizationCodeGrantOptions,
+    )
+  }
+
+  async hasUserInfo(): Promise<boolean> {
+    return Boolean((await this.configuration()).serverMetadata().userinfo_endpoint)
+  }
+
+  async userInfo(accessToken: string, expectedSubject: string): Promise<Record<string, unknown>> {
+    return oidc.fetchUserInfo(await this.configuration(), accessToken, expectedSubject)
+  }
+
+  /** RFC 7009. Returns false when the IdP has no revocation endpoint. */
+  async revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<boolean> {
+    const config = await this.configuration()
+    if (!config.serverMetadata().revocation_endpoint) return false
+    await oidc.tokenRevocation(config, token, { token_type_hint: hint })
+    return true
+  }
+
+  /** RP-Initiated Logout 1.0; undefined when the IdP has no end_session_endpoint. */
+  async endSessionUrl(params: Record<string, string>): Promise<URL | undefined> {
+    const config = await this.configuration()
+    if (!config.serverMetadata().end_session_endpoint) return undefined
+    return oidc.buildEndSessionUrl(config, params)
+  }
+
+  async #discover(): Promise<oidc.Configuration> {
+    const o = this.#options
+    const authority = new URL(o.authority)
+    const insecure = authority.protocol === 'http:'
+    const config = await oidc.discovery(authority, o.clientId, o.clientSecret, await this.#clientAuth(), {
+      timeout: Math.ceil(o.timeoutMs / 1000),
+      // Validation allows http:// only for loopback authorities (demo and tests).
+      ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
+    })
+    config.timeout = Math.ceil(o.timeoutMs / 1000)
+    return config
+  }
+
+  async #clientAuth(): Promise<oidc.ClientAuth> {
+    const o = this.#options
+    switch (o.clientAuth) {
+      case 'client_secret_basic':
+        return oidc.ClientSecretBasic(o.clientSecret)
+      case 'client_secret_post':
+        return oidc.ClientSecretPost(o.clientSecret)
+      case 'private_key_jwt': {
+        const jwk = o.privateKeyJwk!
+        const alg = typeof jwk.alg === 'string' ? jwk.alg : 'RS256'
+        const key = await importJWK(jwk, alg)
+        if (key instanceof Uint8Array) throw new GatehouseError('config_invalid', 'oidc.privateKeyJwk must be an asymmetric private key')
+        return oidc.PrivateKeyJwt({ key, kid: typeof jwk.kid === 'string' ? jwk.kid : undefined } as oidc.PrivateKey)
+      }
+      case 'none':
+        return oidc.None()
+    }
+  }
+}

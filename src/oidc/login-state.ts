@@ -1,0 +1,52 @@
+import { createHash, timingSafeEqual } from 'node:crypto'
+import type { KeyRing } from '../session/seal.ts'
+
+/** What the browser carries between /bff/login and /signin-oidc, sealed in a short-lived cookie. */
+export interface LoginState {
+  state: string
+  nonce: string
+  codeVerifier: string
+  returnUrl: string
+  createdAt: number
+}
+
+export const LOGIN_STATE_MAX_AGE_MS = 10 * 60_000
+const PURPOSE = 'login-state'
+
+/**
+ * One cookie per pending login, named after a hash of its state, so two tabs logging in at once do
+ * not overwrite each other's state and the callback finds its own cookie by the `state` it receives.
+ */
+export function loginCookieName(sessionCookieName: string, state: string): string {
+  return `${loginCookiePrefix(sessionCookieName)}${createHash('sha256').update(state).digest('base64url').slice(0, 16)}`
+}
+
+export function loginCookiePrefix(sessionCookieName: string): string {
+  return `${sessionCookieName}.login.`
+}
+
+export function sealLoginState(keyRing: KeyRing, value: LoginState): string {
+  return keyRing.seal(JSON.stringify(value), PURPOSE)
+}
+
+/** The pending login for `state`, or undefined when missing, forged, expired or not matching. */
+export function openLoginState(keyRing: KeyRing, sealed: string | undefined, state: string, now: number): LoginState | undefined {
+  if (!sealed) return undefined
+  const plain = keyRing.unseal(sealed, PURPOSE)
+  if (plain === undefined) return undefined
+  let value: LoginState
+  try {
+    value = JSON.parse(plain) as LoginState
+  } catch {
+    return undefined
+  }
+  if (typeof value.state !== 'string' || !safeEqual(value.state, state)) return undefined
+  if (typeof value.createdAt !== 'number' || now - value.createdAt > LOGIN_STATE_MAX_AGE_MS || value.createdAt > now + 60_000) return undefined
+  return value
+}
+
+export function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a)
+  const y = Buffer.from(b)
+  return x.length === y.length && timingSafeEqual(x, y)
+}

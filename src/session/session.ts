@@ -1,0 +1,60 @@
+/** One `{ type, value }` claim as /bff/user returns it (Duende's shape). */
+export interface Claim {
+  type: string
+  value: string | number | boolean
+  valueType?: 'json'
+}
+
+/** Tokens as held at rest (sealed) — never handed to the browser. */
+export interface TokenSet {
+  accessToken: string | undefined
+  refreshToken: string | undefined
+  idToken: string | undefined
+  /** epoch ms */
+  accessTokenExpiresAt: number | undefined
+  scope: string | undefined
+}
+
+/** The part of a session that is sealed with the key ring. */
+export interface SessionData {
+  claims: Claim[]
+  tokens: TokenSet
+  /** Value the logout URL must carry (the IdP's sid, else a random one): the logout CSRF defence. */
+  logoutSid: string
+  sessionState: string | undefined
+}
+
+/** A resolved, decrypted session. */
+export interface Session {
+  idHash: string
+  sub: string
+  sid: string | undefined
+  partition: string
+  createdAt: number
+  renewedAt: number
+  expiresAt: number
+  version: number
+  data: SessionData
+}
+
+export interface ExpiryPolicy {
+  lifetimeMs: number
+  sliding: boolean
+  absoluteLifetimeMs: number
+}
+
+export function initialExpiry(policy: ExpiryPolicy, now: number): number {
+  return policy.sliding ? Math.min(now + policy.lifetimeMs, now + policy.absoluteLifetimeMs) : now + policy.lifetimeMs
+}
+
+/**
+ * Sliding sessions are renewed once half the lifetime has passed since the last renewal (as ASP.NET's
+ * cookie handler does), so a busy session costs one store write per half-lifetime, not one per request.
+ * Returns the new expiry, or undefined when no renewal is due. Never extends past the absolute cap.
+ */
+export function renewedExpiry(policy: ExpiryPolicy, session: { createdAt: number; renewedAt: number; expiresAt: number }, now: number): number | undefined {
+  if (!policy.sliding) return undefined
+  if (now - session.renewedAt < policy.lifetimeMs / 2) return undefined
+  const next = Math.min(now + policy.lifetimeMs, session.createdAt + policy.absoluteLifetimeMs)
+  return next > session.expiresAt ? next : undefined
+}

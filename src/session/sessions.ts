@@ -1,0 +1,124 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { GatehouseError } from '../errors.ts'
+import type { KeyRing } from './seal.ts'
+import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
+import type { SessionRecord, SessionStore } from './store.ts'
+
+/** 256-bit ids, base64url: exactly 43 characters. Anything else in the cookie is not a session. */
+const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
+const SEAL_PURPOSE = 'session'
+const CLEANUP_BATCH = 500
+
+export function hashSessionId(id: string): string {
+  return createHash('sha256').update(id).digest('base64url')
+}
+
+export interface SessionsOptions {
+  store: SessionStore
+  keyRing: KeyRing
+  policy: ExpiryPolicy
+  now?: () => number
+}
+
+/** Cookie ↔ Session: hashing, sealing, expiry and sliding renewal. The only user of SessionStore. */
+export class Sessions {
+  readonly #store: SessionStore
+  readonly #keyRing: KeyRing
+  readonly #policy: ExpiryPolicy
+  readonly #now: () => number
+
+  constructor(options: SessionsOptions) {
+    this.#store = options.store
+    this.#keyRing = options.keyRing
+    this.#policy = options.policy
+    this.#now = options.now ?? Date.now
+  }
+
+  /** The session a cookie value names, or undefined (no cookie, malformed, unknown, expired, ended). */
+  async resolve(cookieValue: string | undefined, partition: string, options: { slide: boolean }): Promise<Session | undefined> {
+    if (!cookieValue || !SESSION_ID.test(cookieValue)) return undefined
+    const idHash = hashSessionId(cookieValue)
+    const now = this.#now()
+    const record = await this.#call(() => this.#store.get(idHash, now))
+    if (!record || record.partition !== partition) return undefined
+    const session = this.#open(record)
+    if (!session) return undefined
+    if (!options.slide) return session
+    const expiresAt = renewedExpiry(this.#policy, session, now)
+    if (expiresAt === undefined) return session
+    const renewed: SessionRecord = { ...record, renewedAt: now, expiresAt, version: record.version + 1 }
+    if (await this.#call(() => this.#store.set(renewed, record.version))) return { ...session, renewedAt: now, expiresAt, version: renewed.version }
+    // Lost a race: another request renewed it, or it was ended meanwhile (then it must stay ended).
+    const fresh = await this.#call(() => this.#store.get(idHash, now))
+    return fresh ? this.#open(fresh) : undefined
+  }
+
+  /**
+   * Starts a session and returns the cookie value. A new login replaces an older session of the
+   * same sub + sid (SPEC §4), and the id is always fresh (no session fixation).
+   */
+  async create(input: { sub: string; sid: string | undefined; partition: string; data: SessionData }): Promise<{ cookieValue: string; session: Session }> {
+    const cookieValue = randomBytes(32).toString('base64url')
+    const idHash = hashSessionId(cookieValue)
+    const now = this.#now()
+    if (input.sid !== undefined) await this.#call(() => this.#store.deleteWhere({ sub: input.sub, sid: input.sid, partition: input.partition }))
+    const record: SessionRecord = {
+      idHash,
+      sub: input.sub,
+      sid: input.sid,
+      partition: input.partition,
+      createdAt: now,
+      renewedAt: now,
+      expiresAt: initialExpiry(this.#policy, now),
+      version: 1,
+      sealed: this.#keyRing.seal(JSON.stringify(input.data), `${SEAL_PURPOSE}|${idHash}`),
+    }
+    if (!(await this.#call(() => this.#store.set(record)))) throw new GatehouseError('internal', 'session id collision')
+    return { cookieValue, session: { ...record, data: input.data } }
+  }
+
+  /** Replaces the sealed data (e.g. refreshed tokens); false when the session ended or changed meanwhile. */
+  async update(session: Session, data: SessionData): Promise<boolean> {
+    const record: SessionRecord = {
+      ...session,
+      version: session.version + 1,
+      sealed: this.#keyRing.seal(JSON.stringify(data), `${SEAL_PURPOSE}|${session.idHash}`),
+    }
+    return this.#call(() => this.#store.set(record, session.version))
+  }
+
+  async end(session: Session): Promise<void> {
+    await this.#call(() => this.#store.delete(session.idHash))
+  }
+
+  /** Removes expired sessions in batches until none are left; returns how many. */
+  async removeExpired(): Promise<number> {
+    let total = 0
+    for (;;) {
+      const removed = await this.#call(() => this.#store.deleteExpired(this.#now(), CLEANUP_BATCH))
+      total += removed
+      if (removed < CLEANUP_BATCH) return total
+    }
+  }
+
+  #open(record: SessionRecord): Session | undefined {
+    const plain = this.#keyRing.unseal(record.sealed, `${SEAL_PURPOSE}|${record.idHash}`)
+    if (plain === undefined) return undefined
+    let data: SessionData
+    try {
+      data = JSON.parse(plain) as SessionData
+    } catch {
+      return undefined
+    }
+    const { sealed: _sealed, ...meta } = record
+    return { ...meta, data }
+  }
+
+  async #call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation()
+    } catch (err) {
+      throw new GatehouseError('store_unavailable', undefined, { cause: err })
+    }
+  }
+}

@@ -1,0 +1,46 @@
+/** What every session store keeps: bytes and indexed metadata, never plaintext tokens or raw ids. */
+export interface SessionRecord {
+  /** sha256 of the cookie's session id, base64url: a store dump yields no usable cookie. */
+  idHash: string
+  sub: string
+  /** The IdP's session id (OIDC `sid`), indexed for back-channel logout. */
+  sid: string | undefined
+  /** Frontend / cookie partition the session belongs to. */
+  partition: string
+  createdAt: number
+  renewedAt: number
+  expiresAt: number
+  /** Incremented on every write; writes are compare-and-set on it. */
+  version: number
+  /** Claims and tokens, sealed with the key ring. */
+  sealed: string
+}
+
+export interface SessionFilter {
+  sub: string
+  sid?: string | undefined
+  partition?: string | undefined
+}
+
+/**
+ * The contract every store implements (tests/stores/contract.ts holds the shared suite).
+ * Expired records are never returned, even before cleanup removes them.
+ */
+export interface SessionStore {
+  get(idHash: string, now: number): Promise<SessionRecord | undefined>
+  /**
+   * Without expectedVersion: insert; false if the id exists. With it: replace only when the stored
+   * version equals it (the new record carries expectedVersion + 1); false when it does not or the
+   * record is gone, so an ended session is never written back.
+   */
+  set(record: SessionRecord, expectedVersion?: number): Promise<boolean>
+  delete(idHash: string): Promise<boolean>
+  /** Deletes every session of `sub` (narrowed by `sid`/`partition` when given); returns how many. */
+  deleteWhere(filter: SessionFilter): Promise<number>
+  list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]>
+  /** Removes up to `limit` expired records; returns how many. */
+  deleteExpired(now: number, limit: number): Promise<number>
+  /** Throws when the store cannot be reached (readiness). */
+  ping(): Promise<void>
+  close(): Promise<void>
+}

@@ -1,0 +1,79 @@
+import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+
+/** In-process store: for tests, the demo's throwaway runs and single-instance setups that accept losing sessions on restart. */
+export class MemoryStore implements SessionStore {
+  readonly #records = new Map<string, SessionRecord>()
+  readonly #bySub = new Map<string, Set<string>>()
+
+  async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    const record = this.#records.get(idHash)
+    return record && record.expiresAt > now ? { ...record } : undefined
+  }
+
+  async set(record: SessionRecord, expectedVersion?: number): Promise<boolean> {
+    const current = this.#records.get(record.idHash)
+    if (expectedVersion === undefined ? current !== undefined : current?.version !== expectedVersion) return false
+    if (current && current.sub !== record.sub) this.#unindex(current)
+    this.#records.set(record.idHash, { ...record })
+    let ids = this.#bySub.get(record.sub)
+    if (!ids) this.#bySub.set(record.sub, (ids = new Set()))
+    ids.add(record.idHash)
+    return true
+  }
+
+  async delete(idHash: string): Promise<boolean> {
+    const current = this.#records.get(idHash)
+    if (!current) return false
+    this.#records.delete(idHash)
+    this.#unindex(current)
+    return true
+  }
+
+  async deleteWhere(filter: SessionFilter): Promise<number> {
+    let count = 0
+    for (const idHash of [...(this.#bySub.get(filter.sub) ?? [])]) {
+      const record = this.#records.get(idHash)!
+      if (filter.sid !== undefined && record.sid !== filter.sid) continue
+      if (filter.partition !== undefined && record.partition !== filter.partition) continue
+      await this.delete(idHash)
+      count++
+    }
+    return count
+  }
+
+  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    const ids = filter.sub === undefined ? this.#records.keys() : (this.#bySub.get(filter.sub) ?? new Set<string>()).values()
+    const out: SessionRecord[] = []
+    for (const idHash of ids) {
+      const record = this.#records.get(idHash)!
+      if (record.expiresAt > now) out.push({ ...record })
+      if (out.length >= filter.limit) break
+    }
+    return out
+  }
+
+  async deleteExpired(now: number, limit: number): Promise<number> {
+    let count = 0
+    for (const record of this.#records.values()) {
+      if (count >= limit) break
+      if (record.expiresAt <= now) {
+        await this.delete(record.idHash)
+        count++
+      }
+    }
+    return count
+  }
+
+  async ping(): Promise<void> {}
+
+  async close(): Promise<void> {
+    this.#records.clear()
+    this.#bySub.clear()
+  }
+
+  #unindex(record: SessionRecord): void {
+    const ids = this.#bySub.get(record.sub)
+    ids?.delete(record.idHash)
+    if (ids?.size === 0) this.#bySub.delete(record.sub)
+  }
+}

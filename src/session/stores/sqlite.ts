@@ -1,0 +1,133 @@
+import { mkdirSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { DatabaseSync, type StatementSync } from 'node:sqlite'
+import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS gatehouse_sessions (
+  id_hash    TEXT PRIMARY KEY,
+  sub        TEXT NOT NULL,
+  sid        TEXT,
+  partition  TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  renewed_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  version    INTEGER NOT NULL,
+  sealed     TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS gatehouse_sessions_sub ON gatehouse_sessions (sub);
+CREATE INDEX IF NOT EXISTS gatehouse_sessions_sid ON gatehouse_sessions (sid) WHERE sid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS gatehouse_sessions_expires ON gatehouse_sessions (expires_at);
+`
+
+interface Row {
+  id_hash: string
+  sub: string
+  sid: string | null
+  partition: string
+  created_at: number
+  renewed_at: number
+  expires_at: number
+  version: number
+  sealed: string
+}
+
+/**
+ * The embedded default store on the built-in node:sqlite. WAL mode lets several gatehouse processes
+ * on one host share the file; every statement is prepared once.
+ */
+export class SqliteStore implements SessionStore {
+  readonly #db: DatabaseSync
+  readonly #get: StatementSync
+  readonly #insert: StatementSync
+  readonly #update: StatementSync
+  readonly #delete: StatementSync
+  readonly #deleteExpired: StatementSync
+  readonly #listAll: StatementSync
+  readonly #listBySub: StatementSync
+  #closed = false
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+    this.#db = new DatabaseSync(path)
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    this.#db.exec(SCHEMA)
+    this.#get = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE id_hash = ? AND expires_at > ?')
+    this.#insert = this.#db.prepare(
+      'INSERT OR IGNORE INTO gatehouse_sessions (id_hash, sub, sid, partition, created_at, renewed_at, expires_at, version, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    )
+    this.#update = this.#db.prepare(
+      'UPDATE gatehouse_sessions SET sub = ?, sid = ?, partition = ?, created_at = ?, renewed_at = ?, expires_at = ?, version = ?, sealed = ? WHERE id_hash = ? AND version = ?',
+    )
+    this.#delete = this.#db.prepare('DELETE FROM gatehouse_sessions WHERE id_hash = ?')
+    this.#deleteExpired = this.#db.prepare(
+      'DELETE FROM gatehouse_sessions WHERE id_hash IN (SELECT id_hash FROM gatehouse_sessions WHERE expires_at <= ? LIMIT ?)',
+    )
+    this.#listAll = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE expires_at > ? ORDER BY created_at LIMIT ?')
+    this.#listBySub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
+  }
+
+  async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    const row = this.#get.get(idHash, now) as Row | undefined
+    return row ? toRecord(row) : undefined
+  }
+
+  async set(r: SessionRecord, expectedVersion?: number): Promise<boolean> {
+    const result =
+      expectedVersion === undefined
+        ? this.#insert.run(r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed)
+        : this.#update.run(r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed, r.idHash, expectedVersion)
+    return Number(result.changes) === 1
+  }
+
+  async delete(idHash: string): Promise<boolean> {
+    return Number(this.#delete.run(idHash).changes) === 1
+  }
+
+  async deleteWhere(filter: SessionFilter): Promise<number> {
+    let sql = 'DELETE FROM gatehouse_sessions WHERE sub = ?'
+    const params: string[] = [filter.sub]
+    if (filter.sid !== undefined) {
+      sql += ' AND sid = ?'
+      params.push(filter.sid)
+    }
+    if (filter.partition !== undefined) {
+      sql += ' AND partition = ?'
+      params.push(filter.partition)
+    }
+    return Number(this.#db.prepare(sql).run(...params).changes)
+  }
+
+  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    const rows = (filter.sub === undefined ? this.#listAll.all(now, filter.limit) : this.#listBySub.all(filter.sub, now, filter.limit)) as unknown as Row[]
+    return rows.map(toRecord)
+  }
+
+  async deleteExpired(now: number, limit: number): Promise<number> {
+    return Number(this.#deleteExpired.run(now, limit).changes)
+  }
+
+  async ping(): Promise<void> {
+    this.#db.prepare('SELECT 1').get()
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    this.#db.close()
+  }
+}
+
+function toRecord(row: Row): SessionRecord {
+  return {
+    idHash: row.id_hash,
+    sub: row.sub,
+    sid: row.sid ?? undefined,
+    partition: row.partition,
+    createdAt: Number(row.created_at),
+    renewedAt: Number(row.renewed_at),
+    expiresAt: Number(row.expires_at),
+    version: Number(row.version),
+    sealed: row.sealed,
+  }
+}

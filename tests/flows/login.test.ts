@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+
+describe('login', () => {
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow()
+  })
+  after(() => flow.close())
+
+  test('a full login through the IdP form ends on the returnUrl with a __Host- session cookie', async () => {
+    const browser = flow.browser()
+    const res = await flow.login(browser, { returnUrl: '/after/login?x=1' })
+    assert.equal(res.status, 302)
+    assert.equal(res.headers.get('location'), '/after/login?x=1')
+    const setCookie = res.headers.getSetCookie().find((c) => c.startsWith('__Host-gatehouse='))
+    assert.ok(setCookie, 'session cookie set')
+    assert.match(setCookie, /; Path=\//)
+    assert.match(setCookie, /; Secure/)
+    assert.match(setCookie, /; HttpOnly/)
+    assert.match(setCookie, /; SameSite=Lax/)
+    assert.doesNotMatch(setCookie, /Domain=/i)
+    assert.match(browser.cookies.get('__Host-gatehouse')!, /^[A-Za-z0-9_-]{43}$/)
+  })
+
+  test('/bff/user returns the claims and the bff: management claims after login', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const res = await browser.get(`${flow.origin}/bff/user`, CSRF)
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('cache-control'), 'no-store')
+    const claims = JSON.parse(res.text) as Array<{ type: string; value: unknown }>
+    const get = (type: string) => claims.find((c) => c.type === type)?.value
+    assert.equal(get('sub'), 'alice-0001')
+    assert.equal(get('name'), 'Alice Example')
+    assert.equal(get('email'), 'alice@example.test')
+    const sid = get('sid')
+    assert.equal(typeof sid, 'string')
+    assert.equal(get('bff:logout_url'), `/bff/logout?sid=${encodeURIComponent(sid as string)}`)
+    const expiresIn = get('bff:session_expires_in')
+    assert.equal(typeof expiresIn, 'number')
+    assert.ok((expiresIn as number) > 8 * 3600 - 60 && (expiresIn as number) <= 8 * 3600)
+    for (const protocol of ['nonce', 'at_hash', 'aud', 'iss', 'exp', 'iat']) assert.equal(get(protocol), undefined, `${protocol} is not a user claim`)
+  })
+
+  test('/bff/user without a session is 401 problem+json, never a redirect', async () => {
+    const res = await flow.browser().get(`${flow.origin}/bff/user`, CSRF)
+    assert.equal(res.status, 401)
+    assert.match(res.headers.get('content-type')!, /^application\/problem\+json/)
+    assert.equal(JSON.parse(res.text).code, 'session_required')
+  })
+})

@@ -1,0 +1,114 @@
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { pino } from 'pino'
+import { createGatehouse, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
+import { DEMO_USERS, startIdp, type IdpOptions, type RunningIdp } from '../../src/demo/idp.ts'
+import { generateKey } from '../../src/session/seal.ts'
+import { BrowserJar, type JarResponse } from './browser-jar.ts'
+
+export const CLIENT_ID = 'test-bff'
+export const CLIENT_SECRET = 'test-bff-secret-0123456789'
+export const CSRF = { 'x-csrf': '1' }
+
+export interface Flow {
+  idp: RunningIdp
+  gatehouse: Gatehouse
+  server: Server
+  origin: string
+  keys: string[]
+  /** A fresh browser. */
+  browser(): BrowserJar
+  /** Logs `browser` in through the real IdP login form; returns the final answer after the callback. */
+  login(browser: BrowserJar, options?: { returnUrl?: string; username?: string }): Promise<JarResponse>
+  /** Restarts gatehouse (same port, same IdP) with the same or changed options. */
+  restart(overrides?: Partial<GatehouseOptions>): Promise<void>
+  close(): Promise<void>
+}
+
+export interface FlowOptions {
+  gatehouse?: Partial<GatehouseOptions>
+  runtime?: RuntimeOptions
+  idp?: Partial<IdpOptions>
+  /** Extra node:http handling after gatehouse (local API routes). */
+  app?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
+}
+
+const quiet = pino({ level: 'silent' })
+
+/** A real gatehouse on a loopback port in front of a real oidc-provider IdP. */
+export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
+  let current: { gatehouse: Gatehouse; app?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void } | undefined
+  const server = createServer((req, res) => {
+    const g = current!
+    g.gatehouse.handle(req, res, () => {
+      if (g.app) return g.app(req, res)
+      res.statusCode = 404
+      res.end('not found')
+    })
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const idp = await startIdp({
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [`${origin}/signin-oidc`],
+        post_logout_redirect_uris: [`${origin}/signout-callback-oidc`],
+        backchannel_logout_uri: `${origin}/bff/backchannel`,
+      },
+    ],
+    ...options.idp,
+  })
+  const keys = [generateKey()]
+  const base: GatehouseOptions = {
+    publicOrigin: origin,
+    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+    keys,
+    session: { store: 'memory' },
+    log: { level: 'silent' },
+  }
+  const build = async (overrides: Partial<GatehouseOptions> = {}): Promise<void> => {
+    const merged = { ...base, ...options.gatehouse, ...overrides } as GatehouseOptions
+    const gatehouse = await createGatehouse(merged, { logger: quiet, ...options.runtime })
+    current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}) }
+  }
+  await build()
+
+  const flow: Flow = {
+    idp,
+    get gatehouse() {
+      return current!.gatehouse
+    },
+    server,
+    origin,
+    keys,
+    browser: () => new BrowserJar(),
+    async login(browser, opts = {}) {
+      const user = DEMO_USERS.find((u) => u.username === (opts.username ?? 'alice'))!
+      const query = opts.returnUrl === undefined ? '' : `?returnUrl=${encodeURIComponent(opts.returnUrl)}`
+      const form = await browser.follow(await browser.get(`${origin}/bff/login${query}`))
+      if (!form.text.includes('name="password"')) throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
+      const afterLogin = await browser.submitForm(form, { username: user.username, password: user.password })
+      // Follow the IdP's redirects up to, and including, gatehouse's callback; stop at its redirect.
+      let res = afterLogin
+      for (let i = 0; i < 15 && res.status >= 300 && res.status < 400; i++) {
+        const next = new URL(res.headers.get('location')!, res.url).href
+        res = await browser.get(next)
+        if (next.startsWith(`${origin}/signin-oidc`)) break
+      }
+      return res
+    },
+    async restart(overrides) {
+      await current!.gatehouse.close()
+      await build(overrides)
+    },
+    async close() {
+      await current?.gatehouse.close()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await idp.close()
+    },
+  }
+  return flow
+}
