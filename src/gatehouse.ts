@@ -63,6 +63,11 @@ export async function createGatehouse(options: GatehouseOptions, runtime: Runtim
     for (const issue of issues) (errors[issue.path] ??= []).push(issue.message)
     throw new GatehouseError('config_invalid', issues.map((i) => `${i.path}: ${i.message}`).join('\n'), { errors })
   }
+  return buildGatehouse(config, runtime)
+}
+
+/** Builds gatehouse from an already validated config (the CLI validates first to print its issues). */
+export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {}): Promise<Gatehouse> {
   const log = runtime.logger ?? createLogger(config.log.level)
   const now = runtime.now ?? Date.now
   const store = runtime.store ?? (await openStore(config.session.store))

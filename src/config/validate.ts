@@ -75,7 +75,7 @@ const schema = z.strictObject({
       absoluteLifetime: duration('24h'),
       cleanupInterval: duration('10m'),
     })
-    .default({} as never),
+    .prefault({}),
   managementBasePath: localPath.refine((p) => p.length > 1 && !p.endsWith('/'), 'must be a path such as "/bff" (no trailing slash)').default('/bff'),
   antiForgery: z
     .strictObject({

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { exportJWK, generateKeyPair } from 'jose'
 import type { Configuration } from 'oidc-provider'
 import { escapeHtml } from '../http/reply.ts'
+import { createIdpStorage } from './idp-storage.ts'
 
 /**
  * An embedded OpenID Provider (node-oidc-provider) for the demo and the tests — never for production.
@@ -45,6 +46,8 @@ export interface IdpClient {
 
 export interface IdpOptions {
   host?: string
+  /** Host name in the issuer URL (default: the listen host). */
+  issuerHost?: string
   /** 0 picks a free port. */
   port?: number
   clients: IdpClient[]
@@ -79,12 +82,13 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   })
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve))
   const port = (server.address() as AddressInfo).port
-  const issuer = `http://${host === '127.0.0.1' || host === '::1' ? host : 'localhost'}:${port}`
+  const issuer = `http://${options.issuerHost ?? (host.includes(':') ? `[${host}]` : host)}:${port}`
 
   const { privateKey } = await generateKeyPair('RS256', { extractable: true })
   const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' }
 
   const configuration = {
+    adapter: createIdpStorage(),
     clients: options.clients.map((c) => ({
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],

@@ -23,15 +23,28 @@ export function toLocalPath(value: string): string | undefined {
     decoded = next
   }
   if (/[\u0000-\u001F\u007F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\')) return undefined
+  // The decoded form must not become protocol-relative once its dot segments are resolved either
+  // (`/%2E/%2Fevil` → `/.//evil` → `//evil`), else the normalised output would decode to `//evil`.
+  if (decoded !== value && !isLocalResolution(decoded)) return undefined
+  const url = resolve(value)
+  if (!url) return undefined
+  const path = url.pathname + url.search + url.hash
+  return path.startsWith('//') ? undefined : path
+}
+
+function resolve(value: string): URL | undefined {
   let url: URL
   try {
     url = new URL(value, BASE)
   } catch {
     return undefined
   }
-  if (url.origin !== BASE) return undefined
-  const path = url.pathname + url.search + url.hash
-  return path.startsWith('//') ? undefined : path
+  return url.origin === BASE ? url : undefined
+}
+
+function isLocalResolution(value: string): boolean {
+  const url = resolve(value)
+  return url !== undefined && !url.pathname.startsWith('//')
 }
 
 /** The request's `returnUrl` parameter: "/" when absent, undefined when invalid or repeated. */
