@@ -79,8 +79,10 @@ export class Sessions {
 
   /** Replaces the sealed data (e.g. refreshed tokens); false when the session ended or changed meanwhile. */
   async update(session: Session, data: SessionData): Promise<boolean> {
+    // Only the record's fields go to the store: spreading the Session would hand it the plaintext data.
+    const { data: _plain, ...meta } = session
     const record: SessionRecord = {
-      ...session,
+      ...meta,
       version: session.version + 1,
       sealed: this.#keyRing.seal(JSON.stringify(data), `${SEAL_PURPOSE}|${session.idHash}`),
     }

@@ -29,6 +29,8 @@ export interface FlowOptions {
   gatehouse?: Partial<GatehouseOptions>
   runtime?: RuntimeOptions
   idp?: Partial<IdpOptions>
+  /** Replaces the whole request listener (e.g. an Express app that mounts gatehouse itself). */
+  listener?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
   /** Extra node:http handling after gatehouse (local API routes). */
   app?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
 }
@@ -37,9 +39,10 @@ const quiet = pino({ level: 'silent' })
 
 /** A real gatehouse on a loopback port in front of a real oidc-provider IdP. */
 export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
-  let current: { gatehouse: Gatehouse; app?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void } | undefined
+  let current: { gatehouse: Gatehouse; app?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void; listener?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void } | undefined
   const server = createServer((req, res) => {
     const g = current!
+    if (g.listener) return g.listener(req, res)
     g.gatehouse.handle(req, res, () => {
       if (g.app) return g.app(req, res)
       res.statusCode = 404
@@ -71,7 +74,7 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   const build = async (overrides: Partial<GatehouseOptions> = {}): Promise<void> => {
     const merged = { ...base, ...options.gatehouse, ...overrides } as GatehouseOptions
     const gatehouse = await createGatehouse(merged, { logger: quiet, ...options.runtime })
-    current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}) }
+    current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}), ...(options.listener ? { listener: options.listener(gatehouse) } : {}) }
   }
   await build()
 
