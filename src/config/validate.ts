@@ -83,7 +83,7 @@ const schema = z.strictObject({
       value: z.string().min(1).default('1'),
     })
     .default({ header: 'X-CSRF', value: '1' }),
-  anonymousSessionResponse: z.union([z.literal(401), z.literal(200)]).default(401),
+  anonymousSessionResponse: z.union([z.literal(401), z.literal(200)], { error: 'must be 401 or 200' }).default(401),
   revokeRefreshTokenOnLogout: z.boolean().default(true),
   backchannelLogout: z.strictObject({ allUserSessions: z.boolean().default(false) }).default({ allUserSessions: false }),
   remoteApis: z
@@ -136,14 +136,17 @@ export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {
 
 /** Validates raw config; returns every problem at once, one per key path. */
 export function validateConfig(raw: unknown): { config: Config; issues: [] } | { config: undefined; issues: ConfigIssue[] } {
-  const parsed = schema.safeParse(raw ?? {})
+  const parsed = schema.safeParse(raw ?? {}, { reportInput: true })
   if (!parsed.success) {
     const issues: ConfigIssue[] = []
     for (const issue of parsed.error.issues) {
       if (issue.code === 'unrecognized_keys') {
         for (const key of issue.keys) issues.push({ path: formatKeyPath([...issue.path, key]), message: 'unknown key' })
-      } else if (issue.code === 'invalid_type' && issue.input === undefined) {
-        issues.push({ path: formatKeyPath(issue.path), message: 'is required' })
+      } else if (issue.code === 'invalid_type') {
+        const missing = issue.input === undefined
+        issues.push({ path: formatKeyPath(issue.path), message: missing ? 'is required' : `must be ${article(issue.expected)} (got ${describeType(issue.input)})` })
+      } else if (issue.code === 'invalid_value') {
+        issues.push({ path: formatKeyPath(issue.path), message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` })
       } else {
         issues.push({ path: formatKeyPath(issue.path), message: issue.message })
       }
@@ -183,6 +186,15 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
 }
 
 type Parsed = z.output<typeof schema>
+
+function article(expected: string): string {
+  return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`
+}
+
+/** The type of a bad value, never the value itself: it may be a secret. */
+function describeType(value: unknown): string {
+  return Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`
+}
 
 function crossCheck(value: Parsed): ConfigIssue[] {
   const issues: ConfigIssue[] = []

@@ -10,7 +10,7 @@ import { user } from '../endpoints/user.ts'
 import { parseCookies } from './cookies.ts'
 import type { Handler, RequestContext, Services } from './context.ts'
 import { problemJson, problemPage, type Reply } from './reply.ts'
-import { requestOrigin } from './origin.ts'
+import { hasUsableHostHeader, requestOrigin } from './origin.ts'
 
 /** API routes answer problem+json; page routes (a browser navigates there) answer a small HTML page. */
 export interface Route {
@@ -49,7 +49,7 @@ const contexts = new WeakMap<IncomingMessage, RequestContext>()
 export function contextFor(req: IncomingMessage, services: Services): RequestContext {
   let ctx = contexts.get(req)
   if (ctx) return ctx
-  const origin = requestOrigin(req, services.config.publicOrigin, services.config.trustProxy)
+  const origin = hasUsableHostHeader(req) ? requestOrigin(req, services.config.publicOrigin, services.config.trustProxy) : undefined
   const requestId = randomUUID()
   let url: URL
   try {
@@ -118,7 +118,9 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
 export function failureReply(err: unknown, ctx: RequestContext, kind: Route['kind']): Reply {
   const status = err instanceof GatehouseError ? err.status : 500
   if (status >= 500) ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'request failed')
-  return kind === 'page' ? problemPage(err, ctx.requestId) : problemJson(err, ctx.requestId)
+  // Refused parameters are problem+json with `errors` on every route (SPEC §3), page routes included.
+  const parameterErrors = err instanceof GatehouseError && err.errors !== undefined
+  return kind === 'page' && !parameterErrors ? problemPage(err, ctx.requestId) : problemJson(err, ctx.requestId)
 }
 
 export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContext): void {

@@ -5,6 +5,23 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:\d{1,5})?$/
+/** Characters of uri-host [":" port] (RFC 3986): no userinfo, path, query, fragment, space or backslash. */
+const HOST_FIELD = /^[A-Za-z0-9\-._~!$&'()*+,;=:[\]]+$/
+
+/**
+ * RFC 9112 §3.2: a request with more than one Host line or an invalid Host value gets 400, also when
+ * publicOrigin makes the Host header otherwise unused. An absent Host (HTTP/1.0, HTTP/2 compat) is
+ * left to requestOrigin: fine with publicOrigin, refused without it.
+ */
+export function hasUsableHostHeader(req: IncomingMessage): boolean {
+  const values = req.headersDistinct?.host ?? (req.headers.host === undefined ? undefined : [req.headers.host])
+  if (values === undefined) return true
+  if (values.length !== 1) return false
+  const host = values[0]!
+  // uri-host [":" port] (RFC 3986 characters, no userinfo), and a host and port the URL parser accepts.
+  if (!HOST_FIELD.test(host) || !URL.canParse(`http://${host}/`)) return false
+  return new URL(`http://${host}/`).pathname === '/'
+}
 
 /**
  * The origin the browser used. A configured publicOrigin always wins; without it the Host header

@@ -28,6 +28,12 @@ describe('gatehouse check-config', () => {
     assert.match(res.stdout, /configuration is valid/)
   })
 
+  test('the shipped gatehouse.example.json is valid', async () => {
+    const example = new URL('../../gatehouse.example.json', import.meta.url).pathname
+    const res = await runCli(['check-config', '--config', example], { env: { OIDC_CLIENT_SECRET: 'x', GATEHOUSE_KEY: generateKey() } })
+    assert.equal(res.code, 0, res.stderr)
+  })
+
   test('YAML is accepted', async () => {
     const yaml = `oidc:\n  authority: https://idp.example.com\n  clientId: spa\n  clientSecret: x\nkeys:\n  - ${generateKey()}\nsession:\n  store: memory\n`
     const res = await runCli(['check-config', '--config', file('ok.yaml', yaml)])

@@ -1,0 +1,360 @@
+import assert from 'node:assert/strict'
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { interpolateEnv, loadConfigFile } from '../../src/config/load.ts'
+import type { ConfigIssue } from '../../src/config/types.ts'
+import { formatKeyPath, validateConfig } from '../../src/config/validate.ts'
+import { generateKey } from '../../src/session/seal.ts'
+
+const KEY = generateKey()
+const minimal = () => ({ oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff' }, keys: [KEY] })
+
+function issuesOf(raw: unknown): ConfigIssue[] {
+  const result = validateConfig(raw)
+  assert.equal(result.config, undefined, 'config is refused')
+  return result.issues
+}
+
+function pathsOf(raw: unknown): string[] {
+  return issuesOf(raw).map((i) => i.path)
+}
+
+function withSession(session: Record<string, unknown>) {
+  return { ...minimal(), session }
+}
+
+describe('validateConfig', () => {
+  test('a minimal config is accepted with every default filled in', () => {
+    const { config, issues } = validateConfig(minimal())
+    assert.deepEqual(issues, [])
+    assert.ok(config)
+    assert.deepEqual(config.listen, { host: '127.0.0.1', port: 8080 })
+    assert.equal(config.publicOrigin, undefined)
+    assert.equal(config.trustProxy, false)
+    assert.equal(config.oidc.authority, 'https://idp.example.com')
+    assert.equal(config.oidc.clientId, 'spa-bff')
+    assert.equal(config.oidc.clientAuth, 'none')
+    assert.deepEqual(config.oidc.scopes, ['openid', 'profile', 'offline_access'])
+    assert.equal(config.oidc.redirectPath, '/signin-oidc')
+    assert.equal(config.oidc.postLogoutRedirectPath, '/signout-callback-oidc')
+    assert.equal(config.oidc.timeoutMs, 10_000)
+    assert.deepEqual(config.keys, [KEY])
+    assert.deepEqual(config.session, {
+      mode: 'server',
+      store: 'sqlite:./gatehouse-sessions.db',
+      cookieName: '__Host-gatehouse',
+      sameSite: 'lax',
+      sliding: true,
+      lifetimeMs: 8 * 3_600_000,
+      absoluteLifetimeMs: 24 * 3_600_000,
+      cleanupIntervalMs: 10 * 60_000,
+    })
+    assert.equal(config.managementBasePath, '/bff')
+    assert.deepEqual(config.antiForgery, { header: 'X-CSRF', value: '1' })
+    assert.equal(config.anonymousSessionResponse, 401)
+    assert.equal(config.revokeRefreshTokenOnLogout, true)
+    assert.deepEqual(config.backchannelLogout, { allUserSessions: false })
+    assert.deepEqual(config.remoteApis, [])
+    assert.deepEqual(config.frontends, [])
+    assert.equal(config.diagnostics, false)
+    assert.equal(config.admin, undefined)
+    assert.equal(config.log.level, 'info')
+  })
+
+  test('a partial session block keeps the defaults of the keys it leaves out', () => {
+    const { config } = validateConfig(withSession({ store: 'memory', lifetime: '30m' }))
+    assert.equal(config?.session.store, 'memory')
+    assert.equal(config?.session.lifetimeMs, 30 * 60_000)
+    assert.equal(config?.session.cookieName, '__Host-gatehouse')
+    assert.equal(config?.session.absoluteLifetimeMs, 24 * 3_600_000)
+  })
+
+  test('durations in every unit are converted to milliseconds', () => {
+    const { config } = validateConfig({
+      ...minimal(),
+      oidc: { ...minimal().oidc, timeout: '250ms' },
+      session: { lifetime: '45s', absoluteLifetime: '7d', cleanupInterval: '2h' },
+    })
+    assert.equal(config?.oidc.timeoutMs, 250)
+    assert.equal(config?.session.lifetimeMs, 45_000)
+    assert.equal(config?.session.absoluteLifetimeMs, 7 * 86_400_000)
+    assert.equal(config?.session.cleanupIntervalMs, 2 * 3_600_000)
+  })
+
+  test('a client secret selects client_secret_basic unless clientAuth says otherwise', () => {
+    const { config } = validateConfig({ ...minimal(), oidc: { ...minimal().oidc, clientSecret: 's3cret' } })
+    assert.equal(config?.oidc.clientAuth, 'client_secret_basic')
+    assert.equal(config?.oidc.clientSecret, 's3cret')
+  })
+
+  test('the validated config is frozen all the way down', () => {
+    const { config } = validateConfig(minimal())
+    assert.ok(config)
+    assert.ok(Object.isFrozen(config))
+    assert.ok(Object.isFrozen(config.session))
+    assert.ok(Object.isFrozen(config.oidc.scopes))
+    assert.throws(() => {
+      ;(config.session as { store: string }).store = 'memory'
+    }, TypeError)
+  })
+
+  test('an empty or missing config names each required key', () => {
+    for (const raw of [{}, undefined, null]) {
+      const issues = issuesOf(raw)
+      assert.deepEqual(issues, [
+        { path: 'oidc', message: 'is required' },
+        { path: 'keys', message: 'is required' },
+      ])
+    }
+  })
+
+  test('a config that is not an object is refused at the root', () => {
+    for (const raw of ['text', 42, [1, 2]]) assert.deepEqual(pathsOf(raw), ['(root)'])
+  })
+
+  test('every problem of a bad config is reported at once, by dotted key path with array indexes', () => {
+    const issues = issuesOf({
+      oidc: { authority: 'ftp://idp', clientId: '' },
+      keys: [KEY, 'not-a-key'],
+      session: { cookieName: 'gatehouse', lifetime: 'forever' },
+      remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000' }, { path: '/other', target: 'not a url' }],
+      managementBasePath: '/bff/',
+    })
+    const paths = issues.map((i) => i.path)
+    for (const expected of ['oidc.authority', 'oidc.clientId', 'keys[1]', 'session.cookieName', 'session.lifetime', 'remoteApis[1].target', 'managementBasePath']) {
+      assert.ok(paths.includes(expected), `${expected} in ${paths.join(', ')}`)
+    }
+    assert.ok(!paths.includes('keys[0]'), 'the valid key is not reported')
+    assert.ok(!paths.includes('remoteApis[0].target'), 'the valid target is not reported')
+    assert.equal(issues.find((i) => i.path === 'oidc.clientId')?.message, 'must not be empty')
+    assert.match(issues.find((i) => i.path === 'keys[1]')!.message, /32-byte key/)
+    for (const issue of issues) assert.ok(issue.message.length > 0)
+  })
+
+  test('a nested missing key is reported as required at its path', () => {
+    assert.deepEqual(issuesOf({ oidc: { authority: 'https://idp.example.com' }, keys: [KEY] }), [{ path: 'oidc.clientId', message: 'is required' }])
+  })
+
+  test('a wrong type is reported at its path', () => {
+    assert.deepEqual(pathsOf({ ...minimal(), listen: { port: '8080' }, trustProxy: 'yes', keys: [KEY, 7] }).sort(), ['keys[1]', 'listen.port', 'trustProxy'])
+  })
+
+  test('an empty key ring is refused', () => {
+    assert.deepEqual(pathsOf({ ...minimal(), keys: [] }), ['keys'])
+  })
+
+  test('unknown keys are reported one by one, at any depth', () => {
+    const issues = issuesOf({
+      ...minimal(),
+      sesion: {},
+      oidc: { ...minimal().oidc, clientSecrett: 'x' },
+      session: { lifetme: '1h' },
+      remoteApis: [{ path: '/api', target: 'https://api.example.com', tokne: 'user' }],
+    })
+    assert.deepEqual(
+      issues.filter((i) => i.message === 'unknown key').map((i) => i.path).sort(),
+      ['oidc.clientSecrett', 'remoteApis[0].tokne', 'sesion', 'session.lifetme'],
+    )
+  })
+
+  test('an http:// authority is refused unless it is a loopback host', () => {
+    for (const authority of ['http://idp.example.com', 'http://10.0.0.1', 'http://localhost.example.com', 'http://127.example.com', 'idp.example.com', 'ftp://idp.example.com']) {
+      assert.deepEqual(pathsOf({ ...minimal(), oidc: { ...minimal().oidc, authority } }), ['oidc.authority'], authority)
+    }
+    for (const authority of ['https://idp.example.com/realms/x', 'http://localhost:8443', 'http://127.0.0.1:9000', 'http://[::1]:9000']) {
+      assert.deepEqual(validateConfig({ ...minimal(), oidc: { ...minimal().oidc, authority } }).issues, [], authority)
+    }
+  })
+
+  test('publicOrigin must be an https origin without a path and is normalised', () => {
+    assert.equal(validateConfig({ ...minimal(), publicOrigin: 'https://App.Example.com' }).config?.publicOrigin, 'https://app.example.com')
+    for (const publicOrigin of ['http://app.example.com', 'https://app.example.com/app', 'https://app.example.com/?x=1']) {
+      assert.deepEqual(pathsOf({ ...minimal(), publicOrigin }), ['publicOrigin'], publicOrigin)
+    }
+  })
+
+  test('a cookie name without the __Host- prefix is refused', () => {
+    for (const cookieName of ['gatehouse', '__Secure-gatehouse', '__host-gatehouse', 'Host-gatehouse']) {
+      assert.deepEqual(issuesOf(withSession({ cookieName })), [{ path: 'session.cookieName', message: 'must start with "__Host-"' }], cookieName)
+    }
+    assert.deepEqual(pathsOf(withSession({ cookieName: '__Host-bad name' })), ['session.cookieName'])
+    assert.equal(validateConfig(withSession({ cookieName: '__Host-app' })).config?.session.cookieName, '__Host-app')
+  })
+
+  test('durations that are not a number with a unit, or not positive, are refused', () => {
+    for (const lifetime of ['8', '8 hours', '1.5h', '-1h', '0s', '0ms', 'h', '', '8H', '1w', 3600]) {
+      const issues = issuesOf(withSession({ lifetime }))
+      assert.deepEqual(issues.map((i) => i.path), ['session.lifetime'], String(lifetime))
+    }
+    assert.match(issuesOf(withSession({ lifetime: '8 hours' }))[0]!.message, /must be a duration/)
+  })
+
+  test('cross-field problems are reported together', () => {
+    const issues = issuesOf({
+      ...minimal(),
+      oidc: { ...minimal().oidc, clientAuth: 'client_secret_post', scopes: ['profile'], postLogoutRedirectPath: '/signin-oidc' },
+      session: { lifetime: '8h', absoluteLifetime: '1h' },
+    })
+    assert.deepEqual(issues.map((i) => i.path).sort(), ['oidc.clientSecret', 'oidc.postLogoutRedirectPath', 'oidc.scopes', 'session.absoluteLifetime'])
+  })
+
+  test('features not in this version are refused with a clear message', () => {
+    assert.deepEqual(pathsOf(withSession({ mode: 'cookie' })), ['session.mode'])
+    assert.deepEqual(pathsOf(withSession({ store: 'redis://cache:6379' })), ['session.store'])
+    assert.deepEqual(pathsOf(withSession({ store: 'postgres://db/gatehouse' })), ['session.store'])
+    assert.deepEqual(pathsOf(withSession({ store: 'mysql://db' })), ['session.store'])
+    const remote = issuesOf({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000' }] })
+    assert.deepEqual(remote, [{ path: 'remoteApis', message: 'remote API proxying is not available in this version' }])
+  })
+
+  test('duplicate remote API prefixes are reported at the later index', () => {
+    const paths = pathsOf({
+      ...minimal(),
+      remoteApis: [
+        { path: '/api', target: 'https://a.example.com' },
+        { path: '/api', target: 'https://b.example.com' },
+      ],
+    })
+    assert.deepEqual(paths, ['remoteApis[1].path', 'remoteApis'])
+  })
+})
+
+describe('formatKeyPath', () => {
+  test('joins keys with dots and writes array indexes in brackets', () => {
+    assert.equal(formatKeyPath(['remoteApis', 0, 'target']), 'remoteApis[0].target')
+    assert.equal(formatKeyPath(['keys', 2]), 'keys[2]')
+    assert.equal(formatKeyPath(['oidc', 'clientId']), 'oidc.clientId')
+    assert.equal(formatKeyPath([]), '(root)')
+  })
+})
+
+describe('interpolateEnv', () => {
+  test('${NAME} is replaced by the environment variable in every string, at any depth', () => {
+    const issues: ConfigIssue[] = []
+    const out = interpolateEnv(
+      { oidc: { clientSecret: '${SECRET}', authority: 'https://${HOST}/realms/${REALM}' }, keys: ['${KEY1}', 'literal'], listen: { port: 8080 }, trustProxy: true, x: null },
+      { SECRET: 's3cret', HOST: 'idp.example.com', REALM: 'main', KEY1: KEY },
+      '',
+      issues,
+    )
+    assert.deepEqual(issues, [])
+    assert.deepEqual(out, {
+      oidc: { clientSecret: 's3cret', authority: 'https://idp.example.com/realms/main' },
+      keys: [KEY, 'literal'],
+      listen: { port: 8080 },
+      trustProxy: true,
+      x: null,
+    })
+  })
+
+  test('an unset variable is reported at its key path, one issue per reference', () => {
+    const issues: ConfigIssue[] = []
+    interpolateEnv({ oidc: { clientSecret: '${MISSING_SECRET}' }, keys: ['${K0}', '${MISSING_KEY}'], admin: { token: '${A}-${B}' } }, { K0: KEY }, '', issues)
+    assert.deepEqual(issues, [
+      { path: 'oidc.clientSecret', message: 'environment variable MISSING_SECRET is not set' },
+      { path: 'keys[1]', message: 'environment variable MISSING_KEY is not set' },
+      { path: 'admin.token', message: 'environment variable A is not set' },
+      { path: 'admin.token', message: 'environment variable B is not set' },
+    ])
+  })
+
+  test('a variable set to the empty string is used, not reported', () => {
+    const issues: ConfigIssue[] = []
+    assert.deepEqual(interpolateEnv({ a: 'x${EMPTY}y' }, { EMPTY: '' }, '', issues), { a: 'xy' })
+    assert.deepEqual(issues, [])
+  })
+
+  test('replacement values are inserted literally, never re-expanded', () => {
+    const issues: ConfigIssue[] = []
+    const out = interpolateEnv({ a: '${V}' }, { V: "$& $1 $' ${OTHER}" }, '', issues)
+    assert.deepEqual(out, { a: "$& $1 $' ${OTHER}" })
+    assert.deepEqual(issues, [])
+  })
+
+  test('text that is not a ${NAME} reference is left alone', () => {
+    const issues: ConfigIssue[] = []
+    const text = '$NAME ${} ${1BAD} ${with-dash} $${ x'
+    assert.equal(interpolateEnv(text, {}, '', issues), text)
+    assert.deepEqual(issues, [])
+  })
+
+  test('a top-level string with an unset variable is reported at (root)', () => {
+    const issues: ConfigIssue[] = []
+    interpolateEnv('${NOPE}', {}, '', issues)
+    assert.deepEqual(issues, [{ path: '(root)', message: 'environment variable NOPE is not set' }])
+  })
+})
+
+describe('loadConfigFile', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-config-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  const write = (name: string, text: string) => {
+    const path = join(dir, name)
+    writeFileSync(path, text)
+    return path
+  }
+
+  test('a JSON file is parsed', async () => {
+    const path = write('gatehouse.json', JSON.stringify(minimal()))
+    assert.deepEqual(await loadConfigFile(path), { raw: minimal(), issues: [] })
+  })
+
+  test('a YAML file (.yaml or .yml) is parsed', async () => {
+    const yaml = `oidc:\n  authority: https://idp.example.com\n  clientId: spa-bff\nkeys:\n  - ${KEY}\n`
+    for (const name of ['gatehouse.yaml', 'gatehouse.YML']) {
+      assert.deepEqual(await loadConfigFile(write(name, yaml)), { raw: minimal(), issues: [] }, name)
+    }
+  })
+
+  test('a missing file is an issue, not an exception', async () => {
+    const path = join(dir, 'nope.json')
+    const { raw, issues } = await loadConfigFile(path)
+    assert.equal(raw, undefined)
+    assert.deepEqual(issues, [{ path: '(file)', message: `${path}: file not found` }])
+  })
+
+  test('a path that cannot be read as a file is an issue', async () => {
+    const path = join(dir, 'a-directory.json')
+    mkdirSync(path)
+    const { raw, issues } = await loadConfigFile(path)
+    assert.equal(raw, undefined)
+    assert.deepEqual(issues, [{ path: '(file)', message: `${path}: file cannot be read` }])
+  })
+
+  test('broken JSON is reported with the parser\'s reason, not thrown', async () => {
+    for (const text of ['{"oidc": ', '', '{oidc: 1}', '// comment\n{}']) {
+      const path = write('broken.json', text)
+      const { raw, issues } = await loadConfigFile(path)
+      assert.equal(raw, undefined)
+      assert.equal(issues.length, 1)
+      assert.equal(issues[0]!.path, '(file)')
+      assert.match(issues[0]!.message, /not valid JSON \(.+\)$/)
+      assert.ok(!issues[0]!.message.includes('\n'), 'one line')
+    }
+  })
+
+  test('broken YAML is reported, not thrown', async () => {
+    const path = write('broken.yaml', 'oidc:\n  authority: [unclosed\n  clientId: x\n')
+    const { raw, issues } = await loadConfigFile(path)
+    assert.equal(raw, undefined)
+    assert.equal(issues.length, 1)
+    assert.match(issues[0]!.message, /not valid YAML/)
+  })
+
+  test('a loaded, interpolated file validates end to end', async () => {
+    const path = write('env.json', JSON.stringify({ oidc: { authority: 'https://idp.example.com', clientId: 'spa', clientSecret: '${SECRET}' }, keys: ['${KEY}'] }))
+    const { raw } = await loadConfigFile(path)
+    const issues: ConfigIssue[] = []
+    const value = interpolateEnv(raw, { SECRET: 's', KEY }, '', issues)
+    assert.deepEqual(issues, [])
+    const { config } = validateConfig(value)
+    assert.equal(config?.oidc.clientSecret, 's')
+    assert.deepEqual(config?.keys, [KEY])
+  })
+})
