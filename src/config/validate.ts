@@ -137,25 +137,10 @@ export function formatKeyPath(path: ReadonlyArray<PropertyKey>): string {
 /** Validates raw config; returns every problem at once, one per key path. */
 export function validateConfig(raw: unknown): { config: Config; issues: [] } | { config: undefined; issues: ConfigIssue[] } {
   const parsed = schema.safeParse(raw ?? {}, { reportInput: true })
-  if (!parsed.success) {
-    const issues: ConfigIssue[] = []
-    for (const issue of parsed.error.issues) {
-      if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys) issues.push({ path: formatKeyPath([...issue.path, key]), message: 'unknown key' })
-      } else if (issue.code === 'invalid_type') {
-        const missing = issue.input === undefined
-        issues.push({ path: formatKeyPath(issue.path), message: missing ? 'is required' : `must be ${article(issue.expected)} (got ${describeType(issue.input)})` })
-      } else if (issue.code === 'invalid_value') {
-        issues.push({ path: formatKeyPath(issue.path), message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` })
-      } else {
-        issues.push({ path: formatKeyPath(issue.path), message: issue.message })
-      }
-    }
-    return { config: undefined, issues }
-  }
+  const issues: ConfigIssue[] = parsed.success ? [] : parsed.error.issues.flatMap(toConfigIssues)
+  for (const issue of crossCheck(raw)) if (!issues.some((i) => i.path === issue.path)) issues.push(issue)
+  if (!parsed.success || issues.length) return { config: undefined, issues }
   const value = parsed.data
-  const issues = crossCheck(value)
-  if (issues.length) return { config: undefined, issues }
   const { timeout, ...oidc } = value.oidc
   const { lifetime, absoluteLifetime, cleanupInterval, ...session } = value.session
   const config: Config = {
@@ -185,7 +170,19 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
   return { config: deepFreeze(config), issues: [] }
 }
 
-type Parsed = z.output<typeof schema>
+function toConfigIssues(issue: z.core.$ZodIssue): ConfigIssue[] {
+  const path = formatKeyPath(issue.path)
+  switch (issue.code) {
+    case 'unrecognized_keys':
+      return issue.keys.map((key) => ({ path: formatKeyPath([...issue.path, key]), message: 'unknown key' }))
+    case 'invalid_type':
+      return [{ path, message: issue.input === undefined ? 'is required' : `must be ${article(issue.expected)} (got ${describeType(issue.input)})` }]
+    case 'invalid_value':
+      return [{ path, message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` }]
+    default:
+      return [{ path, message: issue.message }]
+  }
+}
 
 function article(expected: string): string {
   return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`
@@ -196,39 +193,60 @@ function describeType(value: unknown): string {
   return Array.isArray(value) ? 'an array' : value === null ? 'null' : `a ${typeof value}`
 }
 
-function crossCheck(value: Parsed): ConfigIssue[] {
+/**
+ * Rules that span several keys. They read the raw input leniently (a value of the wrong type counts
+ * as absent), so they run even when the schema found problems: every problem is reported at once.
+ */
+function crossCheck(raw: unknown): ConfigIssue[] {
   const issues: ConfigIssue[] = []
-  const { oidc, session } = value
-  const auth = oidc.clientAuth
-  if ((auth === 'client_secret_basic' || auth === 'client_secret_post') && !oidc.clientSecret) {
+  const root = record(raw)
+  const oidc = record(root.oidc)
+  const session = record(root.session)
+  const secret = text(oidc.clientSecret)
+  const auth = text(oidc.clientAuth) ?? (oidc.privateKeyJwk ? 'private_key_jwt' : secret ? 'client_secret_basic' : 'none')
+  if ((auth === 'client_secret_basic' || auth === 'client_secret_post') && !secret) {
     issues.push({ path: 'oidc.clientSecret', message: `is required when oidc.clientAuth is "${auth}"` })
   }
   if (auth === 'private_key_jwt' && !oidc.privateKeyJwk) {
     issues.push({ path: 'oidc.privateKeyJwk', message: 'is required when oidc.clientAuth is "private_key_jwt"' })
   }
-  if (!oidc.scopes.includes('openid')) issues.push({ path: 'oidc.scopes', message: 'must include "openid"' })
-  if (oidc.redirectPath === oidc.postLogoutRedirectPath) {
+  if (Array.isArray(oidc.scopes) && !oidc.scopes.includes('openid')) issues.push({ path: 'oidc.scopes', message: 'must include "openid"' })
+  if ((text(oidc.redirectPath) ?? '/signin-oidc') === (text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc')) {
     issues.push({ path: 'oidc.postLogoutRedirectPath', message: 'must differ from oidc.redirectPath' })
   }
-  if (session.sliding && session.absoluteLifetime < session.lifetime) {
+  const lifetime = parseDuration(text(session.lifetime) ?? '8h')
+  const absolute = parseDuration(text(session.absoluteLifetime) ?? '24h')
+  if (session.sliding !== false && lifetime !== undefined && absolute !== undefined && absolute < lifetime) {
     issues.push({ path: 'session.absoluteLifetime', message: 'must not be shorter than session.lifetime' })
   }
   if (session.mode === 'cookie') issues.push({ path: 'session.mode', message: '"cookie" mode is not available in this version; use "server"' })
-  if (session.store.startsWith('redis') || session.store.startsWith('postgres')) {
+  if (/^(rediss?|postgres(ql)?):\/\//.test(text(session.store) ?? '')) {
     issues.push({ path: 'session.store', message: 'redis:// and postgres:// stores are not available in this version; use "memory" or "sqlite:PATH"' })
   }
+  const apis = Array.isArray(root.remoteApis) ? root.remoteApis : []
   const seen = new Map<string, number>()
-  value.remoteApis.forEach((api, i) => {
-    const before = seen.get(api.path)
+  apis.forEach((api, i) => {
+    const path = text(record(api).path)
+    if (path === undefined) return
+    const before = seen.get(path)
     if (before !== undefined) issues.push({ path: `remoteApis[${i}].path`, message: `duplicates remoteApis[${before}].path` })
-    seen.set(api.path, i)
+    seen.set(path, i)
   })
-  if (value.remoteApis.length) issues.push({ path: 'remoteApis', message: 'remote API proxying is not available in this version' })
-  if (value.frontends.length) issues.push({ path: 'frontends', message: 'frontends are not available in this version' })
-  value.frontends.forEach((f, i) => {
-    if (!f.static === !f.indexHtmlUrl) issues.push({ path: `frontends[${i}]`, message: 'needs exactly one of "static" or "indexHtmlUrl"' })
+  if (apis.length) issues.push({ path: 'remoteApis', message: 'remote API proxying is not available in this version' })
+  const frontends = Array.isArray(root.frontends) ? root.frontends : []
+  if (frontends.length) issues.push({ path: 'frontends', message: 'frontends are not available in this version' })
+  frontends.forEach((f, i) => {
+    if (!record(f).static === !record(f).indexHtmlUrl) issues.push({ path: `frontends[${i}]`, message: 'needs exactly one of "static" or "indexHtmlUrl"' })
   })
   return issues
+}
+
+function record(value: unknown): Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : {}
+}
+
+function text(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined
 }
 
 function deepFreeze<T>(value: T): T {

@@ -1,10 +1,10 @@
 import * as oidc from 'openid-client'
 import { GatehouseError } from '../errors.ts'
-import { serializeCookie } from '../http/cookies.ts'
+import { deleteCookie, serializeCookie } from '../http/cookies.ts'
 import { singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
-import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState } from '../oidc/login-state.ts'
+import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCookies } from '../oidc/login-state.ts'
 
 /**
  * GET /bff/login?returnUrl=/local&prompt=… — starts the authorization code flow with PKCE S256,
@@ -43,5 +43,6 @@ export const login: Handler = async (ctx) => {
     // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
     { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
   )
-  return redirect(authorizeUrl.href, [cookie])
+  const stale = staleLoginCookies(keyRing, ctx.cookies, config.session.cookieName).map((name) => deleteCookie(name, 'lax'))
+  return redirect(authorizeUrl.href, [...stale, cookie])
 }

@@ -25,6 +25,36 @@ export function loginCookiePrefix(sessionCookieName: string): string {
   return `${sessionCookieName}.login.`
 }
 
+/** Pending logins kept per browser; older ones are dropped so repeated logins cannot bloat the Cookie header. */
+export const MAX_PENDING_LOGINS = 3
+
+/**
+ * Names of this browser's pending-login cookies that a new login should delete: every unreadable
+ * one, and all but the newest MAX_PENDING_LOGINS - 1 readable ones (the new login makes it MAX).
+ */
+export function staleLoginCookies(keyRing: KeyRing, cookies: Map<string, string>, sessionCookieName: string): string[] {
+  const prefix = loginCookiePrefix(sessionCookieName)
+  const readable: Array<{ name: string; createdAt: number }> = []
+  const stale: string[] = []
+  for (const [name, value] of cookies) {
+    if (!name.startsWith(prefix)) continue
+    const plain = keyRing.unseal(value, PURPOSE)
+    const createdAt = plain === undefined ? undefined : (safeParse(plain)?.createdAt as unknown)
+    if (typeof createdAt === 'number') readable.push({ name, createdAt })
+    else stale.push(name)
+  }
+  readable.sort((a, b) => b.createdAt - a.createdAt)
+  return [...stale, ...readable.slice(MAX_PENDING_LOGINS - 1).map((c) => c.name)]
+}
+
+function safeParse(text: string): Partial<LoginState> | undefined {
+  try {
+    return JSON.parse(text) as Partial<LoginState>
+  } catch {
+    return undefined
+  }
+}
+
 export function sealLoginState(keyRing: KeyRing, value: LoginState): string {
   return keyRing.seal(JSON.stringify(value), PURPOSE)
 }
@@ -34,12 +64,8 @@ export function openLoginState(keyRing: KeyRing, sealed: string | undefined, sta
   if (!sealed) return undefined
   const plain = keyRing.unseal(sealed, PURPOSE)
   if (plain === undefined) return undefined
-  let value: LoginState
-  try {
-    value = JSON.parse(plain) as LoginState
-  } catch {
-    return undefined
-  }
+  const value = safeParse(plain) as LoginState | undefined
+  if (!value) return undefined
   if (typeof value.state !== 'string' || !safeEqual(value.state, state)) return undefined
   if (typeof value.createdAt !== 'number' || now - value.createdAt > LOGIN_STATE_MAX_AGE_MS || value.createdAt > now + 60_000) return undefined
   return value

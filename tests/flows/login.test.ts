@@ -51,3 +51,40 @@ describe('login', () => {
     assert.equal(JSON.parse(res.text).code, 'session_required')
   })
 })
+
+describe('pending logins', () => {
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow()
+  })
+  after(() => flow.close())
+
+  test('repeated /bff/login keeps at most 3 pending-login cookies, and the newest still completes', async () => {
+    const browser = flow.browser()
+    for (let i = 0; i < 12; i++) {
+      const res = await browser.get(`${flow.origin}/bff/login?returnUrl=/n${i}`)
+      assert.equal(res.status, 302)
+      const pending = [...browser.cookies.keys()].filter((name) => name.startsWith('__Host-gatehouse.login.'))
+      assert.ok(pending.length <= 3, `${pending.length} pending-login cookies after ${i + 1} logins`)
+    }
+    const res = await flow.login(browser, { returnUrl: '/final' })
+    assert.equal(res.headers.get('location'), '/final')
+  })
+
+  test('two logins started in parallel tabs both complete', async () => {
+    const browser = flow.browser()
+    const first = await browser.get(`${flow.origin}/bff/login?returnUrl=/tab1`)
+    const second = await browser.get(`${flow.origin}/bff/login?returnUrl=/tab2`)
+    for (const [start, expected] of [[first, '/tab1'], [second, '/tab2']] as const) {
+      // Walk the IdP's redirects; sign in when it shows its form (only the first time: then the IdP session exists).
+      let res = await browser.get(start.headers.get('location')!)
+      for (let hop = 0; hop < 15 && !res.url.startsWith(`${flow.origin}/signin-oidc`); hop++) {
+        res = res.text.includes('name="password"')
+          ? await browser.submitForm(res, { username: 'alice', password: 'alice-demo-password' })
+          : await browser.get(new URL(res.headers.get('location')!, res.url).href)
+      }
+      assert.equal(res.status, 302, res.text)
+      assert.equal(res.headers.get('location'), expected)
+    }
+  })
+})

@@ -358,3 +358,14 @@ describe('loadConfigFile', () => {
     assert.deepEqual(config?.keys, [KEY])
   })
 })
+
+test('schema problems and cross-key problems are reported together in one run', () => {
+  const result = validateConfig({
+    oidc: { authority: 'https://idp.example.com', clientId: '', scopes: ['profile'] },
+    keys: [generateKey()],
+    session: { mode: 'cookie', lifetime: '48h' },
+  })
+  assert.equal(result.config, undefined)
+  const paths = result.issues.map((i) => i.path).sort()
+  assert.deepEqual(paths, ['oidc.clientId', 'oidc.scopes', 'session.absoluteLifetime', 'session.mode'])
+})
