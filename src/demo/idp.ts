@@ -41,6 +41,9 @@ export interface IdpClient {
   post_logout_redirect_uris?: string[]
   backchannel_logout_uri?: string
   token_endpoint_auth_method?: string
+  token_endpoint_auth_signing_alg?: string
+  /** Public keys for private_key_jwt client authentication. */
+  jwks?: { keys: Array<Record<string, unknown>> }
   grant_types?: string[]
 }
 

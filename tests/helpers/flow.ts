@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
-import { DEMO_USERS, startIdp, type IdpOptions, type RunningIdp } from '../../src/demo/idp.ts'
+import { DEMO_USERS, startIdp, type IdpClient, type IdpOptions, type RunningIdp } from '../../src/demo/idp.ts'
 import { generateKey } from '../../src/session/seal.ts'
 import { BrowserJar, type JarResponse } from './browser-jar.ts'
 
@@ -29,6 +29,10 @@ export interface FlowOptions {
   gatehouse?: Partial<GatehouseOptions>
   runtime?: RuntimeOptions
   idp?: Partial<IdpOptions>
+  /** Merged into the registered test client (e.g. another token_endpoint_auth_method). */
+  client?: Partial<IdpClient>
+  /** Merged into gatehouse's `oidc` options. */
+  oidc?: Partial<GatehouseOptions['oidc']>
   /** Replaces the whole request listener (e.g. an Express app that mounts gatehouse itself). */
   listener?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
   /** Extra node:http handling after gatehouse (local API routes). */
@@ -59,6 +63,7 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
         redirect_uris: [`${origin}/signin-oidc`],
         post_logout_redirect_uris: [`${origin}/signout-callback-oidc`],
         backchannel_logout_uri: `${origin}/bff/backchannel`,
+        ...options.client,
       },
     ],
     ...options.idp,
@@ -66,7 +71,7 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   const keys = [generateKey()]
   const base: GatehouseOptions = {
     publicOrigin: origin,
-    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'], ...options.oidc },
     keys,
     session: { store: 'memory' },
     log: { level: 'silent' },
