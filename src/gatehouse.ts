@@ -5,7 +5,7 @@ import type { Config } from './config/types.ts'
 import { GatehouseError } from './errors.ts'
 import { isAntiForgeryValid } from './http/antiforgery.ts'
 import { resolveSession, type Services } from './http/context.ts'
-import { contextFor, createHandle, failureReply, writeReply, type Next } from './http/handle.ts'
+import { abort, contextFor, createHandle, failureReply, writeReply, type Next } from './http/handle.ts'
 import { createLogger } from './log.ts'
 import { OidcClient } from './oidc/client.ts'
 import { KeyRing } from './session/seal.ts'
@@ -108,8 +108,10 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   function protect(): Middleware
   function protect(handler: NodeHandler): NodeHandler
   function protect(handler?: NodeHandler): Middleware | NodeHandler {
-    if (handler) return (req: IncomingMessage, res: ServerResponse) => void guard(req, res).then((ok) => ok && handler(req, res))
-    return (req: IncomingMessage, res: ServerResponse, next: Next) => void guard(req, res).then((ok) => ok && next())
+    // A handler that throws or rejects gets a 500 problem instead of an unhandled rejection.
+    const fail = (req: IncomingMessage, res: ServerResponse) => (err: unknown) => abort(res, contextFor(req, services), err)
+    if (handler) return (req: IncomingMessage, res: ServerResponse) => void guard(req, res).then((ok) => ok && handler(req, res)).catch(fail(req, res))
+    return (req: IncomingMessage, res: ServerResponse, next: Next) => void guard(req, res).then((ok) => ok && next()).catch(fail(req, res))
   }
 
   let closed = false

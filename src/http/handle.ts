@@ -94,7 +94,7 @@ export function createHandle(services: Services): (req: IncomingMessage, res: Se
       const ctx = contextFor(req, services)
       return writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
     }
-    void run(route, req, res, services)
+    run(route, req, res, services).catch((err: unknown) => abort(res, contextFor(req, services), err))
   }
 }
 
@@ -135,6 +135,17 @@ export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContex
   if (cookies.length) res.setHeader('set-cookie', cookies)
   if (reply.body !== undefined) res.setHeader('content-length', Buffer.byteLength(reply.body))
   res.end(ctx.req.method === 'HEAD' ? undefined : reply.body)
+}
+
+/** Last resort when writing the reply itself failed: log it, and answer 500 if nothing was sent yet. */
+export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): void {
+  ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'response failed')
+  if (res.headersSent) return void res.destroy()
+  try {
+    writeReply(res, problemJson(new GatehouseError('internal'), ctx.requestId), ctx)
+  } catch {
+    res.destroy()
+  }
 }
 
 function pathOf(target: string | undefined): string {

@@ -62,6 +62,7 @@ describe('library use with plain node:http', () => {
     flow = await startFlow({
       app: (gatehouse) =>
         gatehouse.protect(async (req, res) => {
+          if (req.url === '/boom') throw new Error('kaboom internal detail')
           const session = await gatehouse.getSession(req)
           res.setHeader('content-type', 'application/json')
           res.end(JSON.stringify({ sub: session?.sub }))
@@ -77,6 +78,16 @@ describe('library use with plain node:http', () => {
     const res = await browser.get(`${flow.origin}/anything`, CSRF)
     assert.equal(res.status, 200)
     assert.deepEqual(JSON.parse(res.text), { sub: 'alice-0001' })
+  })
+
+  test('a protected handler that throws yields a 500 problem without internals, and serving goes on', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const res = await browser.get(`${flow.origin}/boom`, CSRF)
+    assert.equal(res.status, 500)
+    assert.equal(JSON.parse(res.text).code, 'internal')
+    assert.doesNotMatch(res.text, /kaboom/)
+    assert.equal((await browser.get(`${flow.origin}/anything`, CSRF)).status, 200)
   })
 })
 
