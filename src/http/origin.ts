@@ -4,7 +4,6 @@ export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || hostname === '::1' || /^127(\.\d{1,3}){3}$/.test(hostname)
 }
 
-const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(:\d{1,5})?$/
 /** Characters of uri-host [":" port] (RFC 3986): no userinfo, path, query, fragment, space or backslash. */
 const HOST_FIELD = /^[A-Za-z0-9\-._~!$&'()*+,;=:[\]]+$/
 
@@ -17,8 +16,11 @@ export function hasUsableHostHeader(req: IncomingMessage): boolean {
   const values = req.headersDistinct?.host ?? (req.headers.host === undefined ? undefined : [req.headers.host])
   if (values === undefined) return true
   if (values.length !== 1) return false
-  const host = values[0]!
-  // uri-host [":" port] (RFC 3986 characters, no userinfo), and a host and port the URL parser accepts.
+  return isHostValue(values[0]!)
+}
+
+/** uri-host [":" port] (RFC 3986 characters, no userinfo), and a host and port the URL parser accepts. */
+function isHostValue(host: string): boolean {
   if (!HOST_FIELD.test(host) || !URL.canParse(`http://${host}/`)) return false
   return new URL(`http://${host}/`).pathname === '/'
 }
@@ -37,8 +39,8 @@ export function requestOrigin(req: IncomingMessage, publicOrigin: string | undef
     if (fwdHost) host = fwdHost
     if (fwdProto === 'http' || fwdProto === 'https') proto = fwdProto
   }
-  if (!host || !HOST.test(host)) return undefined
-  return `${proto}://${host.toLowerCase()}`
+  if (!host || !isHostValue(host)) return undefined
+  return new URL(`${proto}://${host}/`).origin
 }
 
 function firstListValue(value: string | string[] | undefined): string | undefined {

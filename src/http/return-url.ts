@@ -1,5 +1,6 @@
 const BASE = 'http://gatehouse.invalid'
 const MAX_LENGTH = 2048
+const MAX_DECODINGS = 3
 
 /**
  * A returnUrl must stay on this origin. Returns the normalised path+query+fragment (safe to put in
@@ -12,7 +13,7 @@ export function toLocalPath(value: string): string | undefined {
   if (value[0] !== '/' || value.startsWith('//')) return undefined
   if (/[\u0000-\u001F\u007F\\]/.test(value)) return undefined
   let decoded = value
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; ; round++) {
     let next: string
     try {
       next = decodeURIComponent(decoded)
@@ -20,6 +21,8 @@ export function toLocalPath(value: string): string | undefined {
       return undefined
     }
     if (next === decoded) break
+    // Still changing after MAX_DECODINGS rounds: no honest returnUrl is encoded that deep.
+    if (round === MAX_DECODINGS) return undefined
     decoded = next
   }
   if (/[\u0000-\u001F\u007F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\')) return undefined

@@ -168,3 +168,9 @@ describe('returnUrlParam', () => {
     assert.equal(param('?returnUrl=%2F%2Fevil.example'), undefined)
   })
 })
+
+test('a returnUrl still changing after three percent-decodings is refused', () => {
+  assert.equal(toLocalPath('/%2525252F%2525252Fevil.example'), undefined)
+  assert.equal(toLocalPath('/%25252541'), undefined)
+  assert.equal(toLocalPath('/%252541'), '/%252541')
+})
