@@ -141,5 +141,5 @@ function warnAboutInsecureSettings(config: Config, log: Logger): void {
     log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
   }
   if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
-  if (config.oidc.authority.startsWith('http:')) log.warn('oidc.authority uses http:// (allowed for loopback only)')
+  if (config.oidc.authority.startsWith('http:')) log.info('oidc.authority uses http:// (allowed for loopback only)')
 }

@@ -1,3 +1,5 @@
+import type { SessionRecord } from './store.ts'
+
 /** One `{ type, value }` claim as /bff/user returns it (Duende's shape). */
 export interface Claim {
   type: string
@@ -24,18 +26,8 @@ export interface SessionData {
   sessionState: string | undefined
 }
 
-/** A resolved, decrypted session. */
-export interface Session {
-  idHash: string
-  sub: string
-  sid: string | undefined
-  partition: string
-  createdAt: number
-  renewedAt: number
-  expiresAt: number
-  version: number
-  data: SessionData
-}
+/** A resolved, decrypted session: the record's metadata with its sealed part opened. */
+export type Session = Omit<SessionRecord, 'sealed'> & { data: SessionData }
 
 export interface ExpiryPolicy {
   lifetimeMs: number
