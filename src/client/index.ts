@@ -56,7 +56,8 @@ export function login(returnUrl: string = currentPath()): void {
 export async function logout(returnUrl = '/'): Promise<void> {
   const user = await getUser({ slide: false })
   const logoutUrl = claimValue(user, 'bff:logout_url')
-  const base = typeof logoutUrl === 'string' ? logoutUrl : `${options.basePath}/logout`
+  // Only ever navigate to gatehouse's own logout endpoint, whatever the claims say.
+  const base = typeof logoutUrl === 'string' && logoutUrl.startsWith(`${options.basePath}/logout?`) ? logoutUrl : `${options.basePath}/logout`
   location.assign(`${base}${base.includes('?') ? '&' : '?'}returnUrl=${encodeURIComponent(returnUrl)}`)
 }
 

@@ -211,8 +211,13 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     issues.push({ path: 'oidc.privateKeyJwk', message: 'is required when oidc.clientAuth is "private_key_jwt"' })
   }
   if (Array.isArray(oidc.scopes) && !oidc.scopes.includes('openid')) issues.push({ path: 'oidc.scopes', message: 'must include "openid"' })
-  if ((text(oidc.redirectPath) ?? '/signin-oidc') === (text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc')) {
-    issues.push({ path: 'oidc.postLogoutRedirectPath', message: 'must differ from oidc.redirectPath' })
+  const redirectPath = text(oidc.redirectPath) ?? '/signin-oidc'
+  const postLogoutPath = text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc'
+  if (redirectPath === postLogoutPath) issues.push({ path: 'oidc.postLogoutRedirectPath', message: 'must differ from oidc.redirectPath' })
+  // A callback path must not shadow a management or health endpoint.
+  const base = text(root.managementBasePath) ?? '/bff'
+  for (const [key, path] of [['oidc.redirectPath', redirectPath], ['oidc.postLogoutRedirectPath', postLogoutPath]] as const) {
+    if (path.startsWith(`${base}/`) || path === '/healthz' || path === '/readyz') issues.push({ path: key, message: `must not be under managementBasePath or be /healthz or /readyz` })
   }
   const lifetime = parseDuration(text(session.lifetime) ?? '8h')
   const absolute = parseDuration(text(session.absoluteLifetime) ?? '24h')

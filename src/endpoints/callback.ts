@@ -22,16 +22,12 @@ export const callback: Handler = async (ctx) => {
   if (!pending) throw new GatehouseError('login_state_invalid', 'no pending login in this browser matches this state (expired, replayed or forged)')
 
   const idpError = ctx.url.searchParams.get('error')
-  if (idpError !== null) {
-    const code = /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(idpError) ? idpError : 'invalid'
-    throw new GatehouseError('idp_error', `the identity provider answered "${code}"`)
-  }
+  if (idpError !== null) throw new GatehouseError('idp_error', `the identity provider answered "${errorCode(idpError)}"`)
 
   const callbackUrl = new URL(`${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
-  const redirectUri = new URL(config.oidc.redirectPath, ctx.origin).href
   let tokens
   try {
-    tokens = await client.exchangeCode(callbackUrl, redirectUri, pending)
+    tokens = await client.exchangeCode(callbackUrl, pending)
   } catch (err) {
     throw classifyIdpFailure(err)
   }
@@ -64,7 +60,8 @@ export const callback: Handler = async (ctx) => {
         accessTokenExpiresAt: expiresIn === undefined ? undefined : now() + expiresIn * 1000,
         scope: tokens.scope,
       },
-      logoutSid: sid ?? randomBytes(16).toString('base64url'),
+      // Never the IdP's sid: every relying party of the IdP session knows that one.
+      logoutSid: randomBytes(16).toString('base64url'),
       sessionState,
     },
   })
@@ -80,10 +77,15 @@ const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', 'OAUTH_RESPONSE_IS_
 export function classifyIdpFailure(err: unknown): GatehouseError {
   if (err instanceof GatehouseError) return err
   if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError) {
-    return new GatehouseError('idp_error', `the identity provider answered "${err.error}"`, { cause: err })
+    return new GatehouseError('idp_error', `the identity provider answered "${errorCode(err.error)}"`, { cause: err })
   }
   if (err instanceof oidc.ClientError && !UNREACHABLE.has(String(err.code))) {
     return new GatehouseError('idp_error', 'the identity provider\'s response failed validation', { cause: err })
   }
   return new GatehouseError('idp_unavailable', undefined, { cause: err })
+}
+
+/** An OAuth error code as the IdP sent it (RFC 6749 §5.2 charset), or "invalid" for anything else. */
+function errorCode(value: string): string {
+  return /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(value) ? value : 'invalid'
 }

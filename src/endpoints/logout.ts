@@ -21,12 +21,6 @@ export const logout: Handler = async (ctx) => {
     throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the sid from the bff:logout_url claim'] } })
   }
 
-  // Clear every gatehouse cookie: the session cookie and any pending-login cookies.
-  const sameSite = config.session.sameSite
-  ctx.setCookies.push(deleteCookie(config.session.cookieName, sameSite))
-  const loginPrefix = loginCookiePrefix(config.session.cookieName)
-  for (const name of ctx.cookies.keys()) if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
-
   const params: Record<string, string> = {
     post_logout_redirect_uri: new URL(config.oidc.postLogoutRedirectPath, ctx.origin).href,
     state: sealLogoutState(keyRing, { returnUrl, createdAt: now() }),
@@ -45,6 +39,12 @@ export const logout: Handler = async (ctx) => {
     }
     if (idToken) params.id_token_hint = idToken
   }
+  // Clear only the cookies this request carried, and only once the session is gone (a store fault
+  // above leaves the user logged in and able to retry). A cross-site navigation that carries no
+  // Strict session cookie must not be able to delete it: that would be a logout CSRF without the sid.
+  if (session) ctx.setCookies.push(deleteCookie(config.session.cookieName, config.session.sameSite))
+  const loginPrefix = loginCookiePrefix(config.session.cookieName)
+  for (const name of ctx.cookies.keys()) if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
   let endSession: URL | undefined
   try {
     endSession = await client.endSessionUrl(params)

@@ -16,7 +16,12 @@ import { hasUsableHostHeader, requestOrigin } from './origin.ts'
 export interface Route {
   handler: Handler
   kind: 'api' | 'page'
+  methods: readonly string[]
 }
+
+const READ = ['GET', 'HEAD'] as const
+/** Login, callback and logout change state: a HEAD must not redeem a code or end a session. */
+const NAVIGATE = ['GET'] as const
 
 export type Next = (err?: unknown) => void
 
@@ -26,13 +31,13 @@ export function buildRoutes(services: Services): Map<string, Route> {
   const { config } = services
   const base = config.managementBasePath
   return new Map<string, Route>([
-    [`${base}/login`, { handler: login, kind: 'page' }],
-    [`${base}/user`, { handler: user, kind: 'api' }],
-    [`${base}/logout`, { handler: logout, kind: 'page' }],
-    [config.oidc.redirectPath, { handler: callback, kind: 'page' }],
-    [config.oidc.postLogoutRedirectPath, { handler: postLogout, kind: 'page' }],
-    ['/healthz', { handler: healthz, kind: 'api' }],
-    ['/readyz', { handler: readyz, kind: 'api' }],
+    [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE }],
+    [`${base}/user`, { handler: user, kind: 'api', methods: READ }],
+    [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
+    [config.oidc.redirectPath, { handler: callback, kind: 'page', methods: NAVIGATE }],
+    [config.oidc.postLogoutRedirectPath, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
+    ['/healthz', { handler: healthz, kind: 'api', methods: READ }],
+    ['/readyz', { handler: readyz, kind: 'api', methods: READ }],
   ])
 }
 
@@ -104,11 +109,11 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
   let reply: Reply
   try {
     if (ctx.invalid) throw ctx.invalid
-    if (req.method !== 'GET' && req.method !== 'HEAD') throw new GatehouseError('method_not_allowed')
+    if (!route.methods.includes(req.method ?? '')) throw new GatehouseError('method_not_allowed')
     reply = await route.handler(ctx)
   } catch (err) {
     reply = failureReply(err, ctx, route.kind)
-    if (reply.status === 405) reply.headers.allow = 'GET, HEAD'
+    if (reply.status === 405) reply.headers.allow = route.methods.join(', ')
   }
   writeReply(res, reply, ctx)
   ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, status: reply.status, ms: Math.round(performance.now() - started) }, 'request')

@@ -34,8 +34,8 @@ export function requestOrigin(req: IncomingMessage, publicOrigin: string | undef
   let host = req.headers.host
   let proto = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http'
   if (trustProxy) {
-    const fwdHost = firstListValue(req.headers['x-forwarded-host'])
-    const fwdProto = firstListValue(req.headers['x-forwarded-proto'])
+    const fwdHost = nearestListValue(req.headers['x-forwarded-host'])
+    const fwdProto = nearestListValue(req.headers['x-forwarded-proto'])
     if (fwdHost) host = fwdHost
     if (fwdProto === 'http' || fwdProto === 'https') proto = fwdProto
   }
@@ -43,7 +43,11 @@ export function requestOrigin(req: IncomingMessage, publicOrigin: string | undef
   return new URL(`${proto}://${host}/`).origin
 }
 
-function firstListValue(value: string | string[] | undefined): string | undefined {
-  const text = Array.isArray(value) ? value[0] : value
-  return text?.split(',')[0]?.trim() || undefined
+/**
+ * The value the trusted proxy in front added: the last one. Earlier values came from further away,
+ * possibly from the client itself (a proxy that appends keeps what the client sent).
+ */
+function nearestListValue(value: string | string[] | undefined): string | undefined {
+  const text = Array.isArray(value) ? value.join(',') : value
+  return text?.split(',').at(-1)?.trim() || undefined
 }

@@ -32,7 +32,8 @@ export function toLocalPath(value: string): string | undefined {
   const url = resolve(value)
   if (!url) return undefined
   const path = url.pathname + url.search + url.hash
-  return path.startsWith('//') ? undefined : path
+  // Percent-encoding can grow a value ninefold; the limit holds for what gets sealed into cookies too.
+  return path.startsWith('//') || path.length > MAX_LENGTH ? undefined : path
 }
 
 function resolve(value: string): URL | undefined {

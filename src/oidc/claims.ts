@@ -15,7 +15,8 @@ export function toClaims(idToken: Record<string, unknown>, userInfo: Record<stri
   const seen = new Set<string>()
   for (const source of [idToken, userInfo ?? {}]) {
     for (const [type, value] of Object.entries(source)) {
-      if (PROTOCOL_CLAIMS.has(type) || (source !== idToken && seen.has(type))) continue
+      // `bff:` claims are gatehouse's own; an IdP must not be able to supply (and so steer) them.
+      if (PROTOCOL_CLAIMS.has(type) || type.startsWith('bff:') || (source !== idToken && seen.has(type))) continue
       seen.add(type)
       for (const item of Array.isArray(value) ? value : [value]) {
         const claim = toClaim(type, item)

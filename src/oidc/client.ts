@@ -5,6 +5,8 @@ import type { OidcConfig } from '../config/types.ts'
 
 export type TokenResponse = Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>
 
+const REACHABILITY_TTL_MS = 1_000
+
 export interface AuthorizationChecks {
   state: string
   nonce: string
@@ -18,6 +20,7 @@ export interface AuthorizationChecks {
 export class OidcClient {
   readonly #options: OidcConfig
   #configuration: Promise<oidc.Configuration> | undefined
+  #reachable: { at: number; result: Promise<boolean> } | undefined
 
   constructor(options: OidcConfig) {
     this.#options = options
@@ -31,8 +34,17 @@ export class OidcClient {
     return this.#configuration
   }
 
-  /** Live check for /readyz: the discovery document answers now (not only at start). */
-  async isReachable(timeoutMs: number): Promise<boolean> {
+  /**
+   * Live check for /readyz: the discovery document answers now (not only at start). Concurrent and
+   * back-to-back probes within a second share one fetch, so /readyz cannot be used to flood the IdP.
+   */
+  isReachable(timeoutMs: number): Promise<boolean> {
+    const now = Date.now()
+    if (!this.#reachable || now - this.#reachable.at > REACHABILITY_TTL_MS) this.#reachable = { at: now, result: this.#probe(timeoutMs) }
+    return this.#reachable.result
+  }
+
+  async #probe(timeoutMs: number): Promise<boolean> {
     const url = new URL(this.#options.authority)
     url.pathname = `${url.pathname.replace(/\/$/, '')}/.well-known/openid-configuration`
     try {
@@ -54,16 +66,18 @@ export class OidcClient {
     return oidc.buildAuthorizationUrl(await this.configuration(), params)
   }
 
-  /** Validates the authorization response (state, iss per RFC 9207) and the id_token (nonce, signature, aud). */
-  async exchangeCode(callbackUrl: URL, redirectUri: string, checks: AuthorizationChecks): Promise<TokenResponse> {
+  /**
+   * Validates the authorization response (state, iss per RFC 9207) and the id_token (nonce, signature,
+   * aud). The redirect_uri sent to the token endpoint is `callbackUrl` without its query.
+   */
+  async exchangeCode(callbackUrl: URL, checks: AuthorizationChecks): Promise<TokenResponse> {
     const config = await this.configuration()
-    return oidc.authorizationCodeGrant(
-      config,
-      callbackUrl,
-      { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true },
-      undefined,
-      { redirectUri } as oidc.AuthorizationCodeGrantOptions,
-    )
+    return oidc.authorizationCodeGrant(config, callbackUrl, {
+      expectedState: checks.state,
+      expectedNonce: checks.nonce,
+      pkceCodeVerifier: checks.codeVerifier,
+      idTokenExpected: true,
+    })
   }
 
   async hasUserInfo(): Promise<boolean> {

@@ -21,7 +21,7 @@ export interface TokenSet {
 export interface SessionData {
   claims: Claim[]
   tokens: TokenSet
-  /** Value the logout URL must carry (the IdP's sid, else a random one): the logout CSRF defence. */
+  /** Random value the logout URL must carry: the logout CSRF defence. */
   logoutSid: string
   sessionState: string | undefined
 }

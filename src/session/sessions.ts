@@ -9,6 +9,14 @@ const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 const SEAL_PURPOSE = 'session'
 const CLEANUP_BATCH = 500
 
+/**
+ * Additional data for a session's sealed part: binds it to its record's id hash and identity columns,
+ * so someone able to write to the store can neither move a sealed blob nor relabel its sub/sid/partition.
+ */
+export function sessionSealPurpose(record: { idHash: string; sub: string; sid: string | undefined; partition: string; createdAt: number }): string {
+  return JSON.stringify([SEAL_PURPOSE, record.idHash, record.sub, record.sid ?? null, record.partition, record.createdAt])
+}
+
 export function hashSessionId(id: string): string {
   return createHash('sha256').update(id).digest('base64url')
 }
@@ -62,16 +70,13 @@ export class Sessions {
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()
     if (input.sid !== undefined) await this.#call(() => this.#store.deleteWhere({ sub: input.sub, sid: input.sid, partition: input.partition }))
+    const meta = { idHash, sub: input.sub, sid: input.sid, partition: input.partition, createdAt: now }
     const record: SessionRecord = {
-      idHash,
-      sub: input.sub,
-      sid: input.sid,
-      partition: input.partition,
-      createdAt: now,
+      ...meta,
       renewedAt: now,
       expiresAt: initialExpiry(this.#policy, now),
       version: 1,
-      sealed: this.#keyRing.seal(JSON.stringify(input.data), `${SEAL_PURPOSE}|${idHash}`),
+      sealed: this.#keyRing.seal(JSON.stringify(input.data), sessionSealPurpose(meta)),
     }
     if (!(await this.#call(() => this.#store.set(record)))) throw new GatehouseError('internal', 'session id collision')
     return { cookieValue, session: { ...record, data: input.data } }
@@ -84,7 +89,7 @@ export class Sessions {
     const record: SessionRecord = {
       ...meta,
       version: session.version + 1,
-      sealed: this.#keyRing.seal(JSON.stringify(data), `${SEAL_PURPOSE}|${session.idHash}`),
+      sealed: this.#keyRing.seal(JSON.stringify(data), sessionSealPurpose(session)),
     }
     return this.#call(() => this.#store.set(record, session.version))
   }
@@ -100,11 +105,13 @@ export class Sessions {
       const removed = await this.#call(() => this.#store.deleteExpired(this.#now(), CLEANUP_BATCH))
       total += removed
       if (removed < CLEANUP_BATCH) return total
+      // Let requests run between batches: a synchronous store (node:sqlite) would otherwise hold the event loop.
+      await new Promise((resolve) => setImmediate(resolve))
     }
   }
 
   #open(record: SessionRecord): Session | undefined {
-    const plain = this.#keyRing.unseal(record.sealed, `${SEAL_PURPOSE}|${record.idHash}`)
+    const plain = this.#keyRing.unseal(record.sealed, sessionSealPurpose(record))
     if (plain === undefined) return undefined
     let data: SessionData
     try {

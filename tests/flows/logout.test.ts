@@ -4,7 +4,7 @@ import { loginCookieName } from '../../src/oidc/login-state.ts'
 import { sealLogoutState } from '../../src/oidc/logout-state.ts'
 import { generateKey, KeyRing } from '../../src/session/seal.ts'
 import type { SessionData } from '../../src/session/session.ts'
-import { hashSessionId } from '../../src/session/sessions.ts'
+import { hashSessionId, sessionSealPurpose } from '../../src/session/sessions.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import type { BrowserJar, JarResponse } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
@@ -42,7 +42,7 @@ describe('logout', () => {
   async function storedTokens(cookie: string): Promise<SessionData['tokens'] | undefined> {
     const record = await store.get(hashSessionId(cookie), Date.now())
     if (!record) return undefined
-    const plain = new KeyRing(flow.keys).unseal(record.sealed, `session|${record.idHash}`)
+    const plain = new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))
     assert.ok(plain, 'the stored record unseals with the flow keys')
     return (JSON.parse(plain) as SessionData).tokens
   }

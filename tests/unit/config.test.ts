@@ -369,3 +369,11 @@ test('schema problems and cross-key problems are reported together in one run', 
   const paths = result.issues.map((i) => i.path).sort()
   assert.deepEqual(paths, ['oidc.clientId', 'oidc.scopes', 'session.absoluteLifetime', 'session.mode'])
 })
+
+test('a callback path that would shadow a management or health endpoint is refused', () => {
+  const base = { oidc: { authority: 'https://idp.example.com', clientId: 'c', clientSecret: 's' }, keys: [generateKey()] }
+  const shadow = validateConfig({ ...base, oidc: { ...base.oidc, redirectPath: '/bff/user', postLogoutRedirectPath: '/healthz' } })
+  assert.deepEqual(shadow.issues.map((i) => i.path).sort(), ['oidc.postLogoutRedirectPath', 'oidc.redirectPath'])
+  const custom = validateConfig({ ...base, managementBasePath: '/auth', oidc: { ...base.oidc, redirectPath: '/auth/callback' } })
+  assert.deepEqual(custom.issues.map((i) => i.path), ['oidc.redirectPath'])
+})

@@ -380,3 +380,23 @@ describe('Sessions', () => {
     })
   })
 })
+
+describe('Sessions: store metadata is authenticated', () => {
+  for (const [column, change] of [
+    ['sub', (r: SessionRecord) => ({ ...r, sub: 'mallory' })],
+    ['sid', (r: SessionRecord) => ({ ...r, sid: 'other-sid' })],
+    ['partition', (r: SessionRecord) => ({ ...r, partition: 'admin' })],
+    ['createdAt', (r: SessionRecord) => ({ ...r, createdAt: r.createdAt + HOUR })],
+  ] as const) {
+    test(`a record whose ${column} was rewritten in the store reads as no session`, async () => {
+      const { store, sessions, login } = setup()
+      const { cookieValue } = await login()
+      const idHash = hashSessionId(cookieValue)
+      const record = (await store.get(idHash, START))!
+      await store.delete(idHash)
+      const forged = change(record)
+      await store.set(forged)
+      assert.equal(await sessions.resolve(cookieValue, forged.partition, NO_SLIDE), undefined)
+    })
+  }
+})
