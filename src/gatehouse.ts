@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { validateConfig, type GatehouseOptions } from './config/validate.ts'
 import type { Config } from './config/types.ts'
@@ -13,6 +14,11 @@ import type { Claim, Session } from './session/session.ts'
 import { Sessions } from './session/sessions.ts'
 import type { SessionStore } from './session/store.ts'
 import { openStore } from './session/stores/open-store.ts'
+import { Upstreams } from './proxy/forward.ts'
+import { RemoteApiRoutes } from './proxy/routes.ts'
+import { createUpgrade } from './proxy/websocket.ts'
+import { ClientCredentials } from './tokens/client-credentials.ts'
+import { TokenService } from './tokens/tokens.ts'
 
 /** What local API handlers may know about the user: never the tokens themselves. */
 export interface SessionInfo {
@@ -41,8 +47,14 @@ export interface Gatehouse {
   protect(handler: NodeHandler): NodeHandler
   /** The session of this request (resolved once per request), or undefined. */
   getSession(req: IncomingMessage): Promise<SessionInfo | undefined>
-  /** The session's access token, for calling APIs from a local route; undefined without a session. */
-  getAccessToken(req: IncomingMessage): Promise<string | undefined>
+  /**
+   * An access token for calling APIs from a local route, refreshed when near expiry: the session's
+   * (`"user"`, the default; undefined without a session) or the client's own (`"client"`), or
+   * `"userOrClient"`. Throws GatehouseError session_ended / idp_unavailable like the proxy would answer.
+   */
+  getAccessToken(req: IncomingMessage, type?: 'user' | 'client' | 'userOrClient'): Promise<string | undefined>
+  /** Handles `upgrade` events (WebSockets to remote APIs with `websockets: true`): `server.on('upgrade', gatehouse.upgrade)`. */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void
   /** Removes expired sessions now (also runs every `session.cleanupInterval`). */
   cleanup(): Promise<number>
   close(): Promise<void>
@@ -73,10 +85,17 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const store = runtime.store ?? (await openStore(config.session.store))
   const keyRing = new KeyRing(config.keys)
   const sessions = new Sessions({ store, keyRing, now, policy: config.session })
-  const services: Services = { config, log, oidc: new OidcClient(config.oidc), sessions, store, keyRing, now }
+  const oidc = new OidcClient(config.oidc)
+  const skewMs = config.oidc.tokenRefreshSkewMs
+  const clientCredentials = new ClientCredentials({ oidc, scopes: config.oidc.clientCredentialsScopes, skewMs, now })
+  const tokens = new TokenService({ sessions, store, oidc, clientCredentials, skewMs, now, log })
+  const upstreams = new Upstreams()
+  const apis = new RemoteApiRoutes(config.remoteApis)
+  const services: Services = { config, log, oidc, sessions, store, keyRing, tokens, apis, upstreams, now }
   warnAboutInsecureSettings(config, log)
 
   const handle = createHandle(services)
+  const upgrade = createUpgrade(services)
   const cleanupTimer = setInterval(() => {
     sessions.removeExpired().then(
       (count) => count && log.info({ event: 'cleanup', removed: count }, 'expired sessions removed'),
@@ -123,14 +142,17 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       const session = await lookup(req)
       return session && { sub: session.sub, sid: session.sid, claims: session.data.claims, expiresAt: session.expiresAt }
     },
-    async getAccessToken(req) {
-      return (await lookup(req))?.data.tokens.accessToken
+    async getAccessToken(req, type = 'user') {
+      const outcome = await tokens.tokenFor(await lookup(req), type === 'user' ? 'userOrNone' : type)
+      return outcome.kind === 'bearer' ? outcome.value : undefined
     },
+    upgrade,
     cleanup: () => sessions.removeExpired(),
     async close() {
       if (closed) return
       closed = true
       clearInterval(cleanupTimer)
+      await upstreams.close()
       if (!runtime.store) await store.close()
     },
   }
@@ -140,6 +162,7 @@ function warnAboutInsecureSettings(config: Config, log: Logger): void {
   if (!config.publicOrigin) {
     log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
   }
+  if (config.diagnostics) log.warn('diagnostics is on: /bff/diagnostics shows access tokens to the logged-in browser; never enable it in production')
   if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
   if (config.oidc.authority.startsWith('http:')) log.info('oidc.authority uses http:// (allowed for loopback only)')
 }

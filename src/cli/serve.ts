@@ -16,6 +16,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   const log = createLogger(config.log.level)
   const gatehouse = await buildGatehouse(config, { logger: log })
   const server = createServer((req, res) => gatehouse.handle(req, res))
+  server.on('upgrade', gatehouse.upgrade)
   await listen(server, config.listen.port, config.listen.host)
   const port = (server.address() as AddressInfo).port
   const url = `http://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`

@@ -21,6 +21,10 @@ export interface OidcConfig {
   extraAuthParams: Record<string, string>
   getClaimsFromUserInfo: boolean
   timeoutMs: number
+  /** Access tokens this close to expiry are refreshed before use. */
+  tokenRefreshSkewMs: number
+  /** Scopes asked for in client-credentials grants (token: "client"); empty: the IdP's default. */
+  clientCredentialsScopes: string[]
 }
 
 export interface SessionConfig {

@@ -57,6 +57,8 @@ const schema = z.strictObject({
     extraAuthParams: z.record(z.string(), z.string()).default({}),
     getClaimsFromUserInfo: z.boolean().default(true),
     timeout: duration('10s'),
+    tokenRefreshSkew: duration('60s'),
+    clientCredentialsScopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).default([]),
   }),
   keys: z
     .array(z.string().refine((k) => decodeKey(k) !== undefined, 'must be a 32-byte key in base64url (create one with `gatehouse keys generate`)'))
@@ -141,7 +143,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
   for (const issue of crossCheck(raw)) if (!issues.some((i) => i.path === issue.path)) issues.push(issue)
   if (!parsed.success || issues.length) return { config: undefined, issues }
   const value = parsed.data
-  const { timeout, ...oidc } = value.oidc
+  const { timeout, tokenRefreshSkew, ...oidc } = value.oidc
   const { lifetime, absoluteLifetime, cleanupInterval, ...session } = value.session
   const config: Config = {
     listen: value.listen,
@@ -153,6 +155,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
       privateKeyJwk: oidc.privateKeyJwk,
       clientAuth: oidc.clientAuth ?? (oidc.privateKeyJwk ? 'private_key_jwt' : oidc.clientSecret ? 'client_secret_basic' : 'none'),
       timeoutMs: timeout,
+      tokenRefreshSkewMs: tokenRefreshSkew,
     },
     keys: value.keys,
     session: { ...session, lifetimeMs: lifetime, absoluteLifetimeMs: absoluteLifetime, cleanupIntervalMs: cleanupInterval },
@@ -237,7 +240,14 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     if (before !== undefined) issues.push({ path: `remoteApis[${i}].path`, message: `duplicates remoteApis[${before}].path` })
     seen.set(path, i)
   })
-  if (apis.length) issues.push({ path: 'remoteApis', message: 'remote API proxying is not available in this version' })
+  // A remote API must not swallow gatehouse's own endpoints.
+  const ownPaths = [base, text(oidc.redirectPath) ?? '/signin-oidc', text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc', '/healthz', '/readyz']
+  apis.forEach((api, i) => {
+    const path = text(record(api).path)
+    if (path && ownPaths.some((own) => own === path || own.startsWith(`${path}/`) || path.startsWith(`${own}/`))) {
+      issues.push({ path: `remoteApis[${i}].path`, message: 'must not overlap managementBasePath, the OIDC callback paths, /healthz or /readyz' })
+    }
+  })
   const frontends = Array.isArray(root.frontends) ? root.frontends : []
   if (frontends.length) issues.push({ path: 'frontends', message: 'frontends are not available in this version' })
   frontends.forEach((f, i) => {

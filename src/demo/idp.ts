@@ -64,6 +64,10 @@ export interface RunningIdp {
   server: Server
   /** Every request path the IdP received (tests assert on token/revocation calls). */
   requests: Array<{ method: string; path: string }>
+  /** grant_type of every successful token request, in order. */
+  grants: string[]
+  /** Delay before the token endpoint answers (tests use it to keep a refresh in flight). */
+  tokenDelayMs: number
   close(): Promise<void>
 }
 
@@ -74,14 +78,19 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   })
   const host = options.host ?? '127.0.0.1'
   const requests: RunningIdp['requests'] = []
+  const grants: string[] = []
   let provider: InstanceType<typeof Provider> | undefined
+  const running = { tokenDelayMs: 0 }
   const server = createServer((req, res) => {
-    requests.push({ method: req.method ?? 'GET', path: (req.url ?? '/').split('?')[0]! })
+    const path = (req.url ?? '/').split('?')[0]!
+    requests.push({ method: req.method ?? 'GET', path })
     if (!provider) {
       res.statusCode = 503
       return res.end()
     }
-    void route(provider, req, res)
+    const p = provider
+    if (path === '/token' && running.tokenDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.tokenDelayMs)
+    void route(p, req, res)
   })
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve))
   const port = (server.address() as AddressInfo).port
@@ -93,7 +102,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   const configuration = {
     adapter: createIdpStorage(),
     clients: options.clients.map((c) => ({
-      grant_types: ['authorization_code', 'refresh_token'],
+      grant_types: c.client_secret ? ['authorization_code', 'refresh_token', 'client_credentials'] : ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: c.client_secret ? 'client_secret_basic' : 'none',
       ...(c.backchannel_logout_uri ? { backchannel_logout_session_required: true } : {}),
@@ -111,6 +120,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       devInteractions: { enabled: false },
       revocation: { enabled: true },
       introspection: { enabled: true },
+      clientCredentials: { enabled: true },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource },
     },
@@ -138,6 +148,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   }
   // The option types of oidc-provider are stricter than its runtime; the object above follows its docs.
   provider = new Provider(issuer, configuration as unknown as Configuration)
+  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => grants.push(String(ctx.oidc.params?.grant_type)))
   provider.on('server_error', () => {})
   provider.on('backchannel.error', () => {})
 
@@ -145,6 +156,13 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     issuer,
     server,
     requests,
+    grants,
+    get tokenDelayMs() {
+      return running.tokenDelayMs
+    },
+    set tokenDelayMs(ms: number) {
+      running.tokenDelayMs = ms
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections()

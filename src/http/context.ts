@@ -3,6 +3,9 @@ import type { Logger } from 'pino'
 import type { GatehouseError } from '../errors.ts'
 import type { Config } from '../config/types.ts'
 import type { OidcClient } from '../oidc/client.ts'
+import type { Upstreams } from '../proxy/forward.ts'
+import type { RemoteApiRoutes } from '../proxy/routes.ts'
+import type { TokenService } from '../tokens/tokens.ts'
 import type { KeyRing } from '../session/seal.ts'
 import type { Session } from '../session/session.ts'
 import type { Sessions } from '../session/sessions.ts'
@@ -18,6 +21,9 @@ export interface Services {
   sessions: Sessions
   store: SessionStore
   keyRing: KeyRing
+  tokens: TokenService
+  apis: RemoteApiRoutes
+  upstreams: Upstreams
   now: () => number
 }
 

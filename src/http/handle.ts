@@ -2,13 +2,17 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
 import { callback } from '../endpoints/callback.ts'
+import { diagnostics } from '../endpoints/diagnostics.ts'
 import { healthz, readyz } from '../endpoints/health.ts'
 import { login } from '../endpoints/login.ts'
 import { logout } from '../endpoints/logout.ts'
 import { postLogout } from '../endpoints/post-logout.ts'
 import { user } from '../endpoints/user.ts'
-import { parseCookies } from './cookies.ts'
-import type { Handler, RequestContext, Services } from './context.ts'
+import { forward } from '../proxy/forward.ts'
+import type { ApiMatch } from '../proxy/routes.ts'
+import { isAntiForgeryValid } from './antiforgery.ts'
+import { deleteCookie, parseCookies } from './cookies.ts'
+import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
 import { problemJson, problemPage, type Reply } from './reply.ts'
 import { hasUsableHostHeader, requestOrigin } from './origin.ts'
 
@@ -30,7 +34,7 @@ export const DEFAULT_PARTITION = 'default'
 export function buildRoutes(services: Services): Map<string, Route> {
   const { config } = services
   const base = config.managementBasePath
-  return new Map<string, Route>([
+  const routes = new Map<string, Route>([
     [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE }],
     [`${base}/user`, { handler: user, kind: 'api', methods: READ }],
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
@@ -39,6 +43,8 @@ export function buildRoutes(services: Services): Map<string, Route> {
     ['/healthz', { handler: healthz, kind: 'api', methods: READ }],
     ['/readyz', { handler: readyz, kind: 'api', methods: READ }],
   ])
+  if (config.diagnostics) routes.set(`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ })
+  return routes
 }
 
 /** Every response gatehouse writes itself carries these. */
@@ -95,6 +101,8 @@ export function createHandle(services: Services): (req: IncomingMessage, res: Se
   return (req, res, next) => {
     const route = routes.get(pathOf(req.url))
     if (!route) {
+      const api = services.apis.match(req.url ?? '/')
+      if (api !== undefined) return void runProxy(api, req, res, services).catch((err: unknown) => abort(res, contextFor(req, services), err))
       if (next) return next()
       const ctx = contextFor(req, services)
       return writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
@@ -117,6 +125,29 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
   }
   writeReply(res, reply, ctx)
   ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
+}
+
+/** A remote API call: anti-forgery → session → token → forward (DESIGN's four steps, one store read). */
+async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: ServerResponse, services: Services): Promise<void> {
+  const started = performance.now()
+  const ctx = contextFor(req, services)
+  let status: number
+  try {
+    if (ctx.invalid) throw ctx.invalid
+    if (match === 'escape') throw new GatehouseError('path_escape')
+    const { api } = match
+    if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
+    const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
+    const token = await services.tokens.tokenFor(session, api.token)
+    await forward(ctx, res, match, token, services.upstreams, services.config.session.cookieName)
+    status = res.statusCode
+  } catch (err) {
+    if (err instanceof GatehouseError && err.code === 'session_ended') ctx.setCookies.push(deleteCookie(services.config.session.cookieName, services.config.session.sameSite))
+    const reply = failureReply(err, ctx, 'api')
+    status = reply.status
+    writeReply(res, reply, ctx)
+  }
+  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
 }
 
 /** Renders an error for the client and logs what the client must not see. */

@@ -80,6 +80,14 @@ export class OidcClient {
     })
   }
 
+  async refresh(refreshToken: string): Promise<Awaited<ReturnType<typeof oidc.refreshTokenGrant>>> {
+    return oidc.refreshTokenGrant(await this.configuration(), refreshToken)
+  }
+
+  async clientCredentials(scopes: readonly string[]): Promise<Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>> {
+    return oidc.clientCredentialsGrant(await this.configuration(), scopes.length ? { scope: scopes.join(' ') } : {})
+  }
+
   async hasUserInfo(): Promise<boolean> {
     return Boolean((await this.configuration()).serverMetadata().userinfo_endpoint)
   }

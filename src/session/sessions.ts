@@ -94,6 +94,28 @@ export class Sessions {
     return this.#call(() => this.#store.set(record, session.version))
   }
 
+  /** The current state of a session by id hash (no sliding), e.g. after another instance changed it. */
+  async reload(idHash: string): Promise<Session | undefined> {
+    const record = await this.#call(() => this.#store.get(idHash, this.#now()))
+    return record && this.#open(record)
+  }
+
+  /**
+   * Applies `change` to the session's data with compare-and-set, re-reading and re-applying when a
+   * concurrent write (a sliding renewal) won. Undefined when the session was ended meanwhile:
+   * an ended session is never written back.
+   */
+  async modify(session: Session, change: (data: SessionData) => SessionData): Promise<Session | undefined> {
+    let current: Session | undefined = session
+    for (let attempt = 0; current && attempt < 5; attempt++) {
+      const data = change(current.data)
+      if (await this.update(current, data)) return { ...current, version: current.version + 1, data }
+      current = await this.reload(current.idHash)
+    }
+    if (current) throw new GatehouseError('store_unavailable', 'session kept changing during an update')
+    return undefined
+  }
+
   async end(session: Session): Promise<void> {
     await this.#call(() => this.#store.delete(session.idHash))
   }

@@ -40,6 +40,14 @@ export interface SessionStore {
   list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]>
   /** Removes up to `limit` expired records; returns how many. */
   deleteExpired(now: number, limit: number): Promise<number>
+  /**
+   * Takes the named lease for `ttlMs` unless another owner holds an unexpired one; true when taken
+   * (also when `owner` already holds it). One instance refreshes a session's tokens while the
+   * others wait, so refresh-token rotation cannot race (SPEC §5).
+   */
+  acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean>
+  /** Gives the lease up if `owner` still holds it. */
+  releaseLease(name: string, owner: string): Promise<void>
   /** Throws when the store cannot be reached (readiness). */
   ping(): Promise<void>
   close(): Promise<void>

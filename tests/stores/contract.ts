@@ -223,6 +223,23 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.deepEqual(await store.get(record.idHash, NOW), record)
     })
 
+    test('a lease is exclusive until released or expired, and re-entrant for its owner', async () => {
+      assert.equal(await store.acquireLease('refresh:a', 'one', 10_000, NOW), true)
+      assert.equal(await store.acquireLease('refresh:a', 'two', 10_000, NOW + 1), false)
+      assert.equal(await store.acquireLease('refresh:a', 'one', 10_000, NOW + 2), true, 'owner may renew')
+      assert.equal(await store.acquireLease('refresh:b', 'two', 10_000, NOW), true, 'other names are independent')
+      await store.releaseLease('refresh:a', 'two') // not the owner: no effect
+      assert.equal(await store.acquireLease('refresh:a', 'two', 10_000, NOW + 3), false)
+      await store.releaseLease('refresh:a', 'one')
+      assert.equal(await store.acquireLease('refresh:a', 'two', 10_000, NOW + 4), true)
+      assert.equal(await store.acquireLease('refresh:a', 'three', 10_000, NOW + 10_004), true, 'an expired lease can be taken')
+    })
+
+    test('of many concurrent lease attempts exactly one wins', async () => {
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.acquireLease('refresh:c', `owner-${i}`, 10_000, NOW)))
+      assert.equal(results.filter(Boolean).length, 1)
+    })
+
     test('ping resolves while the store is open', async () => {
       await store.ping()
     })

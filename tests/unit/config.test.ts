@@ -205,8 +205,14 @@ describe('validateConfig', () => {
     assert.deepEqual(pathsOf(withSession({ store: 'redis://cache:6379' })), ['session.store'])
     assert.deepEqual(pathsOf(withSession({ store: 'postgres://db/gatehouse' })), ['session.store'])
     assert.deepEqual(pathsOf(withSession({ store: 'mysql://db' })), ['session.store'])
-    const remote = issuesOf({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000' }] })
-    assert.deepEqual(remote, [{ path: 'remoteApis', message: 'remote API proxying is not available in this version' }])
+  })
+
+  test('a remote API gets defaults, and one overlapping gatehouse\'s own paths is refused', () => {
+    const ok = validateConfig({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000/v2' }] })
+    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false }])
+    for (const path of ['/bff', '/signin-oidc', '/healthz', '/bff/user/x']) {
+      assert.deepEqual(pathsOf({ ...minimal(), remoteApis: [{ path, target: 'http://127.0.0.1:5000' }] }), ['remoteApis[0].path'], path)
+    }
   })
 
   test('duplicate remote API prefixes are reported at the later index', () => {
@@ -217,7 +223,7 @@ describe('validateConfig', () => {
         { path: '/api', target: 'https://b.example.com' },
       ],
     })
-    assert.deepEqual(paths, ['remoteApis[1].path', 'remoteApis'])
+    assert.deepEqual(paths, ['remoteApis[1].path'])
   })
 })
 

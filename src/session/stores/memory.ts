@@ -4,6 +4,7 @@ import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
 export class MemoryStore implements SessionStore {
   readonly #records = new Map<string, SessionRecord>()
   readonly #bySub = new Map<string, Set<string>>()
+  readonly #leases = new Map<string, { owner: string; expiresAt: number }>()
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
     const record = this.#records.get(idHash)
@@ -64,11 +65,23 @@ export class MemoryStore implements SessionStore {
     return count
   }
 
+  async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
+    const held = this.#leases.get(name)
+    if (held && held.owner !== owner && held.expiresAt > now) return false
+    this.#leases.set(name, { owner, expiresAt: now + ttlMs })
+    return true
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    if (this.#leases.get(name)?.owner === owner) this.#leases.delete(name)
+  }
+
   async ping(): Promise<void> {}
 
   async close(): Promise<void> {
     this.#records.clear()
     this.#bySub.clear()
+    this.#leases.clear()
   }
 
   #unindex(record: SessionRecord): void {

@@ -18,6 +18,11 @@ CREATE TABLE IF NOT EXISTS gatehouse_sessions (
 CREATE INDEX IF NOT EXISTS gatehouse_sessions_sub ON gatehouse_sessions (sub);
 CREATE INDEX IF NOT EXISTS gatehouse_sessions_sid ON gatehouse_sessions (sid) WHERE sid IS NOT NULL;
 CREATE INDEX IF NOT EXISTS gatehouse_sessions_expires ON gatehouse_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS gatehouse_leases (
+  name       TEXT PRIMARY KEY,
+  owner      TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
 `
 
 interface Row {
@@ -45,6 +50,8 @@ export class SqliteStore implements SessionStore {
   readonly #deleteExpired: StatementSync
   readonly #listAll: StatementSync
   readonly #listBySub: StatementSync
+  readonly #acquireLease: StatementSync
+  readonly #releaseLease: StatementSync
   #closed = false
 
   constructor(path: string) {
@@ -64,6 +71,13 @@ export class SqliteStore implements SessionStore {
       'DELETE FROM gatehouse_sessions WHERE id_hash IN (SELECT id_hash FROM gatehouse_sessions WHERE expires_at <= ? LIMIT ?)',
     )
     this.#listAll = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE expires_at > ? ORDER BY created_at LIMIT ?')
+    // One statement, so two processes on the same file cannot both take the lease.
+    this.#acquireLease = this.#db.prepare(
+      `INSERT INTO gatehouse_leases (name, owner, expires_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE gatehouse_leases.expires_at <= ? OR gatehouse_leases.owner = excluded.owner`,
+    )
+    this.#releaseLease = this.#db.prepare('DELETE FROM gatehouse_leases WHERE name = ? AND owner = ?')
     this.#listBySub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
   }
 
@@ -104,7 +118,16 @@ export class SqliteStore implements SessionStore {
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
+    this.#db.prepare('DELETE FROM gatehouse_leases WHERE expires_at <= ?').run(now)
     return Number(this.#deleteExpired.run(now, limit).changes)
+  }
+
+  async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
+    return Number(this.#acquireLease.run(name, owner, now + ttlMs, now).changes) === 1
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    this.#releaseLease.run(name, owner)
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,86 @@
+import type { ServerResponse } from 'node:http'
+import { pipeline } from 'node:stream/promises'
+import { Pool } from 'undici'
+import { GatehouseError } from '../errors.ts'
+import type { RequestContext } from '../http/context.ts'
+import type { TokenOutcome } from '../tokens/tokens.ts'
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import type { ApiMatch } from './routes.ts'
+
+/** Keep-alive connection pools, one per upstream origin; only configured targets ever get one. */
+export class Upstreams {
+  readonly #pools = new Map<string, Pool>()
+
+  pool(origin: string): Pool {
+    let pool = this.#pools.get(origin)
+    if (!pool) {
+      pool = new Pool(origin, { connections: 128, keepAliveTimeout: 10_000, connect: { timeout: 10_000 } })
+      this.#pools.set(origin, pool)
+    }
+    return pool
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#pools.values()].map((pool) => pool.close().catch(() => pool.destroy())))
+    this.#pools.clear()
+  }
+}
+
+const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
+
+/**
+ * Streams the request to the API and the answer back (SPEC §5): no buffering either way, so large
+ * bodies and Server-Sent Events pass through as they come. Errors before the answer starts are
+ * thrown as 502/504 problems; after that the only honest signal left is closing the connection.
+ */
+export async function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, gatehouseCookiePrefix: string): Promise<void> {
+  const { req } = ctx
+  const { api } = match
+  const { config } = ctx.services
+  const method = req.method ?? 'GET'
+  const hasBody = !NO_BODY.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  const abort = new AbortController()
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort()
+  })
+  let upstream: Awaited<ReturnType<Pool['request']>>
+  try {
+    upstream = await upstreams.pool(api.origin).request({
+      path: match.upstreamPath,
+      method: method as 'GET',
+      headers: upstreamRequestHeaders(req.headers, {
+        antiForgeryHeader: config.antiForgery.header.toLowerCase(),
+        bearer: token.kind === 'bearer' ? token.value : undefined,
+        clientIp: req.socket.remoteAddress,
+        origin: ctx.origin,
+        trustProxy: config.trustProxy,
+      }),
+      body: hasBody ? req : null,
+      signal: abort.signal,
+      headersTimeout: api.timeoutMs,
+      // A stream may idle between events (SSE); the client closing it ends the upstream call.
+      bodyTimeout: 0,
+    })
+  } catch (err) {
+    throw upstreamFailure(err, api.path, api.timeoutMs)
+  }
+  const headers = downstreamResponseHeaders(upstream.headers, gatehouseCookiePrefix)
+  if (ctx.setCookies.length) headers['set-cookie'] = [...ctx.setCookies, ...[headers['set-cookie'] ?? []].flat()]
+  res.writeHead(upstream.statusCode, headers)
+  res.flushHeaders()
+  try {
+    await pipeline(upstream.body, res)
+  } catch {
+    // Upstream reset mid-stream or the client went away: end both sides, the process keeps serving.
+    upstream.body.destroy()
+    res.destroy()
+  }
+}
+
+const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])
+
+export function upstreamFailure(err: unknown, apiPath: string, timeoutMs: number): GatehouseError {
+  const code = (err as { code?: string }).code
+  if (code && TIMEOUTS.has(code)) return new GatehouseError('upstream_timeout', `no answer from the ${apiPath} API within ${timeoutMs} ms`, { cause: err })
+  return new GatehouseError('upstream_unavailable', `the ${apiPath} API could not be reached`, { cause: err })
+}

@@ -1,0 +1,69 @@
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies must not forward. */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'])
+
+/** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
+function connectionListed(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
+  const value = headers.connection
+  const text = Array.isArray(value) ? value.join(',') : (value ?? '')
+  return new Set(text.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean))
+}
+
+export interface UpstreamHeaderOptions {
+  /** Lower-case anti-forgery header name: never forwarded. */
+  antiForgeryHeader: string
+  bearer: string | undefined
+  clientIp: string | undefined
+  /** The browser-facing origin, for X-Forwarded-Proto/Host. */
+  origin: string
+  trustProxy: boolean
+  /** Keep the WebSocket handshake fields (the upgrade itself is added by the HTTP client). */
+  websocket?: boolean
+}
+
+/**
+ * What the upstream receives: the browser's headers minus everything that is gatehouse's or the
+ * connection's — cookies, the browser's Authorization, the anti-forgery header, hop-by-hop fields,
+ * Host and client-supplied forwarding headers — plus the bearer token and X-Forwarded-*.
+ */
+export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: UpstreamHeaderOptions): Record<string, string | string[]> {
+  const listed = connectionListed(incoming)
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(incoming)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
+    if (name === 'host' || name === 'cookie' || name === 'authorization' || name === o.antiForgeryHeader) continue
+    // undici does not implement 100-continue; the body is streamed anyway.
+    if (name === 'expect') continue
+    if (name === 'forwarded' || name.startsWith('x-forwarded-')) continue
+    if (!o.websocket && name.startsWith('sec-websocket-')) continue
+    out[name] = value
+  }
+  const previousFor = o.trustProxy ? incoming['x-forwarded-for'] : undefined
+  const chain = [...(Array.isArray(previousFor) ? previousFor : previousFor ? [previousFor] : []), ...(o.clientIp ? [o.clientIp] : [])]
+  if (chain.length) out['x-forwarded-for'] = chain.join(', ')
+  const origin = new URL(o.origin)
+  out['x-forwarded-proto'] = origin.protocol.slice(0, -1)
+  out['x-forwarded-host'] = origin.host
+  if (o.bearer !== undefined) out.authorization = `Bearer ${o.bearer}`
+  return out
+}
+
+/**
+ * What the browser receives from the upstream: hop-by-hop fields dropped, and no Set-Cookie that
+ * could overwrite gatehouse's own cookies (an upstream must not be able to plant a session).
+ */
+export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string): Record<string, string | string[]> {
+  const listed = connectionListed(upstream)
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of Object.entries(upstream)) {
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
+    if (name === 'set-cookie') {
+      const kept = (Array.isArray(value) ? value : [value]).filter((line) => !line.trimStart().startsWith(gatehouseCookiePrefix))
+      if (kept.length) out[name] = kept
+      continue
+    }
+    out[name] = value
+  }
+  return out
+}

@@ -1,0 +1,84 @@
+import type { RemoteApiConfig } from '../config/types.ts'
+
+export interface RemoteApi extends RemoteApiConfig {
+  /** Upstream origin, e.g. `http://127.0.0.1:5000` (the pool key). */
+  origin: string
+  /** The target's base path without a trailing slash (`/v2`, or '' for the root). */
+  basePath: string
+}
+
+export interface ApiMatch {
+  api: RemoteApi
+  /** Path and query to request upstream, e.g. `/v2/orders/7?x=1`. */
+  upstreamPath: string
+}
+
+/**
+ * Remote API routing (SPEC §5). Matching is on the raw request path, longest prefix first. A path
+ * under a prefix that is not plainly a path below it — dot segments raw or percent-encoded, encoded
+ * slashes or backslashes, double encodings of those, empty segments — is an escape attempt: refused
+ * before any upstream is contacted, since the upstream might normalise it to somewhere else.
+ */
+export class RemoteApiRoutes {
+  readonly #apis: RemoteApi[]
+
+  constructor(apis: readonly RemoteApiConfig[]) {
+    this.#apis = apis
+      .map((api) => {
+        const target = new URL(api.target)
+        return { ...api, origin: target.origin, basePath: target.pathname.replace(/\/+$/, '') }
+      })
+      .sort((a, b) => b.path.length - a.path.length)
+  }
+
+  get size(): number {
+    return this.#apis.length
+  }
+
+  /** The API for a request target (path + query), 'escape' for a refused path, undefined when none matches. */
+  match(target: string): ApiMatch | 'escape' | undefined {
+    if (this.#apis.length === 0) return undefined
+    const q = target.indexOf('?')
+    const path = q === -1 ? target : target.slice(0, q)
+    const search = q === -1 ? '' : target.slice(q)
+    for (const api of this.#apis) {
+      if (path !== api.path && !path.startsWith(`${api.path}/`)) continue
+      const rest = path.slice(api.path.length)
+      if (!isPlainSubpath(rest) || /[\u0000-\u001F\u007F\\#]/.test(search)) return 'escape'
+      const upstreamPath = `${api.basePath}${rest}` || '/'
+      return { api, upstreamPath: `${upstreamPath.startsWith('/') ? '' : '/'}${upstreamPath}${search}` }
+    }
+    // A path that only becomes an API path once normalised (`/x/../api`) never reaches an upstream:
+    // it is not matched here, and nothing else in gatehouse resolves dot segments.
+    return undefined
+  }
+}
+
+/** `''` or `/seg/seg…` where no segment is, or decodes (once or twice) to, a dot segment or contains a separator. */
+export function isPlainSubpath(rest: string): boolean {
+  if (rest === '') return true
+  if (rest[0] !== '/' || /[\u0000-\u0020\u007F\\]/.test(rest)) return false
+  const segments = rest.slice(1).split('/')
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i]!
+    if (segment === '') {
+      if (i === segments.length - 1) continue // a trailing slash is a normal path
+      return false
+    }
+    let form = segment
+    for (let round = 0; ; round++) {
+      if (form === '.' || form === '..' || form.includes('/') || form.includes('\\') || /[\u0000-\u001F\u007F]/.test(form)) return false
+      if (!form.includes('%')) break
+      let next: string
+      try {
+        next = decodeURIComponent(form)
+      } catch {
+        if (round === 0) return false // malformed percent-encoding in the request itself
+        break // a literal "%" left after decoding (e.g. "100%25" → "100%"): nothing more to decode
+      }
+      if (round === 2) return false // a third level of encoding: no honest client sends that
+      form = next
+    }
+  }
+  return true
+}

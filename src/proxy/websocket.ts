@@ -1,0 +1,72 @@
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { GatehouseError } from '../errors.ts'
+import { resolveSession, type Services } from '../http/context.ts'
+import { contextFor } from '../http/handle.ts'
+import { upstreamFailure } from './forward.ts'
+import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+
+/**
+ * WebSocket upgrades to remote APIs with `websockets: true` (SPEC §5). A browser cannot add the
+ * anti-forgery header to a handshake, so the Origin header must be the app's own instead
+ * (cross-site WebSocket hijacking). The token is attached like for any API call.
+ */
+export function createUpgrade(services: Services): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  return (req, socket, head) => {
+    socket.on('error', () => socket.destroy())
+    upgrade(services, req, socket, head).catch((err: unknown) => {
+      const status = err instanceof GatehouseError ? err.status : 500
+      if (status >= 500) services.log.warn({ event: 'websocket_failed', status, code: err instanceof GatehouseError ? err.code : 'internal' }, 'websocket upgrade failed')
+      refuse(socket, status)
+    })
+  }
+}
+
+async function upgrade(services: Services, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  const match = services.apis.match(req.url ?? '/')
+  if (match === undefined) throw new GatehouseError('not_found')
+  if (match === 'escape') throw new GatehouseError('path_escape')
+  if (!match.api.websockets || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') throw new GatehouseError('not_found')
+  const ctx = contextFor(req, services)
+  if (ctx.invalid) throw ctx.invalid
+  if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
+  const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
+  const token = await services.tokens.tokenFor(session, match.api.token)
+  const { config } = services
+  let upstream: Awaited<ReturnType<ReturnType<typeof services.upstreams.pool>['upgrade']>>
+  try {
+    upstream = await services.upstreams.pool(match.api.origin).upgrade({
+      path: match.upstreamPath,
+      method: 'GET',
+      protocol: 'websocket',
+      headers: upstreamRequestHeaders(req.headers, {
+        antiForgeryHeader: config.antiForgery.header.toLowerCase(),
+        bearer: token.kind === 'bearer' ? token.value : undefined,
+        clientIp: req.socket.remoteAddress,
+        origin: ctx.origin,
+        trustProxy: config.trustProxy,
+        websocket: true,
+      }),
+      signal: AbortSignal.timeout(match.api.timeoutMs),
+    })
+  } catch (err) {
+    throw upstreamFailure(err, match.api.path, match.api.timeoutMs)
+  }
+  if (socket.destroyed) return void upstream.socket.destroy()
+  const headers = downstreamResponseHeaders(upstream.headers as Record<string, string | string[]>, config.session.cookieName)
+  let response = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
+  for (const [name, value] of Object.entries(headers)) for (const item of [value].flat()) response += `${name}: ${item}\r\n`
+  socket.write(`${response}\r\n`)
+  if (head.length) upstream.socket.write(head)
+  upstream.socket.on('error', () => socket.destroy())
+  socket.on('close', () => upstream.socket.destroy())
+  upstream.socket.on('close', () => socket.destroy())
+  socket.pipe(upstream.socket).pipe(socket)
+}
+
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }
+
+function refuse(socket: Duplex, status: number): void {
+  if (!socket.writable) return void socket.destroy()
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+}

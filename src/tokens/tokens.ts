@@ -1,0 +1,167 @@
+import { randomUUID } from 'node:crypto'
+import * as oidc from 'openid-client'
+import type { Logger } from 'pino'
+import type { TokenRequirement } from '../config/types.ts'
+import { GatehouseError } from '../errors.ts'
+import type { OidcClient } from '../oidc/client.ts'
+import type { Session, TokenSet } from '../session/session.ts'
+import type { Sessions } from '../session/sessions.ts'
+import type { SessionStore } from '../session/store.ts'
+import type { ClientCredentials } from './client-credentials.ts'
+
+/** What to put in the upstream request's Authorization header. */
+export type TokenOutcome = { kind: 'bearer'; value: string } | { kind: 'none' }
+
+/** A refresh holds the session's lease this long at most; other instances wait for it meanwhile. */
+const LEASE_MS = 15_000
+const WAIT_STEP_MS = 50
+
+export interface TokenServiceOptions {
+  sessions: Sessions
+  store: SessionStore
+  oidc: OidcClient
+  clientCredentials: ClientCredentials
+  skewMs: number
+  now: () => number
+  log: Logger
+}
+
+/**
+ * Access tokens for upstream calls (SPEC §5): the session's user token, refreshed shortly before it
+ * expires — once per session, also across instances sharing the store — or the client's own token.
+ */
+export class TokenService {
+  readonly #o: TokenServiceOptions
+  /** In-process single flight: concurrent requests of one session wait for one refresh. */
+  readonly #refreshing = new Map<string, Promise<Session>>()
+
+  constructor(options: TokenServiceOptions) {
+    this.#o = options
+  }
+
+  /** The token a requirement asks for. Throws session_required for "user" without a session. */
+  async tokenFor(session: Session | undefined, requirement: TokenRequirement): Promise<TokenOutcome> {
+    switch (requirement) {
+      case 'none':
+        return { kind: 'none' }
+      case 'user':
+        if (!session) throw new GatehouseError('session_required')
+        return bearer(await this.userToken(session))
+      case 'userOrNone':
+        return session ? bearer(await this.userToken(session)) : { kind: 'none' }
+      case 'userOrClient':
+        return bearer(session ? await this.userToken(session) : await this.clientToken())
+      case 'client':
+        return bearer(await this.clientToken())
+    }
+  }
+
+  async clientToken(): Promise<string> {
+    try {
+      return await this.#o.clientCredentials.token()
+    } catch (err) {
+      throw new GatehouseError('idp_unavailable', 'the client-credentials grant failed', { cause: err })
+    }
+  }
+
+  /** The session's access token, refreshed first when it is within the skew of expiry. */
+  async userToken(session: Session): Promise<string> {
+    const tokens = session.data.tokens
+    if (!tokens.accessToken) throw new GatehouseError('session_required', 'the session holds no access token')
+    if (!this.#needsRefresh(tokens)) return tokens.accessToken
+    if (!tokens.refreshToken) {
+      // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
+      if (tokens.accessTokenExpiresAt! > this.#o.now()) return tokens.accessToken
+      await this.#o.sessions.end(session)
+      throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
+    }
+    let pending = this.#refreshing.get(session.idHash)
+    if (!pending) {
+      pending = this.#refresh(session).finally(() => this.#refreshing.delete(session.idHash))
+      this.#refreshing.set(session.idHash, pending)
+    }
+    const refreshed = await pending
+    return refreshed.data.tokens.accessToken!
+  }
+
+  #needsRefresh(tokens: TokenSet): boolean {
+    return tokens.accessTokenExpiresAt !== undefined && tokens.accessTokenExpiresAt - this.#o.skewMs <= this.#o.now()
+  }
+
+  /**
+   * One refresh per session across instances: take the store lease, re-read (another instance may
+   * have refreshed already), refresh, write back with compare-and-set. Without the lease, wait for
+   * the holder's result. Refresh-token rotation therefore never sees two grants with one token.
+   */
+  async #refresh(session: Session): Promise<Session> {
+    const { store, sessions, now } = this.#o
+    const lease = `refresh:${session.idHash}`
+    const owner = randomUUID()
+    const deadline = now() + LEASE_MS
+    for (;;) {
+      if (await this.#call(() => store.acquireLease(lease, owner, LEASE_MS, now()))) {
+        try {
+          return await this.#refreshHoldingLease(session)
+        } finally {
+          await store.releaseLease(lease, owner).catch(() => undefined)
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS))
+      const current = await sessions.reload(session.idHash)
+      if (!current) throw new GatehouseError('session_ended')
+      if (!this.#needsRefresh(current.data.tokens)) return current
+      if (now() > deadline) throw new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish')
+    }
+  }
+
+  async #refreshHoldingLease(stale: Session): Promise<Session> {
+    const { sessions, oidc: client, log } = this.#o
+    const session = await sessions.reload(stale.idHash)
+    if (!session) throw new GatehouseError('session_ended')
+    if (!this.#needsRefresh(session.data.tokens)) return session
+    const refreshToken = session.data.tokens.refreshToken!
+    let response: Awaited<ReturnType<OidcClient['refresh']>>
+    try {
+      response = await client.refresh(refreshToken)
+    } catch (err) {
+      if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') {
+        // RFC 6749 §5.2: the refresh token is no longer valid; the session cannot go on.
+        await sessions.end(session)
+        log.info({ event: 'refresh', result: 'invalid_grant' }, 'refresh refused; session ended')
+        throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: err })
+      }
+      log.warn({ event: 'refresh', result: 'unavailable' }, 'token refresh failed; session kept')
+      throw new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
+    }
+    const expiresIn = response.expiresIn()
+    const tokens: TokenSet = {
+      accessToken: response.access_token,
+      refreshToken: response.refresh_token ?? refreshToken,
+      idToken: response.id_token ?? session.data.tokens.idToken,
+      accessTokenExpiresAt: expiresIn === undefined ? undefined : this.#o.now() + expiresIn * 1000,
+      scope: response.scope ?? session.data.tokens.scope,
+    }
+    const saved = await sessions.modify(session, (data) => ({ ...data, tokens }))
+    if (!saved) {
+      // Logged out while the refresh was in flight: the session stays ended, and the tokens just
+      // issued must not outlive it.
+      if (response.refresh_token) await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
+      log.info({ event: 'refresh', result: 'session_ended' }, 'session ended during refresh; new refresh token revoked')
+      throw new GatehouseError('session_ended')
+    }
+    log.info({ event: 'refresh', result: 'ok' }, 'access token refreshed')
+    return saved
+  }
+
+  async #call<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation()
+    } catch (err) {
+      throw new GatehouseError('store_unavailable', undefined, { cause: err })
+    }
+  }
+}
+
+function bearer(value: string): TokenOutcome {
+  return { kind: 'bearer', value }
+}
