@@ -4,8 +4,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { closeServer, listen } from '../cli/serve.ts'
-import { createGatehouse, type Gatehouse } from '../gatehouse.ts'
+import { createGatehouse } from '../gatehouse.ts'
 import { generateKey } from '../session/seal.ts'
+import { startDemoApi } from './api.ts'
 import { DEMO_USERS, startIdp } from './idp.ts'
 import { DEMO_PAGE, DEMO_SCRIPT } from './page.ts'
 
@@ -24,6 +25,7 @@ export interface RunningDemo {
 }
 
 const CLIENT_ID = 'gatehouse-demo'
+const API_CLIENT_ID = 'demo-api'
 
 /** `gatehouse demo`: embedded IdP + demo API + demo SPA behind gatehouse, sessions in SQLite. */
 export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
@@ -38,6 +40,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const origin = `http://localhost:${actualPort}`
 
   const clientSecret = randomBytes(24).toString('base64url')
+  const apiSecret = randomBytes(24).toString('base64url')
   const idp = await startIdp({
     port: port === 0 ? 0 : actualPort + 1,
     issuerHost: 'localhost',
@@ -49,17 +52,22 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
         post_logout_redirect_uris: [`${origin}/signout-callback-oidc`],
         backchannel_logout_uri: `${origin}/bff/backchannel`,
       },
+      // The demo API's own credentials, used only to introspect the tokens it receives.
+      { client_id: API_CLIENT_ID, client_secret: apiSecret, redirect_uris: [], grant_types: [], response_types: [] },
     ],
   })
+  const discovery = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as { introspection_endpoint: string }
+  const api = await startDemoApi({ introspectionEndpoint: discovery.introspection_endpoint, clientId: API_CLIENT_ID, clientSecret: apiSecret, port: port === 0 ? 0 : actualPort + 2 })
   const gatehouse = await createGatehouse({
     publicOrigin: origin,
     oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret, scopes: ['openid', 'profile', 'email', 'offline_access'] },
     keys: [demoKey(dataDir)],
     session: { store: `sqlite:${join(dataDir, 'sessions.db')}` },
+    remoteApis: [{ path: '/api', target: api.url, token: 'user' }],
     log: { level: 'warn' },
   })
-  const discovery = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as { userinfo_endpoint: string }
-  app = (req, res) => gatehouse.handle(req, res, () => demoApp(gatehouse, discovery.userinfo_endpoint, clientModule, req, res))
+  app = (req, res) => gatehouse.handle(req, res, () => demoApp(clientModule, req, res))
+  server.on('upgrade', gatehouse.upgrade)
 
   const print = options.print ?? ((text: string) => process.stdout.write(text))
   const users = DEMO_USERS.map((u) => `${u.username} / ${u.password}`)
@@ -70,6 +78,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     Log in as:  ${users[0]}   (or ${users.slice(1).join(', ')})
 
     Identity provider: ${idp.issuer}  (embedded, demo only)
+    Demo API:          ${api.url}  (reached through gatehouse at ${origin}/api)
     Sessions:          SQLite at ${join(dataDir, 'sessions.db')}
     Stop with Ctrl+C
 \n`)
@@ -78,41 +87,21 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     issuer: idp.issuer,
     async close() {
       await closeServer(server, gatehouse, 2_000)
+      await api.close()
       await idp.close()
     },
   }
 }
 
-/** The demo's own routes: the SPA, the client module and one protected API. */
-function demoApp(gatehouse: Gatehouse, userinfoEndpoint: string, clientModule: string, req: IncomingMessage, res: ServerResponse): void {
+/** The demo's own routes: the SPA and the client module. The API lives in its own server. */
+function demoApp(clientModule: string, req: IncomingMessage, res: ServerResponse): void {
   const path = (req.url ?? '/').split('?')[0]
   const csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
   if (req.method !== 'GET') return void res.writeHead(405, { allow: 'GET' }).end()
   if (path === '/' || path === '/index.html') return send(res, 'text/html; charset=utf-8', DEMO_PAGE, { 'content-security-policy': csp })
   if (path === '/demo.js') return send(res, 'text/javascript; charset=utf-8', DEMO_SCRIPT)
   if (path === '/gatehouse-client.js') return send(res, 'text/javascript; charset=utf-8', clientModule)
-  if (path === '/api/hello') return gatehouse.protect(async (request, response) => helloApi(gatehouse, userinfoEndpoint, request, response))(req, res)
   res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
-}
-
-/**
- * The demo API: it uses the session's access token server-side (asking the IdP's userinfo endpoint
- * who the token belongs to) and answers only what it learned; the token itself never leaves.
- */
-async function helloApi(gatehouse: Gatehouse, userinfoEndpoint: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const session = await gatehouse.getSession(req)
-  const token = await gatehouse.getAccessToken(req)
-  let verified: unknown = 'no access token in the session'
-  if (token) {
-    try {
-      const userinfo = await fetch(userinfoEndpoint, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) })
-      verified = userinfo.ok ? { by: 'IdP userinfo endpoint', sub: ((await userinfo.json()) as { sub: string }).sub } : { by: 'IdP userinfo endpoint', status: userinfo.status }
-    } catch {
-      verified = 'the IdP could not be reached'
-    }
-  }
-  const body = JSON.stringify({ message: `Hello ${session?.claims.find((c) => c.type === 'name')?.value ?? session?.sub} from the demo API`, accessTokenCheckedAt: verified, at: new Date().toISOString() })
-  send(res, 'application/json; charset=utf-8', body)
 }
 
 function send(res: ServerResponse, type: string, body: string, headers: Record<string, string> = {}): void {

@@ -45,6 +45,7 @@ export interface IdpClient {
   /** Public keys for private_key_jwt client authentication. */
   jwks?: { keys: Array<Record<string, unknown>> }
   grant_types?: string[]
+  response_types?: string[]
 }
 
 export interface IdpOptions {

@@ -26,6 +26,8 @@ export const DEMO_PAGE = `<!doctype html>
 </p>
 <section id="api" hidden>
   <h2>API answer</h2>
+  <p class="note">The demo API runs on its own port. The browser called <code>/api/hello</code> on this origin;
+  gatehouse forwarded it with the session's access token, and the API checked that token at the IdP.</p>
   <pre id="api-result"></pre>
 </section>
 <section id="claims-section" hidden>

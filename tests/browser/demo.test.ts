@@ -4,6 +4,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
 import { chromium, type Browser } from 'playwright-core'
+import { DatabaseSync } from 'node:sqlite'
+import { readFileSync } from 'node:fs'
+import { KeyRing } from '../../src/session/seal.ts'
+import { sessionSealPurpose } from '../../src/session/sessions.ts'
+import type { SessionData } from '../../src/session/session.ts'
 import { startCli } from '../helpers/cli.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -27,6 +32,13 @@ after(async () => {
 
 test('in Chromium the demo logs in at the IdP form, shows the claims, calls the API and logs out', async () => {
   const page = await browser.newPage()
+  // Everything the page received from gatehouse's origin, to prove afterwards that no token was among it.
+  const seenByBrowser: string[] = []
+  page.on('response', async (response) => {
+    if (!response.url().startsWith(url)) return
+    seenByBrowser.push(JSON.stringify(await response.allHeaders()))
+    seenByBrowser.push(await response.text().catch(() => ''))
+  })
   await page.goto(url)
   await page.getByText('You are not logged in.').waitFor()
 
@@ -46,9 +58,21 @@ test('in Chromium the demo logs in at the IdP form, shows the claims, calls the 
 
   await page.getByRole('button', { name: 'Call the API' }).click()
   await page.locator('#api-result').getByText('200 OK').waitFor()
-  const api = JSON.parse((await page.locator('#api-result').innerText()).split('\n').slice(1).join('\n')) as { message: string; accessTokenCheckedAt: { sub: string } }
-  assert.equal(api.message, 'Hello Alice Example from the demo API')
-  assert.equal(api.accessTokenCheckedAt.sub, 'alice-0001', 'the API used the session access token server-side')
+  const api = JSON.parse((await page.locator('#api-result').innerText()).split('\n').slice(1).join('\n')) as {
+    message: string
+    tokenSeenByApi: { active: boolean; sub: string; scope: string }
+    cookieSeenByApi: string | null
+  }
+  assert.equal(api.message, 'Hello from the demo API')
+  assert.equal(api.tokenSeenByApi.sub, 'alice-0001', 'gatehouse attached the session access token; the IdP vouched for it')
+  assert.match(api.tokenSeenByApi.scope, /\bopenid\b/)
+  assert.equal(api.cookieSeenByApi, null, 'the session cookie never reached the API')
+
+  const { accessToken, refreshToken, idToken } = readDemoTokens(join(dir, 'data'))
+  for (const token of [accessToken, refreshToken, idToken]) {
+    assert.ok(token && token.length > 20)
+    assert.ok(!seenByBrowser.some((text) => text.includes(token)), 'no token ever reached the browser')
+  }
 
   await page.getByRole('button', { name: 'Log out' }).click()
   await page.getByRole('button', { name: 'Yes, sign me out' }).click()
@@ -61,3 +85,16 @@ test('the demo exits 0 on SIGTERM', async () => {
   demo.child.kill('SIGTERM')
   assert.equal(await demo.exited, 0)
 })
+
+/** The demo's one session's tokens, read from its SQLite file with its key (what only gatehouse holds). */
+function readDemoTokens(dataDir: string): SessionData['tokens'] {
+  const db = new DatabaseSync(join(dataDir, 'sessions.db'), { readOnly: true })
+  try {
+    const row = db.prepare('SELECT * FROM gatehouse_sessions').get() as { id_hash: string; sub: string; sid: string | null; partition: string; created_at: number; sealed: string }
+    const ring = new KeyRing([readFileSync(join(dataDir, 'key'), 'utf8').trim()])
+    const purpose = sessionSealPurpose({ idHash: row.id_hash, sub: row.sub, sid: row.sid ?? undefined, partition: row.partition, createdAt: Number(row.created_at) })
+    return (JSON.parse(ring.unseal(row.sealed, purpose)!) as SessionData).tokens
+  } finally {
+    db.close()
+  }
+}
