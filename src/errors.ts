@@ -7,6 +7,7 @@ export const ERRORS = {
   login_state_invalid: { status: 400, title: 'Login state is missing, expired or does not match' },
   idp_error: { status: 400, title: 'The identity provider refused the login' },
   sid_mismatch: { status: 400, title: 'Logout sid does not match the session' },
+  logout_token_invalid: { status: 400, title: 'Logout token rejected' },
   antiforgery_failed: { status: 401, title: 'Anti-forgery header missing or wrong' },
   session_required: { status: 401, title: 'Login required' },
   session_ended: { status: 401, title: 'Session ended; log in again' },

@@ -67,6 +67,8 @@ export interface RunningIdp {
   requests: Array<{ method: string; path: string }>
   /** grant_type of every successful token request, in order. */
   grants: string[]
+  /** The IdP's signing key (private JWK): tests sign their own logout tokens with it. */
+  signingKey: Record<string, unknown>
   /** Delay before the token endpoint answers (tests use it to keep a refresh in flight). */
   tokenDelayMs: number
   close(): Promise<void>
@@ -102,6 +104,12 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
 
   const configuration = {
     adapter: createIdpStorage(),
+    // The embedded IdP's back-channel logout calls go to gatehouse on loopback, which oidc-provider's
+    // SSRF guard refuses by default; this IdP only ever runs on loopback for the demo and tests.
+    fetch: (url: URL | string, init: RequestInit & { dispatcher?: unknown }) => {
+      const { dispatcher: _guard, ...rest } = init
+      return fetch(url, rest)
+    },
     clients: options.clients.map((c) => ({
       grant_types: c.client_secret ? ['authorization_code', 'refresh_token', 'client_credentials'] : ['authorization_code', 'refresh_token'],
       response_types: ['code'],
@@ -123,7 +131,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       introspection: { enabled: true },
       clientCredentials: { enabled: true },
       backchannelLogout: { enabled: true },
-      rpInitiatedLogout: { enabled: true, logoutSource },
+      rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
     },
     pkce: { required: () => true },
     ttl: {
@@ -158,6 +166,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     server,
     requests,
     grants,
+    signingKey: jwk,
     get tokenDelayMs() {
       return running.tokenDelayMs
     },
@@ -218,6 +227,10 @@ function loginPage(uid: string, error?: string): string {
 
 async function logoutSource(ctx: { body: string }, form: string): Promise<void> {
   ctx.body = page('Sign out', `${form}<p>Sign out of the demo identity provider as well?</p><button form="op.logoutForm" type="submit" name="logout" value="yes">Yes, sign me out</button>`)
+}
+
+async function postLogoutSuccessSource(ctx: { body: string }): Promise<void> {
+  ctx.body = page('Signed out', '<p>You are signed out of the demo identity provider.</p>')
 }
 
 function page(title: string, body: string): string {

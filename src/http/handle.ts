@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
+import { backchannel } from '../endpoints/backchannel.ts'
 import { callback } from '../endpoints/callback.ts'
 import { diagnostics } from '../endpoints/diagnostics.ts'
 import { healthz, readyz } from '../endpoints/health.ts'
@@ -40,6 +41,7 @@ export function buildRoutes(services: Services): Map<string, Route> {
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
     [config.oidc.redirectPath, { handler: callback, kind: 'page', methods: NAVIGATE }],
     [config.oidc.postLogoutRedirectPath, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
+    [`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'] }],
     ['/healthz', { handler: healthz, kind: 'api', methods: READ }],
     ['/readyz', { handler: readyz, kind: 'api', methods: READ }],
   ])
@@ -142,10 +144,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     await forward(ctx, res, match, token, services.upstreams, services.config.session.cookieName)
     status = res.statusCode
   } catch (err) {
-    if (err instanceof GatehouseError && err.code === 'session_ended') ctx.setCookies.push(deleteCookie(services.config.session.cookieName, services.config.session.sameSite))
-    const reply = failureReply(err, ctx, 'api')
-    status = reply.status
-    writeReply(res, reply, ctx)
+    status = abort(res, ctx, err)
   }
   ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
 }
@@ -173,15 +172,26 @@ export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContex
   res.end(ctx.req.method === 'HEAD' ? undefined : reply.body)
 }
 
-/** Last resort when writing the reply itself failed: log it, and answer 500 if nothing was sent yet. */
-export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): void {
-  ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'response failed')
-  if (res.headersSent) return void res.destroy()
+/**
+ * Last resort for a failure outside an endpoint's reply (writing it, or a protected app handler that
+ * threw): a GatehouseError keeps its status (e.g. session_ended from getAccessToken → 401), anything
+ * else is a 500 without internals. After the answer started, the connection is all that can be closed.
+ */
+export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): number {
+  if (res.headersSent) {
+    ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'response failed after it started')
+    res.destroy()
+    return res.statusCode
+  }
+  // The session is gone: so is its cookie.
+  if (err instanceof GatehouseError && err.code === 'session_ended') ctx.setCookies.push(deleteCookie(ctx.services.config.session.cookieName, ctx.services.config.session.sameSite))
+  const reply = failureReply(err, ctx, 'api')
   try {
-    writeReply(res, problemJson(new GatehouseError('internal'), ctx.requestId), ctx)
+    writeReply(res, reply, ctx)
   } catch {
     res.destroy()
   }
+  return reply.status
 }
 
 function pathOf(target: string | undefined): string {

@@ -56,6 +56,11 @@ export class OidcClient {
     }
   }
 
+  /** The IdP's discovery metadata (issuer, jwks_uri, algorithms…). */
+  async metadata(): Promise<ReturnType<oidc.Configuration['serverMetadata']>> {
+    return (await this.configuration()).serverMetadata()
+  }
+
   async promptValuesSupported(): Promise<string[]> {
     const meta = (await this.configuration()).serverMetadata()
     const values = meta.prompt_values_supported

@@ -54,7 +54,7 @@ export class RemoteApiRoutes {
   }
 }
 
-/** `''` or `/seg/seg…` where no segment is, or decodes (once or twice) to, a dot segment or contains a separator. */
+/** `''` or `/seg/seg…` where no segment is, or decodes (once or twice) to, a dot segment (also with `;params`) or contains a separator. */
 export function isPlainSubpath(rest: string): boolean {
   if (rest === '') return true
   if (rest[0] !== '/' || /[\u0000-\u0020\u007F\\]/.test(rest)) return false
@@ -67,7 +67,10 @@ export function isPlainSubpath(rest: string): boolean {
     }
     let form = segment
     for (let round = 0; ; round++) {
-      if (form === '.' || form === '..' || form.includes('/') || form.includes('\\') || /[\u0000-\u001F\u007F]/.test(form)) return false
+      // Servlet containers (Tomcat, Jetty) cut path parameters off before resolving dot segments:
+      // `..;x` is `..` to them.
+      const name = form.split(';', 1)[0]
+      if (name === '.' || name === '..' || form.includes('/') || form.includes('\\') || /[\u0000-\u001F\u007F]/.test(form)) return false
       if (!form.includes('%')) break
       let next: string
       try {

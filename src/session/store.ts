@@ -16,11 +16,10 @@ export interface SessionRecord {
   sealed: string
 }
 
-export interface SessionFilter {
-  sub: string
-  sid?: string | undefined
-  partition?: string | undefined
-}
+/** Which sessions to end: by sub, by sid, or both (then both must match). At least one is given. */
+export type SessionFilter =
+  | { sub: string; sid?: string | undefined; partition?: string | undefined }
+  | { sub?: string | undefined; sid: string; partition?: string | undefined }
 
 /**
  * The contract every store implements (tests/stores/contract.ts holds the shared suite).
@@ -35,7 +34,7 @@ export interface SessionStore {
    */
   set(record: SessionRecord, expectedVersion?: number): Promise<boolean>
   delete(idHash: string): Promise<boolean>
-  /** Deletes every session of `sub` (narrowed by `sid`/`partition` when given); returns how many. */
+  /** Deletes every session matching the filter (sub and/or sid, narrowed by partition); returns how many. Indexed. */
   deleteWhere(filter: SessionFilter): Promise<number>
   list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]>
   /** Removes up to `limit` expired records; returns how many. */

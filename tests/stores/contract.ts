@@ -149,6 +149,20 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.deepEqual(await store.get(b1.idHash, NOW), b1)
     })
 
+    test('deleteWhere by sid alone removes every session of that IdP session, whoever its sub', async () => {
+      const a1 = sampleRecord({ sub: 'alice', sid: 's1' })
+      const a1admin = sampleRecord({ sub: 'alice', sid: 's1', partition: 'admin' })
+      const a2 = sampleRecord({ sub: 'alice', sid: 's2' })
+      const none = sampleRecord({ sub: 'carol', sid: undefined })
+      for (const r of [a1, a1admin, a2, none]) await store.set(r)
+      assert.equal(await store.deleteWhere({ sid: 's1' }), 2)
+      assert.equal(await store.get(a1.idHash, NOW), undefined)
+      assert.equal(await store.get(a1admin.idHash, NOW), undefined)
+      assert.deepEqual(await store.get(a2.idHash, NOW), a2)
+      assert.deepEqual(await store.get(none.idHash, NOW), none)
+      assert.equal(await store.deleteWhere({ sid: 'unknown' }), 0)
+    })
+
     test('deleteWhere by sub and partition removes only that frontend\'s sessions', async () => {
       const app = sampleRecord({ sub: 'alice', partition: 'app' })
       const admin = sampleRecord({ sub: 'alice', partition: 'admin' })

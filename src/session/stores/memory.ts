@@ -4,6 +4,7 @@ import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
 export class MemoryStore implements SessionStore {
   readonly #records = new Map<string, SessionRecord>()
   readonly #bySub = new Map<string, Set<string>>()
+  readonly #bySid = new Map<string, Set<string>>()
   readonly #leases = new Map<string, { owner: string; expiresAt: number }>()
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
@@ -14,11 +15,10 @@ export class MemoryStore implements SessionStore {
   async set(record: SessionRecord, expectedVersion?: number): Promise<boolean> {
     const current = this.#records.get(record.idHash)
     if (expectedVersion === undefined ? current !== undefined : current?.version !== expectedVersion) return false
-    if (current && current.sub !== record.sub) this.#unindex(current)
+    if (current) this.#unindex(current)
     this.#records.set(record.idHash, { ...record })
-    let ids = this.#bySub.get(record.sub)
-    if (!ids) this.#bySub.set(record.sub, (ids = new Set()))
-    ids.add(record.idHash)
+    addTo(this.#bySub, record.sub, record.idHash)
+    if (record.sid !== undefined) addTo(this.#bySid, record.sid, record.idHash)
     return true
   }
 
@@ -32,9 +32,11 @@ export class MemoryStore implements SessionStore {
 
   async deleteWhere(filter: SessionFilter): Promise<number> {
     let count = 0
-    for (const idHash of [...(this.#bySub.get(filter.sub) ?? [])]) {
+    const candidates = filter.sub !== undefined ? (this.#bySub.get(filter.sub) ?? []) : (this.#bySid.get(filter.sid!) ?? [])
+    for (const idHash of [...candidates]) {
       const record = this.#records.get(idHash)!
       if (filter.sid !== undefined && record.sid !== filter.sid) continue
+      if (filter.sub !== undefined && record.sub !== filter.sub) continue
       if (filter.partition !== undefined && record.partition !== filter.partition) continue
       await this.delete(idHash)
       count++
@@ -81,12 +83,24 @@ export class MemoryStore implements SessionStore {
   async close(): Promise<void> {
     this.#records.clear()
     this.#bySub.clear()
+    this.#bySid.clear()
     this.#leases.clear()
   }
 
   #unindex(record: SessionRecord): void {
-    const ids = this.#bySub.get(record.sub)
-    ids?.delete(record.idHash)
-    if (ids?.size === 0) this.#bySub.delete(record.sub)
+    removeFrom(this.#bySub, record.sub, record.idHash)
+    if (record.sid !== undefined) removeFrom(this.#bySid, record.sid, record.idHash)
   }
+}
+
+function addTo(index: Map<string, Set<string>>, key: string, idHash: string): void {
+  let ids = index.get(key)
+  if (!ids) index.set(key, (ids = new Set()))
+  ids.add(idHash)
+}
+
+function removeFrom(index: Map<string, Set<string>>, key: string, idHash: string): void {
+  const ids = index.get(key)
+  ids?.delete(idHash)
+  if (ids?.size === 0) index.delete(key)
 }

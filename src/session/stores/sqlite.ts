@@ -99,17 +99,15 @@ export class SqliteStore implements SessionStore {
   }
 
   async deleteWhere(filter: SessionFilter): Promise<number> {
-    let sql = 'DELETE FROM gatehouse_sessions WHERE sub = ?'
-    const params: string[] = [filter.sub]
-    if (filter.sid !== undefined) {
-      sql += ' AND sid = ?'
-      params.push(filter.sid)
+    const where: string[] = []
+    const params: string[] = []
+    for (const column of ['sub', 'sid', 'partition'] as const) {
+      if (filter[column] === undefined) continue
+      where.push(`${column} = ?`)
+      params.push(filter[column])
     }
-    if (filter.partition !== undefined) {
-      sql += ' AND partition = ?'
-      params.push(filter.partition)
-    }
-    return Number(this.#db.prepare(sql).run(...params).changes)
+    if (!where.some((w) => w.startsWith('sub') || w.startsWith('sid'))) throw new TypeError('deleteWhere needs a sub or a sid')
+    return Number(this.#db.prepare(`DELETE FROM gatehouse_sessions WHERE ${where.join(' AND ')}`).run(...params).changes)
   }
 
   async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {

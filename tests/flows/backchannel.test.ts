@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { after, before, describe, test } from 'node:test'
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import type { BrowserJar } from '../helpers/browser-jar.ts'
+
+const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
+type Claims = Array<{ type: string; value: unknown }>
+
+describe('back-channel logout', () => {
+  let flow: Flow
+  let sign: (payload: JWTPayload, header?: Record<string, unknown>) => Promise<string>
+  before(async () => {
+    flow = await startFlow()
+    const jwk = flow.idp.signingKey as { kid: string; alg: string }
+    const key = await importJWK(flow.idp.signingKey, 'RS256')
+    sign = (payload, header = {}) => new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt', ...header }).sign(key)
+  })
+  after(() => flow.close())
+
+  async function loggedIn(): Promise<{ browser: BrowserJar; sid: string; sub: string }> {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
+    return { browser, sid: claims.find((c) => c.type === 'sid')!.value as string, sub: claims.find((c) => c.type === 'sub')!.value as string }
+  }
+
+  const valid = (extra: JWTPayload = {}): JWTPayload => ({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, ...extra })
+
+  const post = (body: string, type = 'application/x-www-form-urlencoded') =>
+    fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': type }, body })
+
+  const stillLoggedIn = async (browser: BrowserJar) => (await browser.get(`${flow.origin}/bff/user`, CSRF)).status === 200
+
+  test('logging out at the IdP itself ends the gatehouse session through a real back-channel call', async () => {
+    const { browser } = await loggedIn()
+    // The user signs out at the IdP directly (not through gatehouse): the IdP posts a logout token.
+    const confirm = await browser.follow(await browser.get(`${flow.idp.issuer}/session/end?client_id=${CLIENT_ID}`))
+    const done = await browser.submitForm(confirm, { logout: 'yes' }, 'op.logoutForm')
+    await browser.follow(done)
+    assert.ok(flow.idp.requests.length > 0)
+    assert.equal(await stillLoggedIn(browser), false)
+  })
+
+  test('a valid logout token with the sid ends that session only, answers 200 no-store', async () => {
+    const first = await loggedIn()
+    const other = flow.browser()
+    await flow.login(other, { username: 'bob' })
+    const res = await post(new URLSearchParams({ logout_token: await sign(valid({ sid: first.sid })) }).toString())
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('cache-control'), 'no-store')
+    assert.equal(await stillLoggedIn(first.browser), false)
+    assert.equal(await stillLoggedIn(other), true)
+  })
+
+  test('a logout token with only sub ends every session of that user', async () => {
+    const a = await loggedIn()
+    const b = flow.browser()
+    await flow.login(b) // a second browser, same user, other IdP session? same IdP user
+    const res = await post(new URLSearchParams({ logout_token: await sign(valid({ sub: a.sub })) }).toString())
+    assert.equal(res.status, 200)
+    assert.equal(await stillLoggedIn(a.browser), false)
+    assert.equal(await stillLoggedIn(b), false)
+  })
+
+  const hostile: Array<[string, (sid: string) => Promise<string>, string?]> = [
+    ['a tampered payload (signature no longer matches)', async (sid) => {
+      const [h, , s] = (await sign(valid({ sid }))).split('.')
+      return `${h}.${Buffer.from(JSON.stringify(valid({ sid, sub: 'someone-else' }))).toString('base64url')}.${s}`
+    }],
+    ['a token signed by another key with the same kid', async (sid) => {
+      const { privateKey } = await generateKeyPair('RS256')
+      return new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'RS256', kid: (flow.idp.signingKey as { kid: string }).kid }).sign(privateKey)
+    }],
+    ['a token signed by an unknown key', async (sid) => {
+      const { privateKey, publicKey } = await generateKeyPair('ES256')
+      void (await exportJWK(publicKey))
+      return new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'ES256', kid: 'unknown' }).sign(privateKey)
+    }],
+    ['alg none', async (sid) => `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'logout+jwt' })).toString('base64url')}.${Buffer.from(JSON.stringify(valid({ sid }))).toString('base64url')}.`],
+    ['HS256 signed with the client secret', async (sid) => new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(CLIENT_SECRET))],
+    ['a wrong iss', async (sid) => sign(valid({ sid, iss: 'https://evil.example' }))],
+    ['a wrong aud', async (sid) => sign(valid({ sid, aud: 'another-client' }))],
+    ['an expired token', async (sid) => sign(valid({ sid, exp: Math.floor(Date.now() / 1000) - 600, iat: Math.floor(Date.now() / 1000) - 700 }))],
+    ['a missing iat', async (sid) => sign((({ iat: _, ...rest }) => rest)(valid({ sid })))],
+    ['an iat too old', async (sid) => sign(valid({ sid, iat: Math.floor(Date.now() / 1000) - 3600 }))],
+    ['an iat in the future', async (sid) => sign(valid({ sid, iat: Math.floor(Date.now() / 1000) + 3600 }))],
+    ['a missing jti', async (sid) => sign((({ jti: _, ...rest }) => rest)(valid({ sid })))],
+    ['missing events', async (sid) => sign((({ events: _, ...rest }) => rest)(valid({ sid })))],
+    ['events without the back-channel member', async (sid) => sign(valid({ sid, events: { 'http://schemas.openid.net/event/other': {} } }))],
+    ['events as a string', async (sid) => sign(valid({ sid, events: 'http://schemas.openid.net/event/backchannel-logout' }))],
+    ['a nonce', async (sid) => sign(valid({ sid, nonce: 'n-0S6_WzA2Mj' }))],
+    ['neither sub nor sid', async () => sign(valid())],
+    ['an id_token typ', async (sid) => sign(valid({ sid }), { typ: 'at+jwt' })],
+    ['a malformed JWT', async () => 'not.a.jwt'],
+    ['garbage', async () => '%%%'],
+  ]
+  for (const [name, make] of hostile) {
+    test(`a logout token with ${name} is refused with 400 and the session is kept`, async () => {
+      const { browser, sid } = await loggedIn()
+      const res = await post(new URLSearchParams({ logout_token: await make(sid) }).toString())
+      assert.equal(res.status, 400, await res.clone().text())
+      assert.match(res.headers.get('content-type')!, /json/)
+      assert.equal(res.headers.get('cache-control'), 'no-store')
+      assert.equal(await stillLoggedIn(browser), true)
+    })
+  }
+
+  test('a replayed logout token (same jti) is refused with 400', async () => {
+    const token = await sign(valid({ sid: 'some-idp-session-nobody-has' }))
+    assert.equal((await post(new URLSearchParams({ logout_token: token }).toString())).status, 200)
+    const { browser } = await loggedIn()
+    const replay = await post(new URLSearchParams({ logout_token: token }).toString())
+    assert.equal(replay.status, 400)
+    assert.match(await replay.text(), /already used/)
+    assert.equal(await stillLoggedIn(browser), true)
+  })
+
+  test('a wrong content type, an empty body, two tokens and GET are refused', async () => {
+    const { browser, sid } = await loggedIn()
+    const token = await sign(valid({ sid }))
+    assert.equal((await post(JSON.stringify({ logout_token: token }), 'application/json')).status, 400)
+    assert.equal((await post('')).status, 400)
+    assert.equal((await post(`logout_token=${token}&logout_token=${token}`)).status, 400)
+    assert.equal((await fetch(`${flow.origin}/bff/backchannel?logout_token=${token}`)).status, 405)
+    assert.equal((await post('x'.repeat(70_000))).status, 400)
+    assert.equal(await stillLoggedIn(browser), true)
+  })
+})
