@@ -4,6 +4,7 @@ import { GatehouseError } from '../errors.ts'
 import { parseArgs, stringOption } from './args.ts'
 import { checkConfig, DEFAULT_CONFIG_PATH, loadOrReport } from './check-config.ts'
 import { keysGenerate } from './keys.ts'
+import { sessionsList, sessionsRevoke } from './sessions.ts'
 import { exitOnSignal, startServer } from './serve.ts'
 
 const USAGE = `Usage: gatehouse <command> [options]
@@ -12,6 +13,10 @@ Commands:
   serve [--config FILE]          run the gateway (default config: ${DEFAULT_CONFIG_PATH})
   check-config [--config FILE]   validate the configuration; one line per problem
   keys generate                  print a new key for the "keys" ring (last line of stdout)
+  sessions list [--sub S] [--limit N] [--config FILE]
+                                 one line per live session (id hash, sub, sid, partition, times)
+  sessions revoke (--sub S | --sid S) [--config FILE]
+                                 end sessions; every instance refuses them at the next request
   demo [--port N] [--data-dir D] run the demo: embedded IdP, demo API and SPA, SQLite sessions
 
 Options:
@@ -37,6 +42,20 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     case 'keys':
       if (sub === 'generate') return keysGenerate()
       break
+    case 'sessions': {
+      if (sub !== 'list' && sub !== 'revoke') break
+      const config = await loadOrReport(configPath)
+      if (!config) return 1
+      const bySub = stringOption(args, 'sub')
+      const bySid = stringOption(args, 'sid')
+      if (sub === 'list') {
+        const limit = Number(stringOption(args, 'limit') ?? 1000)
+        if (!Number.isInteger(limit) || limit < 1) return usageError('--limit must be a positive whole number')
+        return sessionsList(config, { ...(bySub === undefined ? {} : { sub: bySub }), limit })
+      }
+      if ((bySub === undefined) === (bySid === undefined)) return usageError('sessions revoke needs exactly one of --sub S or --sid S')
+      return sessionsRevoke(config, bySub !== undefined ? { sub: bySub } : { sid: bySid! })
+    }
     case 'serve': {
       const config = await loadOrReport(configPath)
       if (!config) return 1
@@ -58,6 +77,11 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     }
   }
   process.stderr.write(`gatehouse: unknown command "${[command, sub].filter(Boolean).join(' ')}"\n\n${USAGE}`)
+  return 2
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`gatehouse: ${message}\n`)
   return 2
 }
 

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { generateKey, decodeKey } from '../../src/session/seal.ts'
+import { SqliteStore } from '../../src/session/stores/sqlite.ts'
 import { runCli, startCli } from '../helpers/cli.ts'
 
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cli-'))
@@ -118,5 +119,45 @@ describe('gatehouse serve', () => {
     assert.deepEqual(((await ready.json()) as { checks: unknown }).checks, { store: 'ok', idp: 'failing' })
     running.child.kill('SIGTERM')
     assert.equal(await running.exited, 0)
+  })
+})
+
+describe('gatehouse sessions', () => {
+  const dbPath = join(dir, 'admin.db')
+  const config = () => file('admin.json', { ...valid, session: { store: `sqlite:${dbPath}` } })
+  const record = (sub: string, sid: string | undefined, n: number) => ({
+    idHash: `hash-${sub}-${n}`, sub, sid, partition: 'default', createdAt: Date.now(), renewedAt: Date.now(), expiresAt: Date.now() + 3_600_000, version: 1, sealed: 'sealed-secret-bytes',
+  })
+
+  test('list prints one line per session with sub and sid; revoke by sid and by sub ends them', async () => {
+    const store = new SqliteStore(dbPath)
+    for (const r of [record('alice', 'sid-a1', 1), record('alice', 'sid-a2', 2), record('bob', 'sid-b1', 3), record('carol', undefined, 4)]) await store.set(r)
+    await store.close()
+    const env = { TEST_SECRET: 's' }
+
+    const all = await runCli(['sessions', 'list', '--config', config()], { env })
+    assert.equal(all.code, 0, all.stderr)
+    assert.equal(all.stdout.trim().split('\n').length, 4)
+    assert.match(all.stdout, /sub=alice\s+sid=sid-a1/)
+    assert.match(all.stdout, /sub=carol\s+sid=-/)
+    assert.doesNotMatch(all.stdout, /sealed-secret-bytes/, 'sealed tokens are never printed')
+
+    const alice = await runCli(['sessions', 'list', '--sub', 'alice', '--config', config()], { env })
+    assert.deepEqual(alice.stdout.trim().split('\n').map((l) => /sid=(\S+)/.exec(l)![1]).sort(), ['sid-a1', 'sid-a2'])
+
+    const bySid = await runCli(['sessions', 'revoke', '--sid', 'sid-a1', '--config', config()], { env })
+    assert.equal(bySid.code, 0)
+    assert.match(bySid.stdout, /revoked 1 session/)
+    const bySub = await runCli(['sessions', 'revoke', '--sub', 'alice', '--config', config()], { env })
+    assert.match(bySub.stdout, /revoked 1 session/)
+    const left = await runCli(['sessions', 'list', '--config', config()], { env })
+    assert.doesNotMatch(left.stdout, /sub=alice/)
+    assert.match(left.stdout, /sub=bob/)
+  })
+
+  test('revoke needs exactly one of --sub or --sid', async () => {
+    const env = { TEST_SECRET: 's' }
+    assert.equal((await runCli(['sessions', 'revoke', '--config', config()], { env })).code, 2)
+    assert.equal((await runCli(['sessions', 'revoke', '--sub', 'a', '--sid', 'b', '--config', config()], { env })).code, 2)
   })
 })

@@ -1,0 +1,34 @@
+import type { Config } from '../config/types.ts'
+import { openStore } from '../session/stores/open-store.ts'
+
+/**
+ * `gatehouse sessions list [--sub S] [--limit N]` — one line per live session: id hash (not the
+ * cookie), sub, sid, partition and times. Tokens stay sealed.
+ */
+export async function sessionsList(config: Config, filter: { sub?: string; limit: number }): Promise<number> {
+  const store = await openStore(config.session.store)
+  try {
+    const records = await store.list(filter, Date.now())
+    for (const r of records) {
+      process.stdout.write(
+        `${r.idHash}  sub=${r.sub}  sid=${r.sid ?? '-'}  partition=${r.partition}  created=${new Date(r.createdAt).toISOString()}  expires=${new Date(r.expiresAt).toISOString()}\n`,
+      )
+    }
+    process.stderr.write(`${records.length} session${records.length === 1 ? '' : 's'}${records.length === filter.limit ? ` (limit ${filter.limit} reached)` : ''}\n`)
+    return 0
+  } finally {
+    await store.close()
+  }
+}
+
+/** `gatehouse sessions revoke (--sub S | --sid S)` — ends the sessions; every instance refuses them at the next request. */
+export async function sessionsRevoke(config: Config, filter: { sub: string } | { sid: string }): Promise<number> {
+  const store = await openStore(config.session.store)
+  try {
+    const count = await store.deleteWhere(filter)
+    process.stdout.write(`revoked ${count} session${count === 1 ? '' : 's'}\n`)
+    return 0
+  } finally {
+    await store.close()
+  }
+}
