@@ -53,6 +53,14 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
       res.end('not found')
     })
   })
+  // WebSocket upgrades to remote APIs (SPEC §5). Upgraded sockets leave the server's connection
+  // tracking, so they are kept here for close().
+  const upgraded = new Set<import('node:stream').Duplex>()
+  server.on('upgrade', (req, socket, head) => {
+    upgraded.add(socket)
+    socket.once('close', () => upgraded.delete(socket))
+    current!.gatehouse.upgrade(req, socket, head)
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   const idp = await startIdp({
@@ -113,6 +121,7 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
     },
     async close() {
       await current?.gatehouse.close()
+      for (const socket of upgraded) socket.destroy()
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))
       await idp.close()

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer } from 'ws'
@@ -22,20 +23,30 @@ export interface Upstream {
  *   /status/N         answers status N
  *   /slow?ms=N        answers after N ms
  *   /download?mb=N    streams N MiB of bytes
- *   /upload           counts the request body, answers { bytes }
+ *   /upload           counts the request body, answers { bytes, sha256 }
+ *   /body             answers JSON { method, url, headers, body } with the request body as text
  *   /sse?events=N&gapMs=M  Server-Sent Events, one every M ms
  *   /reset            destroys the connection without an answer
  *   /ws               WebSocket echo: first message back is the Authorization header seen
  */
 export async function startUpstream(): Promise<Upstream> {
   const received: RecordedRequest[] = []
+  /** Pending /slow answers, cleared on close so a long one does not keep the test process alive. */
+  const slowTimers = new Set<NodeJS.Timeout>()
   const server = createServer((req, res) => {
     received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers })
     const url = new URL(req.url ?? '/', 'http://upstream.invalid')
     const path = url.pathname
     if (path === '/reset') return void req.socket.destroy()
     if (path.startsWith('/status/')) return void res.writeHead(Number(path.slice(8)), { 'content-type': 'text/plain' }).end('status')
-    if (path === '/slow') return void setTimeout(() => res.end('slow'), Number(url.searchParams.get('ms') ?? 1000))
+    if (path === '/slow') {
+      const timer = setTimeout(() => {
+        slowTimers.delete(timer)
+        res.end('slow')
+      }, Number(url.searchParams.get('ms') ?? 1000))
+      slowTimers.add(timer)
+      return
+    }
     if (path === '/download') {
       const total = Number(url.searchParams.get('mb') ?? 1) * 1024 * 1024
       const chunk = Buffer.alloc(64 * 1024, 0x61)
@@ -52,8 +63,18 @@ export async function startUpstream(): Promise<Upstream> {
     }
     if (path === '/upload') {
       let bytes = 0
-      req.on('data', (d: Buffer) => (bytes += d.length))
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ bytes })))
+      const hash = createHash('sha256')
+      req.on('data', (d: Buffer) => {
+        bytes += d.length
+        hash.update(d)
+      })
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ bytes, sha256: hash.digest('hex') })))
+      return
+    }
+    if (path === '/body') {
+      const chunks: Buffer[] = []
+      req.on('data', (d: Buffer) => chunks.push(d))
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') })))
       return
     }
     if (path === '/sse') {
@@ -89,6 +110,8 @@ export async function startUpstream(): Promise<Upstream> {
     server,
     received,
     close: async () => {
+      for (const timer of slowTimers) clearTimeout(timer)
+      slowTimers.clear()
       for (const client of wss.clients) client.terminate()
       wss.close()
       server.closeAllConnections()
