@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { CLIENT_ID, CLIENT_SECRET, startFlow, type Flow } from '../helpers/flow.ts'
+import { introspect } from '../helpers/upstream.ts'
+
+describe('/bff/diagnostics', () => {
+  let on: Flow
+  let off: Flow
+  before(async () => {
+    on = await startFlow({ gatehouse: { diagnostics: true } })
+    off = await startFlow()
+  })
+  after(async () => {
+    await on.close()
+    await off.close()
+  })
+
+  test('when enabled it shows the user and client access tokens the IdP accepts', async () => {
+    const browser = on.browser()
+    await on.login(browser)
+    const res = await browser.get(`${on.origin}/bff/diagnostics`)
+    assert.equal(res.status, 200)
+    assert.equal(res.headers.get('cache-control'), 'no-store')
+    const body = JSON.parse(res.text) as { userAccessToken: string; clientAccessToken: string }
+    assert.equal((await introspect(on.idp.issuer, body.userAccessToken, CLIENT_ID, CLIENT_SECRET)).sub, 'alice-0001')
+    assert.equal((await introspect(on.idp.issuer, body.clientAccessToken, CLIENT_ID, CLIENT_SECRET)).active, true)
+  })
+
+  test('without a session the user token is null', async () => {
+    const body = JSON.parse((await on.browser().get(`${on.origin}/bff/diagnostics`)).text) as { userAccessToken: unknown }
+    assert.equal(body.userAccessToken, null)
+  })
+
+  test('when disabled (the default) the endpoint does not exist', async () => {
+    const browser = off.browser()
+    await off.login(browser)
+    assert.equal((await browser.get(`${off.origin}/bff/diagnostics`)).status, 404)
+  })
+})
