@@ -11,7 +11,10 @@ import { createLogger } from './log.ts'
 import { OidcClient } from './oidc/client.ts'
 import { KeyRing } from './session/seal.ts'
 import type { Claim, Session } from './session/session.ts'
+import type { SessionBackend } from './session/backend.ts'
+import { CookieSessions } from './session/cookie-sessions.ts'
 import { Sessions } from './session/sessions.ts'
+import { MemoryStore } from './session/stores/memory.ts'
 import type { SessionStore } from './session/store.ts'
 import { openStore } from './session/stores/open-store.ts'
 import { Upstreams } from './proxy/forward.ts'
@@ -82,9 +85,18 @@ export async function createGatehouse(options: GatehouseOptions, runtime: Runtim
 export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {}): Promise<Gatehouse> {
   const log = runtime.logger ?? createLogger(config.log.level)
   const now = runtime.now ?? Date.now
-  const store = runtime.store ?? (await openStore(config.session.store))
+  const cookieMode = config.session.mode === 'cookie'
+  // Cookie mode keeps no sessions on the server; the in-memory store only backs /readyz's check.
+  const store = runtime.store ?? (cookieMode ? new MemoryStore() : await openStore(config.session.store))
   const keyRing = new KeyRing(config.keys)
-  const sessions = new Sessions({ store, keyRing, now, policy: config.session })
+  const cookie = {
+    name: config.session.cookieName,
+    sameSite: config.session.sameSite,
+    maxAgeSec: (config.session.sliding ? config.session.absoluteLifetimeMs : config.session.lifetimeMs) / 1000,
+  }
+  const sessions: SessionBackend = cookieMode
+    ? new CookieSessions({ keyRing, now, policy: config.session, cookie })
+    : new Sessions({ store, keyRing, now, policy: config.session, cookie })
   const oidc = new OidcClient(config.oidc)
   const skewMs = config.oidc.tokenRefreshSkewMs
   const clientCredentials = new ClientCredentials({ oidc, scopes: config.oidc.clientCredentialsScopes, skewMs, now })
@@ -111,12 +123,23 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     return found
   }
 
+  /** The app's response for a request, so cookie changes made in library calls reach the browser. */
+  const responses = new WeakMap<IncomingMessage, ServerResponse>()
+  const flushCookies = (req: IncomingMessage): void => {
+    const ctx = contextFor(req, services)
+    const res = responses.get(req)
+    if (!res || res.headersSent || ctx.setCookies.length === 0) return
+    for (const line of ctx.setCookies.splice(0)) res.appendHeader('set-cookie', line)
+  }
+
   const guard = async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
     const ctx = contextFor(req, services)
+    responses.set(req, res)
     try {
       if (ctx.invalid) throw ctx.invalid
       if (!isAntiForgeryValid(req.headers, config.antiForgery)) throw new GatehouseError('antiforgery_failed')
       if (!(await lookup(req))) throw new GatehouseError('session_required')
+      flushCookies(req)
       return true
     } catch (err) {
       writeReply(res, failureReply(err, ctx, 'api'), ctx)
@@ -144,7 +167,13 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     },
     async getAccessToken(req, type = 'user') {
       const outcome = await tokens.tokenFor(await lookup(req), type === 'user' ? 'userOrNone' : type)
-      return outcome.kind === 'bearer' ? outcome.value : undefined
+      if (outcome.kind === 'none') return undefined
+      if (outcome.refreshed) {
+        const ctx = contextFor(req, services)
+        await sessions.persist(outcome.refreshed, ctx.cookies, ctx.setCookies)
+        flushCookies(req)
+      }
+      return outcome.value
     },
     upgrade,
     cleanup: () => sessions.removeExpired(),
@@ -163,6 +192,8 @@ function warnAboutInsecureSettings(config: Config, log: Logger): void {
     log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
   }
   if (config.diagnostics) log.warn('diagnostics is on: /bff/diagnostics shows access tokens to the logged-in browser; never enable it in production')
-  if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
+  if (config.session.mode === 'cookie') {
+    log.warn('session.mode is "cookie": sessions cannot be revoked on the server and back-channel logout is off; see docs/sessions.md')
+  } else if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
   if (config.oidc.authority.startsWith('http:')) log.info('oidc.authority uses http:// (allowed for loopback only)')
 }

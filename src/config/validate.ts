@@ -227,7 +227,6 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   if (session.sliding !== false && lifetime !== undefined && absolute !== undefined && absolute < lifetime) {
     issues.push({ path: 'session.absoluteLifetime', message: 'must not be shorter than session.lifetime' })
   }
-  if (session.mode === 'cookie') issues.push({ path: 'session.mode', message: '"cookie" mode is not available in this version; use "server"' })
   if (/^(rediss?|postgres(ql)?):\/\//.test(text(session.store) ?? '')) {
     issues.push({ path: 'session.store', message: 'redis:// and postgres:// stores are not available in this version; use "memory" or "sqlite:PATH"' })
   }

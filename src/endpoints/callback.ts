@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import * as oidc from 'openid-client'
 import { GatehouseError } from '../errors.ts'
-import { deleteCookie, serializeCookie } from '../http/cookies.ts'
+import { deleteCookie } from '../http/cookies.ts'
 import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { toClaims } from '../oidc/claims.ts'
@@ -44,10 +44,11 @@ export const callback: Handler = async (ctx) => {
 
   const previous = await resolveSession(ctx, false)
   if (previous) await sessions.end(previous)
+  sessions.clearCookies(ctx.cookies, ctx.setCookies)
   const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
   const expiresIn = tokens.expiresIn()
-  const { cookieValue } = await sessions.create({
+  await sessions.start({
     sub: idClaims.sub,
     sid,
     partition: ctx.partition,
@@ -64,10 +65,8 @@ export const callback: Handler = async (ctx) => {
       logoutSid: randomBytes(16).toString('base64url'),
       sessionState,
     },
-  })
+  }, ctx.setCookies)
   log.info({ event: 'login', requestId: ctx.requestId }, 'session started')
-  const maxAgeSec = (config.session.sliding ? config.session.absoluteLifetimeMs : config.session.lifetimeMs) / 1000
-  ctx.setCookies.push(serializeCookie(config.session.cookieName, cookieValue, { sameSite: config.session.sameSite, maxAgeSec }))
   return redirect(pending.returnUrl)
 }
 

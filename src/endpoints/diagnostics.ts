@@ -15,8 +15,7 @@ export const diagnostics: Handler = async (ctx) => {
   } catch (err) {
     if (!(err instanceof GatehouseError)) throw err
   }
-  return json(200, {
-    userAccessToken: session ? await tokens.userToken(session) : null,
-    clientAccessToken,
-  })
+  const user = session ? await tokens.tokenFor(session, 'user') : undefined
+  if (user?.kind === 'bearer' && user.refreshed) await ctx.services.sessions.persist(user.refreshed, ctx.cookies, ctx.setCookies)
+  return json(200, { userAccessToken: user?.kind === 'bearer' ? user.value : null, clientAccessToken })
 }

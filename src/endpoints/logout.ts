@@ -42,7 +42,7 @@ export const logout: Handler = async (ctx) => {
   // Clear only the cookies this request carried, and only once the session is gone (a store fault
   // above leaves the user logged in and able to retry). A cross-site navigation that carries no
   // Strict session cookie must not be able to delete it: that would be a logout CSRF without the sid.
-  if (session) ctx.setCookies.push(deleteCookie(config.session.cookieName, config.session.sameSite))
+  if (session) sessions.clearCookies(ctx.cookies, ctx.setCookies)
   const loginPrefix = loginCookiePrefix(config.session.cookieName)
   for (const name of ctx.cookies.keys()) if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
   let endSession: URL | undefined

@@ -8,9 +8,8 @@ import type { RemoteApiRoutes } from '../proxy/routes.ts'
 import type { TokenService } from '../tokens/tokens.ts'
 import type { KeyRing } from '../session/seal.ts'
 import type { Session } from '../session/session.ts'
-import type { Sessions } from '../session/sessions.ts'
+import type { SessionBackend } from '../session/backend.ts'
 import type { SessionStore } from '../session/store.ts'
-import { deleteCookie } from './cookies.ts'
 import type { Reply } from './reply.ts'
 
 /** Long-lived services shared by every request (built once in gatehouse.ts). */
@@ -18,7 +17,7 @@ export interface Services {
   config: Config
   log: Logger
   oidc: OidcClient
-  sessions: Sessions
+  sessions: SessionBackend
   store: SessionStore
   keyRing: KeyRing
   tokens: TokenService
@@ -47,13 +46,8 @@ export interface RequestContext {
 export type Handler = (ctx: RequestContext) => Promise<Reply>
 
 /** The one session read of a request. A cookie naming no live session is cleared on this response. */
-export async function resolveSession(ctx: RequestContext, slide: boolean): Promise<Session | undefined> {
-  const { config, sessions } = ctx.services
-  const cookieValue = ctx.cookies.get(config.session.cookieName)
-  if (cookieValue === undefined) return undefined
-  const session = await sessions.resolve(cookieValue, ctx.partition, { slide })
-  if (!session) ctx.setCookies.push(deleteCookie(config.session.cookieName, config.session.sameSite))
-  return session
+export function resolveSession(ctx: RequestContext, slide: boolean): Promise<Session | undefined> {
+  return ctx.services.sessions.read(ctx.cookies, ctx.partition, { slide }, ctx.setCookies)
 }
 
 /** A query parameter that may appear at most once; a repeated one is ambiguous and refused by callers. */

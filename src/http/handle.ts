@@ -12,7 +12,7 @@ import { user } from '../endpoints/user.ts'
 import { forward } from '../proxy/forward.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
-import { deleteCookie, parseCookies } from './cookies.ts'
+import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
 import { problemJson, problemPage, type Reply } from './reply.ts'
 import { hasUsableHostHeader, requestOrigin } from './origin.ts'
@@ -41,10 +41,11 @@ export function buildRoutes(services: Services): Map<string, Route> {
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
     [config.oidc.redirectPath, { handler: callback, kind: 'page', methods: NAVIGATE }],
     [config.oidc.postLogoutRedirectPath, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
-    [`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'] }],
     ['/healthz', { handler: healthz, kind: 'api', methods: READ }],
     ['/readyz', { handler: readyz, kind: 'api', methods: READ }],
   ])
+  // Back-channel logout needs sessions the server can find and end: not in cookie mode.
+  if (config.session.mode === 'server') routes.set(`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'] })
   if (config.diagnostics) routes.set(`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ })
   return routes
 }
@@ -141,6 +142,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
     const token = await services.tokens.tokenFor(session, api.token)
+    if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
     await forward(ctx, res, match, token, services.upstreams, services.config.session.cookieName)
     status = res.statusCode
   } catch (err) {
@@ -184,7 +186,7 @@ export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): n
     return res.statusCode
   }
   // The session is gone: so is its cookie.
-  if (err instanceof GatehouseError && err.code === 'session_ended') ctx.setCookies.push(deleteCookie(ctx.services.config.session.cookieName, ctx.services.config.session.sameSite))
+  if (err instanceof GatehouseError && err.code === 'session_ended') ctx.services.sessions.clearCookies(ctx.cookies, ctx.setCookies)
   const reply = failureReply(err, ctx, 'api')
   try {
     writeReply(res, reply, ctx)

@@ -32,6 +32,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
   const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
   const token = await services.tokens.tokenFor(session, match.api.token)
+  if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
   const { config } = services
   let upstream: Awaited<ReturnType<ReturnType<typeof services.upstreams.pool>['upgrade']>>
   try {
@@ -56,6 +57,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   const headers = downstreamResponseHeaders(upstream.headers as Record<string, string | string[]>, config.session.cookieName)
   let response = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
   for (const [name, value] of Object.entries(headers)) for (const item of [value].flat()) response += `${name}: ${item}\r\n`
+  for (const cookie of ctx.setCookies) response += `set-cookie: ${cookie}\r\n`
   socket.write(`${response}\r\n`)
   if (head.length) upstream.socket.write(head)
   upstream.socket.on('error', () => socket.destroy())

@@ -39,6 +39,16 @@ export class KeyRing {
     if (this.#keys.length === 0) throw new TypeError('the key ring needs at least one key')
   }
 
+  /** The sealing key, for formats that do their own encryption (cookie-mode JWE). */
+  current(): { id: string; secret: Uint8Array } {
+    return this.#keys[0]!
+  }
+
+  /** A key of the ring by id, or undefined. */
+  find(id: string): { id: string; secret: Uint8Array } | undefined {
+    return this.#keys.find((k) => k.id === id)
+  }
+
   seal(plaintext: string, purpose: string): string {
     const key = this.#keys[0]!
     const iv = randomBytes(IV_BYTES)

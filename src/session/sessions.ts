@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
+import { deleteCookie, serializeCookie, type SameSite } from '../http/cookies.ts'
+import type { NewSession, SessionBackend } from './backend.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
 import type { SessionRecord, SessionStore } from './store.ts'
@@ -25,21 +27,60 @@ export interface SessionsOptions {
   store: SessionStore
   keyRing: KeyRing
   policy: ExpiryPolicy
+  cookie?: SessionCookie
   now?: () => number
 }
 
-/** Cookie ↔ Session: hashing, sealing, expiry and sliding renewal. The only user of SessionStore. */
-export class Sessions {
+/** The session cookie's name and attributes (SPEC §4). */
+export interface SessionCookie {
+  name: string
+  sameSite: SameSite
+  maxAgeSec: number
+}
+
+/**
+ * Server-mode sessions (`session.mode: "server"`): cookie ↔ Session through a SessionStore —
+ * hashing, sealing, expiry and sliding renewal. The only user of SessionStore for sessions.
+ */
+export class Sessions implements SessionBackend {
+  readonly shared = true
   readonly #store: SessionStore
   readonly #keyRing: KeyRing
   readonly #policy: ExpiryPolicy
+  readonly #cookie: SessionCookie
   readonly #now: () => number
 
   constructor(options: SessionsOptions) {
     this.#store = options.store
     this.#keyRing = options.keyRing
     this.#policy = options.policy
+    this.#cookie = options.cookie ?? { name: '__Host-gatehouse', sameSite: 'lax', maxAgeSec: options.policy.absoluteLifetimeMs / 1000 }
     this.#now = options.now ?? Date.now
+  }
+
+  async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
+    const cookieValue = cookies.get(this.#cookie.name)
+    if (cookieValue === undefined) return undefined
+    const session = await this.resolve(cookieValue, partition, options)
+    if (!session) this.clearCookies(cookies, writes)
+    return session
+  }
+
+  async start(input: NewSession, writes: string[]): Promise<Session> {
+    const { cookieValue, session } = await this.create(input)
+    writes.push(serializeCookie(this.#cookie.name, cookieValue, { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }))
+    return session
+  }
+
+  clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void {
+    if (cookies.has(this.#cookie.name)) writes.push(deleteCookie(this.#cookie.name, this.#cookie.sameSite))
+  }
+
+  /** Nothing to do: every change is already in the store. */
+  async persist(): Promise<void> {}
+
+  current(session: Session): Promise<Session | undefined> {
+    return this.reload(session.idHash)
   }
 
   /** The session a cookie value names, or undefined (no cookie, malformed, unknown, expired, ended). */
@@ -65,7 +106,7 @@ export class Sessions {
    * Starts a session and returns the cookie value. A new login replaces an older session of the
    * same sub + sid (SPEC §4), and the id is always fresh (no session fixation).
    */
-  async create(input: { sub: string; sid: string | undefined; partition: string; data: SessionData }): Promise<{ cookieValue: string; session: Session }> {
+  async create(input: NewSession): Promise<{ cookieValue: string; session: Session }> {
     const cookieValue = randomBytes(32).toString('base64url')
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()

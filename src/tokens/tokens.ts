@@ -5,19 +5,22 @@ import type { TokenRequirement } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { OidcClient } from '../oidc/client.ts'
 import type { Session, TokenSet } from '../session/session.ts'
-import type { Sessions } from '../session/sessions.ts'
+import type { SessionBackend } from '../session/backend.ts'
 import type { SessionStore } from '../session/store.ts'
 import type { ClientCredentials } from './client-credentials.ts'
 
-/** What to put in the upstream request's Authorization header. */
-export type TokenOutcome = { kind: 'bearer'; value: string } | { kind: 'none' }
+/**
+ * What to put in the upstream request's Authorization header. `refreshed` is the session after a
+ * refresh this call made or picked up: cookie-mode sessions must then be written to the response.
+ */
+export type TokenOutcome = { kind: 'bearer'; value: string; refreshed?: Session } | { kind: 'none' }
 
 /** A refresh holds the session's lease this long at most; other instances wait for it meanwhile. */
 const LEASE_MS = 15_000
 const WAIT_STEP_MS = 50
 
 export interface TokenServiceOptions {
-  sessions: Sessions
+  sessions: SessionBackend
   store: SessionStore
   oidc: OidcClient
   clientCredentials: ClientCredentials
@@ -46,13 +49,13 @@ export class TokenService {
         return { kind: 'none' }
       case 'user':
         if (!session) throw new GatehouseError('session_required')
-        return bearer(await this.userToken(session))
+        return this.#userToken(session)
       case 'userOrNone':
-        return session ? bearer(await this.userToken(session)) : { kind: 'none' }
+        return session ? this.#userToken(session) : { kind: 'none' }
       case 'userOrClient':
-        return bearer(session ? await this.userToken(session) : await this.clientToken())
+        return session ? this.#userToken(session) : { kind: 'bearer', value: await this.clientToken() }
       case 'client':
-        return bearer(await this.clientToken())
+        return { kind: 'bearer', value: await this.clientToken() }
     }
   }
 
@@ -65,13 +68,13 @@ export class TokenService {
   }
 
   /** The session's access token, refreshed first when it is within the skew of expiry. */
-  async userToken(session: Session): Promise<string> {
+  async #userToken(session: Session): Promise<TokenOutcome> {
     const tokens = session.data.tokens
     if (!tokens.accessToken) throw new GatehouseError('session_required', 'the session holds no access token')
-    if (!this.#needsRefresh(tokens)) return tokens.accessToken
+    if (!this.#needsRefresh(tokens)) return { kind: 'bearer', value: tokens.accessToken }
     if (!tokens.refreshToken) {
       // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
-      if (tokens.accessTokenExpiresAt! > this.#o.now()) return tokens.accessToken
+      if (tokens.accessTokenExpiresAt! > this.#o.now()) return { kind: 'bearer', value: tokens.accessToken }
       await this.#o.sessions.end(session)
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
@@ -81,7 +84,7 @@ export class TokenService {
       this.#refreshing.set(session.idHash, pending)
     }
     const refreshed = await pending
-    return refreshed.data.tokens.accessToken!
+    return { kind: 'bearer', value: refreshed.data.tokens.accessToken!, refreshed }
   }
 
   #needsRefresh(tokens: TokenSet): boolean {
@@ -95,6 +98,8 @@ export class TokenService {
    */
   async #refresh(session: Session): Promise<Session> {
     const { store, sessions, now } = this.#o
+    // Cookie mode has no shared store: the in-process single flight is all the coordination there is.
+    if (!sessions.shared) return this.#refreshHoldingLease(session)
     const lease = `refresh:${session.idHash}`
     const owner = randomUUID()
     const deadline = now() + LEASE_MS
@@ -107,7 +112,7 @@ export class TokenService {
         }
       }
       await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS))
-      const current = await sessions.reload(session.idHash)
+      const current = await sessions.current(session)
       if (!current) throw new GatehouseError('session_ended')
       if (!this.#needsRefresh(current.data.tokens)) return current
       if (now() > deadline) throw new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish')
@@ -116,7 +121,7 @@ export class TokenService {
 
   async #refreshHoldingLease(stale: Session): Promise<Session> {
     const { sessions, oidc: client, log } = this.#o
-    const session = await sessions.reload(stale.idHash)
+    const session = await sessions.current(stale)
     if (!session) throw new GatehouseError('session_ended')
     if (!this.#needsRefresh(session.data.tokens)) return session
     const refreshToken = session.data.tokens.refreshToken!
@@ -160,8 +165,4 @@ export class TokenService {
       throw new GatehouseError('store_unavailable', undefined, { cause: err })
     }
   }
-}
-
-function bearer(value: string): TokenOutcome {
-  return { kind: 'bearer', value }
 }

@@ -1,0 +1,34 @@
+import type { Session, SessionData } from './session.ts'
+
+export interface NewSession {
+  sub: string
+  sid: string | undefined
+  partition: string
+  data: SessionData
+}
+
+/**
+ * Where sessions live: in a store (`session.mode: "server"`, class Sessions) or in the browser's
+ * encrypted cookie (`"cookie"`, class CookieSessions). Endpoints, the proxy and the token service
+ * speak only this interface. `writes` collects the Set-Cookie lines the response must carry.
+ */
+export interface SessionBackend {
+  /** True when a shared store coordinates instances (token-refresh lease, revocation, back-channel logout). */
+  readonly shared: boolean
+  /** The request's session, or undefined; a cookie naming no live session is cleared via `writes`. */
+  read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined>
+  /** Starts a session (always a fresh id) and sets its cookie. */
+  start(input: NewSession, writes: string[]): Promise<Session>
+  /** Ends the session on the server side (cookie mode: nothing is kept there to end). */
+  end(session: Session): Promise<void>
+  /** Deletes every session cookie this request carried. */
+  clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void
+  /** After this request changed the session (refreshed tokens): cookie mode rewrites its cookie. */
+  persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void>
+  /** The newest known state of a session, undefined when it has ended meanwhile. */
+  current(session: Session): Promise<Session | undefined>
+  /** Changes the session's data; undefined when it ended meanwhile (an ended session stays ended). */
+  modify(session: Session, change: (data: SessionData) => SessionData): Promise<Session | undefined>
+  /** Periodic cleanup; returns how many sessions were removed. */
+  removeExpired(): Promise<number>
+}

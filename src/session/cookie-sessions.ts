@@ -1,0 +1,190 @@
+import { randomBytes } from 'node:crypto'
+import { compactDecrypt, CompactEncrypt } from 'jose'
+import { deleteCookie, serializeCookie } from '../http/cookies.ts'
+import type { NewSession, SessionBackend } from './backend.ts'
+import type { KeyRing } from './seal.ts'
+import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
+import type { SessionCookie } from './sessions.ts'
+
+/** Browsers keep ~4096 bytes per cookie (name, value and attributes); stay well below. */
+export const CHUNK_SIZE = 3_800
+/** More chunks than this is not a session gatehouse wrote. */
+const MAX_CHUNKS = 10
+const CHUNKS = /^chunks-([1-9]\d?)$/
+/** How long a refreshed session is remembered in-process, for requests still carrying the older cookie. */
+const RECENT_MS = 60_000
+
+interface CookiePayload {
+  v: 1
+  id: string
+  sub: string
+  sid: string | undefined
+  partition: string
+  createdAt: number
+  renewedAt: number
+  expiresAt: number
+  version: number
+  data: SessionData
+}
+
+/**
+ * Cookie-mode sessions (`session.mode: "cookie"`): no store; the whole session is a JWE
+ * (`dir` + A256GCM under the key ring, `kid` naming the key) in the cookie, split into chunks
+ * (`name=chunks-N`, `nameC1…nameCN`) above ~4 KB, as ASP.NET's chunking cookie manager does.
+ * Trade-offs (docs/sessions.md): no back-channel logout, no server-side revocation, and
+ * refresh coordination only within one process.
+ */
+export class CookieSessions implements SessionBackend {
+  readonly shared = false
+  readonly #keyRing: KeyRing
+  readonly #policy: ExpiryPolicy
+  readonly #cookie: SessionCookie
+  readonly #now: () => number
+  /** Sessions this process changed (refreshed tokens), by id hash. */
+  readonly #recent = new Map<string, { session: Session; until: number }>()
+
+  constructor(options: { keyRing: KeyRing; policy: ExpiryPolicy; cookie: SessionCookie; now?: () => number }) {
+    this.#keyRing = options.keyRing
+    this.#policy = options.policy
+    this.#cookie = options.cookie
+    this.#now = options.now ?? Date.now
+  }
+
+  async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
+    if (!cookies.has(this.#cookie.name)) return undefined
+    const session = await this.#open(cookies, partition)
+    if (!session) {
+      this.clearCookies(cookies, writes)
+      return undefined
+    }
+    const now = this.#now()
+    const newer = this.#recent.get(session.idHash)
+    let current = newer && newer.until > now && newer.session.version > session.version ? newer.session : session
+    let rewrite = current !== session
+    if (options.slide) {
+      const expiresAt = renewedExpiry(this.#policy, current, now)
+      if (expiresAt !== undefined) {
+        current = { ...current, renewedAt: now, expiresAt, version: current.version + 1 }
+        rewrite = true
+      }
+    }
+    if (rewrite) await this.#write(current, cookies, writes)
+    return current
+  }
+
+  async start(input: NewSession, writes: string[]): Promise<Session> {
+    const now = this.#now()
+    const session: Session = {
+      // No store to dump: the id never leaves the encrypted cookie, so it needs no hashing.
+      idHash: randomBytes(32).toString('base64url'),
+      sub: input.sub,
+      sid: input.sid,
+      partition: input.partition,
+      createdAt: now,
+      renewedAt: now,
+      expiresAt: initialExpiry(this.#policy, now),
+      version: 1,
+      data: input.data,
+    }
+    await this.#write(session, new Map(), writes)
+    return session
+  }
+
+  async end(session: Session): Promise<void> {
+    this.#recent.delete(session.idHash)
+  }
+
+  clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void {
+    for (const name of cookies.keys()) {
+      if (name === this.#cookie.name || this.#isChunkName(name)) writes.push(deleteCookie(name, this.#cookie.sameSite))
+    }
+  }
+
+  persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void> {
+    return this.#write(session, cookies, writes)
+  }
+
+  async current(session: Session): Promise<Session | undefined> {
+    const newer = this.#recent.get(session.idHash)
+    return newer && newer.session.version > session.version ? newer.session : session
+  }
+
+  async modify(session: Session, change: (data: SessionData) => SessionData): Promise<Session | undefined> {
+    const changed: Session = { ...session, version: session.version + 1, data: change(session.data) }
+    this.#recent.set(session.idHash, { session: changed, until: this.#now() + RECENT_MS })
+    return changed
+  }
+
+  async removeExpired(): Promise<number> {
+    const now = this.#now()
+    let removed = 0
+    for (const [idHash, entry] of this.#recent) {
+      if (entry.until <= now) {
+        this.#recent.delete(idHash)
+        removed++
+      }
+    }
+    return removed
+  }
+
+  #isChunkName(name: string): boolean {
+    return name.startsWith(`${this.#cookie.name}C`) && /^\d+$/.test(name.slice(this.#cookie.name.length + 1))
+  }
+
+  /** The whole cookie value: the single cookie, or its chunks joined. Undefined when malformed or incomplete. */
+  #assemble(cookies: ReadonlyMap<string, string>): string | undefined {
+    const head = cookies.get(this.#cookie.name)!
+    const chunked = CHUNKS.exec(head)
+    if (!chunked) return head
+    const count = Number(chunked[1])
+    if (count > MAX_CHUNKS) return undefined
+    let value = ''
+    for (let i = 1; i <= count; i++) {
+      const part = cookies.get(`${this.#cookie.name}C${i}`)
+      if (part === undefined) return undefined
+      value += part
+    }
+    return value
+  }
+
+  async #open(cookies: ReadonlyMap<string, string>, partition: string): Promise<Session | undefined> {
+    const jwe = this.#assemble(cookies)
+    if (!jwe || jwe.length > CHUNK_SIZE * MAX_CHUNKS || !/^[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){4}$/.test(jwe)) return undefined
+    let payload: CookiePayload
+    try {
+      const { plaintext } = await compactDecrypt(
+        jwe,
+        (header) => {
+          const key = typeof header.kid === 'string' ? this.#keyRing.find(header.kid) : undefined
+          if (!key) throw new Error('unknown key')
+          return key.secret
+        },
+        { keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'] },
+      )
+      payload = JSON.parse(new TextDecoder().decode(plaintext)) as CookiePayload
+    } catch {
+      return undefined // tampered, truncated, foreign or under a retired key: no session, never an error
+    }
+    if (payload.v !== 1 || typeof payload.id !== 'string' || payload.partition !== partition || !(payload.expiresAt > this.#now())) return undefined
+    const { v: _v, id, ...session } = payload
+    return { ...session, idHash: id }
+  }
+
+  async #write(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void> {
+    const { idHash: id, ...rest } = session
+    const payload: CookiePayload = { v: 1, id, ...rest }
+    const key = this.#keyRing.current()
+    const jwe = await new CompactEncrypt(new TextEncoder().encode(JSON.stringify(payload)))
+      .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.id })
+      .encrypt(key.secret)
+    const attributes = { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }
+    const chunks = jwe.length <= CHUNK_SIZE ? [] : (jwe.match(new RegExp(`.{1,${CHUNK_SIZE}}`, 'g')) ?? [])
+    if (chunks.length > MAX_CHUNKS) throw new TypeError('the session is too large for cookies')
+    writes.push(serializeCookie(this.#cookie.name, chunks.length ? `chunks-${chunks.length}` : jwe, attributes))
+    chunks.forEach((chunk, i) => writes.push(serializeCookie(`${this.#cookie.name}C${i + 1}`, chunk, attributes)))
+    // Chunks the browser holds beyond the new count would otherwise linger.
+    for (const name of cookies.keys()) {
+      if (this.#isChunkName(name) && Number(name.slice(this.#cookie.name.length + 1)) > chunks.length) writes.push(deleteCookie(name, this.#cookie.sameSite))
+    }
+  }
+}
