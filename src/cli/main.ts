@@ -4,7 +4,7 @@ import { GatehouseError } from '../errors.ts'
 import { parseArgs, stringOption } from './args.ts'
 import { checkConfig, DEFAULT_CONFIG_PATH, loadOrReport } from './check-config.ts'
 import { keysGenerate } from './keys.ts'
-import { sessionsList, sessionsRevoke } from './sessions.ts'
+import { migrate, sessionsList, sessionsRevoke } from './sessions.ts'
 import { exitOnSignal, startServer } from './serve.ts'
 
 const USAGE = `Usage: gatehouse <command> [options]
@@ -13,6 +13,7 @@ Commands:
   serve [--config FILE]          run the gateway (default config: ${DEFAULT_CONFIG_PATH})
   check-config [--config FILE]   validate the configuration; one line per problem
   keys generate                  print a new key for the "keys" ring (last line of stdout)
+  migrate [--config FILE]        apply the session store's schema (PostgreSQL, SQLite); idempotent
   sessions list [--sub S] [--limit N] [--config FILE]
                                  one line per live session (id hash, sub, sid, partition, times)
   sessions revoke (--sub S | --sid S) [--config FILE]
@@ -42,6 +43,10 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     case 'keys':
       if (sub === 'generate') return keysGenerate()
       break
+    case 'migrate': {
+      const config = await loadOrReport(configPath)
+      return config ? migrate(config) : 1
+    }
     case 'sessions': {
       if (sub !== 'list' && sub !== 'revoke') break
       const config = await loadOrReport(configPath)

@@ -32,3 +32,18 @@ export async function sessionsRevoke(config: Config, filter: { sub: string } | {
     await store.close()
   }
 }
+
+/**
+ * `gatehouse migrate` — applies the store's shipped schema (idempotent; PostgreSQL and SQLite do it
+ * on start as well, this lets a deploy step do it with a more privileged user first).
+ */
+export async function migrate(config: Config): Promise<number> {
+  if (config.session.mode === 'cookie' || config.session.store === 'memory' || /^rediss?:/.test(config.session.store)) {
+    process.stdout.write('nothing to migrate for this session store\n')
+    return 0
+  }
+  const store = await openStore(config.session.store)
+  await store.close()
+  process.stdout.write('session store schema is up to date\n')
+  return 0
+}

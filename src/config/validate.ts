@@ -227,9 +227,6 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   if (session.sliding !== false && lifetime !== undefined && absolute !== undefined && absolute < lifetime) {
     issues.push({ path: 'session.absoluteLifetime', message: 'must not be shorter than session.lifetime' })
   }
-  if (/^(rediss?|postgres(ql)?):\/\//.test(text(session.store) ?? '')) {
-    issues.push({ path: 'session.store', message: 'redis:// and postgres:// stores are not available in this version; use "memory" or "sqlite:PATH"' })
-  }
   const apis = Array.isArray(root.remoteApis) ? root.remoteApis : []
   const seen = new Map<string, number>()
   apis.forEach((api, i) => {

@@ -161,3 +161,37 @@ describe('gatehouse sessions', () => {
     assert.equal((await runCli(['sessions', 'revoke', '--sub', 'a', '--sid', 'b', '--config', config()], { env })).code, 2)
   })
 })
+
+describe('gatehouse migrate', () => {
+  test('applies the PostgreSQL schema (twice is fine) and says nothing is needed for Redis', async () => {
+    const schema = `gh_cli_${process.pid}_${Date.now()}`
+    const url = `postgres://postgres@127.0.0.1:5432/test?schema=${schema}`
+    const cfg = file('migrate-pg.json', { ...valid, session: { store: url } })
+    const env = { TEST_SECRET: 's' }
+    const { default: pg } = await import('pg')
+    const client = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/test' })
+    await client.connect()
+    try {
+      for (let i = 0; i < 2; i++) {
+        const res = await runCli(['migrate', '--config', cfg], { env })
+        assert.equal(res.code, 0, res.stderr)
+        assert.match(res.stdout, /schema is up to date/)
+      }
+      const tables = await client.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1', [schema])
+      assert.deepEqual(tables.rows.map((r: { table_name: string }) => r.table_name), ['gatehouse_leases', 'gatehouse_sessions'])
+      const redis = await runCli(['migrate', '--config', file('migrate-redis.json', { ...valid, session: { store: 'redis://127.0.0.1:6379' } })], { env })
+      assert.equal(redis.code, 0)
+      assert.match(redis.stdout, /nothing to migrate/)
+    } finally {
+      await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+      await client.end()
+    }
+  })
+
+  test('an unreachable store stops serve at start with a message naming it, without the password', async () => {
+    const res = await runCli(['serve', '--config', file('serve-down.json', { ...valid, listen: { port: 0 }, session: { store: 'postgres://gh:hunter2@127.0.0.1:9/test' } })], { env: { TEST_SECRET: 's' } })
+    assert.equal(res.code, 1)
+    assert.match(res.stderr, /PostgreSQL at postgres:\/\/127\.0\.0\.1:9/)
+    assert.doesNotMatch(res.stderr, /hunter2/)
+  })
+})

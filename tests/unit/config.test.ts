@@ -200,10 +200,11 @@ describe('validateConfig', () => {
     assert.deepEqual(issues.map((i) => i.path).sort(), ['oidc.clientSecret', 'oidc.postLogoutRedirectPath', 'oidc.scopes', 'session.absoluteLifetime'])
   })
 
-  test('features not in this version are refused with a clear message', () => {
+  test('every store URL form is accepted, an unknown scheme is refused', () => {
     assert.equal(validateConfig(withSession({ mode: 'cookie' })).config?.session.mode, 'cookie')
-    assert.deepEqual(pathsOf(withSession({ store: 'redis://cache:6379' })), ['session.store'])
-    assert.deepEqual(pathsOf(withSession({ store: 'postgres://db/gatehouse' })), ['session.store'])
+    for (const store of ['redis://cache:6379', 'rediss://cache:6380?prefix=app:', 'postgres://db/gatehouse', 'postgresql://u@db/g?schema=bff']) {
+      assert.equal(validateConfig(withSession({ store })).config?.session.store, store)
+    }
     assert.deepEqual(pathsOf(withSession({ store: 'mysql://db' })), ['session.store'])
   })
 

@@ -2,9 +2,25 @@ import type { SessionStore } from '../store.ts'
 import { MemoryStore } from './memory.ts'
 import { SqliteStore } from './sqlite.ts'
 
-/** `"memory"` | `"sqlite:PATH"` → a store. (redis:// and postgres:// arrive in a later version.) */
+/**
+ * `"memory"` | `"sqlite:PATH"` | `"redis://…"` / `"rediss://…"` | `"postgres://…"` / `"postgresql://…"`
+ * → a store. The Redis and Postgres stores, and their drivers (optional peers), load only when named.
+ */
 export async function openStore(location: string): Promise<SessionStore> {
   if (location === 'memory') return new MemoryStore()
   if (location.startsWith('sqlite:')) return new SqliteStore(location.slice('sqlite:'.length))
-  throw new TypeError(`unsupported session store "${location.replace(/\/\/.*@/, '//***@')}"`)
+  if (/^rediss?:\/\//.test(location)) {
+    const { openRedisStore } = await import('./redis.ts')
+    return openRedisStore(location)
+  }
+  if (/^postgres(ql)?:\/\//.test(location)) {
+    const { openPostgresStore } = await import('./postgres.ts')
+    return openPostgresStore(location)
+  }
+  throw new TypeError(`unsupported session store "${withoutCredentials(location)}"`)
+}
+
+/** The location as it may appear in messages: user and password of a URL never do. */
+function withoutCredentials(location: string): string {
+  return location.replace(/\/\/[^/?#]*@/, '//***@')
 }

@@ -1,0 +1,222 @@
+import type { Pool } from 'pg'
+import { GatehouseError } from '../../errors.ts'
+import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+
+/**
+ * The tables and indexes, idempotent, with unqualified names: migratePostgres() runs it with the
+ * search_path set to the target schema (and it is what a `gatehouse migrate` verb would print).
+ */
+export const POSTGRES_SCHEMA = `
+CREATE TABLE IF NOT EXISTS gatehouse_sessions (
+  id_hash    text PRIMARY KEY,
+  sub        text NOT NULL,
+  sid        text,
+  partition  text NOT NULL,
+  created_at bigint NOT NULL,
+  renewed_at bigint NOT NULL,
+  expires_at bigint NOT NULL,
+  version    integer NOT NULL,
+  sealed     text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gatehouse_sessions_sub ON gatehouse_sessions (sub);
+CREATE INDEX IF NOT EXISTS gatehouse_sessions_sid ON gatehouse_sessions (sid) WHERE sid IS NOT NULL;
+CREATE INDEX IF NOT EXISTS gatehouse_sessions_expires ON gatehouse_sessions (expires_at);
+CREATE TABLE IF NOT EXISTS gatehouse_leases (
+  name       text PRIMARY KEY,
+  owner      text NOT NULL,
+  expires_at bigint NOT NULL
+);
+`
+
+const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
+const COLUMNS = 'id_hash, sub, sid, partition, created_at, renewed_at, expires_at, version, sealed'
+
+/**
+ * Applies POSTGRES_SCHEMA to `schema` (created when missing). Safe to run again, and from several
+ * instances starting at once: CREATE … IF NOT EXISTS alone races on the catalog, so the whole
+ * migration holds a transaction-scoped advisory lock per schema.
+ */
+export async function migratePostgres(pool: Pool, schema = 'public'): Promise<void> {
+  checkSchemaName(schema)
+  const client = await pool.connect()
+  try {
+    await client.query('BEGIN')
+    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse_migrate:${schema}`])
+    // Only create a missing schema: CREATE SCHEMA IF NOT EXISTS still needs the CREATE privilege on the database.
+    const found = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
+    if (found.rowCount === 0) await client.query(`CREATE SCHEMA ${quote(schema)}`)
+    await client.query(`SET LOCAL search_path TO ${quote(schema)}`)
+    await client.query(POSTGRES_SCHEMA)
+    await client.query('COMMIT')
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
+  } finally {
+    client.release()
+  }
+}
+
+interface Row {
+  id_hash: string
+  sub: string
+  sid: string | null
+  partition: string
+  created_at: string
+  renewed_at: string
+  expires_at: string
+  version: number
+  sealed: string
+}
+
+/** Sessions in PostgreSQL, shared by several gatehouse instances; every write is one statement. */
+export class PostgresStore implements SessionStore {
+  readonly #pool: Pool
+  readonly #sessions: string
+  readonly #leases: string
+  #closed = false
+
+  /** Takes over `pool` (ends it on close()); the schema must already be migrated. */
+  constructor(pool: Pool, options: { schema?: string } = {}) {
+    const schema = options.schema ?? 'public'
+    checkSchemaName(schema)
+    this.#pool = pool
+    this.#sessions = `${quote(schema)}.gatehouse_sessions`
+    this.#leases = `${quote(schema)}.gatehouse_leases`
+  }
+
+  async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    const { rows } = await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE id_hash = $1 AND expires_at > $2`, [idHash, now])
+    return rows[0] && toRecord(rows[0])
+  }
+
+  async set(r: SessionRecord, expectedVersion?: number): Promise<boolean> {
+    const values = [r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed]
+    const result =
+      expectedVersion === undefined
+        ? await this.#pool.query(`INSERT INTO ${this.#sessions} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id_hash) DO NOTHING`, values)
+        : await this.#pool.query(
+            `UPDATE ${this.#sessions} SET sub = $2, sid = $3, partition = $4, created_at = $5, renewed_at = $6, expires_at = $7, version = $8, sealed = $9
+             WHERE id_hash = $1 AND version = $10`,
+            [...values, expectedVersion],
+          )
+    return result.rowCount === 1
+  }
+
+  async delete(idHash: string): Promise<boolean> {
+    return (await this.#pool.query(`DELETE FROM ${this.#sessions} WHERE id_hash = $1`, [idHash])).rowCount === 1
+  }
+
+  async deleteWhere(filter: SessionFilter): Promise<number> {
+    if (filter.sub === undefined && filter.sid === undefined) throw new TypeError('deleteWhere needs a sub or a sid')
+    const where: string[] = []
+    const values: string[] = []
+    for (const column of ['sub', 'sid', 'partition'] as const) {
+      const value = filter[column]
+      if (value === undefined) continue
+      values.push(value)
+      where.push(`${column} = $${values.length}`)
+    }
+    return (await this.#pool.query(`DELETE FROM ${this.#sessions} WHERE ${where.join(' AND ')}`, values)).rowCount ?? 0
+  }
+
+  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    const { rows } =
+      filter.sub === undefined
+        ? await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`, [now, filter.limit])
+        : await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`, [
+            filter.sub,
+            now,
+            filter.limit,
+          ])
+    return rows.map(toRecord)
+  }
+
+  async deleteExpired(now: number, limit: number): Promise<number> {
+    await this.#pool.query(`DELETE FROM ${this.#leases} WHERE expires_at <= $1`, [now])
+    // SKIP LOCKED: instances cleaning up at the same moment take disjoint batches instead of queueing.
+    const result = await this.#pool.query(
+      `DELETE FROM ${this.#sessions} WHERE id_hash IN (SELECT id_hash FROM ${this.#sessions} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [now, limit],
+    )
+    return result.rowCount ?? 0
+  }
+
+  async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
+    // One statement: of two instances racing for the lease, exactly one inserts or takes over.
+    const result = await this.#pool.query(
+      `INSERT INTO ${this.#leases} AS held (name, owner, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE held.expires_at <= $4 OR held.owner = excluded.owner`,
+      [name, owner, now + ttlMs, now],
+    )
+    return result.rowCount === 1
+  }
+
+  async releaseLease(name: string, owner: string): Promise<void> {
+    await this.#pool.query(`DELETE FROM ${this.#leases} WHERE name = $1 AND owner = $2`, [name, owner])
+  }
+
+  async ping(): Promise<void> {
+    await this.#pool.query('SELECT 1')
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#pool.end()
+  }
+}
+
+/**
+ * Opens a store on a `postgres://` or `postgresql://` URL (libpq-style parameters such as `sslmode`
+ * pass through); `?schema=` picks the schema (default public). Migrates on open. The optional peer
+ * `pg` is imported only here.
+ */
+export async function openPostgresStore(location: string): Promise<PostgresStore> {
+  const url = new URL(location)
+  const schema = url.searchParams.get('schema') ?? 'public'
+  checkSchemaName(schema)
+  url.searchParams.delete('schema')
+  let driver: typeof import('pg')
+  try {
+    driver = await import('pg')
+  } catch (err) {
+    throw new GatehouseError('config_invalid', `session.store is a ${url.protocol}// URL, which needs the optional package "pg": npm install pg`, { cause: err })
+  }
+  // pg before 8.15 is CommonJS only, without named exports.
+  const { Pool } = driver.Pool ? driver : (driver as unknown as { default: typeof import('pg') }).default
+  // Fail fast while PostgreSQL is away (requests answer 503 within seconds); the pool reconnects by itself.
+  const pool = new Pool({ connectionString: url.toString(), max: 20, connectionTimeoutMillis: 2_000, query_timeout: 5_000 })
+  // An idle connection that breaks emits 'error' on the pool (fatal if unheard); the next query reconnects.
+  pool.on('error', () => {})
+  try {
+    await migratePostgres(pool, schema)
+  } catch (err) {
+    await pool.end().catch(() => {})
+    // url.host never holds the credentials.
+    throw new GatehouseError('store_unavailable', `cannot prepare PostgreSQL at ${url.protocol}//${url.host}${url.pathname} (schema ${schema})`, { cause: err })
+  }
+  return new PostgresStore(pool, { schema })
+}
+
+function checkSchemaName(schema: string): void {
+  if (!SCHEMA_NAME.test(schema)) throw new TypeError(`PostgreSQL schema "${schema}" must be letters, digits and _ (at most 63), not starting with a digit`)
+}
+
+function quote(identifier: string): string {
+  return `"${identifier}"`
+}
+
+function toRecord(row: Row): SessionRecord {
+  return {
+    idHash: row.id_hash,
+    sub: row.sub,
+    sid: row.sid ?? undefined,
+    partition: row.partition,
+    createdAt: Number(row.created_at),
+    renewedAt: Number(row.renewed_at),
+    expiresAt: Number(row.expires_at),
+    version: Number(row.version),
+    sealed: row.sealed,
+  }
+}
