@@ -36,7 +36,6 @@ const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 export async function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, gatehouseCookiePrefix: string): Promise<void> {
   const { req } = ctx
   const { api } = match
-  const { config } = ctx.services
   const method = req.method ?? 'GET'
   const hasBody = !NO_BODY.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
   const abort = new AbortController()
@@ -48,13 +47,7 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
     upstream = await upstreams.pool(api.origin).request({
       path: match.upstreamPath,
       method: method as 'GET',
-      headers: upstreamRequestHeaders(req.headers, {
-        antiForgeryHeader: config.antiForgery.header.toLowerCase(),
-        bearer: token.kind === 'bearer' ? token.value : undefined,
-        clientIp: req.socket.remoteAddress,
-        origin: ctx.origin,
-        trustProxy: config.trustProxy,
-      }),
+      headers: upstreamHeadersFor(ctx, token, false),
       body: hasBody ? req : null,
       signal: abort.signal,
       headersTimeout: api.timeoutMs,
@@ -75,6 +68,19 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
     upstream.body.destroy()
     res.destroy()
   }
+}
+
+/** The upstream request's headers for this request and token (SPEC §5 header hygiene). */
+export function upstreamHeadersFor(ctx: RequestContext, token: TokenOutcome, websocket: boolean): Record<string, string | string[]> {
+  const { config } = ctx.services
+  return upstreamRequestHeaders(ctx.req.headers, {
+    antiForgeryHeader: config.antiForgery.header.toLowerCase(),
+    bearer: token.kind === 'bearer' ? token.value : undefined,
+    clientIp: ctx.req.socket.remoteAddress,
+    origin: ctx.origin,
+    trustProxy: config.trustProxy,
+    websocket,
+  })
 }
 
 const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_BODY_TIMEOUT'])

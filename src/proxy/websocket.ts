@@ -3,8 +3,8 @@ import type { Duplex } from 'node:stream'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type Services } from '../http/context.ts'
 import { contextFor } from '../http/handle.ts'
-import { upstreamFailure } from './forward.ts'
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import { upstreamFailure, upstreamHeadersFor } from './forward.ts'
+import { downstreamResponseHeaders } from './headers.ts'
 
 /**
  * WebSocket upgrades to remote APIs with `websockets: true` (SPEC §5). A browser cannot add the
@@ -40,14 +40,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
       path: match.upstreamPath,
       method: 'GET',
       protocol: 'websocket',
-      headers: upstreamRequestHeaders(req.headers, {
-        antiForgeryHeader: config.antiForgery.header.toLowerCase(),
-        bearer: token.kind === 'bearer' ? token.value : undefined,
-        clientIp: req.socket.remoteAddress,
-        origin: ctx.origin,
-        trustProxy: config.trustProxy,
-        websocket: true,
-      }),
+      headers: upstreamHeadersFor(ctx, token, true),
       signal: AbortSignal.timeout(match.api.timeoutMs),
     })
   } catch (err) {

@@ -14,18 +14,8 @@ const CHUNKS = /^chunks-([1-9]\d?)$/
 /** How long a refreshed session is remembered in-process, for requests still carrying the older cookie. */
 const RECENT_MS = 60_000
 
-interface CookiePayload {
-  v: 1
-  id: string
-  sub: string
-  sid: string | undefined
-  partition: string
-  createdAt: number
-  renewedAt: number
-  expiresAt: number
-  version: number
-  data: SessionData
-}
+/** What the cookie carries: the session with its id, versioned for future format changes. */
+type CookiePayload = Omit<Session, 'idHash'> & { v: 1; id: string }
 
 /**
  * Cookie-mode sessions (`session.mode: "cookie"`): no store; the whole session is a JWE

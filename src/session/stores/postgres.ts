@@ -1,6 +1,7 @@
 import type { Pool } from 'pg'
 import { GatehouseError } from '../../errors.ts'
 import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { rowToRecord, type SessionRow } from './sql-row.ts'
 
 /**
  * The tables and indexes, idempotent, with unqualified names: migratePostgres() runs it with the
@@ -56,18 +57,6 @@ export async function migratePostgres(pool: Pool, schema = 'public'): Promise<vo
   }
 }
 
-interface Row {
-  id_hash: string
-  sub: string
-  sid: string | null
-  partition: string
-  created_at: string
-  renewed_at: string
-  expires_at: string
-  version: number
-  sealed: string
-}
-
 /** Sessions in PostgreSQL, shared by several gatehouse instances; every write is one statement. */
 export class PostgresStore implements SessionStore {
   readonly #pool: Pool
@@ -85,8 +74,8 @@ export class PostgresStore implements SessionStore {
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    const { rows } = await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE id_hash = $1 AND expires_at > $2`, [idHash, now])
-    return rows[0] && toRecord(rows[0])
+    const { rows } = await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE id_hash = $1 AND expires_at > $2`, [idHash, now])
+    return rows[0] && rowToRecord(rows[0])
   }
 
   async set(r: SessionRecord, expectedVersion?: number): Promise<boolean> {
@@ -122,13 +111,13 @@ export class PostgresStore implements SessionStore {
   async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
     const { rows } =
       filter.sub === undefined
-        ? await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`, [now, filter.limit])
-        : await this.#pool.query<Row>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`, [
+        ? await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`, [now, filter.limit])
+        : await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`, [
             filter.sub,
             now,
             filter.limit,
           ])
-    return rows.map(toRecord)
+    return rows.map(rowToRecord)
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
@@ -205,18 +194,4 @@ function checkSchemaName(schema: string): void {
 
 function quote(identifier: string): string {
   return `"${identifier}"`
-}
-
-function toRecord(row: Row): SessionRecord {
-  return {
-    idHash: row.id_hash,
-    sub: row.sub,
-    sid: row.sid ?? undefined,
-    partition: row.partition,
-    createdAt: Number(row.created_at),
-    renewedAt: Number(row.renewed_at),
-    expiresAt: Number(row.expires_at),
-    version: Number(row.version),
-    sealed: row.sealed,
-  }
 }

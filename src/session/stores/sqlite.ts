@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { rowToRecord, type SessionRow } from './sql-row.ts'
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS gatehouse_sessions (
@@ -24,18 +25,6 @@ CREATE TABLE IF NOT EXISTS gatehouse_leases (
   expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 `
-
-interface Row {
-  id_hash: string
-  sub: string
-  sid: string | null
-  partition: string
-  created_at: number
-  renewed_at: number
-  expires_at: number
-  version: number
-  sealed: string
-}
 
 /**
  * The embedded default store on the built-in node:sqlite. WAL mode lets several gatehouse processes
@@ -82,8 +71,8 @@ export class SqliteStore implements SessionStore {
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    const row = this.#get.get(idHash, now) as Row | undefined
-    return row ? toRecord(row) : undefined
+    const row = this.#get.get(idHash, now) as SessionRow | undefined
+    return row ? rowToRecord(row) : undefined
   }
 
   async set(r: SessionRecord, expectedVersion?: number): Promise<boolean> {
@@ -111,8 +100,8 @@ export class SqliteStore implements SessionStore {
   }
 
   async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
-    const rows = (filter.sub === undefined ? this.#listAll.all(now, filter.limit) : this.#listBySub.all(filter.sub, now, filter.limit)) as unknown as Row[]
-    return rows.map(toRecord)
+    const rows = (filter.sub === undefined ? this.#listAll.all(now, filter.limit) : this.#listBySub.all(filter.sub, now, filter.limit)) as unknown as SessionRow[]
+    return rows.map(rowToRecord)
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
@@ -136,19 +125,5 @@ export class SqliteStore implements SessionStore {
     if (this.#closed) return
     this.#closed = true
     this.#db.close()
-  }
-}
-
-function toRecord(row: Row): SessionRecord {
-  return {
-    idHash: row.id_hash,
-    sub: row.sub,
-    sid: row.sid ?? undefined,
-    partition: row.partition,
-    createdAt: Number(row.created_at),
-    renewedAt: Number(row.renewed_at),
-    expiresAt: Number(row.expires_at),
-    version: Number(row.version),
-    sealed: row.sealed,
   }
 }
