@@ -390,7 +390,7 @@ export async function openRedisStore(location: string, options: RedisStoreOption
     throw new GatehouseError('config_invalid', `session.store is a ${url.protocol}// URL, which needs the optional package "ioredis": npm install ioredis`, { cause: err })
   }
   // Fail fast while Redis is away (requests answer 503 within seconds), reconnect in the background.
-  const client = new Driver(url.toString(), { lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000 })
+  const client = new Driver(url.toString(), { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000 })
   // Without a listener ioredis prints every reconnect error; failures reach callers as rejected commands.
   let lastError: unknown
   client.on('error', (err) => {
