@@ -54,8 +54,10 @@ export interface Gatehouse {
    * An access token for calling APIs from a local route, refreshed when near expiry: the session's
    * (`"user"`, the default; undefined without a session) or the client's own (`"client"`), or
    * `"userOrClient"`. Throws GatehouseError session_ended / idp_unavailable like the proxy would answer.
+   * Inside `protect()` the response is known; elsewhere pass `res`, so that in cookie mode a refreshed
+   * session reaches the browser.
    */
-  getAccessToken(req: IncomingMessage, type?: 'user' | 'client' | 'userOrClient'): Promise<string | undefined>
+  getAccessToken(req: IncomingMessage, type?: 'user' | 'client' | 'userOrClient', res?: ServerResponse): Promise<string | undefined>
   /** Handles `upgrade` events (WebSockets to remote APIs with `websockets: true`): `server.on('upgrade', gatehouse.upgrade)`. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void
   /** Removes expired sessions now (also runs every `session.cleanupInterval`). */
@@ -100,7 +102,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const oidc = new OidcClient(config.oidc)
   const skewMs = config.oidc.tokenRefreshSkewMs
   const clientCredentials = new ClientCredentials({ oidc, scopes: config.oidc.clientCredentialsScopes, skewMs, now })
-  const tokens = new TokenService({ sessions, store, oidc, clientCredentials, skewMs, now, log })
+  const tokens = new TokenService({ sessions, store, oidc, clientCredentials, skewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
   const upstreams = new Upstreams()
   const apis = new RemoteApiRoutes(config.remoteApis)
   const services: Services = { config, log, oidc, sessions, store, keyRing, tokens, apis, upstreams, now }
@@ -165,12 +167,16 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       const session = await lookup(req)
       return session && { sub: session.sub, sid: session.sid, claims: session.data.claims, expiresAt: session.expiresAt }
     },
-    async getAccessToken(req, type = 'user') {
+    async getAccessToken(req, type = 'user', res) {
+      if (res) responses.set(req, res)
       const outcome = await tokens.tokenFor(await lookup(req), type === 'user' ? 'userOrNone' : type)
       if (outcome.kind === 'none') return undefined
       if (outcome.refreshed) {
         const ctx = contextFor(req, services)
         await sessions.persist(outcome.refreshed, ctx.cookies, ctx.setCookies)
+        if (!sessions.shared && !responses.has(req)) {
+          log.warn({ event: 'cookie_not_written' }, 'getAccessToken refreshed a cookie-mode session without a response to write it to; pass res')
+        }
         flushCookies(req)
       }
       return outcome.value

@@ -29,12 +29,21 @@ export const backchannel: Handler = async (ctx) => {
   }
   // Replay: a jti is accepted once while the token could still be accepted at all.
   const keepMs = (claims.iat + LOGOUT_TOKEN_MAX_AGE_SEC + 2 * CLOCK_TOLERANCE_SEC) * 1000 - now()
-  const fresh = await call(() => store.acquireLease(`jti:${claims.iss}:${claims.jti}`, randomUUID(), Math.max(keepMs, 1_000), now()))
+  const marker = `jti:${claims.iss}:${claims.jti}`
+  const owner = randomUUID()
+  const fresh = await call(() => store.acquireLease(marker, owner, Math.max(keepMs, 1_000), now()))
   if (!fresh) throw new GatehouseError('logout_token_invalid', 'this logout token (jti) was already used')
 
   const { sub, sid } = claims
   const bySub = sub !== undefined && (sid === undefined || config.backchannelLogout.allUserSessions)
-  const ended = await call(() => store.deleteWhere(bySub ? { sub } : { sid: sid!, sub }))
+  let ended: number
+  try {
+    ended = await call(() => store.deleteWhere(bySub ? { sub } : { sid: sid!, sub }))
+  } catch (err) {
+    // Not done: the IdP's retry of this same token must be accepted, not refused as a replay.
+    await store.releaseLease(marker, owner).catch(() => undefined)
+    throw err
+  }
   log.info({ event: 'backchannel_logout', requestId: ctx.requestId, sessions: ended, by: bySub ? 'sub' : 'sid' }, 'back-channel logout')
   return json(200, { sessionsEnded: ended })
 }

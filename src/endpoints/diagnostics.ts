@@ -1,4 +1,5 @@
 import { GatehouseError } from '../errors.ts'
+import { isAntiForgeryValid } from '../http/antiforgery.ts'
 import { resolveSession, type Handler } from '../http/context.ts'
 import { json } from '../http/reply.ts'
 
@@ -7,15 +8,18 @@ import { json } from '../http/reply.ts'
  * user's and the client's access tokens, for debugging an API integration. Never enable in production.
  */
 export const diagnostics: Handler = async (ctx) => {
-  const { tokens } = ctx.services
+  const { tokens, config } = ctx.services
+  // Like any API call: the app's own script, with a session. Never an anonymous token dispenser.
+  if (!isAntiForgeryValid(ctx.req.headers, config.antiForgery)) throw new GatehouseError('antiforgery_failed')
   const session = await resolveSession(ctx, false)
+  if (!session) throw new GatehouseError('session_required')
   let clientAccessToken: string | null = null
   try {
     clientAccessToken = await tokens.clientToken()
   } catch (err) {
     if (!(err instanceof GatehouseError)) throw err
   }
-  const user = session ? await tokens.tokenFor(session, 'user') : undefined
-  if (user?.kind === 'bearer' && user.refreshed) await ctx.services.sessions.persist(user.refreshed, ctx.cookies, ctx.setCookies)
-  return json(200, { userAccessToken: user?.kind === 'bearer' ? user.value : null, clientAccessToken })
+  const user = await tokens.tokenFor(session, 'user')
+  if (user.kind === 'bearer' && user.refreshed) await ctx.services.sessions.persist(user.refreshed, ctx.cookies, ctx.setCookies)
+  return json(200, { userAccessToken: user.kind === 'bearer' ? user.value : null, clientAccessToken })
 }

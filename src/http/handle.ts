@@ -127,7 +127,7 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
     if (reply.status === 405) reply.headers.allow = route.methods.join(', ')
   }
   writeReply(res, reply, ctx)
-  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
+  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
 }
 
 /** A remote API call: anti-forgery → session → token → forward (DESIGN's four steps, one store read). */
@@ -143,12 +143,13 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
     const token = await services.tokens.tokenFor(session, api.token)
     if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
-    await forward(ctx, res, match, token, services.upstreams, services.config.session.cookieName)
+    await forward(ctx, res, match, token, services.upstreams, session)
     status = res.statusCode
   } catch (err) {
     status = abort(res, ctx, err)
   }
-  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: ctx.url.pathname, api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
+  // The raw path, as received: a refused escape must show up in the log as what it was.
+  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
 }
 
 /** Renders an error for the client and logs what the client must not see. */

@@ -54,12 +54,13 @@ export function createLogoutTokenVerifier(options: LogoutTokenVerifierOptions): 
       payload = verified.payload
       typ = verified.protectedHeader.typ
     } catch (err) {
-      // Not a verdict on the token (the JWKS could not be fetched): let the caller answer 5xx so the IdP may retry.
-      if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout) throw err
+      // Not a verdict on the token (the JWKS could not be fetched or read): let the caller answer 5xx
+      // so the IdP may retry. jose reports a non-200 JWKS answer as a generic JOSEError.
+      if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || err.code === 'ERR_JOSE_GENERIC') throw err
       throw new LogoutTokenError(describeJoseError(err))
     }
     // §2.4 recommends explicit typing; a typ naming another kind of JWT is refused.
-    if (typ !== undefined && !['logout+jwt', 'application/logout+jwt', 'JWT'].includes(typ)) throw new LogoutTokenError(`typ "${typ}" is not a logout token`)
+    if (typ !== undefined && !['logout+jwt', 'application/logout+jwt', 'jwt'].includes(typ.toLowerCase())) throw new LogoutTokenError(`typ "${typ}" is not a logout token`)
     if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new LogoutTokenError('jti must be a non-empty string')
     const events = payload.events
     if (events === null || typeof events !== 'object' || Array.isArray(events)) throw new LogoutTokenError('events must be a JSON object')

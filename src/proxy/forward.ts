@@ -3,6 +3,7 @@ import { pipeline } from 'node:stream/promises'
 import { Pool } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../http/context.ts'
+import type { Session } from '../session/session.ts'
 import type { TokenOutcome } from '../tokens/tokens.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
 import type { ApiMatch } from './routes.ts'
@@ -33,7 +34,7 @@ const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
  * bodies and Server-Sent Events pass through as they come. Errors before the answer starts are
  * thrown as 502/504 problems; after that the only honest signal left is closing the connection.
  */
-export async function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, gatehouseCookiePrefix: string): Promise<void> {
+export async function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined): Promise<void> {
   const { req } = ctx
   const { api } = match
   const method = req.method ?? 'GET'
@@ -57,8 +58,15 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
   } catch (err) {
     throw upstreamFailure(err, api.path, api.timeoutMs)
   }
-  const headers = downstreamResponseHeaders(upstream.headers, gatehouseCookiePrefix)
-  if (ctx.setCookies.length) headers['set-cookie'] = [...ctx.setCookies, ...[headers['set-cookie'] ?? []].flat()]
+  const { config, sessions } = ctx.services
+  const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName)
+  // A logout that happened while the upstream was answering wins over a cookie rewrite queued before it.
+  const cookies = session && sessions.hasEnded(session) ? [] : ctx.setCookies
+  if (cookies.length) {
+    headers['set-cookie'] = [...cookies, ...[headers['set-cookie'] ?? []].flat()]
+    // A response that sets gatehouse's cookie must never be stored by a shared cache, whatever the API said.
+    headers['cache-control'] = 'no-store'
+  }
   res.writeHead(upstream.statusCode, headers)
   res.flushHeaders()
   try {

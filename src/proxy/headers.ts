@@ -10,6 +10,9 @@ function connectionListed(headers: IncomingHttpHeaders | Record<string, string |
   return new Set(text.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean))
 }
 
+/** Client-address headers some upstreams trust; only X-Forwarded-For, set by gatehouse, may say who the client is. */
+const CLIENT_IP_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
+
 export interface UpstreamHeaderOptions {
   /** Lower-case anti-forgery header name: never forwarded. */
   antiForgeryHeader: string
@@ -35,7 +38,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
     if (name === 'host' || name === 'cookie' || name === 'authorization' || name === o.antiForgeryHeader) continue
     // undici does not implement 100-continue; the body is streamed anyway.
     if (name === 'expect') continue
-    if (name === 'forwarded' || name.startsWith('x-forwarded-')) continue
+    if (name === 'forwarded' || name.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(name)) continue
     if (!o.websocket && name.startsWith('sec-websocket-')) continue
     out[name] = value
   }

@@ -54,10 +54,14 @@ export class RemoteApiRoutes {
   }
 }
 
-/** `''` or `/seg/seg…` where no segment is, or decodes (once or twice) to, a dot segment (also with `;params`) or contains a separator. */
+/**
+ * `''` or `/seg/seg…` where no segment is, or decodes (once or twice) to, a dot segment (also with
+ * `;params`), or holds a separator (`/`, `\\`, and after decoding `?` or `#`) or a control character.
+ */
 export function isPlainSubpath(rest: string): boolean {
   if (rest === '') return true
-  if (rest[0] !== '/' || /[\u0000-\u0020\u007F\\]/.test(rest)) return false
+  // A raw `#` is not legal in a request target; a WHATWG URL parser would cut the path there.
+  if (rest[0] !== '/' || /[\u0000-\u0020\u007F\\#]/.test(rest)) return false
   const segments = rest.slice(1).split('/')
   for (let i = 0; i < segments.length; i++) {
     const segment = segments[i]!
@@ -65,23 +69,28 @@ export function isPlainSubpath(rest: string): boolean {
       if (i === segments.length - 1) continue // a trailing slash is a normal path
       return false
     }
+    // Malformed percent-encoding or invalid UTF-8 (overlong `%e0%80%ae` is `.` to some old decoders).
+    try {
+      decodeURIComponent(segment)
+    } catch {
+      return false
+    }
     let form = segment
     for (let round = 0; ; round++) {
       // Servlet containers (Tomcat, Jetty) cut path parameters off before resolving dot segments:
       // `..;x` is `..` to them.
       const name = form.split(';', 1)[0]
-      if (name === '.' || name === '..' || form.includes('/') || form.includes('\\') || /[\u0000-\u001F\u007F]/.test(form)) return false
-      if (!form.includes('%')) break
-      let next: string
-      try {
-        next = decodeURIComponent(form)
-      } catch {
-        if (round === 0) return false // malformed percent-encoding in the request itself
-        break // a literal "%" left after decoding (e.g. "100%25" → "100%"): nothing more to decode
-      }
+      if (name === '.' || name === '..' || /[/\\\u0000-\u001F\u007F]/.test(form)) return false
+      if (round > 0 && /[?#]/.test(form)) return false
+      if (!/%[0-9A-Fa-f]{2}/.test(form)) break
       if (round === 2) return false // a third level of encoding: no honest client sends that
-      form = next
+      form = decodeBytes(form)
     }
   }
   return true
+}
+
+/** Percent-decoding byte by byte: never throws, whatever an upstream's decoder would make of invalid UTF-8. */
+function decodeBytes(text: string): string {
+  return text.replace(/%([0-9A-Fa-f]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)))
 }

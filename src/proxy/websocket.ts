@@ -50,6 +50,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   const headers = downstreamResponseHeaders(upstream.headers as Record<string, string | string[]>, config.session.cookieName)
   let response = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
   for (const [name, value] of Object.entries(headers)) for (const item of [value].flat()) response += `${name}: ${item}\r\n`
+  if (ctx.setCookies.length) response += 'cache-control: no-store\r\n'
   for (const cookie of ctx.setCookies) response += `set-cookie: ${cookie}\r\n`
   socket.write(`${response}\r\n`)
   if (head.length) upstream.socket.write(head)

@@ -25,10 +25,16 @@ export interface SessionBackend {
   clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void
   /** After this request changed the session (refreshed tokens): cookie mode rewrites its cookie. */
   persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void>
+  /** True when this process ended the session after it was read (cookie mode; server mode relies on compare-and-set). */
+  hasEnded(session: Session): boolean
   /** The newest known state of a session, undefined when it has ended meanwhile. */
   current(session: Session): Promise<Session | undefined>
-  /** Changes the session's data; undefined when it ended meanwhile (an ended session stays ended). */
-  modify(session: Session, change: (data: SessionData) => SessionData): Promise<Session | undefined>
+  /**
+   * Changes the session's data, applied to its newest state; `change` may return undefined to leave
+   * that state as it is (then it is returned). Undefined when the session ended meanwhile: an ended
+   * session stays ended.
+   */
+  modify(session: Session, change: (data: SessionData) => SessionData | undefined): Promise<Session | undefined>
   /** Periodic cleanup; returns how many sessions were removed. */
   removeExpired(): Promise<number>
 }

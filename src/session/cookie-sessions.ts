@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
 import { compactDecrypt, CompactEncrypt } from 'jose'
+import { GatehouseError } from '../errors.ts'
 import { deleteCookie, serializeCookie } from '../http/cookies.ts'
 import type { NewSession, SessionBackend } from './backend.ts'
 import type { KeyRing } from './seal.ts'
@@ -9,10 +10,11 @@ import type { SessionCookie } from './sessions.ts'
 /** Browsers keep ~4096 bytes per cookie (name, value and attributes); stay well below. */
 export const CHUNK_SIZE = 3_800
 /** More chunks than this is not a session gatehouse wrote. */
-const MAX_CHUNKS = 10
+/** 3 × 3.8 KB: with the rest of a request's headers this stays inside Node's 16 KB header limit. */
+const MAX_CHUNKS = 3
 const CHUNKS = /^chunks-([1-9]\d?)$/
-/** How long a refreshed session is remembered in-process, for requests still carrying the older cookie. */
-const RECENT_MS = 60_000
+/** Sessions remembered in-process (refreshed ones, ended ones); the oldest are forgotten beyond this. */
+const MAX_REMEMBERED = 50_000
 
 /** What the cookie carries: the session with its id, versioned for future format changes. */
 type CookiePayload = Omit<Session, 'idHash'> & { v: 1; id: string }
@@ -30,8 +32,17 @@ export class CookieSessions implements SessionBackend {
   readonly #policy: ExpiryPolicy
   readonly #cookie: SessionCookie
   readonly #now: () => number
-  /** Sessions this process changed (refreshed tokens), by id hash. */
+  /**
+   * Sessions this process changed (refreshed tokens), by id, until they expire: a request still
+   * carrying the older cookie (sent before the new one arrived) must not refresh with a rotated token.
+   */
   readonly #recent = new Map<string, { session: Session; until: number }>()
+  /**
+   * Sessions ended here (logout), by id, until they would have expired. A request that was in flight
+   * at logout must not write the session back into the browser (SPEC §4); a copy of the cookie
+   * replayed elsewhere is the documented limit of cookie mode.
+   */
+  readonly #ended = new Map<string, number>()
 
   constructor(options: { keyRing: KeyRing; policy: ExpiryPolicy; cookie: SessionCookie; now?: () => number }) {
     this.#keyRing = options.keyRing
@@ -43,7 +54,7 @@ export class CookieSessions implements SessionBackend {
   async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
     if (!cookies.has(this.#cookie.name)) return undefined
     const session = await this.#open(cookies, partition)
-    if (!session) {
+    if (!session || this.#ended.has(session.idHash)) {
       this.clearCookies(cookies, writes)
       return undefined
     }
@@ -82,6 +93,7 @@ export class CookieSessions implements SessionBackend {
 
   async end(session: Session): Promise<void> {
     this.#recent.delete(session.idHash)
+    remember(this.#ended, session.idHash, session.expiresAt)
   }
 
   clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void {
@@ -90,18 +102,28 @@ export class CookieSessions implements SessionBackend {
     }
   }
 
-  persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void> {
-    return this.#write(session, cookies, writes)
+  async persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void> {
+    if (this.#ended.has(session.idHash)) return
+    await this.#write(session, cookies, writes)
+  }
+
+  hasEnded(session: Session): boolean {
+    return this.#ended.has(session.idHash)
   }
 
   async current(session: Session): Promise<Session | undefined> {
+    if (this.#ended.has(session.idHash)) return undefined
     const newer = this.#recent.get(session.idHash)
     return newer && newer.session.version > session.version ? newer.session : session
   }
 
-  async modify(session: Session, change: (data: SessionData) => SessionData): Promise<Session | undefined> {
-    const changed: Session = { ...session, version: session.version + 1, data: change(session.data) }
-    this.#recent.set(session.idHash, { session: changed, until: this.#now() + RECENT_MS })
+  async modify(session: Session, change: (data: SessionData) => SessionData | undefined): Promise<Session | undefined> {
+    if (this.#ended.has(session.idHash)) return undefined
+    const current = (await this.current(session)) ?? session
+    const data = change(current.data)
+    if (data === undefined) return current
+    const changed: Session = { ...current, version: current.version + 1, data }
+    remember(this.#recent, session.idHash, { session: changed, until: changed.expiresAt })
     return changed
   }
 
@@ -114,6 +136,7 @@ export class CookieSessions implements SessionBackend {
         removed++
       }
     }
+    for (const [idHash, until] of this.#ended) if (until <= now) this.#ended.delete(idHash)
     return removed
   }
 
@@ -169,7 +192,9 @@ export class CookieSessions implements SessionBackend {
       .encrypt(key.secret)
     const attributes = { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }
     const chunks = jwe.length <= CHUNK_SIZE ? [] : (jwe.match(new RegExp(`.{1,${CHUNK_SIZE}}`, 'g')) ?? [])
-    if (chunks.length > MAX_CHUNKS) throw new TypeError('the session is too large for cookies')
+    if (chunks.length > MAX_CHUNKS) {
+      throw new GatehouseError('internal', `the session (${jwe.length} bytes encrypted) is too large for cookie mode; use session.mode "server" or ask the IdP for fewer claims`)
+    }
     writes.push(serializeCookie(this.#cookie.name, chunks.length ? `chunks-${chunks.length}` : jwe, attributes))
     chunks.forEach((chunk, i) => writes.push(serializeCookie(`${this.#cookie.name}C${i + 1}`, chunk, attributes)))
     // Chunks the browser holds beyond the new count would otherwise linger.
@@ -177,4 +202,11 @@ export class CookieSessions implements SessionBackend {
       if (this.#isChunkName(name) && Number(name.slice(this.#cookie.name.length + 1)) > chunks.length) writes.push(deleteCookie(name, this.#cookie.sameSite))
     }
   }
+}
+
+/** Map.set with a size cap: the oldest entries go first (Maps iterate in insertion order). */
+function remember<V>(map: Map<string, V>, key: string, value: V): void {
+  map.delete(key)
+  map.set(key, value)
+  if (map.size > MAX_REMEMBERED) map.delete(map.keys().next().value!)
 }

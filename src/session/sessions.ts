@@ -76,6 +76,11 @@ export class Sessions implements SessionBackend {
     if (cookies.has(this.#cookie.name)) writes.push(deleteCookie(this.#cookie.name, this.#cookie.sameSite))
   }
 
+  /** Server mode writes no session cookie after a read, so nothing can be written back late. */
+  hasEnded(): boolean {
+    return false
+  }
+
   /** Nothing to do: every change is already in the store. */
   async persist(): Promise<void> {}
 
@@ -146,10 +151,11 @@ export class Sessions implements SessionBackend {
    * concurrent write (a sliding renewal) won. Undefined when the session was ended meanwhile:
    * an ended session is never written back.
    */
-  async modify(session: Session, change: (data: SessionData) => SessionData): Promise<Session | undefined> {
+  async modify(session: Session, change: (data: SessionData) => SessionData | undefined): Promise<Session | undefined> {
     let current: Session | undefined = session
     for (let attempt = 0; current && attempt < 5; attempt++) {
       const data = change(current.data)
+      if (data === undefined) return current
       if (await this.update(current, data)) return { ...current, version: current.version + 1, data }
       current = await this.reload(current.idHash)
     }

@@ -15,8 +15,8 @@ import type { ClientCredentials } from './client-credentials.ts'
  */
 export type TokenOutcome = { kind: 'bearer'; value: string; refreshed?: Session } | { kind: 'none' }
 
-/** A refresh holds the session's lease this long at most; other instances wait for it meanwhile. */
-const LEASE_MS = 15_000
+/** Time for the store calls around a refresh grant, on top of the IdP's own timeout. */
+const STORE_BUDGET_MS = 5_000
 const WAIT_STEP_MS = 50
 
 export interface TokenServiceOptions {
@@ -25,6 +25,8 @@ export interface TokenServiceOptions {
   oidc: OidcClient
   clientCredentials: ClientCredentials
   skewMs: number
+  /** The IdP call timeout (oidc.timeout): the refresh lease outlasts it. */
+  idpTimeoutMs: number
   now: () => number
   log: Logger
 }
@@ -35,11 +37,14 @@ export interface TokenServiceOptions {
  */
 export class TokenService {
   readonly #o: TokenServiceOptions
+  /** A refresh holds the session's lease this long at most: longer than the grant itself may take. */
+  readonly #leaseMs: number
   /** In-process single flight: concurrent requests of one session wait for one refresh. */
   readonly #refreshing = new Map<string, Promise<Session>>()
 
   constructor(options: TokenServiceOptions) {
     this.#o = options
+    this.#leaseMs = options.idpTimeoutMs + STORE_BUDGET_MS
   }
 
   /** The token a requirement asks for. Throws session_required for "user" without a session. */
@@ -102,9 +107,9 @@ export class TokenService {
     if (!sessions.shared) return this.#refreshHoldingLease(session)
     const lease = `refresh:${session.idHash}`
     const owner = randomUUID()
-    const deadline = now() + LEASE_MS
+    const deadline = now() + this.#leaseMs
     for (;;) {
-      if (await this.#call(() => store.acquireLease(lease, owner, LEASE_MS, now()))) {
+      if (await this.#call(() => store.acquireLease(lease, owner, this.#leaseMs, now()))) {
         try {
           return await this.#refreshHoldingLease(session)
         } finally {
@@ -130,8 +135,11 @@ export class TokenService {
       response = await client.refresh(refreshToken)
     } catch (err) {
       if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') {
-        // RFC 6749 §5.2: the refresh token is no longer valid; the session cannot go on.
-        await sessions.end(session)
+        // RFC 6749 §5.2: the refresh token is no longer valid. End the session — unless it already
+        // holds other tokens (refreshed elsewhere meanwhile): then the refusal is about an old token.
+        const now = await sessions.current(session)
+        if (now && now.data.tokens.refreshToken !== refreshToken) return now
+        if (now) await sessions.end(now)
         log.info({ event: 'refresh', result: 'invalid_grant' }, 'refresh refused; session ended')
         throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: err })
       }
@@ -146,13 +154,18 @@ export class TokenService {
       accessTokenExpiresAt: expiresIn === undefined ? undefined : this.#o.now() + expiresIn * 1000,
       scope: response.scope ?? session.data.tokens.scope,
     }
-    const saved = await sessions.modify(session, (data) => ({ ...data, tokens }))
+    // Written only over the tokens this refresh replaced: never over a newer set from elsewhere.
+    const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? { ...data, tokens } : undefined))
     if (!saved) {
       // Logged out while the refresh was in flight: the session stays ended, and the tokens just
       // issued must not outlive it.
       if (response.refresh_token) await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
       log.info({ event: 'refresh', result: 'session_ended' }, 'session ended during refresh; new refresh token revoked')
       throw new GatehouseError('session_ended')
+    }
+    if (response.refresh_token && saved.data.tokens.refreshToken !== response.refresh_token) {
+      // Another refresh was stored first (a lease outlived): the token this one got is not used by anyone.
+      await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
     }
     log.info({ event: 'refresh', result: 'ok' }, 'access token refreshed')
     return saved

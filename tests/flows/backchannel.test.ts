@@ -4,9 +4,46 @@ import { after, before, describe, test } from 'node:test'
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
+import { MemoryStore } from '../../src/session/stores/memory.ts'
 
 const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
 type Claims = Array<{ type: string; value: unknown }>
+
+/** A store whose deleteWhere fails while `failing` is set, to stand in for a store blip mid-logout. */
+class BlinkingStore extends MemoryStore {
+  failing = false
+  override async deleteWhere(filter: Parameters<MemoryStore['deleteWhere']>[0]): Promise<number> {
+    if (this.failing) throw new Error('store blip')
+    return super.deleteWhere(filter)
+  }
+}
+
+describe('back-channel logout while the store blinks', () => {
+  const store = new BlinkingStore()
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow({ runtime: { store } })
+  })
+  after(() => flow.close())
+
+  test('a logout that failed with 503 is accepted when the IdP retries the same token', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const jwk = flow.idp.signingKey as { kid: string }
+    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
+      .sign(await importJWK(flow.idp.signingKey, 'RS256'))
+    const body = new URLSearchParams({ logout_token: token }).toString()
+    const post = () => fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+    store.failing = true
+    assert.equal((await post()).status, 503)
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
+    store.failing = false
+    assert.equal((await post()).status, 200, 'the retry is not refused as a replay')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+  })
+})
 
 describe('back-channel logout', () => {
   let flow: Flow

@@ -44,6 +44,7 @@ describe('cookie-mode sessions end to end', () => {
     const res = await browser.get(`${flow.origin}/api/echo`, CSRF)
     assert.equal(res.status, 200)
     assert.ok(res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')), 'the refreshed session is written back to the cookie')
+    assert.equal(res.headers.get('cache-control'), 'no-store', 'a response carrying the session cookie is never cacheable')
     const token = (JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization!.slice(7)
     assert.equal((await introspect(flow.idp.issuer, token, CLIENT_ID, CLIENT_SECRET)).active, true)
     assert.equal(flow.idp.grants.filter((g) => g === 'refresh_token').length, grantsBefore + 1)
@@ -53,6 +54,22 @@ describe('cookie-mode sessions end to end', () => {
     const stale = await fetch(`${flow.origin}/api/echo`, { headers: { ...CSRF, cookie: oldCookie } })
     assert.equal(stale.status, 200)
     assert.equal(flow.idp.grants.filter((g) => g === 'refresh_token').length, grantsBefore + 1, 'one refresh only')
+  })
+
+  test('a logout while a proxied call is in flight wins: the late response does not put the session back', async () => {
+    offsetMs = 0
+    const browser = flow.browser()
+    await flow.login(browser)
+    offsetMs = 5 * 3_600_000 // past half the lifetime: this call renews the session (a cookie rewrite)
+    const slow = browser.get(`${flow.origin}/api/slow?ms=600`, CSRF)
+    await new Promise((resolve) => setTimeout(resolve, 150))
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user?slide=false`, CSRF)).text) as Claims
+    const logout = await browser.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value as string}`)
+    assert.equal(logout.status, 302)
+    const late = await slow
+    assert.equal(late.status, 200)
+    assert.ok(!late.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=') && !/Max-Age=0/.test(c)), 'no late session cookie')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
   })
 
   test('a tampered cookie is anonymous (401) and cleared, never a 500', async () => {

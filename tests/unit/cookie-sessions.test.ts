@@ -55,12 +55,12 @@ describe('cookie-mode sessions', () => {
   test('a large session is split into chunks and reassembled; a missing chunk reads as no session', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(10_000) }, writes)
+    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, writes)
     const jar = browserCookies(writes)
     const head = jar.get('__Host-gatehouse')!
     assert.match(head, /^chunks-\d$/)
     const count = Number(head.slice(7))
-    assert.ok(count >= 3)
+    assert.ok(count >= 2)
     for (let i = 1; i <= count; i++) assert.ok(jar.get(`__Host-gatehouseC${i}`)!.length <= CHUNK_SIZE)
     same(await sessions.read(jar, 'default', { slide: false }, []), started)
 
@@ -74,7 +74,7 @@ describe('cookie-mode sessions', () => {
   test('tampered, truncated, reordered or garbage cookies read as no session and never throw', async () => {
     const sessions = setup()
     const writes: string[] = []
-    await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(9_000) }, writes)
+    await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, writes)
     const jar = browserCookies(writes)
     const variants: Array<Map<string, string>> = []
     const c1 = jar.get('__Host-gatehouseC1')!
@@ -135,10 +135,29 @@ describe('cookie-mode sessions', () => {
     assert.equal(rewrite.length, 1, 'and its cookie is brought up to date')
   })
 
+  test('a session ended in this process stays ended: no read, refresh or rewrite brings it back', async () => {
+    const sessions = setup()
+    const writes: string[] = []
+    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    await sessions.end(started)
+    assert.equal(sessions.hasEnded(started), true)
+    assert.equal(await sessions.read(browserCookies(writes), 'default', { slide: true }, []), undefined)
+    assert.equal(await sessions.modify(started, (d) => d), undefined)
+    assert.equal(await sessions.current(started), undefined)
+    const late: string[] = []
+    await sessions.persist(started, new Map(), late)
+    assert.deepEqual(late, [])
+  })
+
+  test('a session too large for three cookie chunks is refused with a clear error instead of unreadable cookies', async () => {
+    const sessions = setup()
+    await assert.rejects(sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(20_000) }, []), /too large for cookie mode/)
+  })
+
   test('a shrinking session deletes the chunks it no longer needs', async () => {
     const sessions = setup()
     const big: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(9_000) }, big)
+    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, big)
     const jar = browserCookies(big)
     const small = await sessions.modify(started, () => data())
     const writes: string[] = []

@@ -182,3 +182,12 @@ test('undefined header values are skipped both ways', () => {
   assert.equal('x-a' in out, false)
   assert.equal(out['x-b'], 'b')
 })
+
+test('client-address headers other than gatehouse\'s X-Forwarded-For are not forwarded', () => {
+  const out = upstreamRequestHeaders(
+    { 'x-real-ip': '1.2.3.4', 'true-client-ip': '1.2.3.4', 'x-client-ip': '1.2.3.4', 'cf-connecting-ip': '1.2.3.4', 'fastly-client-ip': '1.2.3.4', 'x-cluster-client-ip': '1.2.3.4' },
+    { antiForgeryHeader: 'x-csrf', bearer: undefined, clientIp: '10.0.0.9', origin: 'https://app.example', trustProxy: false },
+  )
+  for (const name of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip']) assert.equal(out[name], undefined, name)
+  assert.equal(out['x-forwarded-for'], '10.0.0.9')
+})

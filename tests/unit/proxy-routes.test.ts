@@ -168,3 +168,11 @@ test('isPlainSubpath accepts the empty rest and refuses a rest that does not sta
   assert.equal(isPlainSubpath('x'), false)
   assert.equal(isPlainSubpath('..'), false)
 })
+
+test('a raw "#" or a double-encoded separator next to invalid UTF-8 escapes cannot slip through', () => {
+  const routes = new RemoteApiRoutes([{ path: '/api', target: 'http://127.0.0.1:5000/tenant/42/v2', token: 'user', antiForgery: true, timeoutMs: 1000, websockets: false }])
+  for (const target of ['/api/..#', '/api/x#y', '/api/%252e%252e%252f%25ff/admin', '/api/%2523x', '/api/%253fx', '/api/%e0%80%ae%e0%80%ae/x']) {
+    assert.equal(routes.match(target), 'escape', target)
+  }
+  assert.notEqual(routes.match('/api/%25ff'), 'escape', 'a literal percent sign before "ff" is still a plain path')
+})

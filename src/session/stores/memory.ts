@@ -56,6 +56,7 @@ export class MemoryStore implements SessionStore {
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
+    for (const [name, lease] of this.#leases) if (lease.expiresAt <= now) this.#leases.delete(name)
     let count = 0
     for (const record of this.#records.values()) {
       if (count >= limit) break
