@@ -8,7 +8,6 @@ import { isAntiForgeryValid } from './http/antiforgery.ts'
 import { resolveSession, type Services } from './http/context.ts'
 import { abort, contextFor, createHandle, failureReply, writeReply, type Next } from './http/handle.ts'
 import { createLogger } from './log.ts'
-import { OidcClient } from './oidc/client.ts'
 import { KeyRing } from './session/seal.ts'
 import type { Claim, Session } from './session/session.ts'
 import type { SessionBackend } from './session/backend.ts'
@@ -20,7 +19,7 @@ import { openStore } from './session/stores/open-store.ts'
 import { Upstreams } from './proxy/forward.ts'
 import { RemoteApiRoutes } from './proxy/routes.ts'
 import { createUpgrade } from './proxy/websocket.ts'
-import { ClientCredentials } from './tokens/client-credentials.ts'
+import { Frontends } from './frontends/frontends.ts'
 import { TokenService } from './tokens/tokens.ts'
 
 /** What local API handlers may know about the user: never the tokens themselves. */
@@ -91,21 +90,21 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   // Cookie mode keeps no sessions on the server; the in-memory store only backs /readyz's check.
   const store = runtime.store ?? (cookieMode ? new MemoryStore() : await openStore(config.session.store))
   const keyRing = new KeyRing(config.keys)
+  const frontends = new Frontends(config, now)
   const cookie = {
     name: config.session.cookieName,
+    nameFor: (partition: string) => frontends.byName(partition)?.cookieName ?? config.session.cookieName,
     sameSite: config.session.sameSite,
     maxAgeSec: (config.session.sliding ? config.session.absoluteLifetimeMs : config.session.lifetimeMs) / 1000,
   }
   const sessions: SessionBackend = cookieMode
     ? new CookieSessions({ keyRing, now, policy: config.session, cookie })
     : new Sessions({ store, keyRing, now, policy: config.session, cookie })
-  const oidc = new OidcClient(config.oidc)
-  const skewMs = config.oidc.tokenRefreshSkewMs
-  const clientCredentials = new ClientCredentials({ oidc, scopes: config.oidc.clientCredentialsScopes, skewMs, now })
-  const tokens = new TokenService({ sessions, store, oidc, clientCredentials, skewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
+  const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
+  const tokens = new TokenService({ sessions, store, clients, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
   const upstreams = new Upstreams()
   const apis = new RemoteApiRoutes(config.remoteApis)
-  const services: Services = { config, log, oidc, sessions, store, keyRing, tokens, apis, upstreams, now }
+  const services: Services = { config, log, oidc: frontends.default.oidc, frontends, sessions, store, keyRing, tokens, apis, upstreams, now }
   warnAboutInsecureSettings(config, log)
 
   const handle = createHandle(services)
@@ -169,7 +168,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     },
     async getAccessToken(req, type = 'user', res) {
       if (res) responses.set(req, res)
-      const outcome = await tokens.tokenFor(await lookup(req), type === 'user' ? 'userOrNone' : type)
+      const outcome = await tokens.tokenFor(await lookup(req), type === 'user' ? 'userOrNone' : type, contextFor(req, services).partition)
       if (outcome.kind === 'none') return undefined
       if (outcome.refreshed) {
         const ctx = contextFor(req, services)

@@ -48,11 +48,15 @@ export interface RemoteApiConfig {
 }
 
 export interface FrontendConfig {
+  /** Also the session partition: a session of one frontend is not a session of another. */
   name: string
   path: string
   host: string | undefined
   static: string | undefined
   indexHtmlUrl: string | undefined
+  indexHtmlCacheTtlMs: number
+  /** This frontend's own client at the IdP; unset keys come from the top-level oidc block. */
+  oidc: Partial<Pick<OidcConfig, 'clientId' | 'clientSecret' | 'clientAuth' | 'privateKeyJwk' | 'scopes' | 'extraAuthParams'>> | undefined
 }
 
 /** Validated, frozen configuration: durations in ms, defaults filled in. */

@@ -103,11 +103,23 @@ const schema = z.strictObject({
   frontends: z
     .array(
       z.strictObject({
-        name: z.string().min(1),
-        path: localPath.default('/'),
-        host: z.string().min(1).optional(),
+        name: z.string().regex(/^[A-Za-z0-9-]{1,40}$/, 'must be 1–40 letters, digits or "-" (it names the cookie partition)'),
+        path: localPath.refine((p) => p === '/' || !p.endsWith('/'), 'must be "/" or a prefix without a trailing slash').default('/'),
+        host: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be a host name (optionally with :port)').optional(),
         static: z.string().min(1).optional(),
         indexHtmlUrl: webUrl('index.html location').optional(),
+        indexHtmlCacheTtl: duration('5m'),
+        // Per-frontend client registration at the IdP (SPEC §6); unset keys come from the top-level oidc block.
+        oidc: z
+          .strictObject({
+            clientId: z.string().min(1, 'must not be empty').optional(),
+            clientSecret: z.string().min(1, 'must not be empty').optional(),
+            clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
+            privateKeyJwk: z.record(z.string(), z.unknown()).optional(),
+            scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).optional(),
+            extraAuthParams: z.record(z.string(), z.string()).optional(),
+          })
+          .optional(),
       }),
     )
     .default([]),
@@ -165,7 +177,14 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
     backchannelLogout: value.backchannelLogout,
     remoteApis: value.remoteApis.map(({ timeout: t, ...api }) => ({ ...api, timeoutMs: t })),
-    frontends: value.frontends.map((f) => ({ ...f, host: f.host, static: f.static, indexHtmlUrl: f.indexHtmlUrl })),
+    frontends: value.frontends.map(({ indexHtmlCacheTtl, oidc: frontendOidc, ...f }) => ({
+      ...f,
+      host: f.host?.toLowerCase(),
+      static: f.static,
+      indexHtmlUrl: f.indexHtmlUrl,
+      indexHtmlCacheTtlMs: indexHtmlCacheTtl,
+      oidc: frontendOidc ? { ...frontendOidc } : undefined,
+    })),
     diagnostics: value.diagnostics,
     admin: value.admin ? { listen: value.admin.listen, token: value.admin.token } : undefined,
     log: value.log,
@@ -245,7 +264,16 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     }
   })
   const frontends = Array.isArray(root.frontends) ? root.frontends : []
-  if (frontends.length) issues.push({ path: 'frontends', message: 'frontends are not available in this version' })
+  const names = new Map<string, number>()
+  const places = new Map<string, number>()
+  frontends.forEach((f, i) => {
+    const name = text(record(f).name)?.toLowerCase()
+    const place = `${text(record(f).host)?.toLowerCase() ?? '*'}${text(record(f).path) ?? '/'}`
+    if (name !== undefined && names.has(name)) issues.push({ path: `frontends[${i}].name`, message: `duplicates frontends[${names.get(name)}].name` })
+    if (places.has(place)) issues.push({ path: `frontends[${i}].path`, message: `frontends[${places.get(place)}] already serves this host and path` })
+    if (name !== undefined) names.set(name, i)
+    places.set(place, i)
+  })
   frontends.forEach((f, i) => {
     if (!record(f).static === !record(f).indexHtmlUrl) issues.push({ path: `frontends[${i}]`, message: 'needs exactly one of "static" or "indexHtmlUrl"' })
   })

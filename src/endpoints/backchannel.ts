@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
 import { readForm } from '../http/body.ts'
-import type { Handler, Services } from '../http/context.ts'
+import type { Frontend } from '../frontends/frontends.ts'
+import type { Handler } from '../http/context.ts'
 import { json } from '../http/reply.ts'
 import { CLOCK_TOLERANCE_SEC, createLogoutTokenVerifier, LOGOUT_TOKEN_MAX_AGE_SEC, LogoutTokenError, type LogoutClaims } from '../oidc/logout-token.ts'
 
@@ -19,7 +20,7 @@ export const backchannel: Handler = async (ctx) => {
   if (tokens.length !== 1) throw new GatehouseError('logout_token_invalid', 'exactly one logout_token is required')
   let claims: LogoutClaims
   try {
-    claims = await (await verifierFor(ctx.services))(tokens[0]!)
+    claims = await (await verifierFor(ctx.frontend, ctx.services.now))(tokens[0]!)
   } catch (err) {
     if (err instanceof LogoutTokenError) {
       log.warn({ event: 'backchannel_refused', requestId: ctx.requestId, reason: err.message }, 'logout token refused')
@@ -38,7 +39,9 @@ export const backchannel: Handler = async (ctx) => {
   const bySub = sub !== undefined && (sid === undefined || config.backchannelLogout.allUserSessions)
   let ended: number
   try {
-    ended = await call(() => store.deleteWhere(bySub ? { sub } : { sid: sid!, sub }))
+    // Only this frontend's sessions: its client is the logout token's audience.
+    const partition = ctx.partition
+    ended = await call(() => store.deleteWhere(bySub ? { sub, partition } : { sid: sid!, sub, partition }))
   } catch (err) {
     // Not done: the IdP's retry of this same token must be accepted, not refused as a replay.
     await store.releaseLease(marker, owner).catch(() => undefined)
@@ -48,24 +51,24 @@ export const backchannel: Handler = async (ctx) => {
   return json(200, { sessionsEnded: ended })
 }
 
-const verifiers = new WeakMap<Services, Promise<(token: string) => Promise<LogoutClaims>>>()
+const verifiers = new WeakMap<Frontend, Promise<(token: string) => Promise<LogoutClaims>>>()
 
-/** Built once per gatehouse from the IdP's discovery document; a failed discovery is retried next time. */
-function verifierFor(services: Services): Promise<(token: string) => Promise<LogoutClaims>> {
-  let verifier = verifiers.get(services)
+/** Built once per frontend from the IdP's discovery document; a failed discovery is retried next time. */
+function verifierFor(frontend: Frontend, now: () => number): Promise<(token: string) => Promise<LogoutClaims>> {
+  let verifier = verifiers.get(frontend)
   if (!verifier) {
-    verifier = services.oidc.metadata().then((meta) => {
+    verifier = frontend.oidc.metadata().then((meta) => {
       if (!meta.jwks_uri) throw new GatehouseError('idp_unavailable', 'the identity provider publishes no jwks_uri')
       return createLogoutTokenVerifier({
         issuer: meta.issuer,
-        clientId: services.config.oidc.clientId,
+        clientId: frontend.oidcConfig.clientId,
         jwksUri: meta.jwks_uri,
         algorithms: meta.id_token_signing_alg_values_supported ?? ['RS256'],
-        now: services.now,
+        now,
       })
     })
-    verifier.catch(() => verifiers.delete(services))
-    verifiers.set(services, verifier)
+    verifier.catch(() => verifiers.delete(frontend))
+    verifiers.set(frontend, verifier)
   }
   return verifier
 }

@@ -12,19 +12,25 @@ import { loginCookieName, openLoginState } from '../oidc/login-state.ts'
  * the code (PKCE), validates the id_token, starts the session and sends the browser to returnUrl.
  */
 export const callback: Handler = async (ctx) => {
-  const { config, oidc: client, keyRing, sessions, now, log } = ctx.services
+  const { config, keyRing, sessions, now, log } = ctx.services
+  const { oidc: client, prefix } = ctx.frontend
   const state = singleParam(ctx.url, 'state')
   if (state.value === undefined || state.repeated) throw new GatehouseError('login_state_invalid', 'the callback carries no single state parameter')
   const cookieName = loginCookieName(config.session.cookieName, state.value)
   // The pending login is single-use whatever the outcome.
   ctx.setCookies.push(deleteCookie(cookieName, 'lax'))
-  const pending = openLoginState(keyRing, ctx.cookies.get(cookieName), state.value, now())
+  const found = openLoginState(keyRing, ctx.cookies.get(cookieName), state.value, now())
+  const pending = found?.frontend === ctx.frontend.name ? found : undefined
   if (!pending) throw new GatehouseError('login_state_invalid', 'no pending login in this browser matches this state (expired, replayed or forged)')
 
   const idpError = ctx.url.searchParams.get('error')
-  if (idpError !== null) throw new GatehouseError('idp_error', `the identity provider answered "${errorCode(idpError)}"`)
+  if (idpError !== null) {
+    // A silent login that found no IdP session (login_required…) is an answer, not a failure.
+    if (pending.silent) return redirect(pending.returnUrl)
+    throw new GatehouseError('idp_error', `the identity provider answered "${errorCode(idpError)}"`)
+  }
 
-  const callbackUrl = new URL(`${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
+  const callbackUrl = new URL(`${prefix}${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
   let tokens
   try {
     tokens = await client.exchangeCode(callbackUrl, pending)
@@ -34,7 +40,7 @@ export const callback: Handler = async (ctx) => {
   const idClaims = tokens.claims()
   if (!idClaims) throw new GatehouseError('idp_error', 'the identity provider sent no id_token')
   let userInfo: Record<string, unknown> | undefined
-  if (config.oidc.getClaimsFromUserInfo && tokens.access_token && (await client.hasUserInfo())) {
+  if (ctx.frontend.oidcConfig.getClaimsFromUserInfo && tokens.access_token && (await client.hasUserInfo())) {
     try {
       userInfo = await client.userInfo(tokens.access_token, idClaims.sub)
     } catch (err) {
@@ -44,7 +50,7 @@ export const callback: Handler = async (ctx) => {
 
   const previous = await resolveSession(ctx, false)
   if (previous) await sessions.end(previous)
-  sessions.clearCookies(ctx.cookies, ctx.setCookies)
+  sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
   const expiresIn = tokens.expiresIn()

@@ -11,11 +11,14 @@ import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCook
  * binding state, nonce and verifier to this browser in a sealed cookie. Also with a session (re-login).
  */
 export const login: Handler = async (ctx) => {
-  const { config, oidc: client, keyRing, now } = ctx.services
+  const { config, keyRing, now } = ctx.services
+  const { oidc: client, oidcConfig, prefix } = ctx.frontend
   const errors: Record<string, string[]> = {}
-  const returnUrl = returnUrlParam(ctx.url)
-  if (returnUrl === undefined) errors.returnUrl = [RETURN_URL_RULE]
   const promptParam = singleParam(ctx.url, 'prompt')
+  // prompt=none is the silent (iframe) login: without a returnUrl it ends on the page that tells the app.
+  const silent = promptParam.value === 'none'
+  const returnUrl = silent && !ctx.url.searchParams.has('returnUrl') ? `${prefix}${config.managementBasePath}/silent-login-callback` : returnUrlParam(ctx.url)
+  if (returnUrl === undefined) errors.returnUrl = [RETURN_URL_RULE]
   if (promptParam.repeated) errors.prompt = ['must be given at most once']
   else if (promptParam.value !== undefined && !(await client.promptValuesSupported()).includes(promptParam.value)) {
     errors.prompt = ['is not one of the identity provider\'s prompt_values_supported']
@@ -26,10 +29,10 @@ export const login: Handler = async (ctx) => {
   const nonce = oidc.randomNonce()
   const codeVerifier = oidc.randomPKCECodeVerifier()
   const params: Record<string, string> = {
-    ...config.oidc.extraAuthParams,
-    redirect_uri: new URL(config.oidc.redirectPath, ctx.origin).href,
+    ...oidcConfig.extraAuthParams,
+    redirect_uri: new URL(`${prefix}${config.oidc.redirectPath}`, ctx.origin).href,
     response_type: 'code',
-    scope: config.oidc.scopes.join(' '),
+    scope: oidcConfig.scopes.join(' '),
     state,
     nonce,
     code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
@@ -39,10 +42,18 @@ export const login: Handler = async (ctx) => {
   const authorizeUrl = await client.authorizationUrl(params)
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),
-    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, createdAt: now() }),
+    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, createdAt: now() }),
     // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
     { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
   )
   const stale = staleLoginCookies(keyRing, ctx.cookies, config.session.cookieName).map((name) => deleteCookie(name, 'lax'))
   return redirect(authorizeUrl.href, [...stale, cookie])
+}
+
+/** GET /bff/silent-login — the legacy entry of the iframe login: /bff/login?prompt=none (SPEC §3). */
+export const silentLogin: Handler = async (ctx) => {
+  const url = new URL(ctx.url)
+  url.search = ''
+  url.searchParams.set('prompt', 'none')
+  return login({ ...ctx, url })
 }

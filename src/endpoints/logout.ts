@@ -12,7 +12,8 @@ import { sealLogoutState } from '../oidc/logout-state.ts'
  * to /bff/logout cannot log the user out (logout CSRF).
  */
 export const logout: Handler = async (ctx) => {
-  const { config, oidc: client, sessions, keyRing, now, log } = ctx.services
+  const { config, sessions, keyRing, now, log } = ctx.services
+  const { oidc: client, prefix } = ctx.frontend
   const sidParam = singleParam(ctx.url, 'sid')
   const returnUrl = returnUrlParam(ctx.url)
   if (returnUrl === undefined) throw new GatehouseError('return_url_invalid', undefined, { errors: { returnUrl: [RETURN_URL_RULE] } })
@@ -22,7 +23,7 @@ export const logout: Handler = async (ctx) => {
   }
 
   const params: Record<string, string> = {
-    post_logout_redirect_uri: new URL(config.oidc.postLogoutRedirectPath, ctx.origin).href,
+    post_logout_redirect_uri: new URL(`${prefix}${config.oidc.postLogoutRedirectPath}`, ctx.origin).href,
     state: sealLogoutState(keyRing, { returnUrl, createdAt: now() }),
   }
   if (session) {
@@ -42,7 +43,7 @@ export const logout: Handler = async (ctx) => {
   // Clear only the cookies this request carried, and only once the session is gone (a store fault
   // above leaves the user logged in and able to retry). A cross-site navigation that carries no
   // Strict session cookie must not be able to delete it: that would be a logout CSRF without the sid.
-  if (session) sessions.clearCookies(ctx.cookies, ctx.setCookies)
+  if (session) sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const loginPrefix = loginCookiePrefix(config.session.cookieName)
   for (const name of ctx.cookies.keys()) if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
   let endSession: URL | undefined

@@ -18,7 +18,7 @@ export const user: Handler = async (ctx) => {
   }
   const claims: Claim[] = [
     ...session.data.claims,
-    { type: 'bff:logout_url', value: `${config.managementBasePath}/logout?sid=${encodeURIComponent(session.data.logoutSid)}` },
+    { type: 'bff:logout_url', value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(session.data.logoutSid)}` },
     { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) },
   ]
   if (session.data.sessionState !== undefined) claims.push({ type: 'bff:session_state', value: session.data.sessionState })

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { GatehouseError } from '../errors.ts'
 import type { Config } from '../config/types.ts'
+import type { Frontend, Frontends } from '../frontends/frontends.ts'
 import type { OidcClient } from '../oidc/client.ts'
 import type { Upstreams } from '../proxy/forward.ts'
 import type { RemoteApiRoutes } from '../proxy/routes.ts'
@@ -16,7 +17,9 @@ import type { Reply } from './reply.ts'
 export interface Services {
   config: Config
   log: Logger
+  /** The default frontend's IdP client (readiness); endpoints use `ctx.frontend.oidc`. */
   oidc: OidcClient
+  frontends: Frontends
   sessions: SessionBackend
   store: SessionStore
   keyRing: KeyRing
@@ -35,6 +38,8 @@ export interface RequestContext {
   requestId: string
   log: Logger
   cookies: Map<string, string>
+  /** The SPA this request belongs to (SPEC §6); `partition` is its name. */
+  frontend: Frontend
   partition: string
   /** Set-Cookie lines added by any step (e.g. clearing a dead session cookie). */
   setCookies: string[]

@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
+import type { Frontend } from '../frontends/frontends.ts'
 import { backchannel } from '../endpoints/backchannel.ts'
 import { callback } from '../endpoints/callback.ts'
 import { diagnostics } from '../endpoints/diagnostics.ts'
 import { healthz, readyz } from '../endpoints/health.ts'
-import { login } from '../endpoints/login.ts'
+import { login, silentLogin } from '../endpoints/login.ts'
+import { silentLoginCallback } from '../endpoints/silent-login-callback.ts'
 import { logout } from '../endpoints/logout.ts'
 import { postLogout } from '../endpoints/post-logout.ts'
 import { user } from '../endpoints/user.ts'
@@ -15,7 +18,7 @@ import { isAntiForgeryValid } from './antiforgery.ts'
 import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
 import { problemJson, problemPage, type Reply } from './reply.ts'
-import { hasUsableHostHeader, requestOrigin } from './origin.ts'
+import { hasUsableHostHeader, requestHost, requestOrigin } from './origin.ts'
 
 /** API routes answer problem+json; page routes (a browser navigates there) answer a small HTML page. */
 export interface Route {
@@ -30,19 +33,28 @@ const NAVIGATE = ['GET'] as const
 
 export type Next = (err?: unknown) => void
 
-export const DEFAULT_PARTITION = 'default'
+/** Routes outside any frontend. */
+function globalRoutes(): Map<string, Route> {
+  return new Map<string, Route>([
+    ['/healthz', { handler: healthz, kind: 'api', methods: READ }],
+    ['/readyz', { handler: readyz, kind: 'api', methods: READ }],
+  ])
+}
 
-export function buildRoutes(services: Services): Map<string, Route> {
-  const { config } = services
-  const base = config.managementBasePath
+/**
+ * A frontend's management endpoints (SPEC §3), under its path: `/bff/user` for the frontend at "/",
+ * `/admin/bff/user` and `/admin/signin-oidc` for the one at "/admin".
+ */
+export function buildRoutes(config: Config, frontend: Frontend): Map<string, Route> {
+  const base = `${frontend.prefix}${config.managementBasePath}`
   const routes = new Map<string, Route>([
     [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE }],
     [`${base}/user`, { handler: user, kind: 'api', methods: READ }],
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
-    [config.oidc.redirectPath, { handler: callback, kind: 'page', methods: NAVIGATE }],
-    [config.oidc.postLogoutRedirectPath, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
-    ['/healthz', { handler: healthz, kind: 'api', methods: READ }],
-    ['/readyz', { handler: readyz, kind: 'api', methods: READ }],
+    [`${base}/silent-login`, { handler: silentLogin, kind: 'page', methods: NAVIGATE }],
+    [`${base}/silent-login-callback`, { handler: silentLoginCallback, kind: 'page', methods: READ }],
+    [`${frontend.prefix}${config.oidc.redirectPath}`, { handler: callback, kind: 'page', methods: NAVIGATE }],
+    [`${frontend.prefix}${config.oidc.postLogoutRedirectPath}`, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
   ])
   // Back-channel logout needs sessions the server can find and end: not in cookie mode.
   if (config.session.mode === 'server') routes.set(`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'] })
@@ -79,6 +91,8 @@ export function contextFor(req: IncomingMessage, services: Services): RequestCon
     return ctx
   }
   ctx = newContext(req, url, origin, requestId, services)
+  ctx.frontend = services.frontends.select(requestHost(req, services.config.trustProxy), pathOf(req.url))
+  ctx.partition = ctx.frontend.name
   contexts.set(req, ctx)
   return ctx
 }
@@ -91,7 +105,8 @@ function newContext(req: IncomingMessage, url: URL, origin: string, requestId: s
     requestId,
     log: services.log,
     cookies: parseCookies(req.headers.cookie),
-    partition: DEFAULT_PARTITION,
+    frontend: services.frontends.default,
+    partition: services.frontends.default.name,
     setCookies: [],
     services,
     invalid: undefined,
@@ -100,18 +115,32 @@ function newContext(req: IncomingMessage, url: URL, origin: string, requestId: s
 
 /** The one request entry: route → endpoint → reply. The one catch site for errors of endpoints. */
 export function createHandle(services: Services): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
-  const routes = buildRoutes(services)
+  const global = globalRoutes()
+  const byFrontend = new Map(services.frontends.all.map((f) => [f.name, buildRoutes(services.config, f)]))
   return (req, res, next) => {
-    const route = routes.get(pathOf(req.url))
-    if (!route) {
-      const api = services.apis.match(req.url ?? '/')
-      if (api !== undefined) return void runProxy(api, req, res, services).catch((err: unknown) => abort(res, contextFor(req, services), err))
-      if (next) return next()
-      const ctx = contextFor(req, services)
-      return writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
-    }
-    run(route, req, res, services).catch((err: unknown) => abort(res, contextFor(req, services), err))
+    const path = pathOf(req.url)
+    const fail = (err: unknown) => abort(res, contextFor(req, services), err)
+    const route = global.get(path) ?? byFrontend.get(contextFor(req, services).frontend.name)!.get(path)
+    if (route) return void run(route, req, res, services).catch(fail)
+    const api = services.apis.match(req.url ?? '/')
+    if (api !== undefined) return void runProxy(api, req, res, services).catch(fail)
+    const ctx = contextFor(req, services)
+    if (ctx.frontend.serve && !ctx.invalid && (req.method === 'GET' || req.method === 'HEAD')) return void runFrontend(ctx, res, next).catch(fail)
+    if (next) return next()
+    writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
   }
+}
+
+/** The SPA itself: its files, or index.html for client-side routes (SPEC §6). */
+async function runFrontend(ctx: RequestContext, res: ServerResponse, next: Next | undefined): Promise<void> {
+  const { frontend } = ctx
+  const path = pathOf(ctx.req.url)
+  const relative = frontend.prefix === '' ? path : path.slice(frontend.prefix.length) || '/'
+  const outcome = await frontend.serve!(ctx.req, res, relative)
+  if (outcome === 'served') return
+  if (outcome === 'not_found' && next) return next()
+  const error = outcome === 'bad_path' ? new GatehouseError('bad_request', 'the path is not a file of this application') : outcome === 'unavailable' ? new GatehouseError('upstream_unavailable', 'the application page could not be fetched') : new GatehouseError('not_found')
+  writeReply(res, problemJson(error, ctx.requestId), ctx)
 }
 
 async function run(route: Route, req: IncomingMessage, res: ServerResponse, services: Services): Promise<void> {
@@ -141,7 +170,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     const { api } = match
     if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
-    const token = await services.tokens.tokenFor(session, api.token)
+    const token = await services.tokens.tokenFor(session, api.token, ctx.partition)
     if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
     await forward(ctx, res, match, token, services.upstreams, session)
     status = res.statusCode
@@ -187,7 +216,7 @@ export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): n
     return res.statusCode
   }
   // The session is gone: so is its cookie.
-  if (err instanceof GatehouseError && err.code === 'session_ended') ctx.services.sessions.clearCookies(ctx.cookies, ctx.setCookies)
+  if (err instanceof GatehouseError && err.code === 'session_ended') ctx.services.sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const reply = failureReply(err, ctx, 'api')
   try {
     writeReply(res, reply, ctx)

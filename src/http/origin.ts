@@ -25,6 +25,12 @@ function isHostValue(host: string): boolean {
   return new URL(`http://${host}/`).pathname === '/'
 }
 
+/** The host the browser asked for (lower-case, with port), for host-bound frontends; undefined if unusable. */
+export function requestHost(req: IncomingMessage, trustProxy: boolean): string | undefined {
+  const origin = requestOrigin(req, undefined, trustProxy)
+  return origin === undefined ? undefined : new URL(origin).host
+}
+
 /**
  * The origin the browser used. A configured publicOrigin always wins; without it the Host header
  * is used, and X-Forwarded-Proto/Host only when the operator said a proxy in front is trusted.

@@ -7,6 +7,10 @@ export interface LoginState {
   nonce: string
   codeVerifier: string
   returnUrl: string
+  /** The frontend the login started at: its callback alone may finish it. */
+  frontend: string
+  /** prompt=none (iframe): every outcome goes back to returnUrl, the silent-login callback page. */
+  silent: boolean
   createdAt: number
 }
 

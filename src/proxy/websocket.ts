@@ -31,7 +31,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   if (ctx.invalid) throw ctx.invalid
   if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
   const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
-  const token = await services.tokens.tokenFor(session, match.api.token)
+  const token = await services.tokens.tokenFor(session, match.api.token, ctx.partition)
   if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
   const { config } = services
   let upstream: Awaited<ReturnType<ReturnType<typeof services.upstreams.pool>['upgrade']>>

@@ -21,8 +21,8 @@ export interface SessionBackend {
   start(input: NewSession, writes: string[]): Promise<Session>
   /** Ends the session on the server side (cookie mode: nothing is kept there to end). */
   end(session: Session): Promise<void>
-  /** Deletes every session cookie this request carried. */
-  clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void
+  /** Deletes every session cookie of the partition this request carried. */
+  clearCookies(cookies: ReadonlyMap<string, string>, partition: string, writes: string[]): void
   /** After this request changed the session (refreshed tokens): cookie mode rewrites its cookie. */
   persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void>
   /** True when this process ended the session after it was read (cookie mode; server mode relies on compare-and-set). */

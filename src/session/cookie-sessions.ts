@@ -52,10 +52,10 @@ export class CookieSessions implements SessionBackend {
   }
 
   async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
-    if (!cookies.has(this.#cookie.name)) return undefined
+    if (!cookies.has(this.#name(partition))) return undefined
     const session = await this.#open(cookies, partition)
     if (!session || this.#ended.has(session.idHash)) {
-      this.clearCookies(cookies, writes)
+      this.clearCookies(cookies, partition, writes)
       return undefined
     }
     const now = this.#now()
@@ -96,10 +96,15 @@ export class CookieSessions implements SessionBackend {
     remember(this.#ended, session.idHash, session.expiresAt)
   }
 
-  clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void {
+  clearCookies(cookies: ReadonlyMap<string, string>, partition: string, writes: string[]): void {
+    const base = this.#name(partition)
     for (const name of cookies.keys()) {
-      if (name === this.#cookie.name || this.#isChunkName(name)) writes.push(deleteCookie(name, this.#cookie.sameSite))
+      if (name === base || isChunkName(name, base)) writes.push(deleteCookie(name, this.#cookie.sameSite))
     }
+  }
+
+  #name(partition: string): string {
+    return this.#cookie.nameFor?.(partition) ?? this.#cookie.name
   }
 
   async persist(session: Session, cookies: ReadonlyMap<string, string>, writes: string[]): Promise<void> {
@@ -140,20 +145,16 @@ export class CookieSessions implements SessionBackend {
     return removed
   }
 
-  #isChunkName(name: string): boolean {
-    return name.startsWith(`${this.#cookie.name}C`) && /^\d+$/.test(name.slice(this.#cookie.name.length + 1))
-  }
-
   /** The whole cookie value: the single cookie, or its chunks joined. Undefined when malformed or incomplete. */
-  #assemble(cookies: ReadonlyMap<string, string>): string | undefined {
-    const head = cookies.get(this.#cookie.name)!
+  #assemble(cookies: ReadonlyMap<string, string>, base: string): string | undefined {
+    const head = cookies.get(base)!
     const chunked = CHUNKS.exec(head)
     if (!chunked) return head
     const count = Number(chunked[1])
     if (count > MAX_CHUNKS) return undefined
     let value = ''
     for (let i = 1; i <= count; i++) {
-      const part = cookies.get(`${this.#cookie.name}C${i}`)
+      const part = cookies.get(`${base}C${i}`)
       if (part === undefined) return undefined
       value += part
     }
@@ -161,7 +162,7 @@ export class CookieSessions implements SessionBackend {
   }
 
   async #open(cookies: ReadonlyMap<string, string>, partition: string): Promise<Session | undefined> {
-    const jwe = this.#assemble(cookies)
+    const jwe = this.#assemble(cookies, this.#name(partition))
     if (!jwe || jwe.length > CHUNK_SIZE * MAX_CHUNKS || !/^[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){4}$/.test(jwe)) return undefined
     let payload: CookiePayload
     try {
@@ -191,15 +192,16 @@ export class CookieSessions implements SessionBackend {
       .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.id })
       .encrypt(key.secret)
     const attributes = { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }
+    const base = this.#name(session.partition)
     const chunks = jwe.length <= CHUNK_SIZE ? [] : (jwe.match(new RegExp(`.{1,${CHUNK_SIZE}}`, 'g')) ?? [])
     if (chunks.length > MAX_CHUNKS) {
       throw new GatehouseError('internal', `the session (${jwe.length} bytes encrypted) is too large for cookie mode; use session.mode "server" or ask the IdP for fewer claims`)
     }
-    writes.push(serializeCookie(this.#cookie.name, chunks.length ? `chunks-${chunks.length}` : jwe, attributes))
-    chunks.forEach((chunk, i) => writes.push(serializeCookie(`${this.#cookie.name}C${i + 1}`, chunk, attributes)))
+    writes.push(serializeCookie(base, chunks.length ? `chunks-${chunks.length}` : jwe, attributes))
+    chunks.forEach((chunk, i) => writes.push(serializeCookie(`${base}C${i + 1}`, chunk, attributes)))
     // Chunks the browser holds beyond the new count would otherwise linger.
     for (const name of cookies.keys()) {
-      if (this.#isChunkName(name) && Number(name.slice(this.#cookie.name.length + 1)) > chunks.length) writes.push(deleteCookie(name, this.#cookie.sameSite))
+      if (isChunkName(name, base) && Number(name.slice(base.length + 1)) > chunks.length) writes.push(deleteCookie(name, this.#cookie.sameSite))
     }
   }
 }
@@ -209,4 +211,8 @@ function remember<V>(map: Map<string, V>, key: string, value: V): void {
   map.delete(key)
   map.set(key, value)
   if (map.size > MAX_REMEMBERED) map.delete(map.keys().next().value!)
+}
+
+function isChunkName(name: string, base: string): boolean {
+  return name.startsWith(`${base}C`) && /^\d+$/.test(name.slice(base.length + 1))
 }

@@ -34,6 +34,8 @@ export interface SessionsOptions {
 /** The session cookie's name and attributes (SPEC §4). */
 export interface SessionCookie {
   name: string
+  /** The cookie name of a partition (frontend); default: `name` for every partition. */
+  nameFor?: (partition: string) => string
   sameSite: SameSite
   maxAgeSec: number
 }
@@ -59,21 +61,26 @@ export class Sessions implements SessionBackend {
   }
 
   async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
-    const cookieValue = cookies.get(this.#cookie.name)
+    const cookieValue = cookies.get(this.#name(partition))
     if (cookieValue === undefined) return undefined
     const session = await this.resolve(cookieValue, partition, options)
-    if (!session) this.clearCookies(cookies, writes)
+    if (!session) this.clearCookies(cookies, partition, writes)
     return session
   }
 
   async start(input: NewSession, writes: string[]): Promise<Session> {
     const { cookieValue, session } = await this.create(input)
-    writes.push(serializeCookie(this.#cookie.name, cookieValue, { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }))
+    writes.push(serializeCookie(this.#name(input.partition), cookieValue, { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }))
     return session
   }
 
-  clearCookies(cookies: ReadonlyMap<string, string>, writes: string[]): void {
-    if (cookies.has(this.#cookie.name)) writes.push(deleteCookie(this.#cookie.name, this.#cookie.sameSite))
+  clearCookies(cookies: ReadonlyMap<string, string>, partition: string, writes: string[]): void {
+    const name = this.#name(partition)
+    if (cookies.has(name)) writes.push(deleteCookie(name, this.#cookie.sameSite))
+  }
+
+  #name(partition: string): string {
+    return this.#cookie.nameFor?.(partition) ?? this.#cookie.name
   }
 
   /** Server mode writes no session cookie after a read, so nothing can be written back late. */

@@ -22,8 +22,8 @@ const WAIT_STEP_MS = 50
 export interface TokenServiceOptions {
   sessions: SessionBackend
   store: SessionStore
-  oidc: OidcClient
-  clientCredentials: ClientCredentials
+  /** The IdP client of a session partition (frontend): refresh tokens are bound to the client that got them. */
+  clients: (partition: string) => { oidc: OidcClient; clientCredentials: ClientCredentials }
   skewMs: number
   /** The IdP call timeout (oidc.timeout): the refresh lease outlasts it. */
   idpTimeoutMs: number
@@ -48,7 +48,7 @@ export class TokenService {
   }
 
   /** The token a requirement asks for. Throws session_required for "user" without a session. */
-  async tokenFor(session: Session | undefined, requirement: TokenRequirement): Promise<TokenOutcome> {
+  async tokenFor(session: Session | undefined, requirement: TokenRequirement, partition: string): Promise<TokenOutcome> {
     switch (requirement) {
       case 'none':
         return { kind: 'none' }
@@ -58,15 +58,15 @@ export class TokenService {
       case 'userOrNone':
         return session ? this.#userToken(session) : { kind: 'none' }
       case 'userOrClient':
-        return session ? this.#userToken(session) : { kind: 'bearer', value: await this.clientToken() }
+        return session ? this.#userToken(session) : { kind: 'bearer', value: await this.clientToken(partition) }
       case 'client':
-        return { kind: 'bearer', value: await this.clientToken() }
+        return { kind: 'bearer', value: await this.clientToken(partition) }
     }
   }
 
-  async clientToken(): Promise<string> {
+  async clientToken(partition: string): Promise<string> {
     try {
-      return await this.#o.clientCredentials.token()
+      return await this.#o.clients(partition).clientCredentials.token()
     } catch (err) {
       throw new GatehouseError('idp_unavailable', 'the client-credentials grant failed', { cause: err })
     }
@@ -125,7 +125,8 @@ export class TokenService {
   }
 
   async #refreshHoldingLease(stale: Session): Promise<Session> {
-    const { sessions, oidc: client, log } = this.#o
+    const { sessions, log } = this.#o
+    const client = this.#o.clients(stale.partition).oidc
     const session = await sessions.current(stale)
     if (!session) throw new GatehouseError('session_ended')
     if (!this.#needsRefresh(session.data.tokens)) return session

@@ -29,15 +29,22 @@ export interface FlowOptions {
   gatehouse?: Partial<GatehouseOptions>
   runtime?: RuntimeOptions
   idp?: Partial<IdpOptions>
+  /** More clients to register at the IdP (e.g. a second frontend's), given gatehouse's origin. */
+  extraClients?: (origin: string) => IdpClient[]
   /** Merged into the registered test client (e.g. another token_endpoint_auth_method). */
   client?: Partial<IdpClient>
   /** Merged into gatehouse's `oidc` options. */
   oidc?: Partial<GatehouseOptions['oidc']>
-  /** Replaces the whole request listener (e.g. an Express app that mounts gatehouse itself). */
-  listener?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
+  /**
+   * Replaces the whole request listener (e.g. an Express app that mounts gatehouse itself). May be
+   * async (a framework that must finish booting first, like Fastify's `ready()`).
+   */
+  listener?: (gatehouse: Gatehouse) => NodeListener | Promise<NodeListener>
   /** Extra node:http handling after gatehouse (local API routes). */
   app?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
 }
+
+type NodeListener = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
 
 const quiet = pino({ level: 'silent' })
 
@@ -73,6 +80,7 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
         backchannel_logout_uri: `${origin}/bff/backchannel`,
         ...options.client,
       },
+      ...(options.extraClients?.(origin) ?? []),
     ],
     ...options.idp,
   })
@@ -87,7 +95,7 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   const build = async (overrides: Partial<GatehouseOptions> = {}): Promise<void> => {
     const merged = { ...base, ...options.gatehouse, ...overrides } as GatehouseOptions
     const gatehouse = await createGatehouse(merged, { logger: quiet, ...options.runtime })
-    current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}), ...(options.listener ? { listener: options.listener(gatehouse) } : {}) }
+    current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}), ...(options.listener ? { listener: await options.listener(gatehouse) } : {}) }
   }
   await build()
 

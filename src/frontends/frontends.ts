@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Config, FrontendConfig, OidcConfig } from '../config/types.ts'
+import { OidcClient } from '../oidc/client.ts'
+import { ClientCredentials } from '../tokens/client-credentials.ts'
+import { RemoteIndexHtml } from './index-html.ts'
+import { StaticFolder } from './static.ts'
+
+export type ServeOutcome = 'served' | 'not_found' | 'bad_path' | 'unavailable'
+
+/** One SPA gatehouse fronts: where it lives, its session partition and cookie, its IdP client. */
+export interface Frontend {
+  /** Also the session partition. */
+  name: string
+  /** '/' or a prefix such as '/admin'. */
+  path: string
+  /** What endpoint paths get in front: '' for '/', else the path. */
+  prefix: string
+  host: string | undefined
+  cookieName: string
+  oidcConfig: OidcConfig
+  oidc: OidcClient
+  clientCredentials: ClientCredentials
+  /** Serves the SPA itself; undefined when gatehouse only fronts APIs (no frontends configured). */
+  serve: ((req: IncomingMessage, res: ServerResponse, relativePath: string) => Promise<ServeOutcome>) | undefined
+}
+
+/** The implicit frontend when none are configured: the root, the top-level oidc block, no SPA serving. */
+export const DEFAULT_FRONTEND = 'default'
+
+/**
+ * The configured frontends (SPEC §6), matched by host first, then longest path prefix, then the
+ * default (a host-less frontend at "/"). Each has its own cookie: the one at "/" without a host
+ * keeps `session.cookieName`, every other one appends `-<name>`.
+ */
+export class Frontends {
+  readonly all: readonly Frontend[]
+  readonly #byName: Map<string, Frontend>
+  readonly #fallback: Frontend
+
+  constructor(config: Config, now: () => number) {
+    const entries: FrontendConfig[] = config.frontends.length
+      ? config.frontends
+      : [{ name: DEFAULT_FRONTEND, path: '/', host: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
+    const shared = new Map<string, { oidc: OidcClient; clientCredentials: ClientCredentials }>()
+    this.all = entries.map((entry) => {
+      const oidcConfig = mergeOidc(config.oidc, entry.oidc)
+      // Frontends registered as the same client share one discovery cache and one client token.
+      const key = JSON.stringify([oidcConfig.clientId, oidcConfig.clientSecret, oidcConfig.clientAuth, oidcConfig.clientCredentialsScopes])
+      let clients = shared.get(key)
+      if (!clients) {
+        const oidc = new OidcClient(oidcConfig)
+        clients = { oidc, clientCredentials: new ClientCredentials({ oidc, scopes: oidcConfig.clientCredentialsScopes, skewMs: oidcConfig.tokenRefreshSkewMs, now }) }
+        shared.set(key, clients)
+      }
+      const isRoot = entry.path === '/' && entry.host === undefined
+      return {
+        name: entry.name,
+        path: entry.path,
+        prefix: entry.path === '/' ? '' : entry.path,
+        host: entry.host,
+        cookieName: isRoot ? config.session.cookieName : `${config.session.cookieName}-${entry.name}`,
+        oidcConfig,
+        ...clients,
+        serve: serverFor(entry, now),
+      }
+    })
+    this.#byName = new Map(this.all.map((f) => [f.name, f]))
+    this.#fallback = this.all.find((f) => f.path === '/' && f.host === undefined) ?? this.all[0]!
+  }
+
+  byName(name: string): Frontend | undefined {
+    return this.#byName.get(name)
+  }
+
+  get default(): Frontend {
+    return this.#fallback
+  }
+
+  /** The frontend a request belongs to. `host` is the request's host (lower-case, maybe with port). */
+  select(host: string | undefined, path: string): Frontend {
+    let best: Frontend | undefined
+    for (const frontend of this.all) {
+      if (frontend.host !== undefined && frontend.host !== host && frontend.host !== host?.replace(/:\d+$/, '')) continue
+      if (frontend.path !== '/' && path !== frontend.path && !path.startsWith(`${frontend.path}/`)) continue
+      if (!best || rank(frontend) > rank(best)) best = frontend
+    }
+    return best ?? this.#fallback
+  }
+}
+
+/** Host-bound frontends first, then the longer path. */
+function rank(frontend: Frontend): number {
+  return (frontend.host === undefined ? 0 : 10_000) + frontend.path.length
+}
+
+function mergeOidc(base: OidcConfig, override: FrontendConfig['oidc']): OidcConfig {
+  if (!override) return base
+  const merged: OidcConfig = { ...base, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) }
+  if (!override.clientAuth && (override.clientSecret || override.privateKeyJwk || override.clientId)) {
+    merged.clientAuth = merged.privateKeyJwk && !override.clientSecret ? 'private_key_jwt' : merged.clientSecret ? 'client_secret_basic' : 'none'
+  }
+  return merged
+}
+
+function serverFor(entry: FrontendConfig, now: () => number): Frontend['serve'] {
+  if (entry.static !== undefined) {
+    const folder = new StaticFolder(entry.static)
+    return (req, res, relativePath) => folder.serve(req, res, relativePath)
+  }
+  if (entry.indexHtmlUrl !== undefined) {
+    const index = new RemoteIndexHtml(entry.indexHtmlUrl, { ttlMs: entry.indexHtmlCacheTtlMs, now })
+    // Assets of a CDN-hosted SPA come from the CDN; only navigations (no file extension) get index.html.
+    return async (req, res, relativePath) => (/\.[A-Za-z0-9]+$/.test(relativePath) ? 'not_found' : index.serve(req, res))
+  }
+  return undefined
+}
