@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs'
 import { z } from 'zod'
 import { parseDuration } from './duration.ts'
 import type { Config, ConfigIssue } from './types.ts'
@@ -276,8 +277,18 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   })
   frontends.forEach((f, i) => {
     if (!record(f).static === !record(f).indexHtmlUrl) issues.push({ path: `frontends[${i}]`, message: 'needs exactly one of "static" or "indexHtmlUrl"' })
+    const folder = text(record(f).static)
+    if (folder !== undefined && !isFolder(folder)) issues.push({ path: `frontends[${i}].static`, message: `folder "${folder}" does not exist` })
   })
   return issues
+}
+
+function isFolder(path: string): boolean {
+  try {
+    return statSync(path).isDirectory()
+  } catch {
+    return false
+  }
 }
 
 function record(value: unknown): Record<string, unknown> {

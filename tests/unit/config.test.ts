@@ -384,3 +384,20 @@ test('a callback path that would shadow a management or health endpoint is refus
   const custom = validateConfig({ ...base, managementBasePath: '/auth', oidc: { ...base.oidc, redirectPath: '/auth/callback' } })
   assert.deepEqual(custom.issues.map((i) => i.path), ['oidc.redirectPath'])
 })
+
+test('frontends: a missing static folder, both or neither source, duplicate names and places are reported', () => {
+  const base = { oidc: { authority: 'https://idp.example.com', clientId: 'c', clientSecret: 's' }, keys: [generateKey()] }
+  const result = validateConfig({
+    ...base,
+    frontends: [
+      { name: 'app', path: '/', static: '/definitely/not/here' },
+      { name: 'app', path: '/', indexHtmlUrl: 'https://cdn.example.com/index.html' },
+      { name: 'both', path: '/b', static: '.', indexHtmlUrl: 'https://cdn.example.com/index.html' },
+      { name: 'bad name!', path: '/c/', static: '.' },
+    ],
+  })
+  assert.deepEqual(result.issues.map((i) => i.path).sort(), ['frontends[0].static', 'frontends[1].name', 'frontends[1].path', 'frontends[2]', 'frontends[3].name', 'frontends[3].path'].sort())
+  const ok = validateConfig({ ...base, frontends: [{ name: 'app', static: '.' }, { name: 'admin', path: '/admin', indexHtmlUrl: 'https://cdn.example.com/i.html', oidc: { clientId: 'admin' } }] })
+  assert.equal(ok.config?.frontends[1]?.indexHtmlCacheTtlMs, 300_000)
+  assert.equal(ok.config?.frontends[0]?.path, '/')
+})
