@@ -20,7 +20,10 @@ import { Upstreams } from './proxy/forward.ts'
 import { RemoteApiRoutes } from './proxy/routes.ts'
 import { createUpgrade } from './proxy/websocket.ts'
 import { Frontends } from './frontends/frontends.ts'
+import { SessionEvents } from './session/session-events.ts'
 import { TokenService } from './tokens/tokens.ts'
+import { createAdminHandler } from './ops/admin.ts'
+import { Telemetry } from './ops/metrics.ts'
 
 /** What local API handlers may know about the user: never the tokens themselves. */
 export interface SessionInfo {
@@ -57,6 +60,12 @@ export interface Gatehouse {
    * session reaches the browser.
    */
   getAccessToken(req: IncomingMessage, type?: 'user' | 'client' | 'userOrClient', res?: ServerResponse): Promise<string | undefined>
+  /**
+   * The admin listener's node:http handler: `GET /metrics` and the session API under `/admin/`
+   * (docs/operations.md). `gatehouse serve` listens with it on `admin.listen`; a library user mounts it
+   * on a server of their own — never on the public one.
+   */
+  readonly adminHandler: NodeHandler
   /** Handles `upgrade` events (WebSockets to remote APIs with `websockets: true`): `server.on('upgrade', gatehouse.upgrade)`. */
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void
   /** Removes expired sessions now (also runs every `session.cleanupInterval`). */
@@ -101,14 +110,18 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     ? new CookieSessions({ keyRing, now, policy: config.session, cookie })
     : new Sessions({ store, keyRing, now, policy: config.session, cookie })
   const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
-  const tokens = new TokenService({ sessions, store, clients, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
+  const sessionEvents = new SessionEvents()
+  // Cookie mode's store is a stand-in: it holds no sessions to count.
+  const telemetry = new Telemetry({ activeSessions: cookieMode || !store.count ? undefined : () => store.count!(now()) })
+  const tokens = new TokenService({ sessions, store, clients, events: sessionEvents, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
   const upstreams = new Upstreams()
   const apis = new RemoteApiRoutes(config.remoteApis)
-  const services: Services = { config, log, oidc: frontends.default.oidc, frontends, sessions, store, keyRing, tokens, apis, upstreams, now }
+  const services: Services = { config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, apis, upstreams, telemetry, now }
   warnAboutInsecureSettings(config, log)
 
   const handle = createHandle(services)
   const upgrade = createUpgrade(services)
+  const adminHandler = createAdminHandler({ telemetry, store, token: config.admin?.token, hasServerSessions: !cookieMode, now, log, onRevoked: (filter) => sessionEvents.endedWhere(filter, 'revoked') })
   const cleanupTimer = setInterval(() => {
     sessions.removeExpired().then(
       (count) => count && log.info({ event: 'cleanup', removed: count }, 'expired sessions removed'),
@@ -181,6 +194,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       return outcome.value
     },
     upgrade,
+    adminHandler,
     cleanup: () => sessions.removeExpired(),
     async close() {
       if (closed) return
@@ -200,5 +214,6 @@ function warnAboutInsecureSettings(config: Config, log: Logger): void {
   if (config.session.mode === 'cookie') {
     log.warn('session.mode is "cookie": sessions cannot be revoked on the server and back-channel logout is off; see docs/sessions.md')
   } else if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
+  if (config.admin && !config.admin.token) log.warn('admin.token is not set: /metrics on the admin listener is open to whoever can reach it, and the admin session API is off (403)')
   if (config.oidc.authority.startsWith('http:')) log.info('oidc.authority uses http:// (allowed for loopback only)')
 }

@@ -17,17 +17,17 @@ export interface ClientOptions {
   antiForgeryValue: string
 }
 
-const options: ClientOptions = { basePath: '/bff', antiForgeryHeader: 'X-CSRF', antiForgeryValue: '1' }
+const settings: ClientOptions = { basePath: '/bff', antiForgeryHeader: 'X-CSRF', antiForgeryValue: '1' }
 
 /** Changes the defaults (only needed when gatehouse's managementBasePath or antiForgery differ). */
 export function configure(changes: Partial<ClientOptions>): void {
-  Object.assign(options, changes)
+  Object.assign(settings, changes)
 }
 
 /** fetch() for the app's own origin with the anti-forgery header and the session cookie. */
 export function bffFetch(input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers)
-  headers.set(options.antiForgeryHeader, options.antiForgeryValue)
+  headers.set(settings.antiForgeryHeader, settings.antiForgeryValue)
   return fetch(input, { ...init, headers, credentials: 'same-origin' })
 }
 
@@ -36,9 +36,9 @@ export function bffFetch(input: RequestInfo | URL, init: RequestInit = {}): Prom
  * `slide: false` reads without extending a sliding session (use it for polling).
  */
 export async function getUser(read: { slide?: boolean } = {}): Promise<Claim[] | null> {
-  const res = await bffFetch(`${options.basePath}/user${read.slide === false ? '?slide=false' : ''}`, { cache: 'no-store' })
+  const res = await bffFetch(`${settings.basePath}/user${read.slide === false ? '?slide=false' : ''}`, { cache: 'no-store' })
   if (res.status === 401) return null
-  if (!res.ok) throw new Error(`gatehouse: ${options.basePath}/user answered ${res.status}`)
+  if (!res.ok) throw new Error(`gatehouse: ${settings.basePath}/user answered ${res.status}`)
   return (await res.json()) as Claim[] | null
 }
 
@@ -49,7 +49,7 @@ export function claimValue(claims: readonly Claim[] | null, type: string): Claim
 
 /** Navigates to the login; comes back to `returnUrl` (a local path; default: the current page). */
 export function login(returnUrl: string = currentPath()): void {
-  location.assign(`${options.basePath}/login?returnUrl=${encodeURIComponent(returnUrl)}`)
+  location.assign(`${settings.basePath}/login?returnUrl=${encodeURIComponent(returnUrl)}`)
 }
 
 /** Logs out at gatehouse and the IdP; comes back to `returnUrl` (a local path; default "/"). */
@@ -57,10 +57,72 @@ export async function logout(returnUrl = '/'): Promise<void> {
   const user = await getUser({ slide: false })
   const logoutUrl = claimValue(user, 'bff:logout_url')
   // Only ever navigate to gatehouse's own logout endpoint, whatever the claims say.
-  const base = typeof logoutUrl === 'string' && logoutUrl.startsWith(`${options.basePath}/logout?`) ? logoutUrl : `${options.basePath}/logout`
+  const base = typeof logoutUrl === 'string' && logoutUrl.startsWith(`${settings.basePath}/logout?`) ? logoutUrl : `${settings.basePath}/logout`
   location.assign(`${base}${base.includes('?') ? '&' : '?'}returnUrl=${encodeURIComponent(returnUrl)}`)
 }
 
 function currentPath(): string {
   return `${location.pathname}${location.search}${location.hash}`
+}
+
+export interface SessionEndOptions {
+  /** Polling interval when Server-Sent Events are unavailable. Default 30 s. */
+  pollIntervalMs?: number
+}
+
+/**
+ * Calls `callback` once when this tab's session ends — logout in another tab, back-channel logout
+ * from the IdP, revocation or expiry — via `GET /bff/session-events` (Server-Sent Events), falling
+ * back to polling `/bff/user?slide=false`. Returns a function that stops listening.
+ */
+export function onSessionEnd(callback: (reason: string) => void, options: SessionEndOptions = {}): () => void {
+  const pollIntervalMs = options.pollIntervalMs ?? 30_000
+  let stopped = false
+  let source: EventSource | undefined
+  let timer: ReturnType<typeof setInterval> | undefined
+
+  const stop = () => {
+    stopped = true
+    source?.close()
+    if (timer !== undefined) clearInterval(timer)
+  }
+  const end = (reason: string) => {
+    if (stopped) return
+    stop()
+    callback(reason)
+  }
+  /** Asks /bff/user once; true when there is no session any more. */
+  const isGone = async () => {
+    try {
+      return (await getUser({ slide: false })) === null
+    } catch {
+      return false // gatehouse unreachable: not a verdict on the session
+    }
+  }
+  const poll = () => {
+    timer ??= setInterval(() => {
+      void isGone().then((gone) => gone && end('ended'))
+    }, pollIntervalMs)
+  }
+
+  if (typeof EventSource !== 'function') {
+    poll()
+    return stop
+  }
+  source = new EventSource(`${settings.basePath}/session-events`)
+  source.addEventListener('session-end', (event) => {
+    let reason = 'ended'
+    try {
+      reason = (JSON.parse((event as MessageEvent<string>).data) as { reason?: string }).reason ?? reason
+    } catch {
+      // keep the generic reason
+    }
+    end(reason)
+  })
+  source.addEventListener('error', () => {
+    // EventSource retries network errors by itself; a refused stream (401: no session) stays closed.
+    if (source?.readyState !== EventSource.CLOSED || stopped) return
+    void isGone().then((gone) => (gone ? end('ended') : poll()))
+  })
+  return stop
 }

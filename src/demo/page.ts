@@ -39,7 +39,7 @@ export const DEMO_PAGE = `<!doctype html>
 </html>
 `
 
-export const DEMO_SCRIPT = `import { bffFetch, claimValue, getUser, login, logout } from '/gatehouse-client.js'
+export const DEMO_SCRIPT = `import { bffFetch, claimValue, getUser, login, logout, onSessionEnd } from '/gatehouse-client.js'
 
 const $ = (id) => document.getElementById(id)
 $('doc-cookie').textContent = JSON.stringify(document.cookie)
@@ -55,6 +55,10 @@ async function render() {
     return
   }
   $('status').textContent = 'Logged in as ' + (claimValue(user, 'name') ?? claimValue(user, 'sub')) + '.'
+  // Told at once when this session ends elsewhere (another tab, the IdP, an administrator).
+  onSessionEnd((reason) => {
+    render().then(() => { $('status').textContent = 'Your session ended (' + reason + '). You are not logged in.' })
+  })
   const rows = $('claims')
   rows.replaceChildren()
   for (const claim of user) {

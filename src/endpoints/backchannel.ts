@@ -41,13 +41,16 @@ export const backchannel: Handler = async (ctx) => {
   try {
     // Only this frontend's sessions: its client is the logout token's audience.
     const partition = ctx.partition
-    ended = await call(() => store.deleteWhere(bySub ? { sub, partition } : { sid: sid!, sub, partition }))
+    const filter = bySub ? { sub: sub!, partition } : { sid: sid!, sub, partition }
+    ended = await call(() => store.deleteWhere(filter))
+    ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
   } catch (err) {
     // Not done: the IdP's retry of this same token must be accepted, not refused as a replay.
     await store.releaseLease(marker, owner).catch(() => undefined)
     throw err
   }
   log.info({ event: 'backchannel_logout', requestId: ctx.requestId, sessions: ended, by: bySub ? 'sub' : 'sid' }, 'back-channel logout')
+  ctx.services.telemetry.backchannelLogout('ok')
   return json(200, { sessionsEnded: ended })
 }
 

@@ -73,6 +73,7 @@ export const callback: Handler = async (ctx) => {
     },
   }, ctx.setCookies)
   log.info({ event: 'login', requestId: ctx.requestId }, 'session started')
+  ctx.services.telemetry.login('ok')
   return redirect(pending.returnUrl)
 }
 

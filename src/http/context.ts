@@ -7,9 +7,11 @@ import type { OidcClient } from '../oidc/client.ts'
 import type { Upstreams } from '../proxy/forward.ts'
 import type { RemoteApiRoutes } from '../proxy/routes.ts'
 import type { TokenService } from '../tokens/tokens.ts'
+import type { Telemetry } from '../ops/metrics.ts'
 import type { KeyRing } from '../session/seal.ts'
 import type { Session } from '../session/session.ts'
 import type { SessionBackend } from '../session/backend.ts'
+import type { SessionEvents } from '../session/session-events.ts'
 import type { SessionStore } from '../session/store.ts'
 import type { Reply } from './reply.ts'
 
@@ -23,9 +25,12 @@ export interface Services {
   sessions: SessionBackend
   store: SessionStore
   keyRing: KeyRing
+  sessionEvents: SessionEvents
   tokens: TokenService
   apis: RemoteApiRoutes
   upstreams: Upstreams
+  /** Prometheus metrics: handlers record outcomes here (`telemetry.login('ok')`). */
+  telemetry: Telemetry
   now: () => number
 }
 

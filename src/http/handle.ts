@@ -9,6 +9,7 @@ import { diagnostics } from '../endpoints/diagnostics.ts'
 import { healthz, readyz } from '../endpoints/health.ts'
 import { login, silentLogin } from '../endpoints/login.ts'
 import { silentLoginCallback } from '../endpoints/silent-login-callback.ts'
+import { sessionEvents } from '../endpoints/session-events.ts'
 import { logout } from '../endpoints/logout.ts'
 import { postLogout } from '../endpoints/post-logout.ts'
 import { user } from '../endpoints/user.ts'
@@ -25,6 +26,8 @@ export interface Route {
   handler: Handler
   kind: 'api' | 'page'
   methods: readonly string[]
+  /** A long-lived answer written to the response directly (Server-Sent Events); errors before it starts still get a Reply. */
+  stream?: (ctx: RequestContext, res: ServerResponse) => Promise<void>
 }
 
 const READ = ['GET', 'HEAD'] as const
@@ -52,6 +55,7 @@ export function buildRoutes(config: Config, frontend: Frontend): Map<string, Rou
     [`${base}/user`, { handler: user, kind: 'api', methods: READ }],
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
     [`${base}/silent-login`, { handler: silentLogin, kind: 'page', methods: NAVIGATE }],
+    [`${base}/session-events`, { handler: notAReply, stream: sessionEvents, kind: 'api', methods: ['GET'] }],
     [`${base}/silent-login-callback`, { handler: silentLoginCallback, kind: 'page', methods: READ }],
     [`${frontend.prefix}${config.oidc.redirectPath}`, { handler: callback, kind: 'page', methods: NAVIGATE }],
     [`${frontend.prefix}${config.oidc.postLogoutRedirectPath}`, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
@@ -60,6 +64,10 @@ export function buildRoutes(config: Config, frontend: Frontend): Map<string, Rou
   if (config.session.mode === 'server') routes.set(`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'] })
   if (config.diagnostics) routes.set(`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ })
   return routes
+}
+
+const notAReply: Handler = async () => {
+  throw new GatehouseError('internal', 'a streaming route has no reply')
 }
 
 /** Every response gatehouse writes itself carries these. */
@@ -117,18 +125,48 @@ function newContext(req: IncomingMessage, url: URL, origin: string, requestId: s
 export function createHandle(services: Services): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
   const global = globalRoutes()
   const byFrontend = new Map(services.frontends.all.map((f) => [f.name, buildRoutes(services.config, f)]))
+  const labels = routeLabels(services.config, global, services.frontends.all, byFrontend)
   return (req, res, next) => {
     const path = pathOf(req.url)
     const fail = (err: unknown) => abort(res, contextFor(req, services), err)
     const route = global.get(path) ?? byFrontend.get(contextFor(req, services).frontend.name)!.get(path)
-    if (route) return void run(route, req, res, services).catch(fail)
+    if (route) {
+      services.telemetry.response(res, labels.get(route) ?? 'other')
+      return void run(route, req, res, services).catch(fail)
+    }
     const api = services.apis.match(req.url ?? '/')
-    if (api !== undefined) return void runProxy(api, req, res, services).catch(fail)
+    if (api !== undefined) {
+      services.telemetry.response(res, api === 'escape' ? 'other' : `api:${api.api.path}`)
+      return void runProxy(api, req, res, services).catch(fail)
+    }
     const ctx = contextFor(req, services)
-    if (ctx.frontend.serve && !ctx.invalid && (req.method === 'GET' || req.method === 'HEAD')) return void runFrontend(ctx, res, next).catch(fail)
+    if (ctx.frontend.serve && !ctx.invalid && (req.method === 'GET' || req.method === 'HEAD')) {
+      services.telemetry.response(res, 'frontend')
+      return void runFrontend(ctx, res, next).catch(fail)
+    }
     if (next) return next()
+    services.telemetry.response(res, 'other')
     writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
   }
+}
+
+/**
+ * The `route` label of each route: the endpoint's name, the same whatever paths and frontends are
+ * configured ("bff_user", "callback", "healthz"), so dashboards work across deployments and a
+ * label value never comes from the request.
+ */
+function routeLabels(config: Config, global: Map<string, Route>, frontends: readonly Frontend[], byFrontend: Map<string, Map<string, Route>>): Map<Route, string> {
+  const labels = new Map<Route, string>()
+  for (const [path, route] of global) labels.set(route, path.slice(1))
+  for (const frontend of frontends) {
+    const base = `${frontend.prefix}${config.managementBasePath}/`
+    for (const [path, route] of byFrontend.get(frontend.name) ?? []) {
+      if (path === `${frontend.prefix}${config.oidc.redirectPath}`) labels.set(route, 'callback')
+      else if (path === `${frontend.prefix}${config.oidc.postLogoutRedirectPath}`) labels.set(route, 'post_logout')
+      else if (path.startsWith(base)) labels.set(route, `bff_${path.slice(base.length).replace(/[^A-Za-z0-9]+/g, '_')}`)
+    }
+  }
+  return labels
 }
 
 /** The SPA itself: its files, or index.html for client-side routes (SPEC §6). */
@@ -150,8 +188,14 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
   try {
     if (ctx.invalid) throw ctx.invalid
     if (!route.methods.includes(req.method ?? '')) throw new GatehouseError('method_not_allowed')
+    if (route.stream) {
+      await route.stream(ctx, res)
+      return
+    }
     reply = await route.handler(ctx)
   } catch (err) {
+    if (route.handler === callback) services.telemetry.loginFailed(err)
+    if (route.handler === backchannel) services.telemetry.backchannelFailed(err)
     reply = failureReply(err, ctx, route.kind)
     if (reply.status === 405) reply.headers.allow = route.methods.join(', ')
   }

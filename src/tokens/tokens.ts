@@ -6,8 +6,10 @@ import { GatehouseError } from '../errors.ts'
 import type { OidcClient } from '../oidc/client.ts'
 import type { Session, TokenSet } from '../session/session.ts'
 import type { SessionBackend } from '../session/backend.ts'
+import type { SessionEvents } from '../session/session-events.ts'
 import type { SessionStore } from '../session/store.ts'
 import type { ClientCredentials } from './client-credentials.ts'
+import type { Telemetry } from '../ops/metrics.ts'
 
 /**
  * What to put in the upstream request's Authorization header. `refreshed` is the session after a
@@ -24,6 +26,10 @@ export interface TokenServiceOptions {
   store: SessionStore
   /** The IdP client of a session partition (frontend): refresh tokens are bound to the client that got them. */
   clients: (partition: string) => { oidc: OidcClient; clientCredentials: ClientCredentials }
+  /** Told when a refused refresh ends a session, so open tabs learn at once. */
+  events?: SessionEvents
+  /** Counts refresh grants by result (gatehouse_token_refreshes_total). */
+  telemetry?: Telemetry
   skewMs: number
   /** The IdP call timeout (oidc.timeout): the refresh lease outlasts it. */
   idpTimeoutMs: number
@@ -140,11 +146,16 @@ export class TokenService {
         // holds other tokens (refreshed elsewhere meanwhile): then the refusal is about an old token.
         const now = await sessions.current(session)
         if (now && now.data.tokens.refreshToken !== refreshToken) return now
-        if (now) await sessions.end(now)
+        if (now) {
+          await sessions.end(now)
+          this.#o.events?.ended(now.idHash, 'refresh_refused')
+        }
         log.info({ event: 'refresh', result: 'invalid_grant' }, 'refresh refused; session ended')
+        this.#o.telemetry?.refresh('invalid_grant')
         throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: err })
       }
       log.warn({ event: 'refresh', result: 'unavailable' }, 'token refresh failed; session kept')
+      this.#o.telemetry?.refresh('unavailable')
       throw new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
     }
     const expiresIn = response.expiresIn()
@@ -162,6 +173,7 @@ export class TokenService {
       // issued must not outlive it.
       if (response.refresh_token) await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
       log.info({ event: 'refresh', result: 'session_ended' }, 'session ended during refresh; new refresh token revoked')
+      this.#o.telemetry?.refresh('session_ended')
       throw new GatehouseError('session_ended')
     }
     if (response.refresh_token && saved.data.tokens.refreshToken !== response.refresh_token) {
@@ -169,6 +181,7 @@ export class TokenService {
       await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
     }
     log.info({ event: 'refresh', result: 'ok' }, 'access token refreshed')
+    this.#o.telemetry?.refresh('ok')
     return saved
   }
 
