@@ -11,6 +11,7 @@ export const ERRORS = {
   antiforgery_failed: { status: 401, title: 'Anti-forgery header missing or wrong' },
   session_required: { status: 401, title: 'Login required' },
   session_ended: { status: 401, title: 'Session ended; log in again' },
+  admin_unauthorized: { status: 401, title: 'Admin bearer token missing or wrong' },
   path_escape: { status: 400, title: 'Path leaves its API prefix' },
   forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },

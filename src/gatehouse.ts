@@ -6,7 +6,7 @@ import type { Config } from './config/types.ts'
 import { GatehouseError } from './errors.ts'
 import { isAntiForgeryValid } from './http/antiforgery.ts'
 import { resolveSession, type Services } from './http/context.ts'
-import { abort, contextFor, createHandle, failureReply, writeReply, type Next } from './http/handle.ts'
+import { abort, contextFor, createHandle, failureReply, runFrontend, writeReply, type Next } from './http/handle.ts'
 import { createLogger } from './log.ts'
 import { KeyRing } from './session/seal.ts'
 import type { Claim, Session } from './session/session.ts'
@@ -51,7 +51,16 @@ export interface Gatehouse {
   protect(): Middleware
   protect(handler: NodeHandler): NodeHandler
   /** The session of this request (resolved once per request), or undefined. */
-  getSession(req: IncomingMessage): Promise<SessionInfo | undefined>
+  /**
+   * The session of this request (resolved once per request), or undefined. Pass `res` (unless inside
+   * `protect()`) so cookie changes — clearing a dead cookie, renewing a cookie-mode session — reach the browser.
+   */
+  getSession(req: IncomingMessage, res?: ServerResponse): Promise<SessionInfo | undefined>
+  /**
+   * As middleware gatehouse serves only the SPA's existing files, so that the app's own routes come
+   * first. Mount this after them to answer client-side routes with the frontend's index.html.
+   */
+  frontendFallback(req: IncomingMessage, res: ServerResponse, next?: Next): void
   /**
    * An access token for calling APIs from a local route, refreshed when near expiry: the session's
    * (`"user"`, the default; undefined without a session) or the client's own (`"client"`), or
@@ -175,8 +184,10 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     config,
     handle,
     protect,
-    async getSession(req) {
+    async getSession(req, res) {
+      if (res) responses.set(req, res)
       const session = await lookup(req)
+      flushCookies(req)
       return session && { sub: session.sub, sid: session.sid, claims: session.data.claims, expiresAt: session.expiresAt }
     },
     async getAccessToken(req, type = 'user', res) {
@@ -194,6 +205,13 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       return outcome.value
     },
     upgrade,
+    frontendFallback(req, res, next) {
+      const ctx = contextFor(req, services)
+      if (!ctx.frontend.serve || ctx.invalid || (req.method !== 'GET' && req.method !== 'HEAD')) {
+        return next ? next() : void writeReply(res, failureReply(new GatehouseError('not_found'), ctx, 'api'), ctx)
+      }
+      runFrontend(ctx, res, next, true).catch((err: unknown) => abort(res, ctx, err))
+    },
     adminHandler,
     cleanup: () => sessions.removeExpired(),
     async close() {

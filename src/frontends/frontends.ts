@@ -20,8 +20,11 @@ export interface Frontend {
   oidcConfig: OidcConfig
   oidc: OidcClient
   clientCredentials: ClientCredentials
-  /** Serves the SPA itself; undefined when gatehouse only fronts APIs (no frontends configured). */
-  serve: ((req: IncomingMessage, res: ServerResponse, relativePath: string) => Promise<ServeOutcome>) | undefined
+  /**
+   * Serves the SPA itself; undefined when gatehouse only fronts APIs. `fallback`: answer index.html
+   * for client-side routes (off when gatehouse is middleware: the app's own routes come first).
+   */
+  serve: ((req: IncomingMessage, res: ServerResponse, relativePath: string, fallback: boolean) => Promise<ServeOutcome>) | undefined
 }
 
 /** The implicit frontend when none are configured: the root, the top-level oidc block, no SPA serving. */
@@ -38,9 +41,12 @@ export class Frontends {
   readonly #fallback: Frontend
 
   constructor(config: Config, now: () => number) {
-    const entries: FrontendConfig[] = config.frontends.length
+    // Without a host-less frontend at "/", an implicit one (no SPA) owns the root: /bff/* and
+    // remote APIs outside every frontend's path still have a session partition and a client.
+    const hasRoot = config.frontends.some((f) => f.path === '/' && f.host === undefined)
+    const entries: FrontendConfig[] = hasRoot
       ? config.frontends
-      : [{ name: DEFAULT_FRONTEND, path: '/', host: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
+      : [...config.frontends, { name: DEFAULT_FRONTEND, path: '/', host: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
     const shared = new Map<string, { oidc: OidcClient; clientCredentials: ClientCredentials }>()
     this.all = entries.map((entry) => {
       const oidcConfig = mergeOidc(config.oidc, entry.oidc)
@@ -65,7 +71,7 @@ export class Frontends {
       }
     })
     this.#byName = new Map(this.all.map((f) => [f.name, f]))
-    this.#fallback = this.all.find((f) => f.path === '/' && f.host === undefined) ?? this.all[0]!
+    this.#fallback = this.all.find((f) => f.path === '/' && f.host === undefined)!
   }
 
   byName(name: string): Frontend | undefined {
@@ -105,12 +111,12 @@ function mergeOidc(base: OidcConfig, override: FrontendConfig['oidc']): OidcConf
 function serverFor(entry: FrontendConfig, now: () => number): Frontend['serve'] {
   if (entry.static !== undefined) {
     const folder = new StaticFolder(entry.static)
-    return (req, res, relativePath) => folder.serve(req, res, relativePath)
+    return (req, res, relativePath, fallback) => folder.serve(req, res, relativePath, fallback)
   }
   if (entry.indexHtmlUrl !== undefined) {
     const index = new RemoteIndexHtml(entry.indexHtmlUrl, { ttlMs: entry.indexHtmlCacheTtlMs, now })
     // Assets of a CDN-hosted SPA come from the CDN; only navigations (no file extension) get index.html.
-    return async (req, res, relativePath) => (/\.[A-Za-z0-9]+$/.test(relativePath) ? 'not_found' : index.serve(req, res))
+    return async (req, res, relativePath, fallback) => (!fallback || /\.[A-Za-z0-9]+$/.test(relativePath) ? 'not_found' : index.serve(req, res))
   }
   return undefined
 }

@@ -51,13 +51,13 @@ export class StaticFolder {
   }
 
   /** `relativePath` is the request path below the frontend's prefix, still percent-encoded. */
-  async serve(req: IncomingMessage, res: ServerResponse, relativePath: string): Promise<StaticOutcome> {
+  async serve(req: IncomingMessage, res: ServerResponse, relativePath: string, fallback = true): Promise<StaticOutcome> {
     const file = this.#resolve(relativePath)
     if (file === undefined) return 'bad_path'
     const found = file && (await fileInfo(file))
     if (found) return this.#send(req, res, file, found, false)
     // A miss: client-side routes get index.html, asset requests (a file extension) get 404.
-    if (extname(relativePath) !== '') return 'not_found'
+    if (!fallback || extname(relativePath) !== '') return 'not_found'
     const index = resolve(this.#root, 'index.html')
     const indexInfo = await fileInfo(index)
     if (!indexInfo) return 'not_found'

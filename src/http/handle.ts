@@ -142,7 +142,8 @@ export function createHandle(services: Services): (req: IncomingMessage, res: Se
     const ctx = contextFor(req, services)
     if (ctx.frontend.serve && !ctx.invalid && (req.method === 'GET' || req.method === 'HEAD')) {
       services.telemetry.response(res, 'frontend')
-      return void runFrontend(ctx, res, next).catch(fail)
+      // As middleware (next given), client-side-route fallback would shadow the app's own routes: only files are served.
+      return void runFrontend(ctx, res, next, next === undefined).catch(fail)
     }
     if (next) return next()
     services.telemetry.response(res, 'other')
@@ -170,11 +171,11 @@ function routeLabels(config: Config, global: Map<string, Route>, frontends: read
 }
 
 /** The SPA itself: its files, or index.html for client-side routes (SPEC §6). */
-async function runFrontend(ctx: RequestContext, res: ServerResponse, next: Next | undefined): Promise<void> {
+export async function runFrontend(ctx: RequestContext, res: ServerResponse, next: Next | undefined, fallback: boolean): Promise<void> {
   const { frontend } = ctx
   const path = pathOf(ctx.req.url)
   const relative = frontend.prefix === '' ? path : path.slice(frontend.prefix.length) || '/'
-  const outcome = await frontend.serve!(ctx.req, res, relative)
+  const outcome = await frontend.serve!(ctx.req, res, relative, fallback)
   if (outcome === 'served') return
   if (outcome === 'not_found' && next) return next()
   const error = outcome === 'bad_path' ? new GatehouseError('bad_request', 'the path is not a file of this application') : outcome === 'unavailable' ? new GatehouseError('upstream_unavailable', 'the application page could not be fetched') : new GatehouseError('not_found')

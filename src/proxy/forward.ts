@@ -39,11 +39,17 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
   const { api } = match
   const method = req.method ?? 'GET'
   const hasBody = !NO_BODY.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  // A body parser mounted before gatehouse has already read the body: forwarding would silently send
+  // an empty one. Fail loudly instead (docs/frameworks.md: mount gatehouse before body parsers).
+  if (hasBody && req.readableEnded && Number(req.headers['content-length'] ?? 0) > 0) {
+    throw new GatehouseError('internal', 'the request body was consumed before gatehouse: mount gatehouse before body parsers')
+  }
   const abort = new AbortController()
   res.once('close', () => {
     if (!res.writableFinished) abort.abort()
   })
   let upstream: Awaited<ReturnType<Pool['request']>>
+  const startedAt = performance.now()
   try {
     upstream = await upstreams.pool(api.origin).request({
       path: match.upstreamPath,
@@ -57,6 +63,8 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
     })
   } catch (err) {
     throw upstreamFailure(err, api.path, api.timeoutMs)
+  } finally {
+    ctx.services.telemetry.proxied(api.path, performance.now() - startedAt)
   }
   const { config, sessions } = ctx.services
   const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName)

@@ -37,6 +37,12 @@ export interface SessionStore {
   /** Deletes every session matching the filter (sub and/or sid, narrowed by partition); returns how many. Indexed. */
   deleteWhere(filter: SessionFilter): Promise<number>
   list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]>
+  /**
+   * How many live (unexpired at `now`) sessions the store holds, for the `gatehouse_active_sessions`
+   * gauge; called once per metrics scrape, so it must be cheap (an index count). Optional: without it
+   * the gauge is not exported.
+   */
+  count?(now: number): Promise<number>
   /** Removes up to `limit` expired records; returns how many. */
   deleteExpired(now: number, limit: number): Promise<number>
   /**

@@ -102,3 +102,26 @@ test('createGatehouse rejects an invalid config with every problem named by key 
     },
   )
 })
+
+test('a body parser mounted before gatehouse makes proxied bodies fail loudly (500), never arrive empty', async () => {
+  const { startUpstream } = await import('../helpers/upstream.ts')
+  const upstream = await startUpstream()
+  const flow = await startFlow({
+    gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'none' }] },
+    listener: (gatehouse) => {
+      const app = express()
+      app.use(express.json())
+      app.use(gatehouse.handle)
+      return app
+    },
+  })
+  try {
+    const before = upstream.received.length
+    const res = await flow.browser().request('POST', `${flow.origin}/api/echo`, '{"a":1}', { 'content-type': 'application/json', ...CSRF })
+    assert.equal(res.status, 500)
+    assert.equal(upstream.received.length, before, 'nothing reached the upstream')
+  } finally {
+    await flow.close()
+    await upstream.close()
+  }
+})

@@ -18,8 +18,9 @@ async function openEvents(flow: Flow, browser: BrowserJar): Promise<{ status: nu
     void (async () => {
       let buffer = ''
       try {
-        for await (const chunk of res.body!) {
-          buffer += Buffer.from(chunk).toString()
+        const reader = res.body!.getReader()
+        for (let read = await reader.read(); !read.done; read = await reader.read()) {
+          buffer += Buffer.from(read.value).toString()
           let end: number
           while ((end = buffer.indexOf('\n\n')) !== -1) {
             const block = buffer.slice(0, end)

@@ -54,11 +54,9 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   const server = createServer((req, res) => {
     const g = current!
     if (g.listener) return g.listener(req, res)
-    g.gatehouse.handle(req, res, () => {
-      if (g.app) return g.app(req, res)
-      res.statusCode = 404
-      res.end('not found')
-    })
+    // Without an app, gatehouse is the whole server (as `gatehouse serve` runs it); with one, middleware.
+    if (!g.app) return g.gatehouse.handle(req, res)
+    g.gatehouse.handle(req, res, () => g.app!(req, res))
   })
   // WebSocket upgrades to remote APIs (SPEC §5). Upgraded sockets leave the server's connection
   // tracking, so they are kept here for close().

@@ -218,6 +218,19 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.equal((await store.list({ limit: 100 }, NOW)).length, 6)
     })
 
+    test('count counts the live sessions only, and follows inserts and deletes', async () => {
+      assert.ok(store.count, 'the built-in stores implement count')
+      assert.equal(await store.count(NOW), 0)
+      const live = [sampleRecord({ sub: 'alice' }), sampleRecord({ sub: 'alice', sid: 's2' }), sampleRecord({ sub: 'bob', sid: undefined, expiresAt: NOW + 1 })]
+      const expired = [sampleRecord({ sub: 'carol', expiresAt: NOW }), sampleRecord({ sub: 'dave', expiresAt: NOW - HOUR })]
+      for (const r of [...live, ...expired]) await store.set(r)
+      assert.equal(await store.count(NOW), 3)
+      assert.equal(await store.count(NOW - 2 * HOUR), 5, 'at an earlier instant the expired ones were live')
+      await store.delete(live[0]!.idHash)
+      await store.deleteWhere({ sub: 'bob' })
+      assert.equal(await store.count(NOW), 1)
+    })
+
     test('deleteExpired removes only expired records, at most limit per call, until none are left', async () => {
       const expired = Array.from({ length: 5 }, (_, i) => sampleRecord({ sub: `u${i}`, expiresAt: NOW - i }))
       const live = [sampleRecord({ sub: 'alice', expiresAt: NOW + 1 }), sampleRecord({ sub: 'bob' })]

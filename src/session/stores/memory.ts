@@ -55,6 +55,12 @@ export class MemoryStore implements SessionStore {
     return out
   }
 
+  async count(now: number): Promise<number> {
+    let live = 0
+    for (const record of this.#records.values()) if (record.expiresAt > now) live++
+    return live
+  }
+
   async deleteExpired(now: number, limit: number): Promise<number> {
     for (const [name, lease] of this.#leases) if (lease.expiresAt <= now) this.#leases.delete(name)
     let count = 0

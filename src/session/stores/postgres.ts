@@ -120,6 +120,12 @@ export class PostgresStore implements SessionStore {
     return rows.map(rowToRecord)
   }
 
+  async count(now: number): Promise<number> {
+    // An index-only count on gatehouse_sessions_expires; count(*) is a bigint, which pg hands over as a string.
+    const { rows } = await this.#pool.query<{ live: string }>(`SELECT count(*) AS live FROM ${this.#sessions} WHERE expires_at > $1`, [now])
+    return Number(rows[0]!.live)
+  }
+
   async deleteExpired(now: number, limit: number): Promise<number> {
     await this.#pool.query(`DELETE FROM ${this.#leases} WHERE expires_at <= $1`, [now])
     // SKIP LOCKED: instances cleaning up at the same moment take disjoint batches instead of queueing.

@@ -263,6 +263,16 @@ export class RedisStore implements SessionStore {
     return live.sort((a, b) => a.createdAt - b.createdAt).slice(0, filter.limit)
   }
 
+  /**
+   * ZCOUNT over the expiry index shards: one cheap command per shard, no record read. Approximate by
+   * the index's design: a session renewed past its first expiry counts again once cleanup re-scores
+   * it, and leftovers of interrupted writes count until cleanup prunes them.
+   */
+  async count(now: number): Promise<number> {
+    const counts = await Promise.all(Array.from({ length: EXPIRY_SHARDS }, (_, shard) => this.#client.zcount(this.#shardKey(shard), `(${now}`, '+inf')))
+    return counts.reduce((sum, n) => sum + n, 0)
+  }
+
   async deleteExpired(now: number, limit: number): Promise<number> {
     // Most expired records are already gone by TTL and only their index entries are left; both count,
     // once per id (a record whose sub/sid changed has two entries).

@@ -1,0 +1,165 @@
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
+import { GatehouseError } from '../errors.ts'
+import { json, problemJson, type Reply } from '../http/reply.ts'
+import type { SessionFilter, SessionStore } from '../session/store.ts'
+import type { Telemetry } from './metrics.ts'
+
+const DEFAULT_LIMIT = 100
+const MAX_LIMIT = 1000
+const REALM = 'gatehouse-admin'
+
+export interface AdminOptions {
+  telemetry: Telemetry
+  store: SessionStore
+  /** `admin.token`. Unset: the admin API answers 403 and `/metrics` is open. */
+  token: string | undefined
+  /** False in cookie mode: there are no server-side sessions to list or revoke. */
+  hasServerSessions: boolean
+  now: () => number
+  log: Logger
+  /** Told which sessions an admin revoked (so open session-event streams end at once). */
+  onRevoked?: ((filter: SessionFilter) => void) | undefined
+}
+
+interface AdminRoute {
+  methods: readonly string[]
+  /** `/metrics` is open when no token is configured; the session API never is. */
+  needsToken: boolean
+  run(url: URL, req: IncomingMessage): Promise<Reply>
+}
+
+/**
+ * The admin listener's handler (SPEC §7): `GET /metrics` (Prometheus text) and the session API,
+ * `GET /admin/sessions?sub=S&limit=N` and `DELETE /admin/sessions?sub=S | ?sid=S`. Everything needs
+ * `Authorization: Bearer <admin.token>` when a token is configured (SPEC §10).
+ */
+export function createAdminHandler(options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { telemetry, store, now, log } = options
+  // Compared as SHA-256 digests: equal lengths, so neither the bytes nor the token's length leak through timing.
+  const expected = options.token === undefined ? undefined : sha256(options.token)
+
+  const routes = new Map<string, AdminRoute>([
+    [
+      '/metrics',
+      {
+        methods: ['GET', 'HEAD'],
+        needsToken: false,
+        run: async () => {
+          const body = await telemetry.metrics()
+          return { status: 200, headers: { 'content-type': telemetry.contentType, 'cache-control': 'no-store' }, body }
+        },
+      },
+    ],
+    [
+      '/admin/sessions',
+      {
+        methods: ['GET', 'DELETE'],
+        needsToken: true,
+        run: async (url, req) => {
+          if (!options.hasServerSessions) throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
+          return req.method === 'DELETE' ? revoke(url) : list(url)
+        },
+      },
+    ],
+  ])
+
+  async function list(url: URL): Promise<Reply> {
+    const sub = single(url, 'sub')
+    const limitParam = single(url, 'limit') ?? String(DEFAULT_LIMIT)
+    const limit = /^\d{1,4}$/.test(limitParam) ? Number(limitParam) : 0
+    if (limit < 1 || limit > MAX_LIMIT) throw new GatehouseError('bad_request', undefined, { errors: { limit: [`must be a whole number from 1 to ${MAX_LIMIT}`] } })
+    const records = await call(() => store.list(sub === undefined ? { limit } : { sub, limit }, now()))
+    // Metadata only: the sealed tokens never leave the store through this API.
+    const sessions = records.map((r) => ({ idHash: r.idHash, sub: r.sub, sid: r.sid ?? null, partition: r.partition, createdAt: r.createdAt, expiresAt: r.expiresAt }))
+    return json(200, { sessions })
+  }
+
+  async function revoke(url: URL): Promise<Reply> {
+    const sub = single(url, 'sub')
+    const sid = single(url, 'sid')
+    if ((sub === undefined) === (sid === undefined)) {
+      throw new GatehouseError('bad_request', 'give exactly one of sub or sid', { errors: { [sub === undefined ? 'sub' : 'sid']: ['exactly one of sub or sid is required'] } })
+    }
+    const filter: SessionFilter = sub !== undefined ? { sub } : { sid: sid! }
+    const revoked = await call(() => store.deleteWhere(filter))
+    options.onRevoked?.(filter)
+    log.info({ event: 'admin_revoke', by: sub !== undefined ? 'sub' : 'sid', sessions: revoked }, 'sessions revoked through the admin API')
+    return json(200, { revoked })
+  }
+
+  function authorize(route: AdminRoute, req: IncomingMessage): void {
+    if (expected === undefined) {
+      if (route.needsToken) throw new GatehouseError('forbidden', 'admin.token is not configured: the admin API is off')
+      return
+    }
+    const presented = bearerToken(req.headers.authorization)
+    if (presented === undefined || !timingSafeEqual(sha256(presented), expected)) {
+      throw new GatehouseError('admin_unauthorized', presented === undefined ? 'send Authorization: Bearer <admin.token>' : 'the bearer token is not admin.token')
+    }
+  }
+
+  return (req, res) => {
+    const requestId = randomUUID()
+    const target = req.url ?? '/'
+    const question = target.indexOf('?')
+    const path = question === -1 ? target : target.slice(0, question)
+    const route = routes.get(path)
+    const answer = async (): Promise<Reply> => {
+      if (!route) throw new GatehouseError('not_found')
+      authorize(route, req)
+      if (!route.methods.includes(req.method ?? '')) throw new GatehouseError('method_not_allowed')
+      return route.run(new URL(`http://admin.invalid${target}`), req)
+    }
+    answer()
+      .catch((err: unknown) => {
+        const reply = problemJson(err, requestId)
+        if (reply.status === 401) {
+          // RFC 6750 §3: a challenge on every 401; error="invalid_token" when a token was sent but is wrong.
+          reply.headers['www-authenticate'] = bearerToken(req.headers.authorization) === undefined ? `Bearer realm="${REALM}"` : `Bearer realm="${REALM}", error="invalid_token"`
+          log.warn({ event: 'admin_refused', requestId, path: route ? path : undefined }, 'admin request without the admin token refused')
+        }
+        if (reply.status === 405 && route) reply.headers.allow = route.methods.join(', ')
+        if (reply.status >= 500) log.error({ event: 'admin_failed', requestId, err: err instanceof Error ? `${err.name}: ${err.message}` : 'unknown' }, 'admin request failed')
+        return reply
+      })
+      .then((reply) => send(req, res, reply))
+      .catch(() => res.destroy())
+  }
+}
+
+/**
+ * The token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1; the scheme is case-insensitive).
+ * Any characters are taken, not only b64token ones: admin.token is whatever the operator chose.
+ */
+function bearerToken(header: string | undefined): string | undefined {
+  const match = /^Bearer +(.*\S) *$/i.exec(header ?? '')
+  return match?.[1]
+}
+
+function sha256(value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+/** A query parameter given at most once; repeating it is ambiguous and refused. */
+function single(url: URL, name: string): string | undefined {
+  const all = url.searchParams.getAll(name)
+  if (all.length > 1) throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must be given at most once'] } })
+  if (all[0] === '') throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must not be empty'] } })
+  return all[0]
+}
+
+async function call<T>(operation: () => Promise<T>): Promise<T> {
+  try {
+    return await operation()
+  } catch (err) {
+    throw new GatehouseError('store_unavailable', undefined, { cause: err })
+  }
+}
+
+function send(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+  const body = reply.body ?? ''
+  res.writeHead(reply.status, { 'x-content-type-options': 'nosniff', ...reply.headers, 'content-length': Buffer.byteLength(body) })
+  res.end(req.method === 'HEAD' ? undefined : body)
+}

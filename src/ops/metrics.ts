@@ -1,0 +1,140 @@
+import type { ServerResponse } from 'node:http'
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { GatehouseError } from '../errors.ts'
+
+export type LoginResult = 'ok' | 'invalid_state' | 'idp_error' | 'idp_unavailable' | 'bad_request' | 'error'
+export type RefreshResult = 'ok' | 'invalid_grant' | 'unavailable' | 'session_ended'
+export type BackchannelResult = 'ok' | 'invalid' | 'error'
+
+const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'invalid_state', 'idp_error', 'idp_unavailable', 'bad_request', 'error']
+const REFRESH_RESULTS: readonly RefreshResult[] = ['ok', 'invalid_grant', 'unavailable', 'session_ended']
+const BACKCHANNEL_RESULTS: readonly BackchannelResult[] = ['ok', 'invalid', 'error']
+
+/** Methods get their own label value; anything else is "other", so a client cannot mint label values. */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+/** Upstream answers are usually fast; the top buckets catch slow APIs up to the default 30 s timeout. */
+const PROXY_BUCKETS_SEC = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/** A scrape never waits longer than this for the store's session count. */
+const COUNT_TIMEOUT_MS = 2_000
+
+export interface TelemetryOptions {
+  /** Live sessions now (SessionStore.count); without it `gatehouse_active_sessions` is not exported. */
+  activeSessions?: (() => Promise<number>) | undefined
+}
+
+/**
+ * The Prometheus metrics of one gatehouse (SPEC §7), in its own registry: several gatehouses in one
+ * process never share or clash over a series. Handlers record through the verbs below; labels only
+ * ever take values from config or from the fixed unions here, never from the request.
+ */
+export class Telemetry {
+  readonly registry = new Registry()
+  readonly #requests: Counter<'route' | 'method' | 'status'>
+  readonly #proxyDuration: Histogram<'api'>
+  readonly #logins: Counter<'result'>
+  readonly #logouts: Counter
+  readonly #refreshes: Counter<'result'>
+  readonly #backchannel: Counter<'result'>
+  #processMetrics = false
+
+  constructor(options: TelemetryOptions = {}) {
+    const registers = [this.registry]
+    this.#requests = new Counter({
+      name: 'gatehouse_http_requests_total',
+      help: 'Requests answered by gatehouse, by route (endpoint name, "api:<path>", "frontend" or "other"), method and status; 499 = the client left before an answer',
+      labelNames: ['route', 'method', 'status'],
+      registers,
+    })
+    this.#proxyDuration = new Histogram({
+      name: 'gatehouse_proxy_duration_seconds',
+      help: 'Time from sending a request to a remote API until its response headers arrived (or the call failed), by API path',
+      labelNames: ['api'],
+      buckets: PROXY_BUCKETS_SEC,
+      registers,
+    })
+    this.#logins = new Counter({ name: 'gatehouse_logins_total', help: 'Login callbacks, by result', labelNames: ['result'], registers })
+    this.#logouts = new Counter({ name: 'gatehouse_logouts_total', help: 'Sessions ended by the user logging out', registers })
+    this.#refreshes = new Counter({ name: 'gatehouse_token_refreshes_total', help: 'Access-token refresh grants, by result', labelNames: ['result'], registers })
+    this.#backchannel = new Counter({ name: 'gatehouse_backchannel_logouts_total', help: 'Back-channel logout requests from the IdP, by result', labelNames: ['result'], registers })
+    // Every known series exists from the start, so rate() and increase() see the first event.
+    for (const result of LOGIN_RESULTS) this.#logins.inc({ result }, 0)
+    for (const result of REFRESH_RESULTS) this.#refreshes.inc({ result }, 0)
+    for (const result of BACKCHANNEL_RESULTS) this.#backchannel.inc({ result }, 0)
+
+    const count = options.activeSessions
+    if (count) {
+      new Gauge({
+        name: 'gatehouse_active_sessions',
+        help: 'Live (unexpired) sessions in the session store, counted at scrape time; NaN when the store did not answer',
+        registers,
+        async collect() {
+          this.set(await withTimeout(count(), COUNT_TIMEOUT_MS).catch(() => Number.NaN))
+        },
+      })
+    }
+  }
+
+  /** Counts the response once it is over (finished, or abandoned by the client). */
+  response(res: ServerResponse, route: string): void {
+    const method = METHODS.has(res.req.method ?? '') ? res.req.method! : 'other'
+    res.once('close', () => this.#requests.inc({ route, method, status: res.headersSent ? String(res.statusCode) : '499' }))
+  }
+
+  proxied(api: string, durationMs: number): void {
+    this.#proxyDuration.observe({ api }, durationMs / 1000)
+  }
+
+  login(result: LoginResult): void {
+    this.#logins.inc({ result })
+  }
+
+  /**
+   * A login callback that failed with `err`: unknown or replayed state, the IdP refusing (access_denied
+   * included) or unreachable, another refused request, or a fault of gatehouse's own (store down…).
+   */
+  loginFailed(err: unknown): void {
+    if (!(err instanceof GatehouseError)) return this.login('error')
+    const { code } = err
+    this.login(code === 'login_state_invalid' ? 'invalid_state' : code === 'idp_error' || code === 'idp_unavailable' ? code : err.status < 500 ? 'bad_request' : 'error')
+  }
+
+  logout(): void {
+    this.#logouts.inc()
+  }
+
+  refresh(result: RefreshResult): void {
+    this.#refreshes.inc({ result })
+  }
+
+  backchannelLogout(result: BackchannelResult): void {
+    this.#backchannel.inc({ result })
+  }
+
+  /** A back-channel logout that failed with `err`: refused (4xx) or not done (5xx, the IdP retries). */
+  backchannelFailed(err: unknown): void {
+    this.backchannelLogout(err instanceof GatehouseError && err.status < 500 ? 'invalid' : 'error')
+  }
+
+  /** The Prometheus text exposition. Process and Node.js metrics start with the first scrape. */
+  async metrics(): Promise<string> {
+    if (!this.#processMetrics) {
+      this.#processMetrics = true
+      collectDefaultMetrics({ register: this.registry })
+    }
+    return this.registry.metrics()
+  }
+
+  get contentType(): string {
+    return this.registry.contentType
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms)
+    timer.unref()
+    promise.then(resolve, reject).finally(() => clearTimeout(timer))
+  })
+}
