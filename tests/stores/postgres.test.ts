@@ -133,3 +133,29 @@ describe('postgres store specifics', () => {
     assert.match(err.message, /127\.0\.0\.1:1/)
   })
 })
+
+test('a runtime role that may only read and write the tables starts once the schema was migrated by its owner', async () => {
+  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/test' })
+  await admin.connect()
+  const schema = `gh_role_${process.pid}_${Date.now()}`
+  const role = `gh_runtime_${process.pid}`
+  try {
+    const owner = await openStore(`postgres://postgres@127.0.0.1:5432/test?schema=${schema}`)
+    await owner.close()
+    await admin.query(`DROP ROLE IF EXISTS ${role}`)
+    await admin.query(`CREATE ROLE ${role} LOGIN`)
+    await admin.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`)
+    await admin.query(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA ${schema} TO ${role}`)
+    const store = await openStore(`postgres://${role}@127.0.0.1:5432/test?schema=${schema}`)
+    try {
+      await store.ping()
+      assert.equal(await store.deleteWhere({ sub: 'nobody' }), 0)
+    } finally {
+      await store.close()
+    }
+  } finally {
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`)
+    await admin.query(`DROP ROLE IF EXISTS ${role}`)
+    await admin.end()
+  }
+})

@@ -57,6 +57,17 @@ export async function migratePostgres(pool: Pool, schema = 'public'): Promise<vo
   }
 }
 
+const SCHEMA_OBJECTS = ['gatehouse_sessions', 'gatehouse_leases', 'gatehouse_sessions_sub', 'gatehouse_sessions_sid', 'gatehouse_sessions_expires']
+
+/** True when every table and index of the shipped schema exists (a read-only catalog query). */
+export async function isMigrated(pool: Pool, schema = 'public'): Promise<boolean> {
+  const { rows } = await pool.query<{ n: string }>(
+    'SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2)',
+    [schema, SCHEMA_OBJECTS],
+  )
+  return Number(rows[0]?.n) === SCHEMA_OBJECTS.length
+}
+
 /** Sessions in PostgreSQL, shared by several gatehouse instances; every write is one statement. */
 export class PostgresStore implements SessionStore {
   readonly #pool: Pool
@@ -185,7 +196,8 @@ export async function openPostgresStore(location: string): Promise<PostgresStore
   // An idle connection that breaks emits 'error' on the pool (fatal if unheard); the next query reconnects.
   pool.on('error', () => {})
   try {
-    await migratePostgres(pool, schema)
+    // A runtime role that may use but not alter the tables (migrated by `gatehouse migrate` as their owner) must still start.
+    if (!(await isMigrated(pool, schema))) await migratePostgres(pool, schema)
   } catch (err) {
     await pool.end().catch(() => {})
     // url.host never holds the credentials.

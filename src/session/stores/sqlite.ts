@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { dirname, resolve } from 'node:path'
+import { GatehouseError } from '../../errors.ts'
 import { DatabaseSync, type StatementSync } from 'node:sqlite'
 import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
 import { rowToRecord, type SessionRow } from './sql-row.ts'
@@ -44,9 +45,13 @@ export class SqliteStore implements SessionStore {
   #closed = false
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-    this.#db = new DatabaseSync(path)
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    try {
+      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
+      this.#db = new DatabaseSync(path)
+      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+    } catch (err) {
+      throw new GatehouseError('store_unavailable', `session.store: cannot open the SQLite database at ${resolve(path)} (${(err as Error).message})`, { cause: err })
+    }
     this.#db.exec(SCHEMA)
     this.#get = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE id_hash = ? AND expires_at > ?')
     this.#insert = this.#db.prepare(
