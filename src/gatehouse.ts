@@ -21,6 +21,7 @@ import { RemoteApiRoutes } from './proxy/routes.ts'
 import { createUpgrade } from './proxy/websocket.ts'
 import { Frontends } from './frontends/frontends.ts'
 import { SessionEvents } from './session/session-events.ts'
+import { SESSION_CHECK_MS } from './endpoints/session-events.ts'
 import { TokenService } from './tokens/tokens.ts'
 import { createAdminHandler } from './ops/admin.ts'
 import { Telemetry } from './ops/metrics.ts'
@@ -87,6 +88,8 @@ export interface RuntimeOptions {
   /** A store instance instead of `session.store` (a custom SessionStore, or one shared in tests). */
   store?: SessionStore
   now?: () => number
+  /** How often an open /bff/session-events stream re-reads its session in the store (default 5 s). */
+  sessionCheckMs?: number
 }
 
 /** Validates `options` (the config file's shape) and builds gatehouse. Throws GatehouseError('config_invalid') listing every problem. */
@@ -119,13 +122,17 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     ? new CookieSessions({ keyRing, now, policy: config.session, cookie })
     : new Sessions({ store, keyRing, now, policy: config.session, cookie })
   const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
-  const sessionEvents = new SessionEvents()
+  const sessionEvents = new SessionEvents({
+    store: sessions.shared ? store : undefined,
+    onError: () => log.warn({ event: 'session_end_publish_failed' }, 'could not tell other instances that a session ended'),
+  })
+  await sessionEvents.start().catch(() => log.warn({ event: 'session_end_subscribe_failed' }, 'not listening to other instances\' session endings; open tabs learn of them by the periodic check'))
   // Cookie mode's store is a stand-in: it holds no sessions to count.
   const telemetry = new Telemetry({ activeSessions: cookieMode || !store.count ? undefined : () => store.count!(now()) })
   const tokens = new TokenService({ sessions, store, clients, events: sessionEvents, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
   const upstreams = new Upstreams()
   const apis = new RemoteApiRoutes(config.remoteApis)
-  const services: Services = { config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, apis, upstreams, telemetry, now }
+  const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, apis, upstreams, telemetry, now }
   warnAboutInsecureSettings(config, log)
 
   const handle = createHandle(services)
@@ -218,6 +225,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       if (closed) return
       closed = true
       clearInterval(cleanupTimer)
+      await sessionEvents.close()
       await upstreams.close()
       if (!runtime.store) await store.close()
     },

@@ -26,6 +26,8 @@ export async function sessionsRevoke(config: Config, filter: { sub: string } | {
   const store = await openStore(config.session.store)
   try {
     const count = await store.deleteWhere(filter)
+    // Open tabs on every instance learn of it at once where the store can carry the notice.
+    await store.publishEnded?.({ filter, reason: 'revoked', origin: 'cli' }).catch(() => undefined)
     process.stdout.write(`revoked ${count} session${count === 1 ? '' : 's'}\n`)
     return 0
   } finally {

@@ -6,12 +6,15 @@ import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { toClaims } from '../oidc/claims.ts'
 import { loginCookieName, openLoginState } from '../oidc/login-state.ts'
+import { span } from '../ops/tracing.ts'
 
 /**
  * GET /signin-oidc — the redirect URI. Validates the pending login bound to this browser, exchanges
  * the code (PKCE), validates the id_token, starts the session and sends the browser to returnUrl.
  */
-export const callback: Handler = async (ctx) => {
+export const callback: Handler = (ctx) => span('gatehouse.login', { 'gatehouse.frontend': ctx.frontend.name }, () => completeLogin(ctx))
+
+const completeLogin: Handler = async (ctx) => {
   const { config, keyRing, sessions, now, log } = ctx.services
   const { oidc: client, prefix } = ctx.frontend
   const state = singleParam(ctx.url, 'state')

@@ -54,7 +54,7 @@ export async function sessionEvents(ctx: RequestContext, res: ServerResponse): P
           },
           () => log.warn({ event: 'session_events_check_failed' }, 'session store check failed; retrying'),
         )
-      }, SESSION_CHECK_MS),
+      }, ctx.services.sessionCheckMs),
       setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS),
     )
   })

@@ -26,6 +26,8 @@ export interface Services {
   store: SessionStore
   keyRing: KeyRing
   sessionEvents: SessionEvents
+  /** How often an open session-event stream re-reads its session (endings the notices did not carry). */
+  sessionCheckMs: number
   tokens: TokenService
   apis: RemoteApiRoutes
   upstreams: Upstreams

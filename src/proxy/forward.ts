@@ -1,10 +1,12 @@
 import type { ServerResponse } from 'node:http'
 import { pipeline } from 'node:stream/promises'
+import type { Span } from '@opentelemetry/api'
 import { Pool } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../http/context.ts'
 import type { Session } from '../session/session.ts'
 import type { TokenOutcome } from '../tokens/tokens.ts'
+import { span } from '../ops/tracing.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
 import type { ApiMatch } from './routes.ts'
 
@@ -34,7 +36,15 @@ const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
  * bodies and Server-Sent Events pass through as they come. Errors before the answer starts are
  * thrown as 502/504 problems; after that the only honest signal left is closing the connection.
  */
-export async function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined): Promise<void> {
+export function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined): Promise<void> {
+  // The API's configured path and the method only: never the request's URL (its query) or headers.
+  const attributes = { 'gatehouse.api': match.api.path, 'http.request.method': METHODS.has(ctx.req.method ?? '') ? ctx.req.method! : '_OTHER' }
+  return span('gatehouse.proxy', attributes, (current) => forwardIn(current, ctx, res, match, token, upstreams, session))
+}
+
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+
+async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined): Promise<void> {
   const { req } = ctx
   const { api } = match
   const method = req.method ?? 'GET'
@@ -62,7 +72,9 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
       bodyTimeout: 0,
     })
   } catch (err) {
-    throw upstreamFailure(err, api.path, api.timeoutMs)
+    const failure = upstreamFailure(err, api.path, api.timeoutMs)
+    current.setAttribute('http.response.status_code', failure.status)
+    throw failure
   } finally {
     ctx.services.telemetry.proxied(api.path, performance.now() - startedAt)
   }
@@ -75,6 +87,7 @@ export async function forward(ctx: RequestContext, res: ServerResponse, match: A
     // A response that sets gatehouse's cookie must never be stored by a shared cache, whatever the API said.
     headers['cache-control'] = 'no-store'
   }
+  current.setAttribute('http.response.status_code', upstream.statusCode)
   res.writeHead(upstream.statusCode, headers)
   res.flushHeaders()
   try {

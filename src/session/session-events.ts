@@ -1,4 +1,5 @@
-import type { SessionFilter } from './store.ts'
+import { randomUUID } from 'node:crypto'
+import type { SessionEndNotice, SessionFilter, SessionStore } from './store.ts'
 
 /** Why a session ended, as the browser is told (GET /bff/session-events, SPEC §8). */
 export type EndReason = 'logout' | 'backchannel' | 'revoked' | 'expired' | 'refresh_refused'
@@ -12,12 +13,38 @@ interface Subscriber {
 }
 
 /**
- * In-process fan-out of "this session ended" to the open /bff/session-events streams. Endings seen
- * by this instance arrive at once; endings elsewhere (another instance, the CLI) are found by the
- * streams' periodic store check.
+ * Fan-out of "this session ended" to the open /bff/session-events streams. Endings seen by this
+ * instance arrive at once; with a store that can publish (Redis pub/sub, PostgreSQL NOTIFY) so do
+ * endings on other instances and from the CLI. The streams' periodic store check is the safety net
+ * for notices missed while a connection was down, and the only path with SQLite.
  */
 export class SessionEvents {
   readonly #byId = new Map<string, Set<Subscriber>>()
+  readonly #store: SessionStore | undefined
+  readonly #origin = randomUUID()
+  readonly #onError: (err: unknown) => void
+  #unsubscribe: (() => Promise<void>) | undefined
+
+  constructor(options: { store?: SessionStore | undefined; onError?: (err: unknown) => void } = {}) {
+    this.#store = options.store
+    this.#onError = options.onError ?? (() => {})
+  }
+
+  /** Starts listening to other instances' notices, when the store can carry them. */
+  async start(): Promise<void> {
+    if (!this.#store?.subscribeEnded || this.#unsubscribe) return
+    this.#unsubscribe = await this.#store.subscribeEnded((notice) => {
+      if (notice.origin === this.#origin) return // told our own listeners already
+      if (notice.idHash !== undefined) this.#deliver(notice.idHash, notice.reason as EndReason)
+      else if (notice.filter) this.#deliverWhere(notice.filter, notice.reason as EndReason)
+    })
+  }
+
+  async close(): Promise<void> {
+    const stop = this.#unsubscribe
+    this.#unsubscribe = undefined
+    await stop?.()
+  }
 
   subscribe(session: { idHash: string; sub: string; sid: string | undefined; partition: string }, listener: (reason: EndReason) => void): () => void {
     const subscriber: Subscriber = { ...session, listener }
@@ -37,10 +64,24 @@ export class SessionEvents {
   }
 
   ended(idHash: string, reason: EndReason): void {
-    for (const subscriber of [...(this.#byId.get(idHash) ?? [])]) subscriber.listener(reason)
+    this.#deliver(idHash, reason)
+    this.#publish({ idHash, reason, origin: this.#origin })
   }
 
   endedWhere(filter: SessionFilter, reason: EndReason): void {
+    this.#deliverWhere(filter, reason)
+    this.#publish({ filter, reason, origin: this.#origin })
+  }
+
+  #publish(notice: SessionEndNotice): void {
+    this.#store?.publishEnded?.(notice).catch(this.#onError)
+  }
+
+  #deliver(idHash: string, reason: EndReason): void {
+    for (const subscriber of [...(this.#byId.get(idHash) ?? [])]) subscriber.listener(reason)
+  }
+
+  #deliverWhere(filter: SessionFilter, reason: EndReason): void {
     for (const set of [...this.#byId.values()]) {
       for (const s of [...set]) {
         if (filter.sub !== undefined && s.sub !== filter.sub) continue

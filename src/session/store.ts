@@ -21,6 +21,16 @@ export type SessionFilter =
   | { sub: string; sid?: string | undefined; partition?: string | undefined }
   | { sub?: string | undefined; sid: string; partition?: string | undefined }
 
+/** "These sessions ended", as instances tell each other through a shared store. */
+export interface SessionEndNotice {
+  /** The session's id hash, or a filter for several (back-channel logout, revocation). */
+  idHash?: string
+  filter?: SessionFilter
+  reason: string
+  /** The instance that sent it (it has told its own listeners already). */
+  origin: string
+}
+
 /**
  * The contract every store implements (tests/stores/contract.ts holds the shared suite).
  * Expired records are never returned, even before cleanup removes them.
@@ -56,4 +66,8 @@ export interface SessionStore {
   /** Throws when the store cannot be reached (readiness). */
   ping(): Promise<void>
   close(): Promise<void>
+  /** Tells every instance sharing the store that sessions ended (Redis pub/sub, PostgreSQL NOTIFY). Optional. */
+  publishEnded?(notice: SessionEndNotice): Promise<void>
+  /** Receives what publishEnded sends, from every instance; resolves to a function that stops it. Optional. */
+  subscribeEnded?(listener: (notice: SessionEndNotice) => void): Promise<() => Promise<void>>
 }

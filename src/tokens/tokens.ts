@@ -9,7 +9,8 @@ import type { SessionBackend } from '../session/backend.ts'
 import type { SessionEvents } from '../session/session-events.ts'
 import type { SessionStore } from '../session/store.ts'
 import type { ClientCredentials } from './client-credentials.ts'
-import type { Telemetry } from '../ops/metrics.ts'
+import type { RefreshResult, Telemetry } from '../ops/metrics.ts'
+import { span } from '../ops/tracing.ts'
 
 /**
  * What to put in the upstream request's Authorization header. `refreshed` is the session after a
@@ -131,11 +132,21 @@ export class TokenService {
   }
 
   async #refreshHoldingLease(stale: Session): Promise<Session> {
-    const { sessions, log } = this.#o
-    const client = this.#o.clients(stale.partition).oidc
-    const session = await sessions.current(stale)
+    const session = await this.#o.sessions.current(stale)
     if (!session) throw new GatehouseError('session_ended')
     if (!this.#needsRefresh(session.data.tokens)) return session
+    return span('gatehouse.refresh', {}, (current) =>
+      this.#grant(session, (result) => {
+        current.setAttribute('gatehouse.result', result)
+        this.#o.telemetry?.refresh(result)
+      }),
+    )
+  }
+
+  /** The refresh grant for a session that needs one; `report` counts and traces its result. */
+  async #grant(session: Session, report: (result: RefreshResult) => void): Promise<Session> {
+    const { sessions, log } = this.#o
+    const client = this.#o.clients(session.partition).oidc
     const refreshToken = session.data.tokens.refreshToken!
     let response: Awaited<ReturnType<OidcClient['refresh']>>
     try {
@@ -151,11 +162,11 @@ export class TokenService {
           this.#o.events?.ended(now.idHash, 'refresh_refused')
         }
         log.info({ event: 'refresh', result: 'invalid_grant' }, 'refresh refused; session ended')
-        this.#o.telemetry?.refresh('invalid_grant')
+        report('invalid_grant')
         throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: err })
       }
       log.warn({ event: 'refresh', result: 'unavailable' }, 'token refresh failed; session kept')
-      this.#o.telemetry?.refresh('unavailable')
+      report('unavailable')
       throw new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
     }
     const expiresIn = response.expiresIn()
@@ -173,7 +184,7 @@ export class TokenService {
       // issued must not outlive it.
       if (response.refresh_token) await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
       log.info({ event: 'refresh', result: 'session_ended' }, 'session ended during refresh; new refresh token revoked')
-      this.#o.telemetry?.refresh('session_ended')
+      report('session_ended')
       throw new GatehouseError('session_ended')
     }
     if (response.refresh_token && saved.data.tokens.refreshToken !== response.refresh_token) {
@@ -181,7 +192,7 @@ export class TokenService {
       await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
     }
     log.info({ event: 'refresh', result: 'ok' }, 'access token refreshed')
-    this.#o.telemetry?.refresh('ok')
+    report('ok')
     return saved
   }
 

@@ -5,49 +5,9 @@ import { importJWK, SignJWT } from 'jose'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { CLIENT_ID, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
+import { openEvents } from '../helpers/session-events.ts'
 
 type Claims = Array<{ type: string; value: unknown }>
-
-/** Opens the event stream and collects events as they come. */
-async function openEvents(flow: Flow, browser: BrowserJar): Promise<{ status: number; next(name: string): Promise<Record<string, unknown>>; close(): void }> {
-  const abort = new AbortController()
-  const res = await fetch(`${flow.origin}/bff/session-events`, { headers: { cookie: browser.cookieHeader(), 'sec-fetch-site': 'same-origin' }, signal: abort.signal })
-  const events: Array<{ name: string; data: Record<string, unknown> }> = []
-  const waiters: Array<() => void> = []
-  if (res.status === 200) {
-    void (async () => {
-      let buffer = ''
-      try {
-        const reader = res.body!.getReader()
-        for (let read = await reader.read(); !read.done; read = await reader.read()) {
-          buffer += Buffer.from(read.value).toString()
-          let end: number
-          while ((end = buffer.indexOf('\n\n')) !== -1) {
-            const block = buffer.slice(0, end)
-            buffer = buffer.slice(end + 2)
-            const name = /^event: (.+)$/m.exec(block)?.[1]
-            const data = /^data: (.+)$/m.exec(block)?.[1]
-            if (name && data) events.push({ name, data: JSON.parse(data) as Record<string, unknown> })
-            for (const wake of waiters.splice(0)) wake()
-          }
-        }
-      } catch {
-        // aborted
-      }
-    })()
-  }
-  return {
-    status: res.status,
-    async next(name) {
-      for (;;) {
-        const found = events.findIndex((e) => e.name === name)
-        if (found !== -1) return events.splice(found, 1)[0]!.data
-        await new Promise<void>((resolve) => waiters.push(resolve))
-      }
-    },
-    close: () => abort.abort(),
-  }
-}
 
 describe('GET /bff/session-events', () => {
   const store = new MemoryStore()
@@ -72,7 +32,7 @@ describe('GET /bff/session-events', () => {
     offsetMs = 0
     const browser = flow.browser()
     await flow.login(browser)
-    const events = await openEvents(flow, browser)
+    const events = await openEvents(flow.origin, browser.cookieHeader())
     assert.equal(events.status, 200)
     assert.equal((await events.next('session')).state, 'active')
     const url = await logoutUrl(browser)
@@ -86,7 +46,7 @@ describe('GET /bff/session-events', () => {
     const browser = flow.browser()
     await flow.login(browser)
     const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
-    const events = await openEvents(flow, browser)
+    const events = await openEvents(flow.origin, browser.cookieHeader())
     await events.next('session')
     const jwk = flow.idp.signingKey as { kid: string }
     const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sid })
@@ -102,7 +62,7 @@ describe('GET /bff/session-events', () => {
     offsetMs = 0
     const browser = flow.browser()
     await flow.login(browser)
-    const events = await openEvents(flow, browser)
+    const events = await openEvents(flow.origin, browser.cookieHeader())
     await events.next('session')
     await store.deleteWhere({ sub: 'alice-0001' }) // straight in the store, like `gatehouse sessions revoke`
     assert.deepEqual(await events.next('session-end'), { reason: 'revoked' })
@@ -113,7 +73,7 @@ describe('GET /bff/session-events', () => {
     offsetMs = 0
     const browser = flow.browser()
     await flow.login(browser)
-    const events = await openEvents(flow, browser)
+    const events = await openEvents(flow.origin, browser.cookieHeader())
     await events.next('session')
     offsetMs = 9 * 3_600_000
     assert.deepEqual(await events.next('session-end'), { reason: 'expired' })

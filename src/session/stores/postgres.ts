@@ -1,6 +1,7 @@
-import type { Pool } from 'pg'
+import type { Pool, PoolClient } from 'pg'
 import { GatehouseError } from '../../errors.ts'
-import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type { SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { parseNotice } from './notice.ts'
 import { rowToRecord, type SessionRow } from './sql-row.ts'
 
 /**
@@ -73,6 +74,9 @@ export class PostgresStore implements SessionStore {
   readonly #pool: Pool
   readonly #sessions: string
   readonly #leases: string
+  /** NOTIFY channel: one per schema, so two deployments in one database do not hear each other. */
+  readonly #channel: string
+  readonly #listeners = new Set<() => Promise<void>>()
   #closed = false
 
   /** Takes over `pool` (ends it on close()); the schema must already be migrated. */
@@ -82,6 +86,7 @@ export class PostgresStore implements SessionStore {
     this.#pool = pool
     this.#sessions = `${quote(schema)}.gatehouse_sessions`
     this.#leases = `${quote(schema)}.gatehouse_leases`
+    this.#channel = `gatehouse_ended_${schema}`.slice(0, 63)
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
@@ -166,9 +171,52 @@ export class PostgresStore implements SessionStore {
     await this.#pool.query('SELECT 1')
   }
 
+  async publishEnded(notice: SessionEndNotice): Promise<void> {
+    await this.#pool.query('SELECT pg_notify($1, $2)', [this.#channel, JSON.stringify(notice)])
+  }
+
+  /** LISTEN on a connection of its own, reconnecting after it breaks (notices sent meanwhile are missed). */
+  async subscribeEnded(listener: (notice: SessionEndNotice) => void): Promise<() => Promise<void>> {
+    let stopped = false
+    let current: PoolClient | undefined
+    const listen = async (): Promise<void> => {
+      const client = await this.#pool.connect()
+      current = client
+      client.on('notification', (message) => {
+        if (message.channel !== this.#channel || !message.payload) return
+        const notice = parseNotice(message.payload)
+        if (notice) listener(notice)
+      })
+      client.once('error', () => {
+        client.release(true)
+        if (current === client) current = undefined
+        const retry = () => {
+          if (stopped) return
+          listen().catch(() => setTimeout(retry, 1_000).unref())
+        }
+        setTimeout(retry, 1_000).unref()
+      })
+      await client.query(`LISTEN "${this.#channel}"`)
+    }
+    await listen()
+    const stop = async () => {
+      stopped = true
+      this.#listeners.delete(stop)
+      const client = current
+      current = undefined
+      if (client) {
+        await client.query(`UNLISTEN "${this.#channel}"`).catch(() => {})
+        client.release()
+      }
+    }
+    this.#listeners.add(stop)
+    return stop
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const stop of [...this.#listeners]) await stop()
     await this.#pool.end()
   }
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis'
 import { GatehouseError } from '../../errors.ts'
-import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type { SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { parseNotice } from './notice.ts'
 
 /*
  * Key layout (P = keyPrefix, default "gatehouse:"; <x> = x with % { } : escaped as %XX):
@@ -171,6 +172,7 @@ export class RedisStore implements SessionStore {
   readonly #client: Client
   readonly #prefix: string
   readonly #now: () => number
+  readonly #subscribers = new Set<Redis>()
   #closed = false
 
   /** Takes over `client` (closes it on close()). */
@@ -322,9 +324,36 @@ export class RedisStore implements SessionStore {
     await this.#client.ping()
   }
 
+  async publishEnded(notice: SessionEndNotice): Promise<void> {
+    await this.#client.publish(this.#channel(), JSON.stringify(notice))
+  }
+
+  async subscribeEnded(listener: (notice: SessionEndNotice) => void): Promise<() => Promise<void>> {
+    // A connection in subscriber mode can do nothing else: it gets its own.
+    const subscriber = this.#client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    subscriber.on('error', () => {})
+    subscriber.on('message', (channel: string, message: string) => {
+      if (channel !== this.#channel()) return
+      const notice = parseNotice(message)
+      if (notice) listener(notice)
+    })
+    await subscriber.subscribe(this.#channel())
+    this.#subscribers.add(subscriber)
+    return async () => {
+      this.#subscribers.delete(subscriber)
+      subscriber.disconnect()
+    }
+  }
+
+  #channel(): string {
+    return `${this.#prefix}session-ended`
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
+    for (const subscriber of this.#subscribers) subscriber.disconnect()
+    this.#subscribers.clear()
     try {
       await this.#client.quit()
     } catch {

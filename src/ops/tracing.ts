@@ -1,0 +1,29 @@
+import { SpanStatusCode, trace, type Attributes, type Span } from '@opentelemetry/api'
+import { GatehouseError } from '../errors.ts'
+
+/**
+ * OpenTelemetry spans (docs/operations.md, "Tracing"). Only the API package is used: until the host
+ * process registers an SDK (a preload module), every tracer is a no-op and a span costs one call.
+ * A ProxyTracer: an SDK registered after this module loaded is still picked up.
+ */
+const tracer = trace.getTracer('gatehouse')
+
+/**
+ * Runs `fn` inside span `name`. Attribute values come from config and fixed unions only — never a
+ * URL with its query, a header, a cookie or a token. A failure marks the span as an error with
+ * gatehouse's error code (`gatehouse.error`), never the message, which may quote the IdP.
+ */
+export function span<T>(name: string, attributes: Attributes, fn: (span: Span) => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, { attributes }, async (current) => {
+    try {
+      return await fn(current)
+    } catch (err) {
+      const code = err instanceof GatehouseError ? err.code : 'internal'
+      current.setAttribute('gatehouse.error', code)
+      current.setStatus({ code: SpanStatusCode.ERROR, message: code })
+      throw err
+    } finally {
+      current.end()
+    }
+  })
+}
