@@ -21,6 +21,8 @@ export interface OidcConfig {
   extraAuthParams: Record<string, string>
   getClaimsFromUserInfo: boolean
   timeoutMs: number
+  /** Send authorization requests by PAR (RFC 9126); on by itself when the IdP requires it. */
+  pushedAuthorizationRequests: boolean
   /** Access tokens this close to expiry are refreshed before use. */
   tokenRefreshSkewMs: number
   /** Scopes asked for in client-credentials grants (token: "client"); empty: the IdP's default. */

@@ -59,6 +59,7 @@ const schema = z.strictObject({
     getClaimsFromUserInfo: z.boolean().default(true),
     timeout: duration('10s'),
     tokenRefreshSkew: duration('60s'),
+    pushedAuthorizationRequests: z.boolean().default(false),
     clientCredentialsScopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).default([]),
   }),
   keys: z

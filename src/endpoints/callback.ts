@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import * as oidc from 'openid-client'
 import { GatehouseError } from '../errors.ts'
 import { deleteCookie } from '../http/cookies.ts'
 import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { toClaims } from '../oidc/claims.ts'
+import { classifyIdpFailure, errorCode } from '../oidc/idp-failure.ts'
 import { loginCookieName, openLoginState } from '../oidc/login-state.ts'
 import { span } from '../ops/tracing.ts'
 
@@ -78,23 +78,4 @@ const completeLogin: Handler = async (ctx) => {
   log.info({ event: 'login', requestId: ctx.requestId }, 'session started')
   ctx.services.telemetry.login('ok')
   return redirect(pending.returnUrl)
-}
-
-const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', 'OAUTH_RESPONSE_IS_NOT_CONFORM', 'OAUTH_RESPONSE_IS_NOT_JSON', 'undefined'])
-
-/** The IdP said no, or its answer failed validation → 400; it could not be reached → 502. */
-export function classifyIdpFailure(err: unknown): GatehouseError {
-  if (err instanceof GatehouseError) return err
-  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError) {
-    return new GatehouseError('idp_error', `the identity provider answered "${errorCode(err.error)}"`, { cause: err })
-  }
-  if (err instanceof oidc.ClientError && !UNREACHABLE.has(String(err.code))) {
-    return new GatehouseError('idp_error', 'the identity provider\'s response failed validation', { cause: err })
-  }
-  return new GatehouseError('idp_unavailable', undefined, { cause: err })
-}
-
-/** An OAuth error code as the IdP sent it (RFC 6749 §5.2 charset), or "invalid" for anything else. */
-function errorCode(value: string): string {
-  return /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(value) ? value : 'invalid'
 }

@@ -4,6 +4,7 @@ import { deleteCookie, serializeCookie } from '../http/cookies.ts'
 import { singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
+import { classifyIdpFailure } from '../oidc/idp-failure.ts'
 import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCookies } from '../oidc/login-state.ts'
 
 /**
@@ -39,7 +40,12 @@ export const login: Handler = async (ctx) => {
     code_challenge_method: 'S256',
   }
   if (promptParam.value !== undefined) params.prompt = promptParam.value
-  const authorizeUrl = await client.authorizationUrl(params)
+  let authorizeUrl: URL
+  try {
+    authorizeUrl = await client.authorizationUrl(params)
+  } catch (err) {
+    throw classifyIdpFailure(err)
+  }
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),
     sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, createdAt: now() }),

@@ -67,8 +67,18 @@ export class OidcClient {
     return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string') : ['none', 'login', 'consent', 'select_account']
   }
 
+  /**
+   * The authorize URL. With pushed authorization requests (RFC 9126) — asked for by
+   * `oidc.pushedAuthorizationRequests`, or required by the IdP — the parameters go to the IdP
+   * directly, authenticated as the client, and the browser carries only a `request_uri`.
+   */
   async authorizationUrl(params: Record<string, string>): Promise<URL> {
-    return oidc.buildAuthorizationUrl(await this.configuration(), params)
+    const config = await this.configuration()
+    const meta = config.serverMetadata()
+    const par = this.#options.pushedAuthorizationRequests || meta.require_pushed_authorization_requests === true
+    if (!par) return oidc.buildAuthorizationUrl(config, params)
+    if (!meta.pushed_authorization_request_endpoint) throw new GatehouseError('idp_unavailable', 'oidc.pushedAuthorizationRequests is on, but the identity provider has no pushed_authorization_request_endpoint')
+    return oidc.buildAuthorizationUrlWithPAR(config, params)
   }
 
   /**

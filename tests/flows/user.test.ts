@@ -97,3 +97,22 @@ describe('client authentication methods', () => {
     }
   })
 })
+
+describe('pushed authorization requests (RFC 9126)', () => {
+  test('with oidc.pushedAuthorizationRequests the browser carries only a request_uri, and the login completes', async () => {
+    const flow = await startFlow({ oidc: { pushedAuthorizationRequests: true } })
+    try {
+      const browser = flow.browser()
+      const start = await browser.get(`${flow.origin}/bff/login?returnUrl=/par`)
+      const authorize = new URL(start.headers.get('location')!)
+      assert.ok(authorize.searchParams.get('request_uri')?.startsWith('urn:ietf:params:oauth:request_uri:'))
+      for (const leaked of ['state', 'nonce', 'code_challenge', 'redirect_uri', 'scope']) assert.equal(authorize.searchParams.get(leaked), null, `${leaked} is not in the front channel`)
+      assert.ok(flow.idp.requests.some((r) => r.method === 'POST' && r.path === '/request'), 'the parameters were pushed to the IdP')
+      const res = await flow.login(browser, { returnUrl: '/par' })
+      assert.equal(res.headers.get('location'), '/par')
+      assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
+    } finally {
+      await flow.close()
+    }
+  })
+})
