@@ -15,6 +15,7 @@ export const ERRORS = {
   path_escape: { status: 400, title: 'Path leaves its API prefix' },
   forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },
+  payload_too_large: { status: 413, title: 'Request body too large for this API' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
   idp_unavailable: { status: 502, title: 'Identity provider unavailable' },
   upstream_unavailable: { status: 502, title: 'API unavailable' },

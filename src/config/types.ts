@@ -47,6 +47,8 @@ export interface RemoteApiConfig {
   antiForgery: boolean
   timeoutMs: number
   websockets: boolean
+  /** Largest request body forwarded (bytes); undefined: no limit. */
+  maxBodyBytes: number | undefined
 }
 
 export interface FrontendConfig {

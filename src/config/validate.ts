@@ -1,6 +1,6 @@
 import { statSync } from 'node:fs'
 import { z } from 'zod'
-import { parseDuration } from './duration.ts'
+import { parseDuration, parseSize } from './duration.ts'
 import type { Config, ConfigIssue } from './types.ts'
 import { isLoopbackHost } from '../http/origin.ts'
 import { decodeKey } from '../session/seal.ts'
@@ -99,6 +99,18 @@ const schema = z.strictObject({
         antiForgery: z.boolean().default(true),
         timeout: duration('30s'),
         websockets: z.boolean().default(false),
+        maxBodySize: z
+          .string()
+          .optional()
+          .transform((text, ctx) => {
+            if (text === undefined) return undefined
+            const bytes = parseSize(text)
+            if (bytes === undefined) {
+              ctx.addIssue({ code: 'custom', message: `must be a size such as "512kb", "10mb" or "1gb" (got "${text}")` })
+              return z.NEVER
+            }
+            return bytes
+          }),
       }),
     )
     .default([]),
@@ -178,7 +190,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     anonymousSessionResponse: value.anonymousSessionResponse,
     revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
     backchannelLogout: value.backchannelLogout,
-    remoteApis: value.remoteApis.map(({ timeout: t, ...api }) => ({ ...api, timeoutMs: t })),
+    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, ...api }) => ({ ...api, timeoutMs: t, maxBodyBytes: maxBodySize })),
     frontends: value.frontends.map(({ indexHtmlCacheTtl, oidc: frontendOidc, ...f }) => ({
       ...f,
       host: f.host?.toLowerCase(),

@@ -1,4 +1,5 @@
-import type { ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Transform, type Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Span } from '@opentelemetry/api'
 import { Pool } from 'undici'
@@ -49,6 +50,10 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   const { api } = match
   const method = req.method ?? 'GET'
   const hasBody = !NO_BODY.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  // A declared body over the API's limit is refused before any upstream call; a chunked one is cut off when it gets there.
+  const declared = Number(req.headers['content-length'] ?? 0)
+  if (api.maxBodyBytes !== undefined && declared > api.maxBodyBytes) throw new GatehouseError('payload_too_large', `the ${api.path} API accepts at most ${api.maxBodyBytes} bytes`)
+  const tooLarge = { hit: false }
   // A body parser mounted before gatehouse has already read the body: forwarding would silently send
   // an empty one. Fail loudly instead (docs/frameworks.md: mount gatehouse before body parsers).
   if (hasBody && req.readableEnded && Number(req.headers['content-length'] ?? 0) > 0) {
@@ -65,14 +70,14 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
       path: match.upstreamPath,
       method: method as 'GET',
       headers: upstreamHeadersFor(ctx, token, false),
-      body: hasBody ? req : null,
+      body: hasBody ? limitBody(req, api.maxBodyBytes, tooLarge) : null,
       signal: abort.signal,
       headersTimeout: api.timeoutMs,
       // A stream may idle between events (SSE); the client closing it ends the upstream call.
       bodyTimeout: 0,
     })
   } catch (err) {
-    const failure = upstreamFailure(err, api.path, api.timeoutMs)
+    const failure = tooLarge.hit ? new GatehouseError('payload_too_large', `the ${api.path} API accepts at most ${api.maxBodyBytes} bytes`) : upstreamFailure(err, api.path, api.timeoutMs)
     current.setAttribute('http.response.status_code', failure.status)
     throw failure
   } finally {
@@ -118,4 +123,22 @@ export function upstreamFailure(err: unknown, apiPath: string, timeoutMs: number
   const code = (err as { code?: string }).code
   if (code && TIMEOUTS.has(code)) return new GatehouseError('upstream_timeout', `no answer from the ${apiPath} API within ${timeoutMs} ms`, { cause: err })
   return new GatehouseError('upstream_unavailable', `the ${apiPath} API could not be reached`, { cause: err })
+}
+
+/** The request body, cut off with an error once it passes `limit` bytes (no limit: the request itself). */
+function limitBody(req: IncomingMessage, limit: number | undefined, state: { hit: boolean }): Readable {
+  if (limit === undefined) return req
+  let seen = 0
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      seen += chunk.length
+      if (seen > limit) {
+        state.hit = true
+        return done(new Error('request body over the limit'))
+      }
+      done(null, chunk)
+    },
+  })
+  req.on('error', (err) => counted.destroy(err))
+  return req.pipe(counted)
 }
