@@ -5,6 +5,7 @@ import { validateConfig, type GatehouseOptions } from './config/validate.ts'
 import type { Config } from './config/types.ts'
 import { GatehouseError } from './errors.ts'
 import { isAntiForgeryValid } from './http/antiforgery.ts'
+import { isLoopbackHost } from './http/origin.ts'
 import { resolveSession, type Services } from './http/context.ts'
 import { abort, contextFor, createHandle, failureReply, runFrontend, writeReply, type Next } from './http/handle.ts'
 import { createLogger } from './log.ts'
@@ -242,4 +243,11 @@ function warnAboutInsecureSettings(config: Config, log: Logger): void {
   } else if (config.session.store === 'memory') log.warn('session.store is "memory": sessions are lost on restart and not shared between instances')
   if (config.admin && !config.admin.token) log.warn('admin.token is not set: /metrics on the admin listener is open to whoever can reach it, and the admin session API is off (403)')
   if (config.oidc.authority.startsWith('http:')) log.info('oidc.authority uses http:// (allowed for loopback only)')
+  if (config.oidc.clientAuth === 'none') log.warn('oidc.clientAuth is "none": gatehouse is a public client; the browser-based-apps BCP requires a confidential BFF')
+  config.remoteApis.forEach((api, i) => {
+    const target = new URL(api.target)
+    if (target.protocol === 'http:' && !isLoopbackHost(target.hostname) && api.token !== 'none') {
+      log.warn({ api: api.path }, `remoteApis[${i}].target is http:// to ${target.hostname}: access tokens travel unencrypted; use https:// unless the network path is otherwise protected`)
+    }
+  })
 }

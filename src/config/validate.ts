@@ -246,6 +246,10 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   if (auth === 'private_key_jwt' && !oidc.privateKeyJwk) {
     issues.push({ path: 'oidc.privateKeyJwk', message: 'is required when oidc.clientAuth is "private_key_jwt"' })
   }
+  // RFC 10017 §6.1.3.1: the BFF MUST be a confidential client. A public one only by explicit choice.
+  if (root.oidc !== undefined && text(oidc.clientAuth) === undefined && !secret && !oidc.privateKeyJwk) {
+    issues.push({ path: 'oidc.clientSecret', message: 'is required: gatehouse must be a confidential client (or set oidc.privateKeyJwk; oidc.clientAuth "none" only if your IdP cannot do better)' })
+  }
   if (Array.isArray(oidc.scopes) && !oidc.scopes.includes('openid')) issues.push({ path: 'oidc.scopes', message: 'must include "openid"' })
   const redirectPath = text(oidc.redirectPath) ?? '/signin-oidc'
   const postLogoutPath = text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc'

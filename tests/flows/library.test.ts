@@ -93,7 +93,7 @@ describe('library use with plain node:http', () => {
 
 test('createGatehouse rejects an invalid config with every problem named by key path', async () => {
   await assert.rejects(
-    createGatehouse({ oidc: { authority: 'ftp://idp', clientId: '' }, keys: ['short'] } as never),
+    createGatehouse({ oidc: { authority: 'ftp://idp', clientId: '', clientSecret: 's' }, keys: ['short'] } as never),
     (err: unknown) => {
       assert.ok(err instanceof GatehouseError)
       assert.equal(err.code, 'config_invalid')

@@ -9,7 +9,7 @@ import { formatKeyPath, validateConfig } from '../../src/config/validate.ts'
 import { generateKey } from '../../src/session/seal.ts'
 
 const KEY = generateKey()
-const minimal = () => ({ oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff' }, keys: [KEY] })
+const minimal = () => ({ oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' }, keys: [KEY] })
 
 function issuesOf(raw: unknown): ConfigIssue[] {
   const result = validateConfig(raw)
@@ -35,7 +35,7 @@ describe('validateConfig', () => {
     assert.equal(config.trustProxy, false)
     assert.equal(config.oidc.authority, 'https://idp.example.com')
     assert.equal(config.oidc.clientId, 'spa-bff')
-    assert.equal(config.oidc.clientAuth, 'none')
+    assert.equal(config.oidc.clientAuth, 'client_secret_basic')
     assert.deepEqual(config.oidc.scopes, ['openid', 'profile', 'offline_access'])
     assert.equal(config.oidc.redirectPath, '/signin-oidc')
     assert.equal(config.oidc.postLogoutRedirectPath, '/signout-callback-oidc')
@@ -134,7 +134,7 @@ describe('validateConfig', () => {
   })
 
   test('a nested missing key is reported as required at its path', () => {
-    assert.deepEqual(issuesOf({ oidc: { authority: 'https://idp.example.com' }, keys: [KEY] }), [{ path: 'oidc.clientId', message: 'is required' }])
+    assert.deepEqual(issuesOf({ oidc: { authority: 'https://idp.example.com', clientSecret: 's' }, keys: [KEY] }), [{ path: 'oidc.clientId', message: 'is required' }])
   })
 
   test('a wrong type is reported at its path', () => {
@@ -194,7 +194,7 @@ describe('validateConfig', () => {
   test('cross-field problems are reported together', () => {
     const issues = issuesOf({
       ...minimal(),
-      oidc: { ...minimal().oidc, clientAuth: 'client_secret_post', scopes: ['profile'], postLogoutRedirectPath: '/signin-oidc' },
+      oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff', clientAuth: 'client_secret_post', scopes: ['profile'], postLogoutRedirectPath: '/signin-oidc' },
       session: { lifetime: '8h', absoluteLifetime: '1h' },
     })
     assert.deepEqual(issues.map((i) => i.path).sort(), ['oidc.clientSecret', 'oidc.postLogoutRedirectPath', 'oidc.scopes', 'session.absoluteLifetime'])
@@ -210,7 +210,7 @@ describe('validateConfig', () => {
 
   test('a remote API gets defaults, and one overlapping gatehouse\'s own paths is refused', () => {
     const ok = validateConfig({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000/v2' }] })
-    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false }])
+    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, maxBodyBytes: undefined }])
     for (const path of ['/bff', '/signin-oidc', '/healthz', '/bff/user/x']) {
       assert.deepEqual(pathsOf({ ...minimal(), remoteApis: [{ path, target: 'http://127.0.0.1:5000' }] }), ['remoteApis[0].path'], path)
     }
@@ -313,7 +313,7 @@ describe('loadConfigFile', () => {
   })
 
   test('a YAML file (.yaml or .yml) is parsed', async () => {
-    const yaml = `oidc:\n  authority: https://idp.example.com\n  clientId: spa-bff\nkeys:\n  - ${KEY}\n`
+    const yaml = `oidc:\n  authority: https://idp.example.com\n  clientId: spa-bff\n  clientSecret: spa-bff-secret\nkeys:\n  - ${KEY}\n`
     for (const name of ['gatehouse.yaml', 'gatehouse.YML']) {
       assert.deepEqual(await loadConfigFile(write(name, yaml)), { raw: minimal(), issues: [] }, name)
     }
@@ -368,7 +368,7 @@ describe('loadConfigFile', () => {
 
 test('schema problems and cross-key problems are reported together in one run', () => {
   const result = validateConfig({
-    oidc: { authority: 'https://idp.example.com', clientId: '', scopes: ['profile'] },
+    oidc: { authority: 'https://idp.example.com', clientId: '', clientSecret: 's', scopes: ['profile'] },
     keys: [generateKey()],
     session: { mode: 'cookie', lifetime: '48h' },
   })
@@ -400,4 +400,10 @@ test('frontends: a missing static folder, both or neither source, duplicate name
   const ok = validateConfig({ ...base, frontends: [{ name: 'app', static: '.' }, { name: 'admin', path: '/admin', indexHtmlUrl: 'https://cdn.example.com/i.html', oidc: { clientId: 'admin' } }] })
   assert.equal(ok.config?.frontends[1]?.indexHtmlCacheTtlMs, 300_000)
   assert.equal(ok.config?.frontends[0]?.path, '/')
+})
+
+test('a BFF without client credentials is refused: it must be a confidential client unless clientAuth "none" is chosen', () => {
+  const base = { oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff' }, keys: [KEY] }
+  assert.deepEqual(validateConfig(base).issues.map((i) => i.path), ['oidc.clientSecret'])
+  assert.equal(validateConfig({ ...base, oidc: { ...base.oidc, clientAuth: 'none' } }).config?.oidc.clientAuth, 'none')
 })
