@@ -30,14 +30,15 @@ const ADMIN_REQUEST_TIMEOUT_MS = 30_000
 export async function startServer(config: Config): Promise<RunningServer> {
   const log = createLogger(config.log.level)
   const gatehouse = await buildGatehouse(config, { logger: log })
-  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS }, (req, res) => gatehouse.handle(req, res))
+  // connectionsCheckingInterval: how often Node enforces the two timeouts (its 30 s default lets a slow-header client linger ~50 s).
+  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 }, (req, res) => gatehouse.handle(req, res))
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
   server.on('upgrade', gatehouse.upgrade)
   let admin: RunningServer['admin']
   try {
     await listen(server, config.listen.port, config.listen.host)
     if (config.admin) {
-      const adminServer = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS }, gatehouse.adminHandler)
+      const adminServer = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 }, gatehouse.adminHandler)
       await listen(adminServer, config.admin.listen.port, config.admin.listen.host)
       admin = { server: adminServer, url: urlOf(adminServer, config.admin.listen.host) }
     }

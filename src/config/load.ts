@@ -38,9 +38,9 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ''
   }
   if (Array.isArray(value)) return value.map((item, i) => interpolateEnv(item, env, `${path}[${i}]`, issues))
   if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {}
-    for (const [key, item] of Object.entries(value)) out[key] = interpolateEnv(item, env, path ? `${path}.${key}` : key, issues)
-    return out
+    // fromEntries defines own properties: `out[key] = …` would make a "__proto__" key the object's
+    // prototype, hiding it from validation while its members read as config.
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, interpolateEnv(item, env, path ? `${path}.${key}` : key, issues)]))
   }
   return value
 }

@@ -9,9 +9,14 @@ const MAX_DECODINGS = 3
  * and their percent-encoded forms (in case a later hop decodes them).
  */
 export function toLocalPath(value: string): string | undefined {
+  return localPath(value, false)
+}
+
+function localPath(value: string, recheck: boolean): string | undefined {
   if (value.length === 0 || value.length > MAX_LENGTH) return undefined
   if (value[0] !== '/' || value.startsWith('//')) return undefined
-  if (/[\u0000-\u001F\u007F\\]/.test(value)) return undefined
+  // Control characters are C0, DEL and C1 (Unicode Cc): U+0085 (NEL) is a line break to some consumers.
+  if (/[\u0000-\u001F\u007F-\u009F\\]/.test(value)) return undefined
   let decoded = value
   for (let round = 0; ; round++) {
     let next: string
@@ -25,7 +30,7 @@ export function toLocalPath(value: string): string | undefined {
     if (round === MAX_DECODINGS) return undefined
     decoded = next
   }
-  if (/[\u0000-\u001F\u007F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\')) return undefined
+  if (/[\u0000-\u001F\u007F-\u009F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\')) return undefined
   // The decoded form must not become protocol-relative once its dot segments are resolved either
   // (`/%2E/%2Fevil` → `/.//evil` → `//evil`), else the normalised output would decode to `//evil`.
   if (decoded !== value && !isLocalResolution(decoded)) return undefined
@@ -33,7 +38,10 @@ export function toLocalPath(value: string): string | undefined {
   if (!url) return undefined
   const path = url.pathname + url.search + url.hash
   // Percent-encoding can grow a value ninefold; the limit holds for what gets sealed into cookies too.
-  return path.startsWith('//') || path.length > MAX_LENGTH ? undefined : path
+  if (path.startsWith('//') || path.length > MAX_LENGTH) return undefined
+  // Later hops decode the output, not the input: it must pass these checks itself and be stable
+  // (`/./%2f..` normalises to `/%2f..`, which decodes to the protocol-relative `//..`).
+  return path === value || (!recheck && localPath(path, true) === path) ? path : undefined
 }
 
 function resolve(value: string): URL | undefined {

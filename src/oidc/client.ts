@@ -35,7 +35,8 @@ export class OidcClient {
   }
 
   /**
-   * Live check for /readyz: the discovery document answers now (not only at start). Concurrent and
+   * Live check for /readyz: the discovery document answers now (not only at start), as a JSON object
+   * naming the issuer discovery accepted. Concurrent and
    * back-to-back probes within a second share one fetch, so /readyz cannot be used to flood the IdP.
    */
   isReachable(timeoutMs: number): Promise<boolean> {
@@ -47,10 +48,19 @@ export class OidcClient {
   async #probe(timeoutMs: number): Promise<boolean> {
     const url = new URL(this.#options.authority)
     url.pathname = `${url.pathname.replace(/\/$/, '')}/.well-known/openid-configuration`
+    const signal = AbortSignal.timeout(timeoutMs)
     try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'error' })
-      await res.body?.cancel()
-      return res.ok
+      const res = await fetch(url, { signal, redirect: 'error' })
+      if (!res.ok) {
+        await res.body?.cancel()
+        return false
+      }
+      // Answering is not enough: a document discovery refuses (not JSON, another issuer) means no login works.
+      const document: unknown = await res.json()
+      const issuer = document !== null && typeof document === 'object' ? (document as { issuer?: unknown }).issuer : undefined
+      if (typeof issuer !== 'string' || signal.aborted) return false
+      const timedOut = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }))
+      return issuer === (await Promise.race([this.configuration(), timedOut])).serverMetadata().issuer
     } catch {
       return false
     }

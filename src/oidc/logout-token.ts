@@ -59,8 +59,8 @@ export function createLogoutTokenVerifier(options: LogoutTokenVerifierOptions): 
       if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || err.code === 'ERR_JOSE_GENERIC') throw err
       throw new LogoutTokenError(describeJoseError(err))
     }
-    // §2.4 recommends explicit typing; a typ naming another kind of JWT is refused.
-    if (typ !== undefined && !['logout+jwt', 'application/logout+jwt', 'jwt'].includes(typ.toLowerCase())) throw new LogoutTokenError(`typ "${typ}" is not a logout token`)
+    // §2.4 recommends explicit typing; a typ naming another kind of JWT (or not a string at all) is refused.
+    if (typ !== undefined && (typeof typ !== 'string' || !['logout+jwt', 'application/logout+jwt', 'jwt'].includes(typ.toLowerCase()))) throw new LogoutTokenError(`typ ${JSON.stringify(typ)} is not a logout token`)
     if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new LogoutTokenError('jti must be a non-empty string')
     const events = payload.events
     if (events === null || typeof events !== 'object' || Array.isArray(events)) throw new LogoutTokenError('events must be a JSON object')

@@ -164,6 +164,9 @@ export class CookieSessions implements SessionBackend {
   async #open(cookies: ReadonlyMap<string, string>, partition: string): Promise<Session | undefined> {
     const jwe = this.#assemble(cookies, this.#name(partition))
     if (!jwe || jwe.length > CHUNK_SIZE * MAX_CHUNKS || !/^[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){4}$/.test(jwe)) return undefined
+    // One spelling per cookie: unused bits in a part's last character would otherwise decode to the
+    // same bytes, and a changed cookie would open as the same session (RFC 4648 §3.5 allows refusing).
+    if (jwe.split('.').some((part) => Buffer.from(part, 'base64url').toString('base64url') !== part)) return undefined
     let payload: CookiePayload
     try {
       const { plaintext } = await compactDecrypt(
@@ -179,7 +182,8 @@ export class CookieSessions implements SessionBackend {
     } catch {
       return undefined // tampered, truncated, foreign or under a retired key: no session, never an error
     }
-    if (payload.v !== 1 || typeof payload.id !== 'string' || payload.partition !== partition || !(payload.expiresAt > this.#now())) return undefined
+    // Decrypts under our key yet is not a session (another format or version): no session, not a 500.
+    if (payload === null || typeof payload !== 'object' || payload.v !== 1 || typeof payload.id !== 'string' || payload.partition !== partition || !(payload.expiresAt > this.#now())) return undefined
     const { v: _v, id, ...session } = payload
     return { ...session, idHash: id }
   }
