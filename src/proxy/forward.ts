@@ -60,8 +60,10 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
     throw new GatehouseError('internal', 'the request body was consumed before gatehouse: mount gatehouse before body parsers')
   }
   const abort = new AbortController()
+  // Only a client that leaves before the answer was ended cancels the upstream call (aborting builds
+  // a DOMException: too costly to do for every finished request).
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort()
+    if (!res.writableEnded) abort.abort()
   })
   let upstream: Awaited<ReturnType<Pool['request']>>
   const startedAt = performance.now()

@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createSecretKey, randomBytes, type KeyObject } from 'node:crypto'
 
 const KEY_BYTES = 32
 const IV_BYTES = 12
@@ -18,6 +18,8 @@ export function generateKey(): string {
 interface RingKey {
   id: string
   secret: Buffer
+  /** The same key as a KeyObject, made once: a raw Buffer is converted on every cipher call. */
+  keyObject: KeyObject
 }
 
 /**
@@ -34,7 +36,7 @@ export class KeyRing {
     this.#keys = keys.map((text, i) => {
       const secret = decodeKey(text)
       if (!secret) throw new TypeError(`keys[${i}] is not a 32-byte base64url key`)
-      return { id: createHash('sha256').update(secret).digest('base64url').slice(0, 8), secret }
+      return { id: createHash('sha256').update(secret).digest('base64url').slice(0, 8), secret, keyObject: createSecretKey(secret) }
     })
     if (this.#keys.length === 0) throw new TypeError('the key ring needs at least one key')
   }
@@ -52,7 +54,7 @@ export class KeyRing {
   seal(plaintext: string, purpose: string): string {
     const key = this.#keys[0]!
     const iv = randomBytes(IV_BYTES)
-    const cipher = createCipheriv('aes-256-gcm', key.secret, iv)
+    const cipher = createCipheriv('aes-256-gcm', key.keyObject, iv)
     cipher.setAAD(Buffer.from(`${key.id}|${purpose}`))
     const ciphertext = Buffer.concat([cipher.update(plaintext, 'utf8'), cipher.final()])
     return `${key.id}.${iv.toString('base64url')}.${ciphertext.toString('base64url')}.${cipher.getAuthTag().toString('base64url')}`
@@ -69,7 +71,7 @@ export class KeyRing {
     const tag = Buffer.from(tagText, 'base64url')
     if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) return undefined
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key.secret, iv, { authTagLength: TAG_BYTES })
+      const decipher = createDecipheriv('aes-256-gcm', key.keyObject, iv, { authTagLength: TAG_BYTES })
       decipher.setAAD(Buffer.from(`${key.id}|${purpose}`))
       decipher.setAuthTag(tag)
       return Buffer.concat([decipher.update(Buffer.from(ctText, 'base64url')), decipher.final()]).toString('utf8')

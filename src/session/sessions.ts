@@ -10,6 +10,7 @@ import type { SessionRecord, SessionStore } from './store.ts'
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
 const SEAL_PURPOSE = 'session'
 const CLEANUP_BATCH = 500
+const OPENED_CACHE_SIZE = 10_000
 
 /**
  * Additional data for a session's sealed part: binds it to its record's id hash and identity columns,
@@ -51,6 +52,8 @@ export class Sessions implements SessionBackend {
   readonly #policy: ExpiryPolicy
   readonly #cookie: SessionCookie
   readonly #now: () => number
+  /** Decrypted session data by purpose + sealed text (never modified in place: changes make new objects). */
+  readonly #opened = new Map<string, SessionData>()
 
   constructor(options: SessionsOptions) {
     this.#store = options.store
@@ -187,13 +190,22 @@ export class Sessions implements SessionBackend {
   }
 
   #open(record: SessionRecord): Session | undefined {
-    const plain = this.#keyRing.unseal(record.sealed, sessionSealPurpose(record))
-    if (plain === undefined) return undefined
-    let data: SessionData
-    try {
-      data = JSON.parse(plain) as SessionData
-    } catch {
-      return undefined
+    const purpose = sessionSealPurpose(record)
+    // The store is read on every request (revocation stays instant); only the decryption of a sealed
+    // value already opened under the same purpose is skipped. A sealed value carries a random IV, so
+    // equal text means equal content; a changed record or a moved blob misses the cache.
+    const cacheKey = `${purpose}\n${record.sealed}`
+    let data = this.#opened.get(cacheKey)
+    if (data === undefined) {
+      const plain = this.#keyRing.unseal(record.sealed, purpose)
+      if (plain === undefined) return undefined
+      try {
+        data = JSON.parse(plain) as SessionData
+      } catch {
+        return undefined
+      }
+      this.#opened.set(cacheKey, data)
+      if (this.#opened.size > OPENED_CACHE_SIZE) this.#opened.delete(this.#opened.keys().next().value!)
     }
     const { sealed: _sealed, ...meta } = record
     return { ...meta, data }
