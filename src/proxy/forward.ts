@@ -101,6 +101,8 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
     await pipeline(upstream.body, res)
   } catch {
     // Upstream reset mid-stream or the client went away: end both sides, the process keeps serving.
+    // The body may still emit its abort error after this: it must have a listener or the process exits.
+    upstream.body.on('error', () => {})
     upstream.body.destroy()
     res.destroy()
   }
