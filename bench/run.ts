@@ -6,20 +6,23 @@
  * IdP, the bare proxy (the baseline) and gatehouse as `gatehouse serve` runs it — one gatehouse child
  * per session store. Logs in once per store through the real flow (IdP login form, callback), then
  * drives every target with autocannon from this process, one after the other: a fixed number of
- * connections for a fixed time after a short warm-up. Latency is taken from every response with
- * sub-millisecond resolution (autocannon's own histogram is in whole milliseconds). RSS and CPU time
- * are read from /proc for the measured child only, never for the load generator.
+ * connections for a fixed time after a warm-up (longer for a fresh process, which keeps speeding
+ * up for 10–15 s). Latency is taken from every response with sub-millisecond resolution
+ * (autocannon's own histogram is in whole milliseconds). RSS and CPU time are read from /proc for
+ * the measured child only, never for the load generator. The fixed-rate rows use an evenly paced
+ * undici load instead (see paced()).
  *
- *   node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres]
- *                     [--login-concurrency 4] [--rate-mode paced|autocannon] [--soak 0] [--profile]
+ *   node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50]
+ *                     [--stores memory,sqlite,redis,postgres] [--login-concurrency 4]
+ *                     [--rate-mode paced|autocannon] [--soak 0] [--profile] [--profile-store memory]
  *                     [--no-costs] [--no-pin] [--out bench/results/…json]
  *
  * On Linux with taskset and ≥ 2 CPUs the measured proxy runs alone on the last CPU (--no-pin: off).
  * --soak N     also runs gatehouse (memory store) for N seconds and samples its RSS every second
  * --profile    also runs the bare proxy and the proxied GET (--profile-store, default memory) under
  *              `node --cpu-prof` and summarises both profiles
- *              (the .cpuprofile is kept under bench/results/, git-ignored; open it in Chrome DevTools
- *              or speedscope for the flame graph)
+ *              (the .cpuprofile files are kept under bench/results/, git-ignored; open them in
+ *              Chrome DevTools or speedscope for the flame graph)
  *
  * Env: GATEHOUSE_BENCH_REDIS_URL (default redis://127.0.0.1:6379), GATEHOUSE_BENCH_POSTGRES_URL
  * (default postgres://postgres@127.0.0.1:5432/test). A store that cannot be reached is skipped and
@@ -68,7 +71,7 @@ const { values: flags } = parseArgs({
   },
 })
 if (flags.help) {
-  console.log('usage: node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres] [--login-concurrency 4] [--rate-mode paced|autocannon] [--soak SECONDS] [--profile] [--no-costs] [--no-pin] [--out FILE]')
+  console.log('usage: node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres] [--login-concurrency 4] [--rate-mode paced|autocannon] [--soak SECONDS] [--profile] [--profile-store memory] [--no-costs] [--no-pin] [--out FILE]')
   process.exit(0)
 }
 const positive = (name: string, text: string | undefined, fallback: number, min = 1): number => {
@@ -304,6 +307,8 @@ interface LoadResult {
   cores: number | undefined
   /** Cores kept busy by programs other than the bench meanwhile: above ~0.1 the row is disturbed. */
   otherCores: number | undefined
+  /** The measured process's event-loop delay and GC pauses during the run (bare proxy and gatehouse only). */
+  process: ProcessStats | undefined
   /** CPU µs per request by thread: main (JavaScript), v8 (GC and compiler helpers), libuv (thread pool: async fs writes, crypto, DNS), other. */
   cpuUsPerReqByThread: Record<string, number> | undefined
 }
@@ -378,6 +383,33 @@ async function paced(url: string, headers: Record<string, string>, seconds: numb
   return { duration, latencies: latencies.subarray(0, ok), ok, errors, non2xx }
 }
 
+interface ProcessStats {
+  eventLoopDelayP99Ms: number
+  eventLoopDelayMaxMs: number
+  gcCount: number
+  gcTotalMs: number
+  gcMaxMs: number
+}
+
+/** Asks a bare-proxy or gatehouse child for its event-loop delay and GC pauses since 'stats-reset'. */
+function processStats(target: Target): Promise<ProcessStats | undefined> {
+  if (!target.child.connected || (!target.name.startsWith('bare') && !target.name.startsWith('gatehouse'))) return Promise.resolve(undefined)
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      target.child.off('message', onMessage)
+      resolve(undefined)
+    }, 2_000)
+    const onMessage = (m: { stats?: ProcessStats }) => {
+      if (!m.stats) return
+      clearTimeout(timer)
+      target.child.off('message', onMessage)
+      resolve(m.stats)
+    }
+    target.child.on('message', onMessage)
+    target.child.send('stats')
+  })
+}
+
 /** Warm-up (not measured), then the measured run against `pid`'s server; `window` in µs of the monotonic clock. */
 async function measure(url: string, headers: Record<string, string>, target: Target, overallRate?: number): Promise<LoadResult & { window: { startUs: number; endUs: number } }> {
   const load = async (seconds: number) => {
@@ -388,11 +420,13 @@ async function measure(url: string, headers: Record<string, string>, target: Tar
   const warmup = target.warm ? WARMUP_S : WARMUP_FRESH_S
   target.warm = true
   if (warmup > 0) await load(warmup)
+  if (target.child.connected) target.child.send('stats-reset')
   const watcher = watch(target.pid)
   const startUs = Number(process.hrtime.bigint() / 1000n)
   const { duration, latencies, ok, errors, non2xx } = await load(DURATION_S)
   const endUs = Number(process.hrtime.bigint() / 1000n)
   const { maxRss, cpuMs, otherCores, threads } = watcher.end()
+  const stats = await processStats(target)
   latencies.sort()
   const at = (q: number) => (ok ? round(latencies[Math.min(ok - 1, Math.floor(q * ok))]!, 3) : NaN)
   return {
@@ -407,6 +441,7 @@ async function measure(url: string, headers: Record<string, string>, target: Tar
     cpuUsPerReq: cpuMs === undefined || ok === 0 ? undefined : round((cpuMs * 1000) / ok, 1),
     cores: cpuMs === undefined ? undefined : round(cpuMs / 1000 / duration, 2),
     otherCores,
+    process: stats,
     cpuUsPerReqByThread: ok === 0 || Object.keys(threads).length === 0 ? undefined : Object.fromEntries(Object.entries(threads).map(([group, ms]) => [group, round((ms * 1000) / ok, 1)])),
     window: { startUs, endUs },
   }
@@ -935,14 +970,15 @@ function printReport(report: { rows: Row[]; rateRows: RateRow[]; login: LoginRes
   if (l) print(`${'login round trips (full flow, memory)'.padEnd(44)} ${cell(l.perSecond, 7)} ${cell(l.p50.toFixed(1), 7)} ${cell(l.p99.toFixed(1), 7)} ${cell(l.maxRssMiB, 8)} ${cell(l.gatehouseCpuMsPerLogin === undefined ? undefined : `${l.gatehouseCpuMsPerLogin} ms`, 10)}   logins/s; IdP ${l.idpCpuMsPerLogin} ms CPU/login`)
   print(`${'back-channel logout at 1M sessions'.padEnd(44)} see bench/store-scale.ts (npm run bench:stores)`)
 
-  print(`\n${'at a fixed offered rate'.padEnd(44)} ${'offered'.padStart(7)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'+p99 ms'.padStart(8)} ${'others'.padStart(6)}`)
+  print(`\n${'at a fixed offered rate'.padEnd(44)} ${'offered'.padStart(7)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'+p99 ms'.padStart(8)} ${'others'.padStart(6)}  loop delay p99/max ms, GCs, longest GC ms`)
   for (const r of report.rateRows) {
     if (r.skipped) {
       print(`${r.row.padEnd(44)} skipped`)
       continue
     }
     const x = r.result!
-    print(`${r.row.padEnd(44)} ${cell(r.offeredRps, 7)} ${cell(x.rps, 7)} ${cell(x.p50.toFixed(3), 7)} ${cell(x.p99.toFixed(3), 7)} ${cell(r.addedP99?.toFixed(3), 8)} ${cell(x.otherCores, 6)}${r.overloaded ? '  overloaded: could not keep up' : ''}`)
+    const st = x.process
+    print(`${r.row.padEnd(44)} ${cell(r.offeredRps, 7)} ${cell(x.rps, 7)} ${cell(x.p50.toFixed(3), 7)} ${cell(x.p99.toFixed(3), 7)} ${cell(r.addedP99?.toFixed(3), 8)} ${cell(x.otherCores, 6)}  ${st ? `${cell(st.eventLoopDelayP99Ms, 6)} ${cell(st.eventLoopDelayMaxMs, 7)} ${cell(st.gcCount, 6)} ${cell(st.gcMaxMs, 6)}` : ''}${r.overloaded ? '  overloaded: could not keep up' : ''}`)
   }
 
   print('\ngoals (issue 7)')

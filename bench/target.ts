@@ -13,6 +13,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { pipeline } from 'node:stream/promises'
 import { Pool } from 'undici'
 
@@ -148,7 +149,31 @@ async function main(): Promise<void> {
       process.send?.({ uncaught: `${err.name}: ${err.message}${frame ? ` (${frame.replace(/^at /, '').replace(`file://${process.cwd()}/`, '')})` : ''}` })
     })
   }
-  process.on('message', (message) => message === 'stop' && stop())
+  // Event-loop delay and GC pauses of the measured window (bench/run.ts resets them before it and
+  // reads them after): where a latency tail comes from. Both are cheap (a timer, one entry per GC).
+  const delay = monitorEventLoopDelay({ resolution: 1 })
+  const gc = { count: 0, totalMs: 0, maxMs: 0 }
+  if (kind === 'bare' || kind === 'gatehouse') {
+    delay.enable()
+    new PerformanceObserver((list) => {
+      for (const entry of list.getEntries()) {
+        gc.count++
+        gc.totalMs += entry.duration
+        gc.maxMs = Math.max(gc.maxMs, entry.duration)
+      }
+    }).observe({ entryTypes: ['gc'] })
+  }
+  process.on('message', (message) => {
+    if (message === 'stop') return stop()
+    if (message === 'stats-reset') {
+      delay.reset()
+      Object.assign(gc, { count: 0, totalMs: 0, maxMs: 0 })
+    }
+    if (message === 'stats') {
+      const ms = (ns: number) => Math.round(ns / 1e4) / 100
+      process.send!({ stats: { eventLoopDelayP99Ms: ms(delay.percentile(99)), eventLoopDelayMaxMs: ms(delay.max), gcCount: gc.count, gcTotalMs: Math.round(gc.totalMs * 10) / 10, gcMaxMs: Math.round(gc.maxMs * 100) / 100 } })
+    }
+  })
   process.on('disconnect', stop)
   process.on('SIGTERM', stop)
   process.send!({ ready: running.url })
