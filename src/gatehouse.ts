@@ -14,6 +14,7 @@ import type { Claim, Session } from './session/session.ts'
 import type { SessionBackend } from './session/backend.ts'
 import { CookieSessions } from './session/cookie-sessions.ts'
 import { Sessions } from './session/sessions.ts'
+import { CachedStore } from './session/stores/cached.ts'
 import { MemoryStore } from './session/stores/memory.ts'
 import type { SessionStore } from './session/store.ts'
 import { openStore } from './session/stores/open-store.ts'
@@ -110,7 +111,11 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const now = runtime.now ?? Date.now
   const cookieMode = config.session.mode === 'cookie'
   // Cookie mode keeps no sessions on the server; the in-memory store only backs /readyz's check.
-  const store = runtime.store ?? (cookieMode ? new MemoryStore() : await openStore(config.session.store))
+  const opened: SessionStore = runtime.store ?? (cookieMode ? new MemoryStore() : await openStore(config.session.store))
+  // A networked store that can tell instances about ended sessions gets the in-process read cache.
+  const cache = !cookieMode && opened.subscribeEnded && config.session.cacheTtlMs > 0 ? new CachedStore(opened, { ttlMs: config.session.cacheTtlMs }) : undefined
+  await cache?.start().catch(() => log.warn({ event: 'session_cache_off' }, 'not listening to session endings: every request reads the session store'))
+  const store: SessionStore = cache ?? opened
   const keyRing = new KeyRing(config.keys)
   const frontends = new Frontends(config, now)
   const cookie = {
@@ -228,7 +233,8 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       clearInterval(cleanupTimer)
       await sessionEvents.close()
       await upstreams.close()
-      if (!runtime.store) await store.close()
+      await cache?.stop()
+      if (!runtime.store) await opened.close()
     },
   }
 }

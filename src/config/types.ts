@@ -38,6 +38,8 @@ export interface SessionConfig {
   sliding: boolean
   absoluteLifetimeMs: number
   cleanupIntervalMs: number
+  /** How long a networked store's session record may be reused in-process (pub/sub drops ended ones at once); 0: never. */
+  cacheTtlMs: number
 }
 
 export interface RemoteApiConfig {

@@ -5,14 +5,18 @@ import type { Config, ConfigIssue } from './types.ts'
 import { isLoopbackHost } from '../http/origin.ts'
 import { decodeKey } from '../session/seal.ts'
 
-const duration = (fallback: string) =>
+const duration = (fallback: string, range: { allowZero?: boolean; maxMs?: number; max?: string } = {}) =>
   z
     .string()
     .default(fallback)
     .transform((text, ctx) => {
       const ms = parseDuration(text)
-      if (ms === undefined || ms <= 0) {
+      if (ms === undefined || (ms === 0 && !range.allowZero)) {
         ctx.addIssue({ code: 'custom', message: `must be a duration such as "30s", "10m", "8h" or "7d" (got "${text}")` })
+        return z.NEVER
+      }
+      if (range.maxMs !== undefined && ms > range.maxMs) {
+        ctx.addIssue({ code: 'custom', message: `must be at most ${range.max} (got "${text}")` })
         return z.NEVER
       }
       return ms
@@ -78,6 +82,7 @@ const schema = z.strictObject({
       sliding: z.boolean().default(true),
       absoluteLifetime: duration('24h'),
       cleanupInterval: duration('10m'),
+      cacheTtl: duration('1s', { allowZero: true, maxMs: 60_000, max: '60s' }),
     })
     .prefault({}),
   managementBasePath: localPath.refine((p) => p.length > 1 && !p.endsWith('/'), 'must be a path such as "/bff" (no trailing slash)').default('/bff'),
@@ -170,7 +175,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
   if (!parsed.success || issues.length) return { config: undefined, issues }
   const value = parsed.data
   const { timeout, tokenRefreshSkew, ...oidc } = value.oidc
-  const { lifetime, absoluteLifetime, cleanupInterval, ...session } = value.session
+  const { lifetime, absoluteLifetime, cleanupInterval, cacheTtl, ...session } = value.session
   const config: Config = {
     listen: value.listen,
     publicOrigin: value.publicOrigin,
@@ -184,7 +189,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
       tokenRefreshSkewMs: tokenRefreshSkew,
     },
     keys: value.keys,
-    session: { ...session, lifetimeMs: lifetime, absoluteLifetimeMs: absoluteLifetime, cleanupIntervalMs: cleanupInterval },
+    session: { ...session, lifetimeMs: lifetime, absoluteLifetimeMs: absoluteLifetime, cleanupIntervalMs: cleanupInterval, cacheTtlMs: cacheTtl },
     managementBasePath: value.managementBasePath,
     antiForgery: value.antiForgery,
     anonymousSessionResponse: value.anonymousSessionResponse,

@@ -43,7 +43,7 @@ export const backchannel: Handler = async (ctx) => {
     const partition = ctx.partition
     const filter = bySub ? { sub: sub!, partition } : { sid: sid!, sub, partition }
     ended = await call(() => store.deleteWhere(filter))
-    ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
+    await ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
   } catch (err) {
     // Not done: the IdP's retry of this same token must be accepted, not refused as a replay.
     await store.releaseLease(marker, owner).catch(() => undefined)

@@ -28,7 +28,7 @@ export const logout: Handler = async (ctx) => {
   }
   if (session) {
     await sessions.end(session)
-    ctx.services.sessionEvents.ended(session.idHash, 'logout')
+    await ctx.services.sessionEvents.ended(session.idHash, 'logout')
     log.info({ event: 'logout', requestId: ctx.requestId }, 'session ended by logout')
     ctx.services.telemetry.logout()
     const { refreshToken, idToken } = session.data.tokens

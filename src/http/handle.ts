@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
 import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { Frontend } from '../frontends/frontends.ts'
@@ -13,6 +14,7 @@ import { sessionEvents } from '../endpoints/session-events.ts'
 import { logout } from '../endpoints/logout.ts'
 import { postLogout } from '../endpoints/post-logout.ts'
 import { user } from '../endpoints/user.ts'
+import { accessLogger } from '../log.ts'
 import { forward } from '../proxy/forward.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
@@ -126,18 +128,19 @@ export function createHandle(services: Services): (req: IncomingMessage, res: Se
   const global = globalRoutes()
   const byFrontend = new Map(services.frontends.all.map((f) => [f.name, buildRoutes(services.config, f)]))
   const labels = routeLabels(services.config, global, services.frontends.all, byFrontend)
+  const access = accessLogger(services.log)
   return (req, res, next) => {
     const path = pathOf(req.url)
     const fail = (err: unknown) => abort(res, contextFor(req, services), err)
     const route = global.get(path) ?? byFrontend.get(contextFor(req, services).frontend.name)!.get(path)
     if (route) {
       services.telemetry.response(res, labels.get(route) ?? 'other')
-      return void run(route, req, res, services).catch(fail)
+      return void run(route, req, res, services, access).catch(fail)
     }
     const api = services.apis.match(req.url ?? '/')
     if (api !== undefined) {
       services.telemetry.response(res, api === 'escape' ? 'other' : `api:${api.api.path}`)
-      return void runProxy(api, req, res, services).catch(fail)
+      return void runProxy(api, req, res, services, access).catch(fail)
     }
     const ctx = contextFor(req, services)
     if (ctx.frontend.serve && !ctx.invalid && (req.method === 'GET' || req.method === 'HEAD')) {
@@ -182,7 +185,7 @@ export async function runFrontend(ctx: RequestContext, res: ServerResponse, next
   writeReply(res, problemJson(error, ctx.requestId), ctx)
 }
 
-async function run(route: Route, req: IncomingMessage, res: ServerResponse, services: Services): Promise<void> {
+async function run(route: Route, req: IncomingMessage, res: ServerResponse, services: Services, access: Logger): Promise<void> {
   const started = performance.now()
   const ctx = contextFor(req, services)
   let reply: Reply
@@ -201,11 +204,11 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
     if (reply.status === 405) reply.headers.allow = route.methods.join(', ')
   }
   writeReply(res, reply, ctx)
-  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
+  access.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
 }
 
 /** A remote API call: anti-forgery → session → token → forward (DESIGN's four steps, one store read). */
-async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: ServerResponse, services: Services): Promise<void> {
+async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: ServerResponse, services: Services, access: Logger): Promise<void> {
   const started = performance.now()
   const ctx = contextFor(req, services)
   let status: number
@@ -223,7 +226,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     status = abort(res, ctx, err)
   }
   // The raw path, as received: a refused escape must show up in the log as what it was.
-  ctx.log.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
+  access.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
 }
 
 /** Renders an error for the client and logs what the client must not see. */

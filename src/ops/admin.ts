@@ -20,7 +20,7 @@ export interface AdminOptions {
   now: () => number
   log: Logger
   /** Told which sessions an admin revoked (so open session-event streams end at once). */
-  onRevoked?: ((filter: SessionFilter) => void) | undefined
+  onRevoked?: ((filter: SessionFilter) => Promise<void>) | undefined
 }
 
 interface AdminRoute {
@@ -84,7 +84,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
     }
     const filter: SessionFilter = sub !== undefined ? { sub } : { sid: sid! }
     const revoked = await call(() => store.deleteWhere(filter))
-    options.onRevoked?.(filter)
+    await options.onRevoked?.(filter)
     log.info({ event: 'admin_revoke', by: sub !== undefined ? 'sub' : 'sid', sessions: revoked }, 'sessions revoked through the admin API')
     return json(200, { revoked })
   }

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Transform, type Readable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import type { Span } from '@opentelemetry/api'
 import { Pool } from 'undici'
 import { GatehouseError } from '../errors.ts'
@@ -96,16 +95,30 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   }
   current.setAttribute('http.response.status_code', upstream.statusCode)
   res.writeHead(upstream.statusCode, headers)
-  res.flushHeaders()
-  try {
-    await pipeline(upstream.body, res)
-  } catch {
+  // An answer of unknown length may be a stream that idles (SSE): the browser gets its headers now.
+  // A sized one sends them with its first bytes, in one write.
+  if (upstream.headers['content-length'] === undefined) res.flushHeaders()
+  await relay(upstream.body, res)
+}
+
+/**
+ * Pipes the answer to the client; resolves once the response is closed, whatever happened. Not
+ * `stream.pipeline`: it aborts an AbortController (building a DOMException) on every success.
+ */
+function relay(body: Readable, res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
     // Upstream reset mid-stream or the client went away: end both sides, the process keeps serving.
-    // The body may still emit its abort error after this: it must have a listener or the process exits.
-    upstream.body.on('error', () => {})
-    upstream.body.destroy()
-    res.destroy()
-  }
+    // The listener stays: the body may emit its abort error after being destroyed, and an unheard
+    // error would end the process.
+    body.on('error', () => {
+      res.destroy()
+    })
+    res.once('close', () => {
+      if (!res.writableFinished) body.destroy()
+      resolve()
+    })
+    body.pipe(res)
+  })
 }
 
 /** The upstream request's headers for this request and token (SPEC §5 header hygiene). */

@@ -1,11 +1,15 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import { partsOfOrigin } from '../http/origin.ts'
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies must not forward. */
 export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'])
 
+const NONE_LISTED: ReadonlySet<string> = new Set()
+
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
-function connectionListed(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Set<string> {
+function connectionListed(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): ReadonlySet<string> {
   const value = headers.connection
+  if (value === undefined) return NONE_LISTED
   const text = Array.isArray(value) ? value.join(',') : (value ?? '')
   return new Set(text.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean))
 }
@@ -45,8 +49,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
   const previousFor = o.trustProxy ? incoming['x-forwarded-for'] : undefined
   const chain = [...(Array.isArray(previousFor) ? previousFor : previousFor ? [previousFor] : []), ...(o.clientIp ? [o.clientIp] : [])]
   if (chain.length) out['x-forwarded-for'] = chain.join(', ')
-  const origin = new URL(o.origin)
-  out['x-forwarded-proto'] = origin.protocol.slice(0, -1)
+  const origin = partsOfOrigin(o.origin)
+  out['x-forwarded-proto'] = origin.protocol
   out['x-forwarded-host'] = origin.host
   if (o.bearer !== undefined) out.authorization = `Bearer ${o.bearer}`
   return out

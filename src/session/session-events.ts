@@ -63,18 +63,23 @@ export class SessionEvents {
     return count
   }
 
-  ended(idHash: string, reason: EndReason): void {
+  /**
+   * Tells this instance's streams at once, and the other instances through the store. Resolves once
+   * the store took the notice (never rejects): an endpoint that awaits it answers only after other
+   * instances' session caches have been told to drop the session.
+   */
+  ended(idHash: string, reason: EndReason): Promise<void> {
     this.#deliver(idHash, reason)
-    this.#publish({ idHash, reason, origin: this.#origin })
+    return this.#publish({ idHash, reason, origin: this.#origin })
   }
 
-  endedWhere(filter: SessionFilter, reason: EndReason): void {
+  endedWhere(filter: SessionFilter, reason: EndReason): Promise<void> {
     this.#deliverWhere(filter, reason)
-    this.#publish({ filter, reason, origin: this.#origin })
+    return this.#publish({ filter, reason, origin: this.#origin })
   }
 
-  #publish(notice: SessionEndNotice): void {
-    this.#store?.publishEnded?.(notice).catch(this.#onError)
+  async #publish(notice: SessionEndNotice): Promise<void> {
+    await this.#store?.publishEnded?.(notice).catch(this.#onError)
   }
 
   #deliver(idHash: string, reason: EndReason): void {

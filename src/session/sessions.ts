@@ -24,6 +24,20 @@ export function hashSessionId(id: string): string {
   return createHash('sha256').update(id).digest('base64url')
 }
 
+/** What a sealed value was opened as: the identity columns its seal is bound to, the text and the data. */
+interface OpenedData {
+  sub: string
+  sid: string | undefined
+  partition: string
+  createdAt: number
+  sealed: string
+  data: SessionData
+}
+
+function sameIdentity(opened: OpenedData, record: SessionRecord): boolean {
+  return opened.sub === record.sub && opened.sid === record.sid && opened.partition === record.partition && opened.createdAt === record.createdAt
+}
+
 export interface SessionsOptions {
   store: SessionStore
   keyRing: KeyRing
@@ -52,8 +66,8 @@ export class Sessions implements SessionBackend {
   readonly #policy: ExpiryPolicy
   readonly #cookie: SessionCookie
   readonly #now: () => number
-  /** Decrypted session data by purpose + sealed text (never modified in place: changes make new objects). */
-  readonly #opened = new Map<string, SessionData>()
+  /** Decrypted session data by id hash, with what it was opened from (never modified in place: changes make new objects). */
+  readonly #opened = new Map<string, OpenedData>()
 
   constructor(options: SessionsOptions) {
     this.#store = options.store
@@ -113,7 +127,7 @@ export class Sessions implements SessionBackend {
     const renewed: SessionRecord = { ...record, renewedAt: now, expiresAt, version: record.version + 1 }
     if (await this.#call(() => this.#store.set(renewed, record.version))) return { ...session, renewedAt: now, expiresAt, version: renewed.version }
     // Lost a race: another request renewed it, or it was ended meanwhile (then it must stay ended).
-    const fresh = await this.#call(() => this.#store.get(idHash, now))
+    const fresh = await this.#call(() => this.#fresh(idHash, now))
     return fresh ? this.#open(fresh) : undefined
   }
 
@@ -152,7 +166,7 @@ export class Sessions implements SessionBackend {
 
   /** The current state of a session by id hash (no sliding), e.g. after another instance changed it. */
   async reload(idHash: string): Promise<Session | undefined> {
-    const record = await this.#call(() => this.#store.get(idHash, this.#now()))
+    const record = await this.#call(() => this.#fresh(idHash, this.#now()))
     return record && this.#open(record)
   }
 
@@ -190,25 +204,31 @@ export class Sessions implements SessionBackend {
   }
 
   #open(record: SessionRecord): Session | undefined {
-    const purpose = sessionSealPurpose(record)
     // The store is read on every request (revocation stays instant); only the decryption of a sealed
-    // value already opened under the same purpose is skipped. A sealed value carries a random IV, so
-    // equal text means equal content; a changed record or a moved blob misses the cache.
-    const cacheKey = `${purpose}\n${record.sealed}`
-    let data = this.#opened.get(cacheKey)
-    if (data === undefined) {
-      const plain = this.#keyRing.unseal(record.sealed, purpose)
+    // value already opened for the same record identity is skipped. A sealed value carries a random
+    // IV, so equal text means equal content; a changed record or a moved blob misses the cache.
+    const known = this.#opened.get(record.idHash)
+    let data: SessionData
+    if (known !== undefined && known.sealed === record.sealed && sameIdentity(known, record)) {
+      data = known.data
+    } else {
+      const plain = this.#keyRing.unseal(record.sealed, sessionSealPurpose(record))
       if (plain === undefined) return undefined
       try {
         data = JSON.parse(plain) as SessionData
       } catch {
         return undefined
       }
-      this.#opened.set(cacheKey, data)
+      this.#opened.delete(record.idHash)
+      this.#opened.set(record.idHash, { sub: record.sub, sid: record.sid, partition: record.partition, createdAt: record.createdAt, sealed: record.sealed, data })
       if (this.#opened.size > OPENED_CACHE_SIZE) this.#opened.delete(this.#opened.keys().next().value!)
     }
     const { sealed: _sealed, ...meta } = record
     return { ...meta, data }
+  }
+
+  #fresh(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    return this.#store.getFresh ? this.#store.getFresh(idHash, now) : this.#store.get(idHash, now)
   }
 
   async #call<T>(operation: () => Promise<T>): Promise<T> {

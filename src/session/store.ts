@@ -37,6 +37,8 @@ export interface SessionEndNotice {
  */
 export interface SessionStore {
   get(idHash: string, now: number): Promise<SessionRecord | undefined>
+  /** As `get`, but never from an in-process copy (src/session/stores/cached.ts); stores without one need not have it. */
+  getFresh?(idHash: string, now: number): Promise<SessionRecord | undefined>
   /**
    * Without expectedVersion: insert; false if the id exists. With it: replace only when the stored
    * version equals it (the new record carries expectedVersion + 1); false when it does not or the
@@ -68,6 +70,10 @@ export interface SessionStore {
   close(): Promise<void>
   /** Tells every instance sharing the store that sessions ended (Redis pub/sub, PostgreSQL NOTIFY). Optional. */
   publishEnded?(notice: SessionEndNotice): Promise<void>
-  /** Receives what publishEnded sends, from every instance; resolves to a function that stops it. Optional. */
-  subscribeEnded?(listener: (notice: SessionEndNotice) => void): Promise<() => Promise<void>>
+  /**
+   * Receives what publishEnded sends, from every instance; resolves to a function that stops it.
+   * `onLink(false)` when the subscription's connection is lost (notices may be missed from then on),
+   * `onLink(true)` once it listens again. Optional.
+   */
+  subscribeEnded?(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>>
 }

@@ -159,7 +159,7 @@ export class TokenService {
         if (now && now.data.tokens.refreshToken !== refreshToken) return now
         if (now) {
           await sessions.end(now)
-          this.#o.events?.ended(now.idHash, 'refresh_refused')
+          await this.#o.events?.ended(now.idHash, 'refresh_refused')
         }
         log.info({ event: 'refresh', result: 'invalid_grant' }, 'refresh refused; session ended')
         report('invalid_grant')

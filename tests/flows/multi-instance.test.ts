@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { importJWK, SignJWT, type JWTPayload } from 'jose'
+import { openStore } from '../../src/session/stores/open-store.ts'
 import type { JarResponse } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { instanceOptions, startInstance, storeFixture, testClock, type Instance, type SharedStoreKind, type StoreFixture } from '../helpers/instances.ts'
@@ -94,6 +95,23 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       const api = await withCookie(b.origin, cookie, '/api/user/echo')
       assert.equal(api.status, 401, 'a remote API call on B is refused too')
       assert.equal((await withCookie(flow.origin, cookie)).status, 401)
+    })
+
+    test('a revocation by another process (the CLI: its own store connection, delete, publish) is refused on A and B at the next request, though both had just read the session', async () => {
+      const { cookie } = await loggedInOnA('bob')
+      // Both instances have read the session within session.cacheTtl: each holds an in-process copy.
+      for (const origin of [flow.origin, b.origin]) assert.equal((await withCookie(origin, cookie, '/api/user/echo')).status, 200)
+      const cli = await openStore(store.url())
+      try {
+        assert.equal(await cli.deleteWhere({ sub: 'bob-0002' }), 1)
+        await cli.publishEnded!({ filter: { sub: 'bob-0002' }, reason: 'revoked', origin: 'cli' })
+      } finally {
+        await cli.close()
+      }
+      for (const origin of [flow.origin, b.origin]) {
+        const api = await withCookie(origin, cookie, '/api/user/echo')
+        assert.equal(api.status, 401, `${origin === b.origin ? 'B' : 'A'}: ${api.text}`)
+      }
     })
 
     test('a back-channel logout posted to A ends the session on B (401 there at the next request)', async () => {

@@ -50,6 +50,7 @@ describe('validateConfig', () => {
       lifetimeMs: 8 * 3_600_000,
       absoluteLifetimeMs: 24 * 3_600_000,
       cleanupIntervalMs: 10 * 60_000,
+      cacheTtlMs: 1_000,
     })
     assert.equal(config.managementBasePath, '/bff')
     assert.deepEqual(config.antiForgery, { header: 'X-CSRF', value: '1' })

@@ -3,9 +3,12 @@ import type { IncomingMessage } from 'node:http'
 import { test } from 'node:test'
 import { hasUsableHostHeader, requestOrigin } from '../../src/http/origin.ts'
 
+/** As node:http builds it: `headers` keeps the first of repeated Host lines, `rawHeaders` has them all. */
 function request(headers: Record<string, string | string[]>): IncomingMessage {
+  const rawHeaders = Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).flatMap((v) => [name === 'host' ? 'Host' : name, v]))
   const host = headers.host
-  return { headers, headersDistinct: host === undefined ? {} : { host: Array.isArray(host) ? host : [host] }, socket: {} } as unknown as IncomingMessage
+  const first = Array.isArray(host) ? { ...headers, host: host[0] } : headers
+  return { headers: first, rawHeaders, socket: {} } as unknown as IncomingMessage
 }
 
 test('publicOrigin wins over Host and forwarded headers', () => {

@@ -176,7 +176,7 @@ export class PostgresStore implements SessionStore {
   }
 
   /** LISTEN on a connection of its own, reconnecting after it breaks (notices sent meanwhile are missed). */
-  async subscribeEnded(listener: (notice: SessionEndNotice) => void): Promise<() => Promise<void>> {
+  async subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
     let stopped = false
     let current: PoolClient | undefined
     const listen = async (): Promise<void> => {
@@ -190,9 +190,13 @@ export class PostgresStore implements SessionStore {
       client.once('error', () => {
         client.release(true)
         if (current === client) current = undefined
+        if (!stopped) onLink?.(false)
         const retry = () => {
           if (stopped) return
-          listen().catch(() => setTimeout(retry, 1_000).unref())
+          listen().then(
+            () => onLink?.(true),
+            () => setTimeout(retry, 1_000).unref(),
+          )
         }
         setTimeout(retry, 1_000).unref()
       })

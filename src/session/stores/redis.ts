@@ -328,16 +328,30 @@ export class RedisStore implements SessionStore {
     await this.#client.publish(this.#channel(), JSON.stringify(notice))
   }
 
-  async subscribeEnded(listener: (notice: SessionEndNotice) => void): Promise<() => Promise<void>> {
+  async subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
     // A connection in subscriber mode can do nothing else: it gets its own.
     const subscriber = this.#client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+    let subscribed = false
     subscriber.on('error', () => {})
     subscriber.on('message', (channel: string, message: string) => {
       if (channel !== this.#channel()) return
       const notice = parseNotice(message)
       if (notice) listener(notice)
     })
+    subscriber.on('close', () => {
+      if (subscribed) onLink?.(false)
+    })
+    // ioredis says "ready" before its own resubscription is confirmed: listening again is only
+    // reported once a SUBSCRIBE of ours has been answered.
+    subscriber.on('ready', () => {
+      if (!subscribed) return
+      subscriber.subscribe(this.#channel()).then(
+        () => onLink?.(true),
+        () => {},
+      )
+    })
     await subscriber.subscribe(this.#channel())
+    subscribed = true
     this.#subscribers.add(subscriber)
     return async () => {
       this.#subscribers.delete(subscriber)
