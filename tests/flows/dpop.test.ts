@@ -4,11 +4,13 @@ import { Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
 import { WebSocket } from 'ws'
+import { startDemoApi } from '../../src/demo/api.ts'
 import { createLogger } from '../../src/log.ts'
 import { KeyRing } from '../../src/session/seal.ts'
 import type { SessionData } from '../../src/session/session.ts'
 import { hashSessionId, sessionSealPurpose } from '../../src/session/sessions.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
+import { createDpopKey, dpopProof, DpopKeys } from '../../src/tokens/dpop.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { introspect, startUpstream, type RecordedRequest, type Upstream } from '../helpers/upstream.ts'
@@ -316,6 +318,43 @@ describe('oidc.dpop in cookie mode', () => {
     } finally {
       await flow.close()
       await upstream.close()
+    }
+  })
+})
+
+describe('the demo API checks DPoP as a resource server must (RFC 9449 §7)', () => {
+  test('through gatehouse it sees a token bound to the session key; a stolen token or proof gets nowhere', async () => {
+    const store = new MemoryStore()
+    const flow = await startFlow({ oidc: { dpop: true }, runtime: { store } })
+    const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as { introspection_endpoint: string }
+    const api = await startDemoApi({ introspectionEndpoint: meta.introspection_endpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET })
+    await flow.restart({ remoteApis: [{ path: '/api', target: api.url, token: 'user' }] })
+    try {
+      const browser = flow.browser()
+      assert.equal((await flow.login(browser)).status, 302)
+      const res = await browser.get(`${flow.origin}/api/hello?x=1`, CSRF)
+      assert.equal(res.status, 200, res.text)
+      const record = (await store.get(hashSessionId(browser.cookies.get(COOKIE)!), 0))!
+      const data = JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData
+      const key = await new DpopKeys().get(data.dpopKey!)
+      assert.equal((JSON.parse(res.text) as { tokenSeenByApi: { dpopBoundTo: string } }).tokenSeenByApi.dpopBoundTo, key.thumbprint)
+
+      // What someone holding the access token (and maybe one proof) but not the key could try.
+      const token = data.tokens.accessToken!
+      const call = (headers: Record<string, string>) => fetch(`${api.url}/hello`, { headers }).then((r) => r.status)
+      const proof = await dpopProof(key, 'GET', new URL(`${api.url}/hello`), token)
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: proof }), 200, 'the key holder\'s own proof')
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: proof }), 401, 'a replayed proof')
+      assert.equal(await call({ authorization: `Bearer ${token}` }), 401, 'the bound token as a Bearer token')
+      assert.equal(await call({ authorization: `DPoP ${token}` }), 401, 'no proof')
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', new URL(`${api.url}/other`), token) }), 401, 'a proof for another URL')
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'POST', new URL(`${api.url}/hello`), token) }), 401, 'a proof for another method')
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', new URL(`${api.url}/hello`), 'another-token') }), 401, 'a proof for another token')
+      const attacker = await createDpopKey('ES256')
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(attacker, 'GET', new URL(`${api.url}/hello`), token) }), 401, 'a proof by another key')
+    } finally {
+      await flow.close()
+      await api.close()
     }
   })
 })
