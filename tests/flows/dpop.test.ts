@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
@@ -160,6 +161,15 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     assert.equal((await proofOf(last(upstream))).thumbprint, before.thumbprint)
   })
 
+  test('logout revokes the refresh token as without DPoP', async () => {
+    const browser = await loggedIn()
+    const { refreshToken } = (await sessionData(browser)).tokens
+    assert.equal((await introspect(flow.idp.issuer, refreshToken!, CLIENT_ID, CLIENT_SECRET)).active, true)
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
+    assert.equal((await browser.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value}`)).status, 302)
+    assert.equal((await introspect(flow.idp.issuer, refreshToken!, CLIENT_ID, CLIENT_SECRET)).active, false, 'revoked at the IdP')
+  })
+
   test('a client-credentials token is DPoP-bound too, to a key of the process', async () => {
     const anonymous = flow.browser()
     const thumbprints: string[] = []
@@ -291,6 +301,30 @@ describe('oidc.dpop with an IdP that does not offer it', () => {
       }
     })
   }
+})
+
+describe('oidc.dpop with an IdP that advertises DPoP but issues Bearer tokens', () => {
+  test('the login is refused (400, no session) rather than keep a token that is not bound', async () => {
+    const flow = await startFlow({ idp: { dpop: false }, oidc: { dpop: true } })
+    try {
+      // The IdP's discovery now claims DPoP; its token endpoint still ignores proofs.
+      const doc = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>
+      const [idpListener] = flow.idp.server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>
+      flow.idp.server.removeAllListeners('request')
+      flow.idp.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        if (!req.url?.startsWith('/.well-known/openid-configuration')) return idpListener!(req, res)
+        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...doc, dpop_signing_alg_values_supported: ['ES256'] }))
+      })
+      const browser = flow.browser()
+      const res = await flow.login(browser)
+      assert.equal(res.status, 400, res.text)
+      assert.match(res.text, /not DPoP-bound/)
+      assert.equal(browser.cookies.get(COOKIE), undefined, 'no session')
+      assert.equal(flow.idp.grants.at(-1), 'authorization_code', 'the IdP did answer the code exchange')
+    } finally {
+      await flow.close()
+    }
+  })
 })
 
 describe('oidc.dpop in cookie mode', () => {
