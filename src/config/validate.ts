@@ -37,7 +37,7 @@ const listen = (port: number) =>
     port: z.number().int().min(0).max(65535).default(port),
   })
 
-export const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'ES512'] as const satisfies readonly DpopSigningAlg[]
+const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'ES512'] as const satisfies readonly DpopSigningAlg[]
 
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 

@@ -104,10 +104,9 @@ export class OidcClient {
   /**
    * Validates the authorization response (state, iss per RFC 9207) and the id_token (nonce, signature,
    * aud). The redirect_uri sent to the token endpoint is `callbackUrl` without its query.
-   */
-  /**
    * With `dpop`, the token request carries a DPoP proof of that key (openid-client retries once
-   * with the IdP's DPoP-Nonce when asked to) and the answer must be a DPoP-bound token.
+   * with the IdP's DPoP-Nonce when asked to) and the answer must be a DPoP-bound token; the same
+   * holds for refresh and client-credentials grants.
    */
   async exchangeCode(callbackUrl: URL, checks: AuthorizationChecks, dpop?: DpopKey): Promise<TokenResponse> {
     const config = await this.configuration()
