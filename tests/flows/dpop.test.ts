@@ -327,6 +327,24 @@ describe('oidc.dpop with an IdP that advertises DPoP but issues Bearer tokens', 
   })
 })
 
+describe('oidc.dpop with pushed authorization requests', () => {
+  test('a PAR-initiated login gets a DPoP-bound token as well', async () => {
+    const upstream = await startUpstream()
+    const flow = await startFlow({ oidc: { dpop: true, pushedAuthorizationRequests: true }, gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] } })
+    try {
+      const browser = flow.browser()
+      assert.equal((await flow.login(browser)).status, 302)
+      assert.ok(flow.idp.requests.some((r) => r.method === 'POST' && r.path === '/request'), 'the authorization request was pushed')
+      assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200)
+      const proof = await proofOf(last(upstream))
+      assert.equal(await boundTo(flow, proof.token), proof.thumbprint)
+    } finally {
+      await flow.close()
+      await upstream.close()
+    }
+  })
+})
+
 describe('oidc.dpop in cookie mode', () => {
   test('the key travels sealed in the session cookie; proofs and refresh work as in server mode', async () => {
     const upstream = await startUpstream()
