@@ -25,6 +25,8 @@ import { Frontends } from './frontends/frontends.ts'
 import { SessionEvents } from './session/session-events.ts'
 import { SESSION_CHECK_MS } from './endpoints/session-events.ts'
 import { TokenService } from './tokens/tokens.ts'
+import { DpopKeys } from './tokens/dpop.ts'
+import { DpopUnsupportedError } from './oidc/client.ts'
 import { createAdminHandler } from './ops/admin.ts'
 import { Telemetry } from './ops/metrics.ts'
 
@@ -135,11 +137,13 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   await sessionEvents.start().catch(() => log.warn({ event: 'session_end_subscribe_failed' }, 'not listening to other instances\' session endings; open tabs learn of them by the periodic check'))
   // Cookie mode's store is a stand-in: it holds no sessions to count.
   const telemetry = new Telemetry({ activeSessions: cookieMode || !store.count ? undefined : () => store.count!(now()) })
-  const tokens = new TokenService({ sessions, store, clients, events: sessionEvents, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
+  const dpopKeys = new DpopKeys()
+  const tokens = new TokenService({ sessions, store, clients, dpopKeys, events: sessionEvents, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
   const upstreams = new Upstreams()
   const apis = new RemoteApiRoutes(config.remoteApis)
-  const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, apis, upstreams, telemetry, now }
+  const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, dpopKeys, apis, upstreams, telemetry, now }
   warnAboutInsecureSettings(config, log)
+  reportDpopSupport(frontends, log)
 
   const handle = createHandle(services)
   const upgrade = createUpgrade(services)
@@ -236,6 +240,19 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       await cache?.stop()
       if (!runtime.store) await opened.close()
     },
+  }
+}
+
+/**
+ * oidc.dpop needs the IdP's support, which only its discovery document tells. Discovery stays lazy
+ * (gatehouse starts while the IdP is still coming up) but begins now, so that an IdP without DPoP is
+ * reported at start, not at the first login. Until it supports DPoP, logins answer 502 and /readyz 503.
+ */
+function reportDpopSupport(frontends: Frontends, log: Logger): void {
+  for (const client of new Set(frontends.all.filter((f) => f.oidcConfig.dpop).map((f) => f.oidc))) {
+    client.configuration().catch((err: unknown) => {
+      if (err instanceof DpopUnsupportedError) log.error({ event: 'dpop_unsupported' }, err.message)
+    })
   }
 }
 

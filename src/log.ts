@@ -11,7 +11,7 @@ export function createLogger(level: Config['log']['level'], destination?: Destin
     level,
     base: { name: 'gatehouse' },
     redact: {
-      paths: ['cookie', 'authorization', 'token', 'accessToken', 'refreshToken', 'idToken', 'clientSecret', 'keys', '*.cookie', '*.authorization', '*.token', '*.accessToken', '*.refreshToken', '*.idToken', '*.clientSecret', 'headers.cookie', 'headers.authorization'],
+      paths: ['cookie', 'authorization', 'dpop', 'token', 'accessToken', 'refreshToken', 'idToken', 'clientSecret', 'keys', '*.cookie', '*.authorization', '*.dpop', '*.token', '*.accessToken', '*.refreshToken', '*.idToken', '*.clientSecret', 'headers.cookie', 'headers.authorization', 'headers.dpop', 'dpopKey', '*.dpopKey'],
       censor: '[redacted]',
     },
   }

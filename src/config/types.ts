@@ -8,6 +8,12 @@ export interface ConfigIssue {
 
 export type TokenRequirement = 'none' | 'user' | 'client' | 'userOrClient' | 'userOrNone'
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'private_key_jwt' | 'none'
+export type DpopSigningAlg = 'ES256' | 'ES384' | 'ES512'
+
+/** DPoP (RFC 9449) sender-constrained tokens: proofs signed with a key of this algorithm. */
+export interface DpopConfig {
+  signingAlg: DpopSigningAlg
+}
 
 export interface OidcConfig {
   authority: string
@@ -23,6 +29,8 @@ export interface OidcConfig {
   timeoutMs: number
   /** Send authorization requests by PAR (RFC 9126); on by itself when the IdP requires it. */
   pushedAuthorizationRequests: boolean
+  /** DPoP-bound tokens (RFC 9449); undefined: Bearer tokens. */
+  dpop: DpopConfig | undefined
   /** Access tokens this close to expiry are refreshed before use. */
   tokenRefreshSkewMs: number
   /** Scopes asked for in client-credentials grants (token: "client"); empty: the IdP's default. */

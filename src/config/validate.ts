@@ -1,7 +1,7 @@
 import { statSync } from 'node:fs'
 import { z } from 'zod'
 import { parseDuration, parseSize } from './duration.ts'
-import type { Config, ConfigIssue } from './types.ts'
+import type { Config, ConfigIssue, DpopSigningAlg } from './types.ts'
 import { isLoopbackHost } from '../http/origin.ts'
 import { decodeKey } from '../session/seal.ts'
 
@@ -41,6 +41,8 @@ const listen = (port: number) =>
     port: z.number().int().min(0).max(65535).default(port),
   })
 
+const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'ES512'] as const satisfies readonly DpopSigningAlg[]
+
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 const schema = z.strictObject({
@@ -64,6 +66,9 @@ const schema = z.strictObject({
     timeout: duration('10s'),
     tokenRefreshSkew: duration('60s'),
     pushedAuthorizationRequests: z.boolean().default(false),
+    dpop: z
+      .union([z.boolean(), z.strictObject({ signingAlg: z.enum(DPOP_SIGNING_ALGS).default('ES256') })], { error: 'must be true, false or an object such as { "signingAlg": "ES256" }' })
+      .default(false),
     clientCredentialsScopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).default([]),
   }),
   keys: z
@@ -174,7 +179,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
   for (const issue of crossCheck(raw)) if (!issues.some((i) => i.path === issue.path)) issues.push(issue)
   if (!parsed.success || issues.length) return { config: undefined, issues }
   const value = parsed.data
-  const { timeout, tokenRefreshSkew, ...oidc } = value.oidc
+  const { timeout, tokenRefreshSkew, dpop, ...oidc } = value.oidc
   const { lifetime, absoluteLifetime, cleanupInterval, cacheTtl, ...session } = value.session
   const config: Config = {
     listen: value.listen,
@@ -187,6 +192,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
       clientAuth: oidc.clientAuth ?? (oidc.privateKeyJwk ? 'private_key_jwt' : oidc.clientSecret ? 'client_secret_basic' : 'none'),
       timeoutMs: timeout,
       tokenRefreshSkewMs: tokenRefreshSkew,
+      dpop: dpop === true ? { signingAlg: 'ES256' } : dpop === false ? undefined : dpop,
     },
     keys: value.keys,
     session: { ...session, lifetimeMs: lifetime, absoluteLifetimeMs: absoluteLifetime, cleanupIntervalMs: cleanupInterval, cacheTtlMs: cacheTtl },
@@ -220,6 +226,13 @@ function toConfigIssues(issue: z.core.$ZodIssue): ConfigIssue[] {
       return [{ path, message: issue.input === undefined ? 'is required' : `must be ${article(issue.expected)} (got ${describeType(issue.input)})` }]
     case 'invalid_value':
       return [{ path, message: `must be one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` }]
+    case 'invalid_union': {
+      // The value has the shape of one alternative (an object where true/false/object is allowed):
+      // that alternative's own problems say more than "none of them".
+      const shaped = issue.errors.find((errors) => errors.length > 0 && errors.every((e) => e.path.length > 0))
+      if (shaped) return shaped.flatMap((e) => toConfigIssues({ ...e, path: [...issue.path, ...e.path] } as z.core.$ZodIssue))
+      return [{ path, message: issue.message }]
+    }
     default:
       return [{ path, message: issue.message }]
   }

@@ -60,7 +60,8 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const api = await startDemoApi({ introspectionEndpoint: discovery.introspection_endpoint, clientId: API_CLIENT_ID, clientSecret: apiSecret, port: port === 0 ? 0 : actualPort + 2 })
   const gatehouse = await createGatehouse({
     publicOrigin: origin,
-    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+    // DPoP on: the demo API sees tokens bound to a key only this session's gatehouse holds.
+    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret, scopes: ['openid', 'profile', 'email', 'offline_access'], dpop: true },
     keys: [demoKey(dataDir)],
     session: { store: `sqlite:${join(dataDir, 'sessions.db')}` },
     remoteApis: [{ path: '/api', target: api.url, token: 'user' }],

@@ -9,7 +9,7 @@ import { createIdpStorage } from './idp-storage.ts'
 /**
  * An embedded OpenID Provider (node-oidc-provider) for the demo and the tests — never for production.
  * It has a real login form that checks a password, auto-consents for its registered clients, and
- * supports refresh tokens, revocation, introspection, RP-initiated and back-channel logout.
+ * supports refresh tokens, revocation, introspection, RP-initiated and back-channel logout, and DPoP.
  */
 
 export interface DemoUser {
@@ -58,6 +58,12 @@ export interface IdpOptions {
   accessTokenTtlSec?: number
   /** Issue a new refresh token on every refresh (rotation). */
   rotateRefreshTokens?: boolean
+  /**
+   * DPoP (RFC 9449): on by default, as in oidc-provider — a token request with a DPoP proof gets a
+   * token bound to its key (`cnf.jkt`, token_type DPoP). `false` turns it off (not advertised in
+   * discovery); `requireNonce` makes every DPoP request first get a `use_dpop_nonce` challenge.
+   */
+  dpop?: boolean | { requireNonce: boolean }
 }
 
 export interface RunningIdp {
@@ -132,6 +138,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       clientCredentials: { enabled: true },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+      dPoP: dpopFeature(options.dpop),
     },
     pkce: { required: () => true },
     ttl: {
@@ -179,6 +186,12 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
         server.close(() => resolve())
       }),
   }
+}
+
+function dpopFeature(option: IdpOptions['dpop']): Record<string, unknown> {
+  if (option === false) return { enabled: false }
+  if (option === undefined || option === true || !option.requireNonce) return { enabled: true }
+  return { enabled: true, nonceSecret: randomBytes(32), requireNonce: () => true }
 }
 
 type Provider = InstanceType<Awaited<typeof import('oidc-provider')>['default']>

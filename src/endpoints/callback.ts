@@ -7,6 +7,7 @@ import { toClaims } from '../oidc/claims.ts'
 import { classifyIdpFailure, errorCode } from '../oidc/idp-failure.ts'
 import { loginCookieName, openLoginState } from '../oidc/login-state.ts'
 import { span } from '../ops/tracing.ts'
+import { generateDpopJwk } from '../tokens/dpop.ts'
 
 /**
  * GET /signin-oidc — the redirect URI. Validates the pending login bound to this browser, exchanges
@@ -34,9 +35,13 @@ const completeLogin: Handler = async (ctx) => {
   }
 
   const callbackUrl = new URL(`${prefix}${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
+  // oidc.dpop: a key of this session's own, so one leaked session key exposes no other session.
+  const { dpop } = ctx.frontend.oidcConfig
+  const dpopJwk = dpop ? await generateDpopJwk(dpop.signingAlg) : undefined
+  const dpopKey = dpopJwk ? await ctx.services.dpopKeys.get(dpopJwk) : undefined
   let tokens
   try {
-    tokens = await client.exchangeCode(callbackUrl, pending)
+    tokens = await client.exchangeCode(callbackUrl, pending, dpopKey)
   } catch (err) {
     throw classifyIdpFailure(err)
   }
@@ -45,7 +50,7 @@ const completeLogin: Handler = async (ctx) => {
   let userInfo: Record<string, unknown> | undefined
   if (ctx.frontend.oidcConfig.getClaimsFromUserInfo && tokens.access_token && (await client.hasUserInfo())) {
     try {
-      userInfo = await client.userInfo(tokens.access_token, idClaims.sub)
+      userInfo = await client.userInfo(tokens.access_token, idClaims.sub, dpopKey)
     } catch (err) {
       throw classifyIdpFailure(err)
     }
@@ -73,6 +78,7 @@ const completeLogin: Handler = async (ctx) => {
       // Never the IdP's sid: every relying party of the IdP session knows that one.
       logoutSid: randomBytes(16).toString('base64url'),
       sessionState,
+      ...(dpopJwk ? { dpopKey: dpopJwk } : {}),
     },
   }, ctx.setCookies)
   log.info({ event: 'login', requestId: ctx.requestId }, 'session started')

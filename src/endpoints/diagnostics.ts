@@ -15,11 +15,11 @@ export const diagnostics: Handler = async (ctx) => {
   if (!session) throw new GatehouseError('session_required')
   let clientAccessToken: string | null = null
   try {
-    clientAccessToken = await tokens.clientToken(ctx.partition)
+    clientAccessToken = (await tokens.clientToken(ctx.partition)).value
   } catch (err) {
     if (!(err instanceof GatehouseError)) throw err
   }
   const user = await tokens.tokenFor(session, 'user', ctx.partition)
-  if (user.kind === 'bearer' && user.refreshed) await ctx.services.sessions.persist(user.refreshed, ctx.cookies, ctx.setCookies)
-  return json(200, { userAccessToken: user.kind === 'bearer' ? user.value : null, clientAccessToken })
+  if (user.kind === 'token' && user.refreshed) await ctx.services.sessions.persist(user.refreshed, ctx.cookies, ctx.setCookies)
+  return json(200, { userAccessToken: user.kind === 'token' ? user.value : null, clientAccessToken })
 }

@@ -55,7 +55,7 @@ export class Frontends {
       let clients = shared.get(key)
       if (!clients) {
         const oidc = new OidcClient(oidcConfig)
-        clients = { oidc, clientCredentials: new ClientCredentials({ oidc, scopes: oidcConfig.clientCredentialsScopes, skewMs: oidcConfig.tokenRefreshSkewMs, now }) }
+        clients = { oidc, clientCredentials: new ClientCredentials({ oidc, scopes: oidcConfig.clientCredentialsScopes, skewMs: oidcConfig.tokenRefreshSkewMs, now, dpop: oidcConfig.dpop }) }
         shared.set(key, clients)
       }
       const isRoot = entry.path === '/' && entry.host === undefined

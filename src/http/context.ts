@@ -7,6 +7,7 @@ import type { OidcClient } from '../oidc/client.ts'
 import type { Upstreams } from '../proxy/forward.ts'
 import type { RemoteApiRoutes } from '../proxy/routes.ts'
 import type { TokenService } from '../tokens/tokens.ts'
+import type { DpopKeys } from '../tokens/dpop.ts'
 import type { Telemetry } from '../ops/metrics.ts'
 import type { KeyRing } from '../session/seal.ts'
 import type { Session } from '../session/session.ts'
@@ -29,6 +30,8 @@ export interface Services {
   /** How often an open session-event stream re-reads its session (endings the notices did not carry). */
   sessionCheckMs: number
   tokens: TokenService
+  /** Sessions' DPoP keys (oidc.dpop), imported once per process. */
+  dpopKeys: DpopKeys
   apis: RemoteApiRoutes
   upstreams: Upstreams
   /** Prometheus metrics: handlers record outcomes here (`telemetry.login('ok')`). */

@@ -219,7 +219,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
     const token = await services.tokens.tokenFor(session, api.token, ctx.partition)
-    if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
+    if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
     await forward(ctx, res, match, token, services.upstreams, session)
     status = res.statusCode
   } catch (err) {

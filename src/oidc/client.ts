@@ -2,6 +2,7 @@ import * as oidc from 'openid-client'
 import { importJWK } from 'jose'
 import { GatehouseError } from '../errors.ts'
 import type { OidcConfig } from '../config/types.ts'
+import type { DpopKey } from '../tokens/dpop.ts'
 
 export type TokenResponse = Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>
 
@@ -13,6 +14,13 @@ export interface AuthorizationChecks {
   codeVerifier: string
 }
 
+/** Discovery answered, but the IdP does not offer the DPoP that `oidc.dpop` asks for. */
+export class DpopUnsupportedError extends GatehouseError {
+  constructor(detail: string) {
+    super('idp_unavailable', detail)
+  }
+}
+
 /**
  * The only module that talks OpenID Connect, through openid-client. Discovery is fetched lazily,
  * cached, and retried after a failure, so gatehouse starts while the IdP is still coming up.
@@ -21,6 +29,8 @@ export class OidcClient {
   readonly #options: OidcConfig
   #configuration: Promise<oidc.Configuration> | undefined
   #reachable: { at: number; result: Promise<boolean> } | undefined
+  /** openid-client's DPoP handle per key: it remembers the IdP's DPoP-Nonce between grants. */
+  readonly #dpopHandles = new WeakMap<DpopKey, oidc.DPoPHandle>()
 
   constructor(options: OidcConfig) {
     this.#options = options
@@ -29,7 +39,7 @@ export class OidcClient {
   configuration(): Promise<oidc.Configuration> {
     this.#configuration ??= this.#discover().catch((err: unknown) => {
       this.#configuration = undefined
-      throw new GatehouseError('idp_unavailable', 'identity provider discovery failed', { cause: err })
+      throw err instanceof GatehouseError ? err : new GatehouseError('idp_unavailable', 'identity provider discovery failed', { cause: err })
     })
     return this.#configuration
   }
@@ -94,31 +104,44 @@ export class OidcClient {
   /**
    * Validates the authorization response (state, iss per RFC 9207) and the id_token (nonce, signature,
    * aud). The redirect_uri sent to the token endpoint is `callbackUrl` without its query.
+   * With `dpop`, the token request carries a DPoP proof of that key (openid-client retries once
+   * with the IdP's DPoP-Nonce when asked to) and the answer must be a DPoP-bound token; the same
+   * holds for refresh and client-credentials grants.
    */
-  async exchangeCode(callbackUrl: URL, checks: AuthorizationChecks): Promise<TokenResponse> {
+  async exchangeCode(callbackUrl: URL, checks: AuthorizationChecks, dpop?: DpopKey): Promise<TokenResponse> {
     const config = await this.configuration()
-    return oidc.authorizationCodeGrant(config, callbackUrl, {
-      expectedState: checks.state,
-      expectedNonce: checks.nonce,
-      pkceCodeVerifier: checks.codeVerifier,
-      idTokenExpected: true,
-    })
+    const checksFor = { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier, idTokenExpected: true }
+    return requireDpopBound(await oidc.authorizationCodeGrant(config, callbackUrl, checksFor, undefined, this.#dpopOptions(config, dpop)), dpop)
   }
 
-  async refresh(refreshToken: string): Promise<Awaited<ReturnType<typeof oidc.refreshTokenGrant>>> {
-    return oidc.refreshTokenGrant(await this.configuration(), refreshToken)
+  async refresh(refreshToken: string, dpop?: DpopKey): Promise<Awaited<ReturnType<typeof oidc.refreshTokenGrant>>> {
+    const config = await this.configuration()
+    return requireDpopBound(await oidc.refreshTokenGrant(config, refreshToken, undefined, this.#dpopOptions(config, dpop)), dpop)
   }
 
-  async clientCredentials(scopes: readonly string[]): Promise<Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>> {
-    return oidc.clientCredentialsGrant(await this.configuration(), scopes.length ? { scope: scopes.join(' ') } : {})
+  async clientCredentials(scopes: readonly string[], dpop?: DpopKey): Promise<Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>> {
+    const config = await this.configuration()
+    return requireDpopBound(await oidc.clientCredentialsGrant(config, scopes.length ? { scope: scopes.join(' ') } : {}, this.#dpopOptions(config, dpop)), dpop)
+  }
+
+  #dpopOptions(config: oidc.Configuration, key: DpopKey | undefined): oidc.DPoPOptions | undefined {
+    if (!key) return undefined
+    let handle = this.#dpopHandles.get(key)
+    if (!handle) {
+      handle = oidc.getDPoPHandle(config, key.keyPair)
+      this.#dpopHandles.set(key, handle)
+    }
+    return { DPoP: handle }
   }
 
   async hasUserInfo(): Promise<boolean> {
     return Boolean((await this.configuration()).serverMetadata().userinfo_endpoint)
   }
 
-  async userInfo(accessToken: string, expectedSubject: string): Promise<Record<string, unknown>> {
-    return oidc.fetchUserInfo(await this.configuration(), accessToken, expectedSubject)
+  /** `dpop`: the key a DPoP-bound access token is bound to (the userinfo request then needs a proof too). */
+  async userInfo(accessToken: string, expectedSubject: string, dpop?: DpopKey): Promise<Record<string, unknown>> {
+    const config = await this.configuration()
+    return oidc.fetchUserInfo(config, accessToken, expectedSubject, this.#dpopOptions(config, dpop))
   }
 
   /** RFC 7009. Returns false when the IdP has no revocation endpoint. */
@@ -146,6 +169,14 @@ export class OidcClient {
       ...(insecure ? { execute: [oidc.allowInsecureRequests] } : {}),
     })
     config.timeout = Math.ceil(o.timeoutMs / 1000)
+    if (o.dpop) {
+      // Refused rather than silently falling back to Bearer tokens: the operator asked for sender-constrained ones.
+      const algs = config.serverMetadata().dpop_signing_alg_values_supported
+      if (!Array.isArray(algs) || !algs.includes(o.dpop.signingAlg)) {
+        const offered = Array.isArray(algs) ? `only ${algs.join(', ')}` : 'no dpop_signing_alg_values_supported'
+        throw new DpopUnsupportedError(`oidc.dpop is on, but the identity provider does not accept DPoP proofs signed with ${o.dpop.signingAlg} (its discovery document lists ${offered})`)
+      }
+    }
     return config
   }
 
@@ -167,4 +198,15 @@ export class OidcClient {
         return oidc.None()
     }
   }
+}
+
+/**
+ * A token requested with a DPoP proof must come back bound to it (`token_type` DPoP, RFC 9449 §5):
+ * a Bearer answer means the IdP ignored the proof, and gatehouse would send the token unbound.
+ */
+function requireDpopBound<T extends { token_type: string }>(response: T, dpop: DpopKey | undefined): T {
+  if (dpop && response.token_type.toLowerCase() !== 'dpop') {
+    throw new GatehouseError('idp_error', 'the identity provider issued a token that is not DPoP-bound (token_type is not DPoP) although oidc.dpop is on')
+  }
+  return response
 }

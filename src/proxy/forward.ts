@@ -5,6 +5,7 @@ import { Pool } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../http/context.ts'
 import type { Session } from '../session/session.ts'
+import { dpopProof, type DpopKey } from '../tokens/dpop.ts'
 import type { TokenOutcome } from '../tokens/tokens.ts'
 import { span } from '../ops/tracing.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
@@ -64,13 +65,15 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   res.once('close', () => {
     if (!res.writableEnded) abort.abort()
   })
+  // Made before the clock starts: signing is gatehouse's work, not the upstream's latency.
+  const proof = token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, method, match, token.value) : undefined
   let upstream: Awaited<ReturnType<Pool['request']>>
   const startedAt = performance.now()
   try {
     upstream = await upstreams.pool(api.origin).request({
       path: match.upstreamPath,
       method: method as 'GET',
-      headers: upstreamHeadersFor(ctx, token, false),
+      headers: upstreamHeadersFor(ctx, token, false, proof),
       body: hasBody ? limitBody(req, api.maxBodyBytes, tooLarge) : null,
       signal: abort.signal,
       headersTimeout: api.timeoutMs,
@@ -121,12 +124,18 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
   })
 }
 
+/** The DPoP proof for the upstream request `match` makes: its URL is the target's origin and the rewritten path. */
+export function proofFor(key: DpopKey, method: string, match: ApiMatch, accessToken: string): Promise<string> {
+  return dpopProof(key, method, new URL(`${match.api.origin}${match.upstreamPath}`), accessToken)
+}
+
 /** The upstream request's headers for this request and token (SPEC §5 header hygiene). */
-export function upstreamHeadersFor(ctx: RequestContext, token: TokenOutcome, websocket: boolean): Record<string, string | string[]> {
+export function upstreamHeadersFor(ctx: RequestContext, token: TokenOutcome, websocket: boolean, dpopProof?: string): Record<string, string | string[]> {
   const { config } = ctx.services
   return upstreamRequestHeaders(ctx.req.headers, {
     antiForgeryHeader: config.antiForgery.header.toLowerCase(),
-    bearer: token.kind === 'bearer' ? token.value : undefined,
+    bearer: token.kind === 'token' ? token.value : undefined,
+    dpopProof,
     clientIp: ctx.req.socket.remoteAddress,
     origin: ctx.origin,
     trustProxy: config.trustProxy,

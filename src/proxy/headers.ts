@@ -20,7 +20,10 @@ const CLIENT_IP_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip',
 export interface UpstreamHeaderOptions {
   /** Lower-case anti-forgery header name: never forwarded. */
   antiForgeryHeader: string
+  /** The access token; sent as `Bearer`, or as `DPoP` with `dpopProof`. */
   bearer: string | undefined
+  /** A DPoP proof (RFC 9449) for this very request, when the token is DPoP-bound. */
+  dpopProof?: string | undefined
   clientIp: string | undefined
   /** The browser-facing origin, for X-Forwarded-Proto/Host. */
   origin: string
@@ -31,15 +34,16 @@ export interface UpstreamHeaderOptions {
 
 /**
  * What the upstream receives: the browser's headers minus everything that is gatehouse's or the
- * connection's — cookies, the browser's Authorization, the anti-forgery header, hop-by-hop fields,
- * Host and client-supplied forwarding headers — plus the bearer token and X-Forwarded-*.
+ * connection's — cookies, the browser's Authorization and DPoP, the anti-forgery header, hop-by-hop
+ * fields, Host and client-supplied forwarding headers — plus the token (and its proof) and X-Forwarded-*.
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: UpstreamHeaderOptions): Record<string, string | string[]> {
   const listed = connectionListed(incoming)
   const out: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(incoming)) {
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
-    if (name === 'host' || name === 'cookie' || name === 'authorization' || name === o.antiForgeryHeader) continue
+    // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
+    if (name === 'host' || name === 'cookie' || name === 'authorization' || name === 'dpop' || name === o.antiForgeryHeader) continue
     // undici does not implement 100-continue; the body is streamed anyway.
     if (name === 'expect') continue
     if (name === 'forwarded' || name.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(name)) continue
@@ -52,7 +56,10 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
   const origin = partsOfOrigin(o.origin)
   out['x-forwarded-proto'] = origin.protocol
   out['x-forwarded-host'] = origin.host
-  if (o.bearer !== undefined) out.authorization = `Bearer ${o.bearer}`
+  if (o.bearer !== undefined && o.dpopProof !== undefined) {
+    out.authorization = `DPoP ${o.bearer}`
+    out.dpop = o.dpopProof
+  } else if (o.bearer !== undefined) out.authorization = `Bearer ${o.bearer}`
   return out
 }
 

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type Services } from '../http/context.ts'
 import { contextFor } from '../http/handle.ts'
-import { upstreamFailure, upstreamHeadersFor } from './forward.ts'
+import { proofFor, upstreamFailure, upstreamHeadersFor } from './forward.ts'
 import { downstreamResponseHeaders } from './headers.ts'
 
 /**
@@ -32,15 +32,17 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
   const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
   const token = await services.tokens.tokenFor(session, match.api.token, ctx.partition)
-  if (token.kind === 'bearer' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
+  if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
   const { config } = services
+  // The handshake is an HTTP GET to the http(s) target: that is the proof's htm and htu (RFC 9449 §4.2).
+  const proof = token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, 'GET', match, token.value) : undefined
   let upstream: Awaited<ReturnType<ReturnType<typeof services.upstreams.pool>['upgrade']>>
   try {
     upstream = await services.upstreams.pool(match.api.origin).upgrade({
       path: match.upstreamPath,
       method: 'GET',
       protocol: 'websocket',
-      headers: upstreamHeadersFor(ctx, token, true),
+      headers: upstreamHeadersFor(ctx, token, true, proof),
       signal: AbortSignal.timeout(match.api.timeoutMs),
     })
   } catch (err) {

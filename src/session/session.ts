@@ -1,3 +1,4 @@
+import type { JWK } from 'jose'
 import type { SessionRecord } from './store.ts'
 
 /** One `{ type, value }` claim as /bff/user returns it (Duende's shape). */
@@ -24,6 +25,11 @@ export interface SessionData {
   /** Random value the logout URL must carry: the logout CSRF defence. */
   logoutSid: string
   sessionState: string | undefined
+  /**
+   * Private JWK of the session's own DPoP key (oidc.dpop): its tokens are bound to it. Absent when
+   * the session's tokens are Bearer tokens.
+   */
+  dpopKey?: JWK
 }
 
 /** A resolved, decrypted session: the record's metadata with its sealed part opened. */

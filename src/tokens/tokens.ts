@@ -8,15 +8,18 @@ import type { Session, TokenSet } from '../session/session.ts'
 import type { SessionBackend } from '../session/backend.ts'
 import type { SessionEvents } from '../session/session-events.ts'
 import type { SessionStore } from '../session/store.ts'
-import type { ClientCredentials } from './client-credentials.ts'
+import type { ClientCredentials, ClientToken } from './client-credentials.ts'
+import type { DpopKey, DpopKeys } from './dpop.ts'
 import type { RefreshResult, Telemetry } from '../ops/metrics.ts'
 import { span } from '../ops/tracing.ts'
 
 /**
- * What to put in the upstream request's Authorization header. `refreshed` is the session after a
+ * What to put in the upstream request's Authorization header. `proofKey`: the token is DPoP-bound to
+ * this key, so each request needs a proof signed with it. `refreshed` is the session after a
  * refresh this call made or picked up: cookie-mode sessions must then be written to the response.
  */
-export type TokenOutcome = { kind: 'bearer'; value: string; refreshed?: Session } | { kind: 'none' }
+export type TokenOutcome = AccessToken | { kind: 'none' }
+type AccessToken = { kind: 'token'; value: string; proofKey?: DpopKey | undefined; refreshed?: Session }
 
 /** Time for the store calls around a refresh grant, on top of the IdP's own timeout. */
 const STORE_BUDGET_MS = 5_000
@@ -27,6 +30,8 @@ export interface TokenServiceOptions {
   store: SessionStore
   /** The IdP client of a session partition (frontend): refresh tokens are bound to the client that got them. */
   clients: (partition: string) => { oidc: OidcClient; clientCredentials: ClientCredentials }
+  /** Sessions' DPoP keys, imported once. */
+  dpopKeys: DpopKeys
   /** Told when a refused refresh ends a session, so open tabs learn at once. */
   events?: SessionEvents
   /** Counts refresh grants by result (gatehouse_token_refreshes_total). */
@@ -65,13 +70,18 @@ export class TokenService {
       case 'userOrNone':
         return session ? this.#userToken(session) : { kind: 'none' }
       case 'userOrClient':
-        return session ? this.#userToken(session) : { kind: 'bearer', value: await this.clientToken(partition) }
+        return session ? this.#userToken(session) : this.#clientOutcome(partition)
       case 'client':
-        return { kind: 'bearer', value: await this.clientToken(partition) }
+        return this.#clientOutcome(partition)
     }
   }
 
-  async clientToken(partition: string): Promise<string> {
+  async #clientOutcome(partition: string): Promise<TokenOutcome> {
+    const { value, proofKey } = await this.clientToken(partition)
+    return { kind: 'token', value, proofKey }
+  }
+
+  async clientToken(partition: string): Promise<ClientToken> {
     try {
       return await this.#o.clients(partition).clientCredentials.token()
     } catch (err) {
@@ -79,14 +89,19 @@ export class TokenService {
     }
   }
 
+  /** The session's DPoP key, when its tokens are bound to one. */
+  proofKeyOf(session: Session): Promise<DpopKey> | undefined {
+    return session.data.dpopKey && this.#o.dpopKeys.get(session.data.dpopKey)
+  }
+
   /** The session's access token, refreshed first when it is within the skew of expiry. */
   async #userToken(session: Session): Promise<TokenOutcome> {
     const tokens = session.data.tokens
     if (!tokens.accessToken) throw new GatehouseError('session_required', 'the session holds no access token')
-    if (!this.#needsRefresh(tokens)) return { kind: 'bearer', value: tokens.accessToken }
+    if (!this.#needsRefresh(tokens)) return this.#sessionToken(session, tokens.accessToken)
     if (!tokens.refreshToken) {
       // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
-      if (tokens.accessTokenExpiresAt! > this.#o.now()) return { kind: 'bearer', value: tokens.accessToken }
+      if (tokens.accessTokenExpiresAt! > this.#o.now()) return this.#sessionToken(session, tokens.accessToken)
       await this.#o.sessions.end(session)
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
@@ -96,7 +111,13 @@ export class TokenService {
       this.#refreshing.set(session.idHash, pending)
     }
     const refreshed = await pending
-    return { kind: 'bearer', value: refreshed.data.tokens.accessToken!, refreshed }
+    return { ...(await this.#sessionToken(refreshed, refreshed.data.tokens.accessToken!)), refreshed }
+  }
+
+  /** Without a DPoP key (the hot path when oidc.dpop is off) no promise is awaited. */
+  #sessionToken(session: Session, value: string): AccessToken | Promise<AccessToken> {
+    const proofKey = this.proofKeyOf(session)
+    return proofKey ? proofKey.then((key): AccessToken => ({ kind: 'token', value, proofKey: key })) : { kind: 'token', value }
   }
 
   #needsRefresh(tokens: TokenSet): boolean {
@@ -150,7 +171,8 @@ export class TokenService {
     const refreshToken = session.data.tokens.refreshToken!
     let response: Awaited<ReturnType<OidcClient['refresh']>>
     try {
-      response = await client.refresh(refreshToken)
+      // The refreshed token is bound to the same key: the session keeps its key for its whole life.
+      response = await client.refresh(refreshToken, await this.proofKeyOf(session))
     } catch (err) {
       if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') {
         // RFC 6749 §5.2: the refresh token is no longer valid. End the session — unless it already

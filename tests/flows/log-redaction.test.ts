@@ -47,6 +47,27 @@ class RecordingJar extends BrowserJar {
   }
 }
 
+/** Every secret of `secrets` (value → what it is), or FRAGMENT-long piece of one, found in the log lines. */
+function leaksIn(lines: readonly string[], secrets: ReadonlyMap<string, string>): string[] {
+  const text = lines.join('\n')
+  const leaks: string[] = []
+  for (const [value, what] of secrets) {
+    for (const variant of new Set([value, encodeURIComponent(value)])) {
+      if (variant.length < FRAGMENT) {
+        if (text.includes(variant)) leaks.push(`${what}: "${variant}"`)
+        continue
+      }
+      for (let i = 0; i + FRAGMENT <= variant.length; i++) {
+        const piece = variant.slice(i, i + FRAGMENT)
+        if (!text.includes(piece)) continue
+        leaks.push(`${what}: "${piece}" in ${lines.find((l) => l.includes(piece))}`)
+        break
+      }
+    }
+  }
+  return leaks
+}
+
 describe('logs never carry tokens, cookies or secrets (level trace, a full run)', () => {
   const lines: string[] = []
   const sink = new Writable({
@@ -257,22 +278,94 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
 
     // None of the secrets, nor any FRAGMENT-long piece of one, in any line.
     assert.ok(secrets.size >= 20, `secrets collected: ${secrets.size}`)
-    const text = lines.join('\n')
-    const leaks: string[] = []
-    for (const [value, what] of secrets) {
-      for (const variant of new Set([value, encodeURIComponent(value)])) {
-        if (variant.length < FRAGMENT) {
-          if (text.includes(variant)) leaks.push(`${what}: "${variant}"`)
-          continue
-        }
-        for (let i = 0; i + FRAGMENT <= variant.length; i++) {
-          const piece = variant.slice(i, i + FRAGMENT)
-          if (!text.includes(piece)) continue
-          leaks.push(`${what}: "${piece}" in ${lines.find((l) => l.includes(piece))}`)
-          break
-        }
-      }
-    }
+    const leaks = leaksIn(lines, secrets)
     assert.deepEqual(leaks, [], 'secrets in the logs')
+  })
+})
+
+describe('with oidc.dpop, logs never carry DPoP proofs or keys (level trace)', () => {
+  test('login, proofs with user and client tokens, a refresh, a forged browser proof, a 502 and logout: no proof, key or token in any line', async () => {
+    const lines: string[] = []
+    const sink = new Writable({
+      decodeStrings: false,
+      write(chunk: string | Buffer, _encoding, done) {
+        for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(line)
+        done()
+      },
+    })
+    const store = new MemoryStore()
+    let offset = 0
+    const upstream = await startUpstream()
+    const flow = await startFlow({
+      oidc: { dpop: true },
+      runtime: { logger: createLogger('trace', sink), now: () => Date.now() + offset, store },
+      gatehouse: {
+        remoteApis: [
+          { path: '/api/user', target: upstream.url, token: 'user' },
+          { path: '/api/client', target: upstream.url, token: 'client' },
+          { path: '/api/down', target: 'http://127.0.0.1:1', token: 'user' },
+        ],
+      },
+    })
+    const secrets = new Map<string, string>()
+    const secret = (what: string, value: string | undefined) => {
+      if (value) secrets.set(value, what)
+    }
+    const recordSession = async (cookie: string) => {
+      const record = (await store.get(hashSessionId(cookie), 0))!
+      const data = JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData
+      secret('access token', data.tokens.accessToken)
+      secret('refresh token', data.tokens.refreshToken)
+      secret('DPoP private key (d)', data.dpopKey?.d as string | undefined)
+      secret('DPoP private JWK', JSON.stringify(data.dpopKey))
+    }
+    try {
+      const alice = flow.browser()
+      assert.equal((await flow.login(alice)).status, 302)
+      const cookie = alice.cookies.get(COOKIE)!
+      secret('session cookie', cookie)
+      await recordSession(cookie)
+      const forged = `eyJ${randomBytes(48).toString('base64url')}`
+      secret('a DPoP header from the browser', forged)
+      assert.equal((await alice.get(`${flow.origin}/api/user/echo`, { ...CSRF, dpop: forged })).status, 200)
+      assert.equal((await alice.request('POST', `${flow.origin}/api/user/body`, 'a=1', CSRF)).status, 200)
+      assert.equal((await flow.browser().get(`${flow.origin}/api/client/echo`, CSRF)).status, 200)
+      offset += PAST_EXPIRY_MS
+      assert.equal((await alice.get(`${flow.origin}/api/user/echo`, CSRF)).status, 200)
+      await recordSession(cookie)
+      assert.equal((await alice.get(`${flow.origin}/api/down/x`, CSRF)).status, 502)
+      const claims = JSON.parse((await alice.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
+      assert.equal((await alice.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value as string}`)).status, 302)
+      for (const request of upstream.received) {
+        secret(`DPoP proof to ${request.method} ${request.url}`, request.headers.dpop as string | undefined)
+        secret(`access token to ${request.method} ${request.url}`, String(request.headers.authorization).replace(/^DPoP /, ''))
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+
+      const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
+      assert.ok(entries.some((e) => e.msg === 'proxy' && e.api === '/api/user' && e.status === 200), 'the proxied calls were logged')
+      assert.ok(entries.some((e) => e.event === 'refresh' && e.result === 'ok'), 'the refresh was logged')
+      assert.ok(upstream.received.filter((r) => r.headers.dpop).length >= 4, 'proofs were sent')
+      assert.ok(secrets.size >= 10, `secrets collected: ${secrets.size}`)
+      assert.deepEqual(leaksIn(lines, secrets), [], 'secrets in the logs')
+    } finally {
+      await flow.close()
+      await upstream.close()
+    }
+  })
+
+  test('the redaction list covers DPoP headers and keys that slip into a log object', () => {
+    const lines: string[] = []
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(String(chunk))
+        done()
+      },
+    })
+    const log = createLogger('info', sink)
+    log.info({ dpop: 'proof-1-secret-value', headers: { dpop: 'proof-2-secret-value' }, req: { dpop: 'proof-3-secret-value' }, dpopKey: { d: 'key-1-secret-value' }, session: { dpopKey: { d: 'key-2-secret-value' } } }, 'slipped')
+    const text = lines.join('')
+    assert.ok(text.includes('slipped'))
+    assert.doesNotMatch(text, /secret-value/)
   })
 })

@@ -408,3 +408,16 @@ test('a BFF without client credentials is refused: it must be a confidential cli
   assert.deepEqual(validateConfig(base).issues.map((i) => i.path), ['oidc.clientSecret'])
   assert.equal(validateConfig({ ...base, oidc: { ...base.oidc, clientAuth: 'none' } }).config?.oidc.clientAuth, 'none')
 })
+
+test('oidc.dpop: off by default; true means ES256; an object names the algorithm', () => {
+  assert.equal(validateConfig(minimal()).config?.oidc.dpop, undefined)
+  const withDpop = (dpop: unknown) => ({ ...minimal(), oidc: { ...minimal().oidc, dpop } })
+  assert.equal(validateConfig(withDpop(false)).config?.oidc.dpop, undefined)
+  assert.deepEqual(validateConfig(withDpop(true)).config?.oidc.dpop, { signingAlg: 'ES256' })
+  assert.deepEqual(validateConfig(withDpop({})).config?.oidc.dpop, { signingAlg: 'ES256' })
+  assert.deepEqual(validateConfig(withDpop({ signingAlg: 'ES384' })).config?.oidc.dpop, { signingAlg: 'ES384' })
+  assert.deepEqual(issuesOf(withDpop('yes')), [{ path: 'oidc.dpop', message: 'must be true, false or an object such as { "signingAlg": "ES256" }' }])
+  assert.deepEqual(issuesOf(withDpop(1)), [{ path: 'oidc.dpop', message: 'must be true, false or an object such as { "signingAlg": "ES256" }' }])
+  assert.deepEqual(issuesOf(withDpop({ signingAlg: 'HS256' })), [{ path: 'oidc.dpop.signingAlg', message: 'must be one of "ES256", "ES384", "ES512"' }])
+  assert.deepEqual(issuesOf(withDpop({ signingAlg: 'ES256', key: {} })), [{ path: 'oidc.dpop.key', message: 'unknown key' }])
+})

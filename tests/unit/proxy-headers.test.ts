@@ -72,6 +72,19 @@ test("without a token the browser's Authorization is dropped and none is added",
   assert.equal(out.authorization, undefined)
 })
 
+test("the browser's DPoP header is never forwarded: without a token, with a Bearer token, or with gatehouse's own proof", () => {
+  const incoming: IncomingHttpHeaders = { dpop: 'browser-proof', authorization: 'DPoP browser-token' }
+  const none = upstreamRequestHeaders(incoming, options({ bearer: undefined }))
+  assert.equal(none.dpop, undefined)
+  assert.equal(none.authorization, undefined)
+  const bearer = upstreamRequestHeaders(incoming, options())
+  assert.equal(bearer.dpop, undefined)
+  assert.equal(bearer.authorization, 'Bearer the-access-token')
+  const bound = upstreamRequestHeaders(incoming, options({ dpopProof: 'gatehouse-proof' }))
+  assert.equal(bound.dpop, 'gatehouse-proof')
+  assert.equal(bound.authorization, 'DPoP the-access-token', 'a DPoP-bound token goes with the DPoP scheme (RFC 9449 §7.1)')
+})
+
 test('Forwarded and X-Forwarded-* from the browser are replaced by values from the origin and the socket', () => {
   const incoming: IncomingHttpHeaders = {
     forwarded: 'for=10.0.0.1;host=evil.example;proto=http',

@@ -59,6 +59,7 @@ const SHAPE: Record<string, Shape> = {
     authority: 'url', clientId: 'text', clientSecret: 'secret', clientAuth: ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none', 'other'] as const,
     privateKeyJwk: { kty: 'text', alg: 'text' }, scopes: 'scopes', redirectPath: 'path', postLogoutRedirectPath: 'path', extraAuthParams: { audience: 'text' },
     getClaimsFromUserInfo: 'bool', timeout: 'duration', tokenRefreshSkew: 'duration', clientCredentialsScopes: 'scopes', pushedAuthorizationRequests: 'bool',
+    dpop: [true, false, 'yes', { signingAlg: 'ES384' }, { signingAlg: 'HS256' }, { signingAlg: 'ES256', extra: 1 }] as const,
   },
   keys: ['key'],
   session: {
