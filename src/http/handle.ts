@@ -82,35 +82,48 @@ const BASE_HEADERS: Record<string, string> = {
 /** Per-request context, built once and shared by handle(), protect() and getSession(). */
 const contexts = new WeakMap<IncomingMessage, RequestContext>()
 
+/** "/" then RFC 3986 path, query and fragment characters, not a second "/" (that would name a host). */
+const PLAIN_TARGET = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@%/?#[\]]*$/
+
+/**
+ * Whether a path target does not parse against the origin. A plain path always parses, so its URL
+ * is built only when an endpoint first asks (a proxied call never does); anything else ("//host",
+ * a backslash, control characters) is parsed now.
+ */
+export function isMalformedTarget(target: string, origin: string): boolean {
+  return !PLAIN_TARGET.test(target) && !URL.canParse(target, origin)
+}
+
 export function contextFor(req: IncomingMessage, services: Services): RequestContext {
   let ctx = contexts.get(req)
   if (ctx) return ctx
   const origin = hasUsableHostHeader(req) ? requestOrigin(req, services.config.publicOrigin, services.config.trustProxy) : undefined
   const requestId = randomUUID()
-  let url: URL
-  try {
-    if (!origin) throw new GatehouseError('bad_request', 'the Host header is missing or malformed')
-    const target = req.url ?? '/'
-    if (!target.startsWith('/')) throw new GatehouseError('bad_request', 'the request target must be a path')
-    url = new URL(target, origin)
-  } catch (err) {
-    url = new URL('http://invalid.invalid/')
-    ctx = newContext(req, url, 'http://invalid.invalid', requestId, services)
-    ctx.invalid = err instanceof GatehouseError ? err : new GatehouseError('bad_request', 'the request URL is malformed')
+  const target = req.url ?? '/'
+  let invalid: GatehouseError | undefined
+  if (!origin) invalid = new GatehouseError('bad_request', 'the Host header is missing or malformed')
+  else if (!target.startsWith('/')) invalid = new GatehouseError('bad_request', 'the request target must be a path')
+  else if (isMalformedTarget(target, origin)) invalid = new GatehouseError('bad_request', 'the request URL is malformed')
+  if (invalid) {
+    ctx = newContext(req, () => new URL('http://invalid.invalid/'), 'http://invalid.invalid', requestId, services)
+    ctx.invalid = invalid
     contexts.set(req, ctx)
     return ctx
   }
-  ctx = newContext(req, url, origin, requestId, services)
+  ctx = newContext(req, () => new URL(target, origin), origin!, requestId, services)
   ctx.frontend = services.frontends.select(requestHost(req, services.config.trustProxy), pathOf(req.url))
   ctx.partition = ctx.frontend.name
   contexts.set(req, ctx)
   return ctx
 }
 
-function newContext(req: IncomingMessage, url: URL, origin: string, requestId: string, services: Services): RequestContext {
+function newContext(req: IncomingMessage, parse: () => URL, origin: string, requestId: string, services: Services): RequestContext {
+  let url: URL | undefined
   return {
     req,
-    url,
+    get url() {
+      return (url ??= parse())
+    },
     origin,
     requestId,
     log: services.log,
