@@ -58,6 +58,11 @@ export interface IdpOptions {
   accessTokenTtlSec?: number
   /** Issue a new refresh token on every refresh (rotation). */
   rotateRefreshTokens?: boolean
+  /**
+   * The `sub` the UserInfo endpoint answers with for an account (default: the account's own). For
+   * tests of a misbehaving IdP only: oidc-provider always answers with the account id it loads.
+   */
+  userInfoSubject?: (sub: string) => string
 }
 
 export interface RunningIdp {
@@ -146,9 +151,10 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     rotateRefreshToken: options.rotateRefreshTokens ?? true,
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
-    findAccount: async (_ctx: unknown, id: string) => {
+    findAccount: async (ctx: { oidc?: { route?: string } }, id: string) => {
       const user = DEMO_USERS.find((u) => u.sub === id)
-      return user && { accountId: user.sub, claims: async () => ({ sub: user.sub, ...user.claims }) }
+      const accountId = user && ctx.oidc?.route === 'userinfo' && options.userInfoSubject ? options.userInfoSubject(user.sub) : user?.sub
+      return user && { accountId, claims: async () => ({ sub: accountId, ...user.claims }) }
     },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, string>) => {
       ctx.type = 'html'

@@ -18,7 +18,7 @@ import type { ApiMatch } from '../proxy/routes.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
 import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
-import { problemJson, problemPage, type Reply } from './reply.ts'
+import { BASE_HEADERS, problemJson, problemPage, type Reply } from './reply.ts'
 import { hasUsableHostHeader, requestHost, requestOrigin } from './origin.ts'
 
 /** API routes answer problem+json; page routes (a browser navigates there) answer a small HTML page. */
@@ -68,13 +68,6 @@ export function buildRoutes(config: Config, frontend: Frontend): Map<string, Rou
 
 const notAReply: Handler = async () => {
   throw new GatehouseError('internal', 'a streaming route has no reply')
-}
-
-/** Every response gatehouse writes itself carries these. */
-const BASE_HEADERS: Record<string, string> = {
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
 }
 
 /** Per-request context, built once and shared by handle(), protect() and getSession(). */
