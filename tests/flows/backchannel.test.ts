@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
-import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
-import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { CompactEncrypt, EncryptJWT, exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, type Flow } from '../helpers/flow.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 
-const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
+const BCL = 'http://schemas.openid.net/event/backchannel-logout'
+const EVENT = { [BCL]: {} }
 type Claims = Array<{ type: string; value: unknown }>
 
 /** A store whose deleteWhere fails while `failing` is set, to stand in for a store blip mid-logout. */
@@ -127,9 +128,21 @@ describe('back-channel logout', () => {
     ['missing events', async (sid) => sign((({ events: _, ...rest }) => rest)(valid({ sid })))],
     ['events without the back-channel member', async (sid) => sign(valid({ sid, events: { 'http://schemas.openid.net/event/other': {} } }))],
     ['events as a string', async (sid) => sign(valid({ sid, events: 'http://schemas.openid.net/event/backchannel-logout' }))],
+    ['an events member whose value is a string', async (sid) => sign(valid({ sid, events: { [BCL]: 'logout' } }))],
+    ['an events member whose value is an array', async (sid) => sign(valid({ sid, events: { [BCL]: [] } }))],
+    ['an events member whose value is null', async (sid) => sign(valid({ sid, events: { [BCL]: null } }))],
+    ['an events member whose value is true', async (sid) => sign(valid({ sid, events: { [BCL]: true } }))],
     ['a nonce', async (sid) => sign(valid({ sid, nonce: 'n-0S6_WzA2Mj' }))],
     ['neither sub nor sid', async () => sign(valid())],
     ['an id_token typ', async (sid) => sign(valid({ sid }), { typ: 'at+jwt' })],
+    // Encrypted logout tokens are unsupported (no ID-token encryption is ever negotiated): a JWE is
+    // refused, also when it wraps a valid signed token, and whatever key it was encrypted to.
+    ['a JWE wrapping a valid signed token (nested JWT)', async (sid) =>
+      new CompactEncrypt(new TextEncoder().encode(await sign(valid({ sid })))).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'JWT' }).encrypt(randomBytes(32))],
+    ['a JWE of the claims, encrypted to a public key', async (sid) => {
+      const { publicKey } = await generateKeyPair('RSA-OAEP-256')
+      return new EncryptJWT(valid({ sid })).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM', typ: 'logout+jwt' }).encrypt(publicKey)
+    }],
     ['a malformed JWT', async () => 'not.a.jwt'],
     ['garbage', async () => '%%%'],
   ]
@@ -143,6 +156,25 @@ describe('back-channel logout', () => {
       assert.equal(await stillLoggedIn(browser), true)
     })
   }
+
+  test('a logout token with extra, unknown claims and header parameters is accepted: they are ignored (§2.4)', async () => {
+    const { browser, sid, sub } = await loggedIn()
+    const token = await sign(
+      valid({
+        sid,
+        sub,
+        exp: Math.floor(Date.now() / 1000) + 120,
+        txn: 'a-transaction-id',
+        acr: 'urn:example:loa:2',
+        'https://example.com/claims/tenant': { id: 42, tags: ['a', 'b'] },
+        events: { [BCL]: { reason: 'user-initiated' }, 'https://example.com/event/other': { reason: 'admin' } },
+      }),
+      { 'x-vendor-header': 'ignored' },
+    )
+    const res = await post(new URLSearchParams({ logout_token: token }).toString())
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.equal(await stillLoggedIn(browser), false)
+  })
 
   test('a replayed logout token (same jti) is refused with 400', async () => {
     const token = await sign(valid({ sid: 'some-idp-session-nobody-has' }))
@@ -163,5 +195,43 @@ describe('back-channel logout', () => {
     assert.equal((await fetch(`${flow.origin}/bff/backchannel?logout_token=${token}`)).status, 405)
     assert.equal((await post('x'.repeat(70_000))).status, 400)
     assert.equal(await stillLoggedIn(browser), true)
+  })
+})
+
+describe('back-channel logout while the IdP\'s JWKS cannot be fetched', () => {
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow()
+  })
+  after(() => flow.close())
+
+  test('the logout answers 502 (so the IdP retries), keeps the session and leaves no replay marker: the same token is accepted once the JWKS is back', async () => {
+    const browser = flow.browser()
+    await flow.login(browser) // discovery is cached from here on; the JWKS has not been fetched yet
+    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const jwk = flow.idp.signingKey as { kid: string }
+    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
+      .sign(await importJWK(flow.idp.signingKey, 'RS256'))
+    const body = new URLSearchParams({ logout_token: token }).toString()
+    const post = () => fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+
+    const restart = await stopIdp(flow)
+    let res: Response
+    try {
+      res = await post()
+    } finally {
+      await restart()
+    }
+    assert.equal(res.status, 502, await res.clone().text())
+    assert.match(res.headers.get('content-type')!, /^application\/problem\+json/)
+    assert.equal(res.headers.get('cache-control'), 'no-store')
+    assert.equal(((await res.json()) as { code: string }).code, 'idp_unavailable')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'the session is kept')
+
+    const retry = await post()
+    assert.equal(retry.status, 200, 'the retry is not refused as a replay')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+    assert.equal((await post()).status, 400, 'a third post is a replay')
   })
 })

@@ -135,3 +135,11 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   }
   return flow
 }
+
+/** Stops the flow's IdP (connections refused on its port); returns a function that brings the same IdP back. */
+export async function stopIdp(flow: Flow): Promise<() => Promise<void>> {
+  const { port } = flow.idp.server.address() as AddressInfo
+  flow.idp.server.closeAllConnections()
+  await new Promise<void>((resolve, reject) => flow.idp.server.close((err) => (err ? reject(err) : resolve())))
+  return () => new Promise<void>((resolve, reject) => flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()))
+}
