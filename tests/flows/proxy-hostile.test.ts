@@ -311,3 +311,76 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
   })
 })
+
+describe('remote API proxy: CORS preflights and upstream redirects', () => {
+  let upstream: Upstream
+  let flow: Flow
+  before(async () => {
+    upstream = await startUpstream()
+    flow = await startFlow({
+      gatehouse: {
+        remoteApis: [
+          { path: '/api', target: upstream.url, token: 'user' },
+          { path: '/open', target: upstream.url, token: 'none', antiForgery: false },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  const PREFLIGHT = { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-csrf, content-type' }
+  const grantsCors = (headers: Headers) => {
+    const names: string[] = []
+    headers.forEach((_value, name) => void (name.startsWith('access-control-') && names.push(name)))
+    return names
+  }
+
+  test('a CORS preflight (OPTIONS without X-CSRF) to an anti-forgery API gets 401, grants nothing and never reaches the upstream', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const before = upstream.received.length
+    for (const path of ['/api/cors', '/api/echo', '/api']) {
+      const res = await browser.request('OPTIONS', `${flow.origin}${path}`, undefined, PREFLIGHT)
+      assert.equal(res.status, 401, path)
+      assert.equal(problemCode(res), 'antiforgery_failed')
+      assert.deepEqual(grantsCors(res.headers), [], path)
+    }
+    assert.equal(upstream.received.length, before, 'no preflight reached the upstream')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'the session is untouched')
+  })
+
+  test('no gatehouse answer carries Access-Control-Allow-*, even to a request with an Origin, nor relays an upstream\'s grant', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const origin = { origin: 'https://evil.example' }
+    const answers = [
+      await browser.get(`${flow.origin}/bff/user`, { ...CSRF, ...origin }),
+      await browser.request('OPTIONS', `${flow.origin}/bff/user`, undefined, PREFLIGHT),
+      await browser.get(`${flow.origin}/api/cors`, { ...CSRF, ...origin }),
+      await browser.get(`${flow.origin}/api/echo`, origin),
+      // An API without the anti-forgery check forwards the preflight; the upstream grants it, gatehouse does not pass that on.
+      await browser.request('OPTIONS', `${flow.origin}/open/cors`, undefined, PREFLIGHT),
+      await browser.get(`${flow.origin}/open/cors`, origin),
+    ]
+    assert.equal(upstream.received.filter((r) => r.url === '/cors').length >= 3, true, 'the upstream did answer with its grants')
+    for (const res of answers) assert.deepEqual(grantsCors(res.headers), [], `${res.status} ${res.url}`)
+  })
+
+  for (const status of [301, 302, 303, 307, 308]) {
+    test(`an upstream ${status} is passed to the browser unchanged and not followed by gatehouse`, async () => {
+      const browser = flow.browser()
+      await flow.login(browser)
+      for (const to of ['/echo/after-redirect', `${upstream.url}/echo/absolute`, 'https://evil.example/steal?x=1']) {
+        const before = upstream.received.length
+        const res = await browser.get(`${flow.origin}/api/redirect?status=${status}&to=${encodeURIComponent(to)}`, CSRF)
+        assert.equal(res.status, status)
+        assert.equal(res.headers.get('location'), to, 'Location is not rewritten')
+        assert.equal(res.text, 'redirect')
+        assert.deepEqual(upstream.received.slice(before).map((r) => r.url), [`/redirect?status=${status}&to=${encodeURIComponent(to)}`], 'only the one request: nothing followed')
+      }
+    })
+  }
+})

@@ -183,6 +183,12 @@ describe('validateConfig', () => {
     assert.equal(validateConfig(withSession({ cookieName: '__Host-app' })).config?.session.cookieName, '__Host-app')
   })
 
+  test('the __Host-Http- prefix of the July 2026 editor\'s copy (RFC 10017 §6.1.3.2) is accepted as the cookie name', () => {
+    assert.deepEqual(validateConfig(withSession({ cookieName: '__Host-Http-gatehouse' })).issues, [])
+    assert.equal(validateConfig(withSession({ cookieName: '__Host-Http-gatehouse' })).config?.session.cookieName, '__Host-Http-gatehouse')
+    assert.deepEqual(pathsOf(withSession({ cookieName: '__Http-gatehouse' })), ['session.cookieName'])
+  })
+
   test('durations that are not a number with a unit, or not positive, are refused', () => {
     for (const lifetime of ['8', '8 hours', '1.5h', '-1h', '0s', '0ms', 'h', '', '8H', '1w', 3600]) {
       const issues = issuesOf(withSession({ lifetime }))
