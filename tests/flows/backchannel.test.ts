@@ -2,7 +2,8 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { CompactEncrypt, EncryptJWT, exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
-import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, type Flow } from '../helpers/flow.ts'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, storedTokens, type Flow } from '../helpers/flow.ts'
+import { introspect } from '../helpers/upstream.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 
@@ -233,5 +234,118 @@ describe('back-channel logout while the IdP\'s JWKS cannot be fetched', () => {
     assert.equal(retry.status, 200, 'the retry is not refused as a replay')
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
     assert.equal((await post()).status, 400, 'a third post is a replay')
+  })
+})
+
+describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
+  const stores = { bound: new MemoryStore(), offline: new MemoryStore() }
+  let bound: Flow
+  let offline: Flow
+  before(async () => {
+    // Without offline_access the refresh token belongs to the IdP session and is revoked with it.
+    bound = await startFlow({ runtime: { store: stores.bound }, oidc: { scopes: ['openid', 'profile', 'email'] } })
+    offline = await startFlow({ runtime: { store: stores.offline }, oidc: { scopes: ['openid', 'profile', 'email', 'offline_access'] } })
+  })
+  after(async () => {
+    await bound.close()
+    await offline.close()
+  })
+
+  /**
+   * A login whose refresh token is session-bound (`bound`) or offline. oidc-provider grants
+   * offline_access only with prompt=consent (OIDC Core §11), so the offline flow asks for it.
+   */
+  async function loggedIn(flow: Flow, store: MemoryStore, username = 'alice', consent = flow === offline): Promise<{ browser: BrowserJar; sid: string; sub: string; refreshToken: string }> {
+    const browser = flow.browser()
+    await flow.login(browser, { username, ...(consent ? { prompt: 'consent' } : {}) })
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
+    const tokens = (await storedTokens(store, flow.keys, browser.cookies.get('__Host-gatehouse')!))!
+    assert.ok(tokens.refreshToken, 'the IdP issued a refresh token')
+    assert.equal(tokens.scope?.split(' ').includes('offline_access'), consent, `granted scope ${tokens.scope}`)
+    return { browser, sid: claims.find((c) => c.type === 'sid')!.value as string, sub: claims.find((c) => c.type === 'sub')!.value as string, refreshToken: tokens.refreshToken }
+  }
+
+  async function logoutToken(flow: Flow, claims: JWTPayload): Promise<Response> {
+    const jwk = flow.idp.signingKey as { kid: string }
+    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
+      .sign(await importJWK(flow.idp.signingKey, 'RS256'))
+    return fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() })
+  }
+
+  /** Whether the IdP still honours the refresh token: a real refresh grant as the client. */
+  async function refreshWorks(flow: Flow, refreshToken: string): Promise<boolean> {
+    const res = await fetch(`${flow.idp.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
+    })
+    await res.body?.cancel()
+    return res.status === 200
+  }
+
+  const revocations = (flow: Flow) => flow.idp.requests.filter((r) => r.path === '/token/revocation').length
+
+  test('without offline_access, a logout token with only a sid ends the session and revokes its refresh token at the IdP', async () => {
+    const { browser, sid, refreshToken } = await loggedIn(bound, stores.bound)
+    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true)
+    const other = await loggedIn(bound, stores.bound, 'bob')
+    const res = await logoutToken(bound, { sid })
+    assert.equal(res.status, 200)
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, false, 'the refresh token is revoked')
+    assert.equal(await refreshWorks(bound, refreshToken), false, 'it no longer refreshes')
+    assert.equal((await introspect(bound.idp.issuer, other.refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true, 'another user\'s refresh token is untouched')
+  })
+
+  test('without offline_access, a logout token with only sub revokes the refresh tokens of every session it ends', async () => {
+    const first = await loggedIn(bound, stores.bound)
+    const second = await loggedIn(bound, stores.bound)
+    const res = await logoutToken(bound, { sub: first.sub })
+    assert.equal(res.status, 200)
+    assert.ok(((await res.json()) as { sessionsEnded: number }).sessionsEnded >= 2)
+    for (const { refreshToken } of [first, second]) assert.equal(await refreshWorks(bound, refreshToken), false)
+  })
+
+  test('a revocation that fails (IdP down) does not fail the back-channel answer: 200, the session ended, in bounded time', async () => {
+    const { browser, sid } = await loggedIn(bound, stores.bound)
+    // The JWKS is cached from the tests above, so only the revocation needs the IdP.
+    const restart = await stopIdp(bound)
+    let res: Response
+    const started = performance.now()
+    try {
+      res = await logoutToken(bound, { sid })
+    } finally {
+      await restart()
+    }
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.ok(performance.now() - started < 5_000, 'answered without waiting on the IdP for long')
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+  })
+
+  test('with offline_access the refresh token is not revoked (§2.7: offline tokens normally outlive the IdP session)', async () => {
+    const { browser, sid, refreshToken } = await loggedIn(offline, stores.offline)
+    const before = revocations(offline)
+    const res = await logoutToken(offline, { sid })
+    assert.equal(res.status, 200)
+    assert.equal((await browser.get(`${offline.origin}/bff/user`, CSRF)).status, 401, 'the session still ends')
+    assert.equal(revocations(offline), before, 'no revocation request')
+    assert.equal((await introspect(offline.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true)
+    assert.equal(await refreshWorks(offline, refreshToken), true)
+  })
+
+  test('offline_access asked for but not granted (no consent at the IdP): the granted scope decides, and the refresh token is revoked', async () => {
+    const { sid, refreshToken } = await loggedIn(offline, stores.offline, 'alice', false)
+    assert.equal((await logoutToken(offline, { sid })).status, 200)
+    assert.equal(await refreshWorks(offline, refreshToken), false)
+  })
+
+  test('with revokeRefreshTokenOnLogout false nothing is revoked, offline_access or not', async () => {
+    await bound.restart({ revokeRefreshTokenOnLogout: false })
+    const { sid, refreshToken } = await loggedIn(bound, stores.bound)
+    const before = revocations(bound)
+    assert.equal((await logoutToken(bound, { sid })).status, 200)
+    assert.equal(revocations(bound), before)
+    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true)
   })
 })

@@ -124,7 +124,14 @@ export class PostgresStore implements SessionStore {
     return (await this.#pool.query(`DELETE FROM ${this.#sessions} WHERE ${where.join(' AND ')}`, values)).rowCount ?? 0
   }
 
-  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+  async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    if (filter.sid !== undefined) {
+      const values: Array<string | number> = [filter.sid, now, filter.limit]
+      if (filter.sub !== undefined) values.push(filter.sub)
+      const bySub = filter.sub === undefined ? '' : ' AND sub = $4'
+      const { rows } = await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sid = $1${bySub} AND expires_at > $2 ORDER BY created_at LIMIT $3`, values)
+      return rows.map(rowToRecord)
+    }
     const { rows } =
       filter.sub === undefined
         ? await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`, [now, filter.limit])
