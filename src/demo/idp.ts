@@ -76,6 +76,8 @@ export interface RunningIdp {
   signingKey: Record<string, unknown>
   /** Delay before the token endpoint answers (tests use it to keep a refresh in flight). */
   tokenDelayMs: number
+  /** Delay before the revocation endpoint answers (tests use it for an IdP that is slow to revoke). */
+  revocationDelayMs: number
   close(): Promise<void>
 }
 
@@ -88,7 +90,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   const requests: RunningIdp['requests'] = []
   const grants: string[] = []
   let provider: InstanceType<typeof Provider> | undefined
-  const running = { tokenDelayMs: 0 }
+  const running = { tokenDelayMs: 0, revocationDelayMs: 0 }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!
     requests.push({ method: req.method ?? 'GET', path })
@@ -98,6 +100,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     }
     const p = provider
     if (path === '/token' && running.tokenDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.tokenDelayMs)
+    if (path === '/token/revocation' && running.revocationDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.revocationDelayMs)
     void route(p, req, res)
   })
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve))
@@ -178,6 +181,12 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     },
     set tokenDelayMs(ms: number) {
       running.tokenDelayMs = ms
+    },
+    get revocationDelayMs() {
+      return running.revocationDelayMs
+    },
+    set revocationDelayMs(ms: number) {
+      running.revocationDelayMs = ms
     },
     close: () =>
       new Promise<void>((resolve) => {

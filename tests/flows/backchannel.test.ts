@@ -273,7 +273,7 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
     return fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() })
   }
 
-  /** Whether the IdP still honours the refresh token: a real refresh grant as the client. */
+  /** Whether the IdP still honours the refresh token: a real refresh grant as the client (it rotates the token: call it last). */
   async function refreshWorks(flow: Flow, refreshToken: string): Promise<boolean> {
     const res = await fetch(`${flow.idp.issuer}/token`, {
       method: 'POST',
@@ -321,6 +321,27 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
     assert.equal(res.status, 200, await res.clone().text())
     assert.ok(performance.now() - started < 5_000, 'answered without waiting on the IdP for long')
     assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+  })
+
+  test('an IdP slow to revoke holds the back-channel answer 3 s at most: 200 and the session ended meanwhile', async () => {
+    const { browser, sid, refreshToken } = await loggedIn(bound, stores.bound)
+    bound.idp.revocationDelayMs = 6_000
+    const started = performance.now()
+    let res: Response
+    try {
+      res = await logoutToken(bound, { sid })
+    } finally {
+      bound.idp.revocationDelayMs = 0
+    }
+    const took = performance.now() - started
+    assert.equal(res.status, 200)
+    assert.ok(took >= 2_900 && took < 5_500, `answered after ${Math.round(took)} ms, before the revocation`)
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+    // The revocation carries on after the answer and lands (introspection does not spend the token, a refresh would rotate it).
+    const active = async () => (await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active
+    assert.equal(await active(), true, 'not revoked yet when the answer came')
+    for (let i = 0; i < 80 && (await active()); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(await active(), false)
   })
 
   test('with offline_access the refresh token is not revoked (§2.7: offline tokens normally outlive the IdP session)', async () => {

@@ -399,6 +399,7 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
           { path: '/preflight', target: upstream.url, token: 'none', antiForgery: false, methods: ['POST', 'OPTIONS'] },
           { path: '/all', target: upstream.url, token: 'none' },
           { path: '/live', target: upstream.url, token: 'none', websockets: true, methods: ['GET'] },
+          { path: '/guarded', target: upstream.url, token: 'none', methods: ['GET', 'OPTIONS'] },
         ],
       },
     })
@@ -459,6 +460,14 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
     assert.equal(res.status, 204)
     assert.equal(upstream.received.at(-1)?.method, 'OPTIONS')
     assert.equal(res.headers.get('access-control-allow-origin'), null)
+  })
+
+  test('OPTIONS listed on an anti-forgery API: a preflight (no X-CSRF) still gets 401 and never reaches the upstream', async () => {
+    const before = upstream.received.length
+    const res = await flow.browser().request('OPTIONS', `${flow.origin}/guarded/cors`, undefined, { origin: 'https://evil.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf' })
+    assert.equal(res.status, 401)
+    assert.equal(problemCode(res), 'antiforgery_failed')
+    assert.equal(upstream.received.length, before)
   })
 
   test('without methods every method is forwarded (the default), also a WebDAV one', async () => {
