@@ -57,6 +57,8 @@ export interface RemoteApiConfig {
   antiForgery: boolean
   timeoutMs: number
   websockets: boolean
+  /** The request methods forwarded (RFC 10017 §6.1.3.6); undefined: every method. HEAD goes with GET. */
+  methods: string[] | undefined
   /** Largest request body forwarded (bytes); undefined: no limit. */
   maxBodyBytes: number | undefined
 }

@@ -1,4 +1,5 @@
 import { statSync } from 'node:fs'
+import { METHODS } from 'node:http'
 import { z } from 'zod'
 import { parseDuration, parseSize } from './duration.ts'
 import type { Config, ConfigIssue, DpopSigningAlg } from './types.ts'
@@ -44,6 +45,25 @@ const listen = (port: number) =>
 const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'ES512'] as const satisfies readonly DpopSigningAlg[]
 
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+/**
+ * The request methods Node's HTTP parser lets through to gatehouse (case-sensitive, RFC 9110 §9.1);
+ * CONNECT never reaches a request handler. Any other name in `remoteApis[].methods` could never match.
+ */
+const PROXY_METHODS: ReadonlySet<string> = new Set(METHODS.filter((m) => m !== 'CONNECT'))
+
+const methodList = z
+  .array(
+    z.string().refine((m) => PROXY_METHODS.has(m), {
+      error: (issue) => {
+        const given = String(issue.input)
+        const upper = given.toUpperCase()
+        return PROXY_METHODS.has(upper) ? `methods are case-sensitive: write "${upper}", not "${given}"` : `must be an HTTP method such as "GET", "POST" or "DELETE" (got "${given}")`
+      },
+    }),
+  )
+  .min(1, 'must list at least one method (leave methods out to allow every method)')
+  .refine((list) => new Set(list).size === list.length, 'lists a method more than once')
 
 const schema = z.strictObject({
   listen: listen(8080).default({ host: '127.0.0.1', port: 8080 }),
@@ -109,6 +129,8 @@ const schema = z.strictObject({
         antiForgery: z.boolean().default(true),
         timeout: duration('30s'),
         websockets: z.boolean().default(false),
+        // RFC 10017 §6.1.3.6: the methods this API accepts; unset: every method. HEAD goes with GET.
+        methods: methodList.optional(),
         maxBodySize: z
           .string()
           .optional()
@@ -201,7 +223,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     anonymousSessionResponse: value.anonymousSessionResponse,
     revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
     backchannelLogout: value.backchannelLogout,
-    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, ...api }) => ({ ...api, timeoutMs: t, maxBodyBytes: maxBodySize })),
+    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, methods, ...api }) => ({ ...api, methods, timeoutMs: t, maxBodyBytes: maxBodySize })),
     frontends: value.frontends.map(({ indexHtmlCacheTtl, oidc: frontendOidc, ...f }) => ({
       ...f,
       host: f.host?.toLowerCase(),
@@ -290,6 +312,13 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     const before = seen.get(path)
     if (before !== undefined) issues.push({ path: `remoteApis[${i}].path`, message: `duplicates remoteApis[${before}].path` })
     seen.set(path, i)
+  })
+  // A WebSocket handshake is a GET: an API that refuses GET can never upgrade.
+  apis.forEach((api, i) => {
+    const { methods, websockets } = record(api)
+    if (websockets === true && Array.isArray(methods) && !methods.includes('GET')) {
+      issues.push({ path: `remoteApis[${i}].methods`, message: 'must include "GET" when websockets is true (the WebSocket handshake is a GET)' })
+    }
   })
   // A remote API must not swallow gatehouse's own endpoints.
   const ownPaths = [base, text(oidc.redirectPath) ?? '/signin-oidc', text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc', '/healthz', '/readyz']

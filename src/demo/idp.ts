@@ -64,6 +64,11 @@ export interface IdpOptions {
    * discovery); `requireNonce` makes every DPoP request first get a `use_dpop_nonce` challenge.
    */
   dpop?: boolean | { requireNonce: boolean }
+  /**
+   * The `sub` the UserInfo endpoint answers with for an account (default: the account's own). For
+   * tests of a misbehaving IdP only: oidc-provider always answers with the account id it loads.
+   */
+  userInfoSubject?: (sub: string) => string
 }
 
 export interface RunningIdp {
@@ -77,6 +82,8 @@ export interface RunningIdp {
   signingKey: Record<string, unknown>
   /** Delay before the token endpoint answers (tests use it to keep a refresh in flight). */
   tokenDelayMs: number
+  /** Delay before the revocation endpoint answers (tests use it for an IdP that is slow to revoke). */
+  revocationDelayMs: number
   close(): Promise<void>
 }
 
@@ -89,7 +96,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   const requests: RunningIdp['requests'] = []
   const grants: string[] = []
   let provider: InstanceType<typeof Provider> | undefined
-  const running = { tokenDelayMs: 0 }
+  const running = { tokenDelayMs: 0, revocationDelayMs: 0 }
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0]!
     requests.push({ method: req.method ?? 'GET', path })
@@ -99,6 +106,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     }
     const p = provider
     if (path === '/token' && running.tokenDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.tokenDelayMs)
+    if (path === '/token/revocation' && running.revocationDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.revocationDelayMs)
     void route(p, req, res)
   })
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve))
@@ -153,9 +161,10 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     rotateRefreshToken: options.rotateRefreshTokens ?? true,
     issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
-    findAccount: async (_ctx: unknown, id: string) => {
+    findAccount: async (ctx: { oidc?: { route?: string } }, id: string) => {
       const user = DEMO_USERS.find((u) => u.sub === id)
-      return user && { accountId: user.sub, claims: async () => ({ sub: user.sub, ...user.claims }) }
+      const accountId = user && ctx.oidc?.route === 'userinfo' && options.userInfoSubject ? options.userInfoSubject(user.sub) : user?.sub
+      return user && { accountId, claims: async () => ({ sub: accountId, ...user.claims }) }
     },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, string>) => {
       ctx.type = 'html'
@@ -179,6 +188,12 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     },
     set tokenDelayMs(ms: number) {
       running.tokenDelayMs = ms
+    },
+    get revocationDelayMs() {
+      return running.revocationDelayMs
+    },
+    set revocationDelayMs(ms: number) {
+      running.revocationDelayMs = ms
     },
     close: () =>
       new Promise<void>((resolve) => {

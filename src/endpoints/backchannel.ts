@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
 import { readForm } from '../http/body.ts'
 import type { Frontend } from '../frontends/frontends.ts'
-import type { Handler } from '../http/context.ts'
+import type { Handler, RequestContext } from '../http/context.ts'
+import type { SessionFilter } from '../session/store.ts'
 import { json } from '../http/reply.ts'
 import { CLOCK_TOLERANCE_SEC, createLogoutTokenVerifier, LOGOUT_TOKEN_MAX_AGE_SEC, LogoutTokenError, type LogoutClaims } from '../oidc/logout-token.ts'
 
@@ -38,10 +39,12 @@ export const backchannel: Handler = async (ctx) => {
   const { sub, sid } = claims
   const bySub = sub !== undefined && (sid === undefined || config.backchannelLogout.allUserSessions)
   let ended: number
+  let toRevoke: { tokens: string[]; checked: number } = { tokens: [], checked: 0 }
   try {
     // Only this frontend's sessions: its client is the logout token's audience.
     const partition = ctx.partition
     const filter = bySub ? { sub: sub!, partition } : { sid: sid!, sub, partition }
+    toRevoke = await sessionBoundRefreshTokens(ctx, filter)
     ended = await call(() => store.deleteWhere(filter))
     await ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
   } catch (err) {
@@ -51,7 +54,70 @@ export const backchannel: Handler = async (ctx) => {
   }
   log.info({ event: 'backchannel_logout', requestId: ctx.requestId, sessions: ended, by: bySub ? 'sub' : 'sid' }, 'back-channel logout')
   ctx.services.telemetry.backchannelLogout('ok')
+  if (toRevoke.tokens.length) await revokeAll(ctx, toRevoke.tokens)
+  if (ended > toRevoke.checked && toRevoke.checked === REVOKE_MAX_SESSIONS) log.warn({ event: 'backchannel_revocation_capped', requestId: ctx.requestId, unchecked: ended - toRevoke.checked }, `refresh tokens of at most ${REVOKE_MAX_SESSIONS} sessions are revoked per logout token`)
   return json(200, { sessionsEnded: ended })
+}
+
+/** At most this many sessions' refresh tokens are revoked per logout token; the rest only end. */
+const REVOKE_MAX_SESSIONS = 100
+const REVOKE_CONCURRENCY = 4
+/** The back-channel answer waits at most this long for revocations; later ones finish (or time out) unobserved. */
+const REVOKE_DEADLINE_MS = 3_000
+
+/**
+ * Back-Channel Logout §2.7: refresh tokens issued without `offline_access` are bound to the IdP
+ * session that just ended and SHOULD be revoked; offline ones SHOULD NOT be. Which it is comes from
+ * the scope the IdP granted (stored with the tokens), or the configured scopes when it sent none.
+ * Off with `revokeRefreshTokenOnLogout: false`, like the revocation at /bff/logout.
+ */
+async function sessionBoundRefreshTokens(ctx: RequestContext, filter: SessionFilter): Promise<{ tokens: string[]; checked: number }> {
+  const { config, sessions } = ctx.services
+  if (!config.revokeRefreshTokenOnLogout || !sessions.findWhere) return { tokens: [], checked: 0 }
+  const configured = ctx.frontend.oidcConfig.scopes
+  const found = await sessions.findWhere(filter, REVOKE_MAX_SESSIONS)
+  const tokens = found.flatMap(({ data: { tokens } }) => {
+    const scopes = typeof tokens.scope === 'string' ? tokens.scope.split(' ') : configured
+    return tokens.refreshToken && !scopes.includes('offline_access') ? [tokens.refreshToken] : []
+  })
+  return { tokens, checked: found.length }
+}
+
+/**
+ * Revokes (RFC 7009) best effort: the sessions are gone already, so a failure is logged (never the
+ * token) and the IdP still gets its 200. Bounded: a few calls at a time, and the answer waits at
+ * most REVOKE_DEADLINE_MS, each call being bounded by `oidc.timeout` as well.
+ */
+async function revokeAll(ctx: RequestContext, tokens: string[]): Promise<void> {
+  const { log } = ctx.services
+  const outcome = { revoked: 0, failed: 0, unsupported: false, late: false }
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < tokens.length && !outcome.late && !outcome.unsupported) {
+      const token = tokens[next++]!
+      try {
+        if (await ctx.frontend.oidc.revoke(token, 'refresh_token')) outcome.revoked++
+        else outcome.unsupported = true
+      } catch (err) {
+        outcome.failed++
+        if (outcome.failed === 1) log.warn({ event: 'revocation_failed', requestId: ctx.requestId, err: errorName(err) }, 'refresh token revocation after back-channel logout failed')
+      }
+    }
+  }
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(() => {
+      outcome.late = true
+      resolve()
+    }, REVOKE_DEADLINE_MS)
+  })
+  await Promise.race([Promise.all(Array.from({ length: Math.min(REVOKE_CONCURRENCY, tokens.length) }, worker)), deadline])
+  clearTimeout(timer)
+  log.info({ event: 'backchannel_revocation', requestId: ctx.requestId, tokens: tokens.length, revoked: outcome.revoked, failed: outcome.failed, unsupported: outcome.unsupported, late: outcome.late }, 'session-bound refresh tokens revoked after back-channel logout')
+}
+
+function errorName(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : 'unknown'
 }
 
 const verifiers = new WeakMap<Frontend, Promise<(token: string) => Promise<LogoutClaims>>>()

@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type RequestContext } from '../http/context.ts'
+import { BASE_HEADERS } from '../http/reply.ts'
 import type { EndReason } from '../session/session-events.ts'
 
 /** How often an open stream re-reads its session in the store (endings on other instances, CLI revokes). */
@@ -21,9 +22,9 @@ export async function sessionEvents(ctx: RequestContext, res: ServerResponse): P
   const { sessionEvents: events, sessions, now, log } = ctx.services
 
   res.writeHead(200, {
+    ...BASE_HEADERS,
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-store',
-    'x-content-type-options': 'nosniff',
     // Proxies such as nginx must pass events through at once.
     'x-accel-buffering': 'no',
     ...(ctx.setCookies.length ? { 'set-cookie': ctx.setCookies } : {}),

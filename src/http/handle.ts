@@ -20,7 +20,7 @@ import type { ApiMatch } from '../proxy/routes.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
 import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
-import { problemJson, problemPage, type Reply } from './reply.ts'
+import { BASE_HEADERS, problemJson, problemPage, type Reply } from './reply.ts'
 import { hasUsableHostHeader, requestHost, requestOrigin } from './origin.ts'
 
 /** API routes answer problem+json; page routes (a browser navigates there) answer a small HTML page. */
@@ -70,13 +70,6 @@ export function buildRoutes(config: Config, frontend: Frontend): Map<string, Rou
 
 const notAReply: Handler = async () => {
   throw new GatehouseError('internal', 'a streaming route has no reply')
-}
-
-/** Every response gatehouse writes itself carries these. */
-const BASE_HEADERS: Record<string, string> = {
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
 }
 
 /** Per-request context, built once and shared by handle(), protect() and getSession(). */
@@ -229,6 +222,8 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     if (ctx.invalid) throw ctx.invalid
     if (match === 'escape') throw new GatehouseError('path_escape')
     const { api } = match
+    // The method first (RFC 10017 §6.1.3.6): a refused one costs no session read, no token and no upstream call.
+    if (api.allowed && !api.allowed.has(req.method ?? '')) throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
     if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
     const token = await services.tokens.tokenFor(session, api.token, ctx.partition)
@@ -236,7 +231,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     await forward(ctx, res, match, token, services.upstreams, session)
     status = res.statusCode
   } catch (err) {
-    status = abort(res, ctx, err)
+    status = abort(res, ctx, err, match === 'escape' ? undefined : match.api.allowHeader)
   }
   // The raw path, as received: a refused escape must show up in the log as what it was.
   access.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
@@ -270,7 +265,7 @@ export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContex
  * threw): a GatehouseError keeps its status (e.g. session_ended from getAccessToken → 401), anything
  * else is a 500 without internals. After the answer started, the connection is all that can be closed.
  */
-export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): number {
+export function abort(res: ServerResponse, ctx: RequestContext, err: unknown, allow?: string): number {
   if (res.headersSent) {
     ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'response failed after it started')
     res.destroy()
@@ -279,6 +274,7 @@ export function abort(res: ServerResponse, ctx: RequestContext, err: unknown): n
   // The session is gone: so is its cookie.
   if (err instanceof GatehouseError && err.code === 'session_ended') ctx.services.sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const reply = failureReply(err, ctx, 'api')
+  if (reply.status === 405 && allow !== undefined) reply.headers.allow = allow
   try {
     writeReply(res, reply, ctx)
   } catch {

@@ -10,6 +10,13 @@ export interface Reply {
 
 export const NO_STORE = { 'cache-control': 'no-store' } as const
 
+/** Every response gatehouse writes itself carries these (a page may relax framing for itself). */
+export const BASE_HEADERS: Readonly<Record<string, string>> = {
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+}
+
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
   return { status, headers: { 'content-type': 'application/json; charset=utf-8', ...NO_STORE, ...headers }, body: JSON.stringify(value) }
 }

@@ -21,6 +21,8 @@ const COUNT_TIMEOUT_MS = 2_000
 /** A count this slow is reused: node:sqlite counts synchronously, holding every request meanwhile (31 ms at 1M sessions). */
 const SLOW_COUNT_MS = 10
 const SLOW_COUNT_REUSE_MS = 30_000
+/** Below this many sessions a slow count was a busy moment (GC, a loaded machine), not the store's size: never reused. */
+const LARGE_STORE = 10_000
 
 export interface TelemetryOptions {
   /** Live sessions now (SessionStore.count); without it `gatehouse_active_sessions` is not exported. */
@@ -77,7 +79,7 @@ export class Telemetry {
         registers,
         async collect() {
           const started = Date.now()
-          if (last && last.tookMs > SLOW_COUNT_MS && started - last.at < SLOW_COUNT_REUSE_MS) return this.set(last.value)
+          if (last && last.tookMs > SLOW_COUNT_MS && last.value >= LARGE_STORE && started - last.at < SLOW_COUNT_REUSE_MS) return this.set(last.value)
           const value = await withTimeout(count(), COUNT_TIMEOUT_MS).catch(() => Number.NaN)
           last = { value, at: started, tookMs: Date.now() - started }
           this.set(value)

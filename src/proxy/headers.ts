@@ -64,14 +64,17 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
 }
 
 /**
- * What the browser receives from the upstream: hop-by-hop fields dropped, and no Set-Cookie that
- * could overwrite gatehouse's own cookies (an upstream must not be able to plant a session).
+ * What the browser receives from the upstream: hop-by-hop fields dropped, no Set-Cookie that could
+ * overwrite gatehouse's own cookies (an upstream must not be able to plant a session), and no CORS
+ * grant (`Access-Control-*`): the upstream's answer goes out under gatehouse's origin, and gatehouse
+ * never lets another origin read it or pass a preflight there (RFC 10017 §6.1.3.3.2).
  */
 export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string): Record<string, string | string[]> {
   const listed = connectionListed(upstream)
   const out: Record<string, string | string[]> = {}
   for (const [name, value] of Object.entries(upstream)) {
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
+    if (name.startsWith('access-control-')) continue
     if (name === 'set-cookie') {
       const kept = (Array.isArray(value) ? value : [value]).filter((line) => !line.trimStart().startsWith(gatehouseCookiePrefix))
       if (kept.length) out[name] = kept

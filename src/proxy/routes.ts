@@ -5,6 +5,10 @@ export interface RemoteApi extends RemoteApiConfig {
   origin: string
   /** The target's base path without a trailing slash (`/v2`, or '' for the root). */
   basePath: string
+  /** The methods forwarded, HEAD added when GET is there; undefined: every method. */
+  allowed: ReadonlySet<string> | undefined
+  /** The same as an `Allow` header value (RFC 9110 §10.2.1), for 405 answers. */
+  allowHeader: string | undefined
 }
 
 export interface ApiMatch {
@@ -26,7 +30,9 @@ export class RemoteApiRoutes {
     this.#apis = apis
       .map((api) => {
         const target = new URL(api.target)
-        return { ...api, origin: target.origin, basePath: target.pathname.replace(/\/+$/, '') }
+        // RFC 9110 §9.3.2: HEAD is GET without the body, so a resource that answers GET answers HEAD.
+        const allowed = api.methods && new Set(api.methods.includes('GET') ? [...api.methods, 'HEAD'] : api.methods)
+        return { ...api, origin: target.origin, basePath: target.pathname.replace(/\/+$/, ''), allowed, allowHeader: allowed && [...allowed].join(', ') }
       })
       .sort((a, b) => b.path.length - a.path.length)
   }

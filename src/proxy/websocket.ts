@@ -27,6 +27,9 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   if (match === undefined) throw new GatehouseError('not_found')
   if (match === 'escape') throw new GatehouseError('path_escape')
   if (!match.api.websockets || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') throw new GatehouseError('not_found')
+  // RFC 6455 §4.1: the handshake is a GET. Any other method would otherwise be upgraded as a GET
+  // upstream, past a `methods` list that refuses it (validation makes GET a must with websockets).
+  if (req.method !== 'GET') throw new GatehouseError('method_not_allowed')
   const ctx = contextFor(req, services)
   if (ctx.invalid) throw ctx.invalid
   if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
@@ -62,7 +65,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   socket.pipe(upstream.socket).pipe(socket)
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }
 
 function refuse(socket: Duplex, status: number): void {
   if (!socket.writable) return void socket.destroy()

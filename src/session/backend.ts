@@ -1,4 +1,5 @@
 import type { Session, SessionData } from './session.ts'
+import type { SessionFilter } from './store.ts'
 
 export interface NewSession {
   sub: string
@@ -37,4 +38,9 @@ export interface SessionBackend {
   modify(session: Session, change: (data: SessionData) => SessionData | undefined): Promise<Session | undefined>
   /** Periodic cleanup; returns how many sessions were removed. */
   removeExpired(): Promise<number>
+  /**
+   * Server mode: up to `limit` live sessions a back-channel logout is about to end (their refresh
+   * tokens may need revoking, Back-Channel Logout §2.7). Cookie mode keeps none on the server.
+   */
+  findWhere?(filter: SessionFilter, limit: number): Promise<Session[]>
 }

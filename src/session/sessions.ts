@@ -4,7 +4,7 @@ import { deleteCookie, serializeCookie, type SameSite } from '../http/cookies.ts
 import type { NewSession, SessionBackend } from './backend.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
-import type { SessionRecord, SessionStore } from './store.ts'
+import type { SessionFilter, SessionRecord, SessionStore } from './store.ts'
 
 /** 256-bit ids, base64url: exactly 43 characters. Anything else in the cookie is not a session. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
@@ -189,6 +189,13 @@ export class Sessions implements SessionBackend {
 
   async end(session: Session): Promise<void> {
     await this.#call(() => this.#store.delete(session.idHash))
+  }
+
+  async findWhere(filter: SessionFilter, limit: number): Promise<Session[]> {
+    // The sid index is the narrower one (an IdP session spans a handful of records).
+    const query = filter.sid !== undefined ? { sid: filter.sid, ...(filter.sub !== undefined ? { sub: filter.sub } : {}), limit } : { sub: filter.sub!, limit }
+    const records = await this.#call(() => this.#store.list(query, this.#now()))
+    return records.filter((r) => filter.partition === undefined || r.partition === filter.partition).flatMap((r) => this.#open(r) ?? [])
   }
 
   /** Removes expired sessions in batches until none are left; returns how many. */

@@ -48,7 +48,8 @@ export interface SessionStore {
   delete(idHash: string): Promise<boolean>
   /** Deletes every session matching the filter (sub and/or sid, narrowed by partition); returns how many. Indexed. */
   deleteWhere(filter: SessionFilter): Promise<number>
-  list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]>
+  /** Live sessions, oldest first: all, a sub's, or an IdP session's (sid; with sub too, both must match). Indexed when sub or sid is given. */
+  list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]>
   /**
    * How many live (unexpired at `now`) sessions the store holds, for the `gatehouse_active_sessions`
    * gauge; called once per metrics scrape, so it must be cheap (an index count). Optional: without it

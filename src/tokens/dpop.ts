@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose'
+import type { CryptoKey, CryptoKeyPair } from 'openid-client'
 import type { DpopSigningAlg } from '../config/types.ts'
 
 /** A DPoP key (RFC 9449) ready to sign proofs: imported once, then reused. */

@@ -47,3 +47,82 @@ describe('authorization response checks (RFC 9207 iss, code, state)', () => {
     })
   }
 })
+
+describe('the ID token nonce (RFC 9700 §4.5.3.2)', () => {
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow()
+  })
+  after(() => flow.close())
+
+  /**
+   * Starts a login, lets `tamper` change the authorize URL the browser follows (what an attacker
+   * or a broken IdP could do to the nonce), and walks the real IdP up to gatehouse's callback.
+   */
+  async function callbackWith(browser: BrowserJar, tamper: (authorize: URL) => void): Promise<URL> {
+    const start = await browser.get(`${flow.origin}/bff/login`)
+    const authorize = new URL(start.headers.get('location')!)
+    tamper(authorize)
+    const form = await browser.follow(await browser.get(authorize.href))
+    let res: JarResponse = await browser.submitForm(form, { username: 'alice', password: 'alice-demo-password' })
+    for (;;) {
+      const next = new URL(res.headers.get('location')!, res.url)
+      if (next.pathname === '/signin-oidc') return next
+      res = await browser.get(next.href)
+    }
+  }
+
+  for (const [name, tamper] of [
+    ['the IdP issuing an ID token with another nonce', (u: URL) => u.searchParams.set('nonce', 'a-nonce-of-the-attacker')],
+    ['the IdP issuing an ID token without a nonce', (u: URL) => u.searchParams.delete('nonce')],
+  ] as const) {
+    test(`${name} is refused with 400, starts no session and uses no token`, async () => {
+      const browser = flow.browser()
+      const url = await callbackWith(browser, tamper)
+      const seen = flow.idp.requests.length
+      const res = await browser.get(url.href)
+      assert.equal(res.status, 400, res.text.slice(0, 200))
+      assert.match(res.headers.get('content-type')!, /^text\/html/)
+      assert.equal(browser.cookies.has('__Host-gatehouse'), false)
+      const after = flow.idp.requests.slice(seen).map((r) => r.path)
+      assert.ok(after.includes('/token'), 'the code was exchanged')
+      assert.equal(after.includes('/me'), false, 'the access token of that answer was never used (no UserInfo call)')
+      assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+    })
+  }
+})
+
+describe('UserInfo answers (OIDC Core §5.3.2: its sub must be the ID token\'s)', () => {
+  let flow: Flow
+  const mode = { userInfoSub: undefined as string | undefined }
+  before(async () => {
+    flow = await startFlow({
+      idp: { userInfoSubject: (sub) => mode.userInfoSub ?? sub },
+    })
+  })
+  after(() => flow.close())
+
+  test('a UserInfo answer naming another sub is refused with 400 and starts no session', async () => {
+    mode.userInfoSub = 'bob-0002'
+    try {
+      const browser = flow.browser()
+      const url = await callbackUrl(flow, browser)
+      const seen = flow.idp.requests.length
+      const res = await browser.get(url.href)
+      assert.equal(res.status, 400, res.text.slice(0, 200))
+      assert.ok(flow.idp.requests.slice(seen).some((r) => r.path === '/me'), 'UserInfo was asked')
+      assert.equal(browser.cookies.has('__Host-gatehouse'), false)
+      assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+    } finally {
+      mode.userInfoSub = undefined
+    }
+  })
+
+  test('the same IdP answering UserInfo with the right sub logs in (control)', async () => {
+    const browser = flow.browser()
+    const url = await callbackUrl(flow, browser)
+    assert.equal((await browser.get(url.href)).status, 302)
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+    assert.equal(claims.find((c) => c.type === 'sub')?.value, 'alice-0001')
+  })
+})

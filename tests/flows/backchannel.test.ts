@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
-import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
-import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { CompactEncrypt, EncryptJWT, exportJWK, generateKeyPair, importJWK, SignJWT, type JWTPayload } from 'jose'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, storedTokens, type Flow } from '../helpers/flow.ts'
+import { introspect } from '../helpers/upstream.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 
-const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
+const BCL = 'http://schemas.openid.net/event/backchannel-logout'
+const EVENT = { [BCL]: {} }
 type Claims = Array<{ type: string; value: unknown }>
 
 /** A store whose deleteWhere fails while `failing` is set, to stand in for a store blip mid-logout. */
@@ -127,9 +129,21 @@ describe('back-channel logout', () => {
     ['missing events', async (sid) => sign((({ events: _, ...rest }) => rest)(valid({ sid })))],
     ['events without the back-channel member', async (sid) => sign(valid({ sid, events: { 'http://schemas.openid.net/event/other': {} } }))],
     ['events as a string', async (sid) => sign(valid({ sid, events: 'http://schemas.openid.net/event/backchannel-logout' }))],
+    ['an events member whose value is a string', async (sid) => sign(valid({ sid, events: { [BCL]: 'logout' } }))],
+    ['an events member whose value is an array', async (sid) => sign(valid({ sid, events: { [BCL]: [] } }))],
+    ['an events member whose value is null', async (sid) => sign(valid({ sid, events: { [BCL]: null } }))],
+    ['an events member whose value is true', async (sid) => sign(valid({ sid, events: { [BCL]: true } }))],
     ['a nonce', async (sid) => sign(valid({ sid, nonce: 'n-0S6_WzA2Mj' }))],
     ['neither sub nor sid', async () => sign(valid())],
     ['an id_token typ', async (sid) => sign(valid({ sid }), { typ: 'at+jwt' })],
+    // Encrypted logout tokens are unsupported (no ID-token encryption is ever negotiated): a JWE is
+    // refused, also when it wraps a valid signed token, and whatever key it was encrypted to.
+    ['a JWE wrapping a valid signed token (nested JWT)', async (sid) =>
+      new CompactEncrypt(new TextEncoder().encode(await sign(valid({ sid })))).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'JWT' }).encrypt(randomBytes(32))],
+    ['a JWE of the claims, encrypted to a public key', async (sid) => {
+      const { publicKey } = await generateKeyPair('RSA-OAEP-256')
+      return new EncryptJWT(valid({ sid })).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM', typ: 'logout+jwt' }).encrypt(publicKey)
+    }],
     ['a malformed JWT', async () => 'not.a.jwt'],
     ['garbage', async () => '%%%'],
   ]
@@ -143,6 +157,25 @@ describe('back-channel logout', () => {
       assert.equal(await stillLoggedIn(browser), true)
     })
   }
+
+  test('a logout token with extra, unknown claims and header parameters is accepted: they are ignored (§2.4)', async () => {
+    const { browser, sid, sub } = await loggedIn()
+    const token = await sign(
+      valid({
+        sid,
+        sub,
+        exp: Math.floor(Date.now() / 1000) + 120,
+        txn: 'a-transaction-id',
+        acr: 'urn:example:loa:2',
+        'https://example.com/claims/tenant': { id: 42, tags: ['a', 'b'] },
+        events: { [BCL]: { reason: 'user-initiated' }, 'https://example.com/event/other': { reason: 'admin' } },
+      }),
+      { 'x-vendor-header': 'ignored' },
+    )
+    const res = await post(new URLSearchParams({ logout_token: token }).toString())
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.equal(await stillLoggedIn(browser), false)
+  })
 
   test('a replayed logout token (same jti) is refused with 400', async () => {
     const token = await sign(valid({ sid: 'some-idp-session-nobody-has' }))
@@ -163,5 +196,178 @@ describe('back-channel logout', () => {
     assert.equal((await fetch(`${flow.origin}/bff/backchannel?logout_token=${token}`)).status, 405)
     assert.equal((await post('x'.repeat(70_000))).status, 400)
     assert.equal(await stillLoggedIn(browser), true)
+  })
+})
+
+describe('back-channel logout while the IdP\'s JWKS cannot be fetched', () => {
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow()
+  })
+  after(() => flow.close())
+
+  test('the logout answers 502 (so the IdP retries), keeps the session and leaves no replay marker: the same token is accepted once the JWKS is back', async () => {
+    const browser = flow.browser()
+    await flow.login(browser) // discovery is cached from here on; the JWKS has not been fetched yet
+    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const jwk = flow.idp.signingKey as { kid: string }
+    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
+      .sign(await importJWK(flow.idp.signingKey, 'RS256'))
+    const body = new URLSearchParams({ logout_token: token }).toString()
+    const post = () => fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+
+    const restart = await stopIdp(flow)
+    let res: Response
+    try {
+      res = await post()
+    } finally {
+      await restart()
+    }
+    assert.equal(res.status, 502, await res.clone().text())
+    assert.match(res.headers.get('content-type')!, /^application\/problem\+json/)
+    assert.equal(res.headers.get('cache-control'), 'no-store')
+    assert.equal(((await res.json()) as { code: string }).code, 'idp_unavailable')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'the session is kept')
+
+    const retry = await post()
+    assert.equal(retry.status, 200, 'the retry is not refused as a replay')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+    assert.equal((await post()).status, 400, 'a third post is a replay')
+  })
+})
+
+describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
+  const stores = { bound: new MemoryStore(), offline: new MemoryStore() }
+  let bound: Flow
+  let offline: Flow
+  before(async () => {
+    // Without offline_access the refresh token belongs to the IdP session and is revoked with it.
+    bound = await startFlow({ runtime: { store: stores.bound }, oidc: { scopes: ['openid', 'profile', 'email'] } })
+    offline = await startFlow({ runtime: { store: stores.offline }, oidc: { scopes: ['openid', 'profile', 'email', 'offline_access'] } })
+  })
+  after(async () => {
+    await bound.close()
+    await offline.close()
+  })
+
+  /**
+   * A login whose refresh token is session-bound (`bound`) or offline. oidc-provider grants
+   * offline_access only with prompt=consent (OIDC Core §11), so the offline flow asks for it.
+   */
+  async function loggedIn(flow: Flow, store: MemoryStore, username = 'alice', consent = flow === offline): Promise<{ browser: BrowserJar; sid: string; sub: string; refreshToken: string }> {
+    const browser = flow.browser()
+    await flow.login(browser, { username, ...(consent ? { prompt: 'consent' } : {}) })
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
+    const tokens = (await storedTokens(store, flow.keys, browser.cookies.get('__Host-gatehouse')!))!
+    assert.ok(tokens.refreshToken, 'the IdP issued a refresh token')
+    assert.equal(tokens.scope?.split(' ').includes('offline_access'), consent, `granted scope ${tokens.scope}`)
+    return { browser, sid: claims.find((c) => c.type === 'sid')!.value as string, sub: claims.find((c) => c.type === 'sub')!.value as string, refreshToken: tokens.refreshToken }
+  }
+
+  async function logoutToken(flow: Flow, claims: JWTPayload): Promise<Response> {
+    const jwk = flow.idp.signingKey as { kid: string }
+    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
+      .sign(await importJWK(flow.idp.signingKey, 'RS256'))
+    return fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() })
+  }
+
+  /** Whether the IdP still honours the refresh token: a real refresh grant as the client (it rotates the token: call it last). */
+  async function refreshWorks(flow: Flow, refreshToken: string): Promise<boolean> {
+    const res = await fetch(`${flow.idp.issuer}/token`, {
+      method: 'POST',
+      headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
+    })
+    await res.body?.cancel()
+    return res.status === 200
+  }
+
+  const revocations = (flow: Flow) => flow.idp.requests.filter((r) => r.path === '/token/revocation').length
+
+  test('without offline_access, a logout token with only a sid ends the session and revokes its refresh token at the IdP', async () => {
+    const { browser, sid, refreshToken } = await loggedIn(bound, stores.bound)
+    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true)
+    const other = await loggedIn(bound, stores.bound, 'bob')
+    const res = await logoutToken(bound, { sid })
+    assert.equal(res.status, 200)
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, false, 'the refresh token is revoked')
+    assert.equal(await refreshWorks(bound, refreshToken), false, 'it no longer refreshes')
+    assert.equal((await introspect(bound.idp.issuer, other.refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true, 'another user\'s refresh token is untouched')
+  })
+
+  test('without offline_access, a logout token with only sub revokes the refresh tokens of every session it ends', async () => {
+    const first = await loggedIn(bound, stores.bound)
+    const second = await loggedIn(bound, stores.bound)
+    const res = await logoutToken(bound, { sub: first.sub })
+    assert.equal(res.status, 200)
+    assert.ok(((await res.json()) as { sessionsEnded: number }).sessionsEnded >= 2)
+    for (const { refreshToken } of [first, second]) assert.equal(await refreshWorks(bound, refreshToken), false)
+  })
+
+  test('a revocation that fails (IdP down) does not fail the back-channel answer: 200, the session ended, in bounded time', async () => {
+    const { browser, sid } = await loggedIn(bound, stores.bound)
+    // The JWKS is cached from the tests above, so only the revocation needs the IdP.
+    const restart = await stopIdp(bound)
+    let res: Response
+    const started = performance.now()
+    try {
+      res = await logoutToken(bound, { sid })
+    } finally {
+      await restart()
+    }
+    assert.equal(res.status, 200, await res.clone().text())
+    assert.ok(performance.now() - started < 5_000, 'answered without waiting on the IdP for long')
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+  })
+
+  test('an IdP slow to revoke holds the back-channel answer 3 s at most: 200 and the session ended meanwhile', async () => {
+    const { browser, sid, refreshToken } = await loggedIn(bound, stores.bound)
+    bound.idp.revocationDelayMs = 9_000
+    const started = performance.now()
+    let res: Response
+    try {
+      res = await logoutToken(bound, { sid })
+    } finally {
+      bound.idp.revocationDelayMs = 0
+    }
+    const took = performance.now() - started
+    assert.equal(res.status, 200)
+    // Not a timing measurement: the bound only tells "answered at the 3 s cap" from "waited for the 9 s revocation".
+    assert.ok(took < 8_000, `answered after ${Math.round(took)} ms, before the revocation`)
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
+    // The revocation carries on after the answer and lands (introspection does not spend the token, a refresh would rotate it).
+    const active = async () => (await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active
+    assert.equal(await active(), true, 'not revoked yet when the answer came')
+    for (let i = 0; i < 150 && (await active()); i++) await new Promise((resolve) => setTimeout(resolve, 100))
+    assert.equal(await active(), false)
+  })
+
+  test('with offline_access the refresh token is not revoked (§2.7: offline tokens normally outlive the IdP session)', async () => {
+    const { browser, sid, refreshToken } = await loggedIn(offline, stores.offline)
+    const before = revocations(offline)
+    const res = await logoutToken(offline, { sid })
+    assert.equal(res.status, 200)
+    assert.equal((await browser.get(`${offline.origin}/bff/user`, CSRF)).status, 401, 'the session still ends')
+    assert.equal(revocations(offline), before, 'no revocation request')
+    assert.equal((await introspect(offline.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true)
+    assert.equal(await refreshWorks(offline, refreshToken), true)
+  })
+
+  test('offline_access asked for but not granted (no consent at the IdP): the granted scope decides, and the refresh token is revoked', async () => {
+    const { sid, refreshToken } = await loggedIn(offline, stores.offline, 'alice', false)
+    assert.equal((await logoutToken(offline, { sid })).status, 200)
+    assert.equal(await refreshWorks(offline, refreshToken), false)
+  })
+
+  test('with revokeRefreshTokenOnLogout false nothing is revoked, offline_access or not', async () => {
+    await bound.restart({ revokeRefreshTokenOnLogout: false })
+    const { sid, refreshToken } = await loggedIn(bound, stores.bound)
+    const before = revocations(bound)
+    assert.equal((await logoutToken(bound, { sid })).status, 200)
+    assert.equal(revocations(bound), before)
+    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true)
   })
 })

@@ -10,7 +10,7 @@ import { DEMO_USERS } from '../../src/demo/idp.ts'
 import { generateKey } from '../../src/session/seal.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { BrowserJar, type JarResponse } from '../helpers/browser-jar.ts'
-import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, type Flow } from '../helpers/flow.ts'
 import { startSkewedIdp, type SkewedIdp } from '../helpers/skewed-idp.ts'
 
 // Fault injection (issue 8): the IdP down at login, at the callback and at logout; an IdP whose
@@ -42,14 +42,6 @@ function assertErrorPage(res: JarResponse, status: number, code: string): void {
   assert.match(res.text, new RegExp(`<code>${code}</code>`))
   assert.doesNotMatch(res.text, /\bat .+\.(ts|js):\d+|Error:|ECONNREFUSED|fetch failed/, 'no internals in the page')
   assert.equal(res.headers.get('cache-control'), 'no-store')
-}
-
-/** Stops the flow's IdP (connections refused on its port); returns a function that brings the same IdP back. */
-async function stopIdp(flow: Flow): Promise<() => Promise<void>> {
-  const { port } = flow.idp.server.address() as AddressInfo
-  flow.idp.server.closeAllConnections()
-  await new Promise<void>((resolve, reject) => flow.idp.server.close((err) => (err ? reject(err) : resolve())))
-  return () => new Promise<void>((resolve, reject) => flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()))
 }
 
 /** Runs a login up to the IdP's redirect back to gatehouse and returns that callback URL, unvisited. */

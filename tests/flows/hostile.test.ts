@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { loginCookieName, sealLoginState } from '../../src/oidc/login-state.ts'
+import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, type LoginState } from '../../src/oidc/login-state.ts'
 import { generateKey, KeyRing } from '../../src/session/seal.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { BrowserJar, type JarResponse } from '../helpers/browser-jar.ts'
@@ -156,6 +157,37 @@ describe('hostile input', () => {
       assert.ok(problem(res).errors?.prompt)
     })
 
+    test('the authorize redirect carries response_type=code, an S256 code_challenge of the sealed verifier, and fresh state and nonce', async () => {
+      const seen = new Set<string>()
+      for (let i = 0; i < 2; i++) {
+        const browser = flow.browser()
+        const res = await browser.get(`${flow.origin}/bff/login`)
+        assert.equal(res.status, 302)
+        const location = new URL(res.headers.get('location')!)
+        assert.equal(`${location.origin}${location.pathname}`, `${flow.idp.issuer}/auth`)
+        const params = location.searchParams
+        assert.equal(params.get('response_type'), 'code')
+        assert.equal(params.get('code_challenge_method'), 'S256')
+        assert.equal(params.getAll('code_challenge').length, 1)
+        assert.match(params.get('code_challenge')!, /^[A-Za-z0-9_-]{43}$/)
+        assert.equal(params.get('redirect_uri'), `${flow.origin}/signin-oidc`)
+        for (const name of ['state', 'nonce']) {
+          assert.equal(params.getAll(name).length, 1, name)
+          assert.ok(params.get(name)!.length >= 22, `${name} has at least 128 bits`)
+        }
+        // The challenge is S256 of the verifier kept in this browser's sealed pending-login cookie.
+        const state = params.get('state')!
+        const pending = JSON.parse(new KeyRing(flow.keys).unseal(browser.cookies.get(loginCookieName(COOKIE, state))!, 'login-state')!) as LoginState
+        assert.equal(params.get('code_challenge'), createHash('sha256').update(pending.codeVerifier).digest('base64url'))
+        assert.notEqual(pending.codeVerifier, params.get('code_challenge'))
+        assert.equal(pending.nonce, params.get('nonce'))
+        for (const value of [state, params.get('nonce')!, params.get('code_challenge')!]) {
+          assert.equal(seen.has(value), false, 'state, nonce and challenge are new for every login')
+          seen.add(value)
+        }
+      }
+    })
+
     test('a local returnUrl and a supported prompt still start the login (302 to the IdP)', async () => {
       const res = await flow.browser().get(`${flow.origin}/bff/login?returnUrl=${encodeURIComponent('/orders?x=1#y')}&prompt=login`)
       assert.equal(res.status, 302)
@@ -308,6 +340,30 @@ describe('hostile input', () => {
       assert.equal(setsSession(res), false)
     })
 
+    for (const [name, createdAt] of [
+      ['older than 10 minutes', () => Date.now() - LOGIN_STATE_MAX_AGE_MS - 1_000],
+      ['more than 60 s in the future', () => Date.now() + 61_000],
+      ['with no createdAt', () => undefined],
+    ] as const) {
+      test(`a pending-login cookie ${name} (sealed with the right key, right state) is refused with 400 and starts no session`, async () => {
+        const browser = flow.browser()
+        const { callbackUrl, loginCookie } = await reachCallback(browser)
+        const original = JSON.parse(new KeyRing(flow.keys).unseal(loginCookie[1], 'login-state')!) as LoginState
+        const aged = sealLoginState(new KeyRing(flow.keys), { ...original, createdAt: createdAt() as number })
+        const jar = new BrowserJar()
+        jar.cookies.set(loginCookie[0], aged)
+        const before = await sessionCount()
+        const res = await jar.get(callbackUrl)
+        assert.equal(res.status, 400)
+        assert.equal(setsSession(res), false)
+        assert.equal(await sessionCount(), before)
+        // Control: the code is still unspent and the fresh cookie of the same login still works.
+        const fresh = await browser.get(callbackUrl)
+        assert.equal(fresh.status, 302)
+        assert.ok(setsSession(fresh))
+      })
+    }
+
     test('error=access_denied from the IdP is a 4xx HTML page, no session, and the pending login is consumed', async () => {
       const browser = flow.browser()
       const start = await browser.get(`${flow.origin}/bff/login`)
@@ -444,6 +500,66 @@ describe('hostile input', () => {
         assert.equal(problem(res).code, 'method_not_allowed')
       })
     }
+
+    test('gatehouse\'s own answers carry Referrer-Policy no-referrer, nosniff and X-Frame-Options DENY; its HTML pages a CSP that forbids framing', async () => {
+      const browser = flow.browser()
+      await flow.login(browser)
+      const logoutUrl = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>).find((c) => c.type === 'bff:logout_url')!.value
+      const anonymous = flow.browser()
+      const answers: Array<[string, JarResponse]> = [
+        ['/bff/user 200', await browser.get(`${flow.origin}/bff/user`, CSRF)],
+        ['/bff/user 401', await anonymous.get(`${flow.origin}/bff/user`, CSRF)],
+        ['/bff/user 401 antiforgery', await browser.get(`${flow.origin}/bff/user`)],
+        ['/bff/user 405', await anonymous.request('POST', `${flow.origin}/bff/user`, '{}', CSRF)],
+        ['/bff/login 302', await anonymous.get(`${flow.origin}/bff/login`)],
+        ['/bff/login 400', await anonymous.get(`${flow.origin}/bff/login?returnUrl=//evil.example`)],
+        ['/signin-oidc 400 page', await anonymous.get(`${flow.origin}/signin-oidc?state=x&code=y`)],
+        ['/signout-callback-oidc 302', await anonymous.get(`${flow.origin}/signout-callback-oidc`)],
+        ['/healthz', await anonymous.get(`${flow.origin}/healthz`)],
+        ['/readyz', await anonymous.get(`${flow.origin}/readyz`)],
+        ['404', await anonymous.get(`${flow.origin}/no/such/path`)],
+        ['/bff/backchannel 400', await anonymous.request('POST', `${flow.origin}/bff/backchannel`, 'logout_token=x')],
+        ['/bff/logout 302', await browser.get(`${flow.origin}${logoutUrl}`)],
+      ]
+      for (const [name, res] of answers) {
+        assert.equal(res.headers.get('referrer-policy'), 'no-referrer', name)
+        assert.equal(res.headers.get('x-content-type-options'), 'nosniff', name)
+        assert.equal(res.headers.get('x-frame-options'), 'DENY', name)
+        assert.equal(res.headers.get('access-control-allow-origin'), null, name)
+        if (/^text\/html/.test(res.headers.get('content-type') ?? '')) {
+          const csp = res.headers.get('content-security-policy') ?? ''
+          assert.match(csp, /default-src 'none'/, name)
+          assert.match(csp, /frame-ancestors 'none'/, name)
+        }
+      }
+      assert.ok(answers.some(([, res]) => /^text\/html/.test(res.headers.get('content-type') ?? '')), 'an HTML page was among them')
+    })
+
+    test('the silent-login page may be framed by the app alone (SAMEORIGIN, frame-ancestors \'self\'), and keeps no-referrer and nosniff', async () => {
+      const res = await flow.browser().get(`${flow.origin}/bff/silent-login-callback`)
+      assert.equal(res.status, 200)
+      assert.equal(res.headers.get('x-frame-options'), 'SAMEORIGIN')
+      assert.match(res.headers.get('content-security-policy') ?? '', /frame-ancestors 'self'/)
+      assert.equal(res.headers.get('referrer-policy'), 'no-referrer')
+      assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
+    })
+
+    test('the session-events stream carries the same headers (it writes its own head)', async () => {
+      const browser = flow.browser()
+      await flow.login(browser)
+      const abort = new AbortController()
+      const res = await fetch(`${flow.origin}/bff/session-events`, { headers: { cookie: browser.cookieHeader() }, signal: abort.signal })
+      try {
+        assert.equal(res.status, 200)
+        assert.match(res.headers.get('content-type')!, /^text\/event-stream/)
+        assert.equal(res.headers.get('referrer-policy'), 'no-referrer')
+        assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
+        assert.equal(res.headers.get('x-frame-options'), 'DENY')
+      } finally {
+        abort.abort()
+        await res.body?.cancel().catch(() => undefined)
+      }
+    })
 
     test('error answers carry no stack trace or internals', async () => {
       const res = await flow.browser().get(`${flow.origin}/signin-oidc?state=x&code=y`)

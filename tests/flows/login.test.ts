@@ -91,3 +91,45 @@ describe('pending logins', () => {
     }
   })
 })
+
+describe('login with session.cookieName "__Host-Http-gatehouse" (RFC 10017 §6.1.3.2, July 2026 text)', () => {
+  const NAME = '__Host-Http-gatehouse'
+  let flow: Flow
+  before(async () => {
+    flow = await startFlow({ gatehouse: { session: { store: 'memory', cookieName: NAME } } })
+  })
+  after(() => flow.close())
+
+  test('the session and pending-login cookies carry that name with the __Host- attributes, and the session works and ends by it', async () => {
+    const browser = flow.browser()
+    const start = await browser.get(`${flow.origin}/bff/login`)
+    const loginCookie = start.headers.getSetCookie().find((line) => line.startsWith(`${NAME}.login.`))
+    assert.ok(loginCookie, 'the pending-login cookie is named after the session cookie')
+    assert.match(loginCookie, /; Path=\//)
+    assert.match(loginCookie, /; Secure/)
+    assert.doesNotMatch(loginCookie, /Domain=/i)
+
+    const res = await flow.login(browser)
+    assert.equal(res.status, 302)
+    const setCookie = res.headers.getSetCookie().find((line) => line.startsWith(`${NAME}=`))
+    assert.ok(setCookie, `${NAME} is set`)
+    assert.match(setCookie, /; Path=\//)
+    assert.match(setCookie, /; Secure/)
+    assert.match(setCookie, /; HttpOnly/)
+    assert.doesNotMatch(setCookie, /Domain=/i)
+    assert.equal(browser.cookies.has('__Host-gatehouse'), false, 'the default name is not used')
+
+    const user = await browser.get(`${flow.origin}/bff/user`, CSRF)
+    assert.equal(user.status, 200)
+    // The session is found by that name only.
+    const renamed = flow.browser()
+    renamed.cookies.set('__Host-gatehouse', browser.cookies.get(NAME)!)
+    assert.equal((await renamed.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+
+    const logoutUrl = (JSON.parse(user.text) as Array<{ type: string; value: string }>).find((c) => c.type === 'bff:logout_url')!.value
+    const out = await browser.get(`${flow.origin}${logoutUrl}`)
+    assert.equal(out.status, 302)
+    assert.ok(out.headers.getSetCookie().some((line) => line.startsWith(`${NAME}=;`) && /Max-Age=0\b/.test(line)), 'logout deletes it by name')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+  })
+})

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
 import { after, before, describe, test } from 'node:test'
+import { WebSocket } from 'ws'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
@@ -309,5 +310,196 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
     await flow.login(browser)
     assert.equal((await browser.get(`${flow.origin}/api/status/401`, CSRF)).status, 401)
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
+  })
+})
+
+describe('remote API proxy: CORS preflights and upstream redirects', () => {
+  let upstream: Upstream
+  let flow: Flow
+  before(async () => {
+    upstream = await startUpstream()
+    flow = await startFlow({
+      gatehouse: {
+        remoteApis: [
+          { path: '/api', target: upstream.url, token: 'user' },
+          { path: '/open', target: upstream.url, token: 'none', antiForgery: false },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  const PREFLIGHT = { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-csrf, content-type' }
+  const grantsCors = (headers: Headers) => {
+    const names: string[] = []
+    headers.forEach((_value, name) => void (name.startsWith('access-control-') && names.push(name)))
+    return names
+  }
+
+  test('a CORS preflight (OPTIONS without X-CSRF) to an anti-forgery API gets 401, grants nothing and never reaches the upstream', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const before = upstream.received.length
+    for (const path of ['/api/cors', '/api/echo', '/api']) {
+      const res = await browser.request('OPTIONS', `${flow.origin}${path}`, undefined, PREFLIGHT)
+      assert.equal(res.status, 401, path)
+      assert.equal(problemCode(res), 'antiforgery_failed')
+      assert.deepEqual(grantsCors(res.headers), [], path)
+    }
+    assert.equal(upstream.received.length, before, 'no preflight reached the upstream')
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'the session is untouched')
+  })
+
+  test('no gatehouse answer carries Access-Control-Allow-*, even to a request with an Origin, nor relays an upstream\'s grant', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const origin = { origin: 'https://evil.example' }
+    const answers = [
+      await browser.get(`${flow.origin}/bff/user`, { ...CSRF, ...origin }),
+      await browser.request('OPTIONS', `${flow.origin}/bff/user`, undefined, PREFLIGHT),
+      await browser.get(`${flow.origin}/api/cors`, { ...CSRF, ...origin }),
+      await browser.get(`${flow.origin}/api/echo`, origin),
+      // An API without the anti-forgery check forwards the preflight; the upstream grants it, gatehouse does not pass that on.
+      await browser.request('OPTIONS', `${flow.origin}/open/cors`, undefined, PREFLIGHT),
+      await browser.get(`${flow.origin}/open/cors`, origin),
+    ]
+    assert.equal(upstream.received.filter((r) => r.url === '/cors').length >= 3, true, 'the upstream did answer with its grants')
+    for (const res of answers) assert.deepEqual(grantsCors(res.headers), [], `${res.status} ${res.url}`)
+  })
+
+  for (const status of [301, 302, 303, 307, 308]) {
+    test(`an upstream ${status} is passed to the browser unchanged and not followed by gatehouse`, async () => {
+      const browser = flow.browser()
+      await flow.login(browser)
+      for (const to of ['/echo/after-redirect', `${upstream.url}/echo/absolute`, 'https://evil.example/steal?x=1']) {
+        const before = upstream.received.length
+        const res = await browser.get(`${flow.origin}/api/redirect?status=${status}&to=${encodeURIComponent(to)}`, CSRF)
+        assert.equal(res.status, status)
+        assert.equal(res.headers.get('location'), to, 'Location is not rewritten')
+        assert.equal(res.text, 'redirect')
+        assert.deepEqual(upstream.received.slice(before).map((r) => r.url), [`/redirect?status=${status}&to=${encodeURIComponent(to)}`], 'only the one request: nothing followed')
+      }
+    })
+  }
+})
+
+describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 10017 §6.1.3.6)', () => {
+  let upstream: Upstream
+  let flow: Flow
+  before(async () => {
+    upstream = await startUpstream()
+    flow = await startFlow({
+      gatehouse: {
+        remoteApis: [
+          { path: '/ro', target: upstream.url, token: 'user', methods: ['GET'] },
+          { path: '/rw', target: upstream.url, token: 'none', methods: ['GET', 'POST', 'DELETE'] },
+          { path: '/preflight', target: upstream.url, token: 'none', antiForgery: false, methods: ['POST', 'OPTIONS'] },
+          { path: '/all', target: upstream.url, token: 'none' },
+          { path: '/live', target: upstream.url, token: 'none', websockets: true, methods: ['GET'] },
+          { path: '/guarded', target: upstream.url, token: 'none', methods: ['GET', 'OPTIONS'] },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  for (const method of ['POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'PROPFIND', 'MKCOL']) {
+    test(`${method} to a GET-only API is 405 problem+json with Allow: GET, HEAD, before the session, anti-forgery or upstream`, async () => {
+      const browser = flow.browser()
+      await flow.login(browser)
+      const before = upstream.received.length
+      for (const headers of [CSRF, {}]) {
+        for (const jar of [browser, flow.browser()]) {
+          const res = await jar.request(method, `${flow.origin}/ro/echo`, ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined, { ...headers, 'content-type': 'application/json' })
+          assert.equal(res.status, 405)
+          assert.equal(res.headers.get('allow'), 'GET, HEAD')
+          assert.equal(problemCode(res), 'method_not_allowed')
+          assert.equal(res.headers.get('cache-control'), 'no-store')
+        }
+      }
+      assert.equal(upstream.received.length, before, 'nothing reached the upstream')
+      assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'the session is untouched')
+    })
+  }
+
+  test('GET and HEAD (which goes with GET) are forwarded by a GET-only API', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    assert.equal((await browser.get(`${flow.origin}/ro/echo`, CSRF)).status, 200)
+    assert.equal(upstream.received.at(-1)?.method, 'GET')
+    const head = await fetch(`${flow.origin}/ro/echo`, { method: 'HEAD', headers: { ...CSRF, cookie: browser.cookieHeader() } })
+    assert.equal(head.status, 200)
+    assert.equal(upstream.received.at(-1)?.method, 'HEAD')
+  })
+
+  test('the listed methods pass and others get an Allow header naming exactly the configured ones (HEAD added with GET)', async () => {
+    for (const method of ['GET', 'POST', 'DELETE']) {
+      const res = await flow.browser().request(method, `${flow.origin}/rw/echo`, method === 'POST' ? '{}' : undefined, CSRF)
+      assert.equal(res.status, 200, method)
+      assert.equal(upstream.received.at(-1)?.method, method)
+    }
+    const put = await flow.browser().request('PUT', `${flow.origin}/rw/echo`, '{}', CSRF)
+    assert.equal(put.status, 405)
+    assert.equal(put.headers.get('allow'), 'GET, POST, DELETE, HEAD')
+    // No GET listed: no HEAD either.
+    const before = upstream.received.length
+    const head = await fetch(`${flow.origin}/preflight/echo`, { method: 'HEAD' })
+    assert.equal(head.status, 405)
+    assert.equal(head.headers.get('allow'), 'POST, OPTIONS')
+    assert.equal(upstream.received.length, before)
+  })
+
+  test('OPTIONS is a method like any other: forwarded only where listed, and then the upstream\'s CORS grant is still not passed on', async () => {
+    const res = await flow.browser().request('OPTIONS', `${flow.origin}/preflight/cors`, undefined, { origin: 'https://evil.example', 'access-control-request-method': 'POST' })
+    assert.equal(res.status, 204)
+    assert.equal(upstream.received.at(-1)?.method, 'OPTIONS')
+    assert.equal(res.headers.get('access-control-allow-origin'), null)
+  })
+
+  test('OPTIONS listed on an anti-forgery API: a preflight (no X-CSRF) still gets 401 and never reaches the upstream', async () => {
+    const before = upstream.received.length
+    const res = await flow.browser().request('OPTIONS', `${flow.origin}/guarded/cors`, undefined, { origin: 'https://evil.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf' })
+    assert.equal(res.status, 401)
+    assert.equal(problemCode(res), 'antiforgery_failed')
+    assert.equal(upstream.received.length, before)
+  })
+
+  test('without methods every method is forwarded (the default), also a WebDAV one', async () => {
+    for (const method of ['PUT', 'PATCH', 'OPTIONS', 'PROPFIND']) {
+      const res = await flow.browser().request(method, `${flow.origin}/all/echo`, method === 'PUT' || method === 'PATCH' ? '{}' : undefined, CSRF)
+      assert.equal(res.status, 200, method)
+      assert.equal(upstream.received.at(-1)?.method, method)
+    }
+  })
+
+  test('hostile method tokens (lower case, unknown, over-long, with spaces) are refused with 400 by the HTTP parser and never reach the upstream', async () => {
+    const before = upstream.received.length
+    for (const line of ['get /ro/echo HTTP/1.1', 'Get /rw/echo HTTP/1.1', 'post /rw/echo HTTP/1.1', 'FETCH /all/echo HTTP/1.1', 'GETT /ro/echo HTTP/1.1', `${'G'.repeat(300)} /all/echo HTTP/1.1`, 'G ET /ro/echo HTTP/1.1', 'GET\t/ro/echo HTTP/1.1']) {
+      const res = await rawRequest(flow.origin, line, ['X-CSRF: 1'])
+      assert.equal(res.status, 400, line)
+    }
+    assert.equal(upstream.received.length, before)
+  })
+
+  test('a WebSocket handshake with a method other than GET is refused with 405 (RFC 6455 §4.1), never upgraded upstream; a GET one upgrades', async () => {
+    const handshake = ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', `Origin: ${flow.origin}`]
+    const before = upstream.received.length
+    for (const method of ['POST', 'PUT', 'OPTIONS']) {
+      const res = await rawRequest(flow.origin, `${method} /live/ws HTTP/1.1`, handshake)
+      assert.equal(res.status, 405, method)
+    }
+    assert.equal(upstream.received.length, before)
+    const ws = new WebSocket(`${flow.origin.replace('http:', 'ws:')}/live/ws`, { headers: { origin: flow.origin } })
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve())
+      ws.once('error', reject)
+    })
+    ws.close()
   })
 })

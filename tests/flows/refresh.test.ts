@@ -7,13 +7,9 @@ import { join } from 'node:path'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse } from '../../src/index.ts'
-import { KeyRing } from '../../src/session/seal.ts'
-import type { SessionData } from '../../src/session/session.ts'
-import { hashSessionId, sessionSealPurpose } from '../../src/session/sessions.ts'
-import type { SessionStore } from '../../src/session/store.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import type { BrowserJar, JarResponse } from '../helpers/browser-jar.ts'
-import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, storedTokens, type Flow } from '../helpers/flow.ts'
 import { introspect, startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const COOKIE = '__Host-gatehouse'
@@ -37,16 +33,6 @@ const refreshGrants = (grants: readonly string[]): number => grants.filter((g) =
 
 function clearsCookie(res: JarResponse, name: string): boolean {
   return res.headers.getSetCookie().some((line) => line.startsWith(`${name}=;`) && /; Max-Age=0\b/.test(line))
-}
-
-/** The session's tokens as gatehouse keeps them, read straight from the store; undefined when no record exists. */
-async function storedTokens(store: SessionStore, keys: string[], cookie: string): Promise<SessionData['tokens'] | undefined> {
-  // now = 0: whatever the test clock says, only a missing record reads as undefined.
-  const record = await store.get(hashSessionId(cookie), 0)
-  if (!record) return undefined
-  const plain = new KeyRing(keys).unseal(record.sealed, sessionSealPurpose(record))
-  assert.ok(plain, 'the stored record unseals with the flow keys')
-  return (JSON.parse(plain) as SessionData).tokens
 }
 
 interface Endpoints {

@@ -3,7 +3,10 @@ import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
 import { DEMO_USERS, startIdp, type IdpClient, type IdpOptions, type RunningIdp } from '../../src/demo/idp.ts'
-import { generateKey } from '../../src/session/seal.ts'
+import { generateKey, KeyRing } from '../../src/session/seal.ts'
+import type { SessionData } from '../../src/session/session.ts'
+import { hashSessionId, sessionSealPurpose } from '../../src/session/sessions.ts'
+import type { SessionStore } from '../../src/session/store.ts'
 import { BrowserJar, type JarResponse } from './browser-jar.ts'
 
 export const CLIENT_ID = 'test-bff'
@@ -19,7 +22,7 @@ export interface Flow {
   /** A fresh browser. */
   browser(): BrowserJar
   /** Logs `browser` in through the real IdP login form; returns the final answer after the callback. */
-  login(browser: BrowserJar, options?: { returnUrl?: string; username?: string }): Promise<JarResponse>
+  login(browser: BrowserJar, options?: { returnUrl?: string; username?: string; prompt?: string }): Promise<JarResponse>
   /** Restarts gatehouse (same port, same IdP) with the same or changed options. */
   restart(overrides?: Partial<GatehouseOptions>): Promise<void>
   close(): Promise<void>
@@ -108,7 +111,10 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
     browser: () => new BrowserJar(),
     async login(browser, opts = {}) {
       const user = DEMO_USERS.find((u) => u.username === (opts.username ?? 'alice'))!
-      const query = opts.returnUrl === undefined ? '' : `?returnUrl=${encodeURIComponent(opts.returnUrl)}`
+      const params = new URLSearchParams()
+      if (opts.returnUrl !== undefined) params.set('returnUrl', opts.returnUrl)
+      if (opts.prompt !== undefined) params.set('prompt', opts.prompt)
+      const query = params.size ? `?${params}` : ''
       const form = await browser.follow(await browser.get(`${origin}/bff/login${query}`))
       if (!form.text.includes('name="password"')) throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
       const afterLogin = await browser.submitForm(form, { username: user.username, password: user.password })
@@ -134,4 +140,22 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
     },
   }
   return flow
+}
+
+/** Stops the flow's IdP (connections refused on its port); returns a function that brings the same IdP back. */
+export async function stopIdp(flow: Flow): Promise<() => Promise<void>> {
+  const { port } = flow.idp.server.address() as AddressInfo
+  flow.idp.server.closeAllConnections()
+  await new Promise<void>((resolve, reject) => flow.idp.server.close((err) => (err ? reject(err) : resolve())))
+  return () => new Promise<void>((resolve, reject) => flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()))
+}
+
+/** The session's tokens as gatehouse keeps them, read straight from the store; undefined when no record exists. */
+export async function storedTokens(store: SessionStore, keys: string[], cookie: string): Promise<SessionData['tokens'] | undefined> {
+  // now = 0: whatever a test clock says, only a missing record reads as undefined.
+  const record = await store.get(hashSessionId(cookie), 0)
+  if (!record) return undefined
+  const plain = new KeyRing(keys).unseal(record.sealed, sessionSealPurpose(record))
+  if (plain === undefined) throw new Error('the stored record does not unseal with the flow keys')
+  return (JSON.parse(plain) as SessionData).tokens
 }

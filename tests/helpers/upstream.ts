@@ -27,6 +27,8 @@ export interface Upstream {
  *   /body             answers JSON { method, url, headers, body } with the request body as text
  *   /sse?events=N&gapMs=M  Server-Sent Events, one every M ms
  *   /reset            destroys the connection without an answer
+ *   /redirect?status=N&to=L  answers status N with Location L (never followed by the upstream itself)
+ *   /cors             grants CORS to whatever Origin asked, with credentials (a too-generous API)
  *   /ws               WebSocket echo: first message back is the Authorization header seen
  */
 export async function startUpstream(): Promise<Upstream> {
@@ -39,6 +41,24 @@ export async function startUpstream(): Promise<Upstream> {
     const path = url.pathname
     if (path === '/reset') return void req.socket.destroy()
     if (path.startsWith('/status/')) return void res.writeHead(Number(path.slice(8)), { 'content-type': 'text/plain' }).end('status')
+    if (path === '/redirect') {
+      return void res.writeHead(Number(url.searchParams.get('status') ?? 302), { location: url.searchParams.get('to') ?? '/', 'content-type': 'text/plain' }).end('redirect')
+    }
+    if (path === '/cors') {
+      const origin = req.headers.origin ?? '*'
+      return void res
+        .writeHead(req.method === 'OPTIONS' ? 204 : 200, {
+          'access-control-allow-origin': origin,
+          'access-control-allow-credentials': 'true',
+          'access-control-allow-methods': 'GET, POST, PUT, DELETE',
+          'access-control-allow-headers': req.headers['access-control-request-headers'] ?? '*',
+          'access-control-expose-headers': 'x-secret',
+          'access-control-max-age': '86400',
+          vary: 'Origin',
+          'content-type': 'text/plain',
+        })
+        .end(req.method === 'OPTIONS' ? undefined : 'cors')
+    }
     if (path === '/slow') {
       const timer = setTimeout(() => {
         slowTimers.delete(timer)

@@ -202,6 +202,22 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.deepEqual(await store.list({ sub: 'nobody', limit: 10 }, NOW), [])
     })
 
+    test('list by sid returns only that IdP session\'s live sessions, narrowed by sub when given', async () => {
+      const a1 = sampleRecord({ sub: 'alice', sid: 'idp-1' })
+      const a2 = sampleRecord({ sub: 'alice', sid: 'idp-1', partition: 'admin' })
+      const aOther = sampleRecord({ sub: 'alice', sid: 'idp-2' })
+      const aExpired = sampleRecord({ sub: 'alice', sid: 'idp-1', expiresAt: NOW - 1 })
+      const bSameSid = sampleRecord({ sub: 'bob', sid: 'idp-1' })
+      const noSid = sampleRecord({ sub: 'alice', sid: undefined })
+      for (const r of [a1, a2, aOther, aExpired, bSameSid, noSid]) await store.set(r)
+      assert.deepEqual(await ids(store.list({ sid: 'idp-1', limit: 10 }, NOW)), [a1.idHash, a2.idHash, bSameSid.idHash].sort())
+      assert.deepEqual(await ids(store.list({ sid: 'idp-1', sub: 'alice', limit: 10 }, NOW)), [a1.idHash, a2.idHash].sort())
+      assert.deepEqual((await store.list({ sid: 'idp-1', sub: 'alice', limit: 10 }, NOW)).find((r) => r.idHash === a1.idHash), a1)
+      assert.deepEqual(await store.list({ sid: 'idp-1', sub: 'carol', limit: 10 }, NOW), [])
+      assert.deepEqual(await store.list({ sid: 'no-such-sid', limit: 10 }, NOW), [])
+      assert.equal((await store.list({ sid: 'idp-1', limit: 1 }, NOW)).length, 1)
+    })
+
     test('list without sub returns every live session and no expired one', async () => {
       const live = [sampleRecord({ sub: 'alice' }), sampleRecord({ sub: 'bob' }), sampleRecord({ sub: 'carol', sid: undefined })]
       const expired = [sampleRecord({ sub: 'alice', expiresAt: NOW }), sampleRecord({ sub: 'dave', expiresAt: NOW - HOUR })]

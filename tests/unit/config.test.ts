@@ -184,6 +184,12 @@ describe('validateConfig', () => {
     assert.equal(validateConfig(withSession({ cookieName: '__Host-app' })).config?.session.cookieName, '__Host-app')
   })
 
+  test('the __Host-Http- prefix of the July 2026 editor\'s copy (RFC 10017 §6.1.3.2) is accepted as the cookie name', () => {
+    assert.deepEqual(validateConfig(withSession({ cookieName: '__Host-Http-gatehouse' })).issues, [])
+    assert.equal(validateConfig(withSession({ cookieName: '__Host-Http-gatehouse' })).config?.session.cookieName, '__Host-Http-gatehouse')
+    assert.deepEqual(pathsOf(withSession({ cookieName: '__Http-gatehouse' })), ['session.cookieName'])
+  })
+
   test('durations that are not a number with a unit, or not positive, are refused', () => {
     for (const lifetime of ['8', '8 hours', '1.5h', '-1h', '0s', '0ms', 'h', '', '8H', '1w', 3600]) {
       const issues = issuesOf(withSession({ lifetime }))
@@ -211,10 +217,33 @@ describe('validateConfig', () => {
 
   test('a remote API gets defaults, and one overlapping gatehouse\'s own paths is refused', () => {
     const ok = validateConfig({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000/v2' }] })
-    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, maxBodyBytes: undefined }])
+    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined }])
     for (const path of ['/bff', '/signin-oidc', '/healthz', '/bff/user/x']) {
       assert.deepEqual(pathsOf({ ...minimal(), remoteApis: [{ path, target: 'http://127.0.0.1:5000' }] }), ['remoteApis[0].path'], path)
     }
+  })
+
+  test('remoteApis[].methods: a list of upper-case HTTP methods is kept as written; leaving it out allows every method', () => {
+    const withMethods = (methods: unknown, extra: Record<string, unknown> = {}) => ({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000', methods, ...extra }] })
+    assert.deepEqual(validateConfig(withMethods(['GET', 'POST', 'DELETE'])).config?.remoteApis[0]?.methods, ['GET', 'POST', 'DELETE'])
+    assert.deepEqual(validateConfig(withMethods(['OPTIONS', 'PROPFIND'])).config?.remoteApis[0]?.methods, ['OPTIONS', 'PROPFIND'])
+    assert.deepEqual(validateConfig(withMethods(['GET'], { websockets: true })).issues, [])
+  })
+
+  test('remoteApis[].methods: lower-case, unknown, empty, duplicate or non-list values are refused, each naming its key', () => {
+    const withMethods = (methods: unknown, extra: Record<string, unknown> = {}) => ({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000' }, { path: '/x', target: 'http://127.0.0.1:5000', methods, ...extra }] })
+    assert.deepEqual(issuesOf(withMethods(['GET', 'post'])), [{ path: 'remoteApis[1].methods[1]', message: 'methods are case-sensitive: write "POST", not "post"' }])
+    assert.deepEqual(issuesOf(withMethods(['Get'])), [{ path: 'remoteApis[1].methods[0]', message: 'methods are case-sensitive: write "GET", not "Get"' }])
+    for (const bad of ['FETCH', 'GET ', ' GET', 'G ET', '', 'CONNECT', 'GET\r\nX-Injected: 1', '*']) {
+      const issues = issuesOf(withMethods(['GET', bad]))
+      assert.deepEqual(issues.map((i) => i.path), ['remoteApis[1].methods[1]'], JSON.stringify(bad))
+      assert.match(issues[0]!.message, /^must be an HTTP method such as "GET"/)
+    }
+    assert.deepEqual(issuesOf(withMethods([])), [{ path: 'remoteApis[1].methods', message: 'must list at least one method (leave methods out to allow every method)' }])
+    assert.deepEqual(issuesOf(withMethods(['GET', 'POST', 'GET'])), [{ path: 'remoteApis[1].methods', message: 'lists a method more than once' }])
+    assert.deepEqual(pathsOf(withMethods('GET')), ['remoteApis[1].methods'])
+    assert.deepEqual(pathsOf(withMethods([1])), ['remoteApis[1].methods[0]'])
+    assert.deepEqual(issuesOf(withMethods(['POST'], { websockets: true })), [{ path: 'remoteApis[1].methods', message: 'must include "GET" when websockets is true (the WebSocket handshake is a GET)' }])
   })
 
   test('duplicate remote API prefixes are reported at the later index', () => {

@@ -204,3 +204,21 @@ test('client-address headers other than gatehouse\'s X-Forwarded-For are not for
   for (const name of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip']) assert.equal(out[name], undefined, name)
   assert.equal(out['x-forwarded-for'], '10.0.0.9')
 })
+
+test('an upstream CORS grant (Access-Control-*) never reaches the browser: gatehouse grants no other origin', () => {
+  const out = downstreamResponseHeaders(
+    {
+      'access-control-allow-origin': 'https://evil.example',
+      'access-control-allow-credentials': 'true',
+      'access-control-allow-methods': 'GET, POST',
+      'access-control-allow-headers': 'x-csrf',
+      'access-control-expose-headers': 'x-secret',
+      'access-control-max-age': '86400',
+      'access-control-allow-private-network': 'true',
+      vary: 'Origin',
+      'content-type': 'application/json',
+    },
+    COOKIE,
+  )
+  assert.deepEqual(out, { vary: 'Origin', 'content-type': 'application/json' })
+})

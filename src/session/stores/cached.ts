@@ -58,9 +58,21 @@ export class CachedStore implements SessionStore {
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    const entry = this.#listening ? this.#entries.get(idHash) : undefined
-    if (entry !== undefined && this.#clock() - entry.at < this.#ttlMs && entry.record.expiresAt > now) return entry.record
+    if (this.#usable(idHash, now)) {
+      // A notice that reached this process's socket together with this request is read in the
+      // same event-loop turn, after this request's handler started: yield once so it lands first.
+      // Another instance answers a logout only after the store took its notice, so a request sent
+      // after that answer finds the notice already here.
+      await new Promise((resolve) => setImmediate(resolve))
+      const entry = this.#usable(idHash, now)
+      if (entry) return entry.record
+    }
     return this.getFresh(idHash, now)
+  }
+
+  #usable(idHash: string, now: number): Entry | undefined {
+    const entry = this.#listening ? this.#entries.get(idHash) : undefined
+    return entry !== undefined && this.#clock() - entry.at < this.#ttlMs && entry.record.expiresAt > now ? entry : undefined
   }
 
   async getFresh(idHash: string, now: number): Promise<SessionRecord | undefined> {

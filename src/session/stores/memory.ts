@@ -44,11 +44,13 @@ export class MemoryStore implements SessionStore {
     return count
   }
 
-  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
-    const ids = filter.sub === undefined ? this.#records.keys() : (this.#bySub.get(filter.sub) ?? new Set<string>()).values()
+  async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    const index = filter.sid !== undefined ? this.#bySid.get(filter.sid) : filter.sub !== undefined ? this.#bySub.get(filter.sub) : undefined
+    const ids = filter.sid === undefined && filter.sub === undefined ? this.#records.keys() : (index ?? new Set<string>()).values()
     const out: SessionRecord[] = []
     for (const idHash of ids) {
       const record = this.#records.get(idHash)!
+      if (filter.sub !== undefined && record.sub !== filter.sub) continue
       if (record.expiresAt > now) out.push({ ...record })
       if (out.length >= filter.limit) break
     }

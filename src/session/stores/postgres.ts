@@ -124,7 +124,14 @@ export class PostgresStore implements SessionStore {
     return (await this.#pool.query(`DELETE FROM ${this.#sessions} WHERE ${where.join(' AND ')}`, values)).rowCount ?? 0
   }
 
-  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+  async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    if (filter.sid !== undefined) {
+      const values: Array<string | number> = [filter.sid, now, filter.limit]
+      if (filter.sub !== undefined) values.push(filter.sub)
+      const bySub = filter.sub === undefined ? '' : ' AND sub = $4'
+      const { rows } = await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sid = $1${bySub} AND expires_at > $2 ORDER BY created_at LIMIT $3`, values)
+      return rows.map(rowToRecord)
+    }
     const { rows } =
       filter.sub === undefined
         ? await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`, [now, filter.limit])
@@ -179,30 +186,64 @@ export class PostgresStore implements SessionStore {
   async subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
     let stopped = false
     let current: PoolClient | undefined
-    const listen = async (): Promise<void> => {
-      const client = await this.#pool.connect()
+    const retryLater = (): void => {
+      if (!stopped) setTimeout(reconnect, 1_000).unref()
+    }
+    const reconnect = (): void => {
+      if (stopped) return
+      listen(true).then(
+        (listening) => {
+          if (listening && !stopped) onLink?.(true)
+        },
+        () => {},
+      )
+    }
+    /** One connection, one LISTEN; a failure after the first schedules the next attempt exactly once. */
+    const listen = async (retrying: boolean): Promise<boolean> => {
+      let client: PoolClient
+      try {
+        client = await this.#pool.connect()
+      } catch (err) {
+        if (retrying) retryLater()
+        throw err
+      }
+      // Stopped while a reconnect was under way: this client would never be released, and the pool
+      // (and the process) would wait for it forever.
+      if (stopped) {
+        client.release()
+        return false
+      }
+      let lost = false
+      const onLost = (): void => {
+        if (lost) return
+        lost = true
+        client.release(true)
+        if (current === client) current = undefined
+        if (stopped) return
+        onLink?.(false)
+        retryLater()
+      }
       current = client
+      client.on('error', onLost)
       client.on('notification', (message) => {
         if (message.channel !== this.#channel || !message.payload) return
         const notice = parseNotice(message.payload)
         if (notice) listener(notice)
       })
-      client.once('error', () => {
-        client.release(true)
-        if (current === client) current = undefined
-        if (!stopped) onLink?.(false)
-        const retry = () => {
-          if (stopped) return
-          listen().then(
-            () => onLink?.(true),
-            () => setTimeout(retry, 1_000).unref(),
-          )
+      try {
+        await client.query(`LISTEN "${this.#channel}"`)
+      } catch (err) {
+        if (retrying) onLost()
+        else {
+          lost = true
+          client.release(true)
+          current = undefined
         }
-        setTimeout(retry, 1_000).unref()
-      })
-      await client.query(`LISTEN "${this.#channel}"`)
+        throw err
+      }
+      return true
     }
-    await listen()
+    await listen(false)
     const stop = async () => {
       stopped = true
       this.#listeners.delete(stop)

@@ -241,16 +241,18 @@ export class RedisStore implements SessionStore {
     return removals.length
   }
 
-  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+  async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
     const live: SessionRecord[] = []
     const collect = async (ids: string[]) => {
       const hashes = await Promise.all(ids.map((id) => this.#client.hgetall(this.#recordKey(id))))
       hashes.forEach((hash, i) => {
         const record = toRecord(ids[i]!, hash)
-        if (record && record.expiresAt > now && (filter.sub === undefined || record.sub === filter.sub)) live.push(record)
+        if (record && record.expiresAt > now && (filter.sub === undefined || record.sub === filter.sub) && (filter.sid === undefined || record.sid === filter.sid)) live.push(record)
       })
     }
-    if (filter.sub !== undefined) {
+    if (filter.sid !== undefined) {
+      await collect(await this.#client.smembers(this.#sidKey(filter.sid)))
+    } else if (filter.sub !== undefined) {
       await collect(await this.#client.smembers(this.#subKey(filter.sub)))
     } else {
       // No index of all sessions (it would be one hot key): SCAN the record keys, stopping at limit.

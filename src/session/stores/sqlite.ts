@@ -104,7 +104,13 @@ export class SqliteStore implements SessionStore {
     return Number(this.#db.prepare(`DELETE FROM gatehouse_sessions WHERE ${where.join(' AND ')}`).run(...params).changes)
   }
 
-  async list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+  async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+    if (filter.sid !== undefined) {
+      const bySub = filter.sub === undefined ? '' : ' AND sub = ?'
+      const params = filter.sub === undefined ? [filter.sid, now, filter.limit] : [filter.sid, filter.sub, now, filter.limit]
+      const rows = this.#db.prepare(`SELECT * FROM gatehouse_sessions WHERE sid = ?${bySub} AND expires_at > ? ORDER BY created_at LIMIT ?`).all(...params) as unknown as SessionRow[]
+      return rows.map(rowToRecord)
+    }
     const rows = (filter.sub === undefined ? this.#listAll.all(now, filter.limit) : this.#listBySub.all(filter.sub, now, filter.limit)) as unknown as SessionRow[]
     return rows.map(rowToRecord)
   }
