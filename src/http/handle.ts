@@ -16,6 +16,7 @@ import { postLogout } from '../endpoints/post-logout.ts'
 import { user } from '../endpoints/user.ts'
 import { accessLogger } from '../log.ts'
 import { forward } from '../proxy/forward.ts'
+import { resourceOf } from '../tokens/resource.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
 import { parseCookies } from './cookies.ts'
@@ -218,7 +219,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     const { api } = match
     if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
-    const token = await services.tokens.tokenFor(session, api.token, ctx.partition)
+    const token = await services.tokens.tokenFor(session, api.token, ctx.partition, resourceOf(api))
     if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
     await forward(ctx, res, match, token, services.upstreams, session)
     status = res.statusCode

@@ -18,6 +18,13 @@ export interface TokenSet {
   scope: string | undefined
 }
 
+/** An access token restricted to one resource (RFC 8707), got with the session's refresh token. */
+export interface ResourceToken {
+  accessToken: string
+  /** epoch ms */
+  expiresAt: number | undefined
+}
+
 /** The part of a session that is sealed with the key ring. */
 export interface SessionData {
   claims: Claim[]
@@ -30,6 +37,8 @@ export interface SessionData {
    * the session's tokens are Bearer tokens.
    */
   dpopKey?: JWK
+  /** Tokens of APIs with a `resource`, by `resourceKey` (src/tokens/resource.ts). */
+  resourceTokens?: Record<string, ResourceToken>
 }
 
 /** A resolved, decrypted session: the record's metadata with its sealed part opened. */
