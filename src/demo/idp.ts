@@ -157,7 +157,8 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     },
     pkce: { required: () => true },
     ttl: {
-      AccessToken: options.accessTokenTtlSec ?? 3600,
+      // A resource server's own lifetime first (RFC 8707 tokens), as oidc-provider's default does.
+      AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) => token.resourceServer?.accessTokenTTL ?? options.accessTokenTtlSec ?? 3600,
       AuthorizationCode: 60,
       IdToken: 3600,
       RefreshToken: 14 * 24 * 3600,

@@ -52,7 +52,7 @@ export const login: Handler = async (ctx) => {
   }
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),
-    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, createdAt: now() }),
+    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, resources: params.getAll('resource'), createdAt: now() }),
     // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
     { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
   )

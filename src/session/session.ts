@@ -37,6 +37,11 @@ export interface SessionData {
    * the session's tokens are Bearer tokens.
    */
   dpopKey?: JWK
+  /**
+   * The resource indicators the login asked for (RFC 8707 §2.1): the refresh token is good for
+   * these only. Absent in sessions started before gatehouse recorded them.
+   */
+  resources?: string[]
   /** Tokens of APIs with a `resource`, by `resourceKey` (src/tokens/resource.ts). */
   resourceTokens?: Record<string, ResourceToken>
 }

@@ -143,6 +143,11 @@ export class TokenService {
     const held = session.data.resourceTokens?.[key]
     if (held && !this.#expiring(held.expiresAt)) return this.#withProofKey(session, held.accessToken)
     if (!session.data.tokens.refreshToken) throw new GatehouseError('resource_refused', 'the session holds no refresh token to get a token for this API\'s resource with')
+    // Not asked for at login (the API was configured later): the IdP would refuse it, and some
+    // (oidc-provider) spend the rotated refresh token while refusing. A new login covers it.
+    if (session.data.resources && !session.data.resources.includes(resource.resource)) {
+      throw new GatehouseError('resource_refused', 'this session\'s login did not ask for this API\'s resource; log in again')
+    }
     const refreshed = await this.#singleFlight(`${session.idHash} ${key}`, session, {
       due: (current) => {
         const token = current.data.resourceTokens?.[key]
