@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, jwtVerify, type JWTPayload } from 'jose'
 import type { GatehouseOptions } from '../../src/index.ts'
@@ -10,7 +13,7 @@ import type { SessionStore } from '../../src/session/store.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import type { BrowserJar, JarResponse } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
-import { testClock } from '../helpers/instances.ts'
+import { instanceOptions, startInstance, testClock, type Instance } from '../helpers/instances.ts'
 import { introspect, startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 // remoteApis[].resource (RFC 8707): each API gets a token whose audience is its own resource, got with
@@ -376,5 +379,54 @@ describe('remoteApis[].resource in cookie mode', () => {
     // The cookie the browser now holds carries the tokens: later calls need no grant.
     assert.equal(tokenOf(await browser.get(`${flow.origin}/api/orders/echo`, CSRF)), tokenOf(answers[0]!))
     assert.equal(refreshGrants(flow), before + 3)
+  })
+})
+
+describe('remoteApis[].resource across two gatehouse instances sharing one SQLite store', () => {
+  let dir: string
+  let orders: Upstream
+  let general: Upstream
+  let flow: Flow
+  let b: Instance
+  const clock = testClock()
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-resource-'))
+    ;[orders, general] = await Promise.all([startUpstream(), startUpstream()])
+    const shared: Partial<GatehouseOptions> = {
+      session: { store: `sqlite:${join(dir, 'sessions.db')}` },
+      remoteApis: [
+        { path: '/api/orders', target: orders.url, token: 'user', resource: ORDERS, scopes: ['orders:read'] },
+        { path: '/api/general', target: general.url, token: 'user' },
+      ],
+    }
+    flow = await startFlow({ runtime: { now: clock.now }, idp: { resourceServers: resourceServers() }, gatehouse: shared })
+    b = await startInstance(instanceOptions(flow, shared), { now: clock.now })
+  })
+  after(async () => {
+    await b.close()
+    await flow.close()
+    await Promise.all([orders.close(), general.close()])
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('concurrent resource and general calls on both instances make one grant per token in total, all with the same tokens', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const before = refreshGrants(flow)
+    const targets = [`${flow.origin}/api/orders/echo`, `${b.origin}/api/orders/echo`, `${flow.origin}/api/general/echo`, `${b.origin}/api/general/echo`]
+    const first = await Promise.all(Array.from({ length: 16 }, (_, i) => browser.get(`${targets[i % 2]}?n=${i}`, CSRF)))
+    assert.deepEqual(first.map((r) => r.status), Array(16).fill(200))
+    assert.equal(new Set(first.map(tokenOf)).size, 1, 'both instances forwarded the same orders token')
+    assert.equal(refreshGrants(flow), before + 1, 'one resource grant across both instances')
+
+    clock.advance(GENERAL_TTL_MS + 60_000)
+    const mixed = await Promise.all(Array.from({ length: 16 }, (_, i) => browser.get(`${targets[i % 4]}?m=${i}`, CSRF)))
+    assert.deepEqual(mixed.map((r) => r.status), Array(16).fill(200), mixed.find((r) => r.status !== 200)?.text)
+    assert.equal(refreshGrants(flow), before + 3, 'one more grant for orders and one for the general token, across both instances')
+    const ordersTokens = new Set(mixed.filter((_, i) => i % 4 < 2).map(tokenOf))
+    assert.equal(ordersTokens.size, 1)
+    await verifiedFor(flow, [...ordersTokens][0]!, ORDERS)
+    assert.equal(new Set(mixed.filter((_, i) => i % 4 >= 2).map(tokenOf)).size, 1)
   })
 })
