@@ -39,7 +39,7 @@ export interface SessionData {
   dpopKey?: JWK
   /**
    * The resource indicators the login asked for (RFC 8707 §2.1): the refresh token is good for
-   * these only. Absent in sessions started before gatehouse recorded them.
+   * these only. Absent (sessions started before gatehouse recorded them): none.
    */
   resources?: string[]
   /** Tokens of APIs with a `resource`, by `resourceKey` (src/tokens/resource.ts). */

@@ -112,7 +112,7 @@ export class TokenService {
     return session.data.dpopKey && this.#o.dpopKeys.get(session.data.dpopKey)
   }
 
-  #userToken(session: Session, resource: ResourceRequest | undefined): Promise<TokenOutcome> | TokenOutcome {
+  #userToken(session: Session, resource: ResourceRequest | undefined): Promise<TokenOutcome> {
     return resource ? this.#resourceToken(session, resource) : this.#sessionToken(session)
   }
 
@@ -142,10 +142,14 @@ export class TokenService {
     const key = resourceKey(resource)
     const held = session.data.resourceTokens?.[key]
     if (held && !this.#expiring(held.expiresAt)) return this.#withProofKey(session, held.accessToken)
-    if (!session.data.tokens.refreshToken) throw new GatehouseError('resource_refused', 'the session holds no refresh token to get a token for this API\'s resource with')
-    // Not asked for at login (the API was configured later): the IdP would refuse it, and some
+    if (!session.data.tokens.refreshToken) {
+      // Still valid, only inside the skew: use it, as the general token is.
+      if (held && held.expiresAt! > this.#o.now()) return this.#withProofKey(session, held.accessToken)
+      throw new GatehouseError('resource_refused', 'the session holds no refresh token to get a token for this API\'s resource with')
+    }
+    // Not named at login (the API was configured later): the IdP would refuse it, and some
     // (oidc-provider) spend the rotated refresh token while refusing. A new login covers it.
-    if (session.data.resources && !session.data.resources.includes(resource.resource)) {
+    if (!(session.data.resources ?? []).includes(resource.resource)) {
       throw new GatehouseError('resource_refused', 'this session\'s login did not ask for this API\'s resource; log in again')
     }
     const refreshed = await this.#singleFlight(`${session.idHash} ${key}`, session, {
@@ -283,7 +287,7 @@ export class TokenService {
       if (resource && isResourceRefusal(err)) {
         // The refresh token is fine; this resource is not granted (not asked for at login, or refused
         // by the IdP's policy). The general token is no substitute: it is not restricted to the API.
-        log.warn({ event: 'refresh', result: 'resource_refused', error: err.error }, 'the identity provider refused a token for a resource; session kept')
+        log.warn({ event: 'refresh', result: 'resource_refused', resource: resource.resource, error: err.error }, 'the identity provider refused a token for a resource; session kept')
         report('resource_refused')
         throw new GatehouseError('resource_refused', `the identity provider refused a token for this API's resource (${err.error})`, { cause: err })
       }

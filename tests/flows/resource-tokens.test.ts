@@ -243,6 +243,18 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     await call(browser, '/api/general/echo')
   })
 
+  test('a session that recorded no resources (started before gatehouse recorded them) counts as naming none: 403 resource_refused, no grant', async () => {
+    const browser = await loggedIn()
+    await rewriteSession(store, flow, browser, ({ resources: _named, ...data }) => data)
+    const grants = refreshGrants(flow)
+    const seenBefore = orders.received.length
+    const res = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
+    assert.equal(res.status, 403, res.text)
+    assert.match((JSON.parse(res.text) as { detail: string }).detail, /log in again/)
+    assert.equal(refreshGrants(flow), grants)
+    assert.equal(orders.received.length, seenBefore)
+  })
+
   test('token "client" with a resource gets a client-credentials token whose aud is that resource, cached per resource', async () => {
     const grants = () => flow.idp.grants.filter((g) => g === 'client_credentials').length
     const before = grants()
