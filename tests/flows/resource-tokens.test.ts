@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, createRemoteJWKSet, EmbeddedJWK, jwtVerify, type JWTPayload } from 'jose'
+import { WebSocket } from 'ws'
 import type { GatehouseOptions } from '../../src/index.ts'
 import { KeyRing } from '../../src/session/seal.ts'
 import type { SessionData } from '../../src/session/session.ts'
@@ -80,6 +81,7 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
       { path: '/api/billing', target: billing.url, token: 'user', resource: BILLING },
       { path: '/api/general', target: general.url, token: 'user' },
       { path: '/client/orders', target: orders.url, token: 'client', resource: ORDERS, scopes: ['orders:read'] },
+      { path: '/live/orders', target: orders.url, token: 'user', resource: ORDERS, scopes: ['orders:read'], websockets: true },
     ]
     flow = await startFlow({ runtime: { now: clock.now, store }, idp: { resourceServers: resourceServers() }, gatehouse: { remoteApis: apis } })
   })
@@ -253,6 +255,24 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     assert.match((JSON.parse(res.text) as { detail: string }).detail, /log in again/)
     assert.equal(refreshGrants(flow), grants)
     assert.equal(orders.received.length, seenBefore)
+  })
+
+  test('a WebSocket to an API with resource carries the session\'s token for that resource', async () => {
+    const browser = await loggedIn()
+    const ws = new WebSocket(`${flow.origin.replace(/^http/, 'ws')}/live/orders/ws`, { headers: { cookie: browser.cookieHeader(), origin: flow.origin } })
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        ws.once('message', (data: Buffer) => resolve(data.toString('utf8')))
+        ws.once('error', reject)
+        ws.once('unexpected-response', (_req, res) => reject(new Error(`handshake refused with ${res.statusCode}`)))
+      })
+      const { authorization } = JSON.parse(first) as { authorization: string }
+      const token = authorization.replace(/^Bearer /, '')
+      await verifiedFor(flow, token, ORDERS)
+      assert.equal(token, await call(browser, '/api/orders/echo'), 'the same token the HTTP API gets')
+    } finally {
+      ws.terminate()
+    }
   })
 
   test('token "client" with a resource gets a client-credentials token whose aud is that resource, cached per resource', async () => {
