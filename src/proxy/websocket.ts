@@ -3,9 +3,9 @@ import type { Duplex } from 'node:stream'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type Services } from '../http/context.ts'
 import { contextFor } from '../http/handle.ts'
+import { resourceOf } from '../tokens/resource.ts'
 import { proofFor, upstreamFailure, upstreamHeadersFor } from './forward.ts'
 import { downstreamResponseHeaders } from './headers.ts'
-import { resourceOf } from '../tokens/resource.ts'
 
 /**
  * WebSocket upgrades to remote APIs with `websockets: true` (SPEC §5). A browser cannot add the

@@ -57,7 +57,8 @@ export interface TokenServiceOptions {
 
 /**
  * Access tokens for upstream calls (SPEC §5): the session's user token, refreshed shortly before it
- * expires — once per session, also across instances sharing the store — or the client's own token.
+ * expires — once per session, also across instances sharing the store — or the client's own token;
+ * for an API with a `resource`, the session's (or client's) token for that resource (RFC 8707).
  */
 export class TokenService {
   readonly #o: TokenServiceOptions
