@@ -102,6 +102,13 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     return tokenOf(res)
   }
 
+  test('the authorization request names every resource once and asks for the APIs\' scopes on top of oidc.scopes', async () => {
+    const start = await flow.browser().get(`${flow.origin}/bff/login`)
+    const authorize = new URL(start.headers.get('location')!)
+    assert.deepEqual(authorize.searchParams.getAll('resource'), [ORDERS, BILLING])
+    assert.deepEqual(authorize.searchParams.get('scope')!.split(' '), ['openid', 'profile', 'email', 'offline_access', 'orders:read'])
+  })
+
   test('two APIs with different resources each get a token whose aud is only their own resource, never the other\'s or the general token', async () => {
     const browser = await loggedIn()
     const ordersToken = await call(browser, '/api/orders/echo')
@@ -324,6 +331,43 @@ describe('remoteApis[].resource with oidc.dpop', () => {
     assert.equal((claims.cnf as { jkt?: string }).jkt, thumbprint, 'bound to the key whose proof came with it')
     const data = await sessionData(store, flow, browser)
     assert.equal(await calculateJwkThumbprint(data.dpopKey!), thumbprint, 'the session\'s own key')
+  })
+})
+
+describe('remoteApis[].resource with pushed authorization requests', () => {
+  let upstream: Upstream
+  let flow: Flow
+
+  before(async () => {
+    upstream = await startUpstream()
+    flow = await startFlow({
+      oidc: { pushedAuthorizationRequests: true },
+      idp: { resourceServers: resourceServers() },
+      gatehouse: {
+        remoteApis: [
+          { path: '/api/orders', target: upstream.url, token: 'user', resource: ORDERS, scopes: ['orders:read'] },
+          { path: '/api/billing', target: upstream.url, token: 'user', resource: BILLING, scopes: ['billing:read'] },
+        ],
+      },
+    })
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  test('the pushed request names both resources and their scopes: each API gets its token', async () => {
+    const browser = flow.browser()
+    const start = await browser.get(`${flow.origin}/bff/login`)
+    const authorize = new URL(start.headers.get('location')!)
+    assert.ok(authorize.searchParams.has('request_uri'), 'the browser carries only a request_uri')
+    assert.ok(!authorize.searchParams.has('resource'))
+    await flow.login(browser)
+    for (const [path, resource, scope] of [['/api/orders/echo', ORDERS, 'orders:read'], ['/api/billing/echo', BILLING, 'billing:read']] as const) {
+      const res = await browser.get(`${flow.origin}${path}`, CSRF)
+      assert.equal(res.status, 200, res.text)
+      assert.equal((await verifiedFor(flow, tokenOf(res), resource)).scope, scope)
+    }
   })
 })
 
