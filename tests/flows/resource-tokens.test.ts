@@ -415,6 +415,29 @@ describe('remoteApis[].resource refused by the IdP at the token endpoint', () =>
   })
 })
 
+describe('remoteApis[].resource unknown to the IdP', () => {
+  let flow: Flow
+
+  before(async () => {
+    flow = await startFlow({
+      idp: { resourceServers: resourceServers() },
+      gatehouse: { remoteApis: [{ path: '/api/unknown', target: 'http://127.0.0.1:9', token: 'user', resource: 'https://unknown.example.test' }] },
+    })
+  })
+  after(() => flow.close())
+
+  test('the login fails with 400 idp_error naming invalid_target and starts no session', async () => {
+    const browser = flow.browser()
+    const res = await browser.follow(await browser.get(`${flow.origin}/bff/login`))
+    assert.equal(res.status, 400, res.text)
+    assert.ok(res.url.startsWith(`${flow.origin}/signin-oidc?`), `answered by gatehouse's callback, not the IdP (${res.url})`)
+    assert.match(res.text, /The identity provider refused the login/)
+    assert.match(res.text, /invalid_target/)
+    assert.equal(browser.cookies.get(COOKIE), undefined)
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
+  })
+})
+
 describe('remoteApis[].resource in cookie mode', () => {
   let orders: Upstream
   let general: Upstream
