@@ -14,6 +14,7 @@ export const ERRORS = {
   admin_unauthorized: { status: 401, title: 'Admin bearer token missing or wrong' },
   path_escape: { status: 400, title: 'Path leaves its API prefix' },
   forbidden: { status: 403, title: 'Forbidden' },
+  resource_refused: { status: 403, title: 'No token for this API: the identity provider grants none for its resource' },
   not_found: { status: 404, title: 'Not found' },
   payload_too_large: { status: 413, title: 'Request body too large for this API' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },

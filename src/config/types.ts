@@ -61,6 +61,10 @@ export interface RemoteApiConfig {
   methods: string[] | undefined
   /** Largest request body forwarded (bytes); undefined: no limit. */
   maxBodyBytes: number | undefined
+  /** RFC 8707 resource indicator: this API gets tokens restricted to it, never the session's general token. */
+  resource: string | undefined
+  /** Scopes asked for in this API's resource tokens; empty: whatever the IdP grants for the resource. */
+  scopes: string[]
 }
 
 export interface FrontendConfig {

@@ -44,6 +44,13 @@ const listen = (port: number) =>
 
 const DPOP_SIGNING_ALGS = ['ES256', 'ES384', 'ES512'] as const satisfies readonly DpopSigningAlg[]
 
+const scopeToken = z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')
+
+/** RFC 8707 §2: an absolute URI without a fragment (any scheme: `https://api.example.com`, `urn:example:api`). */
+const resourceIndicator = z
+  .string()
+  .refine((text) => /^[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+$/.test(text) && URL.canParse(text), 'must be an absolute URI without a fragment (RFC 8707), e.g. "https://api.example.com"')
+
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /**
@@ -78,7 +85,7 @@ const schema = z.strictObject({
     clientSecret: z.string().min(1, 'must not be empty').optional(),
     clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
     privateKeyJwk: z.record(z.string(), z.unknown()).optional(),
-    scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).default(['openid', 'profile', 'offline_access']),
+    scopes: z.array(scopeToken).default(['openid', 'profile', 'offline_access']),
     redirectPath: localPath.default('/signin-oidc'),
     postLogoutRedirectPath: localPath.default('/signout-callback-oidc'),
     extraAuthParams: z.record(z.string(), z.string()).default({}),
@@ -89,7 +96,7 @@ const schema = z.strictObject({
     dpop: z
       .union([z.boolean(), z.strictObject({ signingAlg: z.enum(DPOP_SIGNING_ALGS).default('ES256') })], { error: 'must be true, false or an object such as { "signingAlg": "ES256" }' })
       .default(false),
-    clientCredentialsScopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).default([]),
+    clientCredentialsScopes: z.array(scopeToken).default([]),
   }),
   keys: z
     .array(z.string().refine((k) => decodeKey(k) !== undefined, 'must be a 32-byte key in base64url (create one with `gatehouse keys generate`)'))
@@ -143,6 +150,8 @@ const schema = z.strictObject({
             }
             return bytes
           }),
+        resource: resourceIndicator.optional(),
+        scopes: z.array(scopeToken).default([]),
       }),
     )
     .default([]),
@@ -162,7 +171,7 @@ const schema = z.strictObject({
             clientSecret: z.string().min(1, 'must not be empty').optional(),
             clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
             privateKeyJwk: z.record(z.string(), z.unknown()).optional(),
-            scopes: z.array(z.string().regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'must be a scope token')).optional(),
+            scopes: z.array(scopeToken).optional(),
             extraAuthParams: z.record(z.string(), z.string()).optional(),
           })
           .optional(),
@@ -223,7 +232,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     anonymousSessionResponse: value.anonymousSessionResponse,
     revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
     backchannelLogout: value.backchannelLogout,
-    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, methods, ...api }) => ({ ...api, methods, timeoutMs: t, maxBodyBytes: maxBodySize })),
+    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, methods, ...api }) => ({ ...api, methods, timeoutMs: t, maxBodyBytes: maxBodySize, resource: api.resource })),
     frontends: value.frontends.map(({ indexHtmlCacheTtl, oidc: frontendOidc, ...f }) => ({
       ...f,
       host: f.host?.toLowerCase(),
@@ -326,6 +335,13 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     const path = text(record(api).path)
     if (path && ownPaths.some((own) => own === path || own.startsWith(`${path}/`) || path.startsWith(`${own}/`))) {
       issues.push({ path: `remoteApis[${i}].path`, message: 'must not overlap managementBasePath, the OIDC callback paths, /healthz or /readyz' })
+    }
+  })
+  apis.forEach((api, i) => {
+    const { resource, scopes, token } = record(api)
+    if (resource !== undefined && token === 'none') issues.push({ path: `remoteApis[${i}].resource`, message: 'is not used with token "none": the API gets no token' })
+    if (resource === undefined && Array.isArray(scopes) && scopes.length > 0) {
+      issues.push({ path: `remoteApis[${i}].scopes`, message: `needs remoteApis[${i}].resource: the scopes are asked for in that resource's tokens` })
     }
   })
   const frontends = Array.isArray(root.frontends) ? root.frontends : []

@@ -9,7 +9,8 @@ import { createIdpStorage } from './idp-storage.ts'
 /**
  * An embedded OpenID Provider (node-oidc-provider) for the demo and the tests — never for production.
  * It has a real login form that checks a password, auto-consents for its registered clients, and
- * supports refresh tokens, revocation, introspection, RP-initiated and back-channel logout, and DPoP.
+ * supports refresh tokens, revocation, introspection, RP-initiated and back-channel logout, DPoP and
+ * resource indicators.
  */
 
 export interface DemoUser {
@@ -69,6 +70,12 @@ export interface IdpOptions {
    * tests of a misbehaving IdP only: oidc-provider always answers with the account id it loads.
    */
   userInfoSubject?: (sub: string) => string
+  /**
+   * Resource servers (RFC 8707 resource indicators) by URI, with the scopes each offers: a token
+   * requested with `resource` is a JWT whose `aud` is that URI. Any other resource is refused
+   * (`invalid_target`), as oidc-provider does by default.
+   */
+  resourceServers?: Record<string, { scope?: string; accessTokenTtlSec?: number }>
 }
 
 export interface RunningIdp {
@@ -89,7 +96,7 @@ export interface RunningIdp {
 
 /** Starts the IdP listening on loopback; `issuer` is its URL. */
 export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
-  const { default: Provider } = await import('oidc-provider').catch((cause: unknown) => {
+  const { default: Provider, errors } = await import('oidc-provider').catch((cause: unknown) => {
     throw new Error('the embedded demo IdP needs the "oidc-provider" package (npm install oidc-provider)', { cause })
   })
   const host = options.host ?? '127.0.0.1'
@@ -147,10 +154,19 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
       dPoP: dpopFeature(options.dpop),
+      resourceIndicators: {
+        enabled: true,
+        getResourceServerInfo: async (_ctx: unknown, indicator: string) => {
+          const server = options.resourceServers?.[indicator]
+          if (!server) throw new errors.InvalidTarget()
+          return { scope: server.scope ?? '', audience: indicator, accessTokenFormat: 'jwt', ...(server.accessTokenTtlSec ? { accessTokenTTL: server.accessTokenTtlSec } : {}) }
+        },
+      },
     },
     pkce: { required: () => true },
     ttl: {
-      AccessToken: options.accessTokenTtlSec ?? 3600,
+      // A resource server's own lifetime first (RFC 8707 tokens), as oidc-provider's default does.
+      AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) => token.resourceServer?.accessTokenTTL ?? options.accessTokenTtlSec ?? 3600,
       AuthorizationCode: 60,
       IdToken: 3600,
       RefreshToken: 14 * 24 * 3600,

@@ -79,6 +79,7 @@ const completeLogin: Handler = async (ctx) => {
       logoutSid: randomBytes(16).toString('base64url'),
       sessionState,
       ...(dpopJwk ? { dpopKey: dpopJwk } : {}),
+      ...(pending.resources ? { resources: pending.resources } : {}),
     },
   }, ctx.setCookies)
   log.info({ event: 'login', requestId: ctx.requestId }, 'session started')

@@ -6,6 +6,7 @@ import { redirect } from '../http/reply.ts'
 import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
 import { classifyIdpFailure } from '../oidc/idp-failure.ts'
 import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCookies } from '../oidc/login-state.ts'
+import { loginResources } from '../tokens/resource.ts'
 
 /**
  * GET /bff/login?returnUrl=/local&prompt=… — starts the authorization code flow with PKCE S256,
@@ -29,17 +30,20 @@ export const login: Handler = async (ctx) => {
   const state = oidc.randomState()
   const nonce = oidc.randomNonce()
   const codeVerifier = oidc.randomPKCECodeVerifier()
-  const params: Record<string, string> = {
+  const apis = loginResources(config.remoteApis)
+  const params = new URLSearchParams({
     ...oidcConfig.extraAuthParams,
     redirect_uri: new URL(`${prefix}${config.oidc.redirectPath}`, ctx.origin).href,
     response_type: 'code',
-    scope: oidcConfig.scopes.join(' '),
+    scope: [...new Set([...oidcConfig.scopes, ...apis.scopes])].join(' '),
     state,
     nonce,
     code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
     code_challenge_method: 'S256',
-  }
-  if (promptParam.value !== undefined) params.prompt = promptParam.value
+  })
+  // The grant must cover every API's resource, or the IdP refuses its resource tokens (invalid_target).
+  for (const resource of apis.resources) if (!params.getAll('resource').includes(resource)) params.append('resource', resource)
+  if (promptParam.value !== undefined) params.set('prompt', promptParam.value)
   let authorizeUrl: URL
   try {
     authorizeUrl = await client.authorizationUrl(params)
@@ -48,7 +52,7 @@ export const login: Handler = async (ctx) => {
   }
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),
-    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, createdAt: now() }),
+    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, resources: params.getAll('resource'), createdAt: now() }),
     // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
     { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
   )

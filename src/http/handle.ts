@@ -17,6 +17,7 @@ import { user } from '../endpoints/user.ts'
 import { accessLogger } from '../log.ts'
 import { forward } from '../proxy/forward.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
+import { resourceOf } from '../tokens/resource.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
 import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
@@ -226,7 +227,7 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     if (api.allowed && !api.allowed.has(req.method ?? '')) throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
     if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
     const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
-    const token = await services.tokens.tokenFor(session, api.token, ctx.partition)
+    const token = await services.tokens.tokenFor(session, api.token, ctx.partition, resourceOf(api))
     if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
     await forward(ctx, res, match, token, services.upstreams, session)
     status = res.statusCode

@@ -3,6 +3,7 @@ import { importJWK } from 'jose'
 import { GatehouseError } from '../errors.ts'
 import type { OidcConfig } from '../config/types.ts'
 import type { DpopKey } from '../tokens/dpop.ts'
+import { resourceParameters, type ResourceRequest } from '../tokens/resource.ts'
 
 export type TokenResponse = Awaited<ReturnType<typeof oidc.authorizationCodeGrant>>
 
@@ -92,7 +93,7 @@ export class OidcClient {
    * `oidc.pushedAuthorizationRequests`, or required by the IdP — the parameters go to the IdP
    * directly, authenticated as the client, and the browser carries only a `request_uri`.
    */
-  async authorizationUrl(params: Record<string, string>): Promise<URL> {
+  async authorizationUrl(params: URLSearchParams): Promise<URL> {
     const config = await this.configuration()
     const meta = config.serverMetadata()
     const par = this.#options.pushedAuthorizationRequests || meta.require_pushed_authorization_requests === true
@@ -114,14 +115,19 @@ export class OidcClient {
     return requireDpopBound(await oidc.authorizationCodeGrant(config, callbackUrl, checksFor, undefined, this.#dpopOptions(config, dpop)), dpop)
   }
 
-  async refresh(refreshToken: string, dpop?: DpopKey): Promise<Awaited<ReturnType<typeof oidc.refreshTokenGrant>>> {
+  /** `resource`: a token restricted to that resource (RFC 8707 §2.2) instead of the session's general one. */
+  async refresh(refreshToken: string, dpop?: DpopKey, resource?: ResourceRequest): Promise<Awaited<ReturnType<typeof oidc.refreshTokenGrant>>> {
     const config = await this.configuration()
-    return requireDpopBound(await oidc.refreshTokenGrant(config, refreshToken, undefined, this.#dpopOptions(config, dpop)), dpop)
+    const parameters = resource && resourceParameters(resource)
+    return requireDpopBound(await oidc.refreshTokenGrant(config, refreshToken, parameters, this.#dpopOptions(config, dpop)), dpop)
   }
 
-  async clientCredentials(scopes: readonly string[], dpop?: DpopKey): Promise<Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>> {
+  async clientCredentials(scopes: readonly string[], dpop?: DpopKey, resource?: string): Promise<Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>> {
     const config = await this.configuration()
-    return requireDpopBound(await oidc.clientCredentialsGrant(config, scopes.length ? { scope: scopes.join(' ') } : {}, this.#dpopOptions(config, dpop)), dpop)
+    const parameters: Record<string, string> = {}
+    if (scopes.length) parameters.scope = scopes.join(' ')
+    if (resource !== undefined) parameters.resource = resource
+    return requireDpopBound(await oidc.clientCredentialsGrant(config, parameters, this.#dpopOptions(config, dpop)), dpop)
   }
 
   #dpopOptions(config: oidc.Configuration, key: DpopKey | undefined): oidc.DPoPOptions | undefined {

@@ -11,6 +11,8 @@ export interface LoginState {
   frontend: string
   /** prompt=none (iframe): every outcome goes back to returnUrl, the silent-login callback page. */
   silent: boolean
+  /** The resource indicators (RFC 8707) the authorization request named: the session's grant covers only these. */
+  resources?: string[]
   createdAt: number
 }
 

@@ -3,11 +3,11 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import { GatehouseError } from '../errors.ts'
 
 export type LoginResult = 'ok' | 'invalid_state' | 'idp_error' | 'idp_unavailable' | 'bad_request' | 'error'
-export type RefreshResult = 'ok' | 'invalid_grant' | 'unavailable' | 'session_ended'
+export type RefreshResult = 'ok' | 'invalid_grant' | 'unavailable' | 'session_ended' | 'resource_refused'
 export type BackchannelResult = 'ok' | 'invalid' | 'error'
 
 const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'invalid_state', 'idp_error', 'idp_unavailable', 'bad_request', 'error']
-const REFRESH_RESULTS: readonly RefreshResult[] = ['ok', 'invalid_grant', 'unavailable', 'session_ended']
+const REFRESH_RESULTS: readonly RefreshResult[] = ['ok', 'invalid_grant', 'unavailable', 'session_ended', 'resource_refused']
 const BACKCHANNEL_RESULTS: readonly BackchannelResult[] = ['ok', 'invalid', 'error']
 
 /** Methods get their own label value; anything else is "other", so a client cannot mint label values. */

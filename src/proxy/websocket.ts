@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type Services } from '../http/context.ts'
 import { contextFor } from '../http/handle.ts'
+import { resourceOf } from '../tokens/resource.ts'
 import { proofFor, upstreamFailure, upstreamHeadersFor } from './forward.ts'
 import { downstreamResponseHeaders } from './headers.ts'
 
@@ -34,7 +35,7 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   if (ctx.invalid) throw ctx.invalid
   if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
   const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
-  const token = await services.tokens.tokenFor(session, match.api.token, ctx.partition)
+  const token = await services.tokens.tokenFor(session, match.api.token, ctx.partition, resourceOf(match.api))
   if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
   const { config } = services
   // The handshake is an HTTP GET to the http(s) target: that is the proof's htm and htu (RFC 9449 §4.2).

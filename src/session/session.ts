@@ -18,6 +18,13 @@ export interface TokenSet {
   scope: string | undefined
 }
 
+/** An access token restricted to one resource (RFC 8707), got with the session's refresh token. */
+export interface ResourceToken {
+  accessToken: string
+  /** epoch ms */
+  expiresAt: number | undefined
+}
+
 /** The part of a session that is sealed with the key ring. */
 export interface SessionData {
   claims: Claim[]
@@ -30,6 +37,13 @@ export interface SessionData {
    * the session's tokens are Bearer tokens.
    */
   dpopKey?: JWK
+  /**
+   * The resource indicators the login asked for (RFC 8707 §2.1): the refresh token is good for
+   * these only. Absent (sessions started before gatehouse recorded them): none.
+   */
+  resources?: string[]
+  /** Tokens of APIs with a `resource`, by `resourceKey` (src/tokens/resource.ts). */
+  resourceTokens?: Record<string, ResourceToken>
 }
 
 /** A resolved, decrypted session: the record's metadata with its sealed part opened. */

@@ -1,6 +1,7 @@
 import type { DpopConfig } from '../config/types.ts'
 import type { OidcClient } from '../oidc/client.ts'
 import { createDpopKey, type DpopKey } from './dpop.ts'
+import { resourceKey, type ResourceRequest } from './resource.ts'
 
 /** The client's access token, and with oidc.dpop the key it is bound to. */
 export interface ClientToken {
@@ -9,8 +10,9 @@ export interface ClientToken {
 }
 
 /**
- * The client's own access token (token: "client"), cached until `skewMs` before it expires.
- * Concurrent callers share one grant. With `dpop` the token is bound to a key of this process.
+ * The client's own access tokens (token: "client"), cached until `skewMs` before they expire: the
+ * general one, and one per resource (RFC 8707) for APIs that name one. Concurrent callers share one
+ * grant. With `dpop` the tokens are bound to a key of this process.
  */
 export class ClientCredentials {
   readonly #oidc: OidcClient
@@ -19,8 +21,9 @@ export class ClientCredentials {
   readonly #now: () => number
   readonly #dpop: DpopConfig | undefined
   #dpopKey: Promise<DpopKey> | undefined
-  #cached: { token: ClientToken; expiresAt: number } | undefined
-  #pending: Promise<ClientToken> | undefined
+  /** By resource key; '' for the general token. */
+  readonly #cached = new Map<string, { token: ClientToken; expiresAt: number }>()
+  readonly #pending = new Map<string, Promise<ClientToken>>()
 
   constructor(options: { oidc: OidcClient; scopes: readonly string[]; skewMs: number; now: () => number; dpop?: DpopConfig | undefined }) {
     this.#oidc = options.oidc
@@ -30,21 +33,27 @@ export class ClientCredentials {
     this.#dpop = options.dpop
   }
 
-  token(): Promise<ClientToken> {
-    if (this.#cached && this.#cached.expiresAt - this.#skewMs > this.#now()) return Promise.resolve(this.#cached.token)
-    this.#pending ??= this.#fetch().finally(() => {
-      this.#pending = undefined
-    })
-    return this.#pending
+  token(resource?: ResourceRequest): Promise<ClientToken> {
+    const key = resource ? resourceKey(resource) : ''
+    const cached = this.#cached.get(key)
+    if (cached && cached.expiresAt - this.#skewMs > this.#now()) return Promise.resolve(cached.token)
+    let pending = this.#pending.get(key)
+    if (!pending) {
+      pending = this.#fetch(key, resource).finally(() => this.#pending.delete(key))
+      this.#pending.set(key, pending)
+    }
+    return pending
   }
 
-  async #fetch(): Promise<ClientToken> {
+  async #fetch(key: string, resource: ResourceRequest | undefined): Promise<ClientToken> {
     const proofKey = this.#dpop ? await (this.#dpopKey ??= createDpopKey(this.#dpop.signingAlg)) : undefined
-    const response = await this.#oidc.clientCredentials(this.#scopes, proofKey)
+    // An API's own scopes, else oidc.clientCredentialsScopes (the IdP narrows them to the resource's).
+    const scopes = resource?.scopes.length ? resource.scopes : this.#scopes
+    const response = await this.#oidc.clientCredentials(scopes, proofKey, resource?.resource)
     const expiresIn = response.expiresIn()
     const token = { value: response.access_token, proofKey }
     // Without expires_in, reuse the token for one skew period only.
-    this.#cached = { token, expiresAt: this.#now() + (expiresIn === undefined ? this.#skewMs * 2 : expiresIn * 1000) }
+    this.#cached.set(key, { token, expiresAt: this.#now() + (expiresIn === undefined ? this.#skewMs * 2 : expiresIn * 1000) })
     return token
   }
 }

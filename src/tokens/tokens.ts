@@ -4,12 +4,13 @@ import type { Logger } from 'pino'
 import type { TokenRequirement } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { OidcClient } from '../oidc/client.ts'
-import type { Session, TokenSet } from '../session/session.ts'
+import type { Session, SessionData, TokenSet } from '../session/session.ts'
 import type { SessionBackend } from '../session/backend.ts'
 import type { SessionEvents } from '../session/session-events.ts'
 import type { SessionStore } from '../session/store.ts'
 import type { ClientCredentials, ClientToken } from './client-credentials.ts'
 import type { DpopKey, DpopKeys } from './dpop.ts'
+import { resourceKey, type ResourceRequest } from './resource.ts'
 import type { RefreshResult, Telemetry } from '../ops/metrics.ts'
 import { span } from '../ops/tracing.ts'
 
@@ -24,6 +25,17 @@ type AccessToken = { kind: 'token'; value: string; proofKey?: DpopKey | undefine
 /** Time for the store calls around a refresh grant, on top of the IdP's own timeout. */
 const STORE_BUDGET_MS = 5_000
 const WAIT_STEP_MS = 50
+
+type RefreshResponse = Awaited<ReturnType<OidcClient['refresh']>>
+
+/**
+ * One use of the session's refresh token: `due` tells whether the session (as re-read) still needs
+ * it; `grant` makes the grant, `report` counting and tracing its result.
+ */
+interface Renewal {
+  due(session: Session): boolean
+  grant(session: Session, report: (result: RefreshResult) => void): Promise<Session>
+}
 
 export interface TokenServiceOptions {
   sessions: SessionBackend
@@ -45,46 +57,53 @@ export interface TokenServiceOptions {
 
 /**
  * Access tokens for upstream calls (SPEC §5): the session's user token, refreshed shortly before it
- * expires — once per session, also across instances sharing the store — or the client's own token.
+ * expires — once per session, also across instances sharing the store — or the client's own token;
+ * for an API with a `resource`, the session's (or client's) token for that resource (RFC 8707).
  */
 export class TokenService {
   readonly #o: TokenServiceOptions
   /** A refresh holds the session's lease this long at most: longer than the grant itself may take. */
   readonly #leaseMs: number
-  /** In-process single flight: concurrent requests of one session wait for one refresh. */
+  /** In-process single flight: concurrent requests of one session wait for one refresh (per token: the general one, each resource's). */
   readonly #refreshing = new Map<string, Promise<Session>>()
+  /** Cookie mode (no store lease): the grants of one session, whichever token they renew, run one after another. */
+  readonly #queues = new Map<string, Promise<unknown>>()
 
   constructor(options: TokenServiceOptions) {
     this.#o = options
     this.#leaseMs = options.idpTimeoutMs + STORE_BUDGET_MS
   }
 
-  /** The token a requirement asks for. Throws session_required for "user" without a session. */
-  async tokenFor(session: Session | undefined, requirement: TokenRequirement, partition: string): Promise<TokenOutcome> {
+  /**
+   * The token a requirement asks for. Throws session_required for "user" without a session. With
+   * `resource`, a token restricted to that resource (RFC 8707) — never the session's general token.
+   */
+  async tokenFor(session: Session | undefined, requirement: TokenRequirement, partition: string, resource?: ResourceRequest): Promise<TokenOutcome> {
     switch (requirement) {
       case 'none':
         return { kind: 'none' }
       case 'user':
         if (!session) throw new GatehouseError('session_required')
-        return this.#userToken(session)
+        return this.#userToken(session, resource)
       case 'userOrNone':
-        return session ? this.#userToken(session) : { kind: 'none' }
+        return session ? this.#userToken(session, resource) : { kind: 'none' }
       case 'userOrClient':
-        return session ? this.#userToken(session) : this.#clientOutcome(partition)
+        return session ? this.#userToken(session, resource) : this.#clientOutcome(partition, resource)
       case 'client':
-        return this.#clientOutcome(partition)
+        return this.#clientOutcome(partition, resource)
     }
   }
 
-  async #clientOutcome(partition: string): Promise<TokenOutcome> {
-    const { value, proofKey } = await this.clientToken(partition)
+  async #clientOutcome(partition: string, resource: ResourceRequest | undefined): Promise<TokenOutcome> {
+    const { value, proofKey } = await this.clientToken(partition, resource)
     return { kind: 'token', value, proofKey }
   }
 
-  async clientToken(partition: string): Promise<ClientToken> {
+  async clientToken(partition: string, resource?: ResourceRequest): Promise<ClientToken> {
     try {
-      return await this.#o.clients(partition).clientCredentials.token()
+      return await this.#o.clients(partition).clientCredentials.token(resource)
     } catch (err) {
+      if (isResourceRefusal(err)) throw new GatehouseError('resource_refused', `the identity provider refused a client token for this API (${err.error})`, { cause: err })
       throw new GatehouseError('idp_unavailable', 'the client-credentials grant failed', { cause: err })
     }
   }
@@ -94,52 +113,128 @@ export class TokenService {
     return session.data.dpopKey && this.#o.dpopKeys.get(session.data.dpopKey)
   }
 
+  #userToken(session: Session, resource: ResourceRequest | undefined): Promise<TokenOutcome> {
+    return resource ? this.#resourceToken(session, resource) : this.#sessionToken(session)
+  }
+
   /** The session's access token, refreshed first when it is within the skew of expiry. */
-  async #userToken(session: Session): Promise<TokenOutcome> {
+  async #sessionToken(session: Session): Promise<TokenOutcome> {
     const tokens = session.data.tokens
     if (!tokens.accessToken) throw new GatehouseError('session_required', 'the session holds no access token')
-    if (!this.#needsRefresh(tokens)) return this.#sessionToken(session, tokens.accessToken)
+    if (!this.#needsRefresh(tokens)) return this.#withProofKey(session, tokens.accessToken)
     if (!tokens.refreshToken) {
       // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
-      if (tokens.accessTokenExpiresAt! > this.#o.now()) return this.#sessionToken(session, tokens.accessToken)
+      if (tokens.accessTokenExpiresAt! > this.#o.now()) return this.#withProofKey(session, tokens.accessToken)
       await this.#o.sessions.end(session)
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
-    let pending = this.#refreshing.get(session.idHash)
-    if (!pending) {
-      pending = this.#refresh(session).finally(() => this.#refreshing.delete(session.idHash))
-      this.#refreshing.set(session.idHash, pending)
+    const refreshed = await this.#singleFlight(session.idHash, session, {
+      due: (current) => this.#needsRefresh(current.data.tokens),
+      grant: (current, report) => this.#grant(current, undefined, (data, response) => ({ ...data, tokens: this.#refreshedTokens(data.tokens, response) }), report),
+    })
+    return { ...(await this.#withProofKey(refreshed, refreshed.data.tokens.accessToken!)), refreshed }
+  }
+
+  /**
+   * The session's token for one resource: got with the refresh token (RFC 8707 §2.2), kept in the
+   * session and reused until it is within the skew of expiry, like the general token.
+   */
+  async #resourceToken(session: Session, resource: ResourceRequest): Promise<TokenOutcome> {
+    const key = resourceKey(resource)
+    const held = session.data.resourceTokens?.[key]
+    if (held && !this.#expiring(held.expiresAt)) return this.#withProofKey(session, held.accessToken)
+    if (!session.data.tokens.refreshToken) {
+      // Still valid, only inside the skew: use it, as the general token is.
+      if (held && held.expiresAt! > this.#o.now()) return this.#withProofKey(session, held.accessToken)
+      throw new GatehouseError('resource_refused', 'the session holds no refresh token to get a token for this API\'s resource with')
     }
-    const refreshed = await pending
-    return { ...(await this.#sessionToken(refreshed, refreshed.data.tokens.accessToken!)), refreshed }
+    // Not named at login (the API was configured later): the IdP would refuse it, and some
+    // (oidc-provider) spend the rotated refresh token while refusing. A new login covers it.
+    if (!(session.data.resources ?? []).includes(resource.resource)) {
+      throw new GatehouseError('resource_refused', 'this session\'s login did not ask for this API\'s resource; log in again')
+    }
+    const refreshed = await this.#singleFlight(`${session.idHash} ${key}`, session, {
+      due: (current) => {
+        const token = current.data.resourceTokens?.[key]
+        return !token || this.#expiring(token.expiresAt)
+      },
+      grant: (current, report) => this.#grant(current, resource, (data, response) => this.#withResourceToken(data, key, response), report),
+    })
+    const token = refreshed.data.resourceTokens?.[key]
+    if (!token) throw new GatehouseError('idp_unavailable', 'no token for this API\'s resource was obtained')
+    return { ...(await this.#withProofKey(refreshed, token.accessToken)), refreshed }
   }
 
   /** Without a DPoP key (the hot path when oidc.dpop is off) no promise is awaited. */
-  #sessionToken(session: Session, value: string): AccessToken | Promise<AccessToken> {
+  #withProofKey(session: Session, value: string): AccessToken | Promise<AccessToken> {
     const proofKey = this.proofKeyOf(session)
     return proofKey ? proofKey.then((key): AccessToken => ({ kind: 'token', value, proofKey: key })) : { kind: 'token', value }
   }
 
   #needsRefresh(tokens: TokenSet): boolean {
-    return tokens.accessTokenExpiresAt !== undefined && tokens.accessTokenExpiresAt - this.#o.skewMs <= this.#o.now()
+    return this.#expiring(tokens.accessTokenExpiresAt)
+  }
+
+  #expiring(expiresAt: number | undefined): boolean {
+    return expiresAt !== undefined && expiresAt - this.#o.skewMs <= this.#o.now()
+  }
+
+  #expiresAt(response: RefreshResponse): number | undefined {
+    const expiresIn = response.expiresIn()
+    return expiresIn === undefined ? undefined : this.#o.now() + expiresIn * 1000
+  }
+
+  #refreshedTokens(tokens: TokenSet, response: RefreshResponse): TokenSet {
+    return {
+      accessToken: response.access_token,
+      refreshToken: response.refresh_token ?? tokens.refreshToken,
+      idToken: response.id_token ?? tokens.idToken,
+      accessTokenExpiresAt: this.#expiresAt(response),
+      scope: response.scope ?? tokens.scope,
+    }
+  }
+
+  /**
+   * The session with a resource's new token, and the rotated refresh token when the IdP sent one (the
+   * old one is spent). Tokens of resources that have expired go (an API removed from the config).
+   */
+  #withResourceToken(data: SessionData, key: string, response: RefreshResponse): SessionData {
+    const now = this.#o.now()
+    const kept = Object.entries(data.resourceTokens ?? {}).filter(([, token]) => token.expiresAt === undefined || token.expiresAt > now)
+    return {
+      ...data,
+      tokens: { ...data.tokens, refreshToken: response.refresh_token ?? data.tokens.refreshToken },
+      resourceTokens: { ...Object.fromEntries(kept), [key]: { accessToken: response.access_token, expiresAt: this.#expiresAt(response) } },
+    }
+  }
+
+  /** One renewal per flight (a session's general token, or one of its resource tokens) in this process. */
+  #singleFlight(flight: string, session: Session, renewal: Renewal): Promise<Session> {
+    let pending = this.#refreshing.get(flight)
+    if (!pending) {
+      pending = this.#refresh(session, renewal).finally(() => this.#refreshing.delete(flight))
+      this.#refreshing.set(flight, pending)
+    }
+    return pending
   }
 
   /**
    * One refresh per session across instances: take the store lease, re-read (another instance may
    * have refreshed already), refresh, write back with compare-and-set. Without the lease, wait for
-   * the holder's result. Refresh-token rotation therefore never sees two grants with one token.
+   * the holder's result. Refresh-token rotation therefore never sees two grants with one token —
+   * also not a general refresh and a resource's: they take the same lease.
    */
-  async #refresh(session: Session): Promise<Session> {
+  async #refresh(session: Session, renewal: Renewal): Promise<Session> {
     const { store, sessions, now } = this.#o
-    // Cookie mode has no shared store: the in-process single flight is all the coordination there is.
-    if (!sessions.shared) return this.#refreshHoldingLease(session)
+    // Cookie mode has no shared store: the in-process queue is all the coordination there is.
+    if (!sessions.shared) return this.#queued(session.idHash, () => this.#refreshHoldingLease(session, renewal))
     const lease = `refresh:${session.idHash}`
     const owner = randomUUID()
     const deadline = now() + this.#leaseMs
     for (;;) {
       if (await this.#call(() => store.acquireLease(lease, owner, this.#leaseMs, now()))) {
         try {
-          return await this.#refreshHoldingLease(session)
+          return await this.#refreshHoldingLease(session, renewal)
         } finally {
           await store.releaseLease(lease, owner).catch(() => undefined)
         }
@@ -147,33 +242,56 @@ export class TokenService {
       await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS))
       const current = await sessions.current(session)
       if (!current) throw new GatehouseError('session_ended')
-      if (!this.#needsRefresh(current.data.tokens)) return current
+      if (!renewal.due(current)) return current
       if (now() > deadline) throw new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish')
     }
   }
 
-  async #refreshHoldingLease(stale: Session): Promise<Session> {
+  /** Runs `operation` after every earlier one queued for the session has settled. */
+  async #queued<T>(idHash: string, operation: () => Promise<T>): Promise<T> {
+    const result = (this.#queues.get(idHash) ?? Promise.resolve()).then(operation)
+    const tail = result.catch(() => undefined)
+    this.#queues.set(idHash, tail)
+    try {
+      return await result
+    } finally {
+      if (this.#queues.get(idHash) === tail) this.#queues.delete(idHash)
+    }
+  }
+
+  async #refreshHoldingLease(stale: Session, renewal: Renewal): Promise<Session> {
     const session = await this.#o.sessions.current(stale)
     if (!session) throw new GatehouseError('session_ended')
-    if (!this.#needsRefresh(session.data.tokens)) return session
+    if (!renewal.due(session)) return session
     return span('gatehouse.refresh', {}, (current) =>
-      this.#grant(session, (result) => {
+      renewal.grant(session, (result) => {
         current.setAttribute('gatehouse.result', result)
         this.#o.telemetry?.refresh(result)
       }),
     )
   }
 
-  /** The refresh grant for a session that needs one; `report` counts and traces its result. */
-  async #grant(session: Session, report: (result: RefreshResult) => void): Promise<Session> {
+  /**
+   * The refresh grant for a session that needs one — for its general token, or with `resource` for
+   * that resource's. `apply` puts the response into the session's data; it is written only over the
+   * refresh token this grant used (compare-and-set), never over a newer set from elsewhere.
+   */
+  async #grant(session: Session, resource: ResourceRequest | undefined, apply: (data: SessionData, response: RefreshResponse) => SessionData, report: (result: RefreshResult) => void): Promise<Session> {
     const { sessions, log } = this.#o
     const client = this.#o.clients(session.partition).oidc
     const refreshToken = session.data.tokens.refreshToken!
-    let response: Awaited<ReturnType<OidcClient['refresh']>>
+    let response: RefreshResponse
     try {
       // The refreshed token is bound to the same key: the session keeps its key for its whole life.
-      response = await client.refresh(refreshToken, await this.proofKeyOf(session))
+      response = await client.refresh(refreshToken, await this.proofKeyOf(session), resource)
     } catch (err) {
+      if (resource && isResourceRefusal(err)) {
+        // The refresh token is fine; this resource is not granted (not asked for at login, or refused
+        // by the IdP's policy). The general token is no substitute: it is not restricted to the API.
+        log.warn({ event: 'refresh', result: 'resource_refused', resource: resource.resource, error: err.error }, 'the identity provider refused a token for a resource; session kept')
+        report('resource_refused')
+        throw new GatehouseError('resource_refused', `the identity provider refused a token for this API's resource (${err.error})`, { cause: err })
+      }
       if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') {
         // RFC 6749 §5.2: the refresh token is no longer valid. End the session — unless it already
         // holds other tokens (refreshed elsewhere meanwhile): then the refusal is about an old token.
@@ -191,16 +309,7 @@ export class TokenService {
       report('unavailable')
       throw new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
     }
-    const expiresIn = response.expiresIn()
-    const tokens: TokenSet = {
-      accessToken: response.access_token,
-      refreshToken: response.refresh_token ?? refreshToken,
-      idToken: response.id_token ?? session.data.tokens.idToken,
-      accessTokenExpiresAt: expiresIn === undefined ? undefined : this.#o.now() + expiresIn * 1000,
-      scope: response.scope ?? session.data.tokens.scope,
-    }
-    // Written only over the tokens this refresh replaced: never over a newer set from elsewhere.
-    const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? { ...data, tokens } : undefined))
+    const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? apply(data, response) : undefined))
     if (!saved) {
       // Logged out while the refresh was in flight: the session stays ended, and the tokens just
       // issued must not outlive it.
@@ -213,7 +322,7 @@ export class TokenService {
       // Another refresh was stored first (a lease outlived): the token this one got is not used by anyone.
       await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
     }
-    log.info({ event: 'refresh', result: 'ok' }, 'access token refreshed')
+    log.info({ event: 'refresh', result: 'ok', ...(resource ? { resource: resource.resource } : {}) }, resource ? 'resource token obtained' : 'access token refreshed')
     report('ok')
     return saved
   }
@@ -225,4 +334,9 @@ export class TokenService {
       throw new GatehouseError('store_unavailable', undefined, { cause: err })
     }
   }
+}
+
+/** The IdP will not issue a token for the requested resource or its scopes (RFC 8707 §2, RFC 6749 §5.2). */
+function isResourceRefusal(err: unknown): err is oidc.ResponseBodyError {
+  return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_target' || err.error === 'invalid_scope')
 }

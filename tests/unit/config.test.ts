@@ -217,7 +217,7 @@ describe('validateConfig', () => {
 
   test('a remote API gets defaults, and one overlapping gatehouse\'s own paths is refused', () => {
     const ok = validateConfig({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000/v2' }] })
-    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined }])
+    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [] }])
     for (const path of ['/bff', '/signin-oidc', '/healthz', '/bff/user/x']) {
       assert.deepEqual(pathsOf({ ...minimal(), remoteApis: [{ path, target: 'http://127.0.0.1:5000' }] }), ['remoteApis[0].path'], path)
     }
@@ -255,6 +255,24 @@ describe('validateConfig', () => {
       ],
     })
     assert.deepEqual(paths, ['remoteApis[1].path'])
+  })
+
+  test('a remote API resource is an absolute URI without a fragment, with scope tokens; errors name remoteApis[i].resource and .scopes', () => {
+    const api = (extra: Record<string, unknown>) => ({ ...minimal(), remoteApis: [{ path: '/public', target: 'https://a.example.com', token: 'none' }, { path: '/api', target: 'https://b.example.com', ...extra }] })
+    const ok = validateConfig(api({ resource: 'https://api.example.com/orders', scopes: ['orders:read'] }))
+    assert.equal(ok.config?.remoteApis[1]?.resource, 'https://api.example.com/orders')
+    assert.deepEqual(ok.config?.remoteApis[1]?.scopes, ['orders:read'])
+    assert.equal(validateConfig(api({ resource: 'urn:example:orders', token: 'client' })).config?.remoteApis[1]?.resource, 'urn:example:orders')
+    for (const resource of ['/orders', 'api.example.com', 'https://api.example.com/#x', 'https://api.example.com/a b', '', 42]) {
+      assert.deepEqual(pathsOf(api({ resource })), ['remoteApis[1].resource'], String(resource))
+    }
+    assert.deepEqual(pathsOf(api({ resource: 'https://api.example.com', scopes: ['a b'] })), ['remoteApis[1].scopes[0]'])
+    const scopesAlone = issuesOf(api({ scopes: ['orders:read'] }))
+    assert.deepEqual(scopesAlone.map((i) => i.path), ['remoteApis[1].scopes'])
+    assert.match(scopesAlone[0]!.message, /needs remoteApis\[1\]\.resource/)
+    const noToken = issuesOf(api({ resource: 'https://api.example.com', token: 'none' }))
+    assert.deepEqual(noToken.map((i) => i.path), ['remoteApis[1].resource'])
+    assert.match(noToken[0]!.message, /token "none"/)
   })
 })
 
