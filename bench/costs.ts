@@ -112,7 +112,8 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
   }
 
   // Step 0: the request context (http/handle.ts contextFor).
-  const fakeReq = { headers: input.requestHeaders, headersDistinct: { host: [input.requestHeaders.host ?? '127.0.0.1'] } } as unknown as IncomingMessage
+  const rawHeaders = Object.entries(input.requestHeaders).flatMap(([name, value]) => [name, String(value)])
+  const fakeReq = { headers: input.requestHeaders, rawHeaders } as unknown as IncomingMessage
   time('request id (randomUUID)', () => randomUUID())
   time('Host header check (hasUsableHostHeader)', () => hasUsableHostHeader(fakeReq))
   time('parse request URL (new URL)', () => new URL('/api/small', input.origin))
