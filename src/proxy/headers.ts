@@ -40,7 +40,8 @@ export interface UpstreamHeaderOptions {
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: UpstreamHeaderOptions): Record<string, string | string[]> {
   const listed = connectionListed(incoming)
   const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(incoming)) {
+  for (const name in incoming) {
+    const value = incoming[name]
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
     // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
     if (name === 'host' || name === 'cookie' || name === 'authorization' || name === 'dpop' || name === o.antiForgeryHeader) continue
@@ -51,8 +52,9 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
     out[name] = value
   }
   const previousFor = o.trustProxy ? incoming['x-forwarded-for'] : undefined
-  const chain = [...(Array.isArray(previousFor) ? previousFor : previousFor ? [previousFor] : []), ...(o.clientIp ? [o.clientIp] : [])]
-  if (chain.length) out['x-forwarded-for'] = chain.join(', ')
+  const previous = Array.isArray(previousFor) ? previousFor.join(', ') : previousFor
+  const chain = previous ? (o.clientIp ? `${previous}, ${o.clientIp}` : previous) : o.clientIp
+  if (chain) out['x-forwarded-for'] = chain
   const origin = partsOfOrigin(o.origin)
   out['x-forwarded-proto'] = origin.protocol
   out['x-forwarded-host'] = origin.host
@@ -72,7 +74,8 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
 export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string): Record<string, string | string[]> {
   const listed = connectionListed(upstream)
   const out: Record<string, string | string[]> = {}
-  for (const [name, value] of Object.entries(upstream)) {
+  for (const name in upstream) {
+    const value = upstream[name]
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
     if (name.startsWith('access-control-')) continue
     if (name === 'set-cookie') {
