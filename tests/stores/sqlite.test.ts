@@ -48,6 +48,44 @@ describe('sqlite file layout', () => {
     }
   })
 
+  test('two stores on one file (two gatehouse processes, or the CLI): what one writes or deletes, the other reads at once, though it had just read the record', async () => {
+    const path = join(dir, 'shared.db')
+    const a = new SqliteStore(path)
+    const b = new SqliteStore(path)
+    try {
+      const record = sampleRecord()
+      await a.set(record)
+      assert.equal((await b.get(record.idHash, NOW))?.version, 1)
+      assert.equal((await a.get(record.idHash, NOW))?.version, 1)
+      // Reads served from a's own copy while nothing changed elsewhere must not hide b's writes.
+      assert.equal(await b.set({ ...record, version: 2, sealed: 'by-b' }, 1), true)
+      assert.equal((await a.get(record.idHash, NOW))?.sealed, 'by-b')
+      assert.equal(await a.set({ ...record, version: 2, sealed: 'stale' }, 1), false, 'a\'s compare-and-set sees b\'s version')
+      assert.equal(await b.delete(record.idHash), true)
+      assert.equal(await a.get(record.idHash, NOW), undefined)
+      const other = sampleRecord()
+      await a.set(other)
+      await a.get(other.idHash, NOW)
+      assert.equal(await b.deleteWhere({ sub: other.sub }), 1)
+      assert.equal(await a.get(other.idHash, NOW), undefined, 'a deleteWhere elsewhere is seen too')
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  test('a record read before its expiry is not returned after it', async () => {
+    const store = new SqliteStore(join(dir, 'expiry.db'))
+    try {
+      const record = sampleRecord()
+      await store.set(record)
+      assert.ok(await store.get(record.idHash, NOW))
+      assert.equal(await store.get(record.idHash, record.expiresAt), undefined)
+    } finally {
+      await store.close()
+    }
+  })
+
   test('a missing parent directory is created', async () => {
     const path = join(dir, 'nested', 'deeper', 'sessions.db')
     const store = new SqliteStore(path)

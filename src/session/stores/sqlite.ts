@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS gatehouse_leases (
 ) WITHOUT ROWID;
 `
 
+const RECENT_LIMIT = 10_000
+
 /**
  * The embedded default store on the built-in node:sqlite. WAL mode lets several gatehouse processes
  * on one host share the file; every statement is prepared once.
@@ -42,6 +44,14 @@ export class SqliteStore implements SessionStore {
   readonly #listBySub: StatementSync
   readonly #acquireLease: StatementSync
   readonly #releaseLease: StatementSync
+  readonly #dataVersion: StatementSync
+  /**
+   * Records this connection read or wrote, reused while no other connection (another gatehouse
+   * process on the file, the CLI) has committed anything: `PRAGMA data_version` changes exactly
+   * then, and costs less than reading the row. Writes through this store keep it current.
+   */
+  readonly #recent = new Map<string, SessionRecord>()
+  #seenVersion: number | bigint | undefined
   #closed = false
 
   constructor(path: string) {
@@ -73,23 +83,48 @@ export class SqliteStore implements SessionStore {
     )
     this.#releaseLease = this.#db.prepare('DELETE FROM gatehouse_leases WHERE name = ? AND owner = ?')
     this.#listBySub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
+    this.#dataVersion = this.#db.prepare('PRAGMA data_version')
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
+    this.#forgetIfChangedElsewhere()
+    const known = this.#recent.get(idHash)
+    if (known !== undefined) return known.expiresAt > now ? known : undefined
     const row = this.#get.get(idHash, now) as SessionRow | undefined
-    return row ? rowToRecord(row) : undefined
+    if (!row) return undefined
+    const record = rowToRecord(row)
+    this.#remember(record)
+    return record
   }
 
   async set(r: SessionRecord, expectedVersion?: number): Promise<boolean> {
+    this.#forgetIfChangedElsewhere()
+    this.#recent.delete(r.idHash)
     const result =
       expectedVersion === undefined
         ? this.#insert.run(r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed)
         : this.#update.run(r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed, r.idHash, expectedVersion)
-    return Number(result.changes) === 1
+    const written = Number(result.changes) === 1
+    if (written) this.#remember({ ...r })
+    return written
   }
 
   async delete(idHash: string): Promise<boolean> {
+    this.#recent.delete(idHash)
     return Number(this.#delete.run(idHash).changes) === 1
+  }
+
+  #forgetIfChangedElsewhere(): void {
+    const version = (this.#dataVersion.get() as { data_version: number | bigint }).data_version
+    if (version !== this.#seenVersion) {
+      this.#recent.clear()
+      this.#seenVersion = version
+    }
+  }
+
+  #remember(record: SessionRecord): void {
+    this.#recent.set(record.idHash, record)
+    if (this.#recent.size > RECENT_LIMIT) this.#recent.delete(this.#recent.keys().next().value!)
   }
 
   async deleteWhere(filter: SessionFilter): Promise<number> {
@@ -101,6 +136,7 @@ export class SqliteStore implements SessionStore {
       params.push(filter[column])
     }
     if (!where.some((w) => w.startsWith('sub') || w.startsWith('sid'))) throw new TypeError('deleteWhere needs a sub or a sid')
+    this.#recent.clear()
     return Number(this.#db.prepare(`DELETE FROM gatehouse_sessions WHERE ${where.join(' AND ')}`).run(...params).changes)
   }
 
@@ -122,7 +158,9 @@ export class SqliteStore implements SessionStore {
 
   async deleteExpired(now: number, limit: number): Promise<number> {
     this.#db.prepare('DELETE FROM gatehouse_leases WHERE expires_at <= ?').run(now)
-    return Number(this.#deleteExpired.run(now, limit).changes)
+    const removed = Number(this.#deleteExpired.run(now, limit).changes)
+    if (removed > 0) for (const [idHash, record] of this.#recent) if (record.expiresAt <= now) this.#recent.delete(idHash)
+    return removed
   }
 
   async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
