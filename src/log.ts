@@ -15,9 +15,10 @@ export function createLogger(level: Config['log']['level'], destination?: Destin
       censor: '[redacted]',
     },
   }
-  // Asynchronous writes: lines written while one write is in flight go out together, and a slow
-  // log reader no longer stalls every request. pino flushes what is pending when the process exits.
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: false }))
+  // Synchronous writes (pino's default): a line is in the kernel once logged, so a hard kill or an
+  // OOM loses none, and no buffer grows while the log reader is slow. Asynchronous writes saved
+  // 1–3 µs a line in the bench; security events are worth more than that.
+  return destination ? pino(options, destination) : pino(options)
 }
 
 /**

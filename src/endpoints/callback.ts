@@ -56,8 +56,13 @@ const completeLogin: Handler = async (ctx) => {
     }
   }
 
+  // A login replaces this browser's previous session, and (in the store) an older session of the
+  // same IdP session: other instances are told, so none serves either from its session cache.
   const previous = await resolveSession(ctx, false)
-  if (previous) await sessions.end(previous)
+  if (previous) {
+    await sessions.end(previous)
+    await ctx.services.sessionEvents.ended(previous.idHash, 'replaced')
+  }
   sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
@@ -82,6 +87,7 @@ const completeLogin: Handler = async (ctx) => {
       ...(pending.resources ? { resources: pending.resources } : {}),
     },
   }, ctx.setCookies)
+  if (sid !== undefined && sessions.shared) await ctx.services.sessionEvents.endedWhere({ sub: idClaims.sub, sid, partition: ctx.partition }, 'replaced')
   log.info({ event: 'login', requestId: ctx.requestId }, 'session started')
   ctx.services.telemetry.login('ok')
   return redirect(pending.returnUrl)

@@ -230,7 +230,8 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     const token = await services.tokens.tokenFor(session, api.token, ctx.partition, resourceOf(api))
     if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
     await forward(ctx, res, match, token, services.upstreams, session)
-    status = res.statusCode
+    // 499: the client left before an answer started (as the request counter says).
+    status = res.headersSent ? res.statusCode : 499
   } catch (err) {
     status = abort(res, ctx, err, match === 'escape' ? undefined : match.api.allowHeader)
   }

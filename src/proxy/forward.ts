@@ -67,6 +67,9 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   })
   // Made before the clock starts: signing is gatehouse's work, not the upstream's latency.
   const proof = token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, method, match, token.value) : undefined
+  // The client left while the session or token was being resolved: its 'close' has fired already,
+  // so nothing would ever cancel an upstream call made now. Make none.
+  if (res.destroyed) return
   let upstream: Awaited<ReturnType<Pool['request']>>
   const startedAt = performance.now()
   try {
@@ -110,6 +113,13 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
  */
 function relay(body: Readable, res: ServerResponse): Promise<void> {
   return new Promise((resolve) => {
+    if (res.destroyed) {
+      // Piping into a closed response would pause the body forever and pin its upstream connection.
+      body.on('error', () => {})
+      body.destroy()
+      resolve()
+      return
+    }
     // Upstream reset mid-stream or the client went away: end both sides, the process keeps serving.
     // The listener stays: the body may emit its abort error after being destroyed, and an unheard
     // error would end the process.
@@ -126,7 +136,11 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
 
 /** The DPoP proof for the upstream request `match` makes: its URL is the target's origin and the rewritten path. */
 export function proofFor(key: DpopKey, method: string, match: ApiMatch, accessToken: string): Promise<string> {
-  return dpopProof(key, method, new URL(`${match.api.origin}${match.upstreamPath}`), accessToken)
+  // The path as undici sends it, not as the URL parser would re-encode it ("{" stays "{"): an API
+  // compares htu with the request it received.
+  const path = match.upstreamPath
+  const end = path.search(/[?#]/)
+  return dpopProof(key, method, `${match.api.origin}${end === -1 ? path : path.slice(0, end)}`, accessToken)
 }
 
 /** The upstream request's headers for this request and token (SPEC §5 header hygiene). */

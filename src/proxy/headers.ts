@@ -14,6 +14,12 @@ function connectionListed(headers: IncomingHttpHeaders | Record<string, string |
   return new Set(text.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean))
 }
 
+/**
+ * Method overrides some frameworks honour (ASP.NET Core, Express method-override): the method the
+ * upstream acts on must be the one gatehouse checked (`remoteApis[].methods`), so these never pass.
+ */
+const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override'])
+
 /** Client-address headers some upstreams trust; only X-Forwarded-For, set by gatehouse, may say who the client is. */
 const CLIENT_IP_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
 
@@ -46,7 +52,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
     // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
     if (name === 'host' || name === 'cookie' || name === 'authorization' || name === 'dpop' || name === o.antiForgeryHeader) continue
     // undici does not implement 100-continue; the body is streamed anyway.
-    if (name === 'expect') continue
+    if (name === 'expect' || METHOD_OVERRIDES.has(name)) continue
     if (name === 'forwarded' || name.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(name)) continue
     if (!o.websocket && name.startsWith('sec-websocket-')) continue
     out[name] = value

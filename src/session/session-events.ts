@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { SessionEndNotice, SessionFilter, SessionStore } from './store.ts'
 
 /** Why a session ended, as the browser is told (GET /bff/session-events, SPEC §8). */
-export type EndReason = 'logout' | 'backchannel' | 'revoked' | 'expired' | 'refresh_refused'
+export type EndReason = 'logout' | 'backchannel' | 'revoked' | 'expired' | 'refresh_refused' | 'replaced'
 
 interface Subscriber {
   idHash: string

@@ -64,11 +64,12 @@ async function importDpopKey(jwk: JWK): Promise<DpopKey> {
  * A DPoP proof for one resource request (RFC 9449 §4.2, §7.1): `htu` is the URL actually requested,
  * without query and fragment; `ath` binds the proof to the access token it comes with.
  */
-export function dpopProof(key: DpopKey, method: string, url: URL, accessToken: string): Promise<string> {
+export function dpopProof(key: DpopKey, method: string, url: URL | string, accessToken: string): Promise<string> {
   return new SignJWT({
     jti: randomUUID(),
     htm: method,
-    htu: `${url.origin}${url.pathname}`,
+    // A string is the htu as it stands (the caller's origin and the path exactly as sent).
+    htu: typeof url === 'string' ? url : `${url.origin}${url.pathname}`,
     ath: createHash('sha256').update(accessToken).digest('base64url'),
   })
     .setProtectedHeader({ typ: 'dpop+jwt', alg: key.alg, jwk: key.publicJwk })

@@ -126,6 +126,7 @@ export class TokenService {
       // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
       if (tokens.accessTokenExpiresAt! > this.#o.now()) return this.#withProofKey(session, tokens.accessToken)
       await this.#o.sessions.end(session)
+      await this.#o.events?.ended(session.idHash, 'expired')
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
     const refreshed = await this.#singleFlight(session.idHash, session, {

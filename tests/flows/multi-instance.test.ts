@@ -132,6 +132,19 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       }
     })
 
+    test('a new login in the same browser on A ends its previous session on B too, though B holds a fresh cached copy', async () => {
+      const browser = flow.browser()
+      await flow.login(browser, { username: 'alice' })
+      const first = browser.cookies.get(COOKIE)!
+      assert.equal((await withCookie(b.origin, first)).status, 200, 'B has read (and cached) the first session')
+      await flow.login(browser, { username: 'alice', prompt: 'login' })
+      const second = browser.cookies.get(COOKIE)!
+      assert.notEqual(second, first, 'the login issued a new session id')
+      const onB = await refusedOn(b.origin, first)
+      assert.equal(onB.status, 401, onB.text)
+      assert.equal((await withCookie(b.origin, second)).status, 200, 'the new session works on B')
+    })
+
     test('a back-channel logout posted to A ends the session on B (401 there once the notice arrives, whatever its cached copy)', async () => {
       const { cookie, claims } = await loggedInOnA()
       const other = await loggedInOnA('bob')

@@ -122,6 +122,23 @@ test('a read that was in flight when a notice arrived does not put the ended ses
   assert.equal(await cache.get('a', NOW), undefined, 'the next read goes to the store')
 })
 
+test('a read that started before a write of ours and ends after it does not put the older version back', async () => {
+  const { inner, cache } = await setup()
+  const first = record('a')
+  await inner.set(first)
+  let release!: () => void
+  inner.gate = new Promise((resolve) => (release = resolve))
+  const reading = cache.getFresh('a', NOW) // reads version 1, answers late
+  await new Promise((resolve) => setImmediate(resolve))
+  inner.gate = undefined
+  assert.equal(await cache.set({ ...first, version: 2, sealed: 'v2' }, 1), true)
+  release()
+  assert.equal((await reading)?.version, 1)
+  const reads = inner.reads
+  assert.equal((await cache.get('a', NOW))?.sealed, 'v2', 'the copy is still version 2')
+  assert.equal(inner.reads, reads, 'served from the cache')
+})
+
 test('writes and deletes through the cache update or drop the copy at once', async () => {
   const { inner, cache } = await setup()
   const first = record('a')

@@ -205,6 +205,13 @@ test('client-address headers other than gatehouse\'s X-Forwarded-For are not for
   assert.equal(out['x-forwarded-for'], '10.0.0.9')
 })
 
+test('method-override headers never reach the upstream: it acts on the method gatehouse checked (remoteApis[].methods)', () => {
+  // node:http hands header names over in lower case, whatever the client sent.
+  const out = upstreamRequestHeaders({ 'x-http-method-override': 'DELETE', 'x-http-method': 'PUT', 'x-method-override': 'PATCH', accept: 'application/json' }, options())
+  for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override']) assert.equal(out[name], undefined, name)
+  assert.equal(out.accept, 'application/json')
+})
+
 test('an upstream CORS grant (Access-Control-*) never reaches the browser: gatehouse grants no other origin', () => {
   const out = downstreamResponseHeaders(
     {

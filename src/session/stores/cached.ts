@@ -155,6 +155,9 @@ export class CachedStore implements SessionStore {
 
   #keep(record: SessionRecord): void {
     if (!this.#listening) return
+    // A read that started before a write of ours may finish after it: never go back a version.
+    const known = this.#entries.get(record.idHash)
+    if (known !== undefined && known.record.version > record.version) return
     this.#entries.delete(record.idHash)
     this.#entries.set(record.idHash, { record, at: this.#clock() })
     if (this.#entries.size > MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value!)

@@ -234,11 +234,14 @@ export class PostgresStore implements SessionStore {
         await client.query(`LISTEN "${this.#channel}"`)
       } catch (err) {
         if (retrying) onLost()
-        else {
+        else if (!lost) {
           lost = true
           client.release(true)
           current = undefined
         }
+        // A first LISTEN that failed ends the subscription: no reconnect may bring it back, since
+        // whoever asked never got a function to stop it.
+        if (!retrying) stopped = true
         throw err
       }
       return true
