@@ -6,6 +6,8 @@ import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, storedTokens, type 
 import { introspect } from '../helpers/upstream.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
+import { KeyRing } from '../../src/session/seal.ts'
+import { Sessions } from '../../src/session/sessions.ts'
 
 const BCL = 'http://schemas.openid.net/event/backchannel-logout'
 const EVENT = { [BCL]: {} }
@@ -285,6 +287,25 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
   }
 
   const revocations = (flow: Flow) => flow.idp.requests.filter((r) => r.path === '/token/revocation').length
+
+  test('a logout token ending more than 100 sessions revokes the refresh tokens of 100 of them and ends them all', async () => {
+    // One user with 105 IdP sessions, each with a session-bound refresh token: made directly in the
+    // store (105 real logins would only be slower), sealed with the flow's keys as a login would.
+    const { browser } = await loggedIn(bound, stores.bound, 'bob')
+    const partition = (await stores.bound.list({ limit: 1000 }, Date.now())).find((r) => r.sub.startsWith('bob'))!.partition
+    const sessions = new Sessions({ store: stores.bound, keyRing: new KeyRing(bound.keys), policy: { lifetimeMs: 3_600_000, sliding: false, absoluteLifetimeMs: 3_600_000 } })
+    const sub = `many-${randomUUID()}`
+    for (let i = 0; i < 105; i++) {
+      await sessions.create({ sub, sid: `sid-${i}`, partition, data: { claims: [{ type: 'sub', value: sub }], tokens: { accessToken: 'at', refreshToken: `rt-${i}-${randomUUID()}`, idToken: undefined, accessTokenExpiresAt: undefined, scope: 'openid profile' }, logoutSid: `l${i}`, sessionState: undefined } })
+    }
+    const before = revocations(bound)
+    const res = await logoutToken(bound, { sub })
+    assert.equal(res.status, 200)
+    assert.deepEqual(await res.json(), { sessionsEnded: 105 })
+    assert.equal(revocations(bound) - before, 100, 'one revocation request per session, for at most 100 sessions')
+    assert.equal((await stores.bound.list({ sub, limit: 1000 }, Date.now())).length, 0, 'every session ended')
+    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 200, 'another user\'s session is untouched')
+  })
 
   test('without offline_access, a logout token with only a sid ends the session and revokes its refresh token at the IdP', async () => {
     const { browser, sid, refreshToken } = await loggedIn(bound, stores.bound)
