@@ -12,9 +12,10 @@ interface Entry {
  * A short-lived in-process copy of session records in front of a networked store (Redis,
  * PostgreSQL), so that a burst of API calls on one session costs one store round trip, not one each.
  *
- * Revocation stays instant across instances: an entry is dropped as soon as the store's pub/sub says
- * its session ended (logout, back-channel logout, revocation on any instance or from the CLI), and
- * nothing is served from the cache while that subscription is down. `ttlMs` bounds what pub/sub does
+ * Revocation stays effective across instances: an entry is dropped as soon as the store's pub/sub
+ * says its session ended (logout, back-channel logout, a replacing login, revocation on any instance
+ * or from the CLI; the ending instance answers only after the store took the notice), and nothing
+ * is served from the cache while that subscription is down. `ttlMs` bounds what pub/sub does
  * not carry: another instance's token refresh or sliding renewal (its writes are compare-and-set, so
  * an old copy can never be written back), or a notice lost in a reconnect.
  *
