@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { SessionEndNotice, SessionFilter, SessionStore } from './store.ts'
+import { matchesFilter, type SessionEndNotice, type SessionFilter, type SessionStore } from './store.ts'
 
 /** Why a session ended, as the browser is told (GET /bff/session-events, SPEC §8). */
 export type EndReason = 'logout' | 'backchannel' | 'revoked' | 'expired' | 'refresh_refused' | 'replaced'
@@ -88,12 +88,7 @@ export class SessionEvents {
 
   #deliverWhere(filter: SessionFilter, reason: EndReason): void {
     for (const set of [...this.#byId.values()]) {
-      for (const s of [...set]) {
-        if (filter.sub !== undefined && s.sub !== filter.sub) continue
-        if (filter.sid !== undefined && s.sid !== filter.sid) continue
-        if (filter.partition !== undefined && s.partition !== filter.partition) continue
-        s.listener(reason)
-      }
+      for (const s of [...set]) if (matchesFilter(filter, s)) s.listener(reason)
     }
   }
 }

@@ -4,7 +4,7 @@ import { deleteCookie, serializeCookie, type SameSite } from '../http/cookies.ts
 import type { NewSession, SessionBackend } from './backend.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
-import type { SessionFilter, SessionRecord, SessionStore } from './store.ts'
+import { matchesFilter, type SessionFilter, type SessionRecord, type SessionStore } from './store.ts'
 
 /** 256-bit ids, base64url: exactly 43 characters. Anything else in the cookie is not a session. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
@@ -195,7 +195,7 @@ export class Sessions implements SessionBackend {
     // The sid index is the narrower one (an IdP session spans a handful of records).
     const query = filter.sid !== undefined ? { sid: filter.sid, ...(filter.sub !== undefined ? { sub: filter.sub } : {}), limit } : { sub: filter.sub!, limit }
     const records = await this.#call(() => this.#store.list(query, this.#now()))
-    return records.filter((r) => filter.partition === undefined || r.partition === filter.partition).flatMap((r) => this.#open(r) ?? [])
+    return records.filter((r) => matchesFilter(filter, r)).flatMap((r) => this.#open(r) ?? [])
   }
 
   /** Removes expired sessions in batches until none are left; returns how many. */

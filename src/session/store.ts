@@ -21,6 +21,11 @@ export type SessionFilter =
   | { sub: string; sid?: string | undefined; partition?: string | undefined }
   | { sub?: string | undefined; sid: string; partition?: string | undefined }
 
+/** Whether a session (a record, or anything with its identity columns) is one the filter names. */
+export function matchesFilter(filter: SessionFilter, session: { sub: string; sid: string | undefined; partition: string }): boolean {
+  return (filter.sub === undefined || session.sub === filter.sub) && (filter.sid === undefined || session.sid === filter.sid) && (filter.partition === undefined || session.partition === filter.partition)
+}
+
 /** "These sessions ended", as instances tell each other through a shared store. */
 export interface SessionEndNotice {
   /** The session's id hash, or a filter for several (back-channel logout, revocation). */

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse, type GatehouseOptions } from '../../src/index.ts'
@@ -9,6 +8,7 @@ import { generateKey } from '../../src/session/seal.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { logLines } from '../helpers/log-lines.ts'
 
 const TOKEN = 'admin-token-Zq8xY2vR0kLm4NpT'
 type Claims = Array<{ type: string; value: unknown }>
@@ -172,16 +172,10 @@ describe('admin API', () => {
 describe('admin API without a configured token', () => {
   let gatehouse: Gatehouse
   let admin: Awaited<ReturnType<typeof mount>>
-  const logs: Array<{ level: number; msg: string }> = []
+  const log = logLines()
 
   before(async () => {
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        logs.push(JSON.parse(chunk.toString()) as { level: number; msg: string })
-        done()
-      },
-    })
-    gatehouse = await createGatehouse({ ...OFFLINE, admin: {} }, { logger: pino({ level: 'info' }, sink) })
+    gatehouse = await createGatehouse({ ...OFFLINE, admin: {} }, { logger: pino({ level: 'info' }, log.sink) })
     admin = await mount(gatehouse.adminHandler)
   })
   after(async () => {
@@ -190,7 +184,8 @@ describe('admin API without a configured token', () => {
   })
 
   test('a warning is logged at start', () => {
-    assert.ok(logs.some((l) => l.level === 40 && /admin\.token is not set/.test(l.msg)), JSON.stringify(logs))
+    const logs = log.entries()
+    assert.ok(logs.some((l) => l.level === 40 && /admin\.token is not set/.test(String(l.msg))), JSON.stringify(logs))
   })
 
   test('the session API is refused with 403, even with a bearer token', async () => {

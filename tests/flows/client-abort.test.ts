@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict'
 import { connect } from 'node:net'
-import { Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import type { SessionRecord } from '../../src/session/store.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { logLines } from '../helpers/log-lines.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 // A browser that leaves while gatehouse is still resolving its session (a tab closed during a slow
@@ -45,16 +45,8 @@ function requestThenLeave(origin: string, path: string, cookie: string, afterMs:
 
 describe('a client that leaves before or during the proxied answer', () => {
   const store = new SlowStore()
-  const lines: Array<Record<string, unknown>> = []
-  const logger = pino(
-    { level: 'info' },
-    new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line) as Record<string, unknown>)
-        done()
-      },
-    }),
-  )
+  const log = logLines()
+  const logger = pino({ level: 'info' }, log.sink)
   let upstream: Upstream
   let flow: Flow
   let cookie: string
@@ -72,7 +64,7 @@ describe('a client that leaves before or during the proxied answer', () => {
     await upstream?.close()
   })
 
-  const accessLines = (path: string) => lines.filter((l) => l.msg === 'proxy' && l.path === path)
+  const accessLines = (path: string) => log.entries().filter((l) => l.msg === 'proxy' && l.path === path)
 
   /** The access line of the next request to `path` after `seen` earlier ones (bounded wait: not a timing assertion). */
   async function nextAccessLine(path: string, seen: number): Promise<Record<string, unknown>> {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Writable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { calculateJwkThumbprint, decodeProtectedHeader, EmbeddedJWK, jwtVerify, type JWK } from 'jose'
 import { WebSocket } from 'ws'
@@ -14,6 +13,7 @@ import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { createDpopKey, dpopProof, DpopKeys } from '../../src/tokens/dpop.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { logLines } from '../helpers/log-lines.ts'
 import { introspect, startUpstream, type RecordedRequest, type Upstream } from '../helpers/upstream.ts'
 
 // oidc.dpop (RFC 9449): tokens bound to a key of the session's own, and a proof with every API call.
@@ -278,13 +278,7 @@ describe('oidc.dpop with an IdP that does not offer it', () => {
     ['an algorithm the IdP does not list (ES384)', {}, { signingAlg: 'ES384' as const }],
   ] as const) {
     test(`${what}: gatehouse starts, logs an error naming oidc.dpop, is not ready, and refuses logins (502) rather than fall back to Bearer`, async () => {
-      const lines: string[] = []
-      const sink = new Writable({
-        write(chunk: Buffer, _encoding, done) {
-          lines.push(...String(chunk).split('\n').filter(Boolean))
-          done()
-        },
-      })
+      const { lines, sink } = logLines()
       const flow = await startFlow({ idp, oidc: { dpop }, runtime: { logger: createLogger('info', sink) } })
       try {
         const browser = flow.browser()

@@ -13,6 +13,7 @@ import { hashSessionId, sessionSealPurpose } from '../../src/session/sessions.ts
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { BrowserJar, type JarResponse } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { logLines } from '../helpers/log-lines.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 /**
@@ -69,14 +70,7 @@ function leaksIn(lines: readonly string[], secrets: ReadonlyMap<string, string>)
 }
 
 describe('logs never carry tokens, cookies or secrets (level trace, a full run)', () => {
-  const lines: string[] = []
-  const sink = new Writable({
-    decodeStrings: false,
-    write(chunk: string | Buffer, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(line)
-      done()
-    },
-  })
+  const { lines, sink } = logLines()
   const store = new MemoryStore()
   let offset = 0
   const now = () => Date.now() + offset
@@ -285,14 +279,7 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
 
 describe('with oidc.dpop, logs never carry DPoP proofs or keys (level trace)', () => {
   test('login, proofs with user and client tokens, a refresh, a forged browser proof, a 502 and logout: no proof, key or token in any line', async () => {
-    const lines: string[] = []
-    const sink = new Writable({
-      decodeStrings: false,
-      write(chunk: string | Buffer, _encoding, done) {
-        for (const line of String(chunk).split('\n')) if (line.trim()) lines.push(line)
-        done()
-      },
-    })
+    const { lines, sink } = logLines()
     const store = new MemoryStore()
     let offset = 0
     const upstream = await startUpstream()

@@ -1,4 +1,4 @@
-import type { SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { matchesFilter, type SessionEndNotice, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
 
 const MAX_ENTRIES = 10_000
 
@@ -110,7 +110,7 @@ export class CachedStore implements SessionStore {
     }
   }
 
-  list(filter: { sub?: string; limit: number }, now: number): Promise<SessionRecord[]> {
+  list(filter: Parameters<SessionStore['list']>[0], now: number): Promise<SessionRecord[]> {
     return this.#inner.list(filter, now)
   }
 
@@ -176,12 +176,7 @@ export class CachedStore implements SessionStore {
 
   #dropWhere(filter: SessionFilter): void {
     this.#epoch++
-    for (const [idHash, { record }] of this.#entries) {
-      if (filter.sub !== undefined && record.sub !== filter.sub) continue
-      if (filter.sid !== undefined && record.sid !== filter.sid) continue
-      if (filter.partition !== undefined && record.partition !== filter.partition) continue
-      this.#entries.delete(idHash)
-    }
+    for (const [idHash, { record }] of this.#entries) if (matchesFilter(filter, record)) this.#entries.delete(idHash)
   }
 
   #clear(): void {

@@ -1,4 +1,4 @@
-import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { matchesFilter, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
 
 /** In-process store: for tests, the demo's throwaway runs and single-instance setups that accept losing sessions on restart. */
 export class MemoryStore implements SessionStore {
@@ -34,10 +34,7 @@ export class MemoryStore implements SessionStore {
     let count = 0
     const candidates = filter.sub !== undefined ? (this.#bySub.get(filter.sub) ?? []) : (this.#bySid.get(filter.sid!) ?? [])
     for (const idHash of [...candidates]) {
-      const record = this.#records.get(idHash)!
-      if (filter.sid !== undefined && record.sid !== filter.sid) continue
-      if (filter.sub !== undefined && record.sub !== filter.sub) continue
-      if (filter.partition !== undefined && record.partition !== filter.partition) continue
+      if (!matchesFilter(filter, this.#records.get(idHash)!)) continue
       await this.delete(idHash)
       count++
     }

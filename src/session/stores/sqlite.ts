@@ -42,6 +42,8 @@ export class SqliteStore implements SessionStore {
   readonly #deleteExpired: StatementSync
   readonly #listAll: StatementSync
   readonly #listBySub: StatementSync
+  readonly #listBySid: StatementSync
+  readonly #listBySidAndSub: StatementSync
   readonly #acquireLease: StatementSync
   readonly #releaseLease: StatementSync
   readonly #dataVersion: StatementSync
@@ -83,6 +85,8 @@ export class SqliteStore implements SessionStore {
     )
     this.#releaseLease = this.#db.prepare('DELETE FROM gatehouse_leases WHERE name = ? AND owner = ?')
     this.#listBySub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
+    this.#listBySid = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sid = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
+    this.#listBySidAndSub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sid = ? AND sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
     this.#dataVersion = this.#db.prepare('PRAGMA data_version')
   }
 
@@ -141,14 +145,11 @@ export class SqliteStore implements SessionStore {
   }
 
   async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
-    if (filter.sid !== undefined) {
-      const bySub = filter.sub === undefined ? '' : ' AND sub = ?'
-      const params = filter.sub === undefined ? [filter.sid, now, filter.limit] : [filter.sid, filter.sub, now, filter.limit]
-      const rows = this.#db.prepare(`SELECT * FROM gatehouse_sessions WHERE sid = ?${bySub} AND expires_at > ? ORDER BY created_at LIMIT ?`).all(...params) as unknown as SessionRow[]
-      return rows.map(rowToRecord)
-    }
-    const rows = (filter.sub === undefined ? this.#listAll.all(now, filter.limit) : this.#listBySub.all(filter.sub, now, filter.limit)) as unknown as SessionRow[]
-    return rows.map(rowToRecord)
+    const { sub, sid, limit } = filter
+    let rows
+    if (sid !== undefined) rows = sub === undefined ? this.#listBySid.all(sid, now, limit) : this.#listBySidAndSub.all(sid, sub, now, limit)
+    else rows = sub === undefined ? this.#listAll.all(now, limit) : this.#listBySub.all(sub, now, limit)
+    return (rows as unknown as SessionRow[]).map(rowToRecord)
   }
 
   async count(now: number): Promise<number> {
