@@ -27,16 +27,31 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS
 
+/**
+ * The one log line that explains a failure to an operator: a stable `event` (login_failed,
+ * refresh_failed, logout_failed, discovery_failed) and `cause` (issuer_mismatch, idp_error,
+ * client_auth_refused…) with what explains it (expected and published values, the IdP's error).
+ * Never a token, a code, a cookie or a secret.
+ */
+export interface FailureReport {
+  event: string
+  cause: string
+  [field: string]: unknown
+}
+
 export class GatehouseError extends Error {
   readonly code: ErrorCode
   /** Per-parameter messages for 400s (SPEC §3: `errors: { "<param>": ["…"] }`). */
   readonly errors: Record<string, string[]> | undefined
+  /** Logged (at warn, or error for 5xx) where the request's failure is rendered: src/http/handle.ts. */
+  readonly report: FailureReport | undefined
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; errors?: Record<string, string[]> }) {
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; errors?: Record<string, string[]>; report?: FailureReport }) {
     super(detail ?? ERRORS[code].title, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'GatehouseError'
     this.code = code
     this.errors = options?.errors
+    this.report = options?.report
   }
 
   get status(): number {
@@ -67,4 +82,20 @@ export function toProblem(err: unknown, requestId: string): Problem {
   if (known.status < 500 && known.message !== problem.title) problem.detail = known.message
   if (known.errors) problem.errors = known.errors
   return problem
+}
+
+/** Error names, codes and messages down the cause chain, for logs — never request data, which may hold codes or tokens. */
+export function describeError(err: unknown): Record<string, string> {
+  const out: Record<string, string> = {}
+  let current: unknown = err
+  for (let depth = 0; depth < 4 && current !== undefined; depth++) {
+    const key = depth === 0 ? 'error' : `cause${depth}`
+    if (!(current instanceof Error)) {
+      out[key] = typeof current === 'string' ? current.slice(0, 200) : 'unknown'
+      break
+    }
+    out[key] = `${current.name}${'code' in current && current.code !== undefined ? `(${String(current.code)})` : ''}: ${current.message}`
+    current = current.cause
+  }
+  return out
 }

@@ -3,7 +3,7 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 import { validateConfig, type GatehouseOptions } from './config/validate.ts'
 import type { Config } from './config/types.ts'
-import { GatehouseError } from './errors.ts'
+import { describeError, GatehouseError } from './errors.ts'
 import { isAntiForgeryValid } from './http/antiforgery.ts'
 import { isLoopbackHost } from './http/origin.ts'
 import { resolveSession, type Services } from './http/context.ts'
@@ -119,7 +119,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   await cache?.start().catch(() => log.warn({ event: 'session_cache_off' }, 'not listening to session endings: every request reads the session store'))
   const store: SessionStore = cache ?? opened
   const keyRing = new KeyRing(config.keys)
-  const frontends = new Frontends(config, now)
+  const frontends = new Frontends(config, now, log)
   const cookie = {
     name: config.session.cookieName,
     nameFor: (partition: string) => frontends.byName(partition)?.cookieName ?? config.session.cookieName,
@@ -143,7 +143,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const apis = new RemoteApiRoutes(config.remoteApis)
   const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, dpopKeys, apis, upstreams, telemetry, now }
   warnAboutInsecureSettings(config, log)
-  reportDpopSupport(frontends, log)
+  discoverAtStart(frontends, log)
 
   const handle = createHandle(services)
   const upgrade = createUpgrade(services)
@@ -235,6 +235,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       if (closed) return
       closed = true
       clearInterval(cleanupTimer)
+      for (const frontend of frontends.all) frontend.oidc.close()
       await sessionEvents.close()
       await upstreams.close()
       await cache?.stop()
@@ -244,14 +245,17 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
 }
 
 /**
- * oidc.dpop needs the IdP's support, which only its discovery document tells. Discovery stays lazy
- * (gatehouse starts while the IdP is still coming up) but begins now, so that an IdP without DPoP is
- * reported at start, not at the first login. Until it supports DPoP, logins answer 502 and /readyz 503.
+ * Discovery stays lazy (gatehouse starts while the IdP is still coming up) but begins now, so that
+ * what it decides — the client authentication chosen, an IdP without end-session or without the
+ * DPoP that oidc.dpop asks for, an issuer that does not match — is reported at start, not at the
+ * first login. A failed discovery is retried at the next use.
  */
-function reportDpopSupport(frontends: Frontends, log: Logger): void {
-  for (const client of new Set(frontends.all.filter((f) => f.oidcConfig.dpop).map((f) => f.oidc))) {
-    client.configuration().catch((err: unknown) => {
+function discoverAtStart(frontends: Frontends, log: Logger): void {
+  for (const client of new Set(frontends.all.map((f) => f.oidc))) {
+    client.ready().catch((err: unknown) => {
       if (err instanceof DpopUnsupportedError) log.error({ event: 'dpop_unsupported' }, err.message)
+      else if (err instanceof GatehouseError && err.report) log.warn({ ...err.report }, `${err.message}; retried at the next login`)
+      else log.warn({ event: 'discovery_failed', cause: 'unexpected', ...describeError(err) }, 'identity provider discovery failed; retried at the next login')
     })
   }
 }

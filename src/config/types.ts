@@ -17,9 +17,20 @@ export interface DpopConfig {
 
 export interface OidcConfig {
   authority: string
+  /** The exact issuer tokens must carry, when it is not the authority (or fills in a `{tenantid}` template). */
+  issuer: string | undefined
+  /** More issuers id_tokens may carry (exact strings); with a `{tenantid}` template, the tenants' issuers allowed. */
+  allowedIssuers: string[] | undefined
+  /** With a `{tenantid}` template issuer: the `tid` values allowed to log in; undefined: every tenant. */
+  allowedTenants: string[] | undefined
+  /** The IdP's end-session endpoint when discovery names none (or another one); undefined: discovery's. */
+  endSessionEndpoint: string | undefined
+  /** Extra end-session query parameters; `{post_logout_redirect_uri}`, `{client_id}` and `{state}` are filled in. */
+  endSessionParams: Record<string, string>
   clientId: string
   clientSecret: string | undefined
-  clientAuth: ClientAuthMethod
+  /** undefined: chosen at discovery from the IdP's token_endpoint_auth_methods_supported. */
+  clientAuth: ClientAuthMethod | undefined
   privateKeyJwk: Record<string, unknown> | undefined
   scopes: string[]
   redirectPath: string

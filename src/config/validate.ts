@@ -5,6 +5,8 @@ import { parseDuration, parseSize } from './duration.ts'
 import type { Config, ConfigIssue, DpopSigningAlg } from './types.ts'
 import { isLoopbackHost } from '../http/origin.ts'
 import { decodeKey } from '../session/seal.ts'
+import { END_SESSION_PLACEHOLDERS } from '../oidc/end-session.ts'
+import { TENANT_ID } from '../oidc/issuer.ts'
 
 const duration = (fallback: string, range: { allowZero?: boolean; maxMs?: number; max?: string } = {}) =>
   z
@@ -51,6 +53,7 @@ const resourceIndicator = z
   .string()
   .refine((text) => /^[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+$/.test(text) && URL.canParse(text), 'must be an absolute URI without a fragment (RFC 8707), e.g. "https://api.example.com"')
 
+
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /**
@@ -81,6 +84,16 @@ const schema = z.strictObject({
   trustProxy: z.boolean().default(false),
   oidc: z.strictObject({
     authority: webUrl('the identity provider issuer'),
+    issuer: webUrl('the issuer tokens carry').refine((text) => !text.includes('{'), 'must be one exact issuer (no {tenantid} template: the template comes from discovery)').optional(),
+    allowedIssuers: z.array(webUrl('an issuer tokens may carry')).min(1, 'must list at least one issuer (leave the key out otherwise)').optional(),
+    allowedTenants: z.array(z.string().regex(TENANT_ID, 'must be a tenant id (letters, digits, ".", "_" or "-")')).min(1, 'must list at least one tenant id (leave the key out to allow every tenant)').optional(),
+    endSessionEndpoint: webUrl('the end-session endpoint').optional(),
+    endSessionParams: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.-]+$/, 'must be a query parameter name'),
+        z.string().refine((v) => [...v.matchAll(/\{([^}]*)\}/g)].every((m) => (END_SESSION_PLACEHOLDERS as readonly string[]).includes(m[1]!)), `may use only the placeholders ${END_SESSION_PLACEHOLDERS.map((p) => `{${p}}`).join(', ')}`),
+      )
+      .default({}),
     clientId: z.string().min(1, 'must not be empty'),
     clientSecret: z.string().min(1, 'must not be empty').optional(),
     clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none']).optional(),
@@ -220,7 +233,12 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
       ...oidc,
       clientSecret: oidc.clientSecret,
       privateKeyJwk: oidc.privateKeyJwk,
-      clientAuth: oidc.clientAuth ?? (oidc.privateKeyJwk ? 'private_key_jwt' : oidc.clientSecret ? 'client_secret_basic' : 'none'),
+      // With a secret and no choice made, discovery tells which method the IdP accepts.
+      clientAuth: oidc.clientAuth ?? (oidc.clientSecret ? undefined : oidc.privateKeyJwk ? 'private_key_jwt' : 'none'),
+      issuer: oidc.issuer,
+      allowedIssuers: oidc.allowedIssuers,
+      allowedTenants: oidc.allowedTenants,
+      endSessionEndpoint: oidc.endSessionEndpoint,
       timeoutMs: timeout,
       tokenRefreshSkewMs: tokenRefreshSkew,
       dpop: dpop === true ? { signingAlg: 'ES256' } : dpop === false ? undefined : dpop,

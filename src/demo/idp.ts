@@ -10,7 +10,9 @@ import { createIdpStorage } from './idp-storage.ts'
  * An embedded OpenID Provider (node-oidc-provider) for the demo and the tests — never for production.
  * It has a real login form that checks a password, auto-consents for its registered clients, and
  * supports refresh tokens, revocation, introspection, RP-initiated and back-channel logout, DPoP and
- * resource indicators.
+ * resource indicators. Its options also give it the shapes of real IdPs (an issuer under a path or
+ * with a trailing slash, endpoints left out, other signing algorithms, a rewritten discovery
+ * document) for interop tests; tests/helpers/idp-shapes.ts has them ready-made.
  */
 
 export interface DemoUser {
@@ -47,7 +49,12 @@ export interface IdpClient {
   jwks?: { keys: Array<Record<string, unknown>> }
   grant_types?: string[]
   response_types?: string[]
+  /** The id_token's JWS algorithm (default: the IdP's `signingAlg`); "HS256" signs with the client secret. */
+  id_token_signed_response_alg?: string
 }
+
+/** The algorithms the IdP can sign id_tokens (and logout tokens) with; its key is of the matching type. */
+export type IdpSigningAlg = 'RS256' | 'PS256' | 'ES256'
 
 export interface IdpOptions {
   host?: string
@@ -76,10 +83,39 @@ export interface IdpOptions {
    * (`invalid_target`), as oidc-provider does by default.
    */
   resourceServers?: Record<string, { scope?: string; accessTokenTtlSec?: number }>
+  /**
+   * The issuer's path on the IdP's origin, as real IdPs publish it: `/realms/demo` (Keycloak),
+   * `/<tenant-id>/v2.0` (Entra ID); `/` gives an issuer with a trailing slash, as Auth0's
+   * `https://tenant.auth0.com/`. Every endpoint (and the login form) lives under it. Default: none.
+   */
+  issuerPath?: string
+  /** RP-initiated logout (`end_session_endpoint`); false: none, as Auth0 classic or some Okta setups. Default true. */
+  endSession?: boolean
+  /** Token revocation (RFC 7009, `revocation_endpoint`); false: none, as Entra ID. Default true. */
+  revocation?: boolean
+  /** The UserInfo endpoint; false: none, and the user's claims go into the id_token. Default true. */
+  userinfo?: boolean
+  /** false: never issues a refresh token (also not for offline_access). Default true. */
+  refreshTokens?: boolean
+  /** The token endpoint authentication methods the IdP accepts and publishes, e.g. `['client_secret_post']`. */
+  clientAuthMethods?: string[]
+  /** The id_token (and logout token) signing algorithm and key type. Default RS256. */
+  signingAlg?: IdpSigningAlg
+  /** Claims every account gets, in the id_token itself (not only from UserInfo), e.g. Entra's `{ tid }`. */
+  extraClaims?: Record<string, unknown>
+  /** Rewrites the discovery document the IdP serves (a stale algorithm list, a templated issuer, …). */
+  discovery?: (document: Record<string, unknown>) => Record<string, unknown>
+  /**
+   * Runs first for every request, with the request's path (no query); answering it and returning
+   * true means handled (e.g. another JWKS, an extra discovery document at some other path).
+   */
+  intercept?: (req: IncomingMessage, res: ServerResponse, path: string) => boolean
 }
 
 export interface RunningIdp {
   issuer: string
+  /** `http://host:port`: the issuer without its path. */
+  origin: string
   server: Server
   /** Every request path the IdP received (tests assert on token/revocation calls). */
   requests: Array<{ method: string; path: string }>
@@ -104,24 +140,43 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   const grants: string[] = []
   let provider: InstanceType<typeof Provider> | undefined
   const running = { tokenDelayMs: 0, revocationDelayMs: 0 }
+  // The issuer's path, without a trailing slash ("" for the origin itself, and for "/").
+  const prefix = issuerPrefix(options.issuerPath)
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0]!
-    requests.push({ method: req.method ?? 'GET', path })
+    const fullPath = (req.url ?? '/').split('?')[0]!
+    requests.push({ method: req.method ?? 'GET', path: fullPath })
+    if (options.intercept?.(req, res, fullPath)) return
     if (!provider) {
       res.statusCode = 503
       return res.end()
     }
+    // Mounted under the issuer's path: the provider sees the rest, and finds its mount point in originalUrl.
+    if (prefix && fullPath !== prefix && !fullPath.startsWith(`${prefix}/`)) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
+    const path = fullPath.slice(prefix.length) || '/'
+    if (prefix) {
+      ;(req as IncomingMessage & { originalUrl?: string }).originalUrl = req.url
+      req.url = path + (req.url ?? '').slice(fullPath.length)
+    }
     const p = provider
-    if (path === '/token' && running.tokenDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.tokenDelayMs)
-    if (path === '/token/revocation' && running.revocationDelayMs > 0) return void setTimeout(() => void route(p, req, res), running.revocationDelayMs)
-    void route(p, req, res)
+    if (path === '/token' && running.tokenDelayMs > 0) return void setTimeout(() => void route(p, req, res, prefix), running.tokenDelayMs)
+    if (path === '/token/revocation' && running.revocationDelayMs > 0) return void setTimeout(() => void route(p, req, res, prefix), running.revocationDelayMs)
+    void route(p, req, res, prefix)
   })
   await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve))
   const port = (server.address() as AddressInfo).port
-  const issuer = `http://${options.issuerHost ?? (host.includes(':') ? `[${host}]` : host)}:${port}`
+  const origin = `http://${options.issuerHost ?? (host.includes(':') ? `[${host}]` : host)}:${port}`
+  const issuer = options.issuerPath === '/' ? `${origin}/` : `${origin}${prefix}`
 
-  const { privateKey } = await generateKeyPair('RS256', { extractable: true })
-  const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: 'RS256', use: 'sig' }
+  const signingAlg = options.signingAlg ?? 'RS256'
+  const { privateKey } = await generateKeyPair(signingAlg, { extractable: true })
+  const jwk = { ...(await exportJWK(privateKey)), kid: randomBytes(8).toString('hex'), alg: signingAlg, use: 'sig' }
+  const extraClaims = options.extraClaims ?? {}
+  const idTokenAlgs = new Set(['RS256', 'PS256', 'ES256', 'Ed25519', 'EdDSA', signingAlg])
+  for (const c of options.clients) if (c.id_token_signed_response_alg) idTokenAlgs.add(c.id_token_signed_response_alg)
+  const authMethods = options.clientAuthMethods
+  // A confidential client's default method: Basic, unless the IdP takes only others (then its first secret-based one).
+  const secretMethod = !authMethods || authMethods.includes('client_secret_basic') ? 'client_secret_basic' : (authMethods.find((m) => m.startsWith('client_secret_')) ?? authMethods[0]!)
+  const refreshTokens = options.refreshTokens ?? true
 
   const configuration = {
     adapter: createIdpStorage(),
@@ -134,25 +189,30 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     clients: options.clients.map((c) => ({
       grant_types: c.client_secret ? ['authorization_code', 'refresh_token', 'client_credentials'] : ['authorization_code', 'refresh_token'],
       response_types: ['code'],
-      token_endpoint_auth_method: c.client_secret ? 'client_secret_basic' : 'none',
+      token_endpoint_auth_method: c.client_secret ? secretMethod : 'none',
+      id_token_signed_response_alg: signingAlg,
       ...(c.backchannel_logout_uri ? { backchannel_logout_session_required: true } : {}),
       ...c,
     })),
     jwks: { keys: [jwk] },
     cookies: { keys: [randomBytes(32).toString('base64url')] },
     claims: {
-      openid: ['sub'],
+      // Claims of the openid scope go into every id_token (with conformIdTokenClaims too).
+      openid: ['sub', ...Object.keys(extraClaims)],
       profile: ['name', 'given_name', 'family_name', 'preferred_username'],
       email: ['email', 'email_verified'],
     },
     scopes: ['openid', 'offline_access', 'profile', 'email', 'api'],
+    ...(authMethods ? { clientAuthMethods: authMethods } : {}),
+    enabledJWA: { idTokenSigningAlgValues: [...idTokenAlgs] },
     features: {
       devInteractions: { enabled: false },
-      revocation: { enabled: true },
+      revocation: { enabled: options.revocation ?? true },
+      userinfo: { enabled: options.userinfo ?? true },
       introspection: { enabled: true },
       clientCredentials: { enabled: true },
       backchannelLogout: { enabled: true },
-      rpInitiatedLogout: { enabled: true, logoutSource, postLogoutSuccessSource },
+      rpInitiatedLogout: { enabled: options.endSession ?? true, logoutSource, postLogoutSuccessSource },
       dPoP: dpopFeature(options.dpop),
       resourceIndicators: {
         enabled: true,
@@ -175,12 +235,12 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       Grant: 14 * 24 * 3600,
     },
     rotateRefreshToken: options.rotateRefreshTokens ?? true,
-    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => client.grantTypeAllowed('refresh_token'),
-    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => refreshTokens && client.grantTypeAllowed('refresh_token'),
+    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${prefix}/interaction/${interaction.uid}` },
     findAccount: async (ctx: { oidc?: { route?: string } }, id: string) => {
       const user = DEMO_USERS.find((u) => u.sub === id)
       const accountId = user && ctx.oidc?.route === 'userinfo' && options.userInfoSubject ? options.userInfoSubject(user.sub) : user?.sub
-      return user && { accountId, claims: async () => ({ sub: accountId, ...user.claims }) }
+      return user && { accountId, claims: async () => ({ sub: accountId, ...user.claims, ...extraClaims }) }
     },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, string>) => {
       ctx.type = 'html'
@@ -188,13 +248,34 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     },
   }
   // The option types of oidc-provider are stricter than its runtime; the object above follows its docs.
-  provider = new Provider(issuer, configuration as unknown as Configuration)
+  const created = new Provider(issuer, configuration as unknown as Configuration)
+  if (authMethods && !authMethods.includes('client_secret_basic')) {
+    // oidc-provider takes client_secret_basic and client_secret_post as one method; a strict IdP refuses
+    // the one it does not offer (a secret in the body is already ignored when post is not offered).
+    created.use(async (ctx, next) => {
+      if (!/^basic /i.test(ctx.get('authorization'))) return next()
+      // RFC 6749 §5.2: invalid_client, 401 with a challenge in the scheme the client tried (as oidc-provider answers).
+      const description = 'client_secret_basic is not an accepted client authentication method'
+      ctx.status = 401
+      ctx.set('www-authenticate', `Basic realm="${issuer}", error="invalid_client", error_description="${description}"`)
+      ctx.body = { error: 'invalid_client', error_description: description }
+    })
+  }
+  if (options.discovery) {
+    const rewrite = options.discovery
+    created.use(async (ctx, next) => {
+      await next()
+      if (ctx.oidc?.route === 'discovery' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') ctx.body = rewrite({ ...(ctx.body as Record<string, unknown>) })
+    })
+  }
+  provider = created
   provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => grants.push(String(ctx.oidc.params?.grant_type)))
   provider.on('server_error', () => {})
   provider.on('backchannel.error', () => {})
 
   return {
     issuer,
+    origin,
     server,
     requests,
     grants,
@@ -227,7 +308,14 @@ function dpopFeature(option: IdpOptions['dpop']): Record<string, unknown> {
 
 type Provider = InstanceType<Awaited<typeof import('oidc-provider')>['default']>
 
-async function route(provider: Provider, req: IncomingMessage, res: ServerResponse): Promise<void> {
+/** `/realms/demo/` → `/realms/demo`; undefined and `/` → "". */
+function issuerPrefix(path: string | undefined): string {
+  if (path === undefined || path === '/' || path === '') return ''
+  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(path) || path.includes('//')) throw new Error(`issuerPath must be a path such as "/realms/demo" (got "${path}")`)
+  return path.replace(/\/+$/, '')
+}
+
+async function route(provider: Provider, req: IncomingMessage, res: ServerResponse, prefix: string): Promise<void> {
   const match = /^\/interaction\/([A-Za-z0-9_-]+)(\/login)?$/.exec((req.url ?? '').split('?')[0]!)
   if (!match) return provider.callback()(req, res)
   try {
@@ -237,10 +325,10 @@ async function route(provider: Provider, req: IncomingMessage, res: ServerRespon
       if (req.method === 'POST' && match[2]) {
         const form = new URLSearchParams(await readBody(req))
         const user = DEMO_USERS.find((u) => u.username === form.get('username') && u.password === form.get('password'))
-        if (!user) return send(res, 200, loginPage(details.uid, 'Wrong username or password.'))
+        if (!user) return send(res, 200, loginPage(prefix, details.uid, 'Wrong username or password.'))
         return provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false })
       }
-      return send(res, 200, loginPage(details.uid))
+      return send(res, 200, loginPage(prefix, details.uid))
     }
     // First-party demo clients: grant what was asked for without a consent screen.
     const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId: details.session!.accountId, clientId: details.params.client_id as string })
@@ -255,12 +343,12 @@ async function route(provider: Provider, req: IncomingMessage, res: ServerRespon
   }
 }
 
-function loginPage(uid: string, error?: string): string {
+function loginPage(prefix: string, uid: string, error?: string): string {
   const hint = DEMO_USERS.map((u) => `<code>${escapeHtml(u.username)}</code> / <code>${escapeHtml(u.password)}</code>`).join(' or ')
   return page(
     'Sign in',
     `${error ? `<p role="alert" style="color:#b00">${escapeHtml(error)}</p>` : ''}
-<form method="post" action="/interaction/${escapeHtml(uid)}/login">
+<form method="post" action="${escapeHtml(prefix)}/interaction/${escapeHtml(uid)}/login">
   <label>Username <input name="username" autocomplete="username" required autofocus></label>
   <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
   <button type="submit">Sign in</button>

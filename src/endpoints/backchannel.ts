@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { GatehouseError } from '../errors.ts'
+import { describeError, GatehouseError } from '../errors.ts'
 import { readForm } from '../http/body.ts'
 import type { Frontend } from '../frontends/frontends.ts'
 import type { Handler, RequestContext } from '../http/context.ts'
@@ -44,9 +44,13 @@ export const backchannel: Handler = async (ctx) => {
     // Only this frontend's sessions: its client is the logout token's audience.
     const partition = ctx.partition
     const filter = bySub ? { sub: sub!, partition } : { sid: sid!, sub, partition }
-    toRevoke = await sessionBoundRefreshTokens(ctx, filter)
-    ended = await call(() => store.deleteWhere(filter))
-    await ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
+    toRevoke = await sessionBoundRefreshTokens(ctx, filter, claims.iss)
+    if (await ctx.frontend.oidc.acceptsSeveralIssuers()) {
+      ended = await endIssuersSessions(ctx, filter, claims.iss)
+    } else {
+      ended = await call(() => store.deleteWhere(filter))
+      await ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
+    }
   } catch (err) {
     // Not done: the IdP's retry of this same token must be accepted, not refused as a replay.
     await store.releaseLease(marker, owner).catch(() => undefined)
@@ -57,6 +61,27 @@ export const backchannel: Handler = async (ctx) => {
   if (toRevoke.tokens.length) await revokeAll(ctx, toRevoke.tokens)
   if (ended > toRevoke.checked && toRevoke.checked === REVOKE_MAX_SESSIONS) log.warn({ event: 'backchannel_revocation_capped', requestId: ctx.requestId, unchecked: ended - toRevoke.checked }, `refresh tokens of at most ${REVOKE_MAX_SESSIONS} sessions are revoked per logout token`)
   return json(200, { sessionsEnded: ended })
+}
+
+/** Sessions of one sub or sid looked at when several issuers share the sub/sid space (multi-tenant IdPs). */
+const ISSUER_MATCH_MAX_SESSIONS = 1_000
+
+/**
+ * With several issuers (a multi-tenant IdP), a sub or sid is only unique within its issuer: one
+ * tenant's logout token must not end another tenant's sessions. Only sessions whose login recorded
+ * this issuer end, one by one, each told to the other instances.
+ */
+async function endIssuersSessions(ctx: RequestContext, filter: SessionFilter, issuer: string): Promise<number> {
+  const { sessions, sessionEvents, log } = ctx.services
+  if (!sessions.findWhere) return 0
+  const found = await sessions.findWhere(filter, ISSUER_MATCH_MAX_SESSIONS)
+  if (found.length === ISSUER_MATCH_MAX_SESSIONS) log.warn({ event: 'backchannel_match_capped', requestId: ctx.requestId }, `at most ${ISSUER_MATCH_MAX_SESSIONS} sessions are matched per logout token when the identity provider has several issuers`)
+  const mine = found.filter((s) => s.data.issuer === issuer)
+  for (const session of mine) {
+    await sessions.end(session)
+    await sessionEvents.ended(session.idHash, 'backchannel')
+  }
+  return mine.length
 }
 
 /** At most this many sessions' refresh tokens are revoked per logout token; the rest only end. */
@@ -71,11 +96,12 @@ const REVOKE_DEADLINE_MS = 3_000
  * the scope the IdP granted (stored with the tokens), or the configured scopes when it sent none.
  * Off with `revokeRefreshTokenOnLogout: false`, like the revocation at /bff/logout.
  */
-async function sessionBoundRefreshTokens(ctx: RequestContext, filter: SessionFilter): Promise<{ tokens: string[]; checked: number }> {
+async function sessionBoundRefreshTokens(ctx: RequestContext, filter: SessionFilter, issuer: string): Promise<{ tokens: string[]; checked: number }> {
   const { config, sessions } = ctx.services
   if (!config.revokeRefreshTokenOnLogout || !sessions.findWhere) return { tokens: [], checked: 0 }
   const configured = ctx.frontend.oidcConfig.scopes
-  const found = await sessions.findWhere(filter, REVOKE_MAX_SESSIONS)
+  const published = (await ctx.frontend.oidc.metadata()).issuer
+  const found = (await sessions.findWhere(filter, REVOKE_MAX_SESSIONS)).filter((s) => (s.data.issuer ?? published) === issuer)
   const tokens = found.flatMap(({ data: { tokens } }) => {
     const scopes = typeof tokens.scope === 'string' ? tokens.scope.split(' ') : configured
     return tokens.refreshToken && !scopes.includes('offline_access') ? [tokens.refreshToken] : []
@@ -100,7 +126,7 @@ async function revokeAll(ctx: RequestContext, tokens: string[]): Promise<void> {
         else outcome.unsupported = true
       } catch (err) {
         outcome.failed++
-        if (outcome.failed === 1) log.warn({ event: 'revocation_failed', requestId: ctx.requestId, err: errorName(err) }, 'refresh token revocation after back-channel logout failed')
+        if (outcome.failed === 1) log.warn({ event: 'revocation_failed', requestId: ctx.requestId, ...describeError(err) }, 'refresh token revocation after back-channel logout failed')
       }
     }
   }
@@ -116,26 +142,34 @@ async function revokeAll(ctx: RequestContext, tokens: string[]): Promise<void> {
   log.info({ event: 'backchannel_revocation', requestId: ctx.requestId, tokens: tokens.length, revoked: outcome.revoked, failed: outcome.failed, unsupported: outcome.unsupported, late: outcome.late }, 'session-bound refresh tokens revoked after back-channel logout')
 }
 
-function errorName(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : 'unknown'
-}
 
 const verifiers = new WeakMap<Frontend, Promise<(token: string) => Promise<LogoutClaims>>>()
 
-/** Built once per frontend from the IdP's discovery document; a failed discovery is retried next time. */
+/**
+ * Built once per frontend from the IdP's discovery document; a failed discovery is retried next time.
+ * The token's issuer is the published one — or, for a multi-tenant IdP, its tenant's if allowed —
+ * and it is signed with a key of the JWKS that id_tokens are checked with.
+ */
 function verifierFor(frontend: Frontend, now: () => number): Promise<(token: string) => Promise<LogoutClaims>> {
   let verifier = verifiers.get(frontend)
   if (!verifier) {
-    verifier = frontend.oidc.metadata().then((meta) => {
-      if (!meta.jwks_uri) throw new GatehouseError('idp_unavailable', 'the identity provider publishes no jwks_uri')
-      return createLogoutTokenVerifier({
-        issuer: meta.issuer,
+    const client = frontend.oidc
+    verifier = Promise.all([client.metadata(), client.jwks()]).then(([meta, jwks]) =>
+      createLogoutTokenVerifier({
+        issuer: async (claims) => {
+          try {
+            return await client.expectedIssuer(claims)
+          } catch (err) {
+            if (err instanceof GatehouseError && err.code === 'idp_error') throw new LogoutTokenError(`iss is not an issuer this client accepts (${String(err.report?.cause)})`)
+            throw err
+          }
+        },
         clientId: frontend.oidcConfig.clientId,
-        jwksUri: meta.jwks_uri,
+        jwks,
         algorithms: meta.id_token_signing_alg_values_supported ?? ['RS256'],
         now,
-      })
-    })
+      }),
+    )
     verifier.catch(() => verifiers.delete(frontend))
     verifiers.set(frontend, verifier)
   }

@@ -4,8 +4,8 @@ import { deleteCookie } from '../http/cookies.ts'
 import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { toClaims } from '../oidc/claims.ts'
-import { classifyIdpFailure, errorCode } from '../oidc/idp-failure.ts'
-import { loginCookieName, openLoginState } from '../oidc/login-state.ts'
+import { authorizationErrorReport } from '../oidc/idp-failure.ts'
+import { loginCookieName, loginCookiePrefix, openLoginState } from '../oidc/login-state.ts'
 import { span } from '../ops/tracing.ts'
 import { generateDpopJwk } from '../tokens/dpop.ts'
 
@@ -19,19 +19,24 @@ const completeLogin: Handler = async (ctx) => {
   const { config, keyRing, sessions, now, log } = ctx.services
   const { oidc: client, prefix } = ctx.frontend
   const state = singleParam(ctx.url, 'state')
-  if (state.value === undefined || state.repeated) throw new GatehouseError('login_state_invalid', 'the callback carries no single state parameter')
+  if (state.value === undefined || state.repeated) {
+    throw new GatehouseError('login_state_invalid', 'the callback carries no single state parameter', { report: { event: 'login_failed', cause: 'state_missing', problem: 'the callback carries no single state parameter' } })
+  }
   const cookieName = loginCookieName(config.session.cookieName, state.value)
   // The pending login is single-use whatever the outcome.
   ctx.setCookies.push(deleteCookie(cookieName, 'lax'))
   const found = openLoginState(keyRing, ctx.cookies.get(cookieName), state.value, now())
   const pending = found?.frontend === ctx.frontend.name ? found : undefined
-  if (!pending) throw new GatehouseError('login_state_invalid', 'no pending login in this browser matches this state (expired, replayed or forged)')
+  if (!pending) {
+    throw new GatehouseError('login_state_invalid', 'no pending login in this browser matches this state (expired, replayed or forged)', { report: { event: 'login_failed', cause: 'state_missing', ...stateHint(ctx, cookieName) } })
+  }
 
   const idpError = ctx.url.searchParams.get('error')
   if (idpError !== null) {
     // A silent login that found no IdP session (login_required…) is an answer, not a failure.
     if (pending.silent) return redirect(pending.returnUrl)
-    throw new GatehouseError('idp_error', `the identity provider answered "${errorCode(idpError)}"`)
+    const report = authorizationErrorReport(ctx.url.searchParams)
+    throw new GatehouseError('idp_error', `the identity provider answered "${String(report.error)}"`, { report })
   }
 
   const callbackUrl = new URL(`${prefix}${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
@@ -39,22 +44,11 @@ const completeLogin: Handler = async (ctx) => {
   const { dpop } = ctx.frontend.oidcConfig
   const dpopJwk = dpop ? await generateDpopJwk(dpop.signingAlg) : undefined
   const dpopKey = dpopJwk ? await ctx.services.dpopKeys.get(dpopJwk) : undefined
-  let tokens
-  try {
-    tokens = await client.exchangeCode(callbackUrl, pending, dpopKey)
-  } catch (err) {
-    throw classifyIdpFailure(err)
-  }
-  const idClaims = tokens.claims()
-  if (!idClaims) throw new GatehouseError('idp_error', 'the identity provider sent no id_token')
+  // Every failure from here on is a GatehouseError with its login_failed report (src/oidc/idp-failure.ts).
+  const tokens = await client.exchangeCode(callbackUrl, pending, dpopKey)
+  const idClaims = tokens.claims
   let userInfo: Record<string, unknown> | undefined
-  if (ctx.frontend.oidcConfig.getClaimsFromUserInfo && tokens.access_token && (await client.hasUserInfo())) {
-    try {
-      userInfo = await client.userInfo(tokens.access_token, idClaims.sub, dpopKey)
-    } catch (err) {
-      throw classifyIdpFailure(err)
-    }
-  }
+  if (ctx.frontend.oidcConfig.getClaimsFromUserInfo && (await client.hasUserInfo())) userInfo = await client.userInfo(tokens.accessToken, idClaims.sub, dpopKey)
 
   // A login replaces this browser's previous session, and (in the store) an older session of the
   // same IdP session: other instances are told, so none serves either from its session cache.
@@ -66,7 +60,6 @@ const completeLogin: Handler = async (ctx) => {
   sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
-  const expiresIn = tokens.expiresIn()
   await sessions.start({
     sub: idClaims.sub,
     sid,
@@ -74,12 +67,13 @@ const completeLogin: Handler = async (ctx) => {
     data: {
       claims: toClaims(idClaims, userInfo),
       tokens: {
-        accessToken: tokens.access_token,
-        refreshToken: tokens.refresh_token,
-        idToken: tokens.id_token,
-        accessTokenExpiresAt: expiresIn === undefined ? undefined : now() + expiresIn * 1000,
+        accessToken: tokens.accessToken,
+        refreshToken: tokens.refreshToken,
+        idToken: tokens.idToken,
+        accessTokenExpiresAt: tokens.expiresInSec === undefined ? undefined : now() + tokens.expiresInSec * 1000,
         scope: tokens.scope,
       },
+      issuer: tokens.issuer,
       // Never the IdP's sid: every relying party of the IdP session knows that one.
       logoutSid: randomBytes(16).toString('base64url'),
       sessionState,
@@ -88,7 +82,24 @@ const completeLogin: Handler = async (ctx) => {
     },
   }, ctx.setCookies)
   if (sid !== undefined && sessions.shared) await ctx.services.sessionEvents.endedWhere({ sub: idClaims.sub, sid, partition: ctx.partition }, 'replaced')
-  log.info({ event: 'login', requestId: ctx.requestId }, 'session started')
+  log.info({ event: 'login', requestId: ctx.requestId, issuer: tokens.issuer }, 'session started')
   ctx.services.telemetry.login('ok')
   return redirect(pending.returnUrl)
+}
+
+/**
+ * Why no pending login matched, for the operator: most often the login began under another host
+ * name than the callback reached (the login cookie is host-bound), or the browser dropped the cookie.
+ */
+function stateHint(ctx: Parameters<Handler>[0], cookieName: string): Record<string, string> {
+  const { publicOrigin, session } = ctx.services.config
+  const host = ctx.req.headers.host
+  if (publicOrigin !== undefined && host !== undefined && new URL(publicOrigin).host !== host.toLowerCase()) {
+    return { problem: 'no login cookie for this state', hint: `the callback reached host "${host}" but publicOrigin is ${publicOrigin}: the login cookie is set for publicOrigin's host; open the app there (or fix publicOrigin / the IdP's redirect_uri)` }
+  }
+  if (ctx.cookies.has(cookieName)) return { problem: 'the login cookie for this state is expired or was not sealed by this gatehouse (its keys)' }
+  const pending = [...ctx.cookies.keys()].some((name) => name.startsWith(loginCookiePrefix(session.cookieName)))
+  return pending
+    ? { problem: 'this browser has pending logins, none for this state (an old or replayed callback)' }
+    : { problem: 'this browser sent no login cookie', hint: 'the login was started in another browser or under another host name, or the browser did not keep the cookie (a Secure cookie over http://, or blocked cookies)' }
 }

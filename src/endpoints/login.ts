@@ -4,7 +4,6 @@ import { deleteCookie, serializeCookie } from '../http/cookies.ts'
 import { singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
-import { classifyIdpFailure } from '../oidc/idp-failure.ts'
 import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCookies } from '../oidc/login-state.ts'
 import { loginResources } from '../tokens/resource.ts'
 
@@ -48,7 +47,7 @@ export const login: Handler = async (ctx) => {
   try {
     authorizeUrl = await client.authorizationUrl(params)
   } catch (err) {
-    throw classifyIdpFailure(err)
+    throw client.explain(err, 'login_failed')
   }
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),

@@ -1,4 +1,4 @@
-import { GatehouseError } from '../errors.ts'
+import { describeError, GatehouseError } from '../errors.ts'
 import { deleteCookie } from '../http/cookies.ts'
 import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
@@ -37,7 +37,7 @@ export const logout: Handler = async (ctx) => {
         await client.revoke(refreshToken, 'refresh_token')
       } catch (err) {
         // The session is already gone here; a failed revocation must not keep the user logged in.
-        log.warn({ event: 'revocation_failed', requestId: ctx.requestId, err: errorName(err) }, 'refresh token revocation failed')
+        log.warn({ requestId: ctx.requestId, ...client.explain(err, 'logout_failed').report, stage: 'revocation', ...describeError(err) }, 'refresh token revocation failed; the session is ended anyway')
       }
     }
     if (idToken) params.id_token_hint = idToken
@@ -52,11 +52,7 @@ export const logout: Handler = async (ctx) => {
   try {
     endSession = await client.endSessionUrl(params)
   } catch (err) {
-    log.warn({ event: 'end_session_unavailable', requestId: ctx.requestId, err: errorName(err) }, 'identity provider unreachable at logout')
+    log.warn({ event: 'logout_failed', cause: 'end_session_unavailable', requestId: ctx.requestId, ...describeError(err) }, 'identity provider unreachable at logout: the session is ended here, the IdP session is not')
   }
   return redirect(endSession ? endSession.href : returnUrl)
-}
-
-function errorName(err: unknown): string {
-  return err instanceof Error ? `${err.name}: ${err.message}` : 'unknown'
 }

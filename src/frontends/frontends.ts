@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Logger } from 'pino'
 import type { Config, FrontendConfig, OidcConfig } from '../config/types.ts'
 import { OidcClient } from '../oidc/client.ts'
 import { ClientCredentials } from '../tokens/client-credentials.ts'
@@ -40,7 +41,7 @@ export class Frontends {
   readonly #byName: Map<string, Frontend>
   readonly #fallback: Frontend
 
-  constructor(config: Config, now: () => number) {
+  constructor(config: Config, now: () => number, log?: Logger) {
     // Without a host-less frontend at "/", an implicit one (no SPA) owns the root: /bff/* and
     // remote APIs outside every frontend's path still have a session partition and a client.
     const hasRoot = config.frontends.some((f) => f.path === '/' && f.host === undefined)
@@ -48,13 +49,14 @@ export class Frontends {
       ? config.frontends
       : [...config.frontends, { name: DEFAULT_FRONTEND, path: '/', host: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
     const shared = new Map<string, { oidc: OidcClient; clientCredentials: ClientCredentials }>()
-    this.all = entries.map((entry) => {
+    this.all = entries.map((entry, index) => {
       const oidcConfig = mergeOidc(config.oidc, entry.oidc)
       // Frontends registered as the same client share one discovery cache and one client token.
       const key = JSON.stringify([oidcConfig.clientId, oidcConfig.clientSecret, oidcConfig.clientAuth, oidcConfig.clientCredentialsScopes])
       let clients = shared.get(key)
       if (!clients) {
-        const oidc = new OidcClient(oidcConfig)
+        const ownAuth = entry.oidc !== undefined && (entry.oidc.clientAuth !== undefined || entry.oidc.clientSecret !== undefined || entry.oidc.privateKeyJwk !== undefined)
+        const oidc = new OidcClient(oidcConfig, { log, clientAuthKey: ownAuth ? `frontends[${index}].oidc.clientAuth` : 'oidc.clientAuth' })
         clients = { oidc, clientCredentials: new ClientCredentials({ oidc, scopes: oidcConfig.clientCredentialsScopes, skewMs: oidcConfig.tokenRefreshSkewMs, now, dpop: oidcConfig.dpop }) }
         shared.set(key, clients)
       }
@@ -103,7 +105,7 @@ function mergeOidc(base: OidcConfig, override: FrontendConfig['oidc']): OidcConf
   if (!override) return base
   const merged: OidcConfig = { ...base, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) }
   if (!override.clientAuth && (override.clientSecret || override.privateKeyJwk || override.clientId)) {
-    merged.clientAuth = merged.privateKeyJwk && !override.clientSecret ? 'private_key_jwt' : merged.clientSecret ? 'client_secret_basic' : 'none'
+    merged.clientAuth = merged.privateKeyJwk && !override.clientSecret ? 'private_key_jwt' : merged.clientSecret ? undefined : 'none'
   }
   return merged
 }

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config } from '../config/types.ts'
-import { GatehouseError } from '../errors.ts'
+import { describeError, GatehouseError } from '../errors.ts'
 import type { Frontend } from '../frontends/frontends.ts'
 import { backchannel } from '../endpoints/backchannel.ts'
 import { callback } from '../endpoints/callback.ts'
@@ -242,7 +242,10 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
 /** Renders an error for the client and logs what the client must not see. */
 export function failureReply(err: unknown, ctx: RequestContext, kind: Route['kind']): Reply {
   const status = err instanceof GatehouseError ? err.status : 500
-  if (status >= 500) ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'request failed')
+  const report = err instanceof GatehouseError ? err.report : undefined
+  // One line per failure: the report explains it to the operator (src/errors.ts FailureReport).
+  if (report) ctx.log[status >= 500 ? 'error' : 'warn']({ requestId: ctx.requestId, ...report, status, ...(status >= 500 ? { err: describeError(err) } : {}) }, err instanceof Error ? err.message : 'request failed')
+  else if (status >= 500) ctx.log.error({ requestId: ctx.requestId, err: describeError(err) }, 'request failed')
   // Refused parameters are problem+json with `errors` on every route (SPEC §3), page routes included.
   const parameterErrors = err instanceof GatehouseError && err.errors !== undefined
   return kind === 'page' && !parameterErrors ? problemPage(err, ctx.requestId) : problemJson(err, ctx.requestId)
@@ -269,7 +272,7 @@ export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContex
  */
 export function abort(res: ServerResponse, ctx: RequestContext, err: unknown, allow?: string): number {
   if (res.headersSent) {
-    ctx.log.error({ requestId: ctx.requestId, err: describe(err) }, 'response failed after it started')
+    ctx.log.error({ requestId: ctx.requestId, err: describeError(err) }, 'response failed after it started')
     res.destroy()
     return res.statusCode
   }
@@ -289,15 +292,4 @@ function pathOf(target: string | undefined): string {
   if (!target) return '/'
   const q = target.indexOf('?')
   return q === -1 ? target : target.slice(0, q)
-}
-
-/** Error name, code and message chain for logs — never request data, which may hold codes or tokens. */
-function describe(err: unknown): Record<string, unknown> {
-  const out: Record<string, unknown> = {}
-  let current: unknown = err
-  for (let depth = 0; current instanceof Error && depth < 4; depth++) {
-    out[depth === 0 ? 'error' : `cause${depth}`] = `${current.name}${'code' in current ? `(${String(current.code)})` : ''}: ${current.message}`
-    current = current.cause
-  }
-  return out
 }

@@ -1,21 +1,94 @@
+import * as oauth from 'oauth4webapi'
 import * as oidc from 'openid-client'
-import { GatehouseError } from '../errors.ts'
+import { GatehouseError, type FailureReport } from '../errors.ts'
 
-const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', 'OAUTH_RESPONSE_IS_NOT_CONFORM', 'OAUTH_RESPONSE_IS_NOT_JSON', 'undefined'])
+const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', oauth.RESPONSE_IS_NOT_CONFORM, oauth.RESPONSE_IS_NOT_JSON, 'undefined'])
+const ID_TOKEN_CHECKS = new Set<string>([oauth.JWT_CLAIM_COMPARISON, oauth.JWT_TIMESTAMP_CHECK, oauth.KEY_SELECTION, oauth.UNSUPPORTED_OPERATION])
 
-/** The IdP said no, or its answer failed validation → 400; it could not be reached → 502. */
-export function classifyIdpFailure(err: unknown): GatehouseError {
-  if (err instanceof GatehouseError) return err
-  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError) {
-    return new GatehouseError('idp_error', `the identity provider answered "${errorCode(err.error)}"`, { cause: err })
+/** Which step failed (the log line's `event`) and how the client authenticated, to name the key to change. */
+export interface FailureContext {
+  event: 'login_failed' | 'refresh_failed' | 'logout_failed' | 'client_token_failed'
+  clientAuth?: { method: string; configKey: string }
+}
+
+/**
+ * Turns what openid-client, oauth4webapi or fetch threw into the answer and its log line: the IdP
+ * said no, or its answer failed validation → 400 with the IdP's error (and for `invalid_client`,
+ * the authentication method used and the key to change); it could not be reached → 502.
+ */
+export function classifyIdpFailure(err: unknown, context: FailureContext): GatehouseError {
+  const { event } = context
+  if (err instanceof GatehouseError) return err.report ? err : new GatehouseError(err.code, err.message, { cause: err.cause, errors: err.errors, report: { event, cause: err.code } })
+  const answer = oauthError(err)
+  if (answer) {
+    const error = errorCode(answer.error)
+    const description = errorDescription(answer.error_description)
+    if (error === 'invalid_client' && context.clientAuth) {
+      const { method, configKey } = context.clientAuth
+      return new GatehouseError('idp_error', `the identity provider refused the client's authentication (${method}); check ${configKey}`, {
+        cause: err,
+        report: { event, cause: 'client_auth_refused', method, configKey, error, ...(description ? { error_description: description } : {}), hint: `the identity provider did not accept ${method}: set ${configKey} to the method the client is registered with` },
+      })
+    }
+    return new GatehouseError('idp_error', `the identity provider answered "${error}"`, { cause: err, report: { event, cause: 'idp_error', error, ...(description ? { error_description: description } : {}) } })
   }
-  if (err instanceof oidc.ClientError && !UNREACHABLE.has(String(err.code))) {
-    return new GatehouseError('idp_error', 'the identity provider\'s response failed validation', { cause: err })
+  const code = err instanceof Error && 'code' in err ? String(err.code) : 'undefined'
+  if ((err instanceof oidc.ClientError || err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) && !UNREACHABLE.has(code)) {
+    const check = failedCheck(err)
+    if (check !== undefined) {
+      return new GatehouseError('idp_error', `the id_token failed validation (${check})`, { cause: err, report: { event, cause: 'id_token_invalid', check } })
+    }
+    return new GatehouseError('idp_error', 'the identity provider\'s response failed validation', { cause: err, report: { event, cause: 'response_invalid', problem: err.message } })
   }
-  return new GatehouseError('idp_unavailable', undefined, { cause: err })
+  return new GatehouseError('idp_unavailable', undefined, { cause: err, report: { event, cause: 'idp_unavailable', error: err instanceof Error ? `${err.name}(${code}): ${err.message}` : 'unknown' } })
+}
+
+/**
+ * The OAuth error the IdP answered with: in the body (RFC 6749 §5.2), in the authorization response,
+ * or — for a refused client authentication by HTTP Basic — in a WWW-Authenticate challenge (§5.2's 401).
+ */
+function oauthError(err: unknown): { error: string; error_description?: unknown } | undefined {
+  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError) return err
+  if (err instanceof oidc.WWWAuthenticateChallengeError) {
+    const challenge = err.cause.find((c) => typeof c.parameters.error === 'string')
+    if (challenge) return { error: challenge.parameters.error!, error_description: challenge.parameters.error_description }
+    if (err.status === 401) return { error: 'invalid_client', error_description: undefined }
+  }
+  return undefined
+}
+
+/** Which id_token check failed (`iss`, `aud`, `nonce`, `exp`, `alg`, `signature`…), when the error is about the id_token. */
+function failedCheck(err: Error & { code?: string }): string | undefined {
+  const claim = claimOf(err.cause)
+  if (claim !== undefined) return claim
+  const header = /JWT "(\w+)" header/.exec(err.message)
+  if (header) return header[1]
+  if (err.code !== undefined && ID_TOKEN_CHECKS.has(err.code)) return err.code === oauth.KEY_SELECTION ? 'key' : err.message
+  if (/ID Token|JWT/.test(err.message)) return err.message
+  if (err.cause instanceof Error) return failedCheck(err.cause)
+  return undefined
+}
+
+function claimOf(cause: unknown): string | undefined {
+  if (cause === null || typeof cause !== 'object' || !('claim' in cause)) return undefined
+  const claim = (cause as { claim: unknown }).claim
+  return typeof claim === 'string' ? claim : undefined
 }
 
 /** An OAuth error code as the IdP sent it (RFC 6749 §5.2 charset), or "invalid" for anything else. */
 export function errorCode(value: string): string {
   return /^[\x20-\x21\x23-\x5B\x5D-\x7E]{1,64}$/.test(value) ? value : 'invalid'
+}
+
+/** The IdP's error_description for the log: its charset only (RFC 6749 §5.2), at most 300 characters. */
+export function errorDescription(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value === '') return undefined
+  return value.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, '?').slice(0, 300)
+}
+
+/** A failure report for an OAuth error in the authorization response (`?error=…` at the callback). */
+export function authorizationErrorReport(params: URLSearchParams): FailureReport {
+  const error = errorCode(params.get('error') ?? '')
+  const description = errorDescription(params.get('error_description'))
+  return { event: 'login_failed', cause: 'idp_error', error, ...(description ? { error_description: description } : {}) }
 }

@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload } from 'jose'
+import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
 
 /** OIDC Back-Channel Logout 1.0 §2.4: the event member a logout token must carry. */
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout'
@@ -16,9 +16,14 @@ export interface LogoutClaims {
 }
 
 export interface LogoutTokenVerifierOptions {
-  issuer: string
+  /**
+   * The issuer the token must carry — or, for IdPs with several (a `{tenantid}` template), the one
+   * its own unverified claims name, which throws LogoutTokenError when that issuer is not accepted.
+   */
+  issuer: string | ((claims: JWTPayload) => Promise<string>)
   clientId: string
-  jwksUri: string
+  /** The IdP's keys: a JWKS shared with id_token checks, or its URL. */
+  jwks: JWTVerifyGetKey | string
   /** The IdP's id_token signing algorithms (asymmetric only; never "none"). */
   algorithms: string[]
   now?: () => number
@@ -35,15 +40,16 @@ export class LogoutTokenError extends Error {
  * Replay (jti) is the caller's job: it needs the shared store.
  */
 export function createLogoutTokenVerifier(options: LogoutTokenVerifierOptions): (token: string) => Promise<LogoutClaims> {
-  const jwks = createRemoteJWKSet(new URL(options.jwksUri), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+  const jwks = typeof options.jwks === 'string' ? createRemoteJWKSet(new URL(options.jwks), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 }) : options.jwks
   const algorithms = options.algorithms.filter((alg) => alg !== 'none' && !alg.startsWith('HS'))
   return async (token) => {
     if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw new LogoutTokenError('not a signed JWT (JWS compact serialisation)')
     let payload: JWTPayload
     let typ: string | undefined
+    const issuer = typeof options.issuer === 'string' ? options.issuer : await options.issuer(unverifiedClaims(token))
     try {
       const verified = await jwtVerify(token, jwks, {
-        issuer: options.issuer, // iss must be the IdP
+        issuer, // iss must be the IdP (the session's issuer: checked by the caller when there are several)
         audience: options.clientId, // aud must contain our client_id
         algorithms, // no "none", only the IdP's algorithms
         maxTokenAge: LOGOUT_TOKEN_MAX_AGE_SEC, // iat required and recent
@@ -73,6 +79,14 @@ export function createLogoutTokenVerifier(options: LogoutTokenVerifierOptions): 
     if (sid !== undefined && (typeof sid !== 'string' || sid === '')) throw new LogoutTokenError('sid must be a non-empty string')
     if (sub === undefined && sid === undefined) throw new LogoutTokenError('sub or sid is required')
     return { iss: payload.iss!, jti: payload.jti, sub, sid: sid as string | undefined, iat: payload.iat! }
+  }
+}
+
+function unverifiedClaims(token: string): JWTPayload {
+  try {
+    return decodeJwt(token)
+  } catch {
+    throw new LogoutTokenError('malformed token')
   }
 }
 

@@ -33,6 +33,12 @@ export interface SessionData {
   logoutSid: string
   sessionState: string | undefined
   /**
+   * The issuer of the login's id_token: the published one, or a tenant's for a multi-tenant IdP.
+   * Refreshed id_tokens and back-channel logout tokens must come from it. Absent (sessions started
+   * before gatehouse recorded it): the published issuer.
+   */
+  issuer?: string
+  /**
    * Private JWK of the session's own DPoP key (oidc.dpop): its tokens are bound to it. Absent when
    * the session's tokens are Bearer tokens.
    */

@@ -29,12 +29,22 @@ const WAIT_STEP_MS = 50
 type RefreshResponse = Awaited<ReturnType<OidcClient['refresh']>>
 
 /**
+ * A renewal that did not happen for a reason that may pass (SPEC §5): the IdP unreachable, failing
+ * (5xx) or too slow, or another instance's refresh not finishing in time. The session is unchanged;
+ * `error` is the call's answer when the token to renew has already expired.
+ */
+interface Unavailable {
+  unavailable: 'idp_unavailable' | 'refresh_elsewhere_unfinished'
+  error: GatehouseError
+}
+
+/**
  * One use of the session's refresh token: `due` tells whether the session (as re-read) still needs
  * it; `grant` makes the grant, `report` counting and tracing its result.
  */
 interface Renewal {
   due(session: Session): boolean
-  grant(session: Session, report: (result: RefreshResult) => void): Promise<Session>
+  grant(session: Session, report: (result: RefreshResult) => void): Promise<Session | Unavailable>
 }
 
 export interface TokenServiceOptions {
@@ -65,7 +75,7 @@ export class TokenService {
   /** A refresh holds the session's lease this long at most: longer than the grant itself may take. */
   readonly #leaseMs: number
   /** In-process single flight: concurrent requests of one session wait for one refresh (per token: the general one, each resource's). */
-  readonly #refreshing = new Map<string, Promise<Session>>()
+  readonly #refreshing = new Map<string, Promise<Session | Unavailable>>()
   /** Cookie mode (no store lease): the grants of one session, whichever token they renew, run one after another. */
   readonly #queues = new Map<string, Promise<unknown>>()
 
@@ -117,7 +127,10 @@ export class TokenService {
     return resource ? this.#resourceToken(session, resource) : this.#sessionToken(session)
   }
 
-  /** The session's access token, refreshed first when it is within the skew of expiry. */
+  /**
+   * The session's access token, refreshed first when it is within the skew of expiry — or, when
+   * that refresh fails for a reason that may pass, as it is while it has not expired.
+   */
   async #sessionToken(session: Session): Promise<TokenOutcome> {
     const tokens = session.data.tokens
     if (!tokens.accessToken) throw new GatehouseError('session_required', 'the session holds no access token')
@@ -133,6 +146,7 @@ export class TokenService {
       due: (current) => this.#needsRefresh(current.data.tokens),
       grant: (current, report) => this.#grant(current, undefined, (data, response) => ({ ...data, tokens: this.#refreshedTokens(data.tokens, response) }), report),
     })
+    if ('unavailable' in refreshed) return this.#deferred(session, tokens.accessToken, tokens.accessTokenExpiresAt, refreshed)
     return { ...(await this.#withProofKey(refreshed, refreshed.data.tokens.accessToken!)), refreshed }
   }
 
@@ -161,9 +175,25 @@ export class TokenService {
       },
       grant: (current, report) => this.#grant(current, resource, (data, response) => this.#withResourceToken(data, key, response), report),
     })
+    if ('unavailable' in refreshed) return this.#deferred(session, held?.accessToken, held?.expiresAt, refreshed, resource)
     const token = refreshed.data.resourceTokens?.[key]
     if (!token) throw new GatehouseError('idp_unavailable', 'no token for this API\'s resource was obtained')
     return { ...(await this.#withProofKey(refreshed, token.accessToken)), refreshed }
+  }
+
+  /**
+   * The token whose renewal just failed for a reason that may pass: used as it is while it has not
+   * expired — the session keeps it, and the next request inside the skew tries the renewal again.
+   * Expired (or none held yet), the call fails with the renewal's error.
+   */
+  #deferred(session: Session, value: string | undefined, expiresAt: number | undefined, failure: Unavailable, resource?: ResourceRequest): AccessToken | Promise<AccessToken> {
+    const left = expiresAt === undefined ? 0 : expiresAt - this.#o.now()
+    if (value === undefined || left <= 0) throw failure.error
+    this.#o.log.warn(
+      { event: 'refresh_deferred', cause: failure.unavailable, expiresInSec: Math.floor(left / 1000), ...(resource ? { resource: resource.resource } : {}) },
+      'token refresh failed; the current access token is still valid and is used',
+    )
+    return this.#withProofKey(session, value)
   }
 
   /** Without a DPoP key (the hot path when oidc.dpop is off) no promise is awaited. */
@@ -210,7 +240,7 @@ export class TokenService {
   }
 
   /** One renewal per flight (a session's general token, or one of its resource tokens) in this process. */
-  #singleFlight(flight: string, session: Session, renewal: Renewal): Promise<Session> {
+  #singleFlight(flight: string, session: Session, renewal: Renewal): Promise<Session | Unavailable> {
     let pending = this.#refreshing.get(flight)
     if (!pending) {
       pending = this.#refresh(session, renewal).finally(() => this.#refreshing.delete(flight))
@@ -225,7 +255,7 @@ export class TokenService {
    * the holder's result. Refresh-token rotation therefore never sees two grants with one token —
    * also not a general refresh and a resource's: they take the same lease.
    */
-  async #refresh(session: Session, renewal: Renewal): Promise<Session> {
+  async #refresh(session: Session, renewal: Renewal): Promise<Session | Unavailable> {
     const { store, sessions, now } = this.#o
     // Cookie mode has no shared store: the in-process queue is all the coordination there is.
     if (!sessions.shared) return this.#queued(session.idHash, () => this.#refreshHoldingLease(session, renewal))
@@ -244,7 +274,7 @@ export class TokenService {
       const current = await sessions.current(session)
       if (!current) throw new GatehouseError('session_ended')
       if (!renewal.due(current)) return current
-      if (now() > deadline) throw new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish')
+      if (now() > deadline) return { unavailable: 'refresh_elsewhere_unfinished', error: new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish') }
     }
   }
 
@@ -260,7 +290,7 @@ export class TokenService {
     }
   }
 
-  async #refreshHoldingLease(stale: Session, renewal: Renewal): Promise<Session> {
+  async #refreshHoldingLease(stale: Session, renewal: Renewal): Promise<Session | Unavailable> {
     const session = await this.#o.sessions.current(stale)
     if (!session) throw new GatehouseError('session_ended')
     if (!renewal.due(session)) return session
@@ -275,16 +305,17 @@ export class TokenService {
   /**
    * The refresh grant for a session that needs one — for its general token, or with `resource` for
    * that resource's. `apply` puts the response into the session's data; it is written only over the
-   * refresh token this grant used (compare-and-set), never over a newer set from elsewhere.
+   * refresh token this grant used (compare-and-set), never over a newer set from elsewhere. A failure
+   * that may pass is a value: the caller may still use the token it meant to renew.
    */
-  async #grant(session: Session, resource: ResourceRequest | undefined, apply: (data: SessionData, response: RefreshResponse) => SessionData, report: (result: RefreshResult) => void): Promise<Session> {
+  async #grant(session: Session, resource: ResourceRequest | undefined, apply: (data: SessionData, response: RefreshResponse) => SessionData, report: (result: RefreshResult) => void): Promise<Session | Unavailable> {
     const { sessions, log } = this.#o
     const client = this.#o.clients(session.partition).oidc
     const refreshToken = session.data.tokens.refreshToken!
     let response: RefreshResponse
     try {
       // The refreshed token is bound to the same key: the session keeps its key for its whole life.
-      response = await client.refresh(refreshToken, await this.proofKeyOf(session), resource)
+      response = await client.refresh(refreshToken, await this.proofKeyOf(session), resource, session.data.issuer)
     } catch (err) {
       if (resource && isResourceRefusal(err)) {
         // The refresh token is fine; this resource is not granted (not asked for at login, or refused
@@ -302,13 +333,19 @@ export class TokenService {
           await sessions.end(now)
           await this.#o.events?.ended(now.idHash, 'refresh_refused')
         }
-        log.info({ event: 'refresh', result: 'invalid_grant' }, 'refresh refused; session ended')
+        log.warn({ event: 'refresh_failed', cause: 'invalid_grant' }, 'refresh refused; session ended')
         report('invalid_grant')
         throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: err })
       }
-      log.warn({ event: 'refresh', result: 'unavailable' }, 'token refresh failed; session kept')
+      const transient = isTransient(err)
+      const where = resource ? { resource: resource.resource } : {}
+      // Not transient: the IdP's error (or the client authentication it refused, with the key to change).
+      const explained = transient ? undefined : client.explain(err, 'refresh_failed').report
+      log.warn({ event: 'refresh_failed', cause: 'idp_unavailable', ...explained, ...where, error: errorChain(err) }, 'token refresh failed; session kept')
       report('unavailable')
-      throw new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
+      const error = new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
+      if (transient) return { unavailable: 'idp_unavailable', error }
+      throw error
     }
     const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? apply(data, response) : undefined))
     if (!saved) {
@@ -335,6 +372,29 @@ export class TokenService {
       throw new GatehouseError('store_unavailable', undefined, { cause: err })
     }
   }
+}
+
+/**
+ * A refresh failure that may pass: no answer (unreachable, timed out), an answer that is no OAuth
+ * error (a proxy's HTML page), or a 5xx. An OAuth error answer below 500 (invalid_client, …) will
+ * come again on retry.
+ */
+function isTransient(err: unknown): boolean {
+  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.WWWAuthenticateChallengeError) return err.status >= 500
+  if (err instanceof GatehouseError) return err.code === 'idp_unavailable'
+  return true
+}
+
+/** Name, code and message down the cause chain, and the IdP's HTTP status; never a body, so never a token. */
+function errorChain(err: unknown): string {
+  const links: string[] = []
+  for (let current = err, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
+    const code = 'code' in current ? `(${String(current.code)})` : ''
+    const answer =
+      current instanceof oidc.ResponseBodyError ? ` [HTTP ${current.status} ${current.error}]` : current.cause instanceof Response ? ` [HTTP ${current.cause.status}]` : ''
+    links.push(`${current.name}${code}: ${current.message}${answer}`)
+  }
+  return links.length ? links.join(' <- ') : typeof err
 }
 
 /** The IdP will not issue a token for the requested resource or its scopes (RFC 8707 §2, RFC 6749 §5.2). */

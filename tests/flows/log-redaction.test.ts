@@ -263,7 +263,7 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
     has('the 502\'s cause', (e) => e.msg === 'request failed' && typeof e.err === 'object')
     has('the login', (e) => e.event === 'login')
     has('the refresh', (e) => e.event === 'refresh' && e.result === 'ok')
-    has('the refused refresh', (e) => e.event === 'refresh' && e.result === 'invalid_grant')
+    has('the refused refresh', (e) => e.event === 'refresh_failed' && e.cause === 'invalid_grant')
     has('the forged callback', (e) => e.msg === 'request' && e.path === '/signin-oidc' && e.status === 400)
     has('the logout', (e) => e.event === 'logout')
     has('the post-logout callback', (e) => e.msg === 'request' && e.path === '/signout-callback-oidc')

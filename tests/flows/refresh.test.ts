@@ -1,15 +1,20 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, afterEach, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse } from '../../src/index.ts'
+import { createLogger } from '../../src/log.ts'
+import { KeyRing } from '../../src/session/seal.ts'
+import type { SessionData } from '../../src/session/session.ts'
+import { hashSessionId, sessionSealPurpose } from '../../src/session/sessions.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import type { BrowserJar, JarResponse } from '../helpers/browser-jar.ts'
-import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, storedTokens, type Flow } from '../helpers/flow.ts'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, stopIdp, storedTokens, type Flow } from '../helpers/flow.ts'
+import { logLines } from '../helpers/log-lines.ts'
 import { introspect, startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 const COOKIE = '__Host-gatehouse'
@@ -54,6 +59,34 @@ async function revokeAtIdp(endpoints: Endpoints, token: string): Promise<void> {
     body: new URLSearchParams({ token, token_type_hint: 'refresh_token' }),
   })
   assert.equal(res.status, 200)
+}
+
+/**
+ * Makes the IdP's token endpoint answer 500 with an OAuth `server_error` (an IdP whose own database
+ * is down) until the returned function is called; the IdP's other endpoints keep working.
+ */
+function failTokenEndpoint(server: Server, tokenEndpoint: string): () => void {
+  const path = new URL(tokenEndpoint).pathname
+  const listeners = server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>
+  server.removeAllListeners('request')
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'POST' && req.url?.split('?')[0] === path) {
+      res.writeHead(500, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: 'server_error', error_description: 'the token store is unavailable' }))
+      return
+    }
+    for (const listener of listeners) listener.call(server, req, res)
+  })
+  return () => {
+    server.removeAllListeners('request')
+    for (const listener of listeners) server.on('request', listener)
+  }
+}
+
+/** The log lines written after `mark` (a count of lines), once pino has written them all. */
+async function loggedSince(logs: ReturnType<typeof logLines>, mark: number): Promise<Array<Record<string, unknown>>> {
+  await new Promise((resolve) => setImmediate(resolve))
+  return logs.entries().slice(mark)
 }
 
 /**
@@ -103,11 +136,12 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
   let endpoints: Endpoints
   const store = new MemoryStore()
   const clock = testClock()
+  const logs = logLines()
 
   before(async () => {
     upstream = await startUpstream()
     flow = await startFlow({
-      runtime: { now: clock.now, store },
+      runtime: { now: clock.now, store, logger: createLogger('info', logs.sink) },
       gatehouse: {
         remoteApis: [
           { path: '/api/user', target: upstream.url, token: 'user' },
@@ -227,6 +261,132 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     assert.notEqual(bearerOf(res), old, 'with the IdP back, the same session refreshed')
   })
 
+  test('an access token inside the skew whose refresh finds the IdP unreachable is still sent: 200, the session keeps its tokens, and each call tries the refresh again until the IdP is back', async () => {
+    const { browser, cookie, token: old } = await loggedIn()
+    const storedBefore = (await tokensOf(cookie))!
+    const grantsBefore = refreshGrants(flow.idp.grants)
+    // 30 s before expiry: inside the default 60 s skew, still valid.
+    clock.advance(ACCESS_TOKEN_TTL_MS - 30_000)
+    const mark = logs.lines.length
+    const restartIdp = await stopIdp(flow)
+    try {
+      for (const attempt of [1, 2]) {
+        const res = await browser.get(`${flow.origin}/api/user/echo?attempt=${attempt}`, CSRF)
+        assert.equal(res.status, 200, res.text)
+        assert.equal(bearerOf(res), old, 'the upstream got the current access token')
+        assert.equal(upstream.received.at(-1)!.headers.authorization, `Bearer ${old}`)
+        assert.equal(clearsCookie(res, COOKIE), false)
+        assert.deepEqual(await tokensOf(cookie), storedBefore, 'the session and its tokens are unchanged in the store')
+      }
+    } finally {
+      await restartIdp()
+    }
+    const entries = await loggedSince(logs, mark)
+    const failed = entries.filter((e) => e.event === 'refresh_failed')
+    assert.equal(failed.length, 2, 'each call tried the refresh: a failure is not remembered')
+    for (const e of failed) {
+      assert.equal(e.cause, 'idp_unavailable')
+      assert.match(String(e.error), /ECONNREFUSED/)
+    }
+    const deferred = entries.filter((e) => e.event === 'refresh_deferred')
+    assert.equal(deferred.length, 2, 'one refresh_deferred line per call')
+    for (const e of deferred) {
+      assert.equal(e.level, 40, 'logged as a warning')
+      assert.equal(e.cause, 'idp_unavailable')
+      assert.ok(typeof e.expiresInSec === 'number' && e.expiresInSec > 0 && e.expiresInSec <= 30, `expiresInSec ${String(e.expiresInSec)}`)
+    }
+    assert.ok(!entries.some((e) => [storedBefore.accessToken, storedBefore.refreshToken].some((t) => JSON.stringify(e).includes(t!))), 'no token in the lines')
+
+    const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
+    assert.equal(res.status, 200, res.text)
+    const fresh = bearerOf(res)
+    assert.notEqual(fresh, old, 'with the IdP back, the next call refreshed')
+    assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1)
+    assert.equal((await tokensOf(cookie))!.accessToken, fresh)
+  })
+
+  test('an access token inside the skew whose refresh gets a 500 from the IdP is still sent, and the next call after the IdP recovers refreshes it', async () => {
+    const { browser, cookie, token: old } = await loggedIn()
+    const storedBefore = (await tokensOf(cookie))!
+    clock.advance(ACCESS_TOKEN_TTL_MS - 30_000)
+    const mark = logs.lines.length
+    const recover = failTokenEndpoint(flow.idp.server, endpoints.token_endpoint)
+    try {
+      const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
+      assert.equal(res.status, 200, res.text)
+      assert.equal(bearerOf(res), old, 'the upstream got the current access token')
+      assert.deepEqual(await tokensOf(cookie), storedBefore, 'the session and its tokens are unchanged in the store')
+    } finally {
+      recover()
+    }
+    const entries = await loggedSince(logs, mark)
+    const failed = entries.find((e) => e.event === 'refresh_failed')
+    assert.equal(failed?.cause, 'idp_unavailable')
+    assert.match(String(failed?.error), /HTTP 500/)
+    assert.equal(entries.find((e) => e.event === 'refresh_deferred')?.cause, 'idp_unavailable')
+
+    const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
+    assert.equal(res.status, 200, res.text)
+    assert.notEqual(bearerOf(res), old, 'the IdP answers again: the next call refreshed')
+  })
+
+  test('a refresh token revoked at the IdP ends the session also while the access token is still valid inside the skew: 401 session_ended, the token is not used', async () => {
+    const { browser, cookie, token: old } = await loggedIn()
+    const { refreshToken } = (await tokensOf(cookie))!
+    await revokeAtIdp(endpoints, refreshToken!)
+    clock.advance(ACCESS_TOKEN_TTL_MS - 30_000)
+    const mark = logs.lines.length
+    const seenBefore = upstream.received.length
+
+    const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
+    assert.equal(res.status, 401, res.text)
+    assert.equal(JSON.parse(res.text).code, 'session_ended')
+    assert.ok(clearsCookie(res, COOKIE), 'the session cookie is cleared')
+    assert.equal(await tokensOf(cookie), undefined, 'the session record is gone')
+    assert.ok(!upstream.received.slice(seenBefore).some((r) => r.headers.authorization === `Bearer ${old}`), 'the upstream was not called with the old token')
+    const entries = await loggedSince(logs, mark)
+    assert.ok(entries.some((e) => e.event === 'refresh_failed' && e.cause === 'invalid_grant' && e.level === 40))
+    assert.ok(!entries.some((e) => e.event === 'refresh_deferred'))
+  })
+
+  test('a request waiting for another instance\'s refresh that does not finish sends the current access token while it is valid, and refreshes once that instance lets go', async () => {
+    const { browser, cookie, token: old } = await loggedIn()
+    const grantsBefore = refreshGrants(flow.idp.grants)
+    // 50 s before expiry: inside the skew, and still valid once the wait for the lease (oidc.timeout
+    // 10 s + 5 s) has run out.
+    clock.advance(ACCESS_TOKEN_TTL_MS - 50_000)
+    const lease = `refresh:${hashSessionId(cookie)}`
+    // Another instance took the session's refresh lease and hangs.
+    assert.equal(await store.acquireLease(lease, 'hung-instance', 600_000, clock.now()), true)
+    const acquire = store.acquireLease
+    let tried!: () => void
+    const waiting = new Promise<void>((resolve) => (tried = resolve))
+    store.acquireLease = (name, owner, ttlMs, now) => {
+      if (name === lease && owner !== 'hung-instance') tried()
+      return acquire.call(store, name, owner, ttlMs, now)
+    }
+    const mark = logs.lines.length
+    try {
+      const call = browser.get(`${flow.origin}/api/user/echo`, CSRF)
+      await waiting
+      clock.advance(16_000)
+      const res = await call
+      assert.equal(res.status, 200, res.text)
+      assert.equal(bearerOf(res), old, 'the upstream got the current access token')
+      assert.equal(refreshGrants(flow.idp.grants), grantsBefore, 'no grant while the other instance holds the lease')
+    } finally {
+      store.acquireLease = acquire
+      await store.releaseLease(lease, 'hung-instance')
+    }
+    const deferred = (await loggedSince(logs, mark)).find((e) => e.event === 'refresh_deferred')
+    assert.equal(deferred?.cause, 'refresh_elsewhere_unfinished')
+
+    const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
+    assert.equal(res.status, 200, res.text)
+    assert.notEqual(bearerOf(res), old, 'with the lease free, the next call refreshed')
+    assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1)
+  })
+
   describe('logout while a refresh is in flight', () => {
     let hold: ReturnType<typeof holdNextRefresh> | undefined
     afterEach(() => {
@@ -338,6 +498,69 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     const proxied = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
     assert.equal(bearerOf(proxied), fresh, 'the proxy uses the token the local route refreshed')
     assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1)
+  })
+})
+
+describe('a resource token (remoteApis[].resource) whose renewal finds the IdP down', () => {
+  const ORDERS = 'https://orders.example.test'
+  const ORDERS_TTL_MS = 600_000
+  let upstream: Upstream
+  let flow: Flow
+  const store = new MemoryStore()
+  const clock = testClock()
+  const logs = logLines()
+
+  before(async () => {
+    upstream = await startUpstream()
+    flow = await startFlow({
+      runtime: { now: clock.now, store, logger: createLogger('info', logs.sink) },
+      idp: { resourceServers: { [ORDERS]: { scope: 'orders:read', accessTokenTtlSec: ORDERS_TTL_MS / 1000 } } },
+      gatehouse: { remoteApis: [{ path: '/api/orders', target: upstream.url, token: 'user', resource: ORDERS, scopes: ['orders:read'] }] },
+    })
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  async function resourceTokensOf(cookie: string): Promise<SessionData['resourceTokens']> {
+    const record = (await store.get(hashSessionId(cookie), 0))!
+    return (JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData).resourceTokens
+  }
+
+  test('a held resource token inside the skew is still sent while the IdP is down, the call answers 502 once it has expired, and the token is renewed once the IdP is back', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const cookie = browser.cookies.get(COOKIE)!
+    const first = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
+    assert.equal(first.status, 200, first.text)
+    const held = bearerOf(first)
+    const storedBefore = await resourceTokensOf(cookie)
+    assert.deepEqual(Object.values(storedBefore ?? {}).map((t) => t.accessToken), [held])
+
+    clock.advance(ORDERS_TTL_MS - 30_000)
+    const mark = logs.lines.length
+    const restartIdp = await stopIdp(flow)
+    try {
+      const res = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
+      assert.equal(res.status, 200, res.text)
+      assert.equal(bearerOf(res), held, 'the upstream got the held resource token')
+      assert.deepEqual(await resourceTokensOf(cookie), storedBefore, 'the held resource token is unchanged in the store')
+      const deferred = (await loggedSince(logs, mark)).find((e) => e.event === 'refresh_deferred')
+      assert.equal(deferred?.cause, 'idp_unavailable')
+      assert.equal(deferred?.resource, ORDERS)
+
+      clock.advance(60_000)
+      const expired = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
+      assert.equal(expired.status, 502, expired.text)
+      assert.equal(JSON.parse(expired.text).code, 'idp_unavailable')
+      assert.equal(clearsCookie(expired, COOKIE), false, 'the session cookie is kept')
+    } finally {
+      await restartIdp()
+    }
+    const res = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
+    assert.equal(res.status, 200, res.text)
+    assert.notEqual(bearerOf(res), held, 'with the IdP back, a new resource token')
   })
 })
 

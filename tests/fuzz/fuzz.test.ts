@@ -34,7 +34,7 @@ test('found by fuzzing: a validly signed logout token whose typ is not a string 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   try {
     const now = 1_800_000_000
-    const verify = createLogoutTokenVerifier({ issuer: 'https://idp.example', clientId: 'c', jwksUri: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`, algorithms: ['RS256'], now: () => now * 1000 })
+    const verify = createLogoutTokenVerifier({ issuer: 'https://idp.example', clientId: 'c', jwks: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`, algorithms: ['RS256'], now: () => now * 1000 })
     for (const typ of [true, 5, null, ['logout+jwt'], { a: 1 }]) {
       const token = await new SignJWT({ iss: 'https://idp.example', aud: 'c', iat: now, jti: 'j', sid: 's', events: { [BACKCHANNEL_EVENT]: {} } })
         .setProtectedHeader({ alg: 'RS256', kid: 'k1', typ: typ as unknown as string })

@@ -258,7 +258,7 @@ export async function fuzzLogoutToken(options: FuzzRunOptions): Promise<FuzzStat
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const jwksUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`
-  const verify = createLogoutTokenVerifier({ issuer: ISSUER, clientId: CLIENT_ID, jwksUri, algorithms: IDP_ALGORITHMS, now: () => NOW * 1000 })
+  const verify = createLogoutTokenVerifier({ issuer: ISSUER, clientId: CLIENT_ID, jwks: jwksUri, algorithms: IDP_ALGORITHMS, now: () => NOW * 1000 })
 
   // Wrong keys: same kids, other key material; a symmetric secret; the IdP's public key as an HMAC secret.
   const impostors = [rsaKey('rsa-1', undefined), rsaKey('rsa-2', 'RS256'), ecKey('ec-1')]

@@ -29,15 +29,16 @@ export interface Flow {
 }
 
 export interface FlowOptions {
-  gatehouse?: Partial<GatehouseOptions>
+  /** Merged into gatehouse's options; a function of the IdP when they depend on its address. */
+  gatehouse?: Partial<GatehouseOptions> | ((idp: RunningIdp) => Partial<GatehouseOptions>)
   runtime?: RuntimeOptions
   idp?: Partial<IdpOptions>
   /** More clients to register at the IdP (e.g. a second frontend's), given gatehouse's origin. */
   extraClients?: (origin: string) => IdpClient[]
   /** Merged into the registered test client (e.g. another token_endpoint_auth_method). */
   client?: Partial<IdpClient>
-  /** Merged into gatehouse's `oidc` options. */
-  oidc?: Partial<GatehouseOptions['oidc']>
+  /** Merged into gatehouse's `oidc` options; a function of the IdP when they depend on its address (e.g. the authority). */
+  oidc?: Partial<GatehouseOptions['oidc']> | ((idp: RunningIdp) => Partial<GatehouseOptions['oidc']>)
   /**
    * Replaces the whole request listener (e.g. an Express app that mounts gatehouse itself). May be
    * async (a framework that must finish booting first, like Fastify's `ready()`).
@@ -88,17 +89,32 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   const keys = [generateKey()]
   const base: GatehouseOptions = {
     publicOrigin: origin,
-    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'], ...options.oidc },
+    oidc: {
+      authority: idp.issuer,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      scopes: ['openid', 'profile', 'email', 'offline_access'],
+      ...(typeof options.oidc === 'function' ? options.oidc(idp) : options.oidc),
+    },
     keys,
     session: { store: 'memory' },
     log: { level: 'silent' },
   }
+  const extra = typeof options.gatehouse === 'function' ? options.gatehouse(idp) : options.gatehouse
   const build = async (overrides: Partial<GatehouseOptions> = {}): Promise<void> => {
-    const merged = { ...base, ...options.gatehouse, ...overrides } as GatehouseOptions
+    const merged = { ...base, ...extra, ...overrides } as GatehouseOptions
     const gatehouse = await createGatehouse(merged, { logger: quiet, ...options.runtime })
     current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}), ...(options.listener ? { listener: await options.listener(gatehouse) } : {}) }
   }
-  await build()
+  try {
+    await build()
+  } catch (err) {
+    // A gatehouse that refuses its options must not leave the servers of this flow running.
+    server.closeAllConnections()
+    await new Promise<void>((resolve) => server.close(() => resolve()))
+    await idp.close()
+    throw err
+  }
 
   const flow: Flow = {
     idp,

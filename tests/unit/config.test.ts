@@ -35,7 +35,13 @@ describe('validateConfig', () => {
     assert.equal(config.trustProxy, false)
     assert.equal(config.oidc.authority, 'https://idp.example.com')
     assert.equal(config.oidc.clientId, 'spa-bff')
-    assert.equal(config.oidc.clientAuth, 'client_secret_basic')
+    // With a secret and no clientAuth, the method is chosen from the IdP's discovery document.
+    assert.equal(config.oidc.clientAuth, undefined)
+    assert.equal(config.oidc.issuer, undefined)
+    assert.equal(config.oidc.allowedIssuers, undefined)
+    assert.equal(config.oidc.allowedTenants, undefined)
+    assert.equal(config.oidc.endSessionEndpoint, undefined)
+    assert.deepEqual(config.oidc.endSessionParams, {})
     assert.deepEqual(config.oidc.scopes, ['openid', 'profile', 'offline_access'])
     assert.equal(config.oidc.redirectPath, '/signin-oidc')
     assert.equal(config.oidc.postLogoutRedirectPath, '/signout-callback-oidc')
@@ -84,10 +90,55 @@ describe('validateConfig', () => {
     assert.equal(config?.session.cleanupIntervalMs, 2 * 3_600_000)
   })
 
-  test('a client secret selects client_secret_basic unless clientAuth says otherwise', () => {
+  test('a client secret without clientAuth leaves the method to discovery; a clientAuth given is kept; a key alone selects private_key_jwt', () => {
     const { config } = validateConfig({ ...minimal(), oidc: { ...minimal().oidc, clientSecret: 's3cret' } })
-    assert.equal(config?.oidc.clientAuth, 'client_secret_basic')
+    assert.equal(config?.oidc.clientAuth, undefined)
     assert.equal(config?.oidc.clientSecret, 's3cret')
+    const post = validateConfig({ ...minimal(), oidc: { ...minimal().oidc, clientSecret: 's3cret', clientAuth: 'client_secret_post' } })
+    assert.equal(post.config?.oidc.clientAuth, 'client_secret_post')
+    const { clientSecret: _secret, ...withoutSecret } = minimal().oidc as Record<string, unknown>
+    const key = validateConfig({ ...minimal(), oidc: { ...withoutSecret, privateKeyJwk: { kty: 'EC', crv: 'P-256', x: 'x', y: 'y', d: 'd' } } })
+    assert.equal(key.config?.oidc.clientAuth, 'private_key_jwt')
+  })
+
+  test('the issuer keys are accepted and kept as given', () => {
+    const { config, issues } = validateConfig({
+      ...minimal(),
+      oidc: {
+        ...minimal().oidc,
+        authority: 'https://login.microsoftonline.com/organizations/v2.0',
+        issuer: 'https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0',
+        allowedIssuers: ['https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0'],
+        allowedTenants: ['72f988bf-86f1-41af-91ab-2d7cd011db47'],
+        endSessionEndpoint: 'https://tenant.auth0.com/v2/logout',
+        endSessionParams: { returnTo: '{post_logout_redirect_uri}', client_id: '{client_id}' },
+      },
+    })
+    assert.deepEqual(issues, [])
+    assert.equal(config?.oidc.issuer, 'https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0')
+    assert.deepEqual(config?.oidc.allowedTenants, ['72f988bf-86f1-41af-91ab-2d7cd011db47'])
+    assert.equal(config?.oidc.endSessionEndpoint, 'https://tenant.auth0.com/v2/logout')
+    assert.deepEqual(config?.oidc.endSessionParams, { returnTo: '{post_logout_redirect_uri}', client_id: '{client_id}' })
+  })
+
+  test('hostile or malformed issuer and end-session keys are refused, each naming its key', () => {
+    const { issues } = validateConfig({
+      ...minimal(),
+      oidc: {
+        ...minimal().oidc,
+        issuer: 'https://login.microsoftonline.com/{tenantid}/v2.0',
+        allowedIssuers: ['http://evil.example.com'],
+        allowedTenants: ['../x', 'a/b', ''],
+        endSessionEndpoint: 'javascript:alert(1)',
+        endSessionParams: { returnTo: '{id_token_hint}', 'bad name': 'x' },
+      },
+    })
+    const paths = issues.map((i) => i.path)
+    for (const path of ['oidc.issuer', 'oidc.allowedIssuers[0]', 'oidc.allowedTenants[1]', 'oidc.allowedTenants[2]', 'oidc.endSessionEndpoint', 'oidc.endSessionParams.returnTo']) {
+      assert.ok(paths.includes(path), `${path} is reported (got ${paths.join(', ')})`)
+    }
+    assert.ok(paths.some((p) => p.startsWith('oidc.endSessionParams')), 'a bad parameter name is reported')
+    assert.equal(validateConfig({ ...minimal(), oidc: { ...minimal().oidc, allowedTenants: [] } }).issues[0]?.path, 'oidc.allowedTenants')
   })
 
   test('the validated config is frozen all the way down', () => {
