@@ -10,7 +10,7 @@ import { chooseClientAuth, createClientAuth } from './client-auth.ts'
 import { fetchDiscovery } from './discovery.ts'
 import { endSessionExtras } from './end-session.ts'
 import { classifyIdpFailure, type FailureContext } from './idp-failure.ts'
-import { acceptsSeveralIssuers, checkPublishedIssuer, expectedTokenIssuer, isTemplate, type IssuerSettings } from './issuer.ts'
+import { acceptsSeveralIssuers, checkPublishedIssuer, expectedTokenIssuer, isTemplate, tenantOf, type IssuerSettings } from './issuer.ts'
 
 const REACHABILITY_TTL_MS = 1_000
 /** Per-issuer configurations kept for refreshes of multi-tenant sessions. */
@@ -443,13 +443,6 @@ async function peekIdToken(response: Response): Promise<{ iss?: unknown; tid?: u
   } catch {
     return {}
   }
-}
-
-/** The tenant segment of `issuer` where `template` has `{tenantid}`; undefined when it does not fit. */
-function tenantOf(template: string, issuer: string): string | undefined {
-  const [before = '', after = ''] = template.split('{tenantid}')
-  if (!issuer.startsWith(before) || !issuer.endsWith(after) || issuer.length <= before.length + after.length) return undefined
-  return issuer.slice(before.length, issuer.length - after.length)
 }
 
 /**

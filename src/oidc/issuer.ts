@@ -83,12 +83,22 @@ export function expectedTokenIssuer(settings: IssuerSettings, published: string,
     if (iss !== undefined && iss !== published && settings.allowedIssuers?.includes(iss)) return { ok: true, issuer: iss }
     return { ok: true, issuer: published }
   }
-  const tenant = typeof claims.tid === 'string' ? claims.tid : undefined
+  // Entra's id_tokens carry tid; a token without it (a logout token) names its tenant in iss alone.
+  const tenant = typeof claims.tid === 'string' ? claims.tid : iss === undefined ? undefined : tenantOf(published, iss)
   const filled = tenant === undefined ? undefined : fillTemplate(published, tenant)
   if (filled === undefined) return { ok: false, refusal: { cause: 'tenant_missing', expected: published, received: iss } }
   if (settings.allowedTenants && !settings.allowedTenants.includes(tenant!)) return { ok: false, refusal: { cause: 'tenant_not_allowed', expected: settings.allowedTenants.join(' '), received: tenant } }
   if (settings.allowedIssuers && !settings.allowedIssuers.includes(filled)) return { ok: false, refusal: { cause: 'issuer_not_allowed', expected: settings.allowedIssuers.join(' '), received: filled } }
   return { ok: true, issuer: filled }
+}
+
+/** The tenant segment of `issuer` where `template` has `{tenantid}`; undefined when it does not fit. */
+export function tenantOf(template: string, issuer: string): string | undefined {
+  if (!instantiates(template, issuer)) return undefined
+  const before = template.slice(0, template.indexOf(TENANT_PLACEHOLDER))
+  const end = issuer.indexOf('/', before.length)
+  const tenant = issuer.slice(before.length, end === -1 ? undefined : end)
+  return fillTemplate(template, tenant) === issuer ? tenant : undefined
 }
 
 /** More than one issuer can sign in: sessions must then be told apart by the issuer they recorded. */

@@ -6,7 +6,7 @@
  * is gatehouse's side of the protocol against a foreign discovery document and foreign tokens.
  */
 import assert from 'node:assert/strict'
-import { createSign, generateKeyPairSync, randomUUID } from 'node:crypto'
+import { createHmac, createSign, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
@@ -66,6 +66,8 @@ interface Interop {
   revocations: Revocation[]
   /** The last status/body plus the warnings and errors gatehouse logged, for assertion messages. */
   explain(res: JarResponse): string
+  /** Every line gatehouse logged, parsed. */
+  entries(): Array<Record<string, unknown>>
   browser(): BrowserJar
   /** /bff/login → the mock's /authorize → /signin-oidc; returns each hop's answer. */
   login(browser: BrowserJar, returnUrl?: string): Promise<{ start: JarResponse; authorize: JarResponse; callback: JarResponse }>
@@ -179,6 +181,7 @@ async function startInterop(options: { discovery?: (document: Record<string, unk
     userinfoCalls,
     revocations,
     explain,
+    entries: log.entries,
     browser: () => new BrowserJar(),
     async login(browser, returnUrl) {
       const query = returnUrl === undefined ? '' : `?${new URLSearchParams({ returnUrl })}`
@@ -331,6 +334,25 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     assert.equal(browser.cookies.has(COOKIE), false)
     assert.equal((await browser.get(`${it.origin}/bff/user`, CSRF)).status, 401)
   })
+
+  for (const alg of ['none', 'HS256']) {
+    test(`an id_token with the provider's own claims but alg ${alg} (unsigned, or MACed with the client secret) is refused with a 4xx page and no session`, async () => {
+      it.mock.service.once(Events.BeforeResponse, (response: MutableResponse) => {
+        if (response.body === '' || typeof response.body.id_token !== 'string') return
+        const [, payload] = response.body.id_token.split('.')
+        const header = Buffer.from(JSON.stringify({ alg, typ: 'JWT' })).toString('base64url')
+        const signature = alg === 'none' ? '' : createHmac('sha256', CLIENT_SECRET).update(`${header}.${payload}`).digest('base64url')
+        response.body.id_token = `${header}.${payload}.${signature}`
+      })
+      const browser = it.browser()
+      const { callback } = await it.login(browser)
+      assert.ok(callback.status >= 400 && callback.status < 500, it.explain(callback))
+      assert.equal(browser.cookies.has(COOKIE), false)
+      assert.equal((await browser.get(`${it.origin}/bff/user`, CSRF)).status, 401)
+      const refusal = it.entries().filter((e) => e.event === 'login_failed').at(-1)
+      assert.equal(refusal?.cause, 'id_token_invalid', it.explain(callback))
+    })
+  }
 
   test('a remote API call reaches the upstream with the provider\'s access token as Bearer, and without the browser\'s cookies', async () => {
     const browser = it.browser()

@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { importJWK, SignJWT, type JWK } from 'jose'
 import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import type { RunningIdp } from '../../src/demo/idp.ts'
@@ -114,6 +116,15 @@ async function signOut(rig: Rig, browser: BrowserJar, claims: Claims, endSession
   }
   assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401, 'the session has ended')
   return location
+}
+
+/** Posts a logout token signed with the IdP's own key (what any tenant of a multi-tenant IdP gets signed). */
+async function backchannelLogout(flow: Flow, claims: Record<string, unknown>): Promise<Response> {
+  const key = flow.idp.signingKey as JWK & { kid: string; alg: string }
+  const token = await new SignJWT({ aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, ...claims })
+    .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'logout+jwt' })
+    .sign(await importJWK(key, key.alg))
+  return fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) })
 }
 
 /** Every warn-or-worse line gatehouse logged, for assertion messages. */
@@ -240,6 +251,25 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
     const rig = await startRig(shape, allowing(['some-other-tenant']))
     await assertLoginRefused(rig, 'tenant_not_allowed', is4xx)
     assertLogsHoldNone(rig, [])
+  })
+
+  test('a back-channel logout token of another tenant, signed with the same IdP key, ends no session of this tenant; one of this tenant ends it', async () => {
+    const open = await startRig(shape)
+    const { browser, claims } = await signIn(open)
+    const sid = claim(claims, 'sid') as string
+    const other = 'another-tenant-0002'
+    const foreign = await backchannelLogout(open.flow, { iss: `${open.flow.idp.origin}/${other}/v2.0`, tid: other, sid })
+    assert.equal(foreign.status, 200, 'a tenant of the IdP may log out its own sessions (none here)')
+    assert.deepEqual(await foreign.json(), { sessionsEnded: 0 })
+    assert.equal((await browser.get(`${open.flow.origin}/bff/user`, CSRF)).status, 200, 'the other tenant\'s token did not end this session')
+    const own = await backchannelLogout(open.flow, { iss: `${open.flow.idp.origin}/${TENANT_A}/v2.0`, sid })
+    assert.equal(own.status, 200)
+    assert.deepEqual(await own.json(), { sessionsEnded: 1 })
+    assert.equal((await browser.get(`${open.flow.origin}/bff/user`, CSRF)).status, 401)
+
+    const restricted = await startRig(shape, allowing([TENANT_A]))
+    const refused = await backchannelLogout(restricted.flow, { iss: `${restricted.flow.idp.origin}/${other}/v2.0`, tid: other, sid })
+    assert.equal(refused.status, 400, 'a tenant outside allowedTenants cannot send logout tokens at all')
   })
 
   test('an exact oidc.issuer override with the /common authority logs in', async () => {

@@ -78,10 +78,20 @@ describe('the issuer a token is held to', () => {
     assert.deepEqual(expectedTokenIssuer(s, ENTRA_TEMPLATE, { iss: `https://login.microsoftonline.com/${OTHER}/v2.0`, tid: TENANT }), { ok: true, issuer: `https://login.microsoftonline.com/${TENANT}/v2.0` })
   })
 
+  test('a template IdP token without tid (a logout token) is held to the tenant its iss names, within the allowed tenants', () => {
+    const s = settings({ authority: 'https://login.microsoftonline.com/common/v2.0' })
+    const iss = `https://login.microsoftonline.com/${TENANT}/v2.0`
+    assert.deepEqual(expectedTokenIssuer(s, ENTRA_TEMPLATE, { iss }), { ok: true, issuer: iss })
+    assert.equal(expectedTokenIssuer({ ...s, allowedTenants: [OTHER] }, ENTRA_TEMPLATE, { iss }).ok, false)
+    for (const hostile of ['https://login.microsoftonline.com/a/b/v2.0', 'https://evil.example.com/x/v2.0', 'https://login.microsoftonline.com/../v2.0', `https://login.microsoftonline.com/${TENANT}/v2.0/extra`]) {
+      assert.equal(expectedTokenIssuer(s, ENTRA_TEMPLATE, { iss: hostile }).ok, false, hostile)
+    }
+  })
+
   test('a template IdP refuses a token without a usable tid, and tenants or issuers outside the allowed lists', () => {
     const s = settings({ authority: 'https://login.microsoftonline.com/common/v2.0' })
     for (const tid of [undefined, '', 42, '../x', 'a/b', `${TENANT}/v2.0?x=`, 'x'.repeat(200), ['a']]) {
-      const outcome = expectedTokenIssuer(s, ENTRA_TEMPLATE, { tid })
+      const outcome = expectedTokenIssuer(s, ENTRA_TEMPLATE, typeof tid === 'string' ? { tid, iss: `https://login.microsoftonline.com/${TENANT}/v2.0` } : { tid })
       assert.equal(outcome.ok, false, JSON.stringify(tid))
       assert.equal(!outcome.ok && outcome.refusal.cause, 'tenant_missing')
     }
