@@ -91,7 +91,8 @@ export function describeError(err: unknown): Record<string, string> {
   for (let depth = 0; depth < 4 && current !== undefined; depth++) {
     const key = depth === 0 ? 'error' : `cause${depth}`
     if (!(current instanceof Error)) {
-      out[key] = typeof current === 'string' ? current.slice(0, 200) : 'unknown'
+      // Only the type: libraries attach what they could not parse (a whole id_token) as the cause.
+      out[key] = typeof current
       break
     }
     out[key] = `${current.name}${'code' in current && current.code !== undefined ? `(${String(current.code)})` : ''}: ${current.message}`

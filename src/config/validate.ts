@@ -317,6 +317,10 @@ function crossCheck(raw: unknown): ConfigIssue[] {
   if (root.oidc !== undefined && text(oidc.clientAuth) === undefined && !secret && !oidc.privateKeyJwk) {
     issues.push({ path: 'oidc.clientSecret', message: 'is required: gatehouse must be a confidential client (or set oidc.privateKeyJwk; oidc.clientAuth "none" only if your IdP cannot do better)' })
   }
+  // oidc.issuer names the one issuer tokens carry: lists of other issuers or tenants would never apply.
+  if (text(oidc.issuer) !== undefined) {
+    for (const key of ['allowedIssuers', 'allowedTenants'] as const) if (oidc[key] !== undefined) issues.push({ path: `oidc.${key}`, message: 'has no effect with oidc.issuer (which names the one issuer tokens must carry); remove one of them' })
+  }
   if (Array.isArray(oidc.scopes) && !oidc.scopes.includes('openid')) issues.push({ path: 'oidc.scopes', message: 'must include "openid"' })
   const redirectPath = text(oidc.redirectPath) ?? '/signin-oidc'
   const postLogoutPath = text(oidc.postLogoutRedirectPath) ?? '/signout-callback-oidc'

@@ -76,7 +76,9 @@ async function endIssuersSessions(ctx: RequestContext, filter: SessionFilter, is
   if (!sessions.findWhere) return 0
   const found = await sessions.findWhere(filter, ISSUER_MATCH_MAX_SESSIONS)
   if (found.length === ISSUER_MATCH_MAX_SESSIONS) log.warn({ event: 'backchannel_match_capped', requestId: ctx.requestId }, `at most ${ISSUER_MATCH_MAX_SESSIONS} sessions are matched per logout token when the identity provider has several issuers`)
-  const mine = found.filter((s) => s.data.issuer === issuer)
+  const published = (await ctx.frontend.oidc.metadata()).issuer
+  // Sessions from before gatehouse recorded the issuer came from the published one.
+  const mine = found.filter((s) => (s.data.issuer ?? published) === issuer)
   for (const session of mine) {
     await sessions.end(session)
     await sessionEvents.ended(session.idHash, 'backchannel')
@@ -126,7 +128,7 @@ async function revokeAll(ctx: RequestContext, tokens: string[]): Promise<void> {
         else outcome.unsupported = true
       } catch (err) {
         outcome.failed++
-        if (outcome.failed === 1) log.warn({ event: 'revocation_failed', requestId: ctx.requestId, ...describeError(err) }, 'refresh token revocation after back-channel logout failed')
+        if (outcome.failed === 1) log.warn({ event: 'revocation_failed', requestId: ctx.requestId, err: describeError(err) }, 'refresh token revocation after back-channel logout failed')
       }
     }
   }
@@ -154,7 +156,7 @@ function verifierFor(frontend: Frontend, now: () => number): Promise<(token: str
   let verifier = verifiers.get(frontend)
   if (!verifier) {
     const client = frontend.oidc
-    verifier = Promise.all([client.metadata(), client.jwks()]).then(([meta, jwks]) =>
+    verifier = Promise.all([client.signingAlgorithms(), client.jwks()]).then(([algorithms, jwks]) =>
       createLogoutTokenVerifier({
         issuer: async (claims) => {
           try {
@@ -166,7 +168,7 @@ function verifierFor(frontend: Frontend, now: () => number): Promise<(token: str
         },
         clientId: frontend.oidcConfig.clientId,
         jwks,
-        algorithms: meta.id_token_signing_alg_values_supported ?? ['RS256'],
+        algorithms,
         now,
       }),
     )

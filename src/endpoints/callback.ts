@@ -9,6 +9,9 @@ import { loginCookieName, loginCookiePrefix, openLoginState } from '../oidc/logi
 import { span } from '../ops/tracing.ts'
 import { generateDpopJwk } from '../tokens/dpop.ts'
 
+/** An expires_in beyond a year is an IdP's mistake (or 1e308): held as a year, so it stays a number. */
+const MAX_EXPIRES_IN_SEC = 365 * 24 * 3600
+
 /**
  * GET /signin-oidc — the redirect URI. Validates the pending login bound to this browser, exchanges
  * the code (PKCE), validates the id_token, starts the session and sends the browser to returnUrl.
@@ -70,7 +73,7 @@ const completeLogin: Handler = async (ctx) => {
         accessToken: tokens.accessToken,
         refreshToken: tokens.refreshToken,
         idToken: tokens.idToken,
-        accessTokenExpiresAt: tokens.expiresInSec === undefined ? undefined : now() + tokens.expiresInSec * 1000,
+        accessTokenExpiresAt: tokens.expiresInSec === undefined ? undefined : now() + Math.min(tokens.expiresInSec, MAX_EXPIRES_IN_SEC) * 1000,
         scope: tokens.scope,
       },
       issuer: tokens.issuer,
@@ -94,7 +97,9 @@ const completeLogin: Handler = async (ctx) => {
 function stateHint(ctx: Parameters<Handler>[0], cookieName: string): Record<string, string> {
   const { publicOrigin, session } = ctx.services.config
   const host = ctx.req.headers.host
-  if (publicOrigin !== undefined && host !== undefined && new URL(publicOrigin).host !== host.toLowerCase()) {
+  const public_ = publicOrigin === undefined ? undefined : new URL(publicOrigin)
+  // Compared as URL hosts: "app.example.com:443" is publicOrigin's host for https.
+  if (public_ !== undefined && host !== undefined && URL.canParse(`${public_.protocol}//${host}`) && new URL(`${public_.protocol}//${host}`).host !== public_.host) {
     return { problem: 'no login cookie for this state', hint: `the callback reached host "${host}" but publicOrigin is ${publicOrigin}: the login cookie is set for publicOrigin's host; open the app there (or fix publicOrigin / the IdP's redirect_uri)` }
   }
   if (ctx.cookies.has(cookieName)) return { problem: 'the login cookie for this state is expired or was not sealed by this gatehouse (its keys)' }

@@ -37,7 +37,7 @@ export const logout: Handler = async (ctx) => {
         await client.revoke(refreshToken, 'refresh_token')
       } catch (err) {
         // The session is already gone here; a failed revocation must not keep the user logged in.
-        log.warn({ requestId: ctx.requestId, ...client.explain(err, 'logout_failed').report, stage: 'revocation', ...describeError(err) }, 'refresh token revocation failed; the session is ended anyway')
+        log.warn({ requestId: ctx.requestId, ...client.explain(err, 'logout_failed').report, event: 'logout_failed', stage: 'revocation', err: describeError(err) }, 'refresh token revocation failed; the session is ended anyway')
       }
     }
     if (idToken) params.id_token_hint = idToken
@@ -52,7 +52,7 @@ export const logout: Handler = async (ctx) => {
   try {
     endSession = await client.endSessionUrl(params)
   } catch (err) {
-    log.warn({ event: 'logout_failed', cause: 'end_session_unavailable', requestId: ctx.requestId, ...describeError(err) }, 'identity provider unreachable at logout: the session is ended here, the IdP session is not')
+    log.warn({ event: 'logout_failed', cause: 'end_session_unavailable', requestId: ctx.requestId, err: describeError(err) }, 'identity provider unreachable at logout: the session is ended here, the IdP session is not')
   }
   return redirect(endSession ? endSession.href : returnUrl)
 }

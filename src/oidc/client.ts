@@ -166,6 +166,27 @@ export class OidcClient {
     throw new GatehouseError('idp_error', `the token's issuer is not accepted (${cause})`, { report: { event: 'login_failed', cause, expected, received } })
   }
 
+  /**
+   * The IdP's own signing algorithms for logout tokens (Back-Channel Logout §2.6: only those):
+   * discovery's list without none and HMAC; RS256 when it lists none.
+   */
+  async signingAlgorithms(): Promise<string[]> {
+    const listed = (await this.#discover()).publishedAlgs?.filter((alg) => ID_TOKEN_ALGORITHMS.includes(alg))
+    return listed?.length ? listed : ['RS256']
+  }
+
+  /**
+   * Whether a session's recorded issuer is still one the configuration accepts (a tenant taken out
+   * of oidc.allowedTenants ends its sessions at their next refresh). Sessions without one: yes.
+   */
+  async acceptsSessionIssuer(issuer: string | undefined): Promise<boolean> {
+    if (issuer === undefined) return true
+    const published = (await this.#discover()).issuer
+    if (issuer === published) return true
+    const outcome = expectedTokenIssuer(this.#settings, published, { iss: issuer })
+    return outcome.ok && outcome.issuer === issuer
+  }
+
   /** Several issuers can sign in (a template, or allowedIssuers): sessions differ by their recorded issuer. */
   async acceptsSeveralIssuers(): Promise<boolean> {
     return acceptsSeveralIssuers(this.#settings, (await this.#discover()).issuer)
@@ -215,7 +236,7 @@ export class OidcClient {
     const client = d.config.clientMetadata() as oauth.Client
     // RFC 9207: a template IdP names the tenant's issuer in `iss`; it must be one we would accept.
     const issParam = callbackUrl.searchParams.get('iss')
-    const responseIssuer = issParam !== null && isTemplate(d.issuer) ? await this.expectedIssuer({ iss: issParam, tid: tenantOf(d.issuer, issParam) }) : as.issuer
+    const responseIssuer = issParam !== null && (isTemplate(d.issuer) || this.#options.allowedIssuers?.includes(issParam)) ? await this.expectedIssuer({ iss: issParam, tid: tenantOf(d.issuer, issParam) }) : as.issuer
     const params = oauth.validateAuthResponse({ ...as, issuer: responseIssuer }, client, callbackUrl.searchParams, checks.state)
     const redirectUri = new URL(callbackUrl)
     redirectUri.search = ''
@@ -237,6 +258,10 @@ export class OidcClient {
       processed = await this.#processCodeResponse(d, as, client, response, checks.nonce)
     }
     const { result, issuer } = processed
+    // The response's iss (RFC 9207) and the id_token's must name the same tenant.
+    if (issParam !== null && issParam !== issuer) {
+      throw new GatehouseError('idp_error', 'the authorization response and the id_token name different issuers', { report: { event: 'login_failed', cause: 'id_token_invalid', check: 'iss', expected: issParam, received: issuer } })
+    }
     requireDpopBound(result, dpop)
     const claims = oauth.getValidatedIdTokenClaims(result)!
     return {
@@ -254,7 +279,8 @@ export class OidcClient {
   async #processCodeResponse(d: Discovered, as: oauth.AuthorizationServer, client: oauth.Client, response: Response, nonce: string): Promise<{ result: oauth.TokenEndpointResponse; issuer: string }> {
     // The issuer to hold the id_token to comes from its own iss/tid (a template IdP's tenant); every
     // claim, then the signature, is checked against it, so the token cannot pick what it is held to.
-    const issuer = response.ok ? await this.expectedIssuer(await peekIdToken(response)) : as.issuer
+    const claims = response.ok ? await peekIdToken(response) : undefined
+    const issuer = claims ? await this.expectedIssuer(claims) : as.issuer
     const result = await oauth.processAuthorizationCodeResponse(issuer === as.issuer ? as : { ...as, issuer }, client, response, { expectedNonce: nonce, requireIdToken: true })
     await this.#verifySignature(d, result.id_token!)
     return { result, issuer }
@@ -391,6 +417,9 @@ export class OidcClient {
       ...(o.endSessionEndpoint ? { end_session_endpoint: o.endSessionEndpoint } : {}),
     }
     const insecure = new URL(o.authority).protocol === 'http:'
+    if (!insecure && new URL(document.jwks_uri as string).protocol !== 'https:') {
+      throw new GatehouseError('idp_unavailable', 'identity provider discovery failed: jwks_uri is not https://', { report: { event: 'discovery_failed', cause: 'invalid_document', problem: 'jwks_uri must be https:// (the signing keys decide every token check)' } })
+    }
     const config = this.#configuration(metadata, clientAuth, insecure)
     if (o.dpop) {
       // Refused rather than silently falling back to Bearer tokens: the operator asked for sender-constrained ones.
@@ -429,6 +458,9 @@ export class OidcClient {
     if (!metadata.end_session_endpoint) {
       log.warn({ event: 'end_session_missing', issuer }, `the identity provider has no end_session_endpoint: logout will not end the IdP session (set oidc.endSessionEndpoint if it has one under another name)`)
     }
+    if (!isTemplate(issuer) && this.#options.allowedTenants) {
+      log.warn({ event: 'allowed_tenants_unused', issuer }, 'oidc.allowedTenants has no effect: the identity provider publishes one issuer, not a {tenantid} template')
+    }
     if (isTemplate(issuer) && !this.#options.issuer && !this.#options.allowedTenants && !this.#options.allowedIssuers) {
       log.warn({ event: 'tenants_unrestricted', issuer }, `the identity provider is multi-tenant (${issuer}): users of every tenant can log in; set oidc.allowedTenants to restrict them`)
     }
@@ -436,12 +468,13 @@ export class OidcClient {
 }
 
 /** The id_token's claims as sent, unverified: only to pick the issuer the checks then hold it to. */
-async function peekIdToken(response: Response): Promise<{ iss?: unknown; tid?: unknown }> {
+async function peekIdToken(response: Response): Promise<{ iss?: unknown; tid?: unknown } | undefined> {
   try {
     const body = (await response.clone().json()) as { id_token?: unknown }
-    return typeof body.id_token === 'string' ? decodeJwt(body.id_token) : {}
+    return typeof body?.id_token === 'string' ? decodeJwt(body.id_token) : undefined
   } catch {
-    return {}
+    // Not JSON or not a JWT: oauth4webapi's checks say so next.
+    return undefined
   }
 }
 

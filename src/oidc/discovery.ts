@@ -25,7 +25,7 @@ export async function fetchDiscovery(authority: string, timeoutMs: number, signa
   }
   if (res.status !== 200) {
     await res.body?.cancel()
-    throw fail('bad_status', `${url.href} answered ${res.status}`, { status: res.status })
+    throw fail('bad_status', `${url.href} answered ${res.status}`, { answered: res.status })
   }
   let document: unknown
   try {

@@ -5,6 +5,11 @@ import { GatehouseError, type FailureReport } from '../errors.ts'
 const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', oauth.RESPONSE_IS_NOT_CONFORM, oauth.RESPONSE_IS_NOT_JSON, 'undefined'])
 const ID_TOKEN_CHECKS = new Set<string>([oauth.JWT_CLAIM_COMPARISON, oauth.JWT_TIMESTAMP_CHECK, oauth.KEY_SELECTION, oauth.UNSUPPORTED_OPERATION])
 
+/** An openid-client failure that means no usable answer came (timeout, abort, a non-OAuth status or body, a network error). */
+export function isUnreachable(err: Error & { code?: unknown }): boolean {
+  return UNREACHABLE.has(String(err.code))
+}
+
 /** Which step failed (the log line's `event`) and how the client authenticated, to name the key to change. */
 export interface FailureContext {
   event: 'login_failed' | 'refresh_failed' | 'logout_failed' | 'client_token_failed'
@@ -33,7 +38,7 @@ export function classifyIdpFailure(err: unknown, context: FailureContext): Gateh
     return new GatehouseError('idp_error', `the identity provider answered "${error}"`, { cause: err, report: { event, cause: 'idp_error', error, ...(description ? { error_description: description } : {}) } })
   }
   const code = err instanceof Error && 'code' in err ? String(err.code) : 'undefined'
-  if ((err instanceof oidc.ClientError || err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) && !UNREACHABLE.has(code)) {
+  if ((err instanceof oidc.ClientError || err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) && !isUnreachable(err)) {
     const check = failedCheck(err)
     if (check !== undefined) {
       return new GatehouseError('idp_error', `the id_token failed validation (${check})`, { cause: err, report: { event, cause: 'id_token_invalid', check } })

@@ -13,6 +13,7 @@ import type { DpopKey, DpopKeys } from './dpop.ts'
 import { resourceKey, type ResourceRequest } from './resource.ts'
 import type { RefreshResult, Telemetry } from '../ops/metrics.ts'
 import { span } from '../ops/tracing.ts'
+import { isUnreachable } from '../oidc/idp-failure.ts'
 
 /**
  * What to put in the upstream request's Authorization header. `proofKey`: the token is DPoP-bound to
@@ -25,6 +26,12 @@ type AccessToken = { kind: 'token'; value: string; proofKey?: DpopKey | undefine
 /** Time for the store calls around a refresh grant, on top of the IdP's own timeout. */
 const STORE_BUDGET_MS = 5_000
 const WAIT_STEP_MS = 50
+/**
+ * After a refresh failed transiently, calls within this long use the still-valid token at once instead
+ * of each waiting out the IdP's timeout again (and each hammering an IdP that is down).
+ */
+const RETRY_PAUSE_MS = 5_000
+const PAUSES_MAX = 10_000
 
 type RefreshResponse = Awaited<ReturnType<OidcClient['refresh']>>
 
@@ -78,6 +85,8 @@ export class TokenService {
   readonly #refreshing = new Map<string, Promise<Session | Unavailable>>()
   /** Cookie mode (no store lease): the grants of one session, whichever token they renew, run one after another. */
   readonly #queues = new Map<string, Promise<unknown>>()
+  /** Flights (a session's general token, or one resource's) whose refresh failed transiently: no retry before the time. */
+  readonly #paused = new Map<string, number>()
 
   constructor(options: TokenServiceOptions) {
     this.#o = options
@@ -142,11 +151,12 @@ export class TokenService {
       await this.#o.events?.ended(session.idHash, 'expired')
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
+    if (this.#isPaused(session.idHash, tokens.accessTokenExpiresAt)) return this.#withProofKey(session, tokens.accessToken)
     const refreshed = await this.#singleFlight(session.idHash, session, {
       due: (current) => this.#needsRefresh(current.data.tokens),
       grant: (current, report) => this.#grant(current, undefined, (data, response) => ({ ...data, tokens: this.#refreshedTokens(data.tokens, response) }), report),
     })
-    if ('unavailable' in refreshed) return this.#deferred(session, tokens.accessToken, tokens.accessTokenExpiresAt, refreshed)
+    if ('unavailable' in refreshed) return this.#deferred(session.idHash, session, tokens.accessToken, tokens.accessTokenExpiresAt, refreshed)
     return { ...(await this.#withProofKey(refreshed, refreshed.data.tokens.accessToken!)), refreshed }
   }
 
@@ -168,14 +178,16 @@ export class TokenService {
     if (!(session.data.resources ?? []).includes(resource.resource)) {
       throw new GatehouseError('resource_refused', 'this session\'s login did not ask for this API\'s resource; log in again')
     }
-    const refreshed = await this.#singleFlight(`${session.idHash} ${key}`, session, {
+    const flight = `${session.idHash} ${key}`
+    if (held && this.#isPaused(flight, held.expiresAt)) return this.#withProofKey(session, held.accessToken)
+    const refreshed = await this.#singleFlight(flight, session, {
       due: (current) => {
         const token = current.data.resourceTokens?.[key]
         return !token || this.#expiring(token.expiresAt)
       },
       grant: (current, report) => this.#grant(current, resource, (data, response) => this.#withResourceToken(data, key, response), report),
     })
-    if ('unavailable' in refreshed) return this.#deferred(session, held?.accessToken, held?.expiresAt, refreshed, resource)
+    if ('unavailable' in refreshed) return this.#deferred(flight, session, held?.accessToken, held?.expiresAt, refreshed, resource)
     const token = refreshed.data.resourceTokens?.[key]
     if (!token) throw new GatehouseError('idp_unavailable', 'no token for this API\'s resource was obtained')
     return { ...(await this.#withProofKey(refreshed, token.accessToken)), refreshed }
@@ -186,14 +198,26 @@ export class TokenService {
    * expired — the session keeps it, and the next request inside the skew tries the renewal again.
    * Expired (or none held yet), the call fails with the renewal's error.
    */
-  #deferred(session: Session, value: string | undefined, expiresAt: number | undefined, failure: Unavailable, resource?: ResourceRequest): AccessToken | Promise<AccessToken> {
+  #deferred(flight: string, session: Session, value: string | undefined, expiresAt: number | undefined, failure: Unavailable, resource?: ResourceRequest): AccessToken | Promise<AccessToken> {
     const left = expiresAt === undefined ? 0 : expiresAt - this.#o.now()
     if (value === undefined || left <= 0) throw failure.error
+    if (this.#paused.size >= PAUSES_MAX) this.#paused.clear()
+    this.#paused.set(flight, this.#o.now() + RETRY_PAUSE_MS)
     this.#o.log.warn(
       { event: 'refresh_deferred', cause: failure.unavailable, expiresInSec: Math.floor(left / 1000), ...(resource ? { resource: resource.resource } : {}) },
       'token refresh failed; the current access token is still valid and is used',
     )
     return this.#withProofKey(session, value)
+  }
+
+  /** A transient failure of this flight's refresh is recent and its token still valid: use the token, do not retry yet. */
+  #isPaused(flight: string, expiresAt: number | undefined): boolean {
+    const until = this.#paused.get(flight)
+    if (until === undefined) return false
+    const now = this.#o.now()
+    if (until > now && expiresAt !== undefined && expiresAt > now) return true
+    this.#paused.delete(flight)
+    return false
   }
 
   /** Without a DPoP key (the hot path when oidc.dpop is off) no promise is awaited. */
@@ -212,7 +236,8 @@ export class TokenService {
 
   #expiresAt(response: RefreshResponse): number | undefined {
     const expiresIn = response.expiresIn()
-    return expiresIn === undefined ? undefined : this.#o.now() + expiresIn * 1000
+    // An expires_in beyond a year is an IdP's mistake (or 1e308): held as a year, so it stays a number.
+    return expiresIn === undefined ? undefined : this.#o.now() + Math.min(expiresIn, 365 * 24 * 3600) * 1000
   }
 
   #refreshedTokens(tokens: TokenSet, response: RefreshResponse): TokenSet {
@@ -312,6 +337,13 @@ export class TokenService {
     const { sessions, log } = this.#o
     const client = this.#o.clients(session.partition).oidc
     const refreshToken = session.data.tokens.refreshToken!
+    if (!(await client.acceptsSessionIssuer(session.data.issuer))) {
+      await sessions.end(session)
+      await this.#o.events?.ended(session.idHash, 'refresh_refused')
+      log.warn({ event: 'refresh_failed', cause: 'issuer_not_allowed', issuer: session.data.issuer }, 'the session\'s issuer is no longer accepted (oidc.allowedTenants / allowedIssuers); session ended')
+      report('invalid_grant')
+      throw new GatehouseError('session_ended', 'the session\'s issuer is no longer accepted')
+    }
     let response: RefreshResponse
     try {
       // The refreshed token is bound to the same key: the session keeps its key for its whole life.
@@ -341,7 +373,7 @@ export class TokenService {
       const where = resource ? { resource: resource.resource } : {}
       // Not transient: the IdP's error (or the client authentication it refused, with the key to change).
       const explained = transient ? undefined : client.explain(err, 'refresh_failed').report
-      log.warn({ event: 'refresh_failed', cause: 'idp_unavailable', ...explained, ...where, error: errorChain(err) }, 'token refresh failed; session kept')
+      log.warn({ cause: 'idp_unavailable', ...explained, event: 'refresh_failed', ...where, err: errorChain(err) }, 'token refresh failed; session kept')
       report('unavailable')
       const error = new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
       if (transient) return { unavailable: 'idp_unavailable', error }
@@ -376,12 +408,14 @@ export class TokenService {
 
 /**
  * A refresh failure that may pass: no answer (unreachable, timed out), an answer that is no OAuth
- * error (a proxy's HTML page), or a 5xx. An OAuth error answer below 500 (invalid_client, …) will
- * come again on retry.
+ * error (a proxy's HTML page, a wrong status), or a 5xx. An OAuth error answer below 500
+ * (invalid_client, …) or an answer that fails validation (an id_token with a bad signature or
+ * issuer) will come again on retry.
  */
 function isTransient(err: unknown): boolean {
   if (err instanceof oidc.ResponseBodyError || err instanceof oidc.WWWAuthenticateChallengeError) return err.status >= 500
   if (err instanceof GatehouseError) return err.code === 'idp_unavailable'
+  if (err instanceof oidc.ClientError) return isUnreachable(err)
   return true
 }
 

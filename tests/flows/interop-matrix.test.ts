@@ -256,6 +256,7 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
   test('a back-channel logout token of another tenant, signed with the same IdP key, ends no session of this tenant; one of this tenant ends it', async () => {
     const open = await startRig(shape)
     const { browser, claims } = await signIn(open)
+    warnLine(open, { event: 'tenants_unrestricted' })
     const sid = claim(claims, 'sid') as string
     const other = 'another-tenant-0002'
     const foreign = await backchannelLogout(open.flow, { iss: `${open.flow.idp.origin}/${other}/v2.0`, tid: other, sid })
@@ -272,6 +273,20 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
     assert.equal(refused.status, 400, 'a tenant outside allowedTenants cannot send logout tokens at all')
   })
 
+  test('a tenant taken out of allowedTenants loses its sessions at their next refresh: 401 session_ended and a refresh_failed issuer_not_allowed line', async () => {
+    const rig = await startRig(shape, allowing([TENANT_A]))
+    const { browser } = await signIn(rig)
+    const { origin } = rig.flow.idp
+    // The operator narrows the tenants and restarts; the session store is kept.
+    await rig.flow.restart({ oidc: { authority: `${origin}/common/v2.0`, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'], allowedTenants: ['another-tenant-0002'] } })
+    rig.advance(PAST_ACCESS_TOKEN_EXPIRY_MS)
+    const res = await browser.get(`${rig.flow.origin}/api/echo`, CSRF)
+    assert.equal(res.status, 401, res.text)
+    assert.equal((JSON.parse(res.text) as { code: string }).code, 'session_ended')
+    warnLine(rig, { event: 'refresh_failed', cause: 'issuer_not_allowed' })
+    assert.equal((await browser.get(`${rig.flow.origin}/bff/user`, CSRF)).status, 401)
+  })
+
   test('an exact oidc.issuer override with the /common authority logs in', async () => {
     const rig = await startRig(shape, (idp) => ({ issuer: `${idp.origin}/${TENANT_A}/v2.0` }))
     const { claims } = await signIn(rig)
@@ -282,8 +297,13 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
 describe('strict IdP (client_secret_post only)', () => {
   const shape = strictClientAuth()
 
-  test('without oidc.clientAuth gatehouse authenticates the way discovery allows, and the journey works', async () => {
-    await journey(await startRig(shape), shape)
+  test('without oidc.clientAuth gatehouse authenticates the way discovery allows, says so at start, and the journey works', async () => {
+    const rig = await startRig(shape)
+    await journey(rig, shape)
+    const chosen = rig.entries().filter((e) => e.event === 'client_auth_chosen')
+    assert.equal(chosen.length, 1, 'said once')
+    assert.equal(chosen[0]!.method, 'client_secret_post')
+    assert.deepEqual(chosen[0]!.listed, ['client_secret_post'])
   })
 
   test('a forced oidc.clientAuth "client_secret_basic" is refused: no 500, no session, a warning naming the method and the config key', async () => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { request } from 'node:http'
 import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
-import { CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { CLIENT_SECRET, CSRF, startFlow, stopIdp, type Flow } from '../helpers/flow.ts'
 import { logLines } from '../helpers/log-lines.ts'
 
 /**
@@ -143,6 +143,33 @@ describe('a broken discovery document fails logins with 502, never 500, and says
       assert.equal((await logged.flow.browser().get(`${logged.flow.origin}/bff/login`)).status, 502)
       assert.equal(failureLines(logged, 'discovery_failed').at(-1)!.cause, 'not_json')
       assert.equal((await logged.flow.browser().get(`${logged.flow.origin}/bff/user`, CSRF)).status, 401, 'gatehouse keeps serving')
+    } finally {
+      await logged.flow.close()
+    }
+  })
+})
+
+describe('a logout while the IdP is down', () => {
+  test('ends the session, still redirects to the IdP\'s end-session endpoint, and logs logout_failed for the failed revocation', async () => {
+    const logged = await startLogged()
+    try {
+      const browser = logged.flow.browser()
+      await logged.flow.login(browser)
+      const claims = JSON.parse((await browser.get(`${logged.flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
+      const logoutUrl = claims.find((c) => c.type === 'bff:logout_url')!.value
+      const restart = await stopIdp(logged.flow)
+      let status: number
+      try {
+        status = (await browser.get(`${logged.flow.origin}${logoutUrl}`)).status
+      } finally {
+        await restart()
+      }
+      assert.equal(status, 302)
+      assert.equal((await browser.get(`${logged.flow.origin}/bff/user`, CSRF)).status, 401, 'the session ended anyway')
+      const line = failureLines(logged, 'logout_failed').at(-1)!
+      assert.equal(line.level, WARN)
+      assert.equal(line.stage, 'revocation')
+      assert.equal(line.cause, 'idp_unavailable')
     } finally {
       await logged.flow.close()
     }

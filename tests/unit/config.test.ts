@@ -107,7 +107,6 @@ describe('validateConfig', () => {
       oidc: {
         ...minimal().oidc,
         authority: 'https://login.microsoftonline.com/organizations/v2.0',
-        issuer: 'https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0',
         allowedIssuers: ['https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0'],
         allowedTenants: ['72f988bf-86f1-41af-91ab-2d7cd011db47'],
         endSessionEndpoint: 'https://tenant.auth0.com/v2/logout',
@@ -115,7 +114,9 @@ describe('validateConfig', () => {
       },
     })
     assert.deepEqual(issues, [])
-    assert.equal(config?.oidc.issuer, 'https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0')
+    assert.deepEqual(config?.oidc.allowedIssuers, ['https://login.microsoftonline.com/72f988bf-86f1-41af-91ab-2d7cd011db47/v2.0'])
+    const pinned = validateConfig({ ...minimal(), oidc: { ...minimal().oidc, issuer: 'https://kc.example.com/realms/demo' } })
+    assert.equal(pinned.config?.oidc.issuer, 'https://kc.example.com/realms/demo')
     assert.deepEqual(config?.oidc.allowedTenants, ['72f988bf-86f1-41af-91ab-2d7cd011db47'])
     assert.equal(config?.oidc.endSessionEndpoint, 'https://tenant.auth0.com/v2/logout')
     assert.deepEqual(config?.oidc.endSessionParams, { returnTo: '{post_logout_redirect_uri}', client_id: '{client_id}' })
@@ -139,6 +140,8 @@ describe('validateConfig', () => {
     }
     assert.ok(paths.some((p) => p.startsWith('oidc.endSessionParams')), 'a bad parameter name is reported')
     assert.equal(validateConfig({ ...minimal(), oidc: { ...minimal().oidc, allowedTenants: [] } }).issues[0]?.path, 'oidc.allowedTenants')
+    const both = validateConfig({ ...minimal(), oidc: { ...minimal().oidc, issuer: 'https://kc.example.com/realms/demo', allowedTenants: ['a'], allowedIssuers: ['https://kc.example.com/x'] } })
+    assert.deepEqual(both.issues.map((i) => i.path).sort(), ['oidc.allowedIssuers', 'oidc.allowedTenants'], 'lists that oidc.issuer makes pointless are refused')
   })
 
   test('the validated config is frozen all the way down', () => {
