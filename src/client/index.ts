@@ -3,10 +3,15 @@
  * holds an HttpOnly session cookie it cannot read, and this module adds the anti-forgery header.
  */
 
+/**
+ * A claim from /bff/user. By default (Duende.BFF's shape) every IdP value is a string and `valueType`
+ * names its type (null: a plain string; an XML-schema URI for booleans and numbers; "JSON" for objects);
+ * with gatehouse's `user.claimValues: "json"` values are as the IdP sent them.
+ */
 export interface Claim {
   type: string
   value: string | number | boolean
-  valueType?: 'json'
+  valueType?: string | null
 }
 
 export interface ClientOptions {

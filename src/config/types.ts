@@ -108,4 +108,6 @@ export interface Config {
   diagnostics: boolean
   admin: { listen: { host: string; port: number }; token: string | undefined } | undefined
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+  /** /bff/user: "string" — Duende.BFF's shape (every IdP claim value a string); "json" — values as the IdP sent them. */
+  user: { claimValues: 'string' | 'json' }
 }

@@ -201,6 +201,7 @@ const schema = z.strictObject({
   log: z
     .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
     .default({ level: 'info' }),
+  user: z.strictObject({ claimValues: z.enum(['string', 'json']).default('string') }).default({ claimValues: 'string' }),
 })
 
 /** What users write: the config file's shape, every key but oidc.authority, oidc.clientId and keys optional. */
@@ -262,6 +263,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     diagnostics: value.diagnostics,
     admin: value.admin ? { listen: value.admin.listen, token: value.admin.token } : undefined,
     log: value.log,
+    user: value.user,
   }
   return { config: deepFreeze(config), issues: [] }
 }

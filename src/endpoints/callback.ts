@@ -77,7 +77,7 @@ const completeLogin: Handler = async (ctx) => {
         scope: tokens.scope,
       },
       issuer: tokens.issuer,
-      // Never the IdP's sid: every relying party of the IdP session knows that one.
+      // The logout CSRF value of a session whose IdP issued no sid (else the sid itself: src/endpoints/user.ts).
       logoutSid: randomBytes(16).toString('base64url'),
       sessionState,
       ...(dpopJwk ? { dpopKey: dpopJwk } : {}),

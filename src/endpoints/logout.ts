@@ -5,6 +5,7 @@ import { redirect } from '../http/reply.ts'
 import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
 import { loginCookiePrefix, safeEqual } from '../oidc/login-state.ts'
 import { sealLogoutState } from '../oidc/logout-state.ts'
+import { logoutSidOf } from './user.ts'
 
 /**
  * GET /bff/logout?sid=…&returnUrl=/x — ends the session, revokes the refresh token (RFC 7009) and sends
@@ -18,8 +19,8 @@ export const logout: Handler = async (ctx) => {
   const returnUrl = returnUrlParam(ctx.url)
   if (returnUrl === undefined) throw new GatehouseError('return_url_invalid', undefined, { errors: { returnUrl: [RETURN_URL_RULE] } })
   const session = await resolveSession(ctx, false)
-  if (session && (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, session.data.logoutSid))) {
-    throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the sid from the bff:logout_url claim'] } })
+  if (session && (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, logoutSidOf(session)))) {
+    throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the session\'s sid claim (as in the bff:logout_url claim)'] } })
   }
 
   const params: Record<string, string> = {

@@ -2,11 +2,13 @@ import { GatehouseError } from '../errors.ts'
 import { isAntiForgeryValid } from '../http/antiforgery.ts'
 import { resolveSession, type Handler } from '../http/context.ts'
 import { json } from '../http/reply.ts'
-import type { Claim } from '../session/session.ts'
+import { toClaimRecords } from '../oidc/claims.ts'
+import type { Claim, Session } from '../session/session.ts'
 
 /**
- * GET /bff/user — the session's claims plus the bff: management claims (Duende's shape).
- * `?slide=false` reads without extending a sliding session (for polling).
+ * GET /bff/user — the session's claims plus the bff: management claims, in Duende's shape: IdP claim
+ * values as strings with their `valueType` (`user.claimValues: "json"`: as the IdP sent them), only
+ * `bff:session_expires_in` a number. `?slide=false` reads without extending a sliding session (for polling).
  */
 export const user: Handler = async (ctx) => {
   const { config, now } = ctx.services
@@ -16,11 +18,17 @@ export const user: Handler = async (ctx) => {
     if (config.anonymousSessionResponse === 200) return json(200, null)
     throw new GatehouseError('session_required')
   }
-  const claims: Claim[] = [
-    ...session.data.claims,
-    { type: 'bff:logout_url', value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(session.data.logoutSid)}` },
-    { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) },
-  ]
-  if (session.data.sessionState !== undefined) claims.push({ type: 'bff:session_state', value: session.data.sessionState })
-  return json(200, claims)
+  const management: Claim[] = [{ type: 'bff:logout_url', value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(logoutSidOf(session))}` }]
+  if (session.data.sessionState !== undefined) management.push({ type: 'bff:session_state', value: session.data.sessionState })
+  const expiresIn = { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) }
+  if (config.user.claimValues === 'json') return json(200, [...session.data.claims, ...management, expiresIn])
+  return json(200, [...toClaimRecords([...session.data.claims, ...management]), { ...expiresIn, valueType: null }])
+}
+
+/**
+ * The value /bff/logout's `sid` must carry: the IdP's `sid` claim, as Duende.BFF's documentation
+ * tells front-ends to pass; gatehouse's own random value only for a session whose IdP issued none.
+ */
+export function logoutSidOf(session: Session): string {
+  return session.sid ?? session.data.logoutSid
 }

@@ -32,3 +32,32 @@ function toClaim(type: string, value: unknown): Claim | undefined {
   if (value !== null && typeof value === 'object') return { type, value: JSON.stringify(value), valueType: 'json' }
   return undefined
 }
+
+/** XML-schema type URIs of claim values, as ASP.NET's JSON web token handler names them (and Duende's /bff/user shows). */
+const XSD = 'http://www.w3.org/2001/XMLSchema#'
+
+/** A claim as /bff/user sends it by default: Duende.BFF's shape, every IdP value a string. */
+export interface ClaimRecord {
+  type: string
+  value: string | number
+  valueType: string | null
+}
+
+/**
+ * Claims as Duende.BFF's /bff/user returns them: values as strings (`true` → "true", `42` → "42"),
+ * `valueType` null for strings, the XML-schema type URI for booleans and numbers, "JSON" for objects
+ * (whose value is already JSON text). Front-ends written for Duende compare strings.
+ */
+export function toClaimRecords(claims: readonly Claim[]): ClaimRecord[] {
+  return claims.map(({ type, value, valueType }) => {
+    if (valueType === 'json') return { type, value: String(value), valueType: 'JSON' }
+    if (typeof value === 'boolean') return { type, value: String(value), valueType: `${XSD}boolean` }
+    if (typeof value === 'number') return { type, value: String(value), valueType: `${XSD}${numberType(value)}` }
+    return { type, value, valueType: null }
+  })
+}
+
+function numberType(value: number): string {
+  if (!Number.isInteger(value)) return 'double'
+  return value >= -(2 ** 31) && value < 2 ** 31 ? 'integer32' : 'integer64'
+}

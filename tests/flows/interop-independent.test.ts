@@ -431,6 +431,11 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     const user = await browser.get(`${it.origin}/bff/user`, CSRF)
     assert.equal(user.status, 200, it.explain(user))
     const logoutUrl = String(claimValues(JSON.parse(user.text) as Claims, 'bff:logout_url')[0])
+    // The provider issues no sid: the logout URL carries gatehouse's own random value, and nothing else ends the session.
+    assert.deepEqual(claimValues(JSON.parse(user.text) as Claims, 'sid'), [])
+    assert.match(logoutUrl, /^\/bff\/logout\?sid=[A-Za-z0-9_-]{22}$/)
+    for (const sid of ['', 'johndoe', 'undefined']) assert.equal((await browser.get(`${it.origin}/bff/logout?sid=${sid}`)).status, 400, `sid ${JSON.stringify(sid)}`)
+    assert.equal((await browser.get(`${it.origin}/bff/logout`)).status, 400, 'no sid at all')
 
     const revokeMark = it.revocations.length
     const res = await browser.get(`${it.origin}${logoutUrl}&returnUrl=/goodbye`)
