@@ -5,12 +5,14 @@ import { validateConfig, type GatehouseOptions } from './config/validate.ts'
 import type { Config } from './config/types.ts'
 import { describeError, GatehouseError } from './errors.ts'
 import { isAntiForgeryValid } from './http/antiforgery.ts'
+import { applyCors, createCorsPolicy, LOCAL_ROUTE_CORS } from './http/cors.ts'
 import { isLoopbackHost } from './http/origin.ts'
 import { resolveSession, type Services } from './http/context.ts'
 import { abort, contextFor, createHandle, failureReply, runFrontend, writeReply, type Next } from './http/handle.ts'
 import { createLogger } from './log.ts'
 import { KeyRing } from './session/seal.ts'
-import type { Claim, Session } from './session/session.ts'
+import type { Session } from './session/session.ts'
+import { notify, sessionInfo, type Hooks, type SessionInfo } from './hooks.ts'
 import type { SessionBackend } from './session/backend.ts'
 import { CookieSessions } from './session/cookie-sessions.ts'
 import { Sessions } from './session/sessions.ts'
@@ -30,14 +32,7 @@ import { DpopUnsupportedError } from './oidc/client.ts'
 import { createAdminHandler } from './ops/admin.ts'
 import { Telemetry } from './ops/metrics.ts'
 
-/** What local API handlers may know about the user: never the tokens themselves. */
-export interface SessionInfo {
-  sub: string
-  sid: string | undefined
-  claims: Claim[]
-  /** epoch ms */
-  expiresAt: number
-}
+export type { SessionInfo }
 
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => void
 export type Middleware = (req: IncomingMessage, res: ServerResponse, next: Next) => void
@@ -63,7 +58,8 @@ export interface Gatehouse {
   getSession(req: IncomingMessage, res?: ServerResponse): Promise<SessionInfo | undefined>
   /**
    * As middleware gatehouse serves only the SPA's existing files, so that the app's own routes come
-   * first. Mount this after them to answer client-side routes with the frontend's index.html.
+   * first. Mount this after them to answer client-side routes with the frontend's index.html — for
+   * navigations only (SPEC §6); any other request that reaches it gets next(), else 404 problem+json.
    */
   frontendFallback(req: IncomingMessage, res: ServerResponse, next?: Next): void
   /**
@@ -94,6 +90,8 @@ export interface RuntimeOptions {
   now?: () => number
   /** How often an open /bff/session-events stream re-reads its session in the store (default 5 s). */
   sessionCheckMs?: number
+  /** Extension points: claims enrichment, login/logout parameters, returnUrl validation, audit of sessions (docs/extending.md). */
+  hooks?: Hooks
 }
 
 /** Validates `options` (the config file's shape) and builds gatehouse. Throws GatehouseError('config_invalid') listing every problem. */
@@ -130,8 +128,10 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     ? new CookieSessions({ keyRing, now, policy: config.session, cookie })
     : new Sessions({ store, keyRing, now, policy: config.session, cookie })
   const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
+  const hooks = runtime.hooks ?? {}
   const sessionEvents = new SessionEvents({
     store: sessions.shared ? store : undefined,
+    onEnded: hooks.onSessionEnded && ((event) => notify(hooks.onSessionEnded, event, log, 'onSessionEnded')),
     onError: () => log.warn({ event: 'session_end_publish_failed' }, 'could not tell other instances that a session ended'),
   })
   await sessionEvents.start().catch(() => log.warn({ event: 'session_end_subscribe_failed' }, 'not listening to other instances\' session endings; open tabs learn of them by the periodic check'))
@@ -141,7 +141,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const tokens = new TokenService({ sessions, store, clients, dpopKeys, events: sessionEvents, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
   const upstreams = new Upstreams()
   const apis = new RemoteApiRoutes(config.remoteApis)
-  const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, dpopKeys, apis, upstreams, telemetry, now }
+  const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, hooks, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, dpopKeys, apis, upstreams, cors: createCorsPolicy(config.cors?.allowedOrigins, config.antiForgery.header), telemetry, now }
   warnAboutInsecureSettings(config, log)
   discoverAtStart(frontends, log)
 
@@ -177,6 +177,12 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     responses.set(req, res)
     try {
       if (ctx.invalid) throw ctx.invalid
+      // A preflight from the SPA's other origin is answered here, before the anti-forgery header it asks about.
+      const preflight = services.cors === undefined ? undefined : applyCors(services.cors, req, res, LOCAL_ROUTE_CORS, ctx.requestId)
+      if (preflight) {
+        writeReply(res, preflight, ctx)
+        return false
+      }
       if (!isAntiForgeryValid(req.headers, config.antiForgery)) throw new GatehouseError('antiforgery_failed')
       if (!(await lookup(req))) throw new GatehouseError('session_required')
       flushCookies(req)
@@ -205,7 +211,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       if (res) responses.set(req, res)
       const session = await lookup(req)
       flushCookies(req)
-      return session && { sub: session.sub, sid: session.sid, claims: session.data.claims, expiresAt: session.expiresAt }
+      return session && sessionInfo(session)
     },
     async getAccessToken(req, type = 'user', res) {
       if (res) responses.set(req, res)
@@ -263,6 +269,10 @@ function discoverAtStart(frontends: Frontends, log: Logger): void {
 function warnAboutInsecureSettings(config: Config, log: Logger): void {
   if (!config.publicOrigin) {
     log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
+  }
+  if (config.cors) log.info({ event: 'cors_on', origins: config.cors.allowedOrigins }, 'CORS is on for cors.allowedOrigins: /bff/user, /bff/session-events, protected local routes and remote APIs answer them')
+  if (config.session.sameSite === 'none') {
+    log.warn({ event: 'samesite_none' }, 'session.sameSite is "none": the session cookie goes with cross-site requests; CSRF protection rests on the anti-forgery header alone (it forces a CORS preflight, which only cors.allowedOrigins pass)')
   }
   if (config.diagnostics) log.warn('diagnostics is on: /bff/diagnostics shows access tokens to the logged-in browser; never enable it in production')
   if (config.session.mode === 'cookie') {

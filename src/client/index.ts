@@ -15,6 +15,12 @@ export interface Claim {
 }
 
 export interface ClientOptions {
+  /**
+   * gatehouse's origin when the SPA is served from another one (gatehouse's `cors.allowedOrigins`
+   * lists the SPA's): requests then go there with credentials, and returnUrls are absolute. Default
+   * "" (same origin).
+   */
+  origin: string
   /** gatehouse's managementBasePath. Default "/bff". */
   basePath: string
   /** Anti-forgery header name and value. Default "X-CSRF: 1". */
@@ -22,18 +28,23 @@ export interface ClientOptions {
   antiForgeryValue: string
 }
 
-const settings: ClientOptions = { basePath: '/bff', antiForgeryHeader: 'X-CSRF', antiForgeryValue: '1' }
+const settings: ClientOptions = { origin: '', basePath: '/bff', antiForgeryHeader: 'X-CSRF', antiForgeryValue: '1' }
 
 /** Changes the defaults (only needed when gatehouse's managementBasePath or antiForgery differ). */
 export function configure(changes: Partial<ClientOptions>): void {
   Object.assign(settings, changes)
 }
 
-/** fetch() for the app's own origin with the anti-forgery header and the session cookie. */
+/**
+ * fetch() to gatehouse with the anti-forgery header and the session cookie: the app's own origin,
+ * or with `configure({ origin })` gatehouse's (a path such as "/api/x" is sent there).
+ */
 export function bffFetch(input: RequestInfo | URL, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers)
   headers.set(settings.antiForgeryHeader, settings.antiForgeryValue)
-  return fetch(input, { ...init, headers, credentials: 'same-origin' })
+  const crossOrigin = settings.origin !== ''
+  const target = crossOrigin && typeof input === 'string' && input.startsWith('/') ? `${settings.origin}${input}` : input
+  return fetch(target, { ...init, headers, credentials: crossOrigin ? 'include' : 'same-origin' })
 }
 
 /**
@@ -52,9 +63,9 @@ export function claimValue(claims: readonly Claim[] | null, type: string): Claim
   return claims?.find((c) => c.type === type)?.value
 }
 
-/** Navigates to the login; comes back to `returnUrl` (a local path; default: the current page). */
+/** Navigates to the login; comes back to `returnUrl` (a local path of this app; default: the current page). */
 export function login(returnUrl: string = currentPath()): void {
-  location.assign(`${settings.basePath}/login?returnUrl=${encodeURIComponent(returnUrl)}`)
+  location.assign(`${settings.origin}${settings.basePath}/login?returnUrl=${encodeURIComponent(absolute(returnUrl))}`)
 }
 
 /** Logs out at gatehouse and the IdP; comes back to `returnUrl` (a local path; default "/"). */
@@ -63,11 +74,16 @@ export async function logout(returnUrl = '/'): Promise<void> {
   const logoutUrl = claimValue(user, 'bff:logout_url')
   // Only ever navigate to gatehouse's own logout endpoint, whatever the claims say.
   const base = typeof logoutUrl === 'string' && logoutUrl.startsWith(`${settings.basePath}/logout?`) ? logoutUrl : `${settings.basePath}/logout`
-  location.assign(`${base}${base.includes('?') ? '&' : '?'}returnUrl=${encodeURIComponent(returnUrl)}`)
+  location.assign(`${settings.origin}${base}${base.includes('?') ? '&' : '?'}returnUrl=${encodeURIComponent(absolute(returnUrl))}`)
 }
 
 function currentPath(): string {
   return `${location.pathname}${location.search}${location.hash}`
+}
+
+/** A local path as gatehouse must get it: absolute on this page's origin when gatehouse is on another one. */
+function absolute(path: string): string {
+  return settings.origin !== '' && path.startsWith('/') ? `${location.origin}${path}` : path
 }
 
 export interface SessionEndOptions {
@@ -114,7 +130,7 @@ export function onSessionEnd(callback: (reason: string) => void, options: Sessio
     poll()
     return stop
   }
-  source = new EventSource(`${settings.basePath}/session-events`)
+  source = new EventSource(`${settings.origin}${settings.basePath}/session-events`, { withCredentials: settings.origin !== '' })
   source.addEventListener('session-end', (event) => {
     let reason = 'ended'
     try {

@@ -100,6 +100,8 @@ export interface Config {
   session: SessionConfig
   managementBasePath: string
   antiForgery: { header: string; value: string }
+  /** CORS for an SPA on other origins (normalised: `https://spa.example.com`); undefined: no CORS at all. */
+  cors: { allowedOrigins: string[] } | undefined
   anonymousSessionResponse: 200 | 401
   revokeRefreshTokenOnLogout: boolean
   backchannelLogout: { allUserSessions: boolean }

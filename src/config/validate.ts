@@ -54,6 +54,24 @@ const resourceIndicator = z
   .refine((text) => /^[A-Za-z][A-Za-z0-9+.-]*:[^\s#]+$/.test(text) && URL.canParse(text), 'must be an absolute URI without a fragment (RFC 8707), e.g. "https://api.example.com"')
 
 
+/**
+ * One exact origin a cross-origin SPA runs on (`cors.allowedOrigins[i]`), normalised as browsers send
+ * it in `Origin`: lower-case host (IDN as punycode), no default port. No wildcard, no `null`, no path.
+ */
+const corsOrigin = z.string().transform((text, ctx) => {
+  const fail = (message: string) => {
+    ctx.addIssue({ code: 'custom', message })
+    return z.NEVER
+  }
+  if (text.includes('*')) return fail('must be one exact origin such as "https://spa.example.com" (no wildcards: list each origin)')
+  if (text.trim().toLowerCase() === 'null') return fail('must not be "null" (sandboxed frames and file: pages send it, so any site can)')
+  if (!URL.canParse(text) || !/^https?:\/\//i.test(text)) return fail('must be an origin such as "https://spa.example.com"')
+  const url = new URL(text)
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname)) return fail('must be https:// (http:// is accepted only for localhost/127.0.0.1/[::1])')
+  if (url.username || url.password || url.pathname !== '/' || url.search || url.hash || /[?#]$/.test(text)) return fail('must be an origin only: scheme, host and optional port (no path, query, fragment or user info)')
+  return url.origin
+})
+
 const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /**
@@ -122,7 +140,8 @@ const schema = z.strictObject({
         .default('sqlite:./gatehouse-sessions.db')
         .refine((s) => s === 'memory' || /^sqlite:.+/.test(s) || /^rediss?:\/\//.test(s) || /^postgres(ql)?:\/\//.test(s), 'must be "memory", "sqlite:PATH", "redis://…" or "postgres://…"'),
       cookieName: z.string().regex(COOKIE_NAME, 'must be a valid cookie name').refine((n) => n.startsWith('__Host-'), 'must start with "__Host-"').default('__Host-gatehouse'),
-      sameSite: z.enum(['strict', 'lax']).default('lax'),
+      // "none" only with cors.allowedOrigins (crossCheck): an SPA on another site.
+      sameSite: z.enum(['strict', 'lax', 'none']).default('lax'),
       lifetime: duration('8h'),
       sliding: z.boolean().default(true),
       absoluteLifetime: duration('24h'),
@@ -137,6 +156,11 @@ const schema = z.strictObject({
       value: z.string().min(1).default('1'),
     })
     .default({ header: 'X-CSRF', value: '1' }),
+  cors: z
+    .strictObject({
+      allowedOrigins: z.array(corsOrigin).min(1, 'must list at least one origin (leave cors out for no CORS)'),
+    })
+    .optional(),
   anonymousSessionResponse: z.union([z.literal(401), z.literal(200)], { error: 'must be 401 or 200' }).default(401),
   revokeRefreshTokenOnLogout: z.boolean().default(true),
   backchannelLogout: z.strictObject({ allUserSessions: z.boolean().default(false) }).default({ allUserSessions: false }),
@@ -248,6 +272,7 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     session: { ...session, lifetimeMs: lifetime, absoluteLifetimeMs: absoluteLifetime, cleanupIntervalMs: cleanupInterval, cacheTtlMs: cacheTtl },
     managementBasePath: value.managementBasePath,
     antiForgery: value.antiForgery,
+    cors: value.cors ? { allowedOrigins: [...new Set(value.cors.allowedOrigins)] } : undefined,
     anonymousSessionResponse: value.anonymousSessionResponse,
     revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
     backchannelLogout: value.backchannelLogout,
@@ -368,6 +393,18 @@ function crossCheck(raw: unknown): ConfigIssue[] {
       issues.push({ path: `remoteApis[${i}].scopes`, message: `needs remoteApis[${i}].resource: the scopes are asked for in that resource's tokens` })
     }
   })
+  // SameSite=None sends the session cookie with cross-site requests: only for an SPA on another site,
+  // and then nothing but the anti-forgery header (and the preflight it forces) stops a forged call.
+  if (session.sameSite === 'none') {
+    const cors = record(root.cors)
+    if (!Array.isArray(cors.allowedOrigins) || cors.allowedOrigins.length === 0) {
+      issues.push({ path: 'session.sameSite', message: '"none" needs cors.allowedOrigins (it is only for an SPA on another site); use "lax" or "strict" otherwise' })
+    }
+    apis.forEach((api, i) => {
+      const { antiForgery, token } = record(api)
+      if (antiForgery === false && token !== 'none') issues.push({ path: `remoteApis[${i}].antiForgery`, message: 'must be true with session.sameSite "none": the session cookie then goes with cross-site requests, and only the anti-forgery header stops forged ones' })
+    })
+  }
   const frontends = Array.isArray(root.frontends) ? root.frontends : []
   const names = new Map<string, number>()
   const places = new Map<string, number>()

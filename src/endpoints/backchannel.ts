@@ -81,7 +81,7 @@ async function endIssuersSessions(ctx: RequestContext, filter: SessionFilter, is
   const mine = found.filter((s) => (s.data.issuer ?? published) === issuer)
   for (const session of mine) {
     await sessions.end(session)
-    await sessionEvents.ended(session.idHash, 'backchannel')
+    await sessionEvents.ended(session, 'backchannel')
   }
   return mine.length
 }

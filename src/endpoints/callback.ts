@@ -7,6 +7,7 @@ import { toClaims } from '../oidc/claims.ts'
 import { authorizationErrorReport } from '../oidc/idp-failure.ts'
 import { loginCookieName, loginCookiePrefix, openLoginState } from '../oidc/login-state.ts'
 import { span } from '../ops/tracing.ts'
+import { notify, sessionInfo } from '../hooks.ts'
 import { generateDpopJwk } from '../tokens/dpop.ts'
 
 /** An expires_in beyond a year is an IdP's mistake (or 1e308): held as a year, so it stays a number. */
@@ -58,12 +59,12 @@ const completeLogin: Handler = async (ctx) => {
   const previous = await resolveSession(ctx, false)
   if (previous) {
     await sessions.end(previous)
-    await ctx.services.sessionEvents.ended(previous.idHash, 'replaced')
+    await ctx.services.sessionEvents.ended(previous, 'replaced')
   }
   sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
-  await sessions.start({
+  const started = await sessions.start({
     sub: idClaims.sub,
     sid,
     partition: ctx.partition,
@@ -86,6 +87,7 @@ const completeLogin: Handler = async (ctx) => {
   }, ctx.setCookies)
   if (sid !== undefined && sessions.shared) await ctx.services.sessionEvents.endedWhere({ sub: idClaims.sub, sid, partition: ctx.partition }, 'replaced')
   log.info({ event: 'login', requestId: ctx.requestId, issuer: tokens.issuer }, 'session started')
+  notify(ctx.services.hooks.onSessionCreated, sessionInfo(started), log, 'onSessionCreated')
   ctx.services.telemetry.login('ok')
   return redirect(pending.returnUrl)
 }

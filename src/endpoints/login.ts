@@ -3,9 +3,13 @@ import { GatehouseError } from '../errors.ts'
 import { deleteCookie, serializeCookie } from '../http/cookies.ts'
 import { singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
-import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
+import { isReturnUrlAccepted, returnUrlParam, returnUrlRule } from '../http/return-url.ts'
+import { withoutReserved } from '../hooks.ts'
 import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCookies } from '../oidc/login-state.ts'
 import { loginResources } from '../tokens/resource.ts'
+
+/** What a loginParams hook cannot set: the parameters that carry the flow's own protection. */
+const RESERVED_AUTHORIZE_PARAMS: ReadonlySet<string> = new Set(['client_id', 'redirect_uri', 'response_type', 'response_mode', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'request', 'request_uri', 'resource', 'prompt'])
 
 /**
  * GET /bff/login?returnUrl=/local&prompt=… — starts the authorization code flow with PKCE S256,
@@ -18,8 +22,9 @@ export const login: Handler = async (ctx) => {
   const promptParam = singleParam(ctx.url, 'prompt')
   // prompt=none is the silent (iframe) login: without a returnUrl it ends on the page that tells the app.
   const silent = promptParam.value === 'none'
-  const returnUrl = silent && !ctx.url.searchParams.has('returnUrl') ? `${prefix}${config.managementBasePath}/silent-login-callback` : returnUrlParam(ctx.url)
-  if (returnUrl === undefined) errors.returnUrl = [RETURN_URL_RULE]
+  // Without a returnUrl: the frontend's own root (as Duende's PathBase), "/" for the root frontend.
+  const returnUrl = silent && !ctx.url.searchParams.has('returnUrl') ? `${prefix}${config.managementBasePath}/silent-login-callback` : returnUrlParam(ctx.url, ctx.services.cors?.origins, `${prefix}/`)
+  if (returnUrl === undefined || !(await isReturnUrlAccepted(ctx, returnUrl))) errors.returnUrl = [returnUrlRule(ctx.services.cors?.origins)]
   if (promptParam.repeated) errors.prompt = ['must be given at most once']
   else if (promptParam.value !== undefined && !(await client.promptValuesSupported()).includes(promptParam.value)) {
     errors.prompt = ['is not one of the identity provider\'s prompt_values_supported']
@@ -32,6 +37,7 @@ export const login: Handler = async (ctx) => {
   const apis = loginResources(config.remoteApis)
   const params = new URLSearchParams({
     ...oidcConfig.extraAuthParams,
+    ...withoutReserved(await ctx.services.hooks.loginParams?.(ctx.req), RESERVED_AUTHORIZE_PARAMS),
     redirect_uri: new URL(`${prefix}${config.oidc.redirectPath}`, ctx.origin).href,
     response_type: 'code',
     scope: [...new Set([...oidcConfig.scopes, ...apis.scopes])].join(' '),

@@ -2,10 +2,14 @@ import { describeError, GatehouseError } from '../errors.ts'
 import { deleteCookie } from '../http/cookies.ts'
 import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
-import { RETURN_URL_RULE, returnUrlParam } from '../http/return-url.ts'
+import { isReturnUrlAccepted, returnUrlParam, returnUrlRule } from '../http/return-url.ts'
+import { sessionInfo, withoutReserved } from '../hooks.ts'
 import { loginCookiePrefix, safeEqual } from '../oidc/login-state.ts'
 import { sealLogoutState } from '../oidc/logout-state.ts'
 import { logoutSidOf } from './user.ts'
+
+/** What a logoutParams hook cannot set: RP-Initiated Logout's own parameters. */
+const RESERVED_END_SESSION_PARAMS: ReadonlySet<string> = new Set(['id_token_hint', 'post_logout_redirect_uri', 'state', 'client_id'])
 
 /**
  * GET /bff/logout?sid=…&returnUrl=/x — ends the session, revokes the refresh token (RFC 7009) and sends
@@ -16,20 +20,21 @@ export const logout: Handler = async (ctx) => {
   const { config, sessions, keyRing, now, log } = ctx.services
   const { oidc: client, prefix } = ctx.frontend
   const sidParam = singleParam(ctx.url, 'sid')
-  const returnUrl = returnUrlParam(ctx.url)
-  if (returnUrl === undefined) throw new GatehouseError('return_url_invalid', undefined, { errors: { returnUrl: [RETURN_URL_RULE] } })
+  const returnUrl = returnUrlParam(ctx.url, ctx.services.cors?.origins, `${prefix}/`)
+  if (returnUrl === undefined || !(await isReturnUrlAccepted(ctx, returnUrl))) throw new GatehouseError('return_url_invalid', undefined, { errors: { returnUrl: [returnUrlRule(ctx.services.cors?.origins)] } })
   const session = await resolveSession(ctx, false)
   if (session && (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, logoutSidOf(session)))) {
     throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the session\'s sid claim (as in the bff:logout_url claim)'] } })
   }
 
   const params: Record<string, string> = {
+    ...withoutReserved(await ctx.services.hooks.logoutParams?.(ctx.req, session && sessionInfo(session)), RESERVED_END_SESSION_PARAMS),
     post_logout_redirect_uri: new URL(`${prefix}${config.oidc.postLogoutRedirectPath}`, ctx.origin).href,
     state: sealLogoutState(keyRing, { returnUrl, createdAt: now() }),
   }
   if (session) {
     await sessions.end(session)
-    await ctx.services.sessionEvents.ended(session.idHash, 'logout')
+    await ctx.services.sessionEvents.ended(session, 'logout')
     log.info({ event: 'logout', requestId: ctx.requestId }, 'session ended by logout')
     ctx.services.telemetry.logout()
     const { refreshToken, idToken } = session.data.tokens

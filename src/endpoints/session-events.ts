@@ -1,6 +1,7 @@
 import type { ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type RequestContext } from '../http/context.ts'
+import { matchOrigin } from '../http/cors.ts'
 import { BASE_HEADERS } from '../http/reply.ts'
 import type { EndReason } from '../session/session-events.ts'
 
@@ -11,12 +12,12 @@ const KEEPALIVE_MS = 20_000
 /**
  * GET /bff/session-events — Server-Sent Events that tell an open tab the moment its session ends
  * (logout in another tab, back-channel logout, revocation, expiry), so it need not poll (SPEC §8).
- * EventSource cannot send the anti-forgery header; a cross-site request is refused by Sec-Fetch-Site,
- * and nothing secret is ever sent: only the session's state.
+ * EventSource cannot send the anti-forgery header; a cross-site request is refused by Sec-Fetch-Site
+ * (unless its Origin is in cors.allowedOrigins), and nothing secret is ever sent: only the session's state.
  */
 export async function sessionEvents(ctx: RequestContext, res: ServerResponse): Promise<void> {
   const site = ctx.req.headers['sec-fetch-site']
-  if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new GatehouseError('forbidden', 'session events are for the application itself')
+  if (site !== undefined && site !== 'same-origin' && site !== 'none' && !fromAllowedOrigin(ctx)) throw new GatehouseError('forbidden', 'session events are for the application itself')
   const session = await resolveSession(ctx, false)
   if (!session) throw new GatehouseError('session_required')
   const { sessionEvents: events, sessions, now, log } = ctx.services
@@ -59,4 +60,9 @@ export async function sessionEvents(ctx: RequestContext, res: ServerResponse): P
       setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS),
     )
   })
+}
+
+/** An EventSource({ withCredentials: true }) of the SPA on one of cors.allowedOrigins (it sends Origin). */
+function fromAllowedOrigin(ctx: RequestContext): boolean {
+  return ctx.services.cors !== undefined && matchOrigin(ctx.services.cors, ctx.req.headers.origin) !== undefined
 }

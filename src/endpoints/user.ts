@@ -2,6 +2,7 @@ import { GatehouseError } from '../errors.ts'
 import { isAntiForgeryValid } from '../http/antiforgery.ts'
 import { resolveSession, type Handler } from '../http/context.ts'
 import { json } from '../http/reply.ts'
+import { sessionInfo } from '../hooks.ts'
 import { toClaimRecords } from '../oidc/claims.ts'
 import type { Claim, Session } from '../session/session.ts'
 
@@ -21,8 +22,11 @@ export const user: Handler = async (ctx) => {
   const management: Claim[] = [{ type: 'bff:logout_url', value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(logoutSidOf(session))}` }]
   if (session.data.sessionState !== undefined) management.push({ type: 'bff:session_state', value: session.data.sessionState })
   const expiresIn = { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) }
-  if (config.user.claimValues === 'json') return json(200, [...session.data.claims, ...management, expiresIn])
-  return json(200, [...toClaimRecords([...session.data.claims, ...management]), { ...expiresIn, valueType: null }])
+  const { enrichUser } = ctx.services.hooks
+  // The app's own claims (Duende's IUserEndpointClaimsEnricher); gatehouse's bff: claims stay its own.
+  const claims = enrichUser ? (await enrichUser(sessionInfo(session), [...session.data.claims])).filter((c) => !c.type.startsWith('bff:')) : session.data.claims
+  if (config.user.claimValues === 'json') return json(200, [...claims, ...management, expiresIn])
+  return json(200, [...toClaimRecords([...claims, ...management]), { ...expiresIn, valueType: null }])
 }
 
 /**

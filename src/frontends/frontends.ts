@@ -8,6 +8,15 @@ import { StaticFolder } from './static.ts'
 
 export type ServeOutcome = 'served' | 'not_found' | 'bad_path' | 'unavailable'
 
+/**
+ * Where index.html answers a path that names no file (SPEC §6): `routes` — at the frontend's root
+ * and on every client-side route (a path without a file extension), for navigations; `root` — at
+ * the root only, for any other request (fetch() of an unknown path gets 404, not a page); `never` —
+ * files only, as middleware, where the app's own routes come first (a folder's index.html is still
+ * a file at the root).
+ */
+export type IndexFallback = 'routes' | 'root' | 'never'
+
 /** One SPA gatehouse fronts: where it lives, its session partition and cookie, its IdP client. */
 export interface Frontend {
   /** Also the session partition. */
@@ -21,11 +30,8 @@ export interface Frontend {
   oidcConfig: OidcConfig
   oidc: OidcClient
   clientCredentials: ClientCredentials
-  /**
-   * Serves the SPA itself; undefined when gatehouse only fronts APIs. `fallback`: answer index.html
-   * for client-side routes (off when gatehouse is middleware: the app's own routes come first).
-   */
-  serve: ((req: IncomingMessage, res: ServerResponse, relativePath: string, fallback: boolean) => Promise<ServeOutcome>) | undefined
+  /** Serves the SPA itself; undefined when gatehouse only fronts APIs. */
+  serve: ((req: IncomingMessage, res: ServerResponse, relativePath: string, fallback: IndexFallback) => Promise<ServeOutcome>) | undefined
 }
 
 /** The implicit frontend when none are configured: the root, the top-level oidc block, no SPA serving. */
@@ -69,7 +75,7 @@ export class Frontends {
         cookieName: isRoot ? config.session.cookieName : `${config.session.cookieName}-${entry.name}`,
         oidcConfig,
         ...clients,
-        serve: serverFor(entry, now),
+        serve: serverFor(entry, now, config.antiForgery.header),
       }
     })
     this.#byName = new Map(this.all.map((f) => [f.name, f]))
@@ -110,15 +116,20 @@ function mergeOidc(base: OidcConfig, override: FrontendConfig['oidc']): OidcConf
   return merged
 }
 
-function serverFor(entry: FrontendConfig, now: () => number): Frontend['serve'] {
+function serverFor(entry: FrontendConfig, now: () => number, antiForgeryHeader: string): Frontend['serve'] {
+  // index.html on a client-side route depends on the headers that make a navigation (src/http/navigation.ts).
+  const vary = `Sec-Fetch-Mode, Accept, ${antiForgeryHeader}`
   if (entry.static !== undefined) {
-    const folder = new StaticFolder(entry.static)
+    const folder = new StaticFolder(entry.static, { vary })
     return (req, res, relativePath, fallback) => folder.serve(req, res, relativePath, fallback)
   }
   if (entry.indexHtmlUrl !== undefined) {
     const index = new RemoteIndexHtml(entry.indexHtmlUrl, { ttlMs: entry.indexHtmlCacheTtlMs, now })
-    // Assets of a CDN-hosted SPA come from the CDN; only navigations (no file extension) get index.html.
-    return async (req, res, relativePath, fallback) => (!fallback || /\.[A-Za-z0-9]+$/.test(relativePath) ? 'not_found' : index.serve(req, res))
+    // Assets of a CDN-hosted SPA come from the CDN; index.html answers the root and, for navigations, client-side routes.
+    return async (req, res, relativePath, fallback) => {
+      if (relativePath === '/') return fallback === 'never' ? 'not_found' : index.serve(req, res)
+      return fallback !== 'routes' || /\.[A-Za-z0-9]+$/.test(relativePath) ? 'not_found' : index.serve(req, res, { vary })
+    }
   }
   return undefined
 }

@@ -3,6 +3,7 @@ import { stat } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { extname, resolve, sep } from 'node:path'
 import { pipeline } from 'node:stream/promises'
+import type { IndexFallback } from './frontends.ts'
 
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -45,19 +46,25 @@ export type StaticOutcome = 'served' | 'not_found' | 'bad_path'
  */
 export class StaticFolder {
   readonly #root: string
+  readonly #vary: string | undefined
 
-  constructor(root: string) {
+  /** `vary`: the `Vary` of index.html on a client-side route (the request headers that chose it). */
+  constructor(root: string, options: { vary?: string } = {}) {
     this.#root = resolve(root)
+    this.#vary = options.vary
   }
 
-  /** `relativePath` is the request path below the frontend's prefix, still percent-encoded. */
-  async serve(req: IncomingMessage, res: ServerResponse, relativePath: string, fallback = true): Promise<StaticOutcome> {
+  /**
+   * `relativePath` is the request path below the frontend's prefix, still percent-encoded. Existing
+   * files (index.html at the root included) are served whatever `fallback` says.
+   */
+  async serve(req: IncomingMessage, res: ServerResponse, relativePath: string, fallback: IndexFallback = 'routes'): Promise<StaticOutcome> {
     const file = this.#resolve(relativePath)
     if (file === undefined) return 'bad_path'
     const found = file && (await fileInfo(file))
     if (found) return this.#send(req, res, file, found, false)
-    // A miss: client-side routes get index.html, asset requests (a file extension) get 404.
-    if (!fallback || extname(relativePath) !== '') return 'not_found'
+    // A miss: client-side routes get index.html when navigated to, asset requests (a file extension) get 404.
+    if (fallback !== 'routes' || extname(relativePath) !== '') return 'not_found'
     const index = resolve(this.#root, 'index.html')
     const indexInfo = await fileInfo(index)
     if (!indexInfo) return 'not_found'
@@ -92,6 +99,7 @@ export class StaticFolder {
       'cache-control': !isHtml && !isFallback && HASHED.test(file) ? 'public, max-age=31536000, immutable' : 'no-cache',
       'x-content-type-options': 'nosniff',
     }
+    if (isFallback && this.#vary !== undefined) headers.vary = this.#vary
     if (isFresh(req, etag, info.mtimeMs)) {
       res.writeHead(304, headers)
       res.end()

@@ -14,11 +14,15 @@ import type { Session } from '../session/session.ts'
 import type { SessionBackend } from '../session/backend.ts'
 import type { SessionEvents } from '../session/session-events.ts'
 import type { SessionStore } from '../session/store.ts'
+import type { CorsPolicy } from './cors.ts'
 import type { Reply } from './reply.ts'
+import type { Hooks } from '../hooks.ts'
 
 /** Long-lived services shared by every request (built once in gatehouse.ts). */
 export interface Services {
   config: Config
+  /** Library-mode extension points (all optional). */
+  hooks: Hooks
   log: Logger
   /** The default frontend's IdP client (readiness); endpoints use `ctx.frontend.oidc`. */
   oidc: OidcClient
@@ -34,6 +38,8 @@ export interface Services {
   dpopKeys: DpopKeys
   apis: RemoteApiRoutes
   upstreams: Upstreams
+  /** `cors.allowedOrigins`, prepared once; undefined (the default): no CORS, and no CORS work per request. */
+  cors: CorsPolicy | undefined
   /** Prometheus metrics: handlers record outcomes here (`telemetry.login('ok')`). */
   telemetry: Telemetry
   now: () => number

@@ -1,4 +1,5 @@
-export type SameSite = 'strict' | 'lax'
+/** "none" only with `cors.allowedOrigins` (an SPA on another site; config validation enforces it). */
+export type SameSite = 'strict' | 'lax' | 'none'
 
 const MAX_COOKIES = 200
 
@@ -19,6 +20,8 @@ export function parseCookies(header: string | undefined): Map<string, string> {
   return cookies
 }
 
+const SAME_SITE: Readonly<Record<SameSite, string>> = { strict: 'Strict', lax: 'Lax', none: 'None' }
+
 export interface CookieOptions {
   sameSite: SameSite
   /** Seconds; 0 deletes the cookie. Omitted: a browser-session cookie. */
@@ -30,7 +33,7 @@ export interface CookieOptions {
  * every gatehouse cookie uses exactly these attributes so that deleting one always matches.
  */
 export function serializeCookie(name: string, value: string, options: CookieOptions): string {
-  let cookie = `${name}=${value}; Path=/; Secure; HttpOnly; SameSite=${options.sameSite === 'strict' ? 'Strict' : 'Lax'}`
+  let cookie = `${name}=${value}; Path=/; Secure; HttpOnly; SameSite=${SAME_SITE[options.sameSite]}`
   if (options.maxAgeSec !== undefined) cookie += `; Max-Age=${Math.max(0, Math.floor(options.maxAgeSec))}`
   return cookie
 }

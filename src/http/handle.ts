@@ -19,6 +19,8 @@ import { forward } from '../proxy/forward.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
 import { resourceOf } from '../tokens/resource.ts'
 import { isAntiForgeryValid } from './antiforgery.ts'
+import { applyCors, GET_ROUTE_CORS, READ_ROUTE_CORS, type CorsRule } from './cors.ts'
+import { isNavigation } from './navigation.ts'
 import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
 import { BASE_HEADERS, problemJson, problemPage, type Reply } from './reply.ts'
@@ -31,6 +33,8 @@ export interface Route {
   methods: readonly string[]
   /** A long-lived answer written to the response directly (Server-Sent Events); errors before it starts still get a Reply. */
   stream?: (ctx: RequestContext, res: ServerResponse) => Promise<void>
+  /** Set on the endpoints an SPA fetch()es: with `cors.allowedOrigins` they answer those origins (src/http/cors.ts). */
+  cors?: CorsRule
 }
 
 const READ = ['GET', 'HEAD'] as const
@@ -55,17 +59,17 @@ export function buildRoutes(config: Config, frontend: Frontend): Map<string, Rou
   const base = `${frontend.prefix}${config.managementBasePath}`
   const routes = new Map<string, Route>([
     [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE }],
-    [`${base}/user`, { handler: user, kind: 'api', methods: READ }],
+    [`${base}/user`, { handler: user, kind: 'api', methods: READ, cors: READ_ROUTE_CORS }],
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
     [`${base}/silent-login`, { handler: silentLogin, kind: 'page', methods: NAVIGATE }],
-    [`${base}/session-events`, { handler: notAReply, stream: sessionEvents, kind: 'api', methods: ['GET'] }],
+    [`${base}/session-events`, { handler: notAReply, stream: sessionEvents, kind: 'api', methods: ['GET'], cors: GET_ROUTE_CORS }],
     [`${base}/silent-login-callback`, { handler: silentLoginCallback, kind: 'page', methods: READ }],
     [`${frontend.prefix}${config.oidc.redirectPath}`, { handler: callback, kind: 'page', methods: NAVIGATE }],
     [`${frontend.prefix}${config.oidc.postLogoutRedirectPath}`, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
   ])
   // Back-channel logout needs sessions the server can find and end: not in cookie mode.
   if (config.session.mode === 'server') routes.set(`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'] })
-  if (config.diagnostics) routes.set(`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ })
+  if (config.diagnostics) routes.set(`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ, cors: READ_ROUTE_CORS })
   return routes
 }
 
@@ -180,12 +184,17 @@ function routeLabels(config: Config, global: Map<string, Route>, frontends: read
   return labels
 }
 
-/** The SPA itself: its files, or index.html for client-side routes (SPEC §6). */
+/**
+ * The SPA itself (SPEC §6): its files to any GET/HEAD, or — with `fallback` — index.html for client-side
+ * routes, to navigations only (src/http/navigation.ts). Any other miss is next() or 404 problem+json,
+ * so that a fetch() of an unknown API path never gets a page with 200.
+ */
 export async function runFrontend(ctx: RequestContext, res: ServerResponse, next: Next | undefined, fallback: boolean): Promise<void> {
   const { frontend } = ctx
   const path = pathOf(ctx.req.url)
   const relative = frontend.prefix === '' ? path : path.slice(frontend.prefix.length) || '/'
-  const outcome = await frontend.serve!(ctx.req, res, relative, fallback)
+  const index = !fallback ? 'never' : isNavigation(ctx.req.headers, ctx.services.config.antiForgery.header) ? 'routes' : 'root'
+  const outcome = await frontend.serve!(ctx.req, res, relative, index)
   if (outcome === 'served') return
   if (outcome === 'not_found' && next) return next()
   const error = outcome === 'bad_path' ? new GatehouseError('bad_request', 'the path is not a file of this application') : outcome === 'unavailable' ? new GatehouseError('upstream_unavailable', 'the application page could not be fetched') : new GatehouseError('not_found')
@@ -198,12 +207,18 @@ async function run(route: Route, req: IncomingMessage, res: ServerResponse, serv
   let reply: Reply
   try {
     if (ctx.invalid) throw ctx.invalid
-    if (!route.methods.includes(req.method ?? '')) throw new GatehouseError('method_not_allowed')
-    if (route.stream) {
-      await route.stream(ctx, res)
-      return
+    // A preflight is answered before the method check: OPTIONS is no method of these routes.
+    const preflight = route.cors === undefined || services.cors === undefined ? undefined : applyCors(services.cors, req, res, route.cors, ctx.requestId)
+    if (preflight) {
+      reply = preflight
+    } else {
+      if (!route.methods.includes(req.method ?? '')) throw new GatehouseError('method_not_allowed')
+      if (route.stream) {
+        await route.stream(ctx, res)
+        return
+      }
+      reply = await route.handler(ctx)
     }
-    reply = await route.handler(ctx)
   } catch (err) {
     if (route.handler === callback) services.telemetry.loginFailed(err)
     if (route.handler === backchannel) services.telemetry.backchannelFailed(err)
@@ -223,15 +238,22 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
     if (ctx.invalid) throw ctx.invalid
     if (match === 'escape') throw new GatehouseError('path_escape')
     const { api } = match
-    // The method first (RFC 10017 §6.1.3.6): a refused one costs no session read, no token and no upstream call.
-    if (api.allowed && !api.allowed.has(req.method ?? '')) throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
-    if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
-    const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
-    const token = await services.tokens.tokenFor(session, api.token, ctx.partition, resourceOf(api))
-    if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
-    await forward(ctx, res, match, token, services.upstreams, session)
-    // 499: the client left before an answer started (as the request counter says).
-    status = res.headersSent ? res.statusCode : 499
+    // A preflight from an SPA on another origin is gatehouse's to answer: it never reaches the upstream.
+    const preflight = services.cors === undefined ? undefined : applyCors(services.cors, req, res, api.cors, ctx.requestId)
+    if (preflight) {
+      writeReply(res, preflight, ctx)
+      status = preflight.status
+    } else {
+      // The method first (RFC 10017 §6.1.3.6): a refused one costs no session read, no token and no upstream call.
+      if (api.allowed && !api.allowed.has(req.method ?? '')) throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
+      if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
+      const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
+      const token = await services.tokens.tokenFor(session, api.token, ctx.partition, resourceOf(api))
+      if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
+      await forward(ctx, res, match, token, services.upstreams, session)
+      // 499: the client left before an answer started (as the request counter says).
+      status = res.headersSent ? res.statusCode : 499
+    }
   } catch (err) {
     status = abort(res, ctx, err, match === 'escape' ? undefined : match.api.allowHeader)
   }

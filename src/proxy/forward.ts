@@ -4,6 +4,7 @@ import type { Span } from '@opentelemetry/api'
 import { Pool } from 'undici'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../http/context.ts'
+import { corsUpstreamHeaders, matchOrigin } from '../http/cors.ts'
 import type { Session } from '../session/session.ts'
 import { dpopProof, type DpopKey } from '../tokens/dpop.ts'
 import type { TokenOutcome } from '../tokens/tokens.ts'
@@ -92,6 +93,8 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   }
   const { config, sessions } = ctx.services
   const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName)
+  // Its own CORS headers are gone; gatehouse's (set on res before) stay, with Vary and exposed names to match.
+  if (ctx.services.cors !== undefined) corsUpstreamHeaders(headers, matchOrigin(ctx.services.cors, ctx.req.headers.origin) !== undefined)
   // A logout that happened while the upstream was answering wins over a cookie rewrite queued before it.
   const cookies = session && sessions.hasEnded(session) ? [] : ctx.setCookies
   if (cookies.length) {

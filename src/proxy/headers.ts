@@ -18,10 +18,10 @@ function connectionListed(headers: IncomingHttpHeaders | Record<string, string |
  * Method overrides some frameworks honour (ASP.NET Core, Express method-override): the method the
  * upstream acts on must be the one gatehouse checked (`remoteApis[].methods`), so these never pass.
  */
-const METHOD_OVERRIDES = new Set(['x-http-method-override', 'x-http-method', 'x-method-override'])
+export const METHOD_OVERRIDES: ReadonlySet<string> = new Set(['x-http-method-override', 'x-http-method', 'x-method-override'])
 
 /** Client-address headers some upstreams trust; only X-Forwarded-For, set by gatehouse, may say who the client is. */
-const CLIENT_IP_HEADERS = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
+export const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case anti-forgery header name: never forwarded. */
@@ -74,8 +74,9 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
 /**
  * What the browser receives from the upstream: hop-by-hop fields dropped, no Set-Cookie that could
  * overwrite gatehouse's own cookies (an upstream must not be able to plant a session), and no CORS
- * grant (`Access-Control-*`): the upstream's answer goes out under gatehouse's origin, and gatehouse
- * never lets another origin read it or pass a preflight there (RFC 10017 §6.1.3.3.2).
+ * grant (`Access-Control-*`): the upstream's answer goes out under gatehouse's origin, and only
+ * gatehouse decides which other origin may read it or pass a preflight there — none, unless
+ * `cors.allowedOrigins` lists it (src/http/cors.ts; RFC 10017 §6.1.3.3.2).
  */
 export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string): Record<string, string | string[]> {
   const listed = connectionListed(upstream)

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { GatehouseError } from '../errors.ts'
 import { resolveSession, type Services } from '../http/context.ts'
+import { matchOrigin } from '../http/cors.ts'
 import { contextFor } from '../http/handle.ts'
 import { resourceOf } from '../tokens/resource.ts'
 import { proofFor, upstreamFailure, upstreamHeadersFor } from './forward.ts'
@@ -33,7 +34,10 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   if (req.method !== 'GET') throw new GatehouseError('method_not_allowed')
   const ctx = contextFor(req, services)
   if (ctx.invalid) throw ctx.invalid
-  if (req.headers.origin !== ctx.origin) throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
+  // An SPA on one of cors.allowedOrigins may open them too (a handshake is not subject to CORS: this is the check).
+  if (req.headers.origin !== ctx.origin && (services.cors === undefined || matchOrigin(services.cors, req.headers.origin) === undefined)) {
+    throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
+  }
   const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
   const token = await services.tokens.tokenFor(session, match.api.token, ctx.partition, resourceOf(match.api))
   if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)

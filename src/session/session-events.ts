@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import type { SessionEndEvent } from '../hooks.ts'
 import { matchesFilter, type SessionEndNotice, type SessionFilter, type SessionStore } from './store.ts'
 
 /** Why a session ended, as the browser is told (GET /bff/session-events, SPEC §8). */
@@ -25,9 +26,13 @@ export class SessionEvents {
   readonly #onError: (err: unknown) => void
   #unsubscribe: (() => Promise<void>) | undefined
 
-  constructor(options: { store?: SessionStore | undefined; onError?: (err: unknown) => void } = {}) {
+  readonly #onEnded: ((event: SessionEndEvent) => void) | undefined
+
+  /** `onEnded`: told of every ending on this instance (the audit hook), not of other instances'. */
+  constructor(options: { store?: SessionStore | undefined; onError?: (err: unknown) => void; onEnded?: (event: SessionEndEvent) => void } = {}) {
     this.#store = options.store
     this.#onError = options.onError ?? (() => {})
+    this.#onEnded = options.onEnded
   }
 
   /** Starts listening to other instances' notices, when the store can carry them. */
@@ -68,13 +73,16 @@ export class SessionEvents {
    * the store took the notice (never rejects): an endpoint that awaits it answers only after other
    * instances' session caches have been told to drop the session.
    */
-  ended(idHash: string, reason: EndReason): Promise<void> {
+  ended(session: { idHash: string; sub: string; sid: string | undefined; partition: string }, reason: EndReason): Promise<void> {
+    const { idHash } = session
     this.#deliver(idHash, reason)
+    this.#onEnded?.({ reason, session: { sub: session.sub, sid: session.sid, frontend: session.partition } })
     return this.#publish({ idHash, reason, origin: this.#origin })
   }
 
   endedWhere(filter: SessionFilter, reason: EndReason): Promise<void> {
     this.#deliverWhere(filter, reason)
+    this.#onEnded?.({ reason, filter })
     return this.#publish({ filter, reason, origin: this.#origin })
   }
 

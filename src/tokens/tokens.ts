@@ -148,7 +148,7 @@ export class TokenService {
       // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
       if (tokens.accessTokenExpiresAt! > this.#o.now()) return this.#withProofKey(session, tokens.accessToken)
       await this.#o.sessions.end(session)
-      await this.#o.events?.ended(session.idHash, 'expired')
+      await this.#o.events?.ended(session, 'expired')
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
     if (this.#isPaused(session.idHash, tokens.accessTokenExpiresAt)) return this.#withProofKey(session, tokens.accessToken)
@@ -339,7 +339,7 @@ export class TokenService {
     const refreshToken = session.data.tokens.refreshToken!
     if (!(await client.acceptsSessionIssuer(session.data.issuer))) {
       await sessions.end(session)
-      await this.#o.events?.ended(session.idHash, 'refresh_refused')
+      await this.#o.events?.ended(session, 'refresh_refused')
       log.warn({ event: 'refresh_failed', cause: 'issuer_not_allowed', issuer: session.data.issuer }, 'the session\'s issuer is no longer accepted (oidc.allowedTenants / allowedIssuers); session ended')
       report('invalid_grant')
       throw new GatehouseError('session_ended', 'the session\'s issuer is no longer accepted')
@@ -363,7 +363,7 @@ export class TokenService {
         if (now && now.data.tokens.refreshToken !== refreshToken) return now
         if (now) {
           await sessions.end(now)
-          await this.#o.events?.ended(now.idHash, 'refresh_refused')
+          await this.#o.events?.ended(now, 'refresh_refused')
         }
         log.warn({ event: 'refresh_failed', cause: 'invalid_grant' }, 'refresh refused; session ended')
         report('invalid_grant')

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { NAVIGATE, rawRequest } from '../helpers/navigation.ts'
 
 type Claims = Array<{ type: string; value: unknown }>
 
@@ -68,10 +69,11 @@ describe('a frontend served from a folder', () => {
     assert.equal((await fetch(`${flow.origin}/robots.txt`, { headers: { 'if-modified-since': 'Wed, 31 Dec 2025 00:00:00 GMT' } })).status, 200)
   })
 
-  test('client-side routes get index.html; a missing asset is 404', async () => {
-    const route = await fetch(`${flow.origin}/orders/42/edit`)
+  test('navigations to client-side routes get index.html; a missing asset is 404', async () => {
+    const route = await rawRequest(`${flow.origin}/orders/42/edit`, 'GET', NAVIGATE)
     assert.equal(route.status, 200)
-    assert.match(await route.text(), /<div id="app">/)
+    assert.match(route.text, /<div id="app">/)
+    assert.equal((await fetch(`${flow.origin}/orders/42/edit`)).status, 404, 'fetch() is no navigation (tests/flows/spa-fallback.test.ts)')
     assert.equal((await fetch(`${flow.origin}/assets/missing.js`)).status, 404)
     assert.equal((await fetch(`${flow.origin}/favicon.ico`)).status, 404)
   })
@@ -122,7 +124,7 @@ describe('a frontend whose index.html comes from a CDN', () => {
 
   test('index.html is fetched once and cached for 5 minutes, then refetched', async () => {
     assert.match(await (await fetch(`${flow.origin}/`)).text(), /version 1/)
-    assert.match(await (await fetch(`${flow.origin}/some/route`)).text(), /version 1/)
+    assert.match((await rawRequest(`${flow.origin}/some/route`, 'GET', NAVIGATE)).text, /version 1/)
     assert.equal(served, 1)
     offsetMs = 5 * 60_000 + 1_000
     assert.match(await (await fetch(`${flow.origin}/`)).text(), /version 2/)
@@ -195,7 +197,7 @@ describe('two frontends with separate partitions and separate clients at one IdP
   test('each frontend serves its own SPA', async () => {
     assert.match(await (await fetch(`${flow.origin}/`)).text(), /app spa/)
     assert.match(await (await fetch(`${flow.origin}/admin/`)).text(), /admin spa/)
-    assert.match(await (await fetch(`${flow.origin}/admin/users/7`)).text(), /admin spa/)
+    assert.match((await rawRequest(`${flow.origin}/admin/users/7`, 'GET', NAVIGATE)).text, /admin spa/)
   })
 
   test('logging in at /admin uses the admin client and sets only the admin partition\'s cookie', async () => {
