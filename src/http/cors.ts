@@ -56,7 +56,7 @@ export interface CorsPolicy {
 
 /** What a route accepts, for its preflights. */
 export interface CorsRule {
-  /** The methods a preflight may ask for; undefined: any method (but CONNECT, TRACE, TRACK). */
+  /** The methods a preflight may ask for; undefined: every method but CONNECT, TRACE and TRACK. */
   methods: readonly string[] | undefined
   /**
    * Whether requested headers beyond the anti-forgery header and Content-Type are allowed (local and
