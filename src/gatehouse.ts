@@ -271,8 +271,13 @@ function warnAboutInsecureSettings(config: Config, log: Logger): void {
     log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
   }
   if (config.cors) log.info({ event: 'cors_on', origins: config.cors.allowedOrigins }, 'CORS is on for cors.allowedOrigins: /bff/user, /bff/session-events, protected local routes and remote APIs answer them')
+  // A development origin (http://localhost:5173) left in a production config lets any page served there act as the user.
+  const loopbackOrigins = config.cors?.allowedOrigins.filter((origin) => new URL(origin).protocol === 'http:') ?? []
+  if (loopbackOrigins.length && config.publicOrigin && !isLoopbackHost(new URL(config.publicOrigin).hostname)) {
+    log.warn({ event: 'cors_loopback_origin', origins: loopbackOrigins }, 'cors.allowedOrigins lists http:// loopback origins while publicOrigin is a public host: any page served on the user\'s machine at those origins can call the APIs as the user; remove them outside development')
+  }
   if (config.session.sameSite === 'none') {
-    log.warn({ event: 'samesite_none' }, 'session.sameSite is "none": the session cookie goes with cross-site requests; CSRF protection rests on the anti-forgery header alone (it forces a CORS preflight, which only cors.allowedOrigins pass)')
+    log.warn({ event: 'samesite_none' }, 'session.sameSite is "none": the session cookie goes with cross-site requests; CSRF protection rests on the anti-forgery header alone (it forces a CORS preflight, which only cors.allowedOrigins pass) — local routes must use protect(), not getSession() alone')
   }
   if (config.diagnostics) log.warn('diagnostics is on: /bff/diagnostics shows access tokens to the logged-in browser; never enable it in production')
   if (config.session.mode === 'cookie') {

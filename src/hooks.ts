@@ -48,7 +48,8 @@ export interface Hooks {
 
 /** The public view of a session (no tokens). */
 export function sessionInfo(session: Session): SessionInfo {
-  return { sub: session.sub, sid: session.sid, claims: session.data.claims, expiresAt: session.expiresAt, frontend: session.partition, issuer: session.data.issuer }
+  // A copy: the session's own claims are shared with later requests (the read cache) and the store.
+  return { sub: session.sub, sid: session.sid, claims: structuredClone(session.data.claims), expiresAt: session.expiresAt, frontend: session.partition, issuer: session.data.issuer }
 }
 
 /** Runs an audit hook without letting it fail or delay the request: errors and rejections are logged. */
@@ -64,6 +65,7 @@ export function notify<T>(hook: ((event: T) => void | Promise<void>) | undefined
 /** Extra parameters from a hook, without any of the names gatehouse sets itself. */
 export function withoutReserved(extra: Record<string, string> | undefined, reserved: ReadonlySet<string>): Record<string, string> {
   const out: Record<string, string> = {}
-  for (const [name, value] of Object.entries(extra ?? {})) if (!reserved.has(name) && typeof value === 'string') out[name] = value
+  // Compared as IdPs may read them: case-insensitively, without surrounding spaces.
+  for (const [name, value] of Object.entries(extra ?? {})) if (!reserved.has(name.trim().toLowerCase()) && typeof value === 'string') out[name] = value
   return out
 }

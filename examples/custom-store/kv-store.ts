@@ -11,6 +11,8 @@ export interface KeyValue {
   /** Writes only when the key holds `expected` (undefined: does not exist); false when it does not. */
   putIf(key: string, value: string, expected: string | undefined): Promise<boolean>
   delete(key: string): Promise<void>
+  /** Deletes only when the key still holds `expected`; false when it does not. */
+  deleteIf(key: string, expected: string): Promise<boolean>
   keys(prefix: string): Promise<string[]>
 }
 
@@ -30,6 +32,10 @@ export class MapKeyValue implements KeyValue {
   }
   async delete(key: string) {
     this.#map.delete(key)
+  }
+  async deleteIf(key: string, expected: string) {
+    if (this.#map.get(key) !== expected) return false
+    return this.#map.delete(key)
   }
   async keys(prefix: string) {
     return [...this.#map.keys()].filter((k) => k.startsWith(prefix))
@@ -82,9 +88,12 @@ export class KeyValueStore implements SessionStore {
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
-    const expired = (await this.#all()).filter((r) => r.expiresAt <= now).slice(0, limit)
-    for (const record of expired) await this.#kv.delete(SESSION + record.idHash)
-    return expired.length
+    let removed = 0
+    for (const { record, text } of (await this.#entries()).filter((e) => e.record.expiresAt <= now).slice(0, limit)) {
+      // Only the record as scanned: one renewed meanwhile is live again and stays.
+      if (await this.#kv.deleteIf(SESSION + record.idHash, text)) removed++
+    }
+    return removed
   }
 
   async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
@@ -97,7 +106,8 @@ export class KeyValueStore implements SessionStore {
 
   async releaseLease(name: string, owner: string): Promise<void> {
     const current = await this.#kv.get(LEASE + name)
-    if (current !== undefined && (JSON.parse(current) as { owner: string }).owner === owner) await this.#kv.delete(LEASE + name)
+    // Conditional: if the lease expired and another owner took it since, theirs stays.
+    if (current !== undefined && (JSON.parse(current) as { owner: string }).owner === owner) await this.#kv.deleteIf(LEASE + name, current)
   }
 
   /** Optional (the gatehouse_active_sessions gauge); called once per metrics scrape. */
@@ -112,12 +122,16 @@ export class KeyValueStore implements SessionStore {
   async close(): Promise<void> {}
 
   async #all(): Promise<SessionRecord[]> {
-    const records: SessionRecord[] = []
+    return (await this.#entries()).map((e) => e.record)
+  }
+
+  async #entries(): Promise<Array<{ record: SessionRecord; text: string }>> {
+    const entries: Array<{ record: SessionRecord; text: string }> = []
     for (const key of await this.#kv.keys(SESSION)) {
       const text = await this.#kv.get(key)
-      if (text !== undefined) records.push(parse(text))
+      if (text !== undefined) entries.push({ record: parse(text), text })
     }
-    return records
+    return entries
   }
 }
 

@@ -33,6 +33,8 @@ const settings: ClientOptions = { origin: '', basePath: '/bff', antiForgeryHeade
 /** Changes the defaults (only needed when gatehouse's managementBasePath or antiForgery differ). */
 export function configure(changes: Partial<ClientOptions>): void {
   Object.assign(settings, changes)
+  // "https://bff.example.com/" and "https://BFF.example.com" are the same origin; paths are appended to it.
+  if (changes.origin) settings.origin = new URL(changes.origin).origin
 }
 
 /**
@@ -43,8 +45,10 @@ export function bffFetch(input: RequestInfo | URL, init: RequestInit = {}): Prom
   const headers = new Headers(init.headers)
   headers.set(settings.antiForgeryHeader, settings.antiForgeryValue)
   const crossOrigin = settings.origin !== ''
-  const target = crossOrigin && typeof input === 'string' && input.startsWith('/') ? `${settings.origin}${input}` : input
-  return fetch(target, { ...init, headers, credentials: crossOrigin ? 'include' : 'same-origin' })
+  const target = crossOrigin && typeof input === 'string' && input.startsWith('/') && !input.startsWith('//') ? `${settings.origin}${input}` : input
+  // The session cookie goes to gatehouse only: another origin given as a full URL gets no credentials.
+  const toGatehouse = crossOrigin && new URL(target instanceof Request ? target.url : String(target), location.href).origin === settings.origin
+  return fetch(target, { ...init, headers, credentials: toGatehouse ? 'include' : 'same-origin' })
 }
 
 /**

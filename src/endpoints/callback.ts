@@ -3,6 +3,7 @@ import { GatehouseError } from '../errors.ts'
 import { deleteCookie } from '../http/cookies.ts'
 import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
+import { toReturnUrl } from '../http/return-url.ts'
 import { toClaims } from '../oidc/claims.ts'
 import { authorizationErrorReport } from '../oidc/idp-failure.ts'
 import { loginCookieName, loginCookiePrefix, openLoginState } from '../oidc/login-state.ts'
@@ -38,7 +39,7 @@ const completeLogin: Handler = async (ctx) => {
   const idpError = ctx.url.searchParams.get('error')
   if (idpError !== null) {
     // A silent login that found no IdP session (login_required…) is an answer, not a failure.
-    if (pending.silent) return redirect(pending.returnUrl)
+    if (pending.silent) return redirect(returnTo(ctx, pending.returnUrl))
     const report = authorizationErrorReport(ctx.url.searchParams)
     throw new GatehouseError('idp_error', `the identity provider answered "${String(report.error)}"`, { report })
   }
@@ -62,9 +63,10 @@ const completeLogin: Handler = async (ctx) => {
     await ctx.services.sessionEvents.ended(previous, 'replaced')
   }
   sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
-  const sid = typeof idClaims.sid === 'string' ? idClaims.sid : undefined
+  // An empty sid is no IdP session id: the session then gets gatehouse's own logout value.
+  const sid = typeof idClaims.sid === 'string' && idClaims.sid !== '' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
-  const started = await sessions.start({
+  const { session: started, replaced } = await sessions.start({
     sub: idClaims.sub,
     sid,
     partition: ctx.partition,
@@ -85,11 +87,11 @@ const completeLogin: Handler = async (ctx) => {
       ...(pending.resources ? { resources: pending.resources } : {}),
     },
   }, ctx.setCookies)
-  if (sid !== undefined && sessions.shared) await ctx.services.sessionEvents.endedWhere({ sub: idClaims.sub, sid, partition: ctx.partition }, 'replaced')
+  if (replaced > 0) await ctx.services.sessionEvents.endedWhere({ sub: idClaims.sub, sid: sid!, partition: ctx.partition }, 'replaced')
   log.info({ event: 'login', requestId: ctx.requestId, issuer: tokens.issuer }, 'session started')
   notify(ctx.services.hooks.onSessionCreated, sessionInfo(started), log, 'onSessionCreated')
   ctx.services.telemetry.login('ok')
-  return redirect(pending.returnUrl)
+  return redirect(returnTo(ctx, pending.returnUrl))
 }
 
 /**
@@ -109,4 +111,12 @@ function stateHint(ctx: Parameters<Handler>[0], cookieName: string): Record<stri
   return pending
     ? { problem: 'this browser has pending logins, none for this state (an old or replayed callback)' }
     : { problem: 'this browser sent no login cookie', hint: 'the login was started in another browser or under another host name, or the browser did not keep the cookie (a Secure cookie over http://, or blocked cookies)' }
+}
+
+/**
+ * The sealed returnUrl, checked again against today's rules (cors.allowedOrigins may have changed
+ * during the 10 minutes a pending login lives).
+ */
+function returnTo(ctx: Parameters<Handler>[0], returnUrl: string): string {
+  return toReturnUrl(returnUrl, ctx.services.cors?.origins) ?? '/'
 }

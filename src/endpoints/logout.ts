@@ -1,6 +1,6 @@
 import { describeError, GatehouseError } from '../errors.ts'
 import { deleteCookie } from '../http/cookies.ts'
-import { resolveSession, singleParam, type Handler } from '../http/context.ts'
+import { resolveSession, singleParam, type Handler, type RequestContext } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { isReturnUrlAccepted, returnUrlParam, returnUrlRule } from '../http/return-url.ts'
 import { sessionInfo, withoutReserved } from '../hooks.ts'
@@ -25,6 +25,9 @@ export const logout: Handler = async (ctx) => {
   const session = await resolveSession(ctx, false)
   if (session && (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, logoutSidOf(session)))) {
     throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the session\'s sid claim (as in the bff:logout_url claim)'] } })
+  }
+  if (session?.sid && isFromAnotherSite(ctx)) {
+    throw new GatehouseError('forbidden', 'a logout must be started from the application (this request came from another site)')
   }
 
   const params: Record<string, string> = {
@@ -61,4 +64,18 @@ export const logout: Handler = async (ctx) => {
     log.warn({ event: 'logout_failed', cause: 'end_session_unavailable', requestId: ctx.requestId, err: describeError(err) }, 'identity provider unreachable at logout: the session is ended here, the IdP session is not')
   }
   return redirect(endSession ? endSession.href : returnUrl)
+}
+
+/**
+ * The IdP's sid is known to every relying party of the IdP session, so it does not prove that the
+ * app sent the browser here (a Lax cookie rides along on a cross-site navigation). Fetch metadata
+ * does: a cross-site request is accepted only from an origin of cors.allowedOrigins (its Referer,
+ * which a page can suppress but not forge). Same-origin, same-site and typed navigations (`none`)
+ * pass, as do browsers that send no Sec-Fetch-Site.
+ */
+function isFromAnotherSite(ctx: RequestContext): boolean {
+  if (ctx.req.headers['sec-fetch-site'] !== 'cross-site') return false
+  const referer = ctx.req.headers.referer
+  const origins = ctx.services.cors?.origins
+  return !(origins && typeof referer === 'string' && URL.canParse(referer) && origins.has(new URL(referer).origin))
 }

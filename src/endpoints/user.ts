@@ -24,7 +24,7 @@ export const user: Handler = async (ctx) => {
   const expiresIn = { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) }
   const { enrichUser } = ctx.services.hooks
   // The app's own claims (Duende's IUserEndpointClaimsEnricher); gatehouse's bff: claims stay its own.
-  const claims = enrichUser ? (await enrichUser(sessionInfo(session), [...session.data.claims])).filter((c) => !c.type.startsWith('bff:')) : session.data.claims
+  const claims = enrichUser ? (await enrichUser(sessionInfo(session), structuredClone(session.data.claims))).filter((c) => !c.type.startsWith('bff:')) : session.data.claims
   if (config.user.claimValues === 'json') return json(200, [...claims, ...management, expiresIn])
   return json(200, [...toClaimRecords([...claims, ...management]), { ...expiresIn, valueType: null }])
 }
@@ -34,5 +34,5 @@ export const user: Handler = async (ctx) => {
  * tells front-ends to pass; gatehouse's own random value only for a session whose IdP issued none.
  */
 export function logoutSidOf(session: Session): string {
-  return session.sid ?? session.data.logoutSid
+  return session.sid || session.data.logoutSid
 }

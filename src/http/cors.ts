@@ -190,7 +190,7 @@ export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerR
     refused.headers.vary = 'Origin'
     return refused
   }
-  res.setHeader('vary', 'Origin')
+  res.setHeader('vary', varyWithOrigin(res.getHeader('vary') as string | string[] | undefined))
   const origin = matchOrigin(policy, req.headers.origin)
   if (origin !== undefined) for (const [name, value] of policy.grants.get(origin)!) res.setHeader(name, value)
   return undefined

@@ -18,8 +18,8 @@ export interface SessionBackend {
   readonly shared: boolean
   /** The request's session, or undefined; a cookie naming no live session is cleared via `writes`. */
   read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined>
-  /** Starts a session (always a fresh id) and sets its cookie. */
-  start(input: NewSession, writes: string[]): Promise<Session>
+  /** Starts a session (always a fresh id) and sets its cookie; `replaced`: older sessions of the same sub + sid it ended. */
+  start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }>
   /** Ends the session on the server side (cookie mode: nothing is kept there to end). */
   end(session: Session): Promise<void>
   /** Deletes every session cookie of the partition this request carried. */

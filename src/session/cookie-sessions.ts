@@ -73,7 +73,7 @@ export class CookieSessions implements SessionBackend {
     return current
   }
 
-  async start(input: NewSession, writes: string[]): Promise<Session> {
+  async start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }> {
     const now = this.#now()
     const session: Session = {
       // No store to dump: the id never leaves the encrypted cookie, so it needs no hashing.
@@ -88,7 +88,8 @@ export class CookieSessions implements SessionBackend {
       data: input.data,
     }
     await this.#write(session, new Map(), writes)
-    return session
+    // Cookie mode keeps no other sessions to replace.
+    return { session, replaced: 0 }
   }
 
   async end(session: Session): Promise<void> {

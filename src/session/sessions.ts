@@ -85,10 +85,10 @@ export class Sessions implements SessionBackend {
     return session
   }
 
-  async start(input: NewSession, writes: string[]): Promise<Session> {
-    const { cookieValue, session } = await this.create(input)
+  async start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }> {
+    const { cookieValue, session, replaced } = await this.create(input)
     writes.push(serializeCookie(this.#name(input.partition), cookieValue, { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }))
-    return session
+    return { session, replaced }
   }
 
   clearCookies(cookies: ReadonlyMap<string, string>, partition: string, writes: string[]): void {
@@ -135,11 +135,11 @@ export class Sessions implements SessionBackend {
    * Starts a session and returns the cookie value. A new login replaces an older session of the
    * same sub + sid (SPEC §4), and the id is always fresh (no session fixation).
    */
-  async create(input: NewSession): Promise<{ cookieValue: string; session: Session }> {
+  async create(input: NewSession): Promise<{ cookieValue: string; session: Session; replaced: number }> {
     const cookieValue = randomBytes(32).toString('base64url')
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()
-    if (input.sid !== undefined) await this.#call(() => this.#store.deleteWhere({ sub: input.sub, sid: input.sid, partition: input.partition }))
+    const replaced = input.sid === undefined ? 0 : await this.#call(() => this.#store.deleteWhere({ sub: input.sub, sid: input.sid, partition: input.partition }))
     const meta = { idHash, sub: input.sub, sid: input.sid, partition: input.partition, createdAt: now }
     const record: SessionRecord = {
       ...meta,
@@ -149,7 +149,7 @@ export class Sessions implements SessionBackend {
       sealed: this.#keyRing.seal(JSON.stringify(input.data), sessionSealPurpose(meta)),
     }
     if (!(await this.#call(() => this.#store.set(record)))) throw new GatehouseError('internal', 'session id collision')
-    return { cookieValue, session: { ...record, data: input.data } }
+    return { cookieValue, session: { ...record, data: input.data }, replaced }
   }
 
   /** Replaces the sealed data (e.g. refreshed tokens); false when the session ended or changed meanwhile. */

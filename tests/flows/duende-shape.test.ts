@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
+import { logoutSidOf } from '../../src/endpoints/user.ts'
+import type { Session } from '../../src/session/session.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 
@@ -107,4 +109,46 @@ describe('/bff/logout?sid= with the session\'s sid claim (Duende\'s documented c
     assert.equal((await browser.get(`${flow.origin}/bff/logout?sid=${sid}&sid=${sid}`)).status, 400)
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
   })
+})
+
+describe('a logout by the IdP\'s sid must come from the application', () => {
+  let flow: Flow
+  const SPA = 'http://localhost:5173'
+  before(async () => {
+    flow = await startFlow({ gatehouse: { cors: { allowedOrigins: [SPA] } } })
+  })
+  after(() => flow.close())
+
+  async function sidOf(browser: BrowserJar): Promise<string> {
+    return find(await claimsOf(flow, browser), 'sid')!.value as string
+  }
+
+  test('a cross-site navigation carrying the right sid (another relying party knows it) is refused with 403 and the session survives', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const sid = encodeURIComponent(await sidOf(browser))
+    for (const referer of [undefined, 'https://rp.example.com/page', 'http://localhost:5174/']) {
+      const res = await browser.get(`${flow.origin}/bff/logout?sid=${sid}`, { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', ...(referer ? { referer } : {}) })
+      assert.equal(res.status, 403, `referer ${String(referer)}`)
+      assert.match(res.text, /from the application/, 'the page says why')
+    }
+    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'still logged in')
+  })
+
+  test('the app\'s own navigation (same-origin, same-site, typed) and a cross-site one from an allowed CORS origin end the session', async () => {
+    const cases: Array<Record<string, string>> = [{ 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'same-site' }, { 'sec-fetch-site': 'none' }, { 'sec-fetch-site': 'cross-site', referer: `${SPA}/orders` }]
+    for (const headers of cases) {
+      const browser = flow.browser()
+      await flow.login(browser)
+      const res = await browser.get(`${flow.origin}/bff/logout?sid=${encodeURIComponent(await sidOf(browser))}`, headers)
+      assert.equal(res.status, 302, JSON.stringify(headers))
+      assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401, JSON.stringify(headers))
+    }
+  })
+})
+
+test('a session whose IdP sent an empty sid is logged out with gatehouse\'s own value, never with an empty one', () => {
+  const session = { sid: '', data: { logoutSid: 'random-value-0123456789' } } as unknown as Session
+  assert.equal(logoutSidOf(session), 'random-value-0123456789')
+  assert.equal(logoutSidOf({ ...session, sid: 'idp-sid' } as Session), 'idp-sid')
 })

@@ -17,9 +17,11 @@ describe('hooks', () => {
   const hooks: Hooks = {
     enrichUser: async (session, claims) => {
       seenByEnricher.push(session)
+      // A careless hook that edits what it is given, in place.
+      for (const claim of [...claims, ...session.claims]) if (claim.type === 'name') claim.value = `${String(claim.value)}!`
       return [...claims, { type: 'role', value: session.sub === 'alice-0001' ? 'admin' : 'user' }, { type: 'bff:logout_url', value: 'https://evil.example.com/' }]
     },
-    loginParams: (req: IncomingMessage) => ({ ui_locales: 'de', acr_values: new URL(req.url!, 'http://x').searchParams.get('acr') ?? 'basic', state: 'attacker-chosen', redirect_uri: 'https://evil.example.com/cb' }),
+    loginParams: (req: IncomingMessage) => ({ ui_locales: 'de', acr_values: new URL(req.url!, 'http://x').searchParams.get('acr') ?? 'basic', state: 'attacker-chosen', Redirect_Uri: 'https://evil.example.com/cb', ' code_challenge ': 'x' }),
     logoutParams: (_req, session) => ({ ui_locales: 'fr', id_token_hint: 'forged', logout_hint: session?.sub ?? 'none' }),
     validateReturnUrl: (url) => !url.startsWith('/forbidden') && !url.includes('evil'),
     onSessionCreated: (session) => {
@@ -48,6 +50,18 @@ describe('hooks', () => {
     assert.ok(!('tokens' in seenByEnricher.at(-1)!), 'hooks never see tokens')
   })
 
+  test('a hook that edits the claims it is given in place changes only its own answer: nothing accumulates across requests', async () => {
+    const browser = flow.browser()
+    await flow.login(browser)
+    const names: unknown[] = []
+    for (let i = 0; i < 3; i++) {
+      const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as ClaimRecord[]
+      names.push(claims.find((c) => c.type === 'name')!.value)
+    }
+    // The hook appends "!" to what it gets: the session's own claims stay as the IdP sent them.
+    assert.deepEqual(names, ['Alice Example!', 'Alice Example!', 'Alice Example!'])
+  })
+
   test('loginParams adds authorize parameters, but cannot replace state or redirect_uri', async () => {
     const res = await flow.browser().get(`${flow.origin}/bff/login?acr=mfa`)
     assert.equal(res.status, 302)
@@ -57,6 +71,7 @@ describe('hooks', () => {
     assert.notEqual(authorize.searchParams.get('state'), 'attacker-chosen')
     assert.equal(authorize.searchParams.getAll('state').length, 1)
     assert.equal(authorize.searchParams.get('redirect_uri'), `${flow.origin}/signin-oidc`)
+    for (const name of authorize.searchParams.keys()) assert.ok(!['Redirect_Uri', ' code_challenge '].includes(name), `${name} in any spelling is gatehouse's`)
   })
 
   test('validateReturnUrl narrows the returnUrl at login and logout (400), and cannot widen the built-in rule', async () => {

@@ -84,7 +84,7 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
   for (const size of [0, 50, 1_000, 3_000, 4_500, 6_000, 8_000]) {
     const writes: string[] = []
     // start() takes "now" from the sessions object: sessions expire 8 h after NOW.
-    const session = await sessions.start({ sub: `sub-${size}`, sid: `sid-${size}`, partition: 'default', data: sessionData(setup, size) }, writes)
+    const { session } = await sessions.start({ sub: `sub-${size}`, sid: `sid-${size}`, partition: 'default', data: sessionData(setup, size) }, writes)
     const header = headerAfter(writes)
     pool.push({ session, header, jwe: reassembled(parseCookies(header))! })
   }

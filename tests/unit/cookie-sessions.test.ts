@@ -41,7 +41,7 @@ describe('cookie-mode sessions', () => {
   test('a session round-trips through one encrypted cookie (a JWE, no plaintext tokens)', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
     assert.equal(writes.length, 1)
     const value = writes[0]!.split(';')[0]!.split('=')[1]!
     assert.equal(value.split('.').length, 5, 'compact JWE')
@@ -55,7 +55,7 @@ describe('cookie-mode sessions', () => {
   test('a large session is split into chunks and reassembled; a missing chunk reads as no session', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, writes)
+    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, writes)
     const jar = browserCookies(writes)
     const head = jar.get('__Host-gatehouse')!
     assert.match(head, /^chunks-\d$/)
@@ -92,7 +92,7 @@ describe('cookie-mode sessions', () => {
     const oldKey = generateKey()
     const newKey = generateKey()
     const writes: string[] = []
-    const started = await setup([oldKey]).start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await setup([oldKey]).start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
     same(await setup([newKey, oldKey]).read(browserCookies(writes), 'default', { slide: false }, []), started)
     assert.equal(await setup([newKey]).read(browserCookies(writes), 'default', { slide: false }, []), undefined)
   })
@@ -111,7 +111,7 @@ describe('cookie-mode sessions', () => {
     let now = Date.now()
     const sessions = setup(undefined, () => now)
     const writes: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
     now += 5 * HOUR
     const renewal: string[] = []
     const renewed = await sessions.read(browserCookies(writes), 'default', { slide: true }, renewal)
@@ -126,7 +126,7 @@ describe('cookie-mode sessions', () => {
   test('after a refresh, a request still carrying the older cookie sees the refreshed tokens', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
     const refreshed = await sessions.modify(started, (d) => ({ ...d, tokens: { ...d.tokens, accessToken: 'AT2', refreshToken: 'RT2' } }))
     const rewrite: string[] = []
     const seen = await sessions.read(browserCookies(writes), 'default', { slide: false }, rewrite)
@@ -138,7 +138,7 @@ describe('cookie-mode sessions', () => {
   test('a session ended in this process stays ended: no read, refresh or rewrite brings it back', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
     await sessions.end(started)
     assert.equal(sessions.hasEnded(started), true)
     assert.equal(await sessions.read(browserCookies(writes), 'default', { slide: true }, []), undefined)
@@ -157,7 +157,7 @@ describe('cookie-mode sessions', () => {
   test('a shrinking session deletes the chunks it no longer needs', async () => {
     const sessions = setup()
     const big: string[] = []
-    const started = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, big)
+    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, big)
     const jar = browserCookies(big)
     const small = await sessions.modify(started, () => data())
     const writes: string[] = []
