@@ -116,7 +116,7 @@ function dataOf(input: SessionInput): SessionData {
 async function started(input: SessionInput) {
   const sessions = new CookieSessions({ keyRing: new KeyRing([generateKey()]), policy, cookie: { name: COOKIE, sameSite: 'lax', maxAgeSec: 86_400 } })
   const writes: string[] = []
-  const session = await sessions.start({ sub: input.sub, sid: input.sid, partition: input.partition, data: dataOf(input) }, writes)
+  const { session } = await sessions.start({ sub: input.sub, sid: input.sid, partition: input.partition, data: dataOf(input) }, writes)
   return { sessions, session, jar: jarAfter(writes), partition: input.partition }
 }
 
