@@ -706,6 +706,8 @@ async function main(): Promise<void> {
     keys,
     session: { store: storeLocation(store) },
     remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }],
+    // Every load connection replays one session: the per-session cap (default 32) must not turn the overhead bench into a 429 bench.
+    limits: { perClient: Math.max(32, CONNECTIONS) },
     log: { level: logLevel },
   })
 

@@ -17,10 +17,14 @@ export const ERRORS = {
   resource_refused: { status: 403, title: 'No token for this API: the identity provider grants none for its resource' },
   not_found: { status: 404, title: 'Not found' },
   payload_too_large: { status: 413, title: 'Request body too large for this API' },
+  body_idle: { status: 408, title: 'The request body stopped arriving' },
+  too_many_requests: { status: 429, title: 'Too many requests in flight from this client' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },
+  misdirected_request: { status: 421, title: 'Misdirected request: this host is not served here' },
   idp_unavailable: { status: 502, title: 'Identity provider unavailable' },
   upstream_unavailable: { status: 502, title: 'API unavailable' },
   upstream_timeout: { status: 504, title: 'API did not answer in time' },
+  upstream_busy: { status: 503, title: 'API busy: no connection to it became free in time' },
   store_unavailable: { status: 503, title: 'Session store unavailable' },
   internal: { status: 500, title: 'Internal error' },
 } as const satisfies Record<string, { status: number; title: string }>
@@ -45,13 +49,16 @@ export class GatehouseError extends Error {
   readonly errors: Record<string, string[]> | undefined
   /** Logged (at warn, or error for 5xx) where the request's failure is rendered: src/http/handle.ts. */
   readonly report: FailureReport | undefined
+  /** Sent as `Retry-After` (RFC 9110 §10.2.3) with 429 and 503 answers: when trying again makes sense. */
+  readonly retryAfterSec: number | undefined
 
-  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; errors?: Record<string, string[]>; report?: FailureReport }) {
+  constructor(code: ErrorCode, detail?: string, options?: { cause?: unknown; errors?: Record<string, string[]>; report?: FailureReport; retryAfterSec?: number }) {
     super(detail ?? ERRORS[code].title, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'GatehouseError'
     this.code = code
     this.errors = options?.errors
     this.report = options?.report
+    this.retryAfterSec = options?.retryAfterSec
   }
 
   get status(): number {

@@ -139,10 +139,10 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const telemetry = new Telemetry({ activeSessions: cookieMode || !store.count ? undefined : () => store.count!(now()) })
   const dpopKeys = new DpopKeys()
   const tokens = new TokenService({ sessions, store, clients, dpopKeys, events: sessionEvents, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
-  const upstreams = new Upstreams()
+  const upstreams = new Upstreams(config, telemetry)
   const apis = new RemoteApiRoutes(config.remoteApis)
   const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, hooks, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, store, keyRing, tokens, dpopKeys, apis, upstreams, cors: createCorsPolicy(config.cors?.allowedOrigins, config.antiForgery.header), telemetry, now }
-  warnAboutInsecureSettings(config, log)
+  warnAboutInsecureSettings(config, frontends, log)
   discoverAtStart(frontends, log)
 
   const handle = createHandle(services)
@@ -266,10 +266,15 @@ function discoverAtStart(frontends: Frontends, log: Logger): void {
   }
 }
 
-function warnAboutInsecureSettings(config: Config, log: Logger): void {
+function warnAboutInsecureSettings(config: Config, frontends: Frontends, log: Logger): void {
   if (!config.publicOrigin) {
-    log.warn('publicOrigin is not set: redirect URIs are built from the Host header; set it in production')
+    log.warn(
+      config.frontends.some((f) => f.origin !== undefined)
+        ? 'publicOrigin is not set: only the frontends\' origins are served, and path-based frontends build redirect URIs from the Host header; set it in production'
+        : 'publicOrigin is not set: redirect URIs are built from the Host header and requests for any host are answered (DNS rebinding); set it in production',
+    )
   }
+  if (frontends.origins) log.info({ event: 'host_allowlist', origins: frontends.origins.all }, 'requests are answered only for these origins\' hosts (421 otherwise; /healthz and /readyz for any host)')
   if (config.cors) log.info({ event: 'cors_on', origins: config.cors.allowedOrigins }, 'CORS is on for cors.allowedOrigins: /bff/user, /bff/session-events, protected local routes and remote APIs answer them')
   // A development origin (http://localhost:5173) left in a production config lets any page served there act as the user.
   const loopbackOrigins = config.cors?.allowedOrigins.filter((origin) => new URL(origin).protocol === 'http:') ?? []

@@ -76,6 +76,22 @@ export interface RemoteApiConfig {
   resource: string | undefined
   /** Scopes asked for in this API's resource tokens; empty: whatever the IdP grants for the resource. */
   scopes: string[]
+  /** Upstream connections of this API's own pool: at most this many of its requests are in flight. */
+  connections: number
+  /** Requests that may wait for one of those connections (default 2 × connections); more get 503 upstream_busy. */
+  queue: number
+}
+
+/** What one client may hold of the proxy, and how long a stalled body may hold a connection. */
+export interface LimitsConfig {
+  /** Proxied requests in flight per client (its session, else its address). */
+  perClient: number
+  /** Long-lived streams per client (WebSockets, Server-Sent Events), counted apart from perClient. */
+  perClientStreams: number
+  /** A request body that sends nothing for this long ends its request (408); 0: never. */
+  bodyIdleTimeoutMs: number
+  /** A client that accepts nothing of a response for this long loses it; 0: never. */
+  writeIdleTimeoutMs: number
 }
 
 export interface FrontendConfig {
@@ -83,6 +99,12 @@ export interface FrontendConfig {
   name: string
   path: string
   host: string | undefined
+  /**
+   * The origin browsers use for a host-based frontend: `frontends[].origin`, else publicOrigin's scheme
+   * (and port, when the host has none) with `host`; undefined without a host, or without either.
+   * Redirect URIs, the WebSocket Origin check and the silent-login target of this frontend use it.
+   */
+  origin: string | undefined
   static: string | undefined
   indexHtmlUrl: string | undefined
   indexHtmlCacheTtlMs: number
@@ -108,6 +130,7 @@ export interface Config {
   remoteApis: RemoteApiConfig[]
   frontends: FrontendConfig[]
   diagnostics: boolean
+  limits: LimitsConfig
   admin: { listen: { host: string; port: number }; token: string | undefined } | undefined
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   /** /bff/user: "string" — Duende.BFF's shape (every IdP claim value a string); "json" — values as the IdP sent them. */

@@ -3,7 +3,7 @@ import { METHODS } from 'node:http'
 import { z } from 'zod'
 import { parseDuration, parseSize } from './duration.ts'
 import type { Config, ConfigIssue, DpopSigningAlg } from './types.ts'
-import { isLoopbackHost } from '../http/origin.ts'
+import { derivedFrontendOrigin, isLoopbackHost, isOriginOfHost, originKeys } from '../http/origin.ts'
 import { decodeKey } from '../session/seal.ts'
 import { END_SESSION_PLACEHOLDERS } from '../oidc/end-session.ts'
 import { TENANT_ID } from '../oidc/issuer.ts'
@@ -25,6 +25,14 @@ const duration = (fallback: string, range: { allowZero?: boolean; maxMs?: number
       return ms
     })
 
+/** A whole number from `min` to `max`. */
+const count = (min: number, max: number) =>
+  z
+    .number()
+    .int(`must be a whole number from ${min} to ${max}`)
+    .min(min, `must be a whole number from ${min} to ${max}`)
+    .max(max, `must be a whole number from ${min} to ${max}`)
+
 const localPath = z
   .string()
   .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/, 'must be a path starting with "/"')
@@ -37,6 +45,21 @@ const webUrl = (what: string) =>
     const url = new URL(text)
     return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))
   }, `must be an https:// URL (${what}; http:// is accepted only for localhost/127.0.0.1/[::1])`)
+
+/**
+ * An origin browsers use (publicOrigin, frontends[].origin): https (http only for loopback hosts),
+ * scheme, host and optional port only, normalised (lower case, no default port). A host ending in "."
+ * is refused: browsers treat it as another origin, and gatehouse refuses such a Host (421).
+ */
+const webOrigin = (what: string) =>
+  webUrl(what)
+    .refine((text) => {
+      if (!URL.canParse(text)) return true
+      const url = new URL(text)
+      return url.pathname === '/' && !url.search && !url.hash && !/[?#]$/.test(text) && !url.username && !url.password
+    }, 'must be an origin without path, query, fragment or user info')
+    .refine((text) => !URL.canParse(text) || !new URL(text).hostname.endsWith('.'), 'must not end its host with "." (browsers treat "app.example.com." as another origin)')
+    .transform((text) => (URL.canParse(text) ? new URL(text).origin : text))
 
 const listen = (port: number) =>
   z.strictObject({
@@ -76,9 +99,10 @@ const COOKIE_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
 /**
  * The request methods Node's HTTP parser lets through to gatehouse (case-sensitive, RFC 9110 §9.1);
- * CONNECT never reaches a request handler. Any other name in `remoteApis[].methods` could never match.
+ * CONNECT never reaches a request handler, and TRACE is answered 405 by gatehouse itself on every
+ * path (src/http/handle.ts). Any other name in `remoteApis[].methods` could never match.
  */
-const PROXY_METHODS: ReadonlySet<string> = new Set(METHODS.filter((m) => m !== 'CONNECT'))
+const PROXY_METHODS: ReadonlySet<string> = new Set(METHODS.filter((m) => m !== 'CONNECT' && m !== 'TRACE'))
 
 const methodList = z
   .array(
@@ -86,6 +110,7 @@ const methodList = z
       error: (issue) => {
         const given = String(issue.input)
         const upper = given.toUpperCase()
+        if (upper === 'TRACE' || upper === 'TRACK') return `${given} is never forwarded: gatehouse answers it 405 itself (the upstream's echo would hold the access token)`
         return PROXY_METHODS.has(upper) ? `methods are case-sensitive: write "${upper}", not "${given}"` : `must be an HTTP method such as "GET", "POST" or "DELETE" (got "${given}")`
       },
     }),
@@ -95,15 +120,13 @@ const methodList = z
 
 const schema = z.strictObject({
   listen: listen(8080).default({ host: '127.0.0.1', port: 8080 }),
-  publicOrigin: webUrl('public origin')
-    .refine((text) => URL.canParse(text) && new URL(text).pathname === '/' && !new URL(text).search, 'must be an origin without path or query')
-    .transform((text) => new URL(text).origin)
-    .optional(),
+  publicOrigin: webOrigin('public origin').optional(),
   trustProxy: z.boolean().default(false),
   oidc: z.strictObject({
     authority: webUrl('the identity provider issuer'),
     issuer: webUrl('the issuer tokens carry').refine((text) => !text.includes('{'), 'must be one exact issuer (no {tenantid} template: the template comes from discovery)').optional(),
-    allowedIssuers: z.array(webUrl('an issuer tokens may carry')).min(1, 'must list at least one issuer (leave the key out otherwise)').optional(),
+    // Compared exactly with tokens' iss, so not only URLs: Google's id_tokens may carry "accounts.google.com".
+    allowedIssuers: z.array(z.string().regex(/^[\x21-\x7E]{1,2048}$/, 'must be an issuer exactly as tokens carry it (no spaces)')).min(1, 'must list at least one issuer (leave the key out otherwise)').optional(),
     allowedTenants: z.array(z.string().regex(TENANT_ID, 'must be a tenant id (letters, digits, ".", "_" or "-")')).min(1, 'must list at least one tenant id (leave the key out to allow every tenant)').optional(),
     endSessionEndpoint: webUrl('the end-session endpoint').optional(),
     endSessionParams: z
@@ -189,6 +212,9 @@ const schema = z.strictObject({
           }),
         resource: resourceIndicator.optional(),
         scopes: z.array(scopeToken).default([]),
+        // This API's own connection pool and wait queue (docs/remote-apis.md#capacity).
+        connections: count(1, 10_000).default(128),
+        queue: count(0, 100_000).optional(),
       }),
     )
     .default([]),
@@ -197,7 +223,13 @@ const schema = z.strictObject({
       z.strictObject({
         name: z.string().regex(/^[A-Za-z0-9-]{1,40}$/, 'must be 1–40 letters, digits or "-" (it names the cookie partition)'),
         path: localPath.refine((p) => p === '/' || !p.endsWith('/'), 'must be "/" or a prefix without a trailing slash').default('/'),
-        host: z.string().regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be a host name (optionally with :port)').optional(),
+        host: z
+          .string()
+          .regex(/^[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be a host name (optionally with :port)')
+          .refine((h) => !/\.(:|$)/.test(h) && !h.startsWith('.') && URL.canParse(`http://${h}/`), 'must be a host name such as "admin.example.com" (optionally with :port; no leading or trailing ".")')
+          .optional(),
+        // The origin browsers use for this host-based frontend; default: publicOrigin's scheme (and port) with `host`.
+        origin: webOrigin('the frontend\'s origin').optional(),
         static: z.string().min(1).optional(),
         indexHtmlUrl: webUrl('index.html location').optional(),
         indexHtmlCacheTtl: duration('5m'),
@@ -216,6 +248,15 @@ const schema = z.strictObject({
     )
     .default([]),
   diagnostics: z.boolean().default(false),
+  // What one client may hold of the proxy, and how long a stalled body may hold it (docs/remote-apis.md#capacity).
+  limits: z
+    .strictObject({
+      perClient: count(1, 1_000_000).default(32),
+      perClientStreams: count(1, 1_000_000).default(8),
+      bodyIdleTimeout: duration('10s', { allowZero: true }),
+      writeIdleTimeout: duration('30s', { allowZero: true }),
+    })
+    .prefault({}),
   admin: z
     .strictObject({
       listen: listen(9464).default({ host: '127.0.0.1', port: 9464 }),
@@ -276,16 +317,23 @@ export function validateConfig(raw: unknown): { config: Config; issues: [] } | {
     anonymousSessionResponse: value.anonymousSessionResponse,
     revokeRefreshTokenOnLogout: value.revokeRefreshTokenOnLogout,
     backchannelLogout: value.backchannelLogout,
-    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, methods, ...api }) => ({ ...api, methods, timeoutMs: t, maxBodyBytes: maxBodySize, resource: api.resource })),
+    remoteApis: value.remoteApis.map(({ timeout: t, maxBodySize, methods, queue, ...api }) => ({ ...api, methods, timeoutMs: t, maxBodyBytes: maxBodySize, resource: api.resource, queue: queue ?? 2 * api.connections })),
     frontends: value.frontends.map(({ indexHtmlCacheTtl, oidc: frontendOidc, ...f }) => ({
       ...f,
       host: f.host?.toLowerCase(),
+      origin: f.host === undefined ? undefined : (f.origin ?? (value.publicOrigin === undefined ? undefined : derivedFrontendOrigin(value.publicOrigin, f.host.toLowerCase()))),
       static: f.static,
       indexHtmlUrl: f.indexHtmlUrl,
       indexHtmlCacheTtlMs: indexHtmlCacheTtl,
       oidc: frontendOidc ? { ...frontendOidc } : undefined,
     })),
     diagnostics: value.diagnostics,
+    limits: {
+      perClient: value.limits.perClient,
+      perClientStreams: value.limits.perClientStreams,
+      bodyIdleTimeoutMs: value.limits.bodyIdleTimeout,
+      writeIdleTimeoutMs: value.limits.writeIdleTimeout,
+    },
     admin: value.admin ? { listen: value.admin.listen, token: value.admin.token } : undefined,
     log: value.log,
     user: value.user,
@@ -421,7 +469,67 @@ function crossCheck(raw: unknown): ConfigIssue[] {
     const folder = text(record(f).static)
     if (folder !== undefined && !isFolder(folder)) issues.push({ path: `frontends[${i}].static`, message: `folder "${folder}" does not exist` })
   })
+  issues.push(...checkOrigins(root, frontends, issues))
   return issues
+}
+
+/**
+ * publicOrigin and the host-based frontends' origins together are the hosts gatehouse answers for
+ * (src/http/origin.ts OwnOrigins): each frontend's origin must be of its host, and no two origins may
+ * be told apart only by scheme (a Host header carries none).
+ */
+function checkOrigins(root: Record<string, unknown>, frontends: unknown[], earlier: ConfigIssue[]): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const publicText = originText(root.publicOrigin)
+  // An http:// publicOrigin off loopback is the schema's to report; derived origins would only repeat it.
+  const publicOrigin = publicText !== undefined && (publicText.startsWith('https:') || isLoopbackHost(new URL(publicText).hostname)) ? publicText : undefined
+  const anyOrigin = frontends.some((f) => record(f).origin !== undefined)
+  // Every origin in use, with the key that configures it, for the clash checks below.
+  const used: Array<{ origin: string; key: string; path: string | undefined; index: number }> = []
+  if (publicOrigin !== undefined) used.push({ origin: publicOrigin, key: 'publicOrigin', path: undefined, index: -1 })
+  frontends.forEach((f, i) => {
+    const entry = record(f)
+    const host = text(entry.host)?.toLowerCase()
+    const given = entry.origin === undefined ? undefined : originText(entry.origin)
+    if (entry.origin !== undefined && host === undefined) {
+      issues.push({ path: `frontends[${i}].origin`, message: `needs frontends[${i}].host: an origin belongs to a host-based frontend (path-based ones use publicOrigin)` })
+      return
+    }
+    if (host === undefined || !/^[a-z0-9.-]+(:\d{1,5})?$/.test(host) || !URL.canParse(`http://${host}/`)) return
+    if (given !== undefined) {
+      if (!isOriginOfHost(given, host)) issues.push({ path: `frontends[${i}].origin`, message: `must be an origin of frontends[${i}].host "${host}" (got ${given})` })
+      else used.push({ origin: given, key: `frontends[${i}].origin`, path: text(entry.path) ?? '/', index: i })
+    } else if (publicOrigin !== undefined) {
+      const derived = derivedFrontendOrigin(publicOrigin, host)
+      if (derived.startsWith('http:') && !isLoopbackHost(new URL(derived).hostname)) {
+        issues.push({ path: `frontends[${i}].host`, message: `would be served at ${derived} (publicOrigin's scheme with this host), which is http:// on a host that is not loopback: set frontends[${i}].origin to its https:// origin` })
+      } else used.push({ origin: derived, key: `frontends[${i}].host`, path: text(entry.path) ?? '/', index: i })
+    } else if (anyOrigin && entry.origin === undefined) {
+      issues.push({ path: `frontends[${i}].origin`, message: 'is required when another frontend sets origin and publicOrigin is not set: gatehouse then answers only the configured origins and would refuse this host (set it, or set publicOrigin)' })
+    }
+  })
+  for (let a = 0; a < used.length; a++) {
+    for (let b = 0; b < a; b++) {
+      const later = used[a]!
+      const earlierOne = used[b]!
+      if (later.origin !== earlierOne.origin) {
+        // Same host, other scheme: the Host header cannot say which one a request is for.
+        const shared = originKeys(later.origin).some((k) => originKeys(earlierOne.origin).includes(k))
+        if (shared) issues.push({ path: later.key, message: `is ${later.origin}, and ${earlierOne.key} is ${earlierOne.origin}: the same host under another scheme (a request's Host cannot tell them apart)` })
+      } else if (later.path !== undefined && later.path === earlierOne.path && !earlier.some((i) => i.path === `frontends[${later.index}].path`)) {
+        issues.push({ path: later.key, message: `gives origin ${later.origin} at path "${later.path}", which frontends[${earlierOne.index}] already serves` })
+      }
+    }
+  }
+  return issues
+}
+
+/** A configured origin as the schema normalises it; undefined when it is not one (the schema reports that). */
+function originText(value: unknown): string | undefined {
+  const raw = text(value)
+  if (raw === undefined || !URL.canParse(raw)) return undefined
+  const url = new URL(raw)
+  return /^https?:$/.test(url.protocol) && url.pathname === '/' && url.hostname !== '' ? url.origin : undefined
 }
 
 function isFolder(path: string): boolean {

@@ -95,17 +95,12 @@ const completeLogin: Handler = async (ctx) => {
 }
 
 /**
- * Why no pending login matched, for the operator: most often the login began under another host
- * name than the callback reached (the login cookie is host-bound), or the browser dropped the cookie.
+ * Why no pending login matched, for the operator: most often the browser dropped the cookie, or the
+ * login began under another host name than the callback reached (the login cookie is host-bound).
+ * With publicOrigin set a callback never reaches a host gatehouse does not serve (421 or 308 first).
  */
 function stateHint(ctx: Parameters<Handler>[0], cookieName: string): Record<string, string> {
-  const { publicOrigin, session } = ctx.services.config
-  const host = ctx.req.headers.host
-  const public_ = publicOrigin === undefined ? undefined : new URL(publicOrigin)
-  // Compared as URL hosts: "app.example.com:443" is publicOrigin's host for https.
-  if (public_ !== undefined && host !== undefined && URL.canParse(`${public_.protocol}//${host}`) && new URL(`${public_.protocol}//${host}`).host !== public_.host) {
-    return { problem: 'no login cookie for this state', hint: `the callback reached host "${host}" but publicOrigin is ${publicOrigin}: the login cookie is set for publicOrigin's host; open the app there (or fix publicOrigin / the IdP's redirect_uri)` }
-  }
+  const { session } = ctx.services.config
   if (ctx.cookies.has(cookieName)) return { problem: 'the login cookie for this state is expired or was not sealed by this gatehouse (its keys)' }
   const pending = [...ctx.cookies.keys()].some((name) => name.startsWith(loginCookiePrefix(session.cookieName)))
   return pending

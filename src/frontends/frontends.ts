@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import type { Config, FrontendConfig, OidcConfig } from '../config/types.ts'
+import { OwnOrigins } from '../http/origin.ts'
 import { OidcClient } from '../oidc/client.ts'
 import { ClientCredentials } from '../tokens/client-credentials.ts'
 import { RemoteIndexHtml } from './index-html.ts'
@@ -26,6 +27,8 @@ export interface Frontend {
   /** What endpoint paths get in front: '' for '/', else the path. */
   prefix: string
   host: string | undefined
+  /** The origin browsers use for this host-based frontend (FrontendConfig.origin); undefined for a path-based one. */
+  origin: string | undefined
   cookieName: string
   oidcConfig: OidcConfig
   oidc: OidcClient
@@ -44,6 +47,11 @@ export const DEFAULT_FRONTEND = 'default'
  */
 export class Frontends {
   readonly all: readonly Frontend[]
+  /**
+   * The origins gatehouse answers for — publicOrigin and every host-based frontend's origin — or
+   * undefined when none is configured (then any well-formed Host is answered, as it names the origin).
+   */
+  readonly origins: OwnOrigins | undefined
   readonly #byName: Map<string, Frontend>
   readonly #fallback: Frontend
 
@@ -53,7 +61,7 @@ export class Frontends {
     const hasRoot = config.frontends.some((f) => f.path === '/' && f.host === undefined)
     const entries: FrontendConfig[] = hasRoot
       ? config.frontends
-      : [...config.frontends, { name: DEFAULT_FRONTEND, path: '/', host: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
+      : [...config.frontends, { name: DEFAULT_FRONTEND, path: '/', host: undefined, origin: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
     const shared = new Map<string, { oidc: OidcClient; clientCredentials: ClientCredentials }>()
     this.all = entries.map((entry, index) => {
       const oidcConfig = mergeOidc(config.oidc, entry.oidc)
@@ -72,12 +80,15 @@ export class Frontends {
         path: entry.path,
         prefix: entry.path === '/' ? '' : entry.path,
         host: entry.host,
+        origin: entry.host === undefined ? undefined : entry.origin,
         cookieName: isRoot ? config.session.cookieName : `${config.session.cookieName}-${entry.name}`,
         oidcConfig,
         ...clients,
         serve: serverFor(entry, now, config.antiForgery.header),
       }
     })
+    const own = [...(config.publicOrigin === undefined ? [] : [config.publicOrigin]), ...this.all.flatMap((f) => (f.origin === undefined ? [] : [f.origin]))]
+    this.origins = own.length === 0 ? undefined : new OwnOrigins(own)
     this.#byName = new Map(this.all.map((f) => [f.name, f]))
     this.#fallback = this.all.find((f) => f.path === '/' && f.host === undefined)!
   }
@@ -90,11 +101,17 @@ export class Frontends {
     return this.#fallback
   }
 
-  /** The frontend a request belongs to. `host` is the request's host (lower-case, maybe with port). */
-  select(host: string | undefined, path: string): Frontend {
+  /**
+   * The frontend a request belongs to. `origin` is the one of `origins` the request's host named: a
+   * host-based frontend with an origin is matched by it exactly. Without configured origins, `host` —
+   * the request's host (lower-case, maybe with port) — is compared with the frontends' `host`.
+   */
+  select(host: string | undefined, path: string, origin?: string): Frontend {
     let best: Frontend | undefined
     for (const frontend of this.all) {
-      if (frontend.host !== undefined && frontend.host !== host && frontend.host !== host?.replace(/:\d+$/, '')) continue
+      if (frontend.host !== undefined) {
+        if (frontend.origin !== undefined ? frontend.origin !== origin : frontend.host !== host && frontend.host !== host?.replace(/:\d+$/, '')) continue
+      }
       if (frontend.path !== '/' && path !== frontend.path && !path.startsWith(`${frontend.path}/`)) continue
       if (!best || rank(frontend) > rank(best)) best = frontend
     }

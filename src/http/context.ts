@@ -66,9 +66,13 @@ export interface RequestContext {
 
 export type Handler = (ctx: RequestContext) => Promise<Reply>
 
-/** The one session read of a request. A cookie naming no live session is cleared on this response. */
+/**
+ * The one session read of a request. A cookie naming no live session is cleared on this response;
+ * a session cookie sent twice is no session and is kept (SECURITY.md T45), with one warning.
+ */
 export function resolveSession(ctx: RequestContext, slide: boolean): Promise<Session | undefined> {
-  return ctx.services.sessions.read(ctx.cookies, ctx.partition, { slide }, ctx.setCookies)
+  const onAmbiguous = () => ctx.log.warn({ requestId: ctx.requestId, event: 'cookie_ambiguous', partition: ctx.partition }, 'the request carries the session cookie more than once: read as no session, no cookie cleared')
+  return ctx.services.sessions.read(ctx.cookies, ctx.partition, { slide, onAmbiguous }, ctx.setCookies)
 }
 
 /** A query parameter that may appear at most once; a repeated one is ambiguous and refused by callers. */

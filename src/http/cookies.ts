@@ -3,10 +3,19 @@ export type SameSite = 'strict' | 'lax' | 'none'
 
 const MAX_COOKIES = 200
 
-/** Parses a Cookie header. Malformed pairs are skipped, never thrown on; the first of duplicate names wins. */
+/** Names that came more than once in the Cookie header a map was parsed from (only maps with repeats are listed). */
+const REPEATED = new WeakMap<ReadonlyMap<string, string>, ReadonlySet<string>>()
+const NONE_REPEATED: ReadonlySet<string> = new Set()
+
+/**
+ * Parses a Cookie header. Malformed pairs are skipped, never thrown on. The map keeps the first value
+ * of a repeated name; `repeatedCookieNames` tells which names repeated, so that a reader for whom a
+ * repeat is ambiguous (the session cookie) can refuse to pick one.
+ */
 export function parseCookies(header: string | undefined): Map<string, string> {
   const cookies = new Map<string, string>()
   if (!header) return cookies
+  let repeated: Set<string> | undefined
   let count = 0
   for (const pair of header.split(';')) {
     if (++count > MAX_COOKIES) break
@@ -15,9 +24,22 @@ export function parseCookies(header: string | undefined): Map<string, string> {
     const name = pair.slice(0, eq).trim()
     let value = pair.slice(eq + 1).trim()
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
-    if (name && !cookies.has(name)) cookies.set(name, value)
+    if (!name) continue
+    if (!cookies.has(name)) cookies.set(name, value)
+    else (repeated ??= new Set()).add(name)
   }
+  if (repeated) REPEATED.set(cookies, repeated)
   return cookies
+}
+
+/**
+ * The names a parsed Cookie header carried more than once (case-sensitive, after trimming, as
+ * `parseCookies` reads names). A browser sends a name twice when a second cookie of that name exists
+ * for another path or domain, or a nameless one whose value is `name=…` (cookie tossing): which one is
+ * the real one cannot be told. Empty for a map `parseCookies` did not make.
+ */
+export function repeatedCookieNames(cookies: ReadonlyMap<string, string>): ReadonlySet<string> {
+  return REPEATED.get(cookies) ?? NONE_REPEATED
 }
 
 const SAME_SITE: Readonly<Record<SameSite, string>> = { strict: 'Strict', lax: 'Lax', none: 'None' }

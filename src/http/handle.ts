@@ -23,8 +23,8 @@ import { applyCors, GET_ROUTE_CORS, READ_ROUTE_CORS, type CorsRule } from './cor
 import { isNavigation } from './navigation.ts'
 import { parseCookies } from './cookies.ts'
 import { resolveSession, type Handler, type RequestContext, type Services } from './context.ts'
-import { BASE_HEADERS, problemJson, problemPage, type Reply } from './reply.ts'
-import { hasUsableHostHeader, requestHost, requestOrigin } from './origin.ts'
+import { BASE_HEADERS, NO_STORE, problemJson, problemPage, type Reply } from './reply.ts'
+import { hasUsableHostHeader, isHostValue, requestedHost, requestHost, requestOrigin } from './origin.ts'
 
 /** API routes answer problem+json; page routes (a browser navigates there) answer a small HTML page. */
 export interface Route {
@@ -92,16 +92,39 @@ export function isMalformedTarget(target: string, origin: string): boolean {
   return !PLAIN_TARGET.test(target) && !URL.canParse(target, origin)
 }
 
+/** Probed by load balancers and orchestrators by address: answered whatever host the request names. */
+const PROBE_PATHS: ReadonlySet<string> = new Set(['/healthz', '/readyz'])
+
+/**
+ * The request's context. Its origin is the one the browser uses: with configured origins
+ * (publicOrigin, host-based frontends' origins — `frontends.origins`) the one the request's host
+ * names, and a host that names none makes the request misdirected (421, except health probes);
+ * without any, the origin the Host header (and trusted forwarded headers) gives.
+ */
 export function contextFor(req: IncomingMessage, services: Services): RequestContext {
   let ctx = contexts.get(req)
   if (ctx) return ctx
-  const origin = hasUsableHostHeader(req) ? requestOrigin(req, services.config.publicOrigin, services.config.trustProxy) : undefined
+  const { config, frontends } = services
   const requestId = randomUUID()
   const target = req.url ?? '/'
+  let origin: string | undefined
+  // With configured origins: the one the request's host named (host-based frontends are matched by it).
+  let named: string | undefined
   let invalid: GatehouseError | undefined
-  if (!origin) invalid = new GatehouseError('bad_request', 'the Host header is missing or malformed')
-  else if (!target.startsWith('/')) invalid = new GatehouseError('bad_request', 'the request target must be a path')
-  else if (isMalformedTarget(target, origin)) invalid = new GatehouseError('bad_request', 'the request URL is malformed')
+  if (!hasUsableHostHeader(req)) {
+    invalid = new GatehouseError('bad_request', 'the Host header is malformed or repeated')
+  } else if (frontends.origins === undefined) {
+    origin = requestOrigin(req, config.publicOrigin, config.trustProxy)
+    if (!origin) invalid = new GatehouseError('bad_request', 'the Host header is missing or malformed')
+  } else {
+    const host = requestedHost(req, config.trustProxy)
+    if (host !== undefined && !isHostValue(host)) invalid = new GatehouseError('bad_request', 'the Host header is malformed')
+    else if ((named = frontends.origins.match(host)) !== undefined) origin = named
+    else if (PROBE_PATHS.has(pathOf(target))) origin = config.publicOrigin ?? frontends.origins.all[0]!
+    else invalid = new GatehouseError('misdirected_request', 'the request names a host this gatehouse does not serve')
+  }
+  if (invalid === undefined && !target.startsWith('/')) invalid = new GatehouseError('bad_request', 'the request target must be a path')
+  else if (invalid === undefined && isMalformedTarget(target, origin!)) invalid = new GatehouseError('bad_request', 'the request URL is malformed')
   if (invalid) {
     ctx = newContext(req, () => new URL('http://invalid.invalid/'), 'http://invalid.invalid', requestId, services)
     ctx.invalid = invalid
@@ -109,7 +132,7 @@ export function contextFor(req: IncomingMessage, services: Services): RequestCon
     return ctx
   }
   ctx = newContext(req, () => new URL(target, origin), origin!, requestId, services)
-  ctx.frontend = services.frontends.select(requestHost(req, services.config.trustProxy), pathOf(req.url))
+  ctx.frontend = frontends.select(requestHost(req, config.trustProxy), pathOf(req.url), named)
   ctx.partition = ctx.frontend.name
   contexts.set(req, ctx)
   return ctx
@@ -140,7 +163,10 @@ export function createHandle(services: Services): (req: IncomingMessage, res: Se
   const byFrontend = new Map(services.frontends.all.map((f) => [f.name, buildRoutes(services.config, f)]))
   const labels = routeLabels(services.config, global, services.frontends.all, byFrontend)
   const access = accessLogger(services.log)
+  const door = createDoor(services, global, byFrontend, access)
   return (req, res, next) => {
+    // Before routing, any session read or upstream call: TRACE/TRACK, and requests for a host not served here.
+    if (door(req, res)) return
     const path = pathOf(req.url)
     const fail = (err: unknown) => abort(res, contextFor(req, services), err)
     const route = global.get(path) ?? byFrontend.get(contextFor(req, services).frontend.name)!.get(path)
@@ -162,6 +188,83 @@ export function createHandle(services: Services): (req: IncomingMessage, res: Se
     if (next) return next()
     services.telemetry.response(res, 'other')
     writeReply(res, problemJson(new GatehouseError('not_found'), ctx.requestId), ctx)
+  }
+}
+
+/** What a 405 to TRACE advertises where no route or `methods` list says more (RFC 9110 §10.2.1: methods advertised). */
+const USUAL_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
+
+/** At most one warning a minute about misdirected requests: a scanner or a rebinding page must not flood the log. */
+const MISDIRECTED_WARN_EVERY_MS = 60_000
+
+/**
+ * TRACE and TRACK (IIS's TRACE), in any letter case: an echo of the request would hand a script the
+ * cookies, or — through a remote API — the access token gatehouse attached (RFC 9110 §9.3.8). Node's
+ * HTTP/1 parser lets only "TRACE" through; other servers (HTTP/2) pass any method name.
+ */
+function isTrace(method: string | undefined): boolean {
+  if (method === undefined || method.length !== 5) return false
+  const upper = method.toUpperCase()
+  return upper === 'TRACE' || upper === 'TRACK'
+}
+
+/**
+ * The first step of every request, before routing: answers TRACE/TRACK with 405 on every path, and a
+ * request whose host names none of gatehouse's origins (DNS rebinding, a scanner, a client that used
+ * the address) with 421 — or, for a browser navigation to a management or frontend path, with a 308 to
+ * the same path on publicOrigin, where its cookies are. Returns whether it answered.
+ */
+function createDoor(services: Services, global: Map<string, Route>, byFrontend: Map<string, Map<string, Route>>, access: Logger): (req: IncomingMessage, res: ServerResponse) => boolean {
+  const { config } = services
+  const routeMethods = new Map<string, string>()
+  for (const routes of [global, ...byFrontend.values()]) for (const [path, route] of routes) if (!routeMethods.has(path)) routeMethods.set(path, route.methods.join(', '))
+  const allowFor = (req: IncomingMessage): string => {
+    const methods = routeMethods.get(pathOf(req.url))
+    if (methods !== undefined) return methods
+    const api = services.apis.match(req.url ?? '/')
+    if (api === undefined) return 'GET, HEAD'
+    return api === 'escape' ? USUAL_METHODS : (api.api.allowHeader ?? USUAL_METHODS)
+  }
+  /** A navigation a 308 to publicOrigin helps: to a management endpoint, or a path a host-less frontend serves. */
+  const isRedirectable = (req: IncomingMessage, target: string): boolean => {
+    if (config.publicOrigin === undefined || (req.method !== 'GET' && req.method !== 'HEAD') || !PLAIN_TARGET.test(target)) return false
+    if (!isNavigation(req.headers, config.antiForgery.header)) return false
+    const path = pathOf(target)
+    if (routeMethods.has(path)) return true
+    return services.apis.match(target) === undefined && services.frontends.select(undefined, path).serve !== undefined
+  }
+  let warnedAt = -Infinity
+  return (req, res) => {
+    if (isTrace(req.method)) {
+      services.telemetry.response(res, 'other')
+      const requestId = randomUUID()
+      const reply = problemJson(new GatehouseError('method_not_allowed', `${req.method} is not answered: it would echo the request, credentials included`), requestId)
+      reply.headers.allow = allowFor(req)
+      writeReply(res, reply, { req, setCookies: [] })
+      access.info({ requestId, method: req.method, path: pathOf(req.url), status: reply.status }, 'request')
+      return true
+    }
+    if (services.frontends.origins === undefined) return false
+    const ctx = contextFor(req, services)
+    if (ctx.invalid?.code !== 'misdirected_request') return false
+    services.telemetry.response(res, 'other')
+    const target = req.url ?? '/'
+    const reply: Reply = isRedirectable(req, target) ? { status: 308, headers: { location: `${config.publicOrigin}${target}`, ...NO_STORE } } : problemJson(ctx.invalid, ctx.requestId)
+    writeReply(res, reply, ctx)
+    access.info({ requestId: ctx.requestId, method: req.method, path: pathOf(target), status: reply.status }, 'request')
+    const now = services.now()
+    if (now - warnedAt >= MISDIRECTED_WARN_EVERY_MS) {
+      warnedAt = now
+      // Request headers are never logged (docs/operations.md): what kind of host came, and in which header.
+      const host = requestedHost(req, config.trustProxy)
+      const header = host === undefined ? null : config.trustProxy && req.headers['x-forwarded-host'] !== undefined ? 'X-Forwarded-Host' : 'Host'
+      const hostKind = host === undefined ? 'absent' : /^\[|^[\d.]+(:\d+)?$/.test(host) ? 'ip_address' : 'name'
+      services.log.warn(
+        { event: 'misdirected_request', requestId: ctx.requestId, header, hostKind, origins: services.frontends.origins.all },
+        "a request named a host gatehouse does not serve: refused with 421 (a browser navigation is sent on to publicOrigin with 308). If your proxy or load balancer sent it, have it pass the browser's Host (or X-Forwarded-Host, with trustProxy). At most one such warning a minute",
+      )
+    }
+    return true
   }
 }
 
@@ -248,9 +351,11 @@ async function runProxy(match: ApiMatch | 'escape', req: IncomingMessage, res: S
       if (api.allowed && !api.allowed.has(req.method ?? '')) throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
       if (api.antiForgery && !isAntiForgeryValid(req.headers, services.config.antiForgery)) throw new GatehouseError('antiforgery_failed')
       const session = api.token === 'none' ? undefined : await resolveSession(ctx, true)
+      // One of the client's places (its session's, else its address's) before any token work: 429 when it holds them all.
+      const place = services.upstreams.admit(req, res, api, session)
       const token = await services.tokens.tokenFor(session, api.token, ctx.partition, resourceOf(api))
       if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
-      await forward(ctx, res, match, token, services.upstreams, session)
+      await forward(ctx, res, match, token, services.upstreams, session, place)
       // 499: the client left before an answer started (as the request counter says).
       status = res.headersSent ? res.statusCode : 499
     }
@@ -273,7 +378,7 @@ export function failureReply(err: unknown, ctx: RequestContext, kind: Route['kin
   return kind === 'page' && !parameterErrors ? problemPage(err, ctx.requestId) : problemJson(err, ctx.requestId)
 }
 
-export function writeReply(res: ServerResponse, reply: Reply, ctx: RequestContext): void {
+export function writeReply(res: ServerResponse, reply: Reply, ctx: Pick<RequestContext, 'req' | 'setCookies'>): void {
   if (res.headersSent) {
     res.destroy()
     return

@@ -1,4 +1,4 @@
-import { toProblem } from '../errors.ts'
+import { GatehouseError, toProblem } from '../errors.ts'
 
 /** What a handler returns; only http/handle.ts writes it to the socket. */
 export interface Reply {
@@ -37,7 +37,9 @@ export function html(status: number, body: string, headers: Record<string, strin
 
 export function problemJson(err: unknown, requestId: string): Reply {
   const problem = toProblem(err, requestId)
-  return { status: problem.status, headers: { 'content-type': 'application/problem+json; charset=utf-8', ...NO_STORE }, body: JSON.stringify(problem) }
+  const headers: Record<string, string> = { 'content-type': 'application/problem+json; charset=utf-8', ...NO_STORE }
+  if (err instanceof GatehouseError && err.retryAfterSec !== undefined) headers['retry-after'] = String(err.retryAfterSec)
+  return { status: problem.status, headers, body: JSON.stringify(problem) }
 }
 
 /** The same problem as a tiny page, for endpoints a browser navigates to (login, callback, logout). */

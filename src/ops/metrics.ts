@@ -5,10 +5,23 @@ import { GatehouseError } from '../errors.ts'
 export type LoginResult = 'ok' | 'invalid_state' | 'idp_error' | 'idp_unavailable' | 'bad_request' | 'error'
 export type RefreshResult = 'ok' | 'invalid_grant' | 'unavailable' | 'session_ended' | 'resource_refused'
 export type BackchannelResult = 'ok' | 'invalid' | 'error'
+/** Why the proxy refused or ended a request to protect its upstream connections (docs/operations.md). */
+export type ProxyRefusal = 'upstream_busy' | 'per_client' | 'per_client_streams' | 'body_idle' | 'write_idle'
 
 const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'invalid_state', 'idp_error', 'idp_unavailable', 'bad_request', 'error']
 const REFRESH_RESULTS: readonly RefreshResult[] = ['ok', 'invalid_grant', 'unavailable', 'session_ended', 'resource_refused']
 const BACKCHANNEL_RESULTS: readonly BackchannelResult[] = ['ok', 'invalid', 'error']
+const PROXY_REFUSALS: readonly ProxyRefusal[] = ['upstream_busy', 'per_client', 'per_client_streams', 'body_idle', 'write_idle']
+
+/** A wait for a free upstream connection is short or a sign of a pool too small; it never outlasts the API's timeout. */
+const WAIT_BUCKETS_SEC = [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+
+/** One remote API's connection pool at scrape time. */
+export interface ProxyPoolState {
+  api: string
+  inFlight: number
+  queued: number
+}
 
 /** Methods get their own label value; anything else is "other", so a client cannot mint label values. */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
@@ -42,6 +55,8 @@ export class Telemetry {
   readonly #logouts: Counter
   readonly #refreshes: Counter<'result'>
   readonly #backchannel: Counter<'result'>
+  readonly #proxyRefused: Counter<'api' | 'reason'>
+  readonly #proxyWait: Histogram<'api'>
   #processMetrics = false
 
   constructor(options: TelemetryOptions = {}) {
@@ -63,6 +78,19 @@ export class Telemetry {
     this.#logouts = new Counter({ name: 'gatehouse_logouts_total', help: 'Sessions ended by the user logging out', registers })
     this.#refreshes = new Counter({ name: 'gatehouse_token_refreshes_total', help: 'Access-token refresh grants, by result', labelNames: ['result'], registers })
     this.#backchannel = new Counter({ name: 'gatehouse_backchannel_logouts_total', help: 'Back-channel logout requests from the IdP, by result', labelNames: ['result'], registers })
+    this.#proxyRefused = new Counter({
+      name: 'gatehouse_proxy_refused_total',
+      help: 'Proxied requests refused or ended to protect upstream connections, by API path and reason: upstream_busy (503: no connection free in time, or the wait queue full), per_client / per_client_streams (429: the client holds all its places), body_idle (the request body stalled), write_idle (the client stopped reading the answer)',
+      labelNames: ['api', 'reason'],
+      registers,
+    })
+    this.#proxyWait = new Histogram({
+      name: 'gatehouse_proxy_queue_wait_seconds',
+      help: "Time proxied requests waited for a free connection of their API's pool, by API path (requests that found one free at once are not observed)",
+      labelNames: ['api'],
+      buckets: WAIT_BUCKETS_SEC,
+      registers,
+    })
     // Every known series exists from the start, so rate() and increase() see the first event.
     for (const result of LOGIN_RESULTS) this.#logins.inc({ result }, 0)
     for (const result of REFRESH_RESULTS) this.#refreshes.inc({ result }, 0)
@@ -96,6 +124,46 @@ export class Telemetry {
 
   proxied(api: string, durationMs: number): void {
     this.#proxyDuration.observe({ api }, durationMs / 1000)
+  }
+
+  /**
+   * Exports the remote APIs' pools, read at scrape time (nothing is recorded per request): requests
+   * holding a connection and requests waiting for one. Every API's refusal series starts at 0.
+   */
+  watchProxyPools(apis: readonly string[], read: () => Iterable<ProxyPoolState>): void {
+    const registers = [this.registry]
+    const states = () => {
+      const byApi = new Map<string, ProxyPoolState>(apis.map((api) => [api, { api, inFlight: 0, queued: 0 }]))
+      for (const state of read()) byApi.set(state.api, state)
+      return byApi.values()
+    }
+    new Gauge({
+      name: 'gatehouse_proxy_in_flight',
+      help: 'Proxied requests holding one of their API\'s upstream connections now, by API path (at most remoteApis[].connections)',
+      labelNames: ['api'],
+      registers,
+      collect() {
+        for (const state of states()) this.set({ api: state.api }, state.inFlight)
+      },
+    })
+    new Gauge({
+      name: 'gatehouse_proxy_queue_length',
+      help: "Proxied requests waiting for a free connection of their API's pool now, by API path (at most remoteApis[].queue)",
+      labelNames: ['api'],
+      registers,
+      collect() {
+        for (const state of states()) this.set({ api: state.api }, state.queued)
+      },
+    })
+    for (const api of apis) for (const reason of PROXY_REFUSALS) this.#proxyRefused.inc({ api, reason }, 0)
+  }
+
+  proxyRefused(api: string, reason: ProxyRefusal): void {
+    this.#proxyRefused.inc({ api, reason })
+  }
+
+  proxyWaited(api: string, durationMs: number): void {
+    this.#proxyWait.observe({ api }, durationMs / 1000)
   }
 
   login(result: LoginResult): void {

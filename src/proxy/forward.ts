@@ -1,32 +1,111 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Transform, type Readable } from 'node:stream'
+import { Transform, type Duplex, type Readable } from 'node:stream'
 import type { Span } from '@opentelemetry/api'
-import { Pool } from 'undici'
+import type { Pool } from 'undici'
+import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { RequestContext } from '../http/context.ts'
 import { corsUpstreamHeaders, matchOrigin } from '../http/cors.ts'
+import { clientAddress } from '../http/origin.ts'
+import type { ProxyRefusal, Telemetry } from '../ops/metrics.ts'
 import type { Session } from '../session/session.ts'
 import { dpopProof, type DpopKey } from '../tokens/dpop.ts'
 import type { TokenOutcome } from '../tokens/tokens.ts'
 import { span } from '../ops/tracing.ts'
+import { ApiPool, type WaitOutcome } from './api-pool.ts'
+import { addressKey, ClientLimits, isEventStreamAnswer, isEventStreamRequest, type ClientPlace, type PlaceKind } from './client-limits.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
-import type { ApiMatch } from './routes.ts'
+import type { ApiMatch, RemoteApi } from './routes.ts'
 
-/** Keep-alive connection pools, one per upstream origin; only configured targets ever get one. */
+/** Seconds a client over its cap is told to wait: one of its own requests usually ends by then. */
+const PER_CLIENT_RETRY_AFTER_SEC = 1
+/** Seconds a client is told to wait when an API's pool is saturated: long enough to let it drain a little. */
+const BUSY_RETRY_AFTER_SEC = 2
+
+/**
+ * What the proxy holds of the upstreams, and what each client may hold of that: one keep-alive pool
+ * per remote API (not per origin: one API's held requests never starve another API on the same host),
+ * each with a bounded wait queue (src/proxy/api-pool.ts), and per-client caps on requests in flight.
+ * Only configured targets ever get a pool.
+ */
 export class Upstreams {
-  readonly #pools = new Map<string, Pool>()
+  readonly #pools = new Map<string, ApiPool>()
+  readonly #clients: ClientLimits
+  readonly #config: Pick<Config, 'limits' | 'trustProxy'>
+  readonly #telemetry: Telemetry | undefined
 
-  pool(origin: string): Pool {
-    let pool = this.#pools.get(origin)
+  constructor(config: Pick<Config, 'limits' | 'trustProxy' | 'remoteApis'>, telemetry?: Telemetry) {
+    this.#config = config
+    this.#clients = new ClientLimits(config.limits)
+    this.#telemetry = telemetry
+    telemetry?.watchProxyPools(
+      config.remoteApis.map((api) => api.path),
+      () => [...this.#pools].map(([api, pool]) => ({ api, inFlight: pool.inFlight, queued: pool.queued })),
+    )
+  }
+
+  get limits(): Config['limits'] {
+    return this.#config.limits
+  }
+
+  /** The API's own pool (made at its first request). */
+  pool(api: RemoteApi): ApiPool {
+    let pool = this.#pools.get(api.path)
     if (!pool) {
-      pool = new Pool(origin, { connections: 128, keepAliveTimeout: 10_000, connect: { timeout: 10_000 } })
-      this.#pools.set(origin, pool)
+      pool = new ApiPool(api.origin, api.connections, api.queue)
+      this.#pools.set(api.path, pool)
     }
     return pool
   }
 
+  /**
+   * A place for this request among its client's (`limits.perClient`, or `limits.perClientStreams` for a
+   * WebSocket or an event stream), given back when `closed` emits 'close' — however the request ends.
+   * The client is its session, else its address as `trustProxy` resolves it. Throws 429
+   * too_many_requests when the client holds all its places. Undefined when the request is already gone
+   * (its 'close' has fired: nothing would give the place back, and no upstream call is made for it).
+   */
+  admit(req: IncomingMessage, closed: ServerResponse | Duplex, api: RemoteApi, session: Session | undefined, kind: PlaceKind = isEventStreamRequest(req.headers) ? 'stream' : 'request'): ClientPlace | undefined {
+    if (closed.destroyed) return undefined
+    const client = session?.idHash ?? addressKey(clientAddress(req, this.#config.trustProxy))
+    const place = this.#clients.take(client, kind)
+    if (!place) throw this.#tooMany(api, kind)
+    closed.once('close', place.release)
+    return place
+  }
+
+  /** Waits for a connection of `api`'s pool; throws 503 upstream_busy when the queue is full or the wait runs out. */
+  async wait(api: RemoteApi, pool: ApiPool, timeoutMs: number, signal?: AbortSignal): Promise<'granted' | 'aborted'> {
+    const started = performance.now()
+    const outcome = await pool.wait(timeoutMs, signal)
+    if (outcome !== 'full') this.#telemetry?.proxyWaited(api.path, performance.now() - started)
+    if (outcome === 'granted' || outcome === 'aborted') return outcome
+    throw this.#busy(api, pool, outcome)
+  }
+
+  refused(api: RemoteApi, reason: ProxyRefusal): void {
+    this.#telemetry?.proxyRefused(api.path, reason)
+  }
+
+  /** An ordinary request whose API answered an event stream moves to a stream place; 429 when the client has none left. */
+  toStream(api: RemoteApi, place: ClientPlace | undefined): void {
+    if (place && !place.toStream()) throw this.#tooMany(api, 'stream')
+  }
+
+  #tooMany(api: RemoteApi, kind: PlaceKind): GatehouseError {
+    this.refused(api, kind === 'stream' ? 'per_client_streams' : 'per_client')
+    const what = kind === 'stream' ? `${this.#clients.limit('stream')} streams (WebSockets, event streams)` : `${this.#clients.limit('request')} requests`
+    return new GatehouseError('too_many_requests', `this client already has ${what} in flight through gatehouse; retry once one has ended`, { retryAfterSec: PER_CLIENT_RETRY_AFTER_SEC })
+  }
+
+  #busy(api: RemoteApi, pool: ApiPool, outcome: Exclude<WaitOutcome, 'granted' | 'aborted'>): GatehouseError {
+    this.refused(api, 'upstream_busy')
+    const why = outcome === 'full' ? `its ${pool.connections} connections are in use and ${pool.queueLimit} requests already wait` : `none of its ${pool.connections} connections became free within ${api.timeoutMs} ms`
+    return new GatehouseError('upstream_busy', `the ${api.path} API is busy: ${why}`, { retryAfterSec: BUSY_RETRY_AFTER_SEC })
+  }
+
   async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((pool) => pool.close().catch(() => pool.destroy())))
+    await Promise.all([...this.#pools.values()].map((pool) => pool.close()))
     this.#pools.clear()
   }
 }
@@ -38,15 +117,15 @@ const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
  * bodies and Server-Sent Events pass through as they come. Errors before the answer starts are
  * thrown as 502/504 problems; after that the only honest signal left is closing the connection.
  */
-export function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined): Promise<void> {
+export function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined, place?: ClientPlace): Promise<void> {
   // The API's configured path and the method only: never the request's URL (its query) or headers.
   const attributes = { 'gatehouse.api': match.api.path, 'http.request.method': METHODS.has(ctx.req.method ?? '') ? ctx.req.method! : '_OTHER' }
-  return span('gatehouse.proxy', attributes, (current) => forwardIn(current, ctx, res, match, token, upstreams, session))
+  return span('gatehouse.proxy', attributes, (current) => forwardIn(current, ctx, res, match, token, upstreams, session, place))
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
-async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined): Promise<void> {
+async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined, place: ClientPlace | undefined): Promise<void> {
   const { req } = ctx
   const { api } = match
   const method = req.method ?? 'GET'
@@ -71,28 +150,71 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   // The client left while the session or token was being resolved: its 'close' has fired already,
   // so nothing would ever cancel an upstream call made now. Make none.
   if (res.destroyed) return
+  // One of the API's connections: a free one at once, else a bounded wait that counts toward the API's
+  // timeout (503 upstream_busy past it, or when too many already wait).
+  const pool = upstreams.pool(api)
+  const waitStartedAt = performance.now()
+  if (!pool.tryAcquire()) {
+    try {
+      if ((await upstreams.wait(api, pool, api.timeoutMs, abort.signal)) === 'aborted') return
+    } catch (err) {
+      current.setAttribute('http.response.status_code', 503)
+      throw err
+    }
+    if (res.destroyed) return void pool.release()
+  }
+  const release = once(() => pool.release())
+  const { limits } = upstreams
+  const stalled = { hit: false }
+  const onBodyIdle = () => {
+    stalled.hit = true
+    upstreams.refused(api, 'body_idle')
+    // Before the answer: a 408 (the connection then closes: the rest of that body will never be read).
+    // After: the connection is all there is to end. Either way the upstream call ends, freeing its connection.
+    if (res.headersSent) return void res.destroy()
+    res.setHeader('connection', 'close')
+    abort.abort()
+  }
   let upstream: Awaited<ReturnType<Pool['request']>>
   const startedAt = performance.now()
   try {
-    upstream = await upstreams.pool(api.origin).request({
+    upstream = await pool.dispatcher.request({
       path: match.upstreamPath,
       method: method as 'GET',
       headers: upstreamHeadersFor(ctx, token, false, proof),
-      body: hasBody ? limitBody(req, api.maxBodyBytes, tooLarge) : null,
+      body: hasBody ? requestBody(req, { limit: api.maxBodyBytes, tooLarge, idleMs: limits.bodyIdleTimeoutMs, onIdle: onBodyIdle }) : null,
       signal: abort.signal,
-      headersTimeout: api.timeoutMs,
+      headersTimeout: Math.max(1, Math.ceil(api.timeoutMs - (startedAt - waitStartedAt))),
       // A stream may idle between events (SSE); the client closing it ends the upstream call.
       bodyTimeout: 0,
     })
   } catch (err) {
-    const failure = tooLarge.hit ? new GatehouseError('payload_too_large', `the ${api.path} API accepts at most ${api.maxBodyBytes} bytes`) : upstreamFailure(err, api.path, api.timeoutMs)
+    release()
+    const failure = stalled.hit
+      ? new GatehouseError('body_idle', `the request body sent nothing for ${limits.bodyIdleTimeoutMs} ms`)
+      : tooLarge.hit
+        ? new GatehouseError('payload_too_large', `the ${api.path} API accepts at most ${api.maxBodyBytes} bytes`)
+        : upstreamFailure(err, api.path, api.timeoutMs)
     current.setAttribute('http.response.status_code', failure.status)
     throw failure
   } finally {
     ctx.services.telemetry.proxied(api.path, performance.now() - startedAt)
   }
+  // The connection is the API's again once the answer has been read to its end or abandoned.
+  upstream.body.once('close', release)
+  if (isEventStreamAnswer(upstream.headers['content-type'])) {
+    try {
+      upstreams.toStream(api, place)
+    } catch (err) {
+      upstream.body.on('error', () => {})
+      upstream.body.destroy()
+      current.setAttribute('http.response.status_code', 429)
+      throw err
+    }
+  }
   const { config, sessions } = ctx.services
-  const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName)
+  // A user's token from the session (not a client token: that answer is the same for everyone) makes the answer private by default.
+  const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName, { userToken: token.kind === 'token' && session !== undefined && api.token !== 'client' })
   // Its own CORS headers are gone; gatehouse's (set on res before) stay, with Vary and exposed names to match.
   if (ctx.services.cors !== undefined) corsUpstreamHeaders(headers, matchOrigin(ctx.services.cors, ctx.req.headers.origin) !== undefined)
   // A logout that happened while the upstream was answering wins over a cookie rewrite queued before it.
@@ -103,18 +225,25 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
     headers['cache-control'] = 'no-store'
   }
   current.setAttribute('http.response.status_code', upstream.statusCode)
-  res.writeHead(upstream.statusCode, headers)
+  try {
+    res.writeHead(upstream.statusCode, headers)
+  } catch (err) {
+    // An answer that cannot be passed on must not keep its connection: nothing else would read it.
+    upstream.body.on('error', () => {})
+    upstream.body.destroy()
+    throw err
+  }
   // An answer of unknown length may be a stream that idles (SSE): the browser gets its headers now.
   // A sized one sends them with its first bytes, in one write.
   if (upstream.headers['content-length'] === undefined) res.flushHeaders()
-  await relay(upstream.body, res)
+  await relay(upstream.body, res, limits.writeIdleTimeoutMs, () => upstreams.refused(api, 'write_idle'))
 }
 
 /**
  * Pipes the answer to the client; resolves once the response is closed, whatever happened. Not
  * `stream.pipeline`: it aborts an AbortController (building a DOMException) on every success.
  */
-function relay(body: Readable, res: ServerResponse): Promise<void> {
+function relay(body: Readable, res: ServerResponse, writeIdleMs: number, onWriteIdle: () => void): Promise<void> {
   return new Promise((resolve) => {
     if (res.destroyed) {
       // Piping into a closed response would pause the body forever and pin its upstream connection.
@@ -133,8 +262,36 @@ function relay(body: Readable, res: ServerResponse): Promise<void> {
       if (!res.writableFinished) body.destroy()
       resolve()
     })
+    if (writeIdleMs > 0) watchWrites(body, res, writeIdleMs, onWriteIdle)
     body.pipe(res)
   })
+}
+
+/**
+ * A client that accepts nothing of the answer for `idleMs` (its socket's buffers full, so the pipe
+ * has paused the body) loses it: it would otherwise hold the API's connection as long as it likes.
+ * One timer per answer, armed only while the pipe is paused; a client that reads, however slowly,
+ * resumes it.
+ */
+function watchWrites(body: Readable, res: ServerResponse, idleMs: number, onIdle: () => void): void {
+  let paused = false
+  let timer: NodeJS.Timeout | undefined
+  const check = () => {
+    if (!paused || res.destroyed) return
+    onIdle()
+    // 'close' then destroys the body, which ends the upstream call and frees its connection.
+    res.destroy()
+  }
+  body.on('pause', () => {
+    paused = true
+    // refresh() re-arms the timer also after it has fired.
+    if (timer) timer.refresh()
+    else (timer = setTimeout(check, idleMs)).unref()
+  })
+  body.on('resume', () => {
+    paused = false
+  })
+  res.once('close', () => clearTimeout(timer))
 }
 
 /** The DPoP proof for the upstream request `match` makes: its URL is the target's origin and the rewritten path. */
@@ -168,20 +325,61 @@ export function upstreamFailure(err: unknown, apiPath: string, timeoutMs: number
   return new GatehouseError('upstream_unavailable', `the ${apiPath} API could not be reached`, { cause: err })
 }
 
-/** The request body, cut off with an error once it passes `limit` bytes (no limit: the request itself). */
-function limitBody(req: IncomingMessage, limit: number | undefined, state: { hit: boolean }): Readable {
-  if (limit === undefined) return req
+interface BodyOptions {
+  /** Largest body passed on; past it the body errors and `tooLarge.hit` is set. Undefined: no limit. */
+  limit: number | undefined
+  tooLarge: { hit: boolean }
+  /** `onIdle` runs once the client has sent nothing for this long while gatehouse was reading; 0: never. */
+  idleMs: number
+  onIdle: () => void
+}
+
+/**
+ * The request body as sent upstream: the request itself when nothing is watched, else the request
+ * piped through a counter. The counter, not the request, is what undici destroys when the call ends
+ * early, so the client's connection stays usable for a 408 or 413 answer.
+ */
+function requestBody(req: IncomingMessage, o: BodyOptions): Readable {
+  const { limit, idleMs } = o
+  // A body already received in full (a small JSON POST, usually) has nothing left to stall.
+  if (limit === undefined && (idleMs === 0 || req.complete)) return req
   let seen = 0
+  let timer: NodeJS.Timeout | undefined
   const counted = new Transform({
     transform(chunk: Buffer, _encoding, done) {
+      timer?.refresh()
       seen += chunk.length
-      if (seen > limit) {
-        state.hit = true
+      if (limit !== undefined && seen > limit) {
+        o.tooLarge.hit = true
         return done(new Error('request body over the limit'))
       }
       done(null, chunk)
     },
   })
+  if (idleMs > 0 && !req.complete) {
+    // Quiet while gatehouse is not reading (the upstream is slow to take the body, so the pipe paused
+    // the request) is not the client's doing: the timer is re-armed then.
+    timer = setTimeout(() => {
+      if (req.complete || counted.destroyed) return
+      if (req.readableFlowing === false || req.readableLength > 0) return void timer!.refresh()
+      // Once only: a late chunk must not re-arm it.
+      timer = undefined
+      o.onIdle()
+    }, idleMs)
+    timer.unref()
+    counted.once('close', () => clearTimeout(timer))
+    req.once('end', () => clearTimeout(timer))
+  }
   req.on('error', (err) => counted.destroy(err))
   return req.pipe(counted)
+}
+
+/** `fn`, run at its first call only. */
+function once(fn: () => void): () => void {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    fn()
+  }
 }

@@ -6,12 +6,23 @@ export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection
 
 const NONE_LISTED: ReadonlySet<string> = new Set()
 
-/** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1). */
+/** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1); compared in their normal spelling. */
 function connectionListed(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): ReadonlySet<string> {
   const value = headers.connection
   if (value === undefined) return NONE_LISTED
   const text = Array.isArray(value) ? value.join(',') : (value ?? '')
-  return new Set(text.split(',').map((name) => name.trim().toLowerCase()).filter(Boolean))
+  return new Set(text.split(',').map((name) => normalHeaderName(name.trim())).filter(Boolean))
+}
+
+/**
+ * A header name as the strip lists spell it: lower case, `_` read as `-`. Node's parser accepts `_`
+ * in names, and a server that maps headers to CGI-style variables (`HTTP_X_FORWARDED_FOR`: CGI,
+ * FastCGI/PHP, WSGI, Rack) may read `X_Forwarded_For` or `X-Forwarded_For` as the dashed header — some
+ * drop such names, not all; so every underscore/dash mix of a name gatehouse strips or sets is stripped too.
+ */
+export function normalHeaderName(name: string): string {
+  const lower = name.toLowerCase()
+  return lower.includes('_') ? lower.replaceAll('_', '-') : lower
 }
 
 /**
@@ -21,7 +32,13 @@ function connectionListed(headers: IncomingHttpHeaders | Record<string, string |
 export const METHOD_OVERRIDES: ReadonlySet<string> = new Set(['x-http-method-override', 'x-http-method', 'x-method-override'])
 
 /** Client-address headers some upstreams trust; only X-Forwarded-For, set by gatehouse, may say who the client is. */
-export const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
+export const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
+
+/**
+ * URL-rewrite headers: IIS, Symfony, Zend/Laminas and Envoy-fronted apps route on these instead of the
+ * request line, so a client could reach a path other than the one gatehouse matched and forwarded.
+ */
+export const URL_REWRITE_HEADERS: ReadonlySet<string> = new Set(['x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-envoy-original-path'])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case anti-forgery header name: never forwarded. */
@@ -41,20 +58,26 @@ export interface UpstreamHeaderOptions {
 /**
  * What the upstream receives: the browser's headers minus everything that is gatehouse's or the
  * connection's — cookies, the browser's Authorization and DPoP, the anti-forgery header, hop-by-hop
- * fields, Host and client-supplied forwarding headers — plus the token (and its proof) and X-Forwarded-*.
+ * fields, Host, client-supplied forwarding, client-address, method-override and URL-rewrite headers,
+ * each in every underscore/dash spelling (`normalHeaderName`) — plus the token (and its proof) and X-Forwarded-*.
  */
 export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: UpstreamHeaderOptions): Record<string, string | string[]> {
   const listed = connectionListed(incoming)
+  const antiForgery = normalHeaderName(o.antiForgeryHeader)
   const out: Record<string, string | string[]> = {}
   for (const name in incoming) {
     const value = incoming[name]
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
+    if (value === undefined) continue
+    // Every check below is on the normal spelling: `X_Forwarded_For` goes where `X-Forwarded-For` goes.
+    const normal = normalHeaderName(name)
+    if (HOP_BY_HOP.has(normal) || listed.has(normal)) continue
     // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
-    if (name === 'host' || name === 'cookie' || name === 'authorization' || name === 'dpop' || name === o.antiForgeryHeader) continue
+    if (normal === 'host' || normal === 'cookie' || normal === 'authorization' || normal === 'dpop' || normal === antiForgery) continue
     // undici does not implement 100-continue; the body is streamed anyway.
-    if (name === 'expect' || METHOD_OVERRIDES.has(name)) continue
-    if (name === 'forwarded' || name.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(name)) continue
-    if (!o.websocket && name.startsWith('sec-websocket-')) continue
+    if (normal === 'expect' || METHOD_OVERRIDES.has(normal) || URL_REWRITE_HEADERS.has(normal)) continue
+    if (normal === 'forwarded' || normal.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(normal)) continue
+    // The handshake fields pass for a WebSocket upgrade only, and only as themselves (never `Sec_WebSocket_Key`).
+    if (normal.startsWith('sec-websocket-') && (!o.websocket || name.includes('_'))) continue
     out[name] = value
   }
   const previousFor = o.trustProxy ? incoming['x-forwarded-for'] : undefined
@@ -72,25 +95,66 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
 }
 
 /**
- * What the browser receives from the upstream: hop-by-hop fields dropped, no Set-Cookie that could
- * overwrite gatehouse's own cookies (an upstream must not be able to plant a session), and no CORS
- * grant (`Access-Control-*`): the upstream's answer goes out under gatehouse's origin, and only
- * gatehouse decides which other origin may read it or pass a preflight there — none, unless
- * `cors.allowedOrigins` lists it (src/http/cors.ts; RFC 10017 §6.1.3.3.2).
+ * Whether an upstream Set-Cookie line must not reach the browser: one that names no cookie, or whose
+ * name or value starts with `protectedPrefix` (the session cookie's name, which every gatehouse cookie
+ * name starts with: partitions' `<name>-<frontend>`, chunks' `<name>C1`, pending logins' `<name>.login.`).
+ *
+ * The line is read as a browser reads it (RFC 6265bis §5.6): the name-value pair ends at the first
+ * `;`; without `=` it is all value and the name is empty; name and value are trimmed of whitespace.
+ * - A nameless cookie (`=__Host-gatehouse=x`, ` =x`, `x`) is sent back as its value alone, so a browser
+ *   would present `__Host-gatehouse=x` as gatehouse's own cookie: every nameless line is dropped.
+ * - "Starts with" compares case-insensitively. Browsers keep `__HOST-GATEHOUSE` apart from
+ *   `__Host-gatehouse`, and gatehouse reads only the exact name; but a case-insensitive cookie reader
+ *   in front of or behind gatehouse (ASP.NET Core's is one) would not, and the `__Host-` prefix itself
+ *   is matched case-insensitively by browsers. No API needs such a name.
+ * - The value is compared with one leading `"` removed (`x="__Host-gatehouse=y"`), as it would be read.
+ *   A value that starts with gatehouse's cookie name has no use but to look like its cookie to a
+ *   parser that splits differently; a value that merely contains the name elsewhere is kept.
  */
-export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string): Record<string, string | string[]> {
+export function isGatehouseCookieLine(line: string, protectedPrefix: string): boolean {
+  const semicolon = line.indexOf(';')
+  const pair = semicolon === -1 ? line : line.slice(0, semicolon)
+  const eq = pair.indexOf('=')
+  const name = eq === -1 ? '' : pair.slice(0, eq).trim()
+  const value = (eq === -1 ? pair : pair.slice(eq + 1)).trim()
+  if (name === '') return true
+  const prefix = protectedPrefix.toLowerCase()
+  return name.toLowerCase().startsWith(prefix) || (value.startsWith('"') ? value.slice(1) : value).toLowerCase().startsWith(prefix)
+}
+
+export interface DownstreamHeaderOptions {
+  /**
+   * The request carried a user's token from a session (`user`, `userOrClient`, `userOrNone` with a
+   * session; not a client-credentials token, whose answer is the same for every user): an answer the
+   * upstream gave no Cache-Control gets `private`, so no shared cache keeps one user's data for another.
+   */
+  userToken?: boolean
+}
+
+/**
+ * What the browser receives from the upstream: hop-by-hop fields dropped, no Set-Cookie that could
+ * overwrite or shadow gatehouse's own cookies (`isGatehouseCookieLine`: an upstream must not be able to
+ * plant a session), and no CORS grant (`Access-Control-*`): the upstream's answer goes out under
+ * gatehouse's origin, and only gatehouse decides which other origin may read it or pass a preflight
+ * there — none, unless `cors.allowedOrigins` lists it (src/http/cors.ts; RFC 10017 §6.1.3.3.2).
+ * An answer to a user-token call without Cache-Control gets `Cache-Control: private`; an upstream's
+ * own Cache-Control, whatever it says, is never changed.
+ */
+export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string, options: DownstreamHeaderOptions = {}): Record<string, string | string[]> {
   const listed = connectionListed(upstream)
   const out: Record<string, string | string[]> = {}
   for (const name in upstream) {
     const value = upstream[name]
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(name)) continue
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.has(normalHeaderName(name))) continue
     if (name.startsWith('access-control-')) continue
     if (name === 'set-cookie') {
-      const kept = (Array.isArray(value) ? value : [value]).filter((line) => !line.trimStart().startsWith(gatehouseCookiePrefix))
+      const kept = (Array.isArray(value) ? value : [value]).filter((line) => !isGatehouseCookieLine(line, gatehouseCookiePrefix))
       if (kept.length) out[name] = kept
       continue
     }
     out[name] = value
   }
+  // A blank Cache-Control says nothing (RFC 9111 §5.2: no directives), so it counts as none.
+  if (options.userToken && [out['cache-control'] ?? []].flat().every((v) => v.trim() === '')) out['cache-control'] = 'private'
   return out
 }

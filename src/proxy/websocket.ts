@@ -19,7 +19,7 @@ export function createUpgrade(services: Services): (req: IncomingMessage, socket
     upgrade(services, req, socket, head).catch((err: unknown) => {
       const status = err instanceof GatehouseError ? err.status : 500
       if (status >= 500) services.log.warn({ event: 'websocket_failed', status, code: err instanceof GatehouseError ? err.code : 'internal' }, 'websocket upgrade failed')
-      refuse(socket, status)
+      refuse(socket, status, err instanceof GatehouseError ? err.retryAfterSec : undefined)
     })
   }
 }
@@ -39,22 +39,32 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
     throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
   }
   const session = match.api.token === 'none' ? undefined : await resolveSession(ctx, true)
+  // A WebSocket is a long-lived stream: one of the client's `limits.perClientStreams`, held until the socket closes.
+  if (!services.upstreams.admit(req, socket, match.api, session, 'stream')) return
   const token = await services.tokens.tokenFor(session, match.api.token, ctx.partition, resourceOf(match.api))
   if (token.kind === 'token' && token.refreshed) await services.sessions.persist(token.refreshed, ctx.cookies, ctx.setCookies)
   const { config } = services
   // The handshake is an HTTP GET to the http(s) target: that is the proof's htm and htu (RFC 9449 §4.2).
   const proof = token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, 'GET', match, token.value) : undefined
-  let upstream: Awaited<ReturnType<ReturnType<typeof services.upstreams.pool>['upgrade']>>
+  // The handshake holds one of the API's connections until the upgrade (the upgraded socket then leaves the pool);
+  // the wait for it counts toward the API's timeout.
+  const pool = services.upstreams.pool(match.api)
+  const waitStartedAt = performance.now()
+  if (!pool.tryAcquire()) await services.upstreams.wait(match.api, pool, match.api.timeoutMs)
+  let upstream: Awaited<ReturnType<typeof pool.dispatcher.upgrade>>
   try {
-    upstream = await services.upstreams.pool(match.api.origin).upgrade({
+    if (socket.destroyed) return
+    upstream = await pool.dispatcher.upgrade({
       path: match.upstreamPath,
       method: 'GET',
       protocol: 'websocket',
       headers: upstreamHeadersFor(ctx, token, true, proof),
-      signal: AbortSignal.timeout(match.api.timeoutMs),
+      signal: AbortSignal.timeout(Math.max(1, Math.ceil(match.api.timeoutMs - (performance.now() - waitStartedAt)))),
     })
   } catch (err) {
     throw upstreamFailure(err, match.api.path, match.api.timeoutMs)
+  } finally {
+    pool.release()
   }
   if (socket.destroyed) return void upstream.socket.destroy()
   const headers = downstreamResponseHeaders(upstream.headers as Record<string, string | string[]>, config.session.cookieName)
@@ -70,9 +80,10 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   socket.pipe(upstream.socket).pipe(socket)
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }
+const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 421: 'Misdirected Request', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }
 
-function refuse(socket: Duplex, status: number): void {
+function refuse(socket: Duplex, status: number, retryAfterSec?: number): void {
   if (!socket.writable) return void socket.destroy()
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  const retry = retryAfterSec === undefined ? '' : `Retry-After: ${retryAfterSec}\r\n`
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\n${retry}Content-Length: 0\r\n\r\n`)
 }

@@ -8,6 +8,13 @@ export interface NewSession {
   data: SessionData
 }
 
+export interface ReadOptions {
+  /** Renew a sliding session that is due. */
+  slide: boolean
+  /** Called when the session cookie came more than once (the caller logs it; never with the values). */
+  onAmbiguous?: () => void
+}
+
 /**
  * Where sessions live: in a store (`session.mode: "server"`, class Sessions) or in the browser's
  * encrypted cookie (`"cookie"`, class CookieSessions). Endpoints, the proxy and the token service
@@ -16,8 +23,12 @@ export interface NewSession {
 export interface SessionBackend {
   /** True when a shared store coordinates instances (token-refresh lease, revocation, back-channel logout). */
   readonly shared: boolean
-  /** The request's session, or undefined; a cookie naming no live session is cleared via `writes`. */
-  read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined>
+  /**
+   * The request's session, or undefined; a cookie naming no live session is cleared via `writes`.
+   * A session cookie (or cookie-mode chunk) the request carries more than once is ambiguous: no
+   * session, nothing cleared (that would delete the real cookie, not the tossed one), `onAmbiguous` called.
+   */
+  read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined>
   /** Starts a session (always a fresh id) and sets its cookie; `replaced`: older sessions of the same sub + sid it ended. */
   start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }>
   /** Ends the session on the server side (cookie mode: nothing is kept there to end). */

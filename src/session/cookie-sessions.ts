@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto'
 import { compactDecrypt, CompactEncrypt } from 'jose'
 import { GatehouseError } from '../errors.ts'
-import { deleteCookie, serializeCookie } from '../http/cookies.ts'
-import type { NewSession, SessionBackend } from './backend.ts'
+import { deleteCookie, repeatedCookieNames, serializeCookie } from '../http/cookies.ts'
+import type { NewSession, ReadOptions, SessionBackend } from './backend.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
 import type { SessionCookie } from './sessions.ts'
@@ -51,8 +51,16 @@ export class CookieSessions implements SessionBackend {
     this.#now = options.now ?? Date.now
   }
 
-  async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
-    if (!cookies.has(this.#name(partition))) return undefined
+  async read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined> {
+    const base = this.#name(partition)
+    if (!cookies.has(base)) return undefined
+    // The head or a chunk twice: which one is the browser's own cannot be told. No session, nothing cleared.
+    for (const name of repeatedCookieNames(cookies)) {
+      if (name === base || isChunkName(name, base)) {
+        options.onAmbiguous?.()
+        return undefined
+      }
+    }
     const session = await this.#open(cookies, partition)
     if (!session || this.#ended.has(session.idHash)) {
       this.clearCookies(cookies, partition, writes)

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
-import { deleteCookie, serializeCookie, type SameSite } from '../http/cookies.ts'
-import type { NewSession, SessionBackend } from './backend.ts'
+import { deleteCookie, repeatedCookieNames, serializeCookie, type SameSite } from '../http/cookies.ts'
+import type { NewSession, ReadOptions, SessionBackend } from './backend.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
 import { matchesFilter, type SessionFilter, type SessionRecord, type SessionStore } from './store.ts'
@@ -77,9 +77,16 @@ export class Sessions implements SessionBackend {
     this.#now = options.now ?? Date.now
   }
 
-  async read(cookies: ReadonlyMap<string, string>, partition: string, options: { slide: boolean }, writes: string[]): Promise<Session | undefined> {
-    const cookieValue = cookies.get(this.#name(partition))
+  async read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined> {
+    const name = this.#name(partition)
+    const cookieValue = cookies.get(name)
     if (cookieValue === undefined) return undefined
+    // Twice the name: the first may be a tossed cookie (another path, a nameless `=name=value`). Pick
+    // none, and clear none: a deletion would hit the real cookie, never the tossed one.
+    if (repeatedCookieNames(cookies).has(name)) {
+      options.onAmbiguous?.()
+      return undefined
+    }
     const session = await this.resolve(cookieValue, partition, options)
     if (!session) this.clearCookies(cookies, partition, writes)
     return session

@@ -83,6 +83,28 @@ describe('cookie-mode sessions end to end', () => {
     assert.ok(res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=;') && /Max-Age=0/.test(c)))
   })
 
+  test("the session cookie sent twice (another user's first or last) is 401 on /bff/user and the API, deletes no cookie, and the one cookie works again after", async () => {
+    offsetMs = 0
+    const browser = flow.browser()
+    await flow.login(browser)
+    const real = browser.cookies.get('__Host-gatehouse')!
+    const attacker = flow.browser()
+    await flow.login(attacker, { username: 'bob' })
+    const tossed = attacker.cookies.get('__Host-gatehouse')!
+    const before = upstream.received.length
+    for (const cookie of [`__Host-gatehouse=${tossed}; __Host-gatehouse=${real}`, `__Host-gatehouse=${real}; __Host-gatehouse=${tossed}`]) {
+      for (const path of ['/bff/user', '/api/echo']) {
+        const res = await fetch(`${flow.origin}${path}`, { headers: { ...CSRF, cookie } })
+        assert.equal(res.status, 401, path)
+        assert.deepEqual(res.headers.getSetCookie(), [], `${path}: no cookie deleted`)
+      }
+    }
+    assert.equal(upstream.received.length, before, 'the API was never called')
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
+    assert.equal(claims.find((c) => c.type === 'sub')?.value, 'alice-0001')
+    assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200)
+  })
+
   test('logout clears the cookie and goes to the IdP; back-channel logout does not exist in cookie mode', async () => {
     offsetMs = 0
     const browser = flow.browser()

@@ -351,7 +351,11 @@ describe('slow-header (slowloris) clients', () => {
     flow = await startFlow()
     // gatehouse behind a listener with short limits (what `gatehouse serve` sets, scaled down; the
     // checking interval is how often Node looks for connections past their limit).
-    server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 2_000, connectionsCheckingInterval: 100 }, (req, res) => flow.gatehouse.handle(req, res))
+    // The browser's Host (publicOrigin's) is passed on, as a proxy in front would: gatehouse answers no other (421).
+    server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 2_000, connectionsCheckingInterval: 100 }, (req, res) => {
+      req.headers.host = new URL(flow.origin).host
+      flow.gatehouse.handle(req, res)
+    })
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   })

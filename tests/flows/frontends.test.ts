@@ -8,6 +8,8 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { NAVIGATE, rawRequest } from '../helpers/navigation.ts'
+import { HostJar } from '../helpers/host-jar.ts'
+import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 type Claims = Array<{ type: string; value: unknown }>
 
@@ -270,3 +272,130 @@ describe('silent login', () => {
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
   })
 })
+
+describe('a host-based frontend gets its own origin (publicOrigin names another host)', () => {
+  // startFlow's publicOrigin is http://127.0.0.1:PORT; the admin frontend lives on host "localhost",
+  // so its origin is http://localhost:PORT (publicOrigin's scheme and port with its host).
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-hosts-'))
+  const ADMIN_SECRET = 'admin-host-secret-0123456789'
+  let upstream: Upstream
+  let flow: Flow
+  let adminOrigin: string
+  before(async () => {
+    for (const name of ['app', 'admin']) {
+      mkdirSync(join(dir, name), { recursive: true })
+      writeFileSync(join(dir, name, 'index.html'), `<!doctype html><p>${name} spa</p>`)
+    }
+    upstream = await startUpstream()
+    flow = await startFlow({
+      extraClients: (origin) => {
+        const admin = origin.replace('127.0.0.1', 'localhost')
+        return [{ client_id: 'admin-host', client_secret: ADMIN_SECRET, redirect_uris: [`${admin}/signin-oidc`], post_logout_redirect_uris: [`${admin}/signout-callback-oidc`] }]
+      },
+      gatehouse: {
+        frontends: [
+          { name: 'app', path: '/', static: join(dir, 'app') },
+          { name: 'admin', host: 'localhost', static: join(dir, 'admin'), oidc: { clientId: 'admin-host', clientSecret: ADMIN_SECRET } },
+        ],
+        remoteApis: [{ path: '/live', target: upstream.url, token: 'none', antiForgery: false, websockets: true }],
+      },
+    })
+    adminOrigin = flow.origin.replace('127.0.0.1', 'localhost')
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  /** Logs in at `origin` through the IdP's form; returns the callback's answer. */
+  async function loginAt(browser: HostJar, origin: string) {
+    const start = await browser.get(`${origin}/bff/login`)
+    assert.equal(start.status, 302)
+    const authorize = new URL(browser.location(start))
+    const form = await browser.follow(await browser.get(authorize.href))
+    assert.match(form.text, /name="password"/)
+    const afterForm = await browser.submitForm(form, { username: 'alice', password: 'alice-demo-password' })
+    const atCallback = await browser.follow(afterForm, (url) => new URL(url).pathname === '/signin-oidc')
+    const callbackUrl = browser.location(atCallback)
+    return { authorize, callbackUrl, callback: await browser.get(callbackUrl) }
+  }
+
+  test('each host serves its own SPA', async () => {
+    const browser = new HostJar()
+    assert.match((await browser.get(`${flow.origin}/`)).text, /app spa/)
+    assert.match((await browser.get(`${adminOrigin}/`)).text, /admin spa/)
+  })
+
+  test('a login through the second host completes: redirect_uri, callback and cookie are on that host\'s origin', async () => {
+    const browser = new HostJar()
+    const { authorize, callbackUrl, callback } = await loginAt(browser, adminOrigin)
+    assert.equal(authorize.searchParams.get('client_id'), 'admin-host')
+    assert.equal(authorize.searchParams.get('redirect_uri'), `${adminOrigin}/signin-oidc`)
+    assert.ok(callbackUrl.startsWith(`${adminOrigin}/signin-oidc?`), callbackUrl)
+    assert.equal(callback.status, 302, callback.text)
+    assert.equal(callback.headers.location, '/')
+    assert.ok(browser.cookiesOf(adminOrigin).has('__Host-gatehouse-admin'))
+    assert.equal(browser.cookiesOf(flow.origin).size, 0, 'nothing was set for publicOrigin\'s host')
+    const user = await browser.get(`${adminOrigin}/bff/user`, CSRF)
+    assert.equal(user.status, 200)
+    assert.equal((JSON.parse(user.text) as Claims).find((c) => c.type === 'sub')?.value, 'alice-0001')
+  })
+
+  test('the main host still logs in on publicOrigin with the top-level client', async () => {
+    const browser = new HostJar()
+    const { authorize, callback } = await loginAt(browser, flow.origin)
+    assert.equal(authorize.searchParams.get('client_id'), 'test-bff')
+    assert.equal(authorize.searchParams.get('redirect_uri'), `${flow.origin}/signin-oidc`)
+    assert.equal(callback.status, 302)
+    assert.ok(browser.cookiesOf(flow.origin).has('__Host-gatehouse'))
+  })
+
+  test('logout on the second host sends the IdP back to that host\'s post-logout redirect URI', async () => {
+    const browser = new HostJar()
+    await loginAt(browser, adminOrigin)
+    const claims = JSON.parse((await browser.get(`${adminOrigin}/bff/user`, CSRF)).text) as Claims
+    const logoutUrl = claims.find((c) => c.type === 'bff:logout_url')!.value as string
+    const res = await browser.get(`${adminOrigin}${logoutUrl}`)
+    assert.equal(res.status, 302)
+    assert.equal(new URL(browser.location(res)).searchParams.get('post_logout_redirect_uri'), `${adminOrigin}/signout-callback-oidc`)
+  })
+
+  test('the silent-login page on the second host posts to that host\'s origin only', async () => {
+    const page = await new HostJar().get(`${adminOrigin}/bff/silent-login-callback`)
+    assert.equal(page.status, 200)
+    assert.ok(page.text.includes(`, ${JSON.stringify(adminOrigin)})`), page.text)
+    const main = await new HostJar().get(`${flow.origin}/bff/silent-login-callback`)
+    assert.ok(main.text.includes(`, ${JSON.stringify(flow.origin)})`))
+  })
+
+  test('a WebSocket handshake on each host needs that host\'s own Origin', async () => {
+    const { port } = new URL(flow.origin)
+    const before = upstream.received.length
+    assert.equal(await rawHandshakeAt(port, `localhost:${port}`, `Origin: ${flow.origin}`), 403, 'publicOrigin is not the admin host\'s origin')
+    assert.equal(await rawHandshakeAt(port, `127.0.0.1:${port}`, `Origin: ${adminOrigin}`), 403, 'nor the other way round')
+    assert.equal(upstream.received.length, before, 'the refused handshakes never reached the upstream')
+    assert.equal(await rawHandshakeAt(port, `localhost:${port}`, `Origin: ${adminOrigin}`), 101)
+    assert.equal(await rawHandshakeAt(port, `127.0.0.1:${port}`, `Origin: ${flow.origin}`), 101)
+  })
+})
+
+/** A WebSocket handshake to /live/ws with the given Host and extra header line; resolves with the status code. */
+function rawHandshakeAt(port: string, host: string, header: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1')
+    let data = ''
+    socket.setEncoding('latin1')
+    socket.on('data', (chunk: string) => {
+      data += chunk
+      const match = /^HTTP\/1\.1 (\d{3})/.exec(data)
+      if (match) {
+        socket.destroy()
+        resolve(Number(match[1]))
+      }
+    })
+    socket.on('error', reject)
+    socket.on('end', () => resolve(0))
+    socket.write(['GET /live/ws HTTP/1.1', `Host: ${host}`, 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', header, '', ''].join('\r\n'))
+  })
+}

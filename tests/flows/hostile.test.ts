@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { connect } from 'node:net'
+import { pino } from 'pino'
 import { after, before, describe, test } from 'node:test'
 import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, type LoginState } from '../../src/oidc/login-state.ts'
 import { generateKey, KeyRing } from '../../src/session/seal.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { BrowserJar, type JarResponse } from '../helpers/browser-jar.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import { logLines } from '../helpers/log-lines.ts'
+import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 import { DEMO_USERS } from '../../src/demo/idp.ts'
 
 const COOKIE = '__Host-gatehouse'
@@ -435,12 +438,21 @@ describe('hostile input', () => {
       await anonymousAndCleared(`${COOKIE}=`)
     })
 
-    test('duplicate bad session cookies are anonymous (401) and cleared', async () => {
-      await anonymousAndCleared(`${COOKIE}=${'x'.repeat(43)}; ${COOKIE}=garbage`)
+    /** Two session cookies: which is the browser's own cannot be told, so none is used and none deleted (SECURITY.md T45). */
+    const anonymousAndKept = async (cookieHeader: string): Promise<void> => {
+      const res = await flow.browser().get(`${flow.origin}/bff/user`, { ...CSRF, cookie: cookieHeader })
+      assert.equal(res.status, 401)
+      assert.equal(problem(res).code, 'session_required')
+      assert.deepEqual(res.headers.getSetCookie(), [], 'no cookie is deleted: a deletion would hit the real one')
+    }
+
+    test('duplicate bad session cookies are anonymous (401) and not cleared', async () => {
+      await anonymousAndKept(`${COOKIE}=${'x'.repeat(43)}; ${COOKIE}=garbage`)
     })
 
-    test('a bad session cookie listed before a valid one is anonymous, not a 500', async () => {
-      await anonymousAndCleared(`${COOKIE}=garbage; ${COOKIE}=${valid}`)
+    test('a bad session cookie listed before or after a valid one is anonymous (401), not a 500, and the valid one is not cleared', async () => {
+      await anonymousAndKept(`${COOKIE}=garbage; ${COOKIE}=${valid}`)
+      await anonymousAndKept(`${COOKIE}=${valid}; ${COOKIE}=garbage`)
     })
 
     test('a malformed Cookie header is anonymous (401), never a 500', async () => {
@@ -482,9 +494,10 @@ describe('hostile input', () => {
       assert.doesNotMatch(res.headers, /^location:/im)
     })
 
-    test('a Host that is valid but unlike the public origin (e.g. a container name with "_") is still served', async () => {
+    test('a Host that is valid but names no origin of gatehouse (e.g. a container name with "_") is 421 misdirected_request, not 400', async () => {
       const res = await rawRequest(flow.origin, `GET /bff/user HTTP/1.1\nHost: gatehouse_app:8080\nX-CSRF: 1\nConnection: close`)
-      assert.equal(res.status, 401)
+      assert.equal(res.status, 421)
+      assert.equal(JSON.parse(res.body).code, 'misdirected_request')
     })
 
     test('a well-formed Host header is served normally (control)', async () => {
@@ -566,5 +579,67 @@ describe('hostile input', () => {
       assert.equal(res.status, 400)
       assert.doesNotMatch(res.text, /\bat .*\.ts:\d+|node:internal|Error:/)
     })
+  })
+})
+
+describe('a session cookie sent twice (cookie tossing: another path, a nameless "=__Host-gatehouse=…")', () => {
+  let flow: Flow
+  let upstream: Upstream
+  const log = logLines()
+  let victim: BrowserJar
+  let real: string
+  let attackers: string
+
+  before(async () => {
+    upstream = await startUpstream()
+    flow = await startFlow({ runtime: { logger: pino({ level: 'warn' }, log.sink) }, gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] } })
+    victim = flow.browser()
+    await flow.login(victim)
+    real = victim.cookies.get(COOKIE)!
+    const attacker = flow.browser()
+    await flow.login(attacker, { username: DEMO_USERS[1]!.username })
+    attackers = attacker.cookies.get(COOKIE)!
+    assert.notEqual(real, attackers)
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  const ambiguousWarnings = () => log.entries().filter((entry) => entry.event === 'cookie_ambiguous')
+
+  test("/bff/user with the attacker's session cookie before or after the user's is 401, deletes no cookie and logs one cookie_ambiguous warning without the values", async () => {
+    for (const header of [`${COOKIE}=${attackers}; ${COOKIE}=${real}`, `${COOKIE}=${real}; ${COOKIE}=${attackers}`, `${COOKIE}=${real}; theme=dark; ${COOKIE}=${real}`]) {
+      const before = ambiguousWarnings().length
+      const res = await flow.browser().get(`${flow.origin}/bff/user`, { ...CSRF, cookie: header })
+      assert.equal(res.status, 401, header)
+      assert.equal(problem(res).code, 'session_required')
+      assert.deepEqual(res.headers.getSetCookie(), [], 'no Set-Cookie at all, so none deleting the session cookie')
+      assert.equal(ambiguousWarnings().length, before + 1, 'one warning per request')
+    }
+    const entry = ambiguousWarnings().at(-1)!
+    assert.equal(entry.level, 40, 'warn')
+    const text = log.lines.join('\n')
+    assert.ok(!text.includes(real) && !text.includes(attackers), 'the cookie values are never logged')
+  })
+
+  test('a user API call carrying the session cookie twice is 401, never reaches the upstream, and deletes no cookie', async () => {
+    const before = upstream.received.length
+    const warnings = ambiguousWarnings().length
+    const res = await flow.browser().get(`${flow.origin}/api/echo`, { ...CSRF, cookie: `${COOKIE}=${attackers}; ${COOKIE}=${real}` })
+    assert.equal(res.status, 401)
+    assert.equal(problem(res).code, 'session_required')
+    assert.deepEqual(res.headers.getSetCookie(), [])
+    assert.equal(upstream.received.length, before)
+    assert.equal(ambiguousWarnings().length, warnings + 1)
+  })
+
+  test('once the browser sends its one cookie again, the same session is served: /bff/user 200 and the API 200 as the user', async () => {
+    const user = await victim.get(`${flow.origin}/bff/user`, CSRF)
+    assert.equal(user.status, 200)
+    assert.equal((JSON.parse(user.text) as Array<{ type: string; value: unknown }>).find((c) => c.type === 'sub')?.value, 'alice-0001')
+    const call = await victim.get(`${flow.origin}/api/echo`, CSRF)
+    assert.equal(call.status, 200)
+    assert.equal(victim.cookies.get(COOKIE), real)
   })
 })

@@ -78,21 +78,23 @@ describe('a failed callback says why in one warn line', () => {
     assert.equal(failureLines(logged, 'login_failed').at(-1)!.cause, 'state_missing')
   })
 
-  test('a callback reaching another host name than publicOrigin logs state_missing with a hint naming both', async () => {
+  test('a callback reaching another host name than publicOrigin is refused before the callback runs: 421, or a 308 to publicOrigin for a navigation', async () => {
     const { state } = await pendingState(logged)
     const { port } = new URL(logged.flow.origin)
-    const status = await new Promise<number>((resolve, reject) => {
-      request({ host: '127.0.0.1', port, path: `/signin-oidc?state=${state}&code=abc`, headers: { host: `localhost:${port}` } }, (res) => {
-        res.resume()
-        resolve(res.statusCode!)
+    const failures = failureLines(logged, 'login_failed').length
+    const callAt = (accept: string | undefined) =>
+      new Promise<{ status: number; location: string | undefined }>((resolve, reject) => {
+        request({ host: '127.0.0.1', port, path: `/signin-oidc?state=${state}&code=abc`, headers: { host: `localhost:${port}`, ...(accept ? { accept } : {}) } }, (res) => {
+          res.resume()
+          resolve({ status: res.statusCode!, location: res.headers.location })
+        })
+          .on('error', reject)
+          .end()
       })
-        .on('error', reject)
-        .end()
-    })
-    assert.equal(status, 400)
-    const line = failureLines(logged, 'login_failed').at(-1)!
-    assert.equal(line.cause, 'state_missing')
-    assert.match(String(line.hint), new RegExp(`localhost:${port}.*${logged.flow.origin.replace(/[.]/g, '\\.')}`))
+    assert.deepEqual(await callAt(undefined), { status: 421, location: undefined })
+    // The browser is sent on to publicOrigin, where its login cookie is.
+    assert.deepEqual(await callAt('text/html'), { status: 308, location: `${logged.flow.origin}/signin-oidc?state=${state}&code=abc` })
+    assert.equal(failureLines(logged, 'login_failed').length, failures, 'no login was attempted on the wrong host')
   })
 
   test('a forged code is refused by the IdP: idp_error invalid_grant logged, 400, no session, no secret in any line', async () => {

@@ -599,7 +599,11 @@ describe('access-token refresh across two gatehouse instances sharing one SQLite
       },
       { logger: pino({ level: 'silent' }), now: clock.now },
     )
-    secondServer = createServer((req, res) => second.handle(req, res))
+    // Behind the same (imagined) load balancer as A: the browser's Host is passed on.
+    secondServer = createServer((req, res) => {
+      req.headers.host = new URL(flow.origin).host
+      second.handle(req, res)
+    })
     await new Promise<void>((resolve) => secondServer.listen(0, '127.0.0.1', resolve))
     secondOrigin = `http://127.0.0.1:${(secondServer.address() as AddressInfo).port}`
   })

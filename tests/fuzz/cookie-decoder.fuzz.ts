@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import { CompactEncrypt } from 'jose'
-import { parseCookies } from '../../src/http/cookies.ts'
+import { parseCookies, repeatedCookieNames } from '../../src/http/cookies.ts'
 import { CookieSessions } from '../../src/session/cookie-sessions.ts'
 import { KeyRing } from '../../src/session/seal.ts'
 import type { Session, SessionData } from '../../src/session/session.ts'
@@ -238,7 +238,11 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
       throw new FuzzFailure(`read threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} — ${context(strategy, header)}`, { cause: err })
     }
     const value = reassembled(parsed)
-    if (foreign) {
+    // A cookie name sent twice is ambiguous (one may be tossed by another site): no session, nothing cleared.
+    const ambiguous = [...repeatedCookieNames(parsed)].some((name) => name.startsWith(COOKIE))
+    if (ambiguous) {
+      if (read || clear.length) throw new FuzzFailure(`an ambiguous cookie header read as a session or cleared cookies — ${context(strategy, header)}`)
+    } else if (foreign) {
       const p = foreign.payload as Record<string, unknown> | null
       // Only gatehouse holds the key, so an authentic payload's shape is trusted beyond these checks
       // (a payload from another version or format must not be a session, nor an error).
@@ -253,7 +257,7 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
     } else if (read) {
       throw new FuzzFailure(`a changed cookie read as a session (${show({ cookies: [...parsed].map(([k, v]) => `${k}: ${v.length} chars, ${v.slice(0, 12)}…${v.slice(-12)}`), original: original.jwe.length, other: other.jwe.length, value: value?.length })}) — ${context(strategy, header)}`)
     }
-    if (!read && parsed.has(COOKIE) && !clear.some((line) => line.startsWith(`${COOKIE}=;`))) {
+    if (!read && parsed.has(COOKIE) && !ambiguous && !clear.some((line) => line.startsWith(`${COOKIE}=;`))) {
       throw new FuzzFailure(`a cookie that is no session was not cleared — ${context(strategy, header)}`)
     }
     count(stats.outcomes, read ? 'session' : 'no session')

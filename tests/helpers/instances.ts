@@ -128,10 +128,18 @@ export function instanceOptions(flow: Flow, overrides: Partial<GatehouseOptions>
   } as GatehouseOptions
 }
 
-/** createGatehouse + a node:http server on 127.0.0.1:0 serving it (unknown paths → 404). */
+/**
+ * createGatehouse + a node:http server on 127.0.0.1:0 serving it (unknown paths → 404). Requests get
+ * publicOrigin's host as their `Host`, as a load balancer in front of several instances passes the
+ * browser's (gatehouse answers no other host: 421).
+ */
 export async function startInstance(options: GatehouseOptions, runtime: RuntimeOptions = {}): Promise<Instance> {
   const gatehouse = await createGatehouse(options, { logger: pino({ level: 'silent' }), ...runtime })
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => gatehouse.handle(req, res))
+  const publicHost = options.publicOrigin === undefined ? undefined : new URL(options.publicOrigin).host
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (publicHost !== undefined) req.headers.host = publicHost
+    gatehouse.handle(req, res)
+  })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   let closed = false
   return {

@@ -128,7 +128,7 @@ describe('validateConfig', () => {
       oidc: {
         ...minimal().oidc,
         issuer: 'https://login.microsoftonline.com/{tenantid}/v2.0',
-        allowedIssuers: ['http://evil.example.com'],
+        allowedIssuers: ['has a space'],
         allowedTenants: ['../x', 'a/b', ''],
         endSessionEndpoint: 'javascript:alert(1)',
         endSessionParams: { returnTo: '{id_token_hint}', 'bad name': 'x' },
@@ -271,7 +271,7 @@ describe('validateConfig', () => {
 
   test('a remote API gets defaults, and one overlapping gatehouse\'s own paths is refused', () => {
     const ok = validateConfig({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000/v2' }] })
-    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [] }])
+    assert.deepEqual(ok.config?.remoteApis, [{ path: '/api', target: 'http://127.0.0.1:5000/v2', token: 'user', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }])
     for (const path of ['/bff', '/signin-oidc', '/healthz', '/bff/user/x']) {
       assert.deepEqual(pathsOf({ ...minimal(), remoteApis: [{ path, target: 'http://127.0.0.1:5000' }] }), ['remoteApis[0].path'], path)
     }
@@ -298,6 +298,29 @@ describe('validateConfig', () => {
     assert.deepEqual(pathsOf(withMethods('GET')), ['remoteApis[1].methods'])
     assert.deepEqual(pathsOf(withMethods([1])), ['remoteApis[1].methods[0]'])
     assert.deepEqual(issuesOf(withMethods(['POST'], { websockets: true })), [{ path: 'remoteApis[1].methods', message: 'must include "GET" when websockets is true (the WebSocket handshake is a GET)' }])
+  })
+
+  test('limits and remoteApis[].connections/queue: defaults filled in (queue 2 × connections), durations in ms, "0s" turns an idle timeout off', () => {
+    const { config } = validateConfig({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000' }, { path: '/b', target: 'http://127.0.0.1:5000', connections: 10 }, { path: '/c', target: 'http://127.0.0.1:5000', connections: 4, queue: 0 }] })
+    assert.deepEqual(config?.limits, { perClient: 32, perClientStreams: 8, bodyIdleTimeoutMs: 10_000, writeIdleTimeoutMs: 30_000 })
+    assert.deepEqual(config?.remoteApis.map((a) => [a.connections, a.queue]), [[128, 256], [10, 20], [4, 0]])
+    const set = validateConfig({ ...minimal(), limits: { perClient: 5, perClientStreams: 1, bodyIdleTimeout: '0s', writeIdleTimeout: '2m' } })
+    assert.deepEqual(set.config?.limits, { perClient: 5, perClientStreams: 1, bodyIdleTimeoutMs: 0, writeIdleTimeoutMs: 120_000 })
+  })
+
+  test('limits and remoteApis[].connections/queue: out-of-range, fractional, mistyped or unknown values are refused, each naming its key', () => {
+    const api = (extra: Record<string, unknown>) => ({ ...minimal(), remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000', ...extra }] })
+    assert.deepEqual(issuesOf(api({ connections: 0 })), [{ path: 'remoteApis[0].connections', message: 'must be a whole number from 1 to 10000' }])
+    assert.deepEqual(pathsOf(api({ connections: 10_001 })), ['remoteApis[0].connections'])
+    assert.deepEqual(pathsOf(api({ connections: 1.5 })), ['remoteApis[0].connections'])
+    assert.deepEqual(pathsOf(api({ connections: '128' })), ['remoteApis[0].connections'])
+    assert.deepEqual(issuesOf(api({ queue: -1 })), [{ path: 'remoteApis[0].queue', message: 'must be a whole number from 0 to 100000' }])
+    const limits = (value: Record<string, unknown>) => ({ ...minimal(), limits: value })
+    assert.deepEqual(issuesOf(limits({ perClient: 0 })), [{ path: 'limits.perClient', message: 'must be a whole number from 1 to 1000000' }])
+    assert.deepEqual(pathsOf(limits({ perClientStreams: 2.5 })), ['limits.perClientStreams'])
+    assert.deepEqual(pathsOf(limits({ bodyIdleTimeout: 'soon' })), ['limits.bodyIdleTimeout'])
+    assert.deepEqual(pathsOf(limits({ writeIdleTimeout: 30 })), ['limits.writeIdleTimeout'])
+    assert.deepEqual(issuesOf(limits({ perclient: 5 })), [{ path: 'limits.perclient', message: 'unknown key' }])
   })
 
   test('duplicate remote API prefixes are reported at the later index', () => {
@@ -502,6 +525,82 @@ test('frontends: a missing static folder, both or neither source, duplicate name
   const ok = validateConfig({ ...base, frontends: [{ name: 'app', static: '.' }, { name: 'admin', path: '/admin', indexHtmlUrl: 'https://cdn.example.com/i.html', oidc: { clientId: 'admin' } }] })
   assert.equal(ok.config?.frontends[1]?.indexHtmlCacheTtlMs, 300_000)
   assert.equal(ok.config?.frontends[0]?.path, '/')
+})
+
+describe('frontends[].origin and the hosts gatehouse answers for', () => {
+  const base = () => ({ oidc: { authority: 'https://idp.example.com', clientId: 'c', clientSecret: 's' }, keys: [KEY] })
+  const app = { name: 'app', static: '.' }
+  const issues = (raw: Record<string, unknown>) => validateConfig({ ...base(), ...raw }).issues.map((i) => `${i.path}: ${i.message}`)
+
+  test('a host-based frontend defaults to publicOrigin\'s scheme with its host (and publicOrigin\'s port when the host has none)', () => {
+    const ok = validateConfig({
+      ...base(),
+      publicOrigin: 'https://app.example.com',
+      frontends: [app, { name: 'admin', host: 'Admin.Example.com', static: '.' }, { name: 'ops', host: 'ops.example.com:8443', static: '.' }],
+    })
+    assert.deepEqual(ok.issues, [])
+    assert.deepEqual(ok.config!.frontends.map((f) => f.origin), [undefined, 'https://admin.example.com', 'https://ops.example.com:8443'])
+    const local = validateConfig({ ...base(), publicOrigin: 'http://127.0.0.1:8080', frontends: [app, { name: 'admin', host: 'localhost', static: '.' }] })
+    assert.equal(local.config!.frontends[1]!.origin, 'http://localhost:8080')
+  })
+
+  test('an explicit origin is normalised and used; without publicOrigin a host-based frontend has none', () => {
+    const ok = validateConfig({ ...base(), publicOrigin: 'https://app.example.com', frontends: [app, { name: 'admin', host: 'admin.example.com', origin: 'HTTPS://admin.example.com:443/', static: '.' }] })
+    assert.deepEqual(ok.issues, [])
+    assert.equal(ok.config!.frontends[1]!.origin, 'https://admin.example.com')
+    const other = validateConfig({ ...base(), publicOrigin: 'https://app.example.com', frontends: [app, { name: 'admin', host: 'admin.example.com', origin: 'https://admin.example.com:8443', static: '.' }] })
+    assert.equal(other.config!.frontends[1]!.origin, 'https://admin.example.com:8443', 'a host without a port takes an origin on any port')
+    const none = validateConfig({ ...base(), frontends: [app, { name: 'admin', host: 'admin.example.com', static: '.' }] })
+    assert.equal(none.config!.frontends[1]!.origin, undefined)
+  })
+
+  test('an origin must be https (loopback excepted), an origin only, and of the frontend\'s host', () => {
+    for (const origin of ['http://admin.example.com', 'https://admin.example.com/app', 'https://admin.example.com/?x', 'https://admin.example.com/#x', 'https://u@admin.example.com', 'https://admin.example.com.', 'admin.example.com']) {
+      assert.deepEqual(pathsOf({ ...base(), publicOrigin: 'https://app.example.com', frontends: [app, { name: 'admin', host: 'admin.example.com', origin, static: '.' }] }), ['frontends[1].origin'], origin)
+    }
+    assert.deepEqual(issues({ publicOrigin: 'https://app.example.com', frontends: [app, { name: 'admin', host: 'admin.example.com', origin: 'https://other.example.com', static: '.' }] }), [
+      'frontends[1].origin: must be an origin of frontends[1].host "admin.example.com" (got https://other.example.com)',
+    ])
+    assert.deepEqual(pathsOf({ ...base(), frontends: [app, { name: 'admin', host: 'admin.example.com:8443', origin: 'https://admin.example.com', static: '.' }] }), ['frontends[1].origin'], 'the host names port 8443')
+  })
+
+  test('an origin without a host is refused', () => {
+    assert.deepEqual(issues({ publicOrigin: 'https://app.example.com', frontends: [{ ...app, origin: 'https://app.example.com' }] }), [
+      'frontends[0].origin: needs frontends[0].host: an origin belongs to a host-based frontend (path-based ones use publicOrigin)',
+    ])
+  })
+
+  test('a derived origin that would be http:// off loopback is refused at the host, naming the fix', () => {
+    const found = issues({ publicOrigin: 'http://127.0.0.1:8080', frontends: [app, { name: 'admin', host: 'admin.example.com', static: '.' }] })
+    assert.equal(found.length, 1)
+    assert.match(found[0]!, /^frontends\[1\]\.host: would be served at http:\/\/admin\.example\.com:8080 .* set frontends\[1\]\.origin/)
+  })
+
+  test('two frontends with the same origin and path are refused, also when their hosts are spelt differently', () => {
+    assert.deepEqual(pathsOf({ ...base(), publicOrigin: 'https://app.example.com', frontends: [app, { name: 'a', host: 'admin.example.com', static: '.' }, { name: 'b', host: 'admin.example.com:443', static: '.' }] }), ['frontends[2].host'])
+    assert.deepEqual(issues({ publicOrigin: 'https://app.example.com', frontends: [app, { name: 'a', host: 'admin.example.com', static: '.' }, { name: 'b', host: 'admin.example.com', path: '/b', static: '.' }] }), [], 'other paths are fine')
+    // Identical hosts are reported once, by the host-and-path rule.
+    assert.deepEqual(pathsOf({ ...base(), publicOrigin: 'https://app.example.com', frontends: [app, { name: 'a', host: 'admin.example.com', static: '.' }, { name: 'b', host: 'admin.example.com', static: '.' }] }), ['frontends[2].path'])
+  })
+
+  test('the same host under two schemes is refused: a Host header cannot tell them apart', () => {
+    const found = issues({ publicOrigin: 'http://localhost:8080', frontends: [app, { name: 'admin', host: 'localhost', origin: 'https://localhost:8080', static: '.' }] })
+    assert.deepEqual(found, ['frontends[1].origin: is https://localhost:8080, and publicOrigin is http://localhost:8080: the same host under another scheme (a request\'s Host cannot tell them apart)'])
+    assert.deepEqual(pathsOf({ ...base(), frontends: [app, { name: 'a', host: 'localhost', origin: 'https://localhost', static: '.' }, { name: 'b', host: 'localhost', path: '/b', origin: 'http://localhost', static: '.' }] }), ['frontends[2].origin'])
+  })
+
+  test('without publicOrigin, once one frontend sets origin every host-based frontend needs one', () => {
+    assert.deepEqual(pathsOf({ ...base(), frontends: [app, { name: 'a', host: 'a.example.com', origin: 'https://a.example.com', static: '.' }, { name: 'b', host: 'b.example.com', static: '.' }] }), ['frontends[2].origin'])
+  })
+
+  test('publicOrigin and frontend hosts with a trailing dot, user info or a fragment are refused', () => {
+    for (const publicOrigin of ['https://app.example.com.', 'https://u:p@app.example.com', 'https://app.example.com/#x', 'https://app.example.com#']) {
+      assert.deepEqual(pathsOf({ ...base(), publicOrigin }), ['publicOrigin'], publicOrigin)
+    }
+    for (const host of ['admin.example.com.', '.admin.example.com', 'admin.example.com:99999']) {
+      assert.deepEqual(pathsOf({ ...base(), frontends: [app, { name: 'admin', host, static: '.' }] }), ['frontends[1].host'], host)
+    }
+  })
 })
 
 test('a BFF without client credentials is refused: it must be a confidential client unless clientAuth "none" is chosen', () => {

@@ -88,6 +88,24 @@ describe('cookie-mode sessions', () => {
     for (const cookies of variants) assert.equal(await sessions.read(cookies, 'default', { slide: true }, []), undefined)
   })
 
+  test('the head cookie or a chunk sent twice reads as no session, clears nothing and reports the ambiguity once', async () => {
+    const sessions = setup()
+    const big: string[] = []
+    await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, big)
+    const header = [...browserCookies(big)].map(([k, v]) => `${k}=${v}`).join('; ')
+    const small: string[] = []
+    await sessions.start({ sub: 'mallory', sid: 's2', partition: 'default', data: data() }, small)
+    const tossed = small[0]!.split(';')[0]!
+    for (const cookies of [`${tossed}; ${header}`, `${header}; ${tossed}`, `${header}; __Host-gatehouseC1=x`, `__Host-gatehouseC2=x; ${header}`, `${header}; __Host-gatehouseC9=x; __Host-gatehouseC9=y`]) {
+      const writes: string[] = []
+      let reports = 0
+      assert.equal(await sessions.read(parseCookies(cookies), 'default', { slide: true, onAmbiguous: () => reports++ }, writes), undefined)
+      assert.deepEqual(writes, [], 'no cookie is deleted')
+      assert.equal(reports, 1)
+    }
+    same((await sessions.read(parseCookies(header), 'default', { slide: false }, []))?.sub, 'alice')
+  })
+
   test('older keys still open cookies after rotation; a retired key reads as no session', async () => {
     const oldKey = generateKey()
     const newKey = generateKey()

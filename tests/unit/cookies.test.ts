@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { deleteCookie, parseCookies, serializeCookie } from '../../src/http/cookies.ts'
+import { deleteCookie, parseCookies, repeatedCookieNames, serializeCookie } from '../../src/http/cookies.ts'
 
 describe('parseCookies', () => {
   test('reads name=value pairs separated by semicolons, trimming spaces', () => {
@@ -31,10 +31,27 @@ describe('parseCookies', () => {
     }
   })
 
-  test('the first of duplicate names wins', () => {
+  test('a repeated name keeps its first value in the map and is reported as repeated', () => {
     const cookies = parseCookies('__Host-gatehouse=first; other=x; __Host-gatehouse=second')
     assert.equal(cookies.get('__Host-gatehouse'), 'first')
     assert.equal(cookies.size, 2)
+    assert.deepEqual([...repeatedCookieNames(cookies)], ['__Host-gatehouse'])
+  })
+
+  test('a header without repeats reports none; a map parseCookies did not make reports none', () => {
+    assert.equal(repeatedCookieNames(parseCookies('a=1; b=2; c=3')).size, 0)
+    assert.equal(repeatedCookieNames(parseCookies(undefined)).size, 0)
+    assert.equal(repeatedCookieNames(new Map([['a', '1']])).size, 0)
+  })
+
+  test('names are repeated when equal after trimming, also with equal values; names differing in case are different cookies', () => {
+    assert.deepEqual([...repeatedCookieNames(parseCookies('__Host-gatehouse=a;  __Host-gatehouse =a'))], ['__Host-gatehouse'])
+    assert.equal(repeatedCookieNames(parseCookies('__Host-gatehouse=a; __HOST-GATEHOUSE=b; __host-gatehouse=c')).size, 0)
+  })
+
+  test('a nameless pair ("=value") is skipped and repeats nothing', () => {
+    assert.equal(repeatedCookieNames(parseCookies('__Host-gatehouse=a; =__Host-gatehouse=b')).size, 0)
+    assert.equal(parseCookies('__Host-gatehouse=a; =__Host-gatehouse=b').get('__Host-gatehouse'), 'a')
   })
 
   test('a value may be empty or contain "="', () => {

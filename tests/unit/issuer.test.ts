@@ -151,3 +151,10 @@ describe('discovery and end-session URLs', () => {
     assert.deepEqual(endSessionExtras({ x: '{unknown}' }, values), { x: '{unknown}' })
   })
 })
+
+test('an allowed issuer need not be a URL: Google id_tokens that carry "accounts.google.com" are held to it', () => {
+  const s = { authority: 'https://accounts.google.com', issuer: undefined, allowedIssuers: ['accounts.google.com'], allowedTenants: undefined }
+  assert.deepEqual(expectedTokenIssuer(s, 'https://accounts.google.com', { iss: 'accounts.google.com' }), { ok: true, issuer: 'accounts.google.com' })
+  assert.deepEqual(expectedTokenIssuer(s, 'https://accounts.google.com', { iss: 'https://accounts.google.com' }), { ok: true, issuer: 'https://accounts.google.com' })
+  assert.deepEqual(expectedTokenIssuer(s, 'https://accounts.google.com', { iss: 'evil.example.com' }), { ok: true, issuer: 'https://accounts.google.com' }, 'any other iss is held to the published one (and fails the check)')
+})

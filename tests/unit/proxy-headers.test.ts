@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
-import { test } from 'node:test'
-import { downstreamResponseHeaders, HOP_BY_HOP, upstreamRequestHeaders, type UpstreamHeaderOptions } from '../../src/proxy/headers.ts'
+import { describe, test } from 'node:test'
+import { CLIENT_IP_HEADERS, downstreamResponseHeaders, HOP_BY_HOP, isGatehouseCookieLine, METHOD_OVERRIDES, normalHeaderName, upstreamRequestHeaders, URL_REWRITE_HEADERS, type UpstreamHeaderOptions } from '../../src/proxy/headers.ts'
 
 const COOKIE = '__Host-gatehouse'
 
@@ -228,4 +228,170 @@ test('an upstream CORS grant (Access-Control-*) never reaches the browser: gateh
     COOKIE,
   )
   assert.deepEqual(out, { vary: 'Origin', 'content-type': 'application/json' })
+})
+
+/** Every spelling of a dashed name with each dash kept or made an underscore: `a-b-c`, `a_b-c`, `a-b_c`, `a_b_c`. */
+function underscoreSpellings(name: string): string[] {
+  const parts = name.split('-')
+  const spellings: string[] = []
+  for (let mask = 0; mask < 2 ** (parts.length - 1); mask++) {
+    spellings.push(parts.reduce((out, part, i) => (i === 0 ? part : `${out}${mask & (1 << (i - 1)) ? '_' : '-'}${part}`), ''))
+  }
+  return spellings
+}
+
+/** Every name gatehouse strips from a request, or sets itself, that has a dash to misspell. */
+const STRIPPED_OR_SET = [
+  ...[...HOP_BY_HOP].filter((name) => name.includes('-')),
+  ...METHOD_OVERRIDES,
+  ...CLIENT_IP_HEADERS,
+  ...URL_REWRITE_HEADERS,
+  'x-forwarded-for',
+  'x-forwarded-host',
+  'x-forwarded-proto',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'sec-websocket-key',
+  'x-csrf',
+]
+
+test('a header name is compared lower-cased with "_" read as "-"', () => {
+  assert.equal(normalHeaderName('X_Forwarded_For'), 'x-forwarded-for')
+  assert.equal(normalHeaderName('X-Forwarded_Host'), 'x-forwarded-host')
+  assert.equal(normalHeaderName('x-http_method'), 'x-http-method')
+  assert.equal(normalHeaderName('Accept'), 'accept')
+})
+
+test('every underscore/dash spelling of a header gatehouse strips or sets never reaches the upstream (X_Forwarded_For, X-HTTP_Method, Client_IP…)', () => {
+  const incoming: IncomingHttpHeaders = { accept: 'application/json' }
+  let count = 0
+  for (const name of STRIPPED_OR_SET) {
+    for (const spelling of underscoreSpellings(name)) {
+      if (spelling === name) continue
+      incoming[spelling] = 'hostile'
+      incoming[spelling.toUpperCase()] = 'hostile'
+      count += 2
+    }
+  }
+  assert.ok(count > 100, `${count} spellings`)
+  const out = upstreamRequestHeaders(incoming, options({ websocket: true }))
+  const leaked = Object.keys(out).filter((name) => name.includes('_') || Object.values(out).flat().includes('hostile'))
+  assert.deepEqual(leaked, [])
+  assert.equal(out['x-forwarded-for'], '203.0.113.7')
+  assert.equal(out['x-forwarded-host'], 'app.example')
+  assert.equal(out['x-forwarded-proto'], 'https')
+  assert.equal(out.accept, 'application/json')
+})
+
+test('the spellings the issue names are all stripped, also without a WebSocket upgrade', () => {
+  const names = ['X_Forwarded_For', 'X-Forwarded_Host', 'X_Forwarded_Proto', 'X_Real_IP', 'Client_IP', 'Client-IP', 'X_HTTP_Method_Override', 'X-HTTP_Method', 'X_Method_Override', 'X_Original_URL', 'X_Rewrite_URL', 'X_Envoy_Original_Path', 'Proxy_Authorization', 'Transfer_Encoding', 'X_CSRF']
+  const out = upstreamRequestHeaders(Object.fromEntries(names.map((name) => [name.toLowerCase(), 'hostile'])), options())
+  for (const name of names) assert.equal(out[name.toLowerCase()], undefined, name)
+})
+
+test('an underscore X-Forwarded-For is never taken for the trusted chain, even with trustProxy', () => {
+  const out = upstreamRequestHeaders({ x_forwarded_for: '198.51.100.66', 'x-forwarded_for': '198.51.100.67' }, options({ trustProxy: true }))
+  assert.equal(out['x-forwarded-for'], '203.0.113.7')
+})
+
+test('a configured anti-forgery header is stripped in its underscore spelling too', () => {
+  const out = upstreamRequestHeaders({ x_requested_by: 'app', 'x-requested_by': 'app', 'x-requested-by': 'app' }, options({ antiForgeryHeader: 'x-requested-by' }))
+  assert.deepEqual(Object.keys(out).filter((name) => name.startsWith('x-requested') || name.startsWith('x_requested')), [])
+})
+
+test('a name listed in Connection is dropped in every spelling, whichever spelling Connection used', () => {
+  const out = upstreamRequestHeaders({ connection: 'X_Secret', 'x-secret': 's', x_secret: 's', 'x-kept': 'k' }, options())
+  assert.equal(out['x-secret'], undefined)
+  assert.equal(out.x_secret, undefined)
+  assert.equal(out['x-kept'], 'k')
+})
+
+test('URL-rewrite headers (X-Original-URL, X-Rewrite-URL, X-Original-URI, X-Envoy-Original-Path) never reach the upstream', () => {
+  const out = upstreamRequestHeaders({ 'x-original-url': '/admin', 'x-rewrite-url': '/admin', 'x-original-uri': '/admin', 'x-envoy-original-path': '/admin', accept: '*/*' }, options())
+  assert.deepEqual(out.accept, '*/*')
+  for (const name of URL_REWRITE_HEADERS) assert.equal(out[name], undefined, name)
+})
+
+test('a WebSocket upgrade forwards Sec-WebSocket-* only as spelt with dashes, never Sec_WebSocket_*', () => {
+  const out = upstreamRequestHeaders({ 'sec-websocket-protocol': 'chat', sec_websocket_protocol: 'evil', 'sec-websocket_key': 'evil' }, options({ websocket: true }))
+  assert.equal(out['sec-websocket-protocol'], 'chat')
+  assert.equal(out.sec_websocket_protocol, undefined)
+  assert.equal(out['sec-websocket_key'], undefined)
+})
+
+test('an ordinary header with underscores in its name still reaches the upstream', () => {
+  const out = upstreamRequestHeaders({ x_tenant_id: 't1', 'x-request_id': 'r1' }, options())
+  assert.equal(out.x_tenant_id, 't1')
+  assert.equal(out['x-request_id'], 'r1')
+})
+
+describe("the upstream Set-Cookie filter (gatehouse's cookies, nameless cookies, look-alike values)", () => {
+  const dropped: Array<[string, string]> = [
+    [`=${COOKIE}=x; Path=/; Secure`, 'a nameless cookie, which a browser sends back as "__Host-gatehouse=x"'],
+    [` =${COOKIE}=x`, 'a name of spaces only is no name'],
+    [`\t=${COOKIE}=x`, 'a name of a tab only is no name'],
+    [`${COOKIE}`, 'no "=": the whole pair is the value of a nameless cookie'],
+    [`${COOKIE}; Path=/`, 'no "=" before the first ";"'],
+    ['=x', 'any nameless cookie, whatever its value'],
+    ['=', 'an empty pair'],
+    [`${COOKIE}2=x`, "a longer name that starts with gatehouse's"],
+    [`${COOKIE}-admin=x`, "another partition's session cookie"],
+    [`${COOKIE}C1=x`, 'a cookie-mode chunk'],
+    [`${COOKIE}.login.0123456789abcdef=x`, 'a pending-login cookie'],
+    [`${COOKIE} = x`, 'spaces around "="'],
+    [`  ${COOKIE}=x`, 'leading spaces'],
+    ['__HOST-GATEHOUSE=x', 'another case (case-insensitive)'],
+    ['__host-gatehouse=x', 'lower case'],
+    [`x=${COOKIE}=y`, "a value that starts with gatehouse's cookie name"],
+    [`x = ${COOKIE}=y`, 'the same with spaces around "="'],
+    [`x="${COOKIE}=y"`, 'the same, double-quoted'],
+    [`x=${COOKIE}`, 'a value that is the name alone'],
+    ['x=__HOST-gatehouse=y', 'a look-alike value in another case'],
+    [`x=${COOKIE}.login.a=b; Path=/`, 'a value that looks like a pending-login cookie'],
+  ]
+  const kept = [
+    'upstream=1; Path=/',
+    'gatehouse=1',
+    '__Host-gatehous=1',
+    '__Host-other=1; Path=/; Secure',
+    '__Secure-gatehouse=1',
+    `x=a${COOKIE}`,
+    `x=a; ${COOKIE}=planted-in-an-attribute`,
+    `theme=dark; Path=/${COOKIE}`,
+    'x="quoted"',
+  ]
+
+  for (const [line, why] of dropped) {
+    test(`${JSON.stringify(line)} is dropped: ${why}`, () => {
+      assert.equal(isGatehouseCookieLine(line, COOKIE), true)
+      assert.equal(downstreamResponseHeaders({ 'set-cookie': ['upstream=1', line] }, COOKIE)['set-cookie']?.toString(), 'upstream=1')
+    })
+  }
+
+  test('cookies that only resemble gatehouse\'s elsewhere (in an attribute, inside the value, a shorter or other name) pass', () => {
+    for (const line of kept) assert.equal(isGatehouseCookieLine(line, COOKIE), false, line)
+    assert.deepEqual(downstreamResponseHeaders({ 'set-cookie': kept }, COOKIE)['set-cookie'], kept)
+  })
+})
+
+describe('Cache-Control on answers to calls that carried a user token', () => {
+  test('without an upstream Cache-Control the answer becomes private', () => {
+    assert.equal(downstreamResponseHeaders({ 'content-type': 'application/json' }, COOKIE, { userToken: true })['cache-control'], 'private')
+  })
+
+  test('a blank upstream Cache-Control says nothing and is made private too', () => {
+    assert.equal(downstreamResponseHeaders({ 'cache-control': ' ' }, COOKIE, { userToken: true })['cache-control'], 'private')
+  })
+
+  test("an upstream's own Cache-Control is never changed, even public or a list of lines", () => {
+    for (const value of ['public, max-age=60', 'no-store', 'max-age=0', 's-maxage=600', 'no-cache', 'private, max-age=5']) {
+      assert.equal(downstreamResponseHeaders({ 'cache-control': value }, COOKIE, { userToken: true })['cache-control'], value)
+    }
+    assert.deepEqual(downstreamResponseHeaders({ 'cache-control': ['public', 'max-age=60'] }, COOKIE, { userToken: true })['cache-control'], ['public', 'max-age=60'])
+  })
+
+  test('without a user token (no token, a client token) nothing is added', () => {
+    assert.equal(downstreamResponseHeaders({ 'content-type': 'text/plain' }, COOKIE)['cache-control'], undefined)
+    assert.equal(downstreamResponseHeaders({ 'content-type': 'text/plain' }, COOKIE, { userToken: false })['cache-control'], undefined)
+  })
 })

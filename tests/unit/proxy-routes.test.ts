@@ -4,7 +4,7 @@ import type { RemoteApiConfig } from '../../src/config/types.ts'
 import { isPlainSubpath, RemoteApiRoutes, type ApiMatch } from '../../src/proxy/routes.ts'
 
 function api(path: string, target: string): RemoteApiConfig {
-  return { path, target, token: 'none', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [] }
+  return { path, target, token: 'none', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }
 }
 
 function routed(routes: RemoteApiRoutes, target: string): ApiMatch {
@@ -170,7 +170,7 @@ test('isPlainSubpath accepts the empty rest and refuses a rest that does not sta
 })
 
 test('a raw "#" or a double-encoded separator next to invalid UTF-8 escapes cannot slip through', () => {
-  const routes = new RemoteApiRoutes([{ path: '/api', target: 'http://127.0.0.1:5000/tenant/42/v2', token: 'user', antiForgery: true, timeoutMs: 1000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [] }])
+  const routes = new RemoteApiRoutes([{ path: '/api', target: 'http://127.0.0.1:5000/tenant/42/v2', token: 'user', antiForgery: true, timeoutMs: 1000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }])
   for (const target of ['/api/..#', '/api/x#y', '/api/%252e%252e%252f%25ff/admin', '/api/%2523x', '/api/%253fx', '/api/%e0%80%ae%e0%80%ae/x']) {
     assert.equal(routes.match(target), 'escape', target)
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { GatehouseError } from '../../src/errors.ts'
+import { parseCookies } from '../../src/http/cookies.ts'
 import { KeyRing, generateKey } from '../../src/session/seal.ts'
 import type { ExpiryPolicy, SessionData } from '../../src/session/session.ts'
 import { Sessions, hashSessionId } from '../../src/session/sessions.ts'
@@ -117,6 +118,25 @@ describe('Sessions', () => {
     ]
     for (const value of malformed) assert.equal(await sessions.resolve(value, 'app', SLIDE), undefined, JSON.stringify(value?.slice(0, 50)))
     assert.equal(store.calls, 0)
+  })
+
+  test('a session cookie sent twice reads as no session, clears nothing, touches no store and reports the ambiguity once', async () => {
+    const { store, sessions, login } = setup()
+    const { cookieValue } = await login()
+    const { cookieValue: other } = await login({ sub: 'mallory', sid: 'sid-m' })
+    for (const header of [`__Host-gatehouse=${other}; __Host-gatehouse=${cookieValue}`, `__Host-gatehouse=${cookieValue}; __Host-gatehouse=garbage`, `__Host-gatehouse=${cookieValue}; x=1; __Host-gatehouse=${cookieValue}`]) {
+      store.calls = 0
+      const writes: string[] = []
+      let reports = 0
+      assert.equal(await sessions.read(parseCookies(header), 'app', { slide: true, onAmbiguous: () => reports++ }, writes), undefined, header)
+      assert.deepEqual(writes, [], 'the real cookie is not deleted')
+      assert.equal(reports, 1)
+      assert.equal(store.calls, 0)
+    }
+    let reports = 0
+    const once = await sessions.read(parseCookies(`__Host-gatehouse=${cookieValue}; __Host-gatehouse-admin=x; __Host-gatehouse-admin=y`), 'app', { slide: false, onAmbiguous: () => reports++ }, [])
+    assert.equal(once?.sub, 'alice', "another partition's cookie repeated does not matter here")
+    assert.equal(reports, 0)
   })
 
   test('a well-formed but unknown cookie value resolves to no session', async () => {

@@ -28,7 +28,7 @@ const REQUIRED = [
   'oidc', 'oidc.authority', 'oidc.clientId', 'keys',
   'oidc.clientSecret', 'oidc.privateKeyJwk', 'oidc.redirectPath', 'oidc.postLogoutRedirectPath', 'session.absoluteLifetime',
   'remoteApis[].path', 'remoteApis[].target',
-  'frontends[].name', 'frontends[].path',
+  'frontends[].name', 'frontends[].path', 'frontends[].origin',
 ]
 
 // ---- generators: JSON shaped like a config, with plausible, wrong-typed and unknown values ----
@@ -72,7 +72,7 @@ const SHAPE: Record<string, Shape> = {
   revokeRefreshTokenOnLogout: 'bool',
   backchannelLogout: { allUserSessions: 'bool' },
   remoteApis: [{ path: 'path', target: 'url', token: ['none', 'user', 'client', 'userOrClient', 'userOrNone', 'admin'] as const, antiForgery: 'bool', timeout: 'duration', websockets: 'bool', maxBodySize: 'size' }],
-  frontends: [{ name: ['app', 'admin', 'APP', 'a b', ''] as const, path: 'path', host: ['app.example', 'app.example:8443', 'bad host'] as const, static: ['/definitely/not/here', '.', ''] as const, indexHtmlUrl: 'url', indexHtmlCacheTtl: 'duration', oidc: { clientId: 'text', clientSecret: 'secret', scopes: 'scopes' } }],
+  frontends: [{ name: ['app', 'admin', 'APP', 'a b', ''] as const, path: 'path', host: ['app.example', 'app.example:8443', 'bad host'] as const, origin: ['https://app.example', 'https://other.example', 'http://app.example:8443', 'https://app.example/x'] as const, static: ['/definitely/not/here', '.', ''] as const, indexHtmlUrl: 'url', indexHtmlCacheTtl: 'duration', oidc: { clientId: 'text', clientSecret: 'secret', scopes: 'scopes' } }],
   diagnostics: 'bool',
   admin: { listen: { host: 'text', port: 'port' }, token: 'secret' },
   log: { level: ['info', 'debug', 'silent', 'loud'] as const },

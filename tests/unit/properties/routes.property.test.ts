@@ -14,7 +14,7 @@ import { anyString, decodings, encodeAll, HOSTILE_ATOMS, SEED, STRUCTURAL_ATOMS 
 const RUNS = 3_000
 
 function api(path: string, target: string): RemoteApiConfig {
-  return { path, target, token: 'none', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [] }
+  return { path, target, token: 'none', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }
 }
 
 /** Configurations: a root target, a base path, a base path with a trailing slash, nested prefixes. */
