@@ -66,12 +66,22 @@ export interface RequestContext {
 
 export type Handler = (ctx: RequestContext) => Promise<Reply>
 
+const AMBIGUOUS_LOG_INTERVAL_MS = 60_000
+/** Per gatehouse (its services): when it last logged cookie_ambiguous. */
+const lastAmbiguousLogAt = new WeakMap<Services, number>()
+
 /**
  * The one session read of a request. A cookie naming no live session is cleared on this response;
  * a session cookie sent twice is no session and is kept (SECURITY.md T45), with one warning.
  */
 export function resolveSession(ctx: RequestContext, slide: boolean): Promise<Session | undefined> {
-  const onAmbiguous = () => ctx.log.warn({ requestId: ctx.requestId, event: 'cookie_ambiguous', partition: ctx.partition }, 'the request carries the session cookie more than once: read as no session, no cookie cleared')
+  const onAmbiguous = () => {
+    // Any client can send such a header: at most one line a minute, so logs cannot be flooded with it.
+    const now = ctx.services.now()
+    if (now - (lastAmbiguousLogAt.get(ctx.services) ?? -Infinity) < AMBIGUOUS_LOG_INTERVAL_MS) return
+    lastAmbiguousLogAt.set(ctx.services, now)
+    ctx.log.warn({ requestId: ctx.requestId, event: 'cookie_ambiguous', partition: ctx.partition }, 'the request carries the session cookie more than once: read as no session, no cookie cleared (logged at most once a minute)')
+  }
   return ctx.services.sessions.read(ctx.cookies, ctx.partition, { slide, onAmbiguous }, ctx.setCookies)
 }
 

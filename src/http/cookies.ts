@@ -18,15 +18,20 @@ export function parseCookies(header: string | undefined): Map<string, string> {
   let repeated: Set<string> | undefined
   let count = 0
   for (const pair of header.split(';')) {
-    if (++count > MAX_COOKIES) break
+    // Past the cap no new cookie is kept, but repeats are still seen: 199 pads cannot hide a second session cookie.
+    const full = ++count > MAX_COOKIES
     const eq = pair.indexOf('=')
     if (eq <= 0) continue
     const name = pair.slice(0, eq).trim()
+    if (!name) continue
+    if (cookies.has(name)) {
+      ;(repeated ??= new Set()).add(name)
+      continue
+    }
+    if (full) continue
     let value = pair.slice(eq + 1).trim()
     if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
-    if (!name) continue
-    if (!cookies.has(name)) cookies.set(name, value)
-    else (repeated ??= new Set()).add(name)
+    cookies.set(name, value)
   }
   if (repeated) REPEATED.set(cookies, repeated)
   return cookies

@@ -372,6 +372,8 @@ export function failureReply(err: unknown, ctx: RequestContext, kind: Route['kin
   const report = err instanceof GatehouseError ? err.report : undefined
   // One line per failure: the report explains it to the operator (src/errors.ts FailureReport).
   if (report) ctx.log[status >= 500 ? 'error' : 'warn']({ requestId: ctx.requestId, ...report, status, ...(status >= 500 ? { err: describeError(err) } : {}) }, err instanceof Error ? err.message : 'request failed')
+  // A busy API is load, not a fault: one warn line each (an attack would otherwise flood the error level).
+  else if (err instanceof GatehouseError && err.code === 'upstream_busy') ctx.log.warn({ requestId: ctx.requestId, event: 'upstream_busy', err: describeError(err) }, 'request refused: the API is busy')
   else if (status >= 500) ctx.log.error({ requestId: ctx.requestId, err: describeError(err) }, 'request failed')
   // Refused parameters are problem+json with `errors` on every route (SPEC §3), page routes included.
   const parameterErrors = err instanceof GatehouseError && err.errors !== undefined

@@ -1,3 +1,4 @@
+import { isIP } from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
 
 /** An ordinary proxied request, or a long-lived stream (WebSocket, Server-Sent Events) with a cap of its own. */
@@ -104,9 +105,9 @@ export function isEventStreamAnswer(contentType: string | string[] | undefined):
  * addresses count as the IPv4 address.
  */
 export function addressKey(address: string | undefined): string {
-  if (address === undefined || address === '') return 'unknown'
-  if (!address.includes(':')) return address
-  const bare = address.split('%', 1)[0]!.toLowerCase()
+  const bare = plainAddress(address)
+  if (bare === undefined) return 'unknown'
+  if (isIP(bare) === 4) return bare
   const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(bare)
   if (mapped) return mapped[1]!
   const [head = '', tail] = bare.split('::', 2) as [string, string | undefined]
@@ -117,4 +118,19 @@ export function addressKey(address: string | undefined): string {
     .slice(0, 4)
     .map((g) => (parseInt(g, 16) || 0).toString(16))
     .join(':')}::/64`
+}
+
+/**
+ * The address alone, as net.isIP accepts it: proxies write `1.2.3.4:5678` or `[2001:db8::1]:443`
+ * into X-Forwarded-For; a port must not make every connection a new client. Undefined when it is
+ * no address at all.
+ */
+function plainAddress(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  let text = value.trim()
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(text)
+  if (bracketed) text = bracketed[1]!
+  else if (/^\d{1,3}(?:\.\d{1,3}){3}:\d+$/.test(text)) text = text.slice(0, text.lastIndexOf(':'))
+  const zoneless = text.split('%', 1)[0]!.toLowerCase()
+  return isIP(zoneless) === 0 ? undefined : zoneless
 }

@@ -67,7 +67,10 @@ export class Upstreams {
    */
   admit(req: IncomingMessage, closed: ServerResponse | Duplex, api: RemoteApi, session: Session | undefined, kind: PlaceKind = isEventStreamRequest(req.headers) ? 'stream' : 'request'): ClientPlace | undefined {
     if (closed.destroyed) return undefined
-    const client = session?.idHash ?? addressKey(clientAddress(req, this.#config.trustProxy))
+    // A user's sessions share one key (a new login is no new allowance); anonymous clients go by address.
+    const forwarded = session ? undefined : addressKey(clientAddress(req, this.#config.trustProxy))
+    // An unreadable forwarded address must not put every such client under one key: the socket's then.
+    const client = session ? `user ${session.partition} ${session.data.issuer ?? ''} ${session.sub}` : forwarded === 'unknown' ? addressKey(req.socket.remoteAddress) : forwarded!
     const place = this.#clients.take(client, kind)
     if (!place) throw this.#tooMany(api, kind)
     closed.once('close', place.release)
@@ -85,11 +88,6 @@ export class Upstreams {
 
   refused(api: RemoteApi, reason: ProxyRefusal): void {
     this.#telemetry?.proxyRefused(api.path, reason)
-  }
-
-  /** An ordinary request whose API answered an event stream moves to a stream place; 429 when the client has none left. */
-  toStream(api: RemoteApi, place: ClientPlace | undefined): void {
-    if (place && !place.toStream()) throw this.#tooMany(api, 'stream')
   }
 
   #tooMany(api: RemoteApi, kind: PlaceKind): GatehouseError {
@@ -190,6 +188,9 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
     })
   } catch (err) {
     release()
+    // The client left before the answer (its 'close' aborted the call): not the API's failure. The
+    // access line says 499, no error is logged.
+    if (abort.signal.aborted && !stalled.hit && res.destroyed) return
     const failure = stalled.hit
       ? new GatehouseError('body_idle', `the request body sent nothing for ${limits.bodyIdleTimeoutMs} ms`)
       : tooLarge.hit
@@ -202,16 +203,8 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
   }
   // The connection is the API's again once the answer has been read to its end or abandoned.
   upstream.body.once('close', release)
-  if (isEventStreamAnswer(upstream.headers['content-type'])) {
-    try {
-      upstreams.toStream(api, place)
-    } catch (err) {
-      upstream.body.on('error', () => {})
-      upstream.body.destroy()
-      current.setAttribute('http.response.status_code', 429)
-      throw err
-    }
-  }
+  // The upstream has acted on the request: it is never refused now, only counted as a stream when a place is free.
+  if (isEventStreamAnswer(upstream.headers['content-type'])) place?.toStream()
   const { config, sessions } = ctx.services
   // A user's token from the session (not a client token: that answer is the same for everyone) makes the answer private by default.
   const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName, { userToken: token.kind === 'token' && session !== undefined && api.token !== 'client' })
@@ -370,6 +363,9 @@ function requestBody(req: IncomingMessage, o: BodyOptions): Readable {
     counted.once('close', () => clearTimeout(timer))
     req.once('end', () => clearTimeout(timer))
   }
+  // The client leaving destroys the counting stream with its error; undici may not be listening yet (the
+  // request still waits for a connection), and an unheard 'error' would end the process.
+  counted.on('error', () => {})
   req.on('error', (err) => counted.destroy(err))
   return req.pipe(counted)
 }

@@ -21,7 +21,8 @@ function connectionListed(headers: IncomingHttpHeaders | Record<string, string |
  * drop such names, not all; so every underscore/dash mix of a name gatehouse strips or sets is stripped too.
  */
 export function normalHeaderName(name: string): string {
-  const lower = name.toLowerCase()
+  // node:http hands header names over in lower case already: no copy for them.
+  const lower = /[A-Z]/.test(name) ? name.toLowerCase() : name
   return lower.includes('_') ? lower.replaceAll('_', '-') : lower
 }
 
@@ -39,6 +40,12 @@ export const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['x-real-ip', 'tru
  * request line, so a client could reach a path other than the one gatehouse matched and forwarded.
  */
 export const URL_REWRITE_HEADERS: ReadonlySet<string> = new Set(['x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-envoy-original-path'])
+
+/**
+ * Headers some upstreams take for their own host or outbound proxy: `Proxy` becomes HTTP_PROXY in CGI,
+ * PHP-FPM and WSGI apps (httpoxy), which then send their outgoing calls — with tokens — through it.
+ */
+export const HOST_OVERRIDE_HEADERS: ReadonlySet<string> = new Set(['proxy', 'x-host', 'x-original-host', 'x-http-host-override', 'x-forwarded-server'])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case anti-forgery header name: never forwarded. */
@@ -74,7 +81,7 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
     // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
     if (normal === 'host' || normal === 'cookie' || normal === 'authorization' || normal === 'dpop' || normal === antiForgery) continue
     // undici does not implement 100-continue; the body is streamed anyway.
-    if (normal === 'expect' || METHOD_OVERRIDES.has(normal) || URL_REWRITE_HEADERS.has(normal)) continue
+    if (normal === 'expect' || METHOD_OVERRIDES.has(normal) || URL_REWRITE_HEADERS.has(normal) || HOST_OVERRIDE_HEADERS.has(normal)) continue
     if (normal === 'forwarded' || normal.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(normal)) continue
     // The handshake fields pass for a WebSocket upgrade only, and only as themselves (never `Sec_WebSocket_Key`).
     if (normal.startsWith('sec-websocket-') && (!o.websocket || name.includes('_'))) continue

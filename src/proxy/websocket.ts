@@ -50,7 +50,17 @@ async function upgrade(services: Services, req: IncomingMessage, socket: Duplex,
   // the wait for it counts toward the API's timeout.
   const pool = services.upstreams.pool(match.api)
   const waitStartedAt = performance.now()
-  if (!pool.tryAcquire()) await services.upstreams.wait(match.api, pool, match.api.timeoutMs)
+  if (!pool.tryAcquire()) {
+    // A client that leaves while queued gives its place in the queue back at once.
+    const gone = new AbortController()
+    const onClose = () => gone.abort()
+    socket.once('close', onClose)
+    try {
+      if ((await services.upstreams.wait(match.api, pool, match.api.timeoutMs, gone.signal)) === 'aborted') return
+    } finally {
+      socket.off('close', onClose)
+    }
+  }
   let upstream: Awaited<ReturnType<typeof pool.dispatcher.upgrade>>
   try {
     if (socket.destroyed) return
@@ -85,5 +95,6 @@ const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized
 function refuse(socket: Duplex, status: number, retryAfterSec?: number): void {
   if (!socket.writable) return void socket.destroy()
   const retry = retryAfterSec === undefined ? '' : `Retry-After: ${retryAfterSec}\r\n`
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\n${retry}Content-Length: 0\r\n\r\n`)
+  // Then closed from our side: a client that keeps its half open must not keep the socket (and its place).
+  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\n${retry}Content-Length: 0\r\n\r\n`, () => socket.destroy())
 }

@@ -608,15 +608,15 @@ describe('a session cookie sent twice (cookie tossing: another path, a nameless 
 
   const ambiguousWarnings = () => log.entries().filter((entry) => entry.event === 'cookie_ambiguous')
 
-  test("/bff/user with the attacker's session cookie before or after the user's is 401, deletes no cookie and logs one cookie_ambiguous warning without the values", async () => {
-    for (const header of [`${COOKIE}=${attackers}; ${COOKIE}=${real}`, `${COOKIE}=${real}; ${COOKIE}=${attackers}`, `${COOKIE}=${real}; theme=dark; ${COOKIE}=${real}`]) {
-      const before = ambiguousWarnings().length
+  test("/bff/user with the attacker's session cookie before or after the user's is 401, deletes no cookie and logs one cookie_ambiguous warning (a minute's worth) without the values", async () => {
+    const pads = Array.from({ length: 250 }, (_, i) => `p${i}=x`).join('; ')
+    for (const header of [`${COOKIE}=${attackers}; ${COOKIE}=${real}`, `${COOKIE}=${real}; ${COOKIE}=${attackers}`, `${COOKIE}=${real}; theme=dark; ${COOKIE}=${real}`, `${COOKIE}=${attackers}; ${pads}; ${COOKIE}=${real}`]) {
       const res = await flow.browser().get(`${flow.origin}/bff/user`, { ...CSRF, cookie: header })
-      assert.equal(res.status, 401, header)
+      assert.equal(res.status, 401, header.slice(0, 120))
       assert.equal(problem(res).code, 'session_required')
       assert.deepEqual(res.headers.getSetCookie(), [], 'no Set-Cookie at all, so none deleting the session cookie')
-      assert.equal(ambiguousWarnings().length, before + 1, 'one warning per request')
     }
+    assert.equal(ambiguousWarnings().length, 1, 'one warning, however many such requests come within a minute')
     const entry = ambiguousWarnings().at(-1)!
     assert.equal(entry.level, 40, 'warn')
     const text = log.lines.join('\n')
@@ -631,7 +631,7 @@ describe('a session cookie sent twice (cookie tossing: another path, a nameless 
     assert.equal(problem(res).code, 'session_required')
     assert.deepEqual(res.headers.getSetCookie(), [])
     assert.equal(upstream.received.length, before)
-    assert.equal(ambiguousWarnings().length, warnings + 1)
+    assert.equal(ambiguousWarnings().length, warnings, 'not logged again within the minute')
   })
 
   test('once the browser sends its one cookie again, the same session is served: /bff/user 200 and the API 200 as the user', async () => {

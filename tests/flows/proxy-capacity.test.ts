@@ -321,9 +321,9 @@ describe('200 held requests from one client do not starve another client of the 
   }
 
   test('(a) long streams on a token "none" API: one client keeps limits.perClientStreams of them, the rest get 429; another client is served', async () => {
-    // No Accept header: the streams are recognised by the answer's text/event-stream.
-    await underSiege('/open', () => new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1']), ['per_client', 'per_client_streams'], HELD - STREAMS)
-    const streams = new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1'])
+    // Asked for as EventSource asks (Accept: text/event-stream): counted as streams from the start.
+    await underSiege('/open', () => new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1', 'Accept: text/event-stream']), ['per_client_streams'], HELD - STREAMS)
+    const streams = new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1', 'Accept: text/event-stream'])
     await waitFor(() => streams.status !== undefined, 'a stream after the siege')
     assert.equal(streams.status, 200, 'the client may stream again once its streams ended')
     streams.destroy()
@@ -442,14 +442,19 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
     const accept = ['X-CSRF: 1', `X-Forwarded-For: ${client}`, 'Accept: text/event-stream']
     const streams = Array.from({ length: STREAMS }, () => new RawClient(flow.origin, ['GET /api/stream HTTP/1.1', ...accept]))
     await waitFor(() => streams.every((s) => s.text.includes('data: event 0')), 'the streams')
-    // A third stream is refused: asked for by Accept, or recognised by the answer.
+    // A third stream asked for by Accept is refused before any upstream call.
     const third = await fetchAs(client, `${flow.origin}/api/stream`, { headers: { accept: 'text/event-stream' } })
     assert.equal(third.status, 429)
     assert.equal((await problemOf(third)).code, 'too_many_requests')
     assert.ok(third.headers.get('retry-after'))
+    // One the upstream has already answered as a stream is never refused afterwards (the API acted on
+    // it): it keeps its ordinary place.
+    const streamCallsBefore = api.requests.filter((r) => r.url.startsWith('/stream')).length
     const recognised = await fetchAs(client, `${flow.origin}/api/stream`)
-    assert.equal(recognised.status, 429)
-    assert.equal(await refused(flow, '/api', 'per_client_streams'), before + 2)
+    assert.equal(recognised.status, 200)
+    void recognised.body?.cancel()
+    assert.equal(api.requests.filter((r) => r.url.startsWith('/stream')).length, streamCallsBefore + 1)
+    assert.equal(await refused(flow, '/api', 'per_client_streams'), before + 1)
     // A WebSocket is a stream too.
     const ws = new RawClient(flow.origin, ['GET /live/ws HTTP/1.1', `Origin: ${flow.origin}`, `X-Forwarded-For: ${client}`, 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='])
     await waitFor(() => ws.status !== undefined, 'the handshake answer')

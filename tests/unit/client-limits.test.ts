@@ -51,6 +51,15 @@ test('clients without a session are keyed by address: IPv4 as is, IPv4-mapped IP
   assert.equal(addressKey(undefined), 'unknown')
 })
 
+test('a forwarded address with a port or brackets is keyed by the address alone; garbage is no address', () => {
+  assert.equal(addressKey('203.0.113.7:5678'), '203.0.113.7', 'a new source port is not a new client')
+  assert.equal(addressKey('203.0.113.7:5679'), '203.0.113.7')
+  assert.equal(addressKey('[2001:db8::1]:443'), '2001:db8:0:0::/64')
+  assert.equal(addressKey('[2001:db8::1]'), '2001:db8:0:0::/64')
+  assert.equal(addressKey(' 203.0.113.7 '), '203.0.113.7')
+  for (const garbage of ['', 'unknown', 'not-an-ip', '1.2.3', '203.0.113.7:x', '[nope]:1', '999.1.1.1']) assert.equal(addressKey(garbage), 'unknown', garbage)
+})
+
 test('the client address is the peer, or with trustProxy the X-Forwarded-For value the proxy appended (the last), never one the client prepended', () => {
   const req = (forwarded?: string) => ({ headers: forwarded === undefined ? {} : { 'x-forwarded-for': forwarded }, socket: { remoteAddress: '10.0.0.2' } }) as unknown as IncomingMessage
   assert.equal(clientAddress(req('198.51.100.1, 203.0.113.9'), false), '10.0.0.2')

@@ -312,6 +312,11 @@ test('URL-rewrite headers (X-Original-URL, X-Rewrite-URL, X-Original-URI, X-Envo
   for (const name of URL_REWRITE_HEADERS) assert.equal(out[name], undefined, name)
 })
 
+test('Proxy (httpoxy: HTTP_PROXY in CGI-style upstreams) and host-override headers never reach the upstream, in any spelling', () => {
+  const out = upstreamRequestHeaders({ proxy: 'http://evil:3128', PROXY: 'http://evil:3128', 'x-host': 'evil', x_original_host: 'evil', 'x-http-host-override': 'evil', 'x-forwarded-server': 'evil', accept: '*/*' }, options())
+  assert.deepEqual(Object.keys(out).filter((name) => !name.startsWith('x-forwarded-') && name !== 'authorization').sort(), ['accept'])
+})
+
 test('a WebSocket upgrade forwards Sec-WebSocket-* only as spelt with dashes, never Sec_WebSocket_*', () => {
   const out = upstreamRequestHeaders({ 'sec-websocket-protocol': 'chat', sec_websocket_protocol: 'evil', 'sec-websocket_key': 'evil' }, options({ websocket: true }))
   assert.equal(out['sec-websocket-protocol'], 'chat')
