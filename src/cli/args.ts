@@ -1,27 +1,242 @@
-/** `--name value` / `--name=value` / `--flag` → map; positional words in order. Tiny on purpose. */
-export interface Args {
-  positional: string[]
-  options: Map<string, string | true>
+import { resolve } from 'node:path'
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util'
+
+/**
+ * The CLI grammar: every command's options and usage in one table, parsed strictly with
+ * `node:util` parseArgs. An unknown flag, a flag without its value, a flag given twice or an
+ * unexpected argument is a usage error (exit 2), never silently ignored.
+ */
+
+export const DEFAULT_CONFIG_PATH = 'gatehouse.json'
+
+export interface CommandSpec {
+  /** As typed: `serve`, `sessions list`. */
+  name: string
+  /** The synopsis after `gatehouse `. */
+  synopsis: string
+  summary: string
+  /** Option lines of the usage text. */
+  help: string[]
+  options: ParseArgsOptionsConfig
+  /** How many positional arguments the command takes (the config file of serve and check-config). */
+  maxPositionals: number
 }
 
-export function parseArgs(argv: readonly string[]): Args {
-  const positional: string[] = []
-  const options = new Map<string, string | true>()
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!
-    if (!arg.startsWith('--')) {
-      positional.push(arg)
-      continue
-    }
-    const eq = arg.indexOf('=')
-    if (eq !== -1) options.set(arg.slice(2, eq), arg.slice(eq + 1))
-    else if (argv[i + 1] !== undefined && !argv[i + 1]!.startsWith('--')) options.set(arg.slice(2), argv[++i]!)
-    else options.set(arg.slice(2), true)
+const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const satisfies ParseArgsOptionsConfig
+const CONFIG_HELP = `-c, --config FILE   configuration file (default: $GATEHOUSE_CONFIG, else ${DEFAULT_CONFIG_PATH})`
+
+export const COMMANDS: readonly CommandSpec[] = [
+  {
+    name: 'serve',
+    synopsis: 'serve [FILE | --config FILE] [--port N] [--host H]',
+    summary: 'run the gateway',
+    help: [CONFIG_HELP, '--port N            listen on this port instead of listen.port (0 picks a free one)', '--host H            listen on this address instead of listen.host'],
+    options: { ...CONFIG_OPTION, port: { type: 'string' }, host: { type: 'string' } },
+    maxPositionals: 1,
+  },
+  {
+    name: 'check-config',
+    synopsis: 'check-config [FILE | --config FILE]',
+    summary: 'validate the configuration: exit 0 when valid, 1 with one line per problem',
+    help: [CONFIG_HELP],
+    options: { ...CONFIG_OPTION },
+    maxPositionals: 1,
+  },
+  {
+    name: 'keys generate',
+    synopsis: 'keys generate',
+    summary: 'print a new key for the "keys" ring (the last line of stdout)',
+    help: [],
+    options: {},
+    maxPositionals: 0,
+  },
+  {
+    name: 'migrate',
+    synopsis: 'migrate [--config FILE]',
+    summary: "apply the session store's schema (PostgreSQL, SQLite); idempotent",
+    help: [CONFIG_HELP],
+    options: { ...CONFIG_OPTION },
+    maxPositionals: 0,
+  },
+  {
+    name: 'sessions list',
+    synopsis: 'sessions list [--sub S] [--limit N] [--config FILE]',
+    summary: 'one line per live session (id hash, sub, sid, partition, times)',
+    help: ['--sub S             only the sessions of this subject', '--limit N           at most N sessions (default 1000)', CONFIG_HELP],
+    options: { ...CONFIG_OPTION, sub: { type: 'string' }, limit: { type: 'string' } },
+    maxPositionals: 0,
+  },
+  {
+    name: 'sessions revoke',
+    synopsis: 'sessions revoke (--sub S | --sid S) [--config FILE]',
+    summary: 'end sessions; every instance refuses them at the next request',
+    help: ['--sub S             every session of this subject', "--sid S             the sessions of this IdP session (the id_token's sid)", CONFIG_HELP],
+    options: { ...CONFIG_OPTION, sub: { type: 'string' }, sid: { type: 'string' } },
+    maxPositionals: 0,
+  },
+  {
+    name: 'schema',
+    synopsis: 'schema',
+    summary: 'print the JSON Schema (draft 2020-12) of the configuration file',
+    help: [],
+    options: {},
+    maxPositionals: 0,
+  },
+  {
+    name: 'demo',
+    synopsis: 'demo [--port N] [--idp-port N] [--api-port N] [--data-dir D]',
+    summary: 'run the demo: embedded IdP, demo API and SPA, SQLite sessions',
+    help: [
+      '--port N            port of the demo (default 8080; 0 picks a free one)',
+      '--idp-port N        port of the embedded IdP (default: --port + 1)',
+      '--api-port N        port of the demo API (default: --port + 2)',
+      '--data-dir D        where the demo keeps its data (default .gatehouse-demo)',
+    ],
+    options: { port: { type: 'string' }, 'idp-port': { type: 'string' }, 'api-port': { type: 'string' }, 'data-dir': { type: 'string' } },
+    maxPositionals: 0,
+  },
+]
+
+/** Commands that only group subcommands (`keys`, `sessions`), with their subcommand names. */
+export function subcommandsOf(group: string): string[] {
+  return COMMANDS.filter((c) => c.name.startsWith(`${group} `)).map((c) => c.name.slice(group.length + 1))
+}
+
+export function findCommand(name: string): CommandSpec | undefined {
+  return COMMANDS.find((c) => c.name === name)
+}
+
+export function overallUsage(): string {
+  const lines = COMMANDS.map((c) => {
+    const head = `  ${c.synopsis}`
+    return head.length < 40 ? `${head.padEnd(40)}${c.summary}` : `${head}\n${' '.repeat(40)}${c.summary}`
+  })
+  return `Usage: gatehouse <command> [options]
+
+Commands:
+${lines.join('\n')}
+
+Options:
+  -h, --help      show this help, or a command's (gatehouse <command> --help)
+  --version       print gatehouse's version
+`
+}
+
+export function commandUsage(spec: CommandSpec): string {
+  const options = [...spec.help, '-h, --help          show this help']
+  return `Usage: gatehouse ${spec.synopsis}\n\n${spec.summary[0]!.toUpperCase()}${spec.summary.slice(1)}.\n\nOptions:\n${options.map((o) => `  ${o}`).join('\n')}\n`
+}
+
+/** A mistake in how the command was typed: exit 2 with the command's usage on stderr. */
+export class UsageError extends Error {
+  readonly spec: CommandSpec | undefined
+  constructor(message: string, spec?: CommandSpec) {
+    super(message)
+    this.spec = spec
   }
-  return { positional, options }
 }
 
-export function stringOption(args: Args, name: string): string | undefined {
-  const value = args.options.get(name)
-  return typeof value === 'string' ? value : undefined
+export interface ParsedCommand {
+  values: Record<string, string | boolean | undefined>
+  positionals: string[]
+}
+
+/** Parses one command's arguments strictly; throws UsageError naming the offending flag or argument. */
+export function parseCommand(spec: CommandSpec, argv: readonly string[]): ParsedCommand {
+  const options: ParseArgsOptionsConfig = { ...spec.options, help: { type: 'boolean', short: 'h' } }
+  const parsed = (() => {
+    try {
+      return parseArgs({ args: [...argv], options, strict: true, allowPositionals: true, tokens: true })
+    } catch (err) {
+      throw new UsageError(describeParseError(err, options, argv), spec)
+    }
+  })()
+  const { positionals, tokens } = parsed
+  const values = parsed.values as ParsedCommand['values']
+  if (values.help) return { values, positionals }
+  // Without `multiple`, parseArgs keeps the last of a repeated flag: say so instead of choosing.
+  const seen = new Set<string>()
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} is given more than once`, spec)
+    seen.add(token.name)
+  }
+  for (const [name, value] of Object.entries(values)) {
+    if (value === '') throw new UsageError(`--${name} needs a non-empty value`, spec)
+  }
+  if (positionals.length > spec.maxPositionals) {
+    const extra = positionals[spec.maxPositionals]!
+    const hint = spec.maxPositionals === 0 && 'config' in spec.options && /\.(json|ya?ml)$/i.test(extra) ? ` (give the configuration file as --config ${extra})` : ''
+    throw new UsageError(`unexpected argument "${extra}"${hint}`, spec)
+  }
+  return { values, positionals }
+}
+
+function describeParseError(err: unknown, options: ParseArgsOptionsConfig, argv: readonly string[]): string {
+  const { code, message } = err as { code?: string; message: string }
+  const quoted = /'([^']+)'/.exec(message)?.[1] ?? ''
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      // `-port` parses as the short flags -p -o -r -t: name what was typed, not "-p".
+      const typed = /^-[^-]$/.test(quoted) ? (argv.find((a) => a.startsWith(quoted) && !a.startsWith('--') && a.length > 2 && !a.includes('=')) ?? quoted) : quoted.split('=')[0]!
+      const suggestion = suggest(typed.replace(/^-+/, ''), Object.keys(options))
+      return `unknown option ${typed}${suggestion ? ` (did you mean --${suggestion}?)` : ''}`
+    }
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE': {
+      // "Option '--sub <value>' argument missing", "… argument is ambiguous" (the next word is a flag),
+      // "Option '-h, --help' does not take an argument".
+      const flag = /--[A-Za-z0-9-]+/.exec(quoted)?.[0] ?? quoted
+      if (/does not take an argument/.test(message)) return `${flag} takes no value`
+      return `${flag} needs a value`
+    }
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return `unexpected argument "${quoted}"`
+    default:
+      return message
+  }
+}
+
+/** The known option closest to a mistyped one (edit distance ≤ 2), if any. */
+function suggest(typed: string, known: string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined
+  for (const name of known) {
+    const distance = editDistance(typed, name)
+    if (distance <= 2 && (!best || distance < best.distance)) best = { name, distance }
+  }
+  return best?.name
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!
+    row[0] = i
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1))
+      previous = current
+    }
+  }
+  return row[b.length]!
+}
+
+/**
+ * The configuration file: `--config FILE` / `-c FILE`, or (serve, check-config) the first positional
+ * argument — both only when they name the same file — else `$GATEHOUSE_CONFIG`, else gatehouse.json.
+ */
+export function configPathOf(spec: CommandSpec, parsed: ParsedCommand, env: NodeJS.ProcessEnv = process.env): string {
+  const flag = parsed.values.config as string | undefined
+  const positional = parsed.positionals[0]
+  if (flag !== undefined && positional !== undefined && resolve(flag) !== resolve(positional)) {
+    throw new UsageError(`two configuration files given: --config ${flag} and ${positional} (give one)`, spec)
+  }
+  return flag ?? positional ?? (env.GATEHOUSE_CONFIG || DEFAULT_CONFIG_PATH)
+}
+
+/** A TCP port from a flag: a whole number 0–65535. */
+export function portOption(spec: CommandSpec, flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined
+  const port = /^\d{1,5}$/.test(value) ? Number(value) : NaN
+  if (!(port >= 0 && port <= 65535)) throw new UsageError(`--${flag} must be a whole number from 0 to 65535 (got "${value}")`, spec)
+  return port
 }

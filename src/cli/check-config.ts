@@ -1,7 +1,7 @@
 import { readConfig } from '../config/read-config.ts'
 import type { Config } from '../config/types.ts'
 
-export const DEFAULT_CONFIG_PATH = 'gatehouse.json'
+export { DEFAULT_CONFIG_PATH } from './args.ts'
 
 /** Loads and validates; on problems prints one line per problem to stderr and returns undefined. */
 export async function loadOrReport(path: string): Promise<Config | undefined> {
@@ -12,7 +12,7 @@ export async function loadOrReport(path: string): Promise<Config | undefined> {
   return undefined
 }
 
-/** `gatehouse check-config [--config FILE]` — exit 0 when valid, 1 with one line per problem when not. */
+/** `gatehouse check-config [FILE | --config FILE]` — exit 0 when valid, 1 with one line per problem when not. */
 export async function checkConfig(path: string): Promise<number> {
   const config = await loadOrReport(path)
   if (!config) return 1

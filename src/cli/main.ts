@@ -1,93 +1,135 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs'
 import { GatehouseError } from '../errors.ts'
-import { parseArgs, stringOption } from './args.ts'
-import { checkConfig, DEFAULT_CONFIG_PATH, loadOrReport } from './check-config.ts'
+import { commandUsage, configPathOf, findCommand, overallUsage, parseCommand, portOption, subcommandsOf, UsageError, type CommandSpec } from './args.ts'
+import { checkConfig, loadOrReport } from './check-config.ts'
 import { keysGenerate } from './keys.ts'
+import { printSchema } from './schema.ts'
 import { migrate, sessionsList, sessionsRevoke } from './sessions.ts'
 import { exitOnSignal, startServer } from './serve.ts'
 
-const USAGE = `Usage: gatehouse <command> [options]
-
-Commands:
-  serve [--config FILE]          run the gateway (default config: ${DEFAULT_CONFIG_PATH})
-  check-config [--config FILE]   validate the configuration; one line per problem
-  keys generate                  print a new key for the "keys" ring (last line of stdout)
-  migrate [--config FILE]        apply the session store's schema (PostgreSQL, SQLite); idempotent
-  sessions list [--sub S] [--limit N] [--config FILE]
-                                 one line per live session (id hash, sub, sid, partition, times)
-  sessions revoke (--sub S | --sid S) [--config FILE]
-                                 end sessions; every instance refuses them at the next request
-  demo [--port N] [--data-dir D] run the demo: embedded IdP, demo API and SPA, SQLite sessions
-
-Options:
-  --help, --version
-`
+const GROUPS = ['keys', 'sessions']
 
 async function main(argv: readonly string[]): Promise<number | 'running'> {
-  const args = parseArgs(argv)
-  const [command, sub] = args.positional
-  if (args.options.has('version')) {
+  const [first, second] = argv
+  if (first === undefined) {
+    process.stderr.write(overallUsage())
+    return 2
+  }
+  if (first === '--version') {
+    if (argv.length > 1) throw new UsageError(`--version takes no arguments (got "${argv[1]}")`)
     const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
     process.stdout.write(`${pkg.version}\n`)
     return 0
   }
-  if (!command || args.options.has('help') || command === 'help') {
-    process.stdout.write(USAGE)
-    return command || args.options.has('help') ? 0 : 2
+  if (first === '--help' || first === '-h' || first === 'help') {
+    // `gatehouse help serve`, `gatehouse help sessions list`
+    const topic = argv.slice(1).join(' ')
+    if (!topic) {
+      process.stdout.write(overallUsage())
+      return 0
+    }
+    const spec = findCommand(topic)
+    if (spec) {
+      process.stdout.write(commandUsage(spec))
+      return 0
+    }
+    if (GROUPS.includes(topic)) {
+      process.stdout.write(groupUsage(topic))
+      return 0
+    }
+    throw new UsageError(`unknown command "${topic}"`)
   }
-  const configPath = stringOption(args, 'config') ?? process.env.GATEHOUSE_CONFIG ?? DEFAULT_CONFIG_PATH
-  switch (command) {
+  if (first.startsWith('-')) throw new UsageError(`unknown option ${first} (options come after the command: gatehouse <command> [options])`)
+
+  let spec: CommandSpec | undefined
+  let rest: readonly string[]
+  if (GROUPS.includes(first)) {
+    if (second === undefined || second === '--help' || second === '-h') {
+      // `gatehouse keys` alone is a mistake; `gatehouse keys --help` asked for this.
+      const help = second !== undefined
+      ;(help ? process.stdout : process.stderr).write(`${help ? '' : `gatehouse ${first}: missing subcommand (one of: ${subcommandsOf(first).join(', ')})\n\n`}${groupUsage(first)}`)
+      return help ? 0 : 2
+    }
+    spec = findCommand(`${first} ${second}`)
+    if (!spec) {
+      process.stderr.write(`gatehouse ${first}: unknown subcommand "${second}" (one of: ${subcommandsOf(first).join(', ')})\n\n${groupUsage(first)}`)
+      return 2
+    }
+    rest = argv.slice(2)
+  } else {
+    spec = findCommand(first)
+    rest = argv.slice(1)
+  }
+  if (!spec) {
+    process.stderr.write(`gatehouse: unknown command "${first}"\n\n${overallUsage()}`)
+    return 2
+  }
+
+  const args = parseCommand(spec, rest)
+  if (args.values.help) {
+    process.stdout.write(commandUsage(spec))
+    return 0
+  }
+  const value = (name: string) => args.values[name] as string | undefined
+
+  switch (spec.name) {
     case 'check-config':
-      return checkConfig(configPath)
-    case 'keys':
-      if (sub === 'generate') return keysGenerate()
-      break
+      return checkConfig(configPathOf(spec, args))
+    case 'keys generate':
+      return keysGenerate()
+    case 'schema':
+      return printSchema()
     case 'migrate': {
-      const config = await loadOrReport(configPath)
+      const config = await loadOrReport(configPathOf(spec, args))
       return config ? migrate(config) : 1
     }
-    case 'sessions': {
-      if (sub !== 'list' && sub !== 'revoke') break
-      const config = await loadOrReport(configPath)
+    case 'sessions list': {
+      const limitText = value('limit') ?? '1000'
+      const limit = /^\d+$/.test(limitText) ? Number(limitText) : NaN
+      if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number (got "${limitText}")`, spec)
+      const config = await loadOrReport(configPathOf(spec, args))
       if (!config) return 1
-      const bySub = stringOption(args, 'sub')
-      const bySid = stringOption(args, 'sid')
-      if (sub === 'list') {
-        const limit = Number(stringOption(args, 'limit') ?? 1000)
-        if (!Number.isInteger(limit) || limit < 1) return usageError('--limit must be a positive whole number')
-        return sessionsList(config, { ...(bySub === undefined ? {} : { sub: bySub }), limit })
-      }
-      if ((bySub === undefined) === (bySid === undefined)) return usageError('sessions revoke needs exactly one of --sub S or --sid S')
-      return sessionsRevoke(config, bySub !== undefined ? { sub: bySub } : { sid: bySid! })
+      const sub = value('sub')
+      return sessionsList(config, { ...(sub === undefined ? {} : { sub }), limit })
+    }
+    case 'sessions revoke': {
+      const sub = value('sub')
+      const sid = value('sid')
+      if ((sub === undefined) === (sid === undefined)) throw new UsageError('needs exactly one of --sub S or --sid S', spec)
+      const config = await loadOrReport(configPathOf(spec, args))
+      if (!config) return 1
+      return sessionsRevoke(config, sub !== undefined ? { sub } : { sid: sid! })
     }
     case 'serve': {
-      const config = await loadOrReport(configPath)
+      // Flag mistakes first: they are exit 2 whatever the configuration says.
+      const path = configPathOf(spec, args)
+      const port = portOption(spec, 'port', value('port'))
+      const host = value('host')
+      const config = await loadOrReport(path)
       if (!config) return 1
-      const running = await startServer(config)
+      const listen = { host: host ?? config.listen.host, port: port ?? config.listen.port }
+      const running = await startServer(port === undefined && host === undefined ? config : { ...config, listen })
       exitOnSignal(running.close)
       return 'running'
     }
     case 'demo': {
+      const port = portOption(spec, 'port', value('port'))
+      const idpPort = portOption(spec, 'idp-port', value('idp-port'))
+      const apiPort = portOption(spec, 'api-port', value('api-port'))
+      const dataDir = value('data-dir')
       const { runDemo } = await import('../demo/demo.ts')
-      const port = stringOption(args, 'port')
-      if (port !== undefined && !/^\d{1,5}$/.test(port)) {
-        process.stderr.write('gatehouse: --port must be a number\n')
-        return 2
-      }
-      const dataDir = stringOption(args, 'data-dir')
-      const demo = await runDemo({ port: port === undefined ? undefined : Number(port), ...(dataDir ? { dataDir } : {}) })
+      const demo = await runDemo({ port, ...(idpPort === undefined ? {} : { idpPort }), ...(apiPort === undefined ? {} : { apiPort }), ...(dataDir ? { dataDir } : {}) })
       exitOnSignal(demo.close)
       return 'running'
     }
   }
-  process.stderr.write(`gatehouse: unknown command "${[command, sub].filter(Boolean).join(' ')}"\n\n${USAGE}`)
-  return 2
+  throw new Error(`command ${spec.name} has no handler`)
 }
 
-function usageError(message: string): number {
-  process.stderr.write(`gatehouse: ${message}\n`)
-  return 2
+function groupUsage(group: string): string {
+  const specs = subcommandsOf(group).map((sub) => findCommand(`${group} ${sub}`)!)
+  return `Usage: gatehouse ${group} <subcommand> [options]\n\nSubcommands:\n${specs.map((s) => `  ${s.synopsis}\n      ${s.summary}`).join('\n')}\n\nSee gatehouse ${group} <subcommand> --help.\n`
 }
 
 main(process.argv.slice(2)).then(
@@ -95,6 +137,12 @@ main(process.argv.slice(2)).then(
     if (code !== 'running') process.exitCode = code
   },
   (err: unknown) => {
+    if (err instanceof UsageError) {
+      const where = err.spec ? `gatehouse ${err.spec.name}` : 'gatehouse'
+      process.stderr.write(`${where}: ${err.message}\n\n${err.spec ? commandUsage(err.spec) : overallUsage()}`)
+      process.exitCode = 2
+      return
+    }
     if (err instanceof GatehouseError && err.code === 'config_invalid') process.stderr.write(`gatehouse: configuration is invalid:\n${err.message}\n`)
     else if ((err as NodeJS.ErrnoException)?.code === 'EADDRINUSE') process.stderr.write(`gatehouse: ${(err as Error).message} — is another server using that port?\n`)
     else process.stderr.write(`gatehouse: ${err instanceof Error ? err.message : String(err)}\n`)

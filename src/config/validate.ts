@@ -119,6 +119,8 @@ const methodList = z
   .refine((list) => new Set(list).size === list.length, 'lists a method more than once')
 
 const schema = z.strictObject({
+  // Editors' hint (`"$schema": "./node_modules/gatehouse/gatehouse.schema.json"`); gatehouse ignores it.
+  $schema: z.string().optional(),
   listen: listen(8080).default({ host: '127.0.0.1', port: 8080 }),
   publicOrigin: webOrigin('public origin').optional(),
   trustProxy: z.boolean().default(false),
@@ -268,6 +270,9 @@ const schema = z.strictObject({
     .default({ level: 'info' }),
   user: z.strictObject({ claimValues: z.enum(['string', 'json']).default('string') }).default({ claimValues: 'string' }),
 })
+
+/** The configuration schema itself, for `gatehouse schema` (src/config/json-schema.ts). */
+export const configSchema = schema
 
 /** What users write: the config file's shape, every key but oidc.authority, oidc.clientId and keys optional. */
 export type GatehouseOptions = z.input<typeof schema>

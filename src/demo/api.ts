@@ -52,7 +52,14 @@ export async function startDemoApi(options: { introspectionEndpoint: string; cli
       send(502, { error: 'the IdP could not be reached' })
     }
   })
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve))
+  // A port in use rejects (EADDRINUSE) rather than crashing the process with an unhandled 'error' event.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
   origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   return {
     url: origin,

@@ -11,8 +11,12 @@ import { DEMO_USERS, startIdp } from './idp.ts'
 import { DEMO_PAGE, DEMO_SCRIPT } from './page.ts'
 
 export interface DemoOptions {
-  /** gatehouse's port (default 8080; 0 picks one); the IdP listens on the next port (or any, with 0). */
+  /** gatehouse's port (default 8080; 0 picks one). */
   port?: number | undefined
+  /** The embedded IdP's port (default: gatehouse's port + 1; any free one when `port` is 0). */
+  idpPort?: number | undefined
+  /** The demo API's port (default: gatehouse's port + 2; any free one when `port` is 0). */
+  apiPort?: number | undefined
   /** Where the SQLite sessions and the demo's key live (default ./.gatehouse-demo). */
   dataDir?: string
   print?: (text: string) => void
@@ -35,14 +39,26 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   let app: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
   const server = createServer((req, res) => (app ? app(req, res) : void res.writeHead(503).end()))
   const port = options.port ?? 8080
-  await listen(server, port, '127.0.0.1')
+  // Whatever started before a failure (a port in use) is closed again, so the process can exit.
+  const started: Array<() => Promise<void>> = []
+  const unwind = async (err: unknown): Promise<never> => {
+    for (const close of started.reverse()) await close().catch(() => {})
+    throw err
+  }
+  await listen(server, port, '127.0.0.1').catch((err: unknown) => unwind(portError(err, port, 'gatehouse', '--port')))
+  started.push(() => new Promise<void>((resolve) => server.close(() => resolve())))
   const actualPort = (server.address() as AddressInfo).port
   const origin = `http://localhost:${actualPort}`
+  const idpPort = options.idpPort ?? (port === 0 ? 0 : actualPort + 1)
+  const apiPort = options.apiPort ?? (port === 0 ? 0 : actualPort + 2)
+  // oidc-provider prints development notices ("oidc-provider NOTICE: …") on the console; not the demo's business.
+  const restoreConsole = hideProviderNotices()
+  started.push(async () => restoreConsole())
 
   const clientSecret = randomBytes(24).toString('base64url')
   const apiSecret = randomBytes(24).toString('base64url')
   const idp = await startIdp({
-    port: port === 0 ? 0 : actualPort + 1,
+    port: idpPort,
     issuerHost: 'localhost',
     clients: [
       {
@@ -55,9 +71,13 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
       // The demo API's own credentials, used only to introspect the tokens it receives.
       { client_id: API_CLIENT_ID, client_secret: apiSecret, redirect_uris: [], grant_types: [], response_types: [] },
     ],
-  })
-  const discovery = (await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).json()) as { introspection_endpoint: string }
-  const api = await startDemoApi({ introspectionEndpoint: discovery.introspection_endpoint, clientId: API_CLIENT_ID, clientSecret: apiSecret, port: port === 0 ? 0 : actualPort + 2 })
+  }).catch((err: unknown) => unwind(portError(err, idpPort, 'the demo identity provider', '--idp-port')))
+  started.push(() => idp.close())
+  const discovery = (await fetch(`${idp.issuer}/.well-known/openid-configuration`).then((res) => res.json()).catch(unwind)) as { introspection_endpoint: string }
+  const api = await startDemoApi({ introspectionEndpoint: discovery.introspection_endpoint, clientId: API_CLIENT_ID, clientSecret: apiSecret, port: apiPort }).catch((err: unknown) =>
+    unwind(portError(err, apiPort, 'the demo API', '--api-port')),
+  )
+  started.push(() => api.close())
   const gatehouse = await createGatehouse({
     publicOrigin: origin,
     // DPoP on: the demo API sees tokens bound to a key only this session's gatehouse holds.
@@ -66,7 +86,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     session: { store: `sqlite:${join(dataDir, 'sessions.db')}` },
     remoteApis: [{ path: '/api', target: api.url, token: 'user' }],
     log: { level: 'warn' },
-  })
+  }).catch(unwind)
   app = (req, res) => gatehouse.handle(req, res, () => demoApp(clientModule, req, res))
   server.on('upgrade', gatehouse.upgrade)
 
@@ -90,7 +110,33 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
       await closeServer(server, gatehouse, 2_000)
       await api.close()
       await idp.close()
+      restoreConsole()
     },
+  }
+}
+
+/** A port in use becomes one line naming the port, what wanted it and the flag choosing another. */
+function portError(err: unknown, port: number, what: string, flag: string): unknown {
+  if ((err as NodeJS.ErrnoException)?.code !== 'EADDRINUSE') return err
+  return new Error(`port ${port} (${what}) is already in use; choose another with ${flag} N, or stop what is using it`)
+}
+
+const PROVIDER_NOTICE = /^(?:\x1b\[[\d;]*m)?oidc-provider NOTICE: /
+
+/** Drops oidc-provider's development notices from console.info/console.warn; returns the undo. */
+function hideProviderNotices(): () => void {
+  const { info, warn } = console
+  const filter =
+    (write: (...args: unknown[]) => void) =>
+    (...args: unknown[]) => {
+      if (typeof args[0] === 'string' && PROVIDER_NOTICE.test(args[0])) return
+      write.apply(console, args)
+    }
+  console.info = filter(info)
+  console.warn = filter(warn)
+  return () => {
+    console.info = info
+    console.warn = warn
   }
 }
 

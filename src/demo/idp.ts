@@ -162,7 +162,14 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     if (path === '/token/revocation' && running.revocationDelayMs > 0) return void setTimeout(() => void route(p, req, res, prefix), running.revocationDelayMs)
     void route(p, req, res, prefix)
   })
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, resolve))
+  // A port in use rejects (EADDRINUSE) rather than crashing the process with an unhandled 'error' event.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
   const port = (server.address() as AddressInfo).port
   const origin = `http://${options.issuerHost ?? (host.includes(':') ? `[${host}]` : host)}:${port}`
   const issuer = options.issuerPath === '/' ? `${origin}/` : `${origin}${prefix}`

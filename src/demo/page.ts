@@ -18,6 +18,7 @@ export const DEMO_PAGE = `<!doctype html>
 <h1>gatehouse demo</h1>
 <p class="note">This page holds no token. Its only credential is an HttpOnly session cookie it cannot read
 (<code>document.cookie</code> here is <code id="doc-cookie"></code>); every call carries the <code>X-CSRF: 1</code> header.</p>
+<p id="notice" hidden></p>
 <p id="status">Checking the session…</p>
 <p>
   <button id="login" hidden>Log in</button>
@@ -44,12 +45,20 @@ export const DEMO_SCRIPT = `import { bffFetch, claimValue, getUser, login, logou
 const $ = (id) => document.getElementById(id)
 $('doc-cookie').textContent = JSON.stringify(document.cookie)
 
+// Back from logout (gatehouse → IdP end-session → /signout-callback-oidc → here): say so, once.
+if (new URLSearchParams(location.search).has('logged-out')) {
+  $('notice').textContent = 'You have been logged out.'
+  $('notice').hidden = false
+  history.replaceState(null, '', '/')
+}
+
 async function render() {
   const user = await getUser()
   $('login').hidden = !!user
   $('logout').hidden = !user
   $('call-api').hidden = !user
   $('claims-section').hidden = !user
+  if (user) $('notice').hidden = true
   if (!user) {
     $('status').textContent = 'You are not logged in.'
     return
@@ -73,7 +82,7 @@ async function render() {
 }
 
 $('login').addEventListener('click', () => login('/'))
-$('logout').addEventListener('click', () => logout('/'))
+$('logout').addEventListener('click', () => logout('/?logged-out'))
 $('call-api').addEventListener('click', async () => {
   const res = await bffFetch('/api/hello')
   $('api').hidden = false

@@ -9,7 +9,9 @@ import { readFileSync } from 'node:fs'
 import { KeyRing } from '../../src/session/seal.ts'
 import { sessionSealPurpose } from '../../src/session/sessions.ts'
 import type { SessionData } from '../../src/session/session.ts'
-import { startCli } from '../helpers/cli.ts'
+import { createServer, type Server } from 'node:net'
+import { runDemo } from '../../src/demo/demo.ts'
+import { runCli, startCli } from '../helpers/cli.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 
@@ -77,13 +79,85 @@ test('in Chromium the demo logs in at the IdP form, shows the claims, calls the 
   await page.getByRole('button', { name: 'Log out' }).click()
   await page.getByRole('button', { name: 'Yes, sign me out' }).click()
   await page.getByText('You are not logged in.').waitFor()
+  await page.getByText('You have been logged out.').waitFor()
   assert.equal(new URL(page.url()).pathname, '/')
+  assert.equal(new URL(page.url()).search, '', 'the page tidies its address after saying so')
   assert.equal((await page.context().cookies()).find((c) => c.name === '__Host-gatehouse'), undefined, 'session cookie cleared')
+  // A reload says nothing about a logout any more.
+  await page.reload()
+  await page.getByText('You are not logged in.').waitFor()
+  assert.equal(await page.locator('#notice').isHidden(), true)
+  assert.doesNotMatch(demo.output(), /NOTICE/, "oidc-provider's development notices are not shown")
 })
 
 test('the demo exits 0 on SIGTERM', async () => {
   demo.child.kill('SIGTERM')
   assert.equal(await demo.exited, 0)
+})
+
+/** Holds a loopback port (any free one, or `port`) until closed. */
+async function holdPort(port = 0): Promise<Server & { port: number }> {
+  const server = createServer()
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, '127.0.0.1', () => resolve()))
+  return Object.assign(server, { port: (server.address() as { port: number }).port })
+}
+
+function release(server: Server): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()))
+}
+
+test('demo: gatehouse\'s port in use gives one line naming it and --port, and exit code 1', async () => {
+  const held = await holdPort()
+  try {
+    const res = await runCli(['demo', '--port', String(held.port), '--data-dir', join(dir, 'busy-1')], { cwd: dir })
+    assert.equal(res.code, 1)
+    assert.equal(res.stdout, '')
+    assert.equal(res.stderr, `gatehouse: port ${held.port} (gatehouse) is already in use; choose another with --port N, or stop what is using it\n`)
+  } finally {
+    await release(held)
+  }
+})
+
+test('demo: the IdP\'s port (gatehouse\'s + 1) in use gives one line naming it and --idp-port, and exit code 1', async () => {
+  // A held port whose predecessor is free, for gatehouse itself.
+  let held: Server & { port: number }
+  for (;;) {
+    held = await holdPort()
+    const before = await holdPort(held.port - 1).catch(() => undefined)
+    if (before) {
+      await release(before)
+      break
+    }
+    await release(held)
+  }
+  try {
+    const res = await runCli(['demo', '--port', String(held.port - 1), '--data-dir', join(dir, 'busy-2')], { cwd: dir })
+    assert.equal(res.code, 1)
+    assert.equal(res.stderr, `gatehouse: port ${held.port} (the demo identity provider) is already in use; choose another with --idp-port N, or stop what is using it\n`)
+    assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace')
+  } finally {
+    await release(held)
+  }
+})
+
+test('demo: idpPort and apiPort choose the IdP\'s and the API\'s ports; a busy one is named and the rest is closed again', async () => {
+  const [idpHeld, apiHeld] = [await holdPort(), await holdPort()]
+  await release(idpHeld)
+  const output: string[] = []
+  await assert.rejects(
+    runDemo({ port: 0, idpPort: idpHeld.port, apiPort: apiHeld.port, dataDir: join(dir, 'busy-3'), print: (t) => output.push(t) }),
+    new Error(`port ${apiHeld.port} (the demo API) is already in use; choose another with --api-port N, or stop what is using it`),
+  )
+  // The IdP that did start on idpPort was closed again: its port is free.
+  await release(await holdPort(idpHeld.port))
+  await release(apiHeld)
+  const running = await runDemo({ port: 0, idpPort: idpHeld.port, apiPort: apiHeld.port, dataDir: join(dir, 'busy-3'), print: (t) => output.push(t) })
+  try {
+    assert.equal(new URL(running.issuer).port, String(idpHeld.port))
+    assert.match(output.join(''), new RegExp(`Demo API:\\s+http://127\\.0\\.0\\.1:${apiHeld.port}\\b`))
+  } finally {
+    await running.close()
+  }
 })
 
 /** The demo's one session's tokens, read from its SQLite file with its key (what only gatehouse holds). */
