@@ -233,6 +233,19 @@ export function configPathOf(spec: CommandSpec, parsed: ParsedCommand, env: Node
   return flag ?? positional ?? (env.GATEHOUSE_CONFIG || DEFAULT_CONFIG_PATH)
 }
 
+/** The configuration file and whether it was named (flag, argument, $GATEHOUSE_CONFIG) rather than the default. */
+export interface ConfigFile {
+  path: string
+  /** false for the default ./gatehouse.json: when absent, the configuration comes from the environment alone. */
+  explicit: boolean
+}
+
+export function configFileOf(spec: CommandSpec, parsed: ParsedCommand, env: NodeJS.ProcessEnv = process.env): ConfigFile {
+  const path = configPathOf(spec, parsed, env)
+  const explicit = parsed.values.config !== undefined || parsed.positionals[0] !== undefined || Boolean(env.GATEHOUSE_CONFIG)
+  return { path, explicit }
+}
+
 /** A TCP port from a flag: a whole number 0–65535. */
 export function portOption(spec: CommandSpec, flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined

@@ -1,7 +1,7 @@
 // The CLI itself, loaded by src/cli/main.ts once the Node.js version is known to be able to run it.
 import { readFileSync } from 'node:fs'
 import { GatehouseError } from '../errors.ts'
-import { commandUsage, configPathOf, findCommand, overallUsage, parseCommand, portOption, subcommandsOf, UsageError, type CommandSpec } from './args.ts'
+import { commandUsage, configFileOf, findCommand, overallUsage, parseCommand, portOption, subcommandsOf, UsageError, type CommandSpec } from './args.ts'
 import { checkConfig, loadOrReport } from './check-config.ts'
 import { keysGenerate } from './keys.ts'
 import { printSchema } from './schema.ts'
@@ -75,20 +75,20 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
 
   switch (spec.name) {
     case 'check-config':
-      return checkConfig(configPathOf(spec, args))
+      return checkConfig(configFileOf(spec, args))
     case 'keys generate':
       return keysGenerate()
     case 'schema':
       return printSchema()
     case 'migrate': {
-      const config = await loadOrReport(configPathOf(spec, args))
+      const config = await loadOrReport(configFileOf(spec, args))
       return config ? migrate(config) : 1
     }
     case 'sessions list': {
       const limitText = value('limit') ?? '1000'
       const limit = /^\d+$/.test(limitText) ? Number(limitText) : NaN
       if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number (got "${limitText}")`, spec)
-      const config = await loadOrReport(configPathOf(spec, args))
+      const config = await loadOrReport(configFileOf(spec, args))
       if (!config) return 1
       const sub = value('sub')
       return sessionsList(config, { ...(sub === undefined ? {} : { sub }), limit })
@@ -97,13 +97,13 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
       const sub = value('sub')
       const sid = value('sid')
       if ((sub === undefined) === (sid === undefined)) throw new UsageError('needs exactly one of --sub S or --sid S', spec)
-      const config = await loadOrReport(configPathOf(spec, args))
+      const config = await loadOrReport(configFileOf(spec, args))
       if (!config) return 1
       return sessionsRevoke(config, sub !== undefined ? { sub } : { sid: sid! })
     }
     case 'serve': {
       // Flag mistakes first: they are exit 2 whatever the configuration says.
-      const path = configPathOf(spec, args)
+      const path = configFileOf(spec, args)
       const port = portOption(spec, 'port', value('port'))
       const host = value('host')
       const config = await loadOrReport(path)
