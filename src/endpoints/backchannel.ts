@@ -3,6 +3,7 @@ import { describeError, GatehouseError } from '../errors.ts'
 import { readForm } from '../http/body.ts'
 import type { Frontend } from '../frontends/frontends.ts'
 import type { Handler, RequestContext } from '../http/context.ts'
+import type { Session } from '../session/session.ts'
 import type { SessionFilter } from '../session/store.ts'
 import { json } from '../http/reply.ts'
 import { CLOCK_TOLERANCE_SEC, createLogoutTokenVerifier, LOGOUT_TOKEN_MAX_AGE_SEC, LogoutTokenError, type LogoutClaims } from '../oidc/logout-token.ts'
@@ -44,10 +45,13 @@ export const backchannel: Handler = async (ctx) => {
     // Only this frontend's sessions: its client is the logout token's audience.
     const partition = ctx.partition
     const filter = bySub ? { sub: sub!, partition } : { sid: sid!, sub, partition }
-    toRevoke = await sessionBoundRefreshTokens(ctx, filter, claims.iss)
     if (await ctx.frontend.oidc.acceptsSeveralIssuers()) {
-      ended = await endIssuersSessions(ctx, filter, claims.iss)
+      // One read: this issuer's sessions are both the ones to end and those whose refresh tokens go.
+      const mine = await issuersSessions(ctx, filter, claims.iss, ISSUER_MATCH_MAX_SESSIONS)
+      toRevoke = sessionBoundRefreshTokens(ctx, mine.slice(0, REVOKE_MAX_SESSIONS))
+      ended = await endSessions(ctx, mine)
     } else {
+      if (config.revokeRefreshTokenOnLogout) toRevoke = sessionBoundRefreshTokens(ctx, await issuersSessions(ctx, filter, claims.iss, REVOKE_MAX_SESSIONS))
       ended = await call(() => store.deleteWhere(filter))
       await ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
     }
@@ -67,18 +71,23 @@ export const backchannel: Handler = async (ctx) => {
 const ISSUER_MATCH_MAX_SESSIONS = 1_000
 
 /**
- * With several issuers (a multi-tenant IdP), a sub or sid is only unique within its issuer: one
- * tenant's logout token must not end another tenant's sessions. Only sessions whose login recorded
- * this issuer end, one by one, each told to the other instances.
+ * Up to `limit` sessions the filter names whose login recorded this issuer. With several issuers (a
+ * multi-tenant IdP) a sub or sid is only unique within its issuer: one tenant's logout token must not
+ * reach another tenant's sessions. Sessions from before gatehouse recorded the issuer came from the
+ * published one.
  */
-async function endIssuersSessions(ctx: RequestContext, filter: SessionFilter, issuer: string): Promise<number> {
-  const { sessions, sessionEvents, log } = ctx.services
-  if (!sessions.findWhere) return 0
-  const found = await sessions.findWhere(filter, ISSUER_MATCH_MAX_SESSIONS)
-  if (found.length === ISSUER_MATCH_MAX_SESSIONS) log.warn({ event: 'backchannel_match_capped', requestId: ctx.requestId }, `at most ${ISSUER_MATCH_MAX_SESSIONS} sessions are matched per logout token when the identity provider has several issuers`)
+async function issuersSessions(ctx: RequestContext, filter: SessionFilter, issuer: string, limit: number): Promise<Session[]> {
+  const { sessions, log } = ctx.services
+  if (!sessions.findWhere) return []
+  const found = await sessions.findWhere(filter, limit)
+  if (limit === ISSUER_MATCH_MAX_SESSIONS && found.length === limit) log.warn({ event: 'backchannel_match_capped', requestId: ctx.requestId }, `at most ${ISSUER_MATCH_MAX_SESSIONS} sessions are matched per logout token when the identity provider has several issuers`)
   const published = (await ctx.frontend.oidc.metadata()).issuer
-  // Sessions from before gatehouse recorded the issuer came from the published one.
-  const mine = found.filter((s) => (s.data.issuer ?? published) === issuer)
+  return found.filter((s) => (s.data.issuer ?? published) === issuer)
+}
+
+/** Ends these sessions one by one, each told to the other instances. */
+async function endSessions(ctx: RequestContext, mine: Session[]): Promise<number> {
+  const { sessions, sessionEvents } = ctx.services
   for (const session of mine) {
     await sessions.end(session)
     await sessionEvents.ended(session, 'backchannel')
@@ -98,12 +107,9 @@ const REVOKE_DEADLINE_MS = 3_000
  * the scope the IdP granted (stored with the tokens), or the configured scopes when it sent none.
  * Off with `revokeRefreshTokenOnLogout: false`, like the revocation at /bff/logout.
  */
-async function sessionBoundRefreshTokens(ctx: RequestContext, filter: SessionFilter, issuer: string): Promise<{ tokens: string[]; checked: number }> {
-  const { config, sessions } = ctx.services
-  if (!config.revokeRefreshTokenOnLogout || !sessions.findWhere) return { tokens: [], checked: 0 }
+function sessionBoundRefreshTokens(ctx: RequestContext, found: Session[]): { tokens: string[]; checked: number } {
+  if (!ctx.services.config.revokeRefreshTokenOnLogout) return { tokens: [], checked: 0 }
   const configured = ctx.frontend.oidcConfig.scopes
-  const published = (await ctx.frontend.oidc.metadata()).issuer
-  const found = (await sessions.findWhere(filter, REVOKE_MAX_SESSIONS)).filter((s) => (s.data.issuer ?? published) === issuer)
   const tokens = found.flatMap(({ data: { tokens } }) => {
     const scopes = typeof tokens.scope === 'string' ? tokens.scope.split(' ') : configured
     return tokens.refreshToken && !scopes.includes('offline_access') ? [tokens.refreshToken] : []

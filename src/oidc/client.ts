@@ -67,7 +67,6 @@ interface Discovered {
   /** discovery's id_token_signing_alg_values_supported as published (undefined: not listed). */
   publishedAlgs: string[] | undefined
   clientAuth: oidc.ClientAuth
-  method: ClientAuthMethod
   /** The IdP's keys, shared by id_token and logout-token checks; refetched for an unknown `kid`. */
   jwks: JWTVerifyGetKey
   insecure: boolean
@@ -431,7 +430,7 @@ export class OidcClient {
     }
     this.#reportDiscovery(issuer, metadata, choice, document.token_endpoint_auth_methods_supported)
     const jwks = createRemoteJWKSet(new URL(document.jwks_uri as string), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: o.timeoutMs })
-    return { config, metadata, issuer, publishedAlgs, clientAuth, method: choice.method, jwks, insecure, byIssuer: new Map() }
+    return { config, metadata, issuer, publishedAlgs, clientAuth, jwks, insecure, byIssuer: new Map() }
   }
 
   #configuration(metadata: oauth.AuthorizationServer, clientAuth: oidc.ClientAuth, insecure: boolean): oidc.Configuration {
