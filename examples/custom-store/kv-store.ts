@@ -1,7 +1,7 @@
 // A bring-your-own session store: gatehouse's SessionStore over any async key-value service (a
 // document database, a cloud KV, a company cache). It scans instead of indexing, so it suits a few
 // thousand sessions; a real one would keep sub/sid indexes as the built-in stores do.
-// docs/extending.md shows how to pass it to createGatehouse and check it with `gatehouse/testing`.
+// docs/extending.md shows how to pass it to createGatehouse and check it with `gatehouse-bff/testing`.
 import { matchesFilter, type SessionFilter, type SessionRecord, type SessionStore } from '../../src/index.ts'
 
 /** The few operations the store needs from the key-value service. */

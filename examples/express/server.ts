@@ -27,7 +27,7 @@ import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express, { type ErrorRequestHandler } from 'express'
-// In your app: `from 'gatehouse'`. The examples import the source so they run inside this repo.
+// In your app: `from 'gatehouse-bff'`. The examples import the source so they run inside this repo.
 import { createGatehouse, GatehouseError, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
 
 export interface AppOptions {

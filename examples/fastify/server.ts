@@ -43,7 +43,7 @@ import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-// In your app: `from 'gatehouse'`. The examples import the source so they run inside this repo.
+// In your app: `from 'gatehouse-bff'`. The examples import the source so they run inside this repo.
 import { createGatehouse, GatehouseError, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
 
 export interface AppOptions {

@@ -43,7 +43,7 @@ import { Hono } from 'hono'
 import { createMiddleware } from 'hono/factory'
 import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
-// In your app: `from 'gatehouse'`. The examples import the source so they run inside this repo.
+// In your app: `from 'gatehouse-bff'`. The examples import the source so they run inside this repo.
 import { createGatehouse, GatehouseError, type Gatehouse, type GatehouseOptions, type RuntimeOptions, type SessionInfo } from '../../src/index.ts'
 
 /** Hono's typing for this app: node bindings from @hono/node-server, the session set by `requireSession`. */

@@ -36,10 +36,15 @@ export const COMMANDS: readonly CommandSpec[] = [
   },
   {
     name: 'check-config',
-    synopsis: 'check-config [FILE | --config FILE]',
-    summary: 'validate the configuration: exit 0 when valid, 1 with one line per problem',
-    help: [CONFIG_HELP],
-    options: { ...CONFIG_OPTION },
+    synopsis: 'check-config [FILE | --config FILE] [--explain] [--strict] [--connect]',
+    summary: 'validate the configuration: exit 0 when valid (printing the warnings serve would log), 1 with one line per problem',
+    help: [
+      CONFIG_HELP,
+      '--explain           print every effective key, its value (secrets masked) and where it came from',
+      '--strict            exit 1 when there is a warning',
+      "--connect           also fetch the IdP's discovery document and keys, and check the session store (read-only: nothing is created)",
+    ],
+    options: { ...CONFIG_OPTION, explain: { type: 'boolean' }, strict: { type: 'boolean' }, connect: { type: 'boolean' } },
     maxPositionals: 1,
   },
   {

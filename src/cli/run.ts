@@ -75,7 +75,7 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
 
   switch (spec.name) {
     case 'check-config':
-      return checkConfig(configFileOf(spec, args))
+      return checkConfig(configFileOf(spec, args), { explain: args.values.explain === true, strict: args.values.strict === true, connect: args.values.connect === true })
     case 'keys generate':
       return keysGenerate()
     case 'schema':

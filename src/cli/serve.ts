@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { maskCredentials } from '../config/explain.ts'
 import type { Config } from '../config/types.ts'
 import { buildGatehouse, type Gatehouse } from '../gatehouse.ts'
 import { createLogger } from '../log.ts'
@@ -10,7 +13,8 @@ export interface RunningServer {
   url: string
   /** The admin listener (`/metrics`, session API) when `admin` is configured. */
   admin?: { server: Server; url: string } | undefined
-  close(): Promise<void>
+  /** Drains and stops, logging `draining` (with the signal that asked, if one did) and `stopped`. */
+  close(signal?: NodeJS.Signals): Promise<void>
 }
 
 /*
@@ -25,11 +29,19 @@ const REQUEST_TIMEOUT_MS = 300_000
 const KEEP_ALIVE_TIMEOUT_MS = 65_000
 /** The admin listener only answers small, quick requests. */
 const ADMIN_REQUEST_TIMEOUT_MS = 30_000
+/**
+ * How long the start line waits for the IdP's discovery to say "ok" or "failed" before it says
+ * "pending" (an IdP that is slow or still starting must not hold up the start; it is retried later).
+ */
+const DISCOVERY_WAIT_MS = 2_000
 
 /** Listens with gatehouse as the whole request handler (the standalone server), plus the admin listener when configured. */
 export async function startServer(config: Config): Promise<RunningServer> {
-  const log = createLogger(config.log.level)
+  const log = createLogger(config.log.level, undefined, config.log.format)
   const gatehouse = await buildGatehouse(config, { logger: log })
+  // Waited for before listening, not after: until the caller's exitOnSignal runs, right after this
+  // returns, a SIGTERM ends the process without draining what is in flight.
+  const discovery = await discoveryStatus(gatehouse.discovery, DISCOVERY_WAIT_MS)
   // connectionsCheckingInterval: how often Node enforces the two timeouts (its 30 s default lets a slow-header client linger ~50 s).
   const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 }, (req, res) => gatehouse.handle(req, res))
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
@@ -48,9 +60,56 @@ export async function startServer(config: Config): Promise<RunningServer> {
     throw err
   }
   const url = urlOf(server, config.listen.host)
-  log.info({ event: 'listening', url, publicOrigin: config.publicOrigin }, 'gatehouse is listening')
+  const version = packageVersion()
+  // The start line. Its event stays "listening" (what deployments and tests look for).
+  log.info(
+    {
+      event: 'listening',
+      url,
+      version,
+      publicOrigin: config.publicOrigin ?? null,
+      store: storeKind(config),
+      // Validation refuses user info in it; masked all the same, as a logged URL must be.
+      issuer: maskCredentials(config.oidc.authority),
+      discovery,
+      remoteApis: config.remoteApis.length,
+      frontends: config.frontends.length,
+      admin: admin?.url,
+    },
+    `gatehouse ${version} started`,
+  )
   if (admin) log.info({ event: 'admin_listening', url: admin.url }, 'admin listener (metrics, session API) is listening')
-  return { server, gatehouse, url, admin, close: () => closeServer(server, gatehouse, undefined, admin?.server) }
+  return { server, gatehouse, url, admin, close: (signal) => closeServer(server, gatehouse, undefined, admin?.server, { log, signal }) }
+}
+
+/** "ok" or "failed" once the discovery begun at start ends, "pending" if it has not within `waitMs`. */
+async function discoveryStatus(discovery: Promise<boolean>, waitMs: number): Promise<'ok' | 'failed' | 'pending'> {
+  let timer: NodeJS.Timeout | undefined
+  const pending = new Promise<'pending'>((resolve) => (timer = setTimeout(() => resolve('pending'), waitMs)))
+  try {
+    return await Promise.race([discovery.then((ok) => (ok ? 'ok' : 'failed')), pending])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** The kind of session store only: a store URL may carry a password. */
+function storeKind(config: Config): string {
+  if (config.session.mode === 'cookie') return 'cookie'
+  const location = config.session.store
+  if (location === 'memory') return 'memory'
+  if (location.startsWith('sqlite:')) return 'sqlite'
+  if (/^rediss?:/.test(location)) return 'redis'
+  if (/^postgres(ql)?:/.test(location)) return 'postgres'
+  return 'other'
+}
+
+function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+  } catch {
+    return 'unknown'
+  }
 }
 
 function urlOf(server: Server, host: string): string {
@@ -70,10 +129,16 @@ export function listen(server: Server, port: number, host: string): Promise<void
 
 /**
  * Stop accepting, let in-flight requests finish (bounded by `graceMs`), close the store (SPEC §7).
- * `admin`, the admin listener, closes alongside.
+ * `admin`, the admin listener, closes alongside. With `report`, logs `draining` and `stopped` (with
+ * how many connections were cut at the end of the grace period).
  */
-export async function closeServer(server: Server, gatehouse: Gatehouse, graceMs = 10_000, admin?: Server): Promise<void> {
+export async function closeServer(server: Server, gatehouse: Gatehouse, graceMs = 10_000, admin?: Server, report?: { log: Logger; signal?: NodeJS.Signals | undefined }): Promise<void> {
   const servers = admin && admin.listening ? [server, admin] : [server]
+  const startedAt = performance.now()
+  if (report) {
+    const connections = (await Promise.all(servers.map(openConnections))).reduce((sum, n) => sum + n, 0)
+    report.log.info({ event: 'draining', signal: report.signal ?? null, connections, graceMs }, `draining: ${connections} open connection(s), at most ${graceMs / 1000} s`)
+  }
   const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))))
   // close() ends the connections idle right now. One still answering (a download, an event stream)
   // is left to finish, but would then sit out its keep-alive timeout: close those as they go idle.
@@ -81,23 +146,39 @@ export async function closeServer(server: Server, gatehouse: Gatehouse, graceMs 
     for (const s of servers) s.closeIdleConnections()
   }, 100)
   for (const s of servers) s.closeIdleConnections()
+  let cut = 0
   const timer = setTimeout(() => {
-    for (const s of servers) s.closeAllConnections()
+    for (const s of servers) {
+      s.getConnections((_err, count) => {
+        cut += count
+        s.closeAllConnections()
+      })
+    }
   }, graceMs)
   timer.unref()
   await closed
   clearInterval(sweep)
   clearTimeout(timer)
   await gatehouse.close()
+  if (report) {
+    const stopped = { event: 'stopped', ms: Math.round(performance.now() - startedAt), connectionsCut: cut }
+    if (cut) report.log.warn(stopped, `gatehouse stopped; ${cut} connection(s) still open after ${graceMs / 1000} s were cut`)
+    else report.log.info(stopped, 'gatehouse stopped')
+  }
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down and exits 0. */
-export function exitOnSignal(close: () => Promise<void>): void {
+/** Connections open on `server` now, idle keep-alive ones included. */
+function openConnections(server: Server): Promise<number> {
+  return new Promise((resolve) => server.getConnections((err, count) => resolve(err ? 0 : count)))
+}
+
+/** Runs until SIGTERM/SIGINT, then shuts down (`close` learns which signal) and exits 0. */
+export function exitOnSignal(close: (signal: NodeJS.Signals) => Promise<void>): void {
   let stopping = false
-  const stop = () => {
+  const stop = (signal: NodeJS.Signals) => {
     if (stopping) return
     stopping = true
-    close().then(
+    close(signal).then(
       () => process.exit(0),
       () => process.exit(1),
     )

@@ -164,8 +164,8 @@ function parseJson(text: string, message: string): { value: unknown } | { error:
 }
 
 export interface EnvOverlay {
-  /** Values by key path, shallowest first. */
-  values: Array<{ variable: EnvVariable; name: string; value: unknown }>
+  /** Values by key path, shallowest first; `file`: the path a `<VAR>_FILE` variable named (the value was read from it). */
+  values: Array<{ variable: EnvVariable; name: string; value: unknown; file?: string }>
   issues: ConfigIssue[]
 }
 
@@ -207,7 +207,7 @@ export function readEnvConfig(env: NodeJS.ProcessEnv, readFile: (path: string) =
     } else continue
     const parsed = parseEnvValue(text, variable.kind)
     if ('error' in parsed) issues.push({ path: label(variable, name), message: parsed.error })
-    else values.push({ variable, name, value: parsed.value })
+    else values.push({ variable, name, value: parsed.value, ...(filePath === undefined ? {} : { file: filePath }) })
   }
   return { values, issues }
 }

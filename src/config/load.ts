@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
 import { parse as parseYaml } from 'yaml'
+import { describeJsonError } from './json-error.ts'
 import type { ConfigIssue } from './types.ts'
 
 /** Reads a JSON or YAML config file. Never throws for bad content: problems come back as issues. */
@@ -12,13 +13,29 @@ export async function loadConfigFile(path: string): Promise<{ raw: unknown; issu
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : 'file cannot be read'
     return { raw: undefined, issues: [{ path: '(file)', message: `${path}: ${reason}` }] }
   }
+  const yaml = /^\.ya?ml$/.test(extname(path).toLowerCase())
   try {
-    const ext = extname(path).toLowerCase()
-    const raw: unknown = ext === '.yaml' || ext === '.yml' ? parseYaml(text) : JSON.parse(text)
+    // logLevel "error": the library's warnings (an unknown tag or directive) print the source line to stderr.
+    const raw: unknown = yaml ? parseYaml(text, { logLevel: 'error' }) : JSON.parse(text)
     return { raw, issues: [] }
   } catch (err) {
-    return { raw: undefined, issues: [{ path: '(file)', message: `${path}: not valid ${/\.ya?ml$/i.test(path) ? 'YAML' : 'JSON'} (${(err as Error).message.split('\n')[0]})` }] }
+    return { raw: undefined, issues: [{ path: '(file)', message: `${path}: not valid ${yaml ? 'YAML' : 'JSON'} (${yaml ? describeYamlError(err) : describeJsonError(text, err)})` }] }
   }
+}
+
+/**
+ * The yaml library's reason and position, without the source it quotes: its message goes on with
+ * the offending lines, a few reasons end with the text at fault (an escape, an alias's name).
+ */
+function describeYamlError(err: unknown): string {
+  const first = (err instanceof Error ? err.message : String(err)).split('\n')[0]!
+  const position = (err as { linePos?: Array<{ line: number; col: number }> }).linePos?.[0]
+  const reason = first
+    .replace(/ at line \d+, column \d+:?$/, '')
+    .replace(/:\s.*$/, '')
+    .replace(/ (\\\S*|character \S+)$/, (m) => (m.startsWith(' character') ? ' character' : ''))
+  const text = reason.charAt(0).toLowerCase() + reason.slice(1)
+  return position ? `${text} at line ${position.line}, column ${position.col}` : text
 }
 
 /**

@@ -132,7 +132,8 @@ export interface Config {
   diagnostics: boolean
   limits: LimitsConfig
   admin: { listen: { host: string; port: number }; token: string | undefined } | undefined
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+  /** format: "json" (one JSON object a line), "pretty" (one readable line an event), "auto" (pretty when stdout is a terminal, else JSON). */
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; format: 'json' | 'pretty' | 'auto' }
   /** /bff/user: "string" — Duende.BFF's shape (every IdP claim value a string); "json" — values as the IdP sent them. */
   user: { claimValues: 'string' | 'json' }
 }

@@ -2,6 +2,7 @@ import { statSync } from 'node:fs'
 import { METHODS } from 'node:http'
 import { z } from 'zod'
 import { parseDuration, parseSize } from './duration.ts'
+import { storeUrlProblem } from './store-url.ts'
 import type { Config, ConfigIssue, DpopSigningAlg } from './types.ts'
 import { derivedFrontendOrigin, isLoopbackHost, isOriginOfHost, originKeys } from '../http/origin.ts'
 import { decodeKey } from '../session/seal.ts'
@@ -38,13 +39,19 @@ const localPath = z
   .regex(/^\/[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/, 'must be a path starting with "/"')
   .refine((p) => !p.startsWith('//') && !p.split('/').some((s) => s === '.' || s === '..'), 'must be a plain absolute path')
 
-/** http:// is accepted only for loopback hosts (demo, tests); anything reachable over a network needs https. */
+/**
+ * http:// is accepted only for loopback hosts (demo, tests); anything reachable over a network needs
+ * https. No user info: these URLs are logged and printed as they are.
+ */
 const webUrl = (what: string) =>
-  z.string().refine((text) => {
-    if (!URL.canParse(text)) return false
-    const url = new URL(text)
-    return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))
-  }, `must be an https:// URL (${what}; http:// is accepted only for localhost/127.0.0.1/[::1])`)
+  z
+    .string()
+    .refine((text) => {
+      if (!URL.canParse(text)) return false
+      const url = new URL(text)
+      return url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHost(url.hostname))
+    }, `must be an https:// URL (${what}; http:// is accepted only for localhost/127.0.0.1/[::1])`)
+    .refine((text) => !URL.canParse(text) || (!new URL(text).username && !new URL(text).password), 'must not hold a user name or password ("user:password@"): gatehouse logs and prints this URL')
 
 /**
  * An origin browsers use (publicOrigin, frontends[].origin): https (http only for loopback hosts),
@@ -56,8 +63,8 @@ const webOrigin = (what: string) =>
     .refine((text) => {
       if (!URL.canParse(text)) return true
       const url = new URL(text)
-      return url.pathname === '/' && !url.search && !url.hash && !/[?#]$/.test(text) && !url.username && !url.password
-    }, 'must be an origin without path, query, fragment or user info')
+      return url.pathname === '/' && !url.search && !url.hash && !/[?#]$/.test(text)
+    }, 'must be an origin without path, query or fragment')
     .refine((text) => !URL.canParse(text) || !new URL(text).hostname.endsWith('.'), 'must not end its host with "." (browsers treat "app.example.com." as another origin)')
     .transform((text) => (URL.canParse(text) ? new URL(text).origin : text))
 
@@ -163,7 +170,11 @@ const schema = z.strictObject({
       store: z
         .string()
         .default('sqlite:./gatehouse-sessions.db')
-        .refine((s) => s === 'memory' || /^sqlite:.+/.test(s) || /^rediss?:\/\//.test(s) || /^postgres(ql)?:\/\//.test(s), 'must be "memory", "sqlite:PATH", "redis://…" or "postgres://…"'),
+        .refine((s) => s === 'memory' || /^sqlite:.+/.test(s) || /^rediss?:\/\//.test(s) || /^postgres(ql)?:\/\//.test(s), 'must be "memory", "sqlite:PATH", "redis://…" or "postgres://…"')
+        .superRefine((s, ctx) => {
+          const problem = storeUrlProblem(s)
+          if (problem) ctx.addIssue({ code: 'custom', message: problem })
+        }),
       cookieName: z.string().regex(COOKIE_NAME, 'must be a valid cookie name').refine((n) => n.startsWith('__Host-'), 'must start with "__Host-"').default('__Host-gatehouse'),
       // "none" only with cors.allowedOrigins (crossCheck): an SPA on another site.
       sameSite: z.enum(['strict', 'lax', 'none']).default('lax'),
@@ -266,8 +277,11 @@ const schema = z.strictObject({
     })
     .optional(),
   log: z
-    .strictObject({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
-    .default({ level: 'info' }),
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      format: z.enum(['json', 'pretty', 'auto']).default('auto'),
+    })
+    .default({ level: 'info', format: 'auto' }),
   user: z.strictObject({ claimValues: z.enum(['string', 'json']).default('string') }).default({ claimValues: 'string' }),
 })
 

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto'
 import { describeError, GatehouseError } from '../errors.ts'
 import { readForm } from '../http/body.ts'
 import type { Frontend } from '../frontends/frontends.ts'
@@ -16,7 +15,7 @@ const MAX_BODY_BYTES = 64 * 1024
  * sid or `backchannelLogout.allUserSessions` is on. 200 on success, 400 otherwise (§2.8).
  */
 export const backchannel: Handler = async (ctx) => {
-  const { store, config, log, now } = ctx.services
+  const { sessions, config, log, now } = ctx.services
   const form = await readForm(ctx.req, MAX_BODY_BYTES)
   const tokens = form.getAll('logout_token')
   if (tokens.length !== 1) throw new GatehouseError('logout_token_invalid', 'exactly one logout_token is required')
@@ -32,10 +31,8 @@ export const backchannel: Handler = async (ctx) => {
   }
   // Replay: a jti is accepted once while the token could still be accepted at all.
   const keepMs = (claims.iat + LOGOUT_TOKEN_MAX_AGE_SEC + 2 * CLOCK_TOLERANCE_SEC) * 1000 - now()
-  const marker = `jti:${claims.iss}:${claims.jti}`
-  const owner = randomUUID()
-  const fresh = await call(() => store.acquireLease(marker, owner, Math.max(keepMs, 1_000), now()))
-  if (!fresh) throw new GatehouseError('logout_token_invalid', 'this logout token (jti) was already used')
+  const claim = await sessions.claimOnce(`jti:${claims.iss}:${claims.jti}`, Math.max(keepMs, 1_000))
+  if (!claim) throw new GatehouseError('logout_token_invalid', 'this logout token (jti) was already used')
 
   const { sub, sid } = claims
   const bySub = sub !== undefined && (sid === undefined || config.backchannelLogout.allUserSessions)
@@ -52,12 +49,11 @@ export const backchannel: Handler = async (ctx) => {
       ended = await endSessions(ctx, mine)
     } else {
       if (config.revokeRefreshTokenOnLogout) toRevoke = sessionBoundRefreshTokens(ctx, await issuersSessions(ctx, filter, claims.iss, REVOKE_MAX_SESSIONS))
-      ended = await call(() => store.deleteWhere(filter))
-      await ctx.services.sessionEvents.endedWhere(filter, 'backchannel')
+      ended = await sessions.endWhere(filter, 'backchannel')
     }
   } catch (err) {
     // Not done: the IdP's retry of this same token must be accepted, not refused as a replay.
-    await store.releaseLease(marker, owner).catch(() => undefined)
+    await claim.release()
     throw err
   }
   log.info({ event: 'backchannel_logout', requestId: ctx.requestId, sessions: ended, by: bySub ? 'sub' : 'sid' }, 'back-channel logout')
@@ -87,11 +83,7 @@ async function issuersSessions(ctx: RequestContext, filter: SessionFilter, issue
 
 /** Ends these sessions one by one, each told to the other instances. */
 async function endSessions(ctx: RequestContext, mine: Session[]): Promise<number> {
-  const { sessions, sessionEvents } = ctx.services
-  for (const session of mine) {
-    await sessions.end(session)
-    await sessionEvents.ended(session, 'backchannel')
-  }
+  for (const session of mine) await ctx.services.sessions.end(session, 'backchannel')
   return mine.length
 }
 
@@ -182,12 +174,4 @@ function verifierFor(frontend: Frontend, now: () => number): Promise<(token: str
     verifiers.set(frontend, verifier)
   }
   return verifier
-}
-
-async function call<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation()
-  } catch (err) {
-    throw new GatehouseError('store_unavailable', undefined, { cause: err })
-  }
 }

@@ -5,7 +5,7 @@ import { resolveSession, singleParam, type Handler } from '../http/context.ts'
 import { redirect } from '../http/reply.ts'
 import { toReturnUrl } from '../http/return-url.ts'
 import { toClaims } from '../oidc/claims.ts'
-import { authorizationErrorReport } from '../oidc/idp-failure.ts'
+import { authorizationError } from '../oidc/idp-failure.ts'
 import { loginCookieName, loginCookiePrefix, openLoginState } from '../oidc/login-state.ts'
 import { span } from '../ops/tracing.ts'
 import { notify, sessionInfo } from '../hooks.ts'
@@ -40,8 +40,7 @@ const completeLogin: Handler = async (ctx) => {
   if (idpError !== null) {
     // A silent login that found no IdP session (login_required…) is an answer, not a failure.
     if (pending.silent) return redirect(returnTo(ctx, pending.returnUrl))
-    const report = authorizationErrorReport(ctx.url.searchParams)
-    throw new GatehouseError('idp_error', `the identity provider answered "${String(report.error)}"`, { report })
+    throw authorizationError(ctx.url.searchParams)
   }
 
   const callbackUrl = new URL(`${prefix}${config.oidc.redirectPath}${ctx.url.search}`, ctx.origin)
@@ -55,18 +54,16 @@ const completeLogin: Handler = async (ctx) => {
   let userInfo: Record<string, unknown> | undefined
   if (ctx.frontend.oidcConfig.getClaimsFromUserInfo && (await client.hasUserInfo())) userInfo = await client.userInfo(tokens.accessToken, idClaims.sub, dpopKey)
 
-  // A login replaces this browser's previous session, and (in the store) an older session of the
-  // same IdP session: other instances are told, so none serves either from its session cache.
+  // A login replaces this browser's previous session, and (in the store, inside sessions.start) an
+  // older session of the same IdP session: other instances are told, so none serves either from its
+  // session cache.
   const previous = await resolveSession(ctx, false)
-  if (previous) {
-    await sessions.end(previous)
-    await ctx.services.sessionEvents.ended(previous, 'replaced')
-  }
+  if (previous) await sessions.end(previous, 'replaced')
   sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   // An empty sid is no IdP session id: the session then gets gatehouse's own logout value.
   const sid = typeof idClaims.sid === 'string' && idClaims.sid !== '' ? idClaims.sid : undefined
   const sessionState = ctx.url.searchParams.get('session_state') ?? undefined
-  const { session: started, replaced } = await sessions.start({
+  const { session: started } = await sessions.start({
     sub: idClaims.sub,
     sid,
     partition: ctx.partition,
@@ -87,7 +84,6 @@ const completeLogin: Handler = async (ctx) => {
       ...(pending.resources ? { resources: pending.resources } : {}),
     },
   }, ctx.setCookies)
-  if (replaced > 0) await ctx.services.sessionEvents.endedWhere({ sub: idClaims.sub, sid: sid!, partition: ctx.partition }, 'replaced')
   log.info({ event: 'login', requestId: ctx.requestId, issuer: tokens.issuer }, 'session started')
   notify(ctx.services.hooks.onSessionCreated, sessionInfo(started), log, 'onSessionCreated')
   ctx.services.telemetry.login('ok')

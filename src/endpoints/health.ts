@@ -8,9 +8,9 @@ export const healthz: Handler = async () => json(200, { status: 'ok' })
 
 /** GET /readyz — the store and the IdP's discovery document answer now. */
 export const readyz: Handler = async (ctx) => {
-  const { store, oidc } = ctx.services
+  const { sessions, oidc } = ctx.services
   const [storeOk, idpOk] = await Promise.all([
-    Promise.race([store.ping().then(() => true, () => false), sleep(READY_TIMEOUT_MS).then(() => false)]),
+    Promise.race([sessions.ping().then(() => true, () => false), sleep(READY_TIMEOUT_MS).then(() => false)]),
     oidc.isReachable(READY_TIMEOUT_MS),
   ])
   const ready = storeOk && idpOk

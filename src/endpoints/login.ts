@@ -1,4 +1,3 @@
-import * as oidc from 'openid-client'
 import { GatehouseError } from '../errors.ts'
 import { deleteCookie, serializeCookie } from '../http/cookies.ts'
 import { singleParam, type Handler } from '../http/context.ts'
@@ -31,38 +30,24 @@ export const login: Handler = async (ctx) => {
   }
   if (Object.keys(errors).length) throw new GatehouseError(errors.returnUrl ? 'return_url_invalid' : 'prompt_invalid', undefined, { errors })
 
-  const state = oidc.randomState()
-  const nonce = oidc.randomNonce()
-  const codeVerifier = oidc.randomPKCECodeVerifier()
   const apis = loginResources(config.remoteApis)
-  const params = new URLSearchParams({
-    ...oidcConfig.extraAuthParams,
-    ...withoutReserved(await ctx.services.hooks.loginParams?.(ctx.req), RESERVED_AUTHORIZE_PARAMS),
-    redirect_uri: new URL(`${prefix}${config.oidc.redirectPath}`, ctx.origin).href,
-    response_type: 'code',
+  const request = await client.authorizationRequest({
+    extraParams: { ...oidcConfig.extraAuthParams, ...withoutReserved(await ctx.services.hooks.loginParams?.(ctx.req), RESERVED_AUTHORIZE_PARAMS) },
+    redirectUri: new URL(`${prefix}${config.oidc.redirectPath}`, ctx.origin).href,
     scope: [...new Set([...oidcConfig.scopes, ...apis.scopes])].join(' '),
-    state,
-    nonce,
-    code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
-    code_challenge_method: 'S256',
+    // The grant must cover every API's resource, or the IdP refuses its resource tokens (invalid_target).
+    resources: apis.resources,
+    prompt: promptParam.value,
   })
-  // The grant must cover every API's resource, or the IdP refuses its resource tokens (invalid_target).
-  for (const resource of apis.resources) if (!params.getAll('resource').includes(resource)) params.append('resource', resource)
-  if (promptParam.value !== undefined) params.set('prompt', promptParam.value)
-  let authorizeUrl: URL
-  try {
-    authorizeUrl = await client.authorizationUrl(params)
-  } catch (err) {
-    throw client.explain(err, 'login_failed')
-  }
+  const { state, nonce, codeVerifier, resources } = request
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),
-    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, resources: params.getAll('resource'), createdAt: now() }),
+    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, resources, createdAt: now() }),
     // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
     { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
   )
   const stale = staleLoginCookies(keyRing, ctx.cookies, config.session.cookieName).map((name) => deleteCookie(name, 'lax'))
-  return redirect(authorizeUrl.href, [...stale, cookie])
+  return redirect(request.url.href, [...stale, cookie])
 }
 
 /** GET /bff/silent-login — the legacy entry of the iframe login: /bff/login?prompt=none (SPEC §3). */

@@ -36,8 +36,7 @@ export const logout: Handler = async (ctx) => {
     state: sealLogoutState(keyRing, { returnUrl, createdAt: now() }),
   }
   if (session) {
-    await sessions.end(session)
-    await ctx.services.sessionEvents.ended(session, 'logout')
+    await sessions.end(session, 'logout')
     log.info({ event: 'logout', requestId: ctx.requestId }, 'session ended by logout')
     ctx.services.telemetry.logout()
     const { refreshToken, idToken } = session.data.tokens

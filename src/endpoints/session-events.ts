@@ -1,7 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import { GatehouseError } from '../errors.ts'
-import { resolveSession, type RequestContext } from '../http/context.ts'
-import { matchOrigin } from '../http/cors.ts'
+import { requiredSession, type RequestContext } from '../http/context.ts'
 import { BASE_HEADERS } from '../http/reply.ts'
 import type { EndReason } from '../session/session-events.ts'
 
@@ -12,14 +10,12 @@ const KEEPALIVE_MS = 20_000
 /**
  * GET /bff/session-events — Server-Sent Events that tell an open tab the moment its session ends
  * (logout in another tab, back-channel logout, revocation, expiry), so it need not poll (SPEC §8).
- * EventSource cannot send the anti-forgery header; a cross-site request is refused by Sec-Fetch-Site
- * (unless its Origin is in cors.allowedOrigins), and nothing secret is ever sent: only the session's state.
+ * EventSource cannot send the anti-forgery header: its route refuses a cross-site request by Sec-Fetch-Site
+ * (unless its Origin is in cors.allowedOrigins) and requires a session. Nothing secret is ever sent: only
+ * the session's state.
  */
 export async function sessionEvents(ctx: RequestContext, res: ServerResponse): Promise<void> {
-  const site = ctx.req.headers['sec-fetch-site']
-  if (site !== undefined && site !== 'same-origin' && site !== 'none' && !fromAllowedOrigin(ctx)) throw new GatehouseError('forbidden', 'session events are for the application itself')
-  const session = await resolveSession(ctx, false)
-  if (!session) throw new GatehouseError('session_required')
+  const session = requiredSession(ctx)
   const { sessionEvents: events, sessions, now, log } = ctx.services
 
   res.writeHead(200, {
@@ -60,9 +56,4 @@ export async function sessionEvents(ctx: RequestContext, res: ServerResponse): P
       setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS),
     )
   })
-}
-
-/** An EventSource({ withCredentials: true }) of the SPA on one of cors.allowedOrigins (it sends Origin). */
-function fromAllowedOrigin(ctx: RequestContext): boolean {
-  return ctx.services.cors !== undefined && matchOrigin(ctx.services.cors, ctx.req.headers.origin) !== undefined
 }

@@ -1,14 +1,14 @@
 import { randomBytes } from 'node:crypto'
-import { resolveSession, type Handler } from '../http/context.ts'
+import type { Handler } from '../http/context.ts'
 import { html } from '../http/reply.ts'
 
 /**
  * GET /bff/silent-login-callback — where an iframe's silent login ends (SPEC §3): a page that tells
  * the app, and only the app's own origin, whether there is a session now. A nonce-based CSP allows
- * exactly this one inline script.
+ * exactly this one inline script. Its route reads the session (if there is one).
  */
 export const silentLoginCallback: Handler = async (ctx) => {
-  const session = await resolveSession(ctx, false)
+  const { session } = ctx
   const nonce = randomBytes(16).toString('base64')
   const message = JSON.stringify({ source: 'bff-silent-login', isLoggedIn: session !== undefined })
   // JSON.stringify of an origin cannot close the script element: origins hold no "<".

@@ -1,6 +1,4 @@
-import { GatehouseError } from '../errors.ts'
-import { isAntiForgeryValid } from '../http/antiforgery.ts'
-import { resolveSession, type Handler } from '../http/context.ts'
+import type { Handler } from '../http/context.ts'
 import { json } from '../http/reply.ts'
 import { sessionInfo } from '../hooks.ts'
 import { toClaimRecords } from '../oidc/claims.ts'
@@ -10,15 +8,13 @@ import type { Claim, Session } from '../session/session.ts'
  * GET /bff/user — the session's claims plus the bff: management claims, in Duende's shape: IdP claim
  * values as strings with their `valueType` (`user.claimValues: "json"`: as the IdP sent them), only
  * `bff:session_expires_in` a number. `?slide=false` reads without extending a sliding session (for polling).
+ * Its route checks the anti-forgery header and reads the session; without one it answers 401, or
+ * `null` with `anonymousSessionResponse: 200`.
  */
 export const user: Handler = async (ctx) => {
   const { config, now } = ctx.services
-  if (!isAntiForgeryValid(ctx.req.headers, config.antiForgery)) throw new GatehouseError('antiforgery_failed')
-  const session = await resolveSession(ctx, ctx.url.searchParams.get('slide') !== 'false')
-  if (!session) {
-    if (config.anonymousSessionResponse === 200) return json(200, null)
-    throw new GatehouseError('session_required')
-  }
+  const { session } = ctx
+  if (!session) return json(200, null)
   const management: Claim[] = [{ type: 'bff:logout_url', value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(logoutSidOf(session))}` }]
   if (session.data.sessionState !== undefined) management.push({ type: 'bff:session_state', value: session.data.sessionState })
   const expiresIn = { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) }

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { GatehouseError } from '../errors.ts'
-import { CLIENT_IP_HEADERS, HOP_BY_HOP, METHOD_OVERRIDES } from '../proxy/headers.ts'
+import { CLIENT_IP_HEADERS, HOP_BY_HOP, METHOD_OVERRIDES, varyWithOrigin } from '../proxy/headers.ts'
 import { problemJson, type Reply } from './reply.ts'
 
 /**
@@ -41,9 +41,6 @@ const DENIED_HEADERS: ReadonlySet<string> = new Set([
   ...METHOD_OVERRIDES,
   ...CLIENT_IP_HEADERS,
 ])
-
-/** Response headers a cross-origin script reads without being told (Fetch §2.2.6, CORS-safelisted response header names). */
-const SAFELISTED_RESPONSE: ReadonlySet<string> = new Set(['cache-control', 'content-language', 'content-length', 'content-type', 'expires', 'last-modified', 'pragma'])
 
 export interface CorsPolicy {
   /** The allowed origins as browsers serialise them: `https://spa.example.com`, lower case, no default port. */
@@ -151,32 +148,6 @@ function isAllowedHeader(name: string, rule: CorsRule): boolean {
 }
 
 /**
- * `Vary` with `Origin` in it. Every answer of a CORS route says so while CORS is on, granted or not,
- * so that a shared cache never hands one origin's answer to another (Fetch §3.2.5).
- */
-export function varyWithOrigin(vary: string | string[] | undefined): string {
-  if (vary === undefined) return 'Origin'
-  const text = Array.isArray(vary) ? vary.join(', ') : vary
-  if (text.trim() === '') return 'Origin'
-  return text.split(',').some((v) => /^\s*(origin|\*)\s*$/i.test(v)) ? text : `${text}, Origin`
-}
-
-/**
- * `Access-Control-Expose-Headers` for a remote API's answer to an allowed origin: its headers beyond
- * the safelisted ones, so the SPA reads what it would read on gatehouse's own origin (Location, ETag,
- * Link…). Never Set-Cookie (browsers hide it from scripts anyway) nor CORS headers. undefined: none.
- */
-export function exposedHeaders(names: Iterable<string>): string | undefined {
-  const out: string[] = []
-  for (const raw of names) {
-    const name = raw.toLowerCase()
-    if (SAFELISTED_RESPONSE.has(name) || name === 'set-cookie' || name === 'vary' || name.startsWith('access-control-')) continue
-    out.push(name)
-  }
-  return out.length ? out.join(', ') : undefined
-}
-
-/**
  * Runs at the start of a CORS route while CORS is on. A preflight is answered here (204 grant or 403
  * problem+json, never reaching a handler, a session or an upstream): the Reply is returned. Any other
  * request gets `Vary: Origin` and, from an allowed origin, the grant headers on `res` — so they are on
@@ -194,12 +165,4 @@ export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerR
   const origin = matchOrigin(policy, req.headers.origin)
   if (origin !== undefined) for (const [name, value] of policy.grants.get(origin)!) res.setHeader(name, value)
   return undefined
-}
-
-/** A remote API's answer headers (already stripped of the upstream's own CORS headers) while CORS is on. */
-export function corsUpstreamHeaders(headers: Record<string, string | string[]>, granted: boolean): void {
-  headers.vary = varyWithOrigin(headers.vary)
-  if (!granted) return
-  const exposed = exposedHeaders(Object.keys(headers))
-  if (exposed !== undefined) headers['access-control-expose-headers'] = exposed
 }

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http'
+import { nearestListValue } from '../proxy/headers.ts'
 
 export function isLoopbackHost(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || hostname === '::1' || /^127(\.\d{1,3}){3}$/.test(hostname)
@@ -55,29 +56,24 @@ const origins = new Memo<{ origin: string; host: string } | undefined>(256)
 
 /** uri-host [":" port] (RFC 3986 characters, no userinfo), and a host and port the URL parser accepts. */
 export function isHostValue(host: string): boolean {
-  return hostValues.get(host, (value) => {
-    if (!HOST_FIELD.test(value) || !URL.canParse(`http://${value}/`)) return false
-    return new URL(`http://${value}/`).pathname === '/'
-  })
+  return hostValues.get(host, checkHostValue)
+}
+
+// The memos' compute functions live at module level: a closure made per call would cost an allocation per request.
+function checkHostValue(value: string): boolean {
+  if (!HOST_FIELD.test(value) || !URL.canParse(`http://${value}/`)) return false
+  return new URL(`http://${value}/`).pathname === '/'
 }
 
 /** `proto://host` normalised by the URL parser (lower-case, default port dropped), and its host. */
 function parsedOrigin(proto: string, host: string): { origin: string; host: string } | undefined {
-  return origins.get(`${proto}://${host}`, () => {
-    if (!isHostValue(host)) return undefined
-    const url = new URL(`${proto}://${host}/`)
-    return { origin: url.origin, host: url.host }
-  })
+  return origins.get(`${proto}://${host}`, parseOrigin)
 }
 
-const originParts = new Memo<{ protocol: string; host: string }>(256)
-
-/** Scheme (without ":") and host of an origin gatehouse computed or was configured with. */
-export function partsOfOrigin(origin: string): { protocol: string; host: string } {
-  return originParts.get(origin, () => {
-    const url = new URL(origin)
-    return { protocol: url.protocol.slice(0, -1), host: url.host }
-  })
+function parseOrigin(origin: string): { origin: string; host: string } | undefined {
+  if (!isHostValue(origin.slice(origin.indexOf('://') + 3))) return undefined
+  const url = new URL(`${origin}/`)
+  return { origin: url.origin, host: url.host }
 }
 
 /** The host the browser asked for (lower-case, with port), for host-bound frontends; undefined if unusable. */
@@ -125,27 +121,29 @@ export function requestedHost(req: IncomingMessage, trustProxy: boolean): string
 const hostKeys = new Memo<string | undefined>(256)
 
 function hostKey(host: string): string | undefined {
-  return hostKeys.get(host, (value) => {
-    if (!isHostValue(value)) return undefined
-    // The port, if any, is split off by hand: the URL parser would drop one that is the default of the
-    // scheme it is given, and "app.example.com:80" must not pass for an https origin's host.
-    let name = value
-    let port: string | undefined
-    const colon = value.lastIndexOf(':')
-    if (colon !== -1 && colon > value.lastIndexOf(']')) {
-      name = value.slice(0, colon)
-      port = value.slice(colon + 1) || undefined
-    }
-    const hostname = new URL(`http://${name}/`).hostname
-    return port === undefined ? hostname : `${hostname}:${Number(port)}`
-  })
+  return hostKeys.get(host, computeHostKey)
+}
+
+function computeHostKey(value: string): string | undefined {
+  if (!isHostValue(value)) return undefined
+  // The port, if any, is split off by hand: the URL parser would drop one that is the default of the
+  // scheme it is given, and "app.example.com:80" must not pass for an https origin's host.
+  let name = value
+  let port: string | undefined
+  const colon = value.lastIndexOf(':')
+  if (colon !== -1 && colon > value.lastIndexOf(']')) {
+    name = value.slice(0, colon)
+    port = value.slice(colon + 1) || undefined
+  }
+  const hostname = new URL(`http://${name}/`).hostname
+  return port === undefined ? hostname : `${hostname}:${Number(port)}`
 }
 
 /**
  * The origins gatehouse answers for: publicOrigin and each host-based frontend's origin. A request
  * whose host (Host, or the trusted X-Forwarded-Host) names none of them is misdirected — a DNS
  * rebinding page, a scanner, a client that reached gatehouse by its address — and is refused before
- * anything else (src/http/handle.ts).
+ * anything else (src/http/context.ts originOf, src/http/dispatch.ts).
  *
  * Hosts are compared as browsers send them: case-insensitively, IP literals in canonical form, and a
  * port equal to the origin's (its explicit port, or the scheme's default: "app.example.com:443" is
@@ -195,25 +193,4 @@ export function isOriginOfHost(origin: string, host: string): boolean {
   if (key === undefined) return false
   const name = key.replace(/:\d+$/, '')
   return name === new URL(origin).hostname && (name === key || originKeys(origin)[0] === key)
-}
-
-/**
- * The value the trusted proxy in front added: the last one. Earlier values came from further away,
- * possibly from the client itself (a proxy that appends keeps what the client sent).
- */
-function nearestListValue(value: string | string[] | undefined): string | undefined {
-  const text = Array.isArray(value) ? value.join(',') : value
-  return text?.split(',').at(-1)?.trim() || undefined
-}
-
-/**
- * The client's address: the peer's, or with `trustProxy` the one the proxy in front appended to
- * X-Forwarded-For (the nearest value; the ones before it may come from the client itself).
- */
-export function clientAddress(req: IncomingMessage, trustProxy: boolean): string | undefined {
-  if (trustProxy) {
-    const forwarded = nearestListValue(req.headers['x-forwarded-for'])
-    if (forwarded) return forwarded
-  }
-  return req.socket.remoteAddress
 }

@@ -1,6 +1,6 @@
 import { GatehouseError, toProblem } from '../errors.ts'
 
-/** What a handler returns; only http/handle.ts writes it to the socket. */
+/** What a handler returns: data; only src/http/render.ts writes it to the socket. */
 export interface Reply {
   status: number
   headers: Record<string, string>

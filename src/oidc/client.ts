@@ -9,7 +9,7 @@ import { resourceParameters, type ResourceRequest } from '../tokens/resource.ts'
 import { chooseClientAuth, createClientAuth } from './client-auth.ts'
 import { fetchDiscovery } from './discovery.ts'
 import { endSessionExtras } from './end-session.ts'
-import { classifyIdpFailure, type FailureContext } from './idp-failure.ts'
+import { classifyClientTokenFailure, classifyIdpFailure, classifyRefreshFailure, type FailureContext, type RefreshFailure } from './idp-failure.ts'
 import { acceptsSeveralIssuers, checkPublishedIssuer, expectedTokenIssuer, isTemplate, tenantOf, type IssuerSettings } from './issuer.ts'
 
 const REACHABILITY_TTL_MS = 1_000
@@ -42,7 +42,48 @@ export interface LoginTokens {
   issuer: string
 }
 
-export type RefreshResponse = Awaited<ReturnType<typeof oidc.refreshTokenGrant>>
+/** What a login asks the IdP for; the flow's own parameters (state, nonce, PKCE) are added by `authorizationRequest`. */
+export interface AuthorizationRequestInput {
+  redirectUri: string
+  /** The `scope` parameter, space-separated. */
+  scope: string
+  /** RFC 8707 resources the grant must cover: appended unless the parameters already name them. */
+  resources: readonly string[]
+  /** oidc.extraAuthParams and a loginParams hook's, none of the flow's own; those win over these. */
+  extraParams: Record<string, string>
+  prompt: string | undefined
+}
+
+/** A started authorization request: where to send the browser, and what the callback checks the answer with. */
+export interface AuthorizationRequest extends AuthorizationChecks {
+  url: URL
+  /** Every resource the request names (the session records them: later resource tokens need them). */
+  resources: string[]
+}
+
+/** The tokens of a successful refresh grant. */
+export interface RefreshedTokens {
+  accessToken: string
+  /** A rotated refresh token (the one used is then spent), when the IdP sent one. */
+  refreshToken: string | undefined
+  idToken: string | undefined
+  scope: string | undefined
+  /** Seconds the access token has left, as of the answer (undefined: the IdP sent no expires_in). */
+  expiresInSec: number | undefined
+}
+
+/**
+ * A refresh grant's outcome: the tokens, or why there are none (src/oidc/idp-failure.ts): the refresh
+ * token refused (invalid_grant), the resource refused, or the IdP unavailable or failing.
+ */
+export type RefreshOutcome = { kind: 'ok'; tokens: RefreshedTokens } | RefreshFailure
+
+/** The client's own access token from a client-credentials grant. */
+export interface ClientGrant {
+  accessToken: string
+  /** Seconds the token has left, as of the answer (undefined: the IdP sent no expires_in). */
+  expiresInSec: number | undefined
+}
 
 /** Discovery answered, but the IdP does not offer the DPoP that `oidc.dpop` asks for. */
 export class DpopUnsupportedError extends GatehouseError {
@@ -75,9 +116,12 @@ interface Discovered {
 }
 
 /**
- * The only module that talks OpenID Connect, through openid-client (and for the code exchange its
- * oauth4webapi, whose per-call issuer lets multi-tenant IdPs in). Discovery is fetched lazily,
- * cached, and retried after a failure, so gatehouse starts while the IdP is still coming up.
+ * The one door to the IdP: the only module that talks OpenID Connect, through openid-client (and for
+ * the code exchange its oauth4webapi, whose per-call issuer lets multi-tenant IdPs in). Its methods
+ * throw GatehouseErrors whose report explains the failure (src/oidc/idp-failure.ts), or return an
+ * outcome (`refresh`); only `revoke`, which callers treat as best effort, passes the IdP's failure on
+ * as it came (`explain` turns it into a report). Discovery is fetched lazily, cached, and retried
+ * after a failure, so gatehouse starts while the IdP is still coming up.
  */
 export class OidcClient {
   readonly #options: OidcConfig
@@ -197,21 +241,41 @@ export class OidcClient {
   }
 
   /**
-   * The authorize URL. With pushed authorization requests (RFC 9126) — asked for by
-   * `oidc.pushedAuthorizationRequests`, or required by the IdP — the parameters go to the IdP
-   * directly, authenticated as the client, and the browser carries only a `request_uri`.
+   * A new authorization code request (PKCE S256, with a fresh state and nonce) and its authorize URL.
+   * With pushed authorization requests (RFC 9126) — asked for by `oidc.pushedAuthorizationRequests`,
+   * or required by the IdP — the parameters go to the IdP directly, authenticated as the client, and
+   * the browser carries only a `request_uri`. Failures are GatehouseErrors with a `login_failed` report.
    */
-  async authorizationUrl(params: URLSearchParams): Promise<URL> {
+  async authorizationRequest(input: AuthorizationRequestInput): Promise<AuthorizationRequest> {
+    const state = oidc.randomState()
+    const nonce = oidc.randomNonce()
+    const codeVerifier = oidc.randomPKCECodeVerifier()
+    const params = new URLSearchParams({
+      ...input.extraParams,
+      redirect_uri: input.redirectUri,
+      response_type: 'code',
+      scope: input.scope,
+      state,
+      nonce,
+      code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+    })
+    for (const resource of input.resources) if (!params.getAll('resource').includes(resource)) params.append('resource', resource)
+    if (input.prompt !== undefined) params.set('prompt', input.prompt)
+    try {
+      return { url: await this.#authorizationUrl(params), state, nonce, codeVerifier, resources: params.getAll('resource') }
+    } catch (err) {
+      throw this.explain(err, 'login_failed')
+    }
+  }
+
+  async #authorizationUrl(params: URLSearchParams): Promise<URL> {
     const { config } = await this.#discover()
     const meta = config.serverMetadata()
     const par = this.#options.pushedAuthorizationRequests || meta.require_pushed_authorization_requests === true
     if (!par) return oidc.buildAuthorizationUrl(config, params)
     if (!meta.pushed_authorization_request_endpoint) throw new GatehouseError('idp_unavailable', 'oidc.pushedAuthorizationRequests is on, but the identity provider has no pushed_authorization_request_endpoint')
-    try {
-      return await oidc.buildAuthorizationUrlWithPAR(config, params)
-    } catch (err) {
-      throw this.explain(err, 'login_failed')
-    }
+    return oidc.buildAuthorizationUrlWithPAR(config, params)
   }
 
   /**
@@ -308,28 +372,47 @@ export class OidcClient {
   }
 
   /**
-   * `resource`: a token restricted to that resource (RFC 8707 §2.2) instead of the session's general one.
-   * `issuer`: the one the session's login recorded; a refreshed id_token must come from it.
+   * The refresh grant; never throws: a failure is an outcome. `resource`: a token restricted to that
+   * resource (RFC 8707 §2.2) instead of the session's general one. `issuer`: the one the session's
+   * login recorded; a refreshed id_token must come from it.
    */
-  async refresh(refreshToken: string, dpop?: DpopKey, resource?: ResourceRequest, issuer?: string): Promise<RefreshResponse> {
-    const d = await this.#discover()
-    const config = this.#configFor(d, issuer)
-    const parameters = resource && resourceParameters(resource)
-    return requireDpopBound(await oidc.refreshTokenGrant(config, refreshToken, parameters, this.#dpopOptions(config, dpop)), dpop)
+  async refresh(refreshToken: string, dpop?: DpopKey, resource?: ResourceRequest, issuer?: string): Promise<RefreshOutcome> {
+    try {
+      const d = await this.#discover()
+      const config = this.#configFor(d, issuer)
+      const parameters = resource && resourceParameters(resource)
+      const response = requireDpopBound(await oidc.refreshTokenGrant(config, refreshToken, parameters, this.#dpopOptions(config, dpop)), dpop)
+      return {
+        kind: 'ok',
+        tokens: { accessToken: response.access_token, refreshToken: response.refresh_token, idToken: response.id_token, scope: response.scope, expiresInSec: response.expiresIn() },
+      }
+    } catch (err) {
+      return classifyRefreshFailure(err, resource !== undefined, this.#failureContext('refresh_failed'))
+    }
   }
 
-  async clientCredentials(scopes: readonly string[], dpop?: DpopKey, resource?: string): Promise<Awaited<ReturnType<typeof oidc.clientCredentialsGrant>>> {
-    const { config } = await this.#discover()
-    const parameters: Record<string, string> = {}
-    if (scopes.length) parameters.scope = scopes.join(' ')
-    if (resource !== undefined) parameters.resource = resource
-    return requireDpopBound(await oidc.clientCredentialsGrant(config, parameters, this.#dpopOptions(config, dpop)), dpop)
+  /** The client's own token. Throws resource_refused (the IdP grants none for `resource`) or idp_unavailable. */
+  async clientCredentials(scopes: readonly string[], dpop?: DpopKey, resource?: string): Promise<ClientGrant> {
+    try {
+      const { config } = await this.#discover()
+      const parameters: Record<string, string> = {}
+      if (scopes.length) parameters.scope = scopes.join(' ')
+      if (resource !== undefined) parameters.resource = resource
+      const response = requireDpopBound(await oidc.clientCredentialsGrant(config, parameters, this.#dpopOptions(config, dpop)), dpop)
+      return { accessToken: response.access_token, expiresInSec: response.expiresIn() }
+    } catch (err) {
+      throw classifyClientTokenFailure(err)
+    }
   }
 
   /** An IdP failure as the answer and its log line, naming this client's authentication method and key. */
   explain(err: unknown, event: FailureContext['event']): GatehouseError {
+    return classifyIdpFailure(err, this.#failureContext(event))
+  }
+
+  #failureContext(event: FailureContext['event']): FailureContext {
     const method = this.#method
-    return classifyIdpFailure(err, { event, ...(method ? { clientAuth: { method, configKey: this.#clientAuthKey } } : {}) })
+    return { event, ...(method ? { clientAuth: { method, configKey: this.#clientAuthKey } } : {}) }
   }
 
   #configFor(d: Discovered, issuer: string | undefined): oidc.Configuration {
@@ -370,7 +453,7 @@ export class OidcClient {
     }
   }
 
-  /** RFC 7009. Returns false when the IdP has no revocation endpoint. */
+  /** RFC 7009. Returns false when the IdP has no revocation endpoint; a failure is thrown as it came (see `explain`). */
   async revoke(token: string, hint: 'refresh_token' | 'access_token'): Promise<boolean> {
     const { config } = await this.#discover()
     if (!config.serverMetadata().revocation_endpoint) return false

@@ -6,7 +6,7 @@ const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', oauth.RESPONSE_IS_N
 const ID_TOKEN_CHECKS = new Set<string>([oauth.JWT_CLAIM_COMPARISON, oauth.JWT_TIMESTAMP_CHECK, oauth.KEY_SELECTION, oauth.UNSUPPORTED_OPERATION])
 
 /** An openid-client failure that means no usable answer came (timeout, abort, a non-OAuth status or body, a network error). */
-export function isUnreachable(err: Error & { code?: unknown }): boolean {
+function isUnreachable(err: Error & { code?: unknown }): boolean {
   return UNREACHABLE.has(String(err.code))
 }
 
@@ -35,7 +35,7 @@ export function classifyIdpFailure(err: unknown, context: FailureContext): Gateh
         report: { event, cause: 'client_auth_refused', method, configKey, error, ...(description ? { error_description: description } : {}), hint: `the identity provider did not accept ${method}: set ${configKey} to the method the client is registered with` },
       })
     }
-    return new GatehouseError('idp_error', `the identity provider answered "${error}"`, { cause: err, report: { event, cause: 'idp_error', error, ...(description ? { error_description: description } : {}) } })
+    return idpAnswered(event, error, description, err)
   }
   const code = err instanceof Error && 'code' in err ? String(err.code) : 'undefined'
   if ((err instanceof oidc.ClientError || err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) && !isUnreachable(err)) {
@@ -91,9 +91,70 @@ export function errorDescription(value: unknown): string | undefined {
   return value.replace(/[^\x20-\x21\x23-\x5B\x5D-\x7E]/g, '?').slice(0, 300)
 }
 
-/** A failure report for an OAuth error in the authorization response (`?error=…` at the callback). */
-export function authorizationErrorReport(params: URLSearchParams): FailureReport {
-  const error = errorCode(params.get('error') ?? '')
-  const description = errorDescription(params.get('error_description'))
-  return { event: 'login_failed', cause: 'idp_error', error, ...(description ? { error_description: description } : {}) }
+/** An OAuth error in the authorization response (`?error=…` at the callback), as the login's answer and its log line. */
+export function authorizationError(params: URLSearchParams): GatehouseError {
+  return idpAnswered('login_failed', errorCode(params.get('error') ?? ''), errorDescription(params.get('error_description')), undefined)
+}
+
+function idpAnswered(event: FailureContext['event'], error: string, description: string | undefined, cause: unknown): GatehouseError {
+  return new GatehouseError('idp_error', `the identity provider answered "${error}"`, { cause, report: { event, cause: 'idp_error', error, ...(description ? { error_description: description } : {}) } })
+}
+
+/** Why a refresh grant gave no tokens, as the token service acts on it. */
+export type RefreshFailure =
+  /** RFC 6749 §5.2: the refresh token is no longer valid. */
+  | { kind: 'invalid_grant'; cause: unknown }
+  /** The IdP will not issue a token for the requested resource or its scopes (RFC 8707 §2); `error` is its code. */
+  | { kind: 'resource_refused'; error: string; cause: unknown }
+  /**
+   * Every other failure. `transient`: it may pass (no answer, a 5xx). `report`: for one that will come
+   * again on retry, the IdP's error (or the refused client authentication, with the key to change).
+   * `chain`: the error chain for the log line, never a body.
+   */
+  | { kind: 'unavailable'; transient: boolean; report: FailureReport | undefined; chain: string; cause: unknown }
+
+/** A failed refresh grant; `resourceRequested`: it asked for a token for one resource (RFC 8707 §2.2). */
+export function classifyRefreshFailure(err: unknown, resourceRequested: boolean, context: FailureContext): RefreshFailure {
+  const refused = resourceRequested ? resourceRefusal(err) : undefined
+  if (refused !== undefined) return { kind: 'resource_refused', error: refused, cause: err }
+  if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') return { kind: 'invalid_grant', cause: err }
+  const transient = isTransient(err)
+  return { kind: 'unavailable', transient, report: transient ? undefined : classifyIdpFailure(err, context).report, chain: errorChain(err), cause: err }
+}
+
+/** A failed client-credentials grant: the resource refused (403), else the IdP unavailable (502). */
+export function classifyClientTokenFailure(err: unknown): GatehouseError {
+  const refused = resourceRefusal(err)
+  if (refused !== undefined) return new GatehouseError('resource_refused', `the identity provider refused a client token for this API (${refused})`, { cause: err })
+  return new GatehouseError('idp_unavailable', 'the client-credentials grant failed', { cause: err })
+}
+
+/** The IdP's error when it will not issue a token for the requested resource or its scopes (RFC 8707 §2, RFC 6749 §5.2). */
+function resourceRefusal(err: unknown): string | undefined {
+  return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_target' || err.error === 'invalid_scope') ? err.error : undefined
+}
+
+/**
+ * A refresh failure that may pass: no answer (unreachable, timed out), an answer that is no OAuth
+ * error (a proxy's HTML page, a wrong status), or a 5xx. An OAuth error answer below 500
+ * (invalid_client, …) or an answer that fails validation (an id_token with a bad signature or
+ * issuer) will come again on retry.
+ */
+function isTransient(err: unknown): boolean {
+  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.WWWAuthenticateChallengeError) return err.status >= 500
+  if (err instanceof GatehouseError) return err.code === 'idp_unavailable'
+  if (err instanceof oidc.ClientError) return isUnreachable(err)
+  return true
+}
+
+/** Name, code and message down the cause chain, and the IdP's HTTP status; never a body, so never a token. */
+function errorChain(err: unknown): string {
+  const links: string[] = []
+  for (let current = err, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
+    const code = 'code' in current ? `(${String(current.code)})` : ''
+    const answer =
+      current instanceof oidc.ResponseBodyError ? ` [HTTP ${current.status} ${current.error}]` : current.cause instanceof Response ? ` [HTTP ${current.cause.status}]` : ''
+    links.push(`${current.name}${code}: ${current.message}${answer}`)
+  }
+  return links.length ? links.join(' <- ') : typeof err
 }

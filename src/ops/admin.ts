@@ -2,25 +2,25 @@ import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Logger } from 'pino'
 import { GatehouseError } from '../errors.ts'
+import { writeReply } from '../http/render.ts'
 import { json, problemJson, type Reply } from '../http/reply.ts'
-import type { SessionFilter, SessionStore } from '../session/store.ts'
+import type { Sessions } from '../session/sessions.ts'
+import type { SessionFilter } from '../session/store.ts'
 import type { Telemetry } from './metrics.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 const REALM = 'gatehouse-admin'
+/** The admin listener sets no cookies. */
+const NO_COOKIES: readonly string[] = []
 
 export interface AdminOptions {
   telemetry: Telemetry
-  store: SessionStore
+  /** Server-mode sessions, which tell every instance of what they revoke; undefined in cookie mode (none on the server to list or revoke). */
+  sessions: Pick<Sessions, 'list' | 'endWhere'> | undefined
   /** `admin.token`. Unset: the admin API answers 403 and `/metrics` is open. */
   token: string | undefined
-  /** False in cookie mode: there are no server-side sessions to list or revoke. */
-  hasServerSessions: boolean
-  now: () => number
   log: Logger
-  /** Told which sessions an admin revoked (so open session-event streams end at once). */
-  onRevoked?: ((filter: SessionFilter) => Promise<void>) | undefined
 }
 
 interface AdminRoute {
@@ -36,7 +36,7 @@ interface AdminRoute {
  * `Authorization: Bearer <admin.token>` when a token is configured (SPEC §10).
  */
 export function createAdminHandler(options: AdminOptions): (req: IncomingMessage, res: ServerResponse) => void {
-  const { telemetry, store, now, log } = options
+  const { telemetry, sessions, log } = options
   // Compared as SHA-256 digests: equal lengths, so neither the bytes nor the token's length leak through timing.
   const expected = options.token === undefined ? undefined : sha256(options.token)
 
@@ -58,33 +58,31 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         methods: ['GET', 'DELETE'],
         needsToken: true,
         run: async (url, req) => {
-          if (!options.hasServerSessions) throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
-          return req.method === 'DELETE' ? revoke(url) : list(url)
+          if (!sessions) throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
+          return req.method === 'DELETE' ? revoke(sessions, url) : list(sessions, url)
         },
       },
     ],
   ])
 
-  async function list(url: URL): Promise<Reply> {
+  async function list(sessions: Pick<Sessions, 'list'>, url: URL): Promise<Reply> {
     const sub = single(url, 'sub')
     const limitParam = single(url, 'limit') ?? String(DEFAULT_LIMIT)
     const limit = /^\d{1,4}$/.test(limitParam) ? Number(limitParam) : 0
     if (limit < 1 || limit > MAX_LIMIT) throw new GatehouseError('bad_request', undefined, { errors: { limit: [`must be a whole number from 1 to ${MAX_LIMIT}`] } })
-    const records = await call(() => store.list(sub === undefined ? { limit } : { sub, limit }, now()))
     // Metadata only: the sealed tokens never leave the store through this API.
-    const sessions = records.map((r) => ({ idHash: r.idHash, sub: r.sub, sid: r.sid ?? null, partition: r.partition, createdAt: r.createdAt, expiresAt: r.expiresAt }))
-    return json(200, { sessions })
+    const found = await sessions.list(sub === undefined ? { limit } : { sub, limit })
+    return json(200, { sessions: found.map((r) => ({ idHash: r.idHash, sub: r.sub, sid: r.sid ?? null, partition: r.partition, createdAt: r.createdAt, expiresAt: r.expiresAt })) })
   }
 
-  async function revoke(url: URL): Promise<Reply> {
+  async function revoke(sessions: Pick<Sessions, 'endWhere'>, url: URL): Promise<Reply> {
     const sub = single(url, 'sub')
     const sid = single(url, 'sid')
     if ((sub === undefined) === (sid === undefined)) {
       throw new GatehouseError('bad_request', 'give exactly one of sub or sid', { errors: { [sub === undefined ? 'sub' : 'sid']: ['exactly one of sub or sid is required'] } })
     }
     const filter: SessionFilter = sub !== undefined ? { sub } : { sid: sid! }
-    const revoked = await call(() => store.deleteWhere(filter))
-    await options.onRevoked?.(filter)
+    const revoked = await sessions.endWhere(filter, 'revoked')
     log.info({ event: 'admin_revoke', by: sub !== undefined ? 'sub' : 'sid', sessions: revoked }, 'sessions revoked through the admin API')
     return json(200, { revoked })
   }
@@ -124,7 +122,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         if (reply.status >= 500) log.error({ event: 'admin_failed', requestId, err: err instanceof Error ? `${err.name}: ${err.message}` : 'unknown' }, 'admin request failed')
         return reply
       })
-      .then((reply) => send(req, res, reply))
+      .then((reply) => writeReply(res, reply, { req, setCookies: NO_COOKIES }))
       .catch(() => res.destroy())
   }
 }
@@ -148,18 +146,4 @@ function single(url: URL, name: string): string | undefined {
   if (all.length > 1) throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must be given at most once'] } })
   if (all[0] === '') throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must not be empty'] } })
   return all[0]
-}
-
-async function call<T>(operation: () => Promise<T>): Promise<T> {
-  try {
-    return await operation()
-  } catch (err) {
-    throw new GatehouseError('store_unavailable', undefined, { cause: err })
-  }
-}
-
-function send(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
-  const body = reply.body ?? ''
-  res.writeHead(reply.status, { 'x-content-type-options': 'nosniff', ...reply.headers, 'content-length': Buffer.byteLength(body) })
-  res.end(req.method === 'HEAD' ? undefined : body)
 }

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
-import type { IncomingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http'
+import { nearestListValue } from './headers.ts'
 
 /** An ordinary proxied request, or a long-lived stream (WebSocket, Server-Sent Events) with a cap of its own. */
 export type PlaceKind = 'request' | 'stream'
@@ -97,6 +98,18 @@ export function isEventStreamRequest(headers: IncomingHttpHeaders): boolean {
 export function isEventStreamAnswer(contentType: string | string[] | undefined): boolean {
   const value = Array.isArray(contentType) ? contentType[0] : contentType
   return value !== undefined && /^\s*text\/event-stream\s*(;|$)/i.test(value)
+}
+
+/**
+ * The client's address: the peer's, or with `trustProxy` the one the proxy in front appended to
+ * X-Forwarded-For (the nearest value; the ones before it may come from the client itself).
+ */
+export function clientAddress(req: IncomingMessage, trustProxy: boolean): string | undefined {
+  if (trustProxy) {
+    const forwarded = nearestListValue(req.headers['x-forwarded-for'])
+    if (forwarded) return forwarded
+  }
+  return req.socket.remoteAddress
 }
 
 /**

@@ -1,112 +1,16 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { Transform, type Duplex, type Readable } from 'node:stream'
+import { Transform, type Readable } from 'node:stream'
 import type { Span } from '@opentelemetry/api'
 import type { Pool } from 'undici'
-import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
-import type { RequestContext } from '../http/context.ts'
-import { corsUpstreamHeaders, matchOrigin } from '../http/cors.ts'
-import { clientAddress } from '../http/origin.ts'
-import type { ProxyRefusal, Telemetry } from '../ops/metrics.ts'
-import type { Session } from '../session/session.ts'
+import type { Credentials } from '../tokens/credentials.ts'
 import { dpopProof, type DpopKey } from '../tokens/dpop.ts'
 import type { TokenOutcome } from '../tokens/tokens.ts'
 import { span } from '../ops/tracing.ts'
-import { ApiPool, type WaitOutcome } from './api-pool.ts'
-import { addressKey, ClientLimits, isEventStreamAnswer, isEventStreamRequest, type ClientPlace, type PlaceKind } from './client-limits.ts'
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
-import type { ApiMatch, RemoteApi } from './routes.ts'
-
-/** Seconds a client over its cap is told to wait: one of its own requests usually ends by then. */
-const PER_CLIENT_RETRY_AFTER_SEC = 1
-/** Seconds a client is told to wait when an API's pool is saturated: long enough to let it drain a little. */
-const BUSY_RETRY_AFTER_SEC = 2
-
-/**
- * What the proxy holds of the upstreams, and what each client may hold of that: one keep-alive pool
- * per remote API (not per origin: one API's held requests never starve another API on the same host),
- * each with a bounded wait queue (src/proxy/api-pool.ts), and per-client caps on requests in flight.
- * Only configured targets ever get a pool.
- */
-export class Upstreams {
-  readonly #pools = new Map<string, ApiPool>()
-  readonly #clients: ClientLimits
-  readonly #config: Pick<Config, 'limits' | 'trustProxy'>
-  readonly #telemetry: Telemetry | undefined
-
-  constructor(config: Pick<Config, 'limits' | 'trustProxy' | 'remoteApis'>, telemetry?: Telemetry) {
-    this.#config = config
-    this.#clients = new ClientLimits(config.limits)
-    this.#telemetry = telemetry
-    telemetry?.watchProxyPools(
-      config.remoteApis.map((api) => api.path),
-      () => [...this.#pools].map(([api, pool]) => ({ api, inFlight: pool.inFlight, queued: pool.queued })),
-    )
-  }
-
-  get limits(): Config['limits'] {
-    return this.#config.limits
-  }
-
-  /** The API's own pool (made at its first request). */
-  pool(api: RemoteApi): ApiPool {
-    let pool = this.#pools.get(api.path)
-    if (!pool) {
-      pool = new ApiPool(api.origin, api.connections, api.queue)
-      this.#pools.set(api.path, pool)
-    }
-    return pool
-  }
-
-  /**
-   * A place for this request among its client's (`limits.perClient`, or `limits.perClientStreams` for a
-   * WebSocket or an event stream), given back when `closed` emits 'close' — however the request ends.
-   * The client is its session, else its address as `trustProxy` resolves it. Throws 429
-   * too_many_requests when the client holds all its places. Undefined when the request is already gone
-   * (its 'close' has fired: nothing would give the place back, and no upstream call is made for it).
-   */
-  admit(req: IncomingMessage, closed: ServerResponse | Duplex, api: RemoteApi, session: Session | undefined, kind: PlaceKind = isEventStreamRequest(req.headers) ? 'stream' : 'request'): ClientPlace | undefined {
-    if (closed.destroyed) return undefined
-    // A user's sessions share one key (a new login is no new allowance); anonymous clients go by address.
-    const forwarded = session ? undefined : addressKey(clientAddress(req, this.#config.trustProxy))
-    // An unreadable forwarded address must not put every such client under one key: the socket's then.
-    const client = session ? `user ${session.partition} ${session.data.issuer ?? ''} ${session.sub}` : forwarded === 'unknown' ? addressKey(req.socket.remoteAddress) : forwarded!
-    const place = this.#clients.take(client, kind)
-    if (!place) throw this.#tooMany(api, kind)
-    closed.once('close', place.release)
-    return place
-  }
-
-  /** Waits for a connection of `api`'s pool; throws 503 upstream_busy when the queue is full or the wait runs out. */
-  async wait(api: RemoteApi, pool: ApiPool, timeoutMs: number, signal?: AbortSignal): Promise<'granted' | 'aborted'> {
-    const started = performance.now()
-    const outcome = await pool.wait(timeoutMs, signal)
-    if (outcome !== 'full') this.#telemetry?.proxyWaited(api.path, performance.now() - started)
-    if (outcome === 'granted' || outcome === 'aborted') return outcome
-    throw this.#busy(api, pool, outcome)
-  }
-
-  refused(api: RemoteApi, reason: ProxyRefusal): void {
-    this.#telemetry?.proxyRefused(api.path, reason)
-  }
-
-  #tooMany(api: RemoteApi, kind: PlaceKind): GatehouseError {
-    this.refused(api, kind === 'stream' ? 'per_client_streams' : 'per_client')
-    const what = kind === 'stream' ? `${this.#clients.limit('stream')} streams (WebSockets, event streams)` : `${this.#clients.limit('request')} requests`
-    return new GatehouseError('too_many_requests', `this client already has ${what} in flight through gatehouse; retry once one has ended`, { retryAfterSec: PER_CLIENT_RETRY_AFTER_SEC })
-  }
-
-  #busy(api: RemoteApi, pool: ApiPool, outcome: Exclude<WaitOutcome, 'granted' | 'aborted'>): GatehouseError {
-    this.refused(api, 'upstream_busy')
-    const why = outcome === 'full' ? `its ${pool.connections} connections are in use and ${pool.queueLimit} requests already wait` : `none of its ${pool.connections} connections became free within ${api.timeoutMs} ms`
-    return new GatehouseError('upstream_busy', `the ${api.path} API is busy: ${why}`, { retryAfterSec: BUSY_RETRY_AFTER_SEC })
-  }
-
-  async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((pool) => pool.close()))
-    this.#pools.clear()
-  }
-}
+import { isEventStreamAnswer, type ClientPlace } from './client-limits.ts'
+import { corsUpstreamHeaders, downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import type { ApiMatch } from './routes.ts'
+import type { Upstreams } from './upstreams.ts'
 
 const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
 
@@ -114,18 +18,20 @@ const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
  * Streams the request to the API and the answer back (SPEC §5): no buffering either way, so large
  * bodies and Server-Sent Events pass through as they come. Errors before the answer starts are
  * thrown as 502/504 problems; after that the only honest signal left is closing the connection.
+ * `origin` is the browser-facing one (X-Forwarded-Host/Proto); `corsGranted` whether the request's
+ * Origin is one of `cors.allowedOrigins` (undefined: CORS is off).
  */
-export function forward(ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined, place?: ClientPlace): Promise<void> {
+export function forward(req: IncomingMessage, res: ServerResponse, match: ApiMatch, credentials: Credentials, origin: string, corsGranted: boolean | undefined, upstreams: Upstreams, place?: ClientPlace): Promise<void> {
   // The API's configured path and the method only: never the request's URL (its query) or headers.
-  const attributes = { 'gatehouse.api': match.api.path, 'http.request.method': METHODS.has(ctx.req.method ?? '') ? ctx.req.method! : '_OTHER' }
-  return span('gatehouse.proxy', attributes, (current) => forwardIn(current, ctx, res, match, token, upstreams, session, place))
+  const attributes = { 'gatehouse.api': match.api.path, 'http.request.method': METHODS.has(req.method ?? '') ? req.method! : '_OTHER' }
+  return span('gatehouse.proxy', attributes, (current) => forwardIn(current, req, res, match, credentials, origin, corsGranted, upstreams, place))
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
-async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse, match: ApiMatch, token: TokenOutcome, upstreams: Upstreams, session: Session | undefined, place: ClientPlace | undefined): Promise<void> {
-  const { req } = ctx
+async function forwardIn(current: Span, req: IncomingMessage, res: ServerResponse, match: ApiMatch, credentials: Credentials, origin: string, corsGranted: boolean | undefined, upstreams: Upstreams, place: ClientPlace | undefined): Promise<void> {
   const { api } = match
+  const { token, session } = credentials
   const method = req.method ?? 'GET'
   const hasBody = !NO_BODY.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
   // A declared body over the API's limit is refused before any upstream call; a chunked one is cut off when it gets there.
@@ -179,7 +85,7 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
     upstream = await pool.dispatcher.request({
       path: match.upstreamPath,
       method: method as 'GET',
-      headers: upstreamHeadersFor(ctx, token, false, proof),
+      headers: upstreamHeadersFor(req, origin, token, upstreams, false, proof),
       body: hasBody ? requestBody(req, { limit: api.maxBodyBytes, tooLarge, idleMs: limits.bodyIdleTimeoutMs, onIdle: onBodyIdle }) : null,
       signal: abort.signal,
       headersTimeout: Math.max(1, Math.ceil(api.timeoutMs - (startedAt - waitStartedAt))),
@@ -199,19 +105,17 @@ async function forwardIn(current: Span, ctx: RequestContext, res: ServerResponse
     current.setAttribute('http.response.status_code', failure.status)
     throw failure
   } finally {
-    ctx.services.telemetry.proxied(api.path, performance.now() - startedAt)
+    upstreams.answered(api, performance.now() - startedAt)
   }
   // The connection is the API's again once the answer has been read to its end or abandoned.
   upstream.body.once('close', release)
   // The upstream has acted on the request: it is never refused now, only counted as a stream when a place is free.
   if (isEventStreamAnswer(upstream.headers['content-type'])) place?.toStream()
-  const { config, sessions } = ctx.services
   // A user's token from the session (not a client token: that answer is the same for everyone) makes the answer private by default.
-  const headers = downstreamResponseHeaders(upstream.headers, config.session.cookieName, { userToken: token.kind === 'token' && session !== undefined && api.token !== 'client' })
+  const headers = downstreamResponseHeaders(upstream.headers, upstreams.cookieName, { userToken: token.kind === 'token' && session !== undefined && api.token !== 'client' })
   // Its own CORS headers are gone; gatehouse's (set on res before) stay, with Vary and exposed names to match.
-  if (ctx.services.cors !== undefined) corsUpstreamHeaders(headers, matchOrigin(ctx.services.cors, ctx.req.headers.origin) !== undefined)
-  // A logout that happened while the upstream was answering wins over a cookie rewrite queued before it.
-  const cookies = session && sessions.hasEnded(session) ? [] : ctx.setCookies
+  if (corsGranted !== undefined) corsUpstreamHeaders(headers, corsGranted)
+  const cookies = credentials.setCookies
   if (cookies.length) {
     headers['set-cookie'] = [...cookies, ...[headers['set-cookie'] ?? []].flat()]
     // A response that sets gatehouse's cookie must never be stored by a shared cache, whatever the API said.
@@ -296,16 +200,15 @@ export function proofFor(key: DpopKey, method: string, match: ApiMatch, accessTo
   return dpopProof(key, method, `${match.api.origin}${end === -1 ? path : path.slice(0, end)}`, accessToken)
 }
 
-/** The upstream request's headers for this request and token (SPEC §5 header hygiene). */
-export function upstreamHeadersFor(ctx: RequestContext, token: TokenOutcome, websocket: boolean, dpopProof?: string): Record<string, string | string[]> {
-  const { config } = ctx.services
-  return upstreamRequestHeaders(ctx.req.headers, {
-    antiForgeryHeader: config.antiForgery.header.toLowerCase(),
+/** The upstream request's headers for this request and token (SPEC §5 header hygiene); `origin` is the browser-facing one. */
+export function upstreamHeadersFor(req: IncomingMessage, origin: string, token: TokenOutcome, upstreams: Upstreams, websocket: boolean, dpopProof?: string): Record<string, string | string[]> {
+  return upstreamRequestHeaders(req.headers, {
+    antiForgeryHeader: upstreams.antiForgeryHeader,
     bearer: token.kind === 'token' ? token.value : undefined,
     dpopProof,
-    clientIp: ctx.req.socket.remoteAddress,
-    origin: ctx.origin,
-    trustProxy: config.trustProxy,
+    clientIp: req.socket.remoteAddress,
+    origin,
+    trustProxy: upstreams.trustProxy,
     websocket,
   })
 }

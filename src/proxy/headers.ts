@@ -1,5 +1,4 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { partsOfOrigin } from '../http/origin.ts'
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies must not forward. */
 export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'])
@@ -101,6 +100,32 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
   return out
 }
 
+/** A handful of origins at most (publicOrigin, the frontends', the Host-derived ones): bounded all the same. */
+const ORIGIN_PARTS_LIMIT = 256
+const originParts = new Map<string, { protocol: string; host: string }>()
+
+/** Scheme (without ":") and host of an origin gatehouse computed or was configured with; parsed once per origin. */
+function partsOfOrigin(origin: string): { protocol: string; host: string } {
+  let parts = originParts.get(origin)
+  if (parts === undefined) {
+    const url = new URL(origin)
+    parts = { protocol: url.protocol.slice(0, -1), host: url.host }
+    if (originParts.size >= ORIGIN_PARTS_LIMIT) originParts.clear()
+    originParts.set(origin, parts)
+  }
+  return parts
+}
+
+/**
+ * The value the trusted proxy in front added to a list header (X-Forwarded-For, -Host, -Proto): the
+ * last one. Earlier values came from further away, possibly from the client itself (a proxy that
+ * appends keeps what the client sent).
+ */
+export function nearestListValue(value: string | string[] | undefined): string | undefined {
+  const text = Array.isArray(value) ? value.join(',') : value
+  return text?.split(',').at(-1)?.trim() || undefined
+}
+
 /**
  * Whether an upstream Set-Cookie line must not reach the browser: one that names no cookie, or whose
  * name or value starts with `protectedPrefix` (the session cookie's name, which every gatehouse cookie
@@ -164,4 +189,41 @@ export function downstreamResponseHeaders(upstream: Record<string, string | stri
   // A blank Cache-Control says nothing (RFC 9111 §5.2: no directives), so it counts as none.
   if (options.userToken && [out['cache-control'] ?? []].flat().every((v) => v.trim() === '')) out['cache-control'] = 'private'
   return out
+}
+
+/** Response headers a cross-origin script reads without being told (Fetch §2.2.6, CORS-safelisted response header names). */
+const SAFELISTED_RESPONSE: ReadonlySet<string> = new Set(['cache-control', 'content-language', 'content-length', 'content-type', 'expires', 'last-modified', 'pragma'])
+
+/**
+ * `Vary` with `Origin` in it. Every answer of a CORS route says so while CORS is on, granted or not,
+ * so that a shared cache never hands one origin's answer to another (Fetch §3.2.5).
+ */
+export function varyWithOrigin(vary: string | string[] | undefined): string {
+  if (vary === undefined) return 'Origin'
+  const text = Array.isArray(vary) ? vary.join(', ') : vary
+  if (text.trim() === '') return 'Origin'
+  return text.split(',').some((v) => /^\s*(origin|\*)\s*$/i.test(v)) ? text : `${text}, Origin`
+}
+
+/**
+ * `Access-Control-Expose-Headers` for a remote API's answer to an allowed origin: its headers beyond
+ * the safelisted ones, so the SPA reads what it would read on gatehouse's own origin (Location, ETag,
+ * Link…). Never Set-Cookie (browsers hide it from scripts anyway) nor CORS headers. undefined: none.
+ */
+export function exposedHeaders(names: Iterable<string>): string | undefined {
+  const out: string[] = []
+  for (const raw of names) {
+    const name = raw.toLowerCase()
+    if (SAFELISTED_RESPONSE.has(name) || name === 'set-cookie' || name === 'vary' || name.startsWith('access-control-')) continue
+    out.push(name)
+  }
+  return out.length ? out.join(', ') : undefined
+}
+
+/** A remote API's answer headers (already stripped of the upstream's own CORS headers) while CORS is on. */
+export function corsUpstreamHeaders(headers: Record<string, string | string[]>, granted: boolean): void {
+  headers.vary = varyWithOrigin(headers.vary)
+  if (!granted) return
+  const exposed = exposedHeaders(Object.keys(headers))
+  if (exposed !== undefined) headers['access-control-expose-headers'] = exposed
 }

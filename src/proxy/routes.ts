@@ -1,5 +1,4 @@
 import type { RemoteApiConfig } from '../config/types.ts'
-import type { CorsRule } from '../http/cors.ts'
 
 export interface RemoteApi extends RemoteApiConfig {
   /** Upstream origin, e.g. `http://127.0.0.1:5000` (the pool key). */
@@ -10,8 +9,6 @@ export interface RemoteApi extends RemoteApiConfig {
   allowed: ReadonlySet<string> | undefined
   /** The same as an `Allow` header value (RFC 9110 §10.2.1), for 405 answers. */
   allowHeader: string | undefined
-  /** What a CORS preflight may ask for (with `cors.allowedOrigins`): these methods, any header but the denied ones. */
-  cors: CorsRule
 }
 
 export interface ApiMatch {
@@ -35,13 +32,18 @@ export class RemoteApiRoutes {
         const target = new URL(api.target)
         // RFC 9110 §9.3.2: HEAD is GET without the body, so a resource that answers GET answers HEAD.
         const allowed = api.methods && new Set(api.methods.includes('GET') ? [...api.methods, 'HEAD'] : api.methods)
-        return { ...api, origin: target.origin, basePath: target.pathname.replace(/\/+$/, ''), allowed, allowHeader: allowed && [...allowed].join(', '), cors: { methods: allowed && [...allowed], otherHeaders: true } }
+        return { ...api, origin: target.origin, basePath: target.pathname.replace(/\/+$/, ''), allowed, allowHeader: allowed && [...allowed].join(', ') }
       })
       .sort((a, b) => b.path.length - a.path.length)
   }
 
   get size(): number {
     return this.#apis.length
+  }
+
+  /** Every API, longest prefix first. */
+  get all(): readonly RemoteApi[] {
+    return this.#apis
   }
 
   /** The API for a request target (path + query), 'escape' for a refused path, undefined when none matches. */

@@ -1,4 +1,6 @@
+import type { HeldLease, Leases } from './leases.ts'
 import type { Session, SessionData } from './session.ts'
+import type { EndReason } from './session-events.ts'
 import type { SessionFilter } from './store.ts'
 
 export interface NewSession {
@@ -17,8 +19,10 @@ export interface ReadOptions {
 
 /**
  * Where sessions live: in a store (`session.mode: "server"`, class Sessions) or in the browser's
- * encrypted cookie (`"cookie"`, class CookieSessions). Endpoints, the proxy and the token service
- * speak only this interface. `writes` collects the Set-Cookie lines the response must carry.
+ * encrypted cookie (`"cookie"`, class CookieSessions). Endpoints, the proxy, the token service and
+ * the admin API speak only this interface; none of them holds the store. Every ending goes through
+ * `end` / `endWhere`, which tell this instance's listeners, the audit hook and the other instances.
+ * `writes` collects the Set-Cookie lines the response must carry.
  */
 export interface SessionBackend {
   /** True when a shared store coordinates instances (token-refresh lease, revocation, back-channel logout). */
@@ -31,8 +35,27 @@ export interface SessionBackend {
   read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined>
   /** Starts a session (always a fresh id) and sets its cookie; `replaced`: older sessions of the same sub + sid it ended. */
   start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }>
-  /** Ends the session on the server side (cookie mode: nothing is kept there to end). */
-  end(session: Session): Promise<void>
+  /**
+   * Ends the session (cookie mode: remembers it ended in this process, nothing else is kept) and tells
+   * of it: this instance's session-event streams and onSessionEnded at once, the other instances
+   * through the store; resolves once the store took the notice.
+   */
+  end(session: Session, reason: EndReason): Promise<void>
+  /** Ends every session the filter names and tells of it as `end` does; returns how many the store held (cookie mode: 0). */
+  endWhere(filter: SessionFilter, reason: EndReason): Promise<number>
+  /**
+   * Claims `marker` for `ttlMs` unless it is claimed already (a logout token's jti): the claim, to
+   * give back when the work it guards failed, or undefined. Across instances when the store has
+   * leases, else within this process.
+   */
+  claimOnce(marker: string, ttlMs: number): Promise<HeldLease | undefined>
+  /**
+   * Leases shared by the instances (one token refresh per session at a time); undefined in cookie
+   * mode and over a store without leases: callers coordinate within the process then.
+   */
+  readonly leases: Leases | undefined
+  /** Throws when the sessions' store cannot be reached (readiness); cookie mode has none to fail. */
+  ping(): Promise<void>
   /** Deletes every session cookie of the partition this request carried. */
   clearCookies(cookies: ReadonlyMap<string, string>, partition: string, writes: string[]): void
   /** After this request changed the session (refreshed tokens): cookie mode rewrites its cookie. */

@@ -3,9 +3,13 @@ import { compactDecrypt, CompactEncrypt } from 'jose'
 import { GatehouseError } from '../errors.ts'
 import { deleteCookie, repeatedCookieNames, serializeCookie } from '../http/cookies.ts'
 import type { NewSession, ReadOptions, SessionBackend } from './backend.ts'
+import { Leases, type HeldLease } from './leases.ts'
+import { ProcessLeases } from './process-leases.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
+import { SessionEvents, type EndReason } from './session-events.ts'
 import type { SessionCookie } from './sessions.ts'
+import type { SessionFilter } from './store.ts'
 
 /** Browsers keep ~4096 bytes per cookie (name, value and attributes); stay well below. */
 export const CHUNK_SIZE = 3_800
@@ -28,6 +32,8 @@ type CookiePayload = Omit<Session, 'idHash'> & { v: 1; id: string }
  */
 export class CookieSessions implements SessionBackend {
   readonly shared = false
+  /** No store: refreshes are coordinated within the process (src/tokens/tokens.ts). */
+  readonly leases = undefined
   readonly #keyRing: KeyRing
   readonly #policy: ExpiryPolicy
   readonly #cookie: SessionCookie
@@ -43,12 +49,17 @@ export class CookieSessions implements SessionBackend {
    * replayed elsewhere is the documented limit of cookie mode.
    */
   readonly #ended = new Map<string, number>()
+  readonly #events: SessionEvents
+  readonly #claims: Leases
 
-  constructor(options: { keyRing: KeyRing; policy: ExpiryPolicy; cookie: SessionCookie; now?: () => number }) {
+  /** `events`: where endings are told (this instance's streams and the audit hook). */
+  constructor(options: { keyRing: KeyRing; policy: ExpiryPolicy; cookie: SessionCookie; now?: () => number; events?: SessionEvents }) {
     this.#keyRing = options.keyRing
     this.#policy = options.policy
     this.#cookie = options.cookie
     this.#now = options.now ?? Date.now
+    this.#events = options.events ?? new SessionEvents()
+    this.#claims = new Leases(new ProcessLeases(), this.#now)
   }
 
   async read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined> {
@@ -100,10 +111,24 @@ export class CookieSessions implements SessionBackend {
     return { session, replaced: 0 }
   }
 
-  async end(session: Session): Promise<void> {
+  async end(session: Session, reason: EndReason): Promise<void> {
     this.#recent.delete(session.idHash)
     remember(this.#ended, session.idHash, session.expiresAt)
+    await this.#events.ended(session, reason)
   }
+
+  /** The sessions live in browsers: none can be ended here, only this instance's listeners told. */
+  async endWhere(filter: SessionFilter, reason: EndReason): Promise<number> {
+    await this.#events.endedWhere(filter, reason)
+    return 0
+  }
+
+  claimOnce(marker: string, ttlMs: number): Promise<HeldLease | undefined> {
+    return this.#claims.take(marker, ttlMs)
+  }
+
+  /** No store to reach. */
+  async ping(): Promise<void> {}
 
   clearCookies(cookies: ReadonlyMap<string, string>, partition: string, writes: string[]): void {
     const base = this.#name(partition)

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { SessionEndEvent } from '../hooks.ts'
-import { matchesFilter, type SessionEndNotice, type SessionFilter, type SessionStore } from './store.ts'
+import { matchesFilter, type NoticeCapable, type SessionEndNotice, type SessionFilter } from './store.ts'
 
 /** Why a session ended, as the browser is told (GET /bff/session-events, SPEC §8). */
 export type EndReason = 'logout' | 'backchannel' | 'revoked' | 'expired' | 'refresh_refused' | 'replaced'
@@ -21,24 +21,27 @@ interface Subscriber {
  */
 export class SessionEvents {
   readonly #byId = new Map<string, Set<Subscriber>>()
-  readonly #store: SessionStore | undefined
+  readonly #notices: NoticeCapable | undefined
   readonly #origin = randomUUID()
   readonly #onError: (err: unknown) => void
   #unsubscribe: (() => Promise<void>) | undefined
 
   readonly #onEnded: ((event: SessionEndEvent) => void) | undefined
 
-  /** `onEnded`: told of every ending on this instance (the audit hook), not of other instances'. */
-  constructor(options: { store?: SessionStore | undefined; onError?: (err: unknown) => void; onEnded?: (event: SessionEndEvent) => void } = {}) {
-    this.#store = options.store
+  /**
+   * `notices`: the store's ending notices (none: this instance only). `onEnded`: told of every ending
+   * on this instance (the audit hook), not of other instances'.
+   */
+  constructor(options: { notices?: NoticeCapable | undefined; onError?: (err: unknown) => void; onEnded?: (event: SessionEndEvent) => void } = {}) {
+    this.#notices = options.notices
     this.#onError = options.onError ?? (() => {})
     this.#onEnded = options.onEnded
   }
 
   /** Starts listening to other instances' notices, when the store can carry them. */
   async start(): Promise<void> {
-    if (!this.#store?.subscribeEnded || this.#unsubscribe) return
-    this.#unsubscribe = await this.#store.subscribeEnded((notice) => {
+    if (!this.#notices || this.#unsubscribe) return
+    this.#unsubscribe = await this.#notices.subscribeEnded((notice) => {
       if (notice.origin === this.#origin) return // told our own listeners already
       if (notice.idHash !== undefined) this.#deliver(notice.idHash, notice.reason as EndReason)
       else if (notice.filter) this.#deliverWhere(notice.filter, notice.reason as EndReason)
@@ -69,6 +72,7 @@ export class SessionEvents {
   }
 
   /**
+   * Called by the session backends' `end` / `endWhere` (every ending goes through them), never by endpoints.
    * Tells this instance's streams at once, and the other instances through the store. Resolves once
    * the store took the notice (never rejects): an endpoint that awaits it answers only after other
    * instances' session caches have been told to drop the session.
@@ -87,7 +91,7 @@ export class SessionEvents {
   }
 
   async #publish(notice: SessionEndNotice): Promise<void> {
-    await this.#store?.publishEnded?.(notice).catch(this.#onError)
+    await this.#notices?.publishEnded(notice).catch(this.#onError)
   }
 
   #deliver(idHash: string, reason: EndReason): void {

@@ -2,9 +2,13 @@ import { createHash, randomBytes } from 'node:crypto'
 import { GatehouseError } from '../errors.ts'
 import { deleteCookie, repeatedCookieNames, serializeCookie, type SameSite } from '../http/cookies.ts'
 import type { NewSession, ReadOptions, SessionBackend } from './backend.ts'
+import { Leases, type HeldLease } from './leases.ts'
+import { ProcessLeases } from './process-leases.ts'
 import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
-import { matchesFilter, type SessionFilter, type SessionRecord, type SessionStore } from './store.ts'
+import { SessionEvents, type EndReason } from './session-events.ts'
+import { storeCall } from './store-call.ts'
+import { capabilities, matchesFilter, type FreshReadable, type SessionFilter, type SessionRecord, type SessionStore } from './store.ts'
 
 /** 256-bit ids, base64url: exactly 43 characters. Anything else in the cookie is not a session. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
@@ -44,7 +48,12 @@ export interface SessionsOptions {
   policy: ExpiryPolicy
   cookie?: SessionCookie
   now?: () => number
+  /** Where endings are told; default: the store's notices alone (a CLI run, a test), no listeners or hooks. */
+  events?: SessionEvents
 }
+
+/** A session as the admin API and the CLI list it: its record without the sealed part. */
+export type SessionSummary = Omit<SessionRecord, 'sealed'>
 
 /** The session cookie's name and attributes (SPEC §4). */
 export interface SessionCookie {
@@ -57,11 +66,16 @@ export interface SessionCookie {
 
 /**
  * Server-mode sessions (`session.mode: "server"`): cookie ↔ Session through a SessionStore —
- * hashing, sealing, expiry and sliding renewal. The only user of SessionStore for sessions.
+ * hashing, sealing, expiry and sliding renewal — and every ending, each told to the other instances.
+ * The only holder of the store once gatehouse is wired (the CLI builds one over the store it opens).
  */
 export class Sessions implements SessionBackend {
   readonly shared = true
+  readonly leases: Leases | undefined
   readonly #store: SessionStore
+  readonly #freshReads: FreshReadable | undefined
+  readonly #claims: Leases
+  readonly #events: SessionEvents
   readonly #keyRing: KeyRing
   readonly #policy: ExpiryPolicy
   readonly #cookie: SessionCookie
@@ -75,6 +89,11 @@ export class Sessions implements SessionBackend {
     this.#policy = options.policy
     this.#cookie = options.cookie ?? { name: '__Host-gatehouse', sameSite: 'lax', maxAgeSec: options.policy.absoluteLifetimeMs / 1000 }
     this.#now = options.now ?? Date.now
+    const can = capabilities(options.store)
+    this.#freshReads = can.fresh
+    this.leases = can.leases && new Leases(can.leases, this.#now)
+    this.#claims = this.leases ?? new Leases(new ProcessLeases(), this.#now)
+    this.#events = options.events ?? new SessionEvents({ notices: can.notices })
   }
 
   async read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined> {
@@ -124,7 +143,7 @@ export class Sessions implements SessionBackend {
     if (!cookieValue || !SESSION_ID.test(cookieValue)) return undefined
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()
-    const record = await this.#call(() => this.#store.get(idHash, now))
+    const record = await storeCall(() => this.#store.get(idHash, now))
     if (!record || record.partition !== partition) return undefined
     const session = this.#open(record)
     if (!session) return undefined
@@ -132,21 +151,22 @@ export class Sessions implements SessionBackend {
     const expiresAt = renewedExpiry(this.#policy, session, now)
     if (expiresAt === undefined) return session
     const renewed: SessionRecord = { ...record, renewedAt: now, expiresAt, version: record.version + 1 }
-    if (await this.#call(() => this.#store.set(renewed, record.version))) return { ...session, renewedAt: now, expiresAt, version: renewed.version }
+    if (await storeCall(() => this.#store.set(renewed, record.version))) return { ...session, renewedAt: now, expiresAt, version: renewed.version }
     // Lost a race: another request renewed it, or it was ended meanwhile (then it must stay ended).
-    const fresh = await this.#call(() => this.#fresh(idHash, now))
+    const fresh = await storeCall(() => this.#fresh(idHash, now))
     return fresh ? this.#open(fresh) : undefined
   }
 
   /**
    * Starts a session and returns the cookie value. A new login replaces an older session of the
-   * same sub + sid (SPEC §4), and the id is always fresh (no session fixation).
+   * same sub + sid (SPEC §4), told as ended ('replaced'), and the id is always fresh (no session fixation).
    */
   async create(input: NewSession): Promise<{ cookieValue: string; session: Session; replaced: number }> {
     const cookieValue = randomBytes(32).toString('base64url')
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()
-    const replaced = input.sid === undefined ? 0 : await this.#call(() => this.#store.deleteWhere({ sub: input.sub, sid: input.sid, partition: input.partition }))
+    const older: SessionFilter | undefined = input.sid === undefined ? undefined : { sub: input.sub, sid: input.sid, partition: input.partition }
+    const replaced = older === undefined ? 0 : await storeCall(() => this.#store.deleteWhere(older))
     const meta = { idHash, sub: input.sub, sid: input.sid, partition: input.partition, createdAt: now }
     const record: SessionRecord = {
       ...meta,
@@ -155,7 +175,8 @@ export class Sessions implements SessionBackend {
       version: 1,
       sealed: this.#keyRing.seal(JSON.stringify(input.data), sessionSealPurpose(meta)),
     }
-    if (!(await this.#call(() => this.#store.set(record)))) throw new GatehouseError('internal', 'session id collision')
+    if (!(await storeCall(() => this.#store.set(record)))) throw new GatehouseError('internal', 'session id collision')
+    if (older !== undefined && replaced > 0) await this.#events.endedWhere(older, 'replaced')
     return { cookieValue, session: { ...record, data: input.data }, replaced }
   }
 
@@ -168,12 +189,12 @@ export class Sessions implements SessionBackend {
       version: session.version + 1,
       sealed: this.#keyRing.seal(JSON.stringify(data), sessionSealPurpose(session)),
     }
-    return this.#call(() => this.#store.set(record, session.version))
+    return storeCall(() => this.#store.set(record, session.version))
   }
 
   /** The current state of a session by id hash (no sliding), e.g. after another instance changed it. */
   async reload(idHash: string): Promise<Session | undefined> {
-    const record = await this.#call(() => this.#fresh(idHash, this.#now()))
+    const record = await storeCall(() => this.#fresh(idHash, this.#now()))
     return record && this.#open(record)
   }
 
@@ -194,14 +215,35 @@ export class Sessions implements SessionBackend {
     return undefined
   }
 
-  async end(session: Session): Promise<void> {
-    await this.#call(() => this.#store.delete(session.idHash))
+  async end(session: Session, reason: EndReason): Promise<void> {
+    await storeCall(() => this.#store.delete(session.idHash))
+    await this.#events.ended(session, reason)
+  }
+
+  async endWhere(filter: SessionFilter, reason: EndReason): Promise<number> {
+    const ended = await storeCall(() => this.#store.deleteWhere(filter))
+    await this.#events.endedWhere(filter, reason)
+    return ended
+  }
+
+  claimOnce(marker: string, ttlMs: number): Promise<HeldLease | undefined> {
+    return this.#claims.take(marker, ttlMs)
+  }
+
+  ping(): Promise<void> {
+    return this.#store.ping()
+  }
+
+  /** Live sessions, oldest first (all, or a sub's), without their sealed part: tokens never leave the store this way. */
+  async list(filter: { sub?: string; limit: number }): Promise<SessionSummary[]> {
+    const records = await storeCall(() => this.#store.list(filter, this.#now()))
+    return records.map(({ sealed: _sealed, ...summary }) => summary)
   }
 
   async findWhere(filter: SessionFilter, limit: number): Promise<Session[]> {
     // The sid index is the narrower one (an IdP session spans a handful of records).
     const query = filter.sid !== undefined ? { sid: filter.sid, ...(filter.sub !== undefined ? { sub: filter.sub } : {}), limit } : { sub: filter.sub!, limit }
-    const records = await this.#call(() => this.#store.list(query, this.#now()))
+    const records = await storeCall(() => this.#store.list(query, this.#now()))
     return records.filter((r) => matchesFilter(filter, r)).flatMap((r) => this.#open(r) ?? [])
   }
 
@@ -209,7 +251,7 @@ export class Sessions implements SessionBackend {
   async removeExpired(): Promise<number> {
     let total = 0
     for (;;) {
-      const removed = await this.#call(() => this.#store.deleteExpired(this.#now(), CLEANUP_BATCH))
+      const removed = await storeCall(() => this.#store.deleteExpired(this.#now(), CLEANUP_BATCH))
       total += removed
       if (removed < CLEANUP_BATCH) return total
       // Let requests run between batches: a synchronous store (node:sqlite) would otherwise hold the event loop.
@@ -242,14 +284,6 @@ export class Sessions implements SessionBackend {
   }
 
   #fresh(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    return this.#store.getFresh ? this.#store.getFresh(idHash, now) : this.#store.get(idHash, now)
-  }
-
-  async #call<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation()
-    } catch (err) {
-      throw new GatehouseError('store_unavailable', undefined, { cause: err })
-    }
+    return this.#freshReads ? this.#freshReads.getFresh(idHash, now) : this.#store.get(idHash, now)
   }
 }

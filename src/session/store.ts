@@ -37,13 +37,13 @@ export interface SessionEndNotice {
 }
 
 /**
- * The contract every store implements (tests/stores/contract.ts holds the shared suite).
- * Expired records are never returned, even before cleanup removes them.
+ * The methods every store has (src/testing/store-contract.ts holds the shared suite). Expired records
+ * are never returned, even before cleanup removes them. What a store can do beyond these it declares
+ * with the optional members, one small interface per capability (LeaseCapable, NoticeCapable,
+ * Countable, FreshReadable); gatehouse detects them once at start-up (`capabilities` below).
  */
-export interface SessionStore {
+export interface SessionStore extends Partial<LeaseCapable>, Partial<NoticeCapable>, Partial<Countable>, Partial<FreshReadable> {
   get(idHash: string, now: number): Promise<SessionRecord | undefined>
-  /** As `get`, but never from an in-process copy (src/session/stores/cached.ts); stores without one need not have it. */
-  getFresh?(idHash: string, now: number): Promise<SessionRecord | undefined>
   /**
    * Without expectedVersion: insert; false if the id exists. With it: replace only when the stored
    * version equals it (the new record carries expectedVersion + 1); false when it does not or the
@@ -55,31 +55,89 @@ export interface SessionStore {
   deleteWhere(filter: SessionFilter): Promise<number>
   /** Live sessions, oldest first: all, a sub's, or an IdP session's (sid; with sub too, both must match). Indexed when sub or sid is given. */
   list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]>
-  /**
-   * How many live (unexpired at `now`) sessions the store holds, for the `gatehouse_active_sessions`
-   * gauge; called once per metrics scrape, so it must be cheap (an index count). Optional: without it
-   * the gauge is not exported.
-   */
-  count?(now: number): Promise<number>
   /** Removes up to `limit` expired records; returns how many. */
   deleteExpired(now: number, limit: number): Promise<number>
+  /** Throws when the store cannot be reached (readiness). */
+  ping(): Promise<void>
+  close(): Promise<void>
+}
+
+/**
+ * Named leases shared by every instance. One instance refreshes a session's tokens while the others
+ * wait, so refresh-token rotation cannot race (SPEC §5); a logout token's jti is claimed once. Without
+ * them gatehouse coordinates within its own process only.
+ */
+export interface LeaseCapable {
   /**
    * Takes the named lease for `ttlMs` unless another owner holds an unexpired one; true when taken
-   * (also when `owner` already holds it). One instance refreshes a session's tokens while the
-   * others wait, so refresh-token rotation cannot race (SPEC §5).
+   * (also when `owner` already holds it).
    */
   acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean>
   /** Gives the lease up if `owner` still holds it. */
   releaseLease(name: string, owner: string): Promise<void>
-  /** Throws when the store cannot be reached (readiness). */
-  ping(): Promise<void>
-  close(): Promise<void>
-  /** Tells every instance sharing the store that sessions ended (Redis pub/sub, PostgreSQL NOTIFY). Optional. */
-  publishEnded?(notice: SessionEndNotice): Promise<void>
+}
+
+/** Ending notices between the instances sharing the store (Redis pub/sub, PostgreSQL NOTIFY). */
+export interface NoticeCapable {
+  /** Tells every instance sharing the store that sessions ended. */
+  publishEnded(notice: SessionEndNotice): Promise<void>
   /**
    * Receives what publishEnded sends, from every instance; resolves to a function that stops it.
    * `onLink(false)` when the subscription's connection is lost (notices may be missed from then on),
-   * `onLink(true)` once it listens again. Optional.
+   * `onLink(true)` once it listens again.
    */
-  subscribeEnded?(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>>
+  subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>>
+}
+
+export interface Countable {
+  /**
+   * How many live (unexpired at `now`) sessions the store holds, for the `gatehouse_active_sessions`
+   * gauge; called once per metrics scrape, so it must be cheap (an index count). Without it the gauge
+   * is not exported.
+   */
+  count(now: number): Promise<number>
+}
+
+export interface FreshReadable {
+  /** As `get`, but never from an in-process copy (./stores/cached.ts). */
+  getFresh(idHash: string, now: number): Promise<SessionRecord | undefined>
+}
+
+/**
+ * What a store can do beyond the methods every store has, as typed handles (the store itself, or
+ * undefined when it lacks the capability). Detected once where a store is wired, so that call sites
+ * hold a handle instead of probing `store.count` on every call. A capability needs all of its
+ * methods: a store with half of one (publishEnded without subscribeEnded) is treated as without it.
+ */
+export interface StoreCapabilities {
+  readonly leases: LeaseCapable | undefined
+  readonly notices: NoticeCapable | undefined
+  readonly count: Countable | undefined
+  readonly fresh: FreshReadable | undefined
+}
+
+export function capabilities(store: SessionStore): StoreCapabilities {
+  return {
+    leases: hasLeases(store) ? store : undefined,
+    notices: hasNotices(store) ? store : undefined,
+    count: isCountable(store) ? store : undefined,
+    fresh: isFreshReadable(store) ? store : undefined,
+  }
+}
+
+// The handles are the store itself, so its methods are looked up at each call (a test may wrap one).
+function hasLeases(store: SessionStore): store is SessionStore & LeaseCapable {
+  return typeof store.acquireLease === 'function' && typeof store.releaseLease === 'function'
+}
+
+function hasNotices(store: SessionStore): store is SessionStore & NoticeCapable {
+  return typeof store.publishEnded === 'function' && typeof store.subscribeEnded === 'function'
+}
+
+function isCountable(store: SessionStore): store is SessionStore & Countable {
+  return typeof store.count === 'function'
+}
+
+function isFreshReadable(store: SessionStore): store is SessionStore & FreshReadable {
+  return typeof store.getFresh === 'function'
 }

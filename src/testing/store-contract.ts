@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import { afterEach, beforeEach, describe, test } from 'node:test'
-import type { SessionRecord, SessionStore } from '../session/store.ts'
+import { capabilities, type SessionRecord, type SessionStore } from '../session/store.ts'
 
 const NOW = 1_700_000_000_000
 const HOUR = 3_600_000
@@ -35,6 +35,12 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
     afterEach(async () => {
       await store.close()
     })
+
+    const leasesOf = () => {
+      const { leases } = capabilities(store)
+      assert.ok(leases, 'the built-in stores implement leases')
+      return leases
+    }
 
     const ids = async (records: Promise<SessionRecord[]>) => (await records).map((r) => r.idHash).sort()
 
@@ -267,19 +273,21 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
     })
 
     test('a lease is exclusive until released or expired, and re-entrant for its owner', async () => {
-      assert.equal(await store.acquireLease('refresh:a', 'one', 10_000, NOW), true)
-      assert.equal(await store.acquireLease('refresh:a', 'two', 10_000, NOW + 1), false)
-      assert.equal(await store.acquireLease('refresh:a', 'one', 10_000, NOW + 2), true, 'owner may renew')
-      assert.equal(await store.acquireLease('refresh:b', 'two', 10_000, NOW), true, 'other names are independent')
-      await store.releaseLease('refresh:a', 'two') // not the owner: no effect
-      assert.equal(await store.acquireLease('refresh:a', 'two', 10_000, NOW + 3), false)
-      await store.releaseLease('refresh:a', 'one')
-      assert.equal(await store.acquireLease('refresh:a', 'two', 10_000, NOW + 4), true)
-      assert.equal(await store.acquireLease('refresh:a', 'three', 10_000, NOW + 10_004), true, 'an expired lease can be taken')
+      const leases = leasesOf()
+      assert.equal(await leases.acquireLease('refresh:a', 'one', 10_000, NOW), true)
+      assert.equal(await leases.acquireLease('refresh:a', 'two', 10_000, NOW + 1), false)
+      assert.equal(await leases.acquireLease('refresh:a', 'one', 10_000, NOW + 2), true, 'owner may renew')
+      assert.equal(await leases.acquireLease('refresh:b', 'two', 10_000, NOW), true, 'other names are independent')
+      await leases.releaseLease('refresh:a', 'two') // not the owner: no effect
+      assert.equal(await leases.acquireLease('refresh:a', 'two', 10_000, NOW + 3), false)
+      await leases.releaseLease('refresh:a', 'one')
+      assert.equal(await leases.acquireLease('refresh:a', 'two', 10_000, NOW + 4), true)
+      assert.equal(await leases.acquireLease('refresh:a', 'three', 10_000, NOW + 10_004), true, 'an expired lease can be taken')
     })
 
     test('of many concurrent lease attempts exactly one wins', async () => {
-      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.acquireLease('refresh:c', `owner-${i}`, 10_000, NOW)))
+      const leases = leasesOf()
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => leases.acquireLease('refresh:c', `owner-${i}`, 10_000, NOW)))
       assert.equal(results.filter(Boolean).length, 1)
     })
 

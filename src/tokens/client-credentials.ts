@@ -49,11 +49,10 @@ export class ClientCredentials {
     const proofKey = this.#dpop ? await (this.#dpopKey ??= createDpopKey(this.#dpop.signingAlg)) : undefined
     // An API's own scopes, else oidc.clientCredentialsScopes (the IdP narrows them to the resource's).
     const scopes = resource?.scopes.length ? resource.scopes : this.#scopes
-    const response = await this.#oidc.clientCredentials(scopes, proofKey, resource?.resource)
-    const expiresIn = response.expiresIn()
-    const token = { value: response.access_token, proofKey }
+    const { accessToken, expiresInSec } = await this.#oidc.clientCredentials(scopes, proofKey, resource?.resource)
+    const token = { value: accessToken, proofKey }
     // Without expires_in, reuse the token for one skew period only.
-    this.#cached.set(key, { token, expiresAt: this.#now() + (expiresIn === undefined ? this.#skewMs * 2 : expiresIn * 1000) })
+    this.#cached.set(key, { token, expiresAt: this.#now() + (expiresInSec === undefined ? this.#skewMs * 2 : expiresInSec * 1000) })
     return token
   }
 }

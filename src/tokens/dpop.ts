@@ -1,13 +1,16 @@
 import { createHash, randomUUID } from 'node:crypto'
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose'
-import type { CryptoKey, CryptoKeyPair } from 'openid-client'
+import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, SignJWT, type CryptoKey, type JWK } from 'jose'
 import type { DpopSigningAlg } from '../config/types.ts'
 
-/** A DPoP key (RFC 9449) ready to sign proofs: imported once, then reused. */
+/**
+ * A DPoP key (RFC 9449) ready to sign proofs: imported once, then reused. The proofs for the IdP
+ * (token endpoint, userinfo, with the IdP's DPoP-Nonce) are src/oidc/client.ts's; the proofs for
+ * API requests are `dpopProof` below.
+ */
 export interface DpopKey {
   alg: DpopSigningAlg
-  /** For openid-client's DPoP handle (token endpoint, userinfo). */
-  keyPair: CryptoKeyPair
+  /** For the IdP client's DPoP handle (token endpoint, userinfo). */
+  keyPair: { privateKey: CryptoKey; publicKey: CryptoKey }
   /** The proof header's `jwk`. */
   publicJwk: JWK
   /** RFC 7638 SHA-256 thumbprint: the `cnf.jkt` of tokens bound to this key. */

@@ -1,19 +1,14 @@
-import { randomUUID } from 'node:crypto'
-import * as oidc from 'openid-client'
 import type { Logger } from 'pino'
 import type { TokenRequirement } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
-import type { OidcClient } from '../oidc/client.ts'
+import type { OidcClient, RefreshedTokens, RefreshOutcome } from '../oidc/client.ts'
 import type { Session, SessionData, TokenSet } from '../session/session.ts'
 import type { SessionBackend } from '../session/backend.ts'
-import type { SessionEvents } from '../session/session-events.ts'
-import type { SessionStore } from '../session/store.ts'
 import type { ClientCredentials, ClientToken } from './client-credentials.ts'
 import type { DpopKey, DpopKeys } from './dpop.ts'
 import { resourceKey, type ResourceRequest } from './resource.ts'
 import type { RefreshResult, Telemetry } from '../ops/metrics.ts'
 import { span } from '../ops/tracing.ts'
-import { isUnreachable } from '../oidc/idp-failure.ts'
 
 /**
  * What to put in the upstream request's Authorization header. `proofKey`: the token is DPoP-bound to
@@ -32,8 +27,6 @@ const WAIT_STEP_MS = 50
  */
 const RETRY_PAUSE_MS = 5_000
 const PAUSES_MAX = 10_000
-
-type RefreshResponse = Awaited<ReturnType<OidcClient['refresh']>>
 
 /**
  * A renewal that did not happen for a reason that may pass (SPEC §5): the IdP unreachable, failing
@@ -55,14 +48,12 @@ interface Renewal {
 }
 
 export interface TokenServiceOptions {
+  /** The sessions, their leases, and where a refused refresh ends one (told to open tabs at once). */
   sessions: SessionBackend
-  store: SessionStore
   /** The IdP client of a session partition (frontend): refresh tokens are bound to the client that got them. */
   clients: (partition: string) => { oidc: OidcClient; clientCredentials: ClientCredentials }
   /** Sessions' DPoP keys, imported once. */
   dpopKeys: DpopKeys
-  /** Told when a refused refresh ends a session, so open tabs learn at once. */
-  events?: SessionEvents
   /** Counts refresh grants by result (gatehouse_token_refreshes_total). */
   telemetry?: Telemetry
   skewMs: number
@@ -83,7 +74,7 @@ export class TokenService {
   readonly #leaseMs: number
   /** In-process single flight: concurrent requests of one session wait for one refresh (per token: the general one, each resource's). */
   readonly #refreshing = new Map<string, Promise<Session | Unavailable>>()
-  /** Cookie mode (no store lease): the grants of one session, whichever token they renew, run one after another. */
+  /** Without store leases (cookie mode): the grants of one session, whichever token they renew, run one after another. */
   readonly #queues = new Map<string, Promise<unknown>>()
   /** Flights (a session's general token, or one resource's) whose refresh failed transiently: no retry before the time. */
   readonly #paused = new Map<string, number>()
@@ -118,13 +109,9 @@ export class TokenService {
     return { kind: 'token', value, proofKey }
   }
 
-  async clientToken(partition: string, resource?: ResourceRequest): Promise<ClientToken> {
-    try {
-      return await this.#o.clients(partition).clientCredentials.token(resource)
-    } catch (err) {
-      if (isResourceRefusal(err)) throw new GatehouseError('resource_refused', `the identity provider refused a client token for this API (${err.error})`, { cause: err })
-      throw new GatehouseError('idp_unavailable', 'the client-credentials grant failed', { cause: err })
-    }
+  /** Throws resource_refused (the IdP grants no token for the resource) or idp_unavailable. */
+  clientToken(partition: string, resource?: ResourceRequest): Promise<ClientToken> {
+    return this.#o.clients(partition).clientCredentials.token(resource)
   }
 
   /** The session's DPoP key, when its tokens are bound to one. */
@@ -147,8 +134,7 @@ export class TokenService {
     if (!tokens.refreshToken) {
       // Still valid, only inside the skew: use it. Expired and not refreshable: the session is over.
       if (tokens.accessTokenExpiresAt! > this.#o.now()) return this.#withProofKey(session, tokens.accessToken)
-      await this.#o.sessions.end(session)
-      await this.#o.events?.ended(session, 'expired')
+      await this.#o.sessions.end(session, 'expired')
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
     if (this.#isPaused(session.idHash, tokens.accessTokenExpiresAt)) return this.#withProofKey(session, tokens.accessToken)
@@ -234,17 +220,17 @@ export class TokenService {
     return expiresAt !== undefined && expiresAt - this.#o.skewMs <= this.#o.now()
   }
 
-  #expiresAt(response: RefreshResponse): number | undefined {
-    const expiresIn = response.expiresIn()
+  #expiresAt(response: RefreshedTokens): number | undefined {
+    const expiresIn = response.expiresInSec
     // An expires_in beyond a year is an IdP's mistake (or 1e308): held as a year, so it stays a number.
     return expiresIn === undefined ? undefined : this.#o.now() + Math.min(expiresIn, 365 * 24 * 3600) * 1000
   }
 
-  #refreshedTokens(tokens: TokenSet, response: RefreshResponse): TokenSet {
+  #refreshedTokens(tokens: TokenSet, response: RefreshedTokens): TokenSet {
     return {
-      accessToken: response.access_token,
-      refreshToken: response.refresh_token ?? tokens.refreshToken,
-      idToken: response.id_token ?? tokens.idToken,
+      accessToken: response.accessToken,
+      refreshToken: response.refreshToken ?? tokens.refreshToken,
+      idToken: response.idToken ?? tokens.idToken,
       accessTokenExpiresAt: this.#expiresAt(response),
       scope: response.scope ?? tokens.scope,
     }
@@ -254,13 +240,13 @@ export class TokenService {
    * The session with a resource's new token, and the rotated refresh token when the IdP sent one (the
    * old one is spent). Tokens of resources that have expired go (an API removed from the config).
    */
-  #withResourceToken(data: SessionData, key: string, response: RefreshResponse): SessionData {
+  #withResourceToken(data: SessionData, key: string, response: RefreshedTokens): SessionData {
     const now = this.#o.now()
     const kept = Object.entries(data.resourceTokens ?? {}).filter(([, token]) => token.expiresAt === undefined || token.expiresAt > now)
     return {
       ...data,
-      tokens: { ...data.tokens, refreshToken: response.refresh_token ?? data.tokens.refreshToken },
-      resourceTokens: { ...Object.fromEntries(kept), [key]: { accessToken: response.access_token, expiresAt: this.#expiresAt(response) } },
+      tokens: { ...data.tokens, refreshToken: response.refreshToken ?? data.tokens.refreshToken },
+      resourceTokens: { ...Object.fromEntries(kept), [key]: { accessToken: response.accessToken, expiresAt: this.#expiresAt(response) } },
     }
   }
 
@@ -281,18 +267,19 @@ export class TokenService {
    * also not a general refresh and a resource's: they take the same lease.
    */
   async #refresh(session: Session, renewal: Renewal): Promise<Session | Unavailable> {
-    const { store, sessions, now } = this.#o
-    // Cookie mode has no shared store: the in-process queue is all the coordination there is.
-    if (!sessions.shared) return this.#queued(session.idHash, () => this.#refreshHoldingLease(session, renewal))
+    const { sessions, now } = this.#o
+    const { leases } = sessions
+    // Cookie mode (or a store without leases): the in-process queue is all the coordination there is.
+    if (!leases) return this.#queued(session.idHash, () => this.#refreshHoldingLease(session, renewal))
     const lease = `refresh:${session.idHash}`
-    const owner = randomUUID()
     const deadline = now() + this.#leaseMs
     for (;;) {
-      if (await this.#call(() => store.acquireLease(lease, owner, this.#leaseMs, now()))) {
+      const held = await leases.take(lease, this.#leaseMs)
+      if (held) {
         try {
           return await this.#refreshHoldingLease(session, renewal)
         } finally {
-          await store.releaseLease(lease, owner).catch(() => undefined)
+          await held.release()
         }
       }
       await new Promise((resolve) => setTimeout(resolve, WAIT_STEP_MS))
@@ -333,105 +320,69 @@ export class TokenService {
    * refresh token this grant used (compare-and-set), never over a newer set from elsewhere. A failure
    * that may pass is a value: the caller may still use the token it meant to renew.
    */
-  async #grant(session: Session, resource: ResourceRequest | undefined, apply: (data: SessionData, response: RefreshResponse) => SessionData, report: (result: RefreshResult) => void): Promise<Session | Unavailable> {
+  async #grant(session: Session, resource: ResourceRequest | undefined, apply: (data: SessionData, response: RefreshedTokens) => SessionData, report: (result: RefreshResult) => void): Promise<Session | Unavailable> {
     const { sessions, log } = this.#o
     const client = this.#o.clients(session.partition).oidc
     const refreshToken = session.data.tokens.refreshToken!
     if (!(await client.acceptsSessionIssuer(session.data.issuer))) {
-      await sessions.end(session)
-      await this.#o.events?.ended(session, 'refresh_refused')
+      await sessions.end(session, 'refresh_refused')
       log.warn({ event: 'refresh_failed', cause: 'issuer_not_allowed', issuer: session.data.issuer }, 'the session\'s issuer is no longer accepted (oidc.allowedTenants / allowedIssuers); session ended')
       report('invalid_grant')
       throw new GatehouseError('session_ended', 'the session\'s issuer is no longer accepted')
     }
-    let response: RefreshResponse
-    try {
-      // The refreshed token is bound to the same key: the session keeps its key for its whole life.
-      response = await client.refresh(refreshToken, await this.proofKeyOf(session), resource, session.data.issuer)
-    } catch (err) {
-      if (resource && isResourceRefusal(err)) {
-        // The refresh token is fine; this resource is not granted (not asked for at login, or refused
-        // by the IdP's policy). The general token is no substitute: it is not restricted to the API.
-        log.warn({ event: 'refresh', result: 'resource_refused', resource: resource.resource, error: err.error }, 'the identity provider refused a token for a resource; session kept')
-        report('resource_refused')
-        throw new GatehouseError('resource_refused', `the identity provider refused a token for this API's resource (${err.error})`, { cause: err })
-      }
-      if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') {
-        // RFC 6749 §5.2: the refresh token is no longer valid. End the session — unless it already
-        // holds other tokens (refreshed elsewhere meanwhile): then the refusal is about an old token.
-        const now = await sessions.current(session)
-        if (now && now.data.tokens.refreshToken !== refreshToken) return now
-        if (now) {
-          await sessions.end(now)
-          await this.#o.events?.ended(now, 'refresh_refused')
-        }
-        log.warn({ event: 'refresh_failed', cause: 'invalid_grant' }, 'refresh refused; session ended')
-        report('invalid_grant')
-        throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: err })
-      }
-      const transient = isTransient(err)
-      const where = resource ? { resource: resource.resource } : {}
-      // Not transient: the IdP's error (or the client authentication it refused, with the key to change).
-      const explained = transient ? undefined : client.explain(err, 'refresh_failed').report
-      log.warn({ cause: 'idp_unavailable', ...explained, event: 'refresh_failed', ...where, err: errorChain(err) }, 'token refresh failed; session kept')
-      report('unavailable')
-      const error = new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: err })
-      if (transient) return { unavailable: 'idp_unavailable', error }
-      throw error
-    }
+    // The refreshed token is bound to the same key: the session keeps its key for its whole life.
+    const outcome = await client.refresh(refreshToken, await this.proofKeyOf(session), resource, session.data.issuer)
+    if (outcome.kind !== 'ok') return this.#failed(session, refreshToken, resource, outcome, report)
+    const response = outcome.tokens
     const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? apply(data, response) : undefined))
     if (!saved) {
       // Logged out while the refresh was in flight: the session stays ended, and the tokens just
       // issued must not outlive it.
-      if (response.refresh_token) await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
+      if (response.refreshToken) await client.revoke(response.refreshToken, 'refresh_token').catch(() => undefined)
       log.info({ event: 'refresh', result: 'session_ended' }, 'session ended during refresh; new refresh token revoked')
       report('session_ended')
       throw new GatehouseError('session_ended')
     }
-    if (response.refresh_token && saved.data.tokens.refreshToken !== response.refresh_token) {
+    if (response.refreshToken && saved.data.tokens.refreshToken !== response.refreshToken) {
       // Another refresh was stored first (a lease outlived): the token this one got is not used by anyone.
-      await client.revoke(response.refresh_token, 'refresh_token').catch(() => undefined)
+      await client.revoke(response.refreshToken, 'refresh_token').catch(() => undefined)
     }
     log.info({ event: 'refresh', result: 'ok', ...(resource ? { resource: resource.resource } : {}) }, resource ? 'resource token obtained' : 'access token refreshed')
     report('ok')
     return saved
   }
 
-  async #call<T>(operation: () => Promise<T>): Promise<T> {
-    try {
-      return await operation()
-    } catch (err) {
-      throw new GatehouseError('store_unavailable', undefined, { cause: err })
+  /** A refresh grant that gave no tokens: the session ended, the resource refused, or (a value) a failure that may pass. */
+  async #failed(session: Session, refreshToken: string, resource: ResourceRequest | undefined, failure: Exclude<RefreshOutcome, { kind: 'ok' }>, report: (result: RefreshResult) => void): Promise<Session | Unavailable> {
+    const { sessions, log } = this.#o
+    switch (failure.kind) {
+      case 'resource_refused':
+        // The refresh token is fine; this resource is not granted (not asked for at login, or refused
+        // by the IdP's policy). The general token is no substitute: it is not restricted to the API.
+        log.warn({ event: 'refresh', result: 'resource_refused', resource: resource?.resource, error: failure.error }, 'the identity provider refused a token for a resource; session kept')
+        report('resource_refused')
+        throw new GatehouseError('resource_refused', `the identity provider refused a token for this API's resource (${failure.error})`, { cause: failure.cause })
+      case 'invalid_grant': {
+        // RFC 6749 §5.2: the refresh token is no longer valid. End the session — unless it already
+        // holds other tokens (refreshed elsewhere meanwhile): then the refusal is about an old token.
+        const now = await sessions.current(session)
+        if (now && now.data.tokens.refreshToken !== refreshToken) return now
+        if (now) {
+          await sessions.end(now, 'refresh_refused')
+        }
+        log.warn({ event: 'refresh_failed', cause: 'invalid_grant' }, 'refresh refused; session ended')
+        report('invalid_grant')
+        throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: failure.cause })
+      }
+      case 'unavailable': {
+        const where = resource ? { resource: resource.resource } : {}
+        // Not transient: the report names the IdP's error (or the client authentication it refused, with the key to change).
+        log.warn({ cause: 'idp_unavailable', ...failure.report, event: 'refresh_failed', ...where, err: failure.chain }, 'token refresh failed; session kept')
+        report('unavailable')
+        const error = new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: failure.cause })
+        if (failure.transient) return { unavailable: 'idp_unavailable', error }
+        throw error
+      }
     }
   }
-}
-
-/**
- * A refresh failure that may pass: no answer (unreachable, timed out), an answer that is no OAuth
- * error (a proxy's HTML page, a wrong status), or a 5xx. An OAuth error answer below 500
- * (invalid_client, …) or an answer that fails validation (an id_token with a bad signature or
- * issuer) will come again on retry.
- */
-function isTransient(err: unknown): boolean {
-  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.WWWAuthenticateChallengeError) return err.status >= 500
-  if (err instanceof GatehouseError) return err.code === 'idp_unavailable'
-  if (err instanceof oidc.ClientError) return isUnreachable(err)
-  return true
-}
-
-/** Name, code and message down the cause chain, and the IdP's HTTP status; never a body, so never a token. */
-function errorChain(err: unknown): string {
-  const links: string[] = []
-  for (let current = err, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
-    const code = 'code' in current ? `(${String(current.code)})` : ''
-    const answer =
-      current instanceof oidc.ResponseBodyError ? ` [HTTP ${current.status} ${current.error}]` : current.cause instanceof Response ? ` [HTTP ${current.cause.status}]` : ''
-    links.push(`${current.name}${code}: ${current.message}${answer}`)
-  }
-  return links.length ? links.join(' <- ') : typeof err
-}
-
-/** The IdP will not issue a token for the requested resource or its scopes (RFC 8707 §2, RFC 6749 §5.2). */
-function isResourceRefusal(err: unknown): err is oidc.ResponseBodyError {
-  return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_target' || err.error === 'invalid_scope')
 }

@@ -66,7 +66,7 @@ describe('configuration from the environment, no file', () => {
         const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 20_000)
         const check = (chunk: Buffer) => {
           out += chunk
-          const m = /"url":"(http:\/\/[^"]+)"/.exec(out)
+          const m = /"event":"listening","url":"(http:\/\/[^"]+)"/.exec(out)
           if (m) {
             clearTimeout(timer)
             resolve(m[1]!)

@@ -40,7 +40,7 @@ function assertUsageError(res: { code: number | null; stdout: string; stderr: st
 describe('strict argument parsing', () => {
   const cases: Array<[string, string[], RegExp, RegExp]> = [
     ['a misspelt flag on serve (--conifg)', ['serve', '--conifg', validPath], /Usage: gatehouse serve /, /unknown option --conifg \(did you mean --config\?\)/],
-    ['an unknown flag on check-config', ['check-config', '--strict', validPath], /Usage: gatehouse check-config /, /unknown option --strict/],
+    ['an unknown flag on check-config', ['check-config', '--verbose', validPath], /Usage: gatehouse check-config /, /unknown option --verbose/],
     ['a single-dash long flag (-port)', ['serve', '-port', '9000', validPath], /Usage: gatehouse serve /, /unknown option -port \(did you mean --port\?\)/],
     ['--sub without a value on sessions list', ['sessions', 'list', '--sub'], /Usage: gatehouse sessions list /, /--sub needs a value/],
     ['--sub followed by another flag instead of a value', ['sessions', 'list', '--sub', '--config', validPath], /Usage: gatehouse sessions list /, /--sub needs a value/],

@@ -1,14 +1,16 @@
 // The Kubernetes manifests in deploy/kubernetes/ (docs/deployment.md#kubernetes): they parse, and
-// they agree with gatehouse itself — its config validation, its listen ports, its shutdown drain,
-// and the Dockerfile's user and command.
+// they agree with gatehouse itself — its config validation, the GATEHOUSE_*_FILE variables it
+// accepts, its listen ports, its shutdown drain, and the Dockerfile's user and command.
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { dirname, join, posix } from 'node:path'
 import { describe, test } from 'node:test'
 import { parseAllDocuments } from 'yaml'
+import { applyEnvOverlay, envVariables, readEnvConfig } from '../../src/config/env-config.ts'
 import { interpolateEnv } from '../../src/config/load.ts'
 import type { ConfigIssue } from '../../src/config/types.ts'
 import { validateConfig } from '../../src/config/validate.ts'
+import { configWarnings } from '../../src/config/warnings.ts'
 import { generateKey } from '../../src/session/seal.ts'
 
 type Doc = Record<string, any>
@@ -59,20 +61,52 @@ function placeholders(value: unknown): string[] {
   return [...JSON.stringify(value).matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]!)
 }
 
-/** Placeholder values of the right shape for each secret. */
-function sampleEnv(): Record<string, string> {
+const secretVolumes: Doc[] = (podSpec.volumes as Doc[]).filter((v) => v.secret)
+/** The container's `*_FILE` variables. */
+const fileVariables: Doc[] = (container.env as Doc[]).filter((e) => e.name.endsWith('_FILE'))
+
+/**
+ * The Secret key a path in the container reads: through the read-only volume mount it lies in, that
+ * volume's Secret and its `items` (without items, each key is a file of its own name).
+ */
+function secretFileAt(path: string): { secretName: string; key: string; mount: Doc; volume: Doc } | undefined {
+  for (const mount of container.volumeMounts as Doc[]) {
+    const volume = secretVolumes.find((v) => v.name === mount.name)
+    if (!volume || !path.startsWith(`${mount.mountPath}/`)) continue
+    const rel = posix.relative(mount.mountPath, path)
+    const items = volume.secret.items as Doc[] | undefined
+    const key = items ? items.find((i) => i.path === rel)?.key : rel.includes('/') ? undefined : rel
+    if (key !== undefined) return { secretName: volume.secret.secretName, key, mount, volume }
+  }
+  return undefined
+}
+
+/** Values of the right shape for each key of the Secret. */
+function sampleSecret(): Record<string, string> {
   return {
-    OIDC_CLIENT_SECRET: 'a-client-secret',
-    GATEHOUSE_KEY: generateKey(),
-    GATEHOUSE_ADMIN_TOKEN: 'an-admin-token-of-32-characters!',
-    GATEHOUSE_REDIS_URL: 'redis://gatehouse:password@redis.example.svc.cluster.local:6379/0',
+    'oidc-client-secret': 'a-client-secret',
+    keys: `${generateKey()}\n${generateKey()}\n`,
+    'admin-token': 'an-admin-token-of-32-characters!',
+    'session-store': 'redis://gatehouse:password@redis.example.svc.cluster.local:6379/0',
   }
 }
 
-function validateWith(env: Record<string, string>) {
+/**
+ * What `gatehouse serve` reads in the pod (src/config/read-config.ts): the ConfigMap's file, then the
+ * container's GATEHOUSE_* variables over it, with each `*_FILE` read from the mounted Secret holding
+ * `secretData`.
+ */
+function validateWith(secretData: Record<string, string>) {
+  const env = Object.fromEntries((container.env as Doc[]).map((e) => [e.name, e.value as string]))
+  const readFile = (path: string): string => {
+    const file = secretFileAt(path)
+    if (!file || !(file.key in secretData)) throw Object.assign(new Error(`ENOENT: ${path}`), { code: 'ENOENT' })
+    return secretData[file.key]!
+  }
   const issues: ConfigIssue[] = []
   const interpolated = interpolateEnv(rawConfig, env, '', issues)
-  return { interpolationIssues: issues, ...validateConfig(interpolated) }
+  const overlay = readEnvConfig(env, readFile)
+  return { interpolationIssues: [...issues, ...overlay.issues], ...validateConfig(applyEnvOverlay(interpolated, overlay)) }
 }
 
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
@@ -161,7 +195,7 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     assert.notEqual(admin[0]!.metadata.name, 'gatehouse')
     assert.equal(admin[0]!.spec.type ?? 'ClusterIP', 'ClusterIP')
     assert.ok((container.ports as Doc[]).some((p) => p.containerPort === adminPort))
-    assert.equal(typeof rawConfig.admin.token, 'string', 'the admin listener has a token')
+    assert.equal(typeof validateWith(sampleSecret()).config?.admin?.token, 'string', 'the admin listener has a token (from the Secret)')
   })
 
   test('terminationGracePeriodSeconds outlasts the preStop sleep plus gatehouse’s SIGTERM drain', () => {
@@ -205,7 +239,7 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     const args: string[] = container.args
     assert.deepEqual(args.slice(0, 2), ['serve', '--config'])
     assert.deepEqual(args, JSON.parse(dockerInstruction('CMD')), 'the same command as the image’s default')
-    assert.equal(container.command, undefined, 'the image’s ENTRYPOINT (node dist/cli/main.js) is kept')
+    assert.equal(container.command, undefined, 'the image’s ENTRYPOINT (gatehouse) is kept')
     const configPath = args[2]!
     const mount = (container.volumeMounts as Doc[]).find((m) => m.mountPath === dirname(configPath))
     assert.ok(mount, `a volume is mounted at ${dirname(configPath)}`)
@@ -216,34 +250,79 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     assert.equal(item ? item.path : 'gatehouse.json', configPath.slice(dirname(configPath).length + 1))
   })
 
-  test('the ConfigMap’s gatehouse.json passes gatehouse’s config validation once its ${…} variables are set', () => {
-    const { interpolationIssues, config, issues } = validateWith(sampleEnv())
+  test('the ConfigMap’s gatehouse.json passes gatehouse’s config validation with the Secret’s files read', () => {
+    const sample = sampleSecret()
+    const { interpolationIssues, config, issues } = validateWith(sample)
     assert.deepEqual(interpolationIssues, [])
     assert.deepEqual(issues, [])
     assert.ok(config)
     assert.equal(config.listen.port, listenPort)
+    assert.equal(config.oidc.clientSecret, sample['oidc-client-secret'])
+    assert.equal(config.admin?.token, sample['admin-token'])
+    assert.deepEqual(config.keys, sample.keys!.trim().split('\n'), 'a keys file holds the ring, one key per line')
+    // `check-config --strict` warns about nothing but what a pod needs: both listeners bind 0.0.0.0
+    // so that the Services (and the scraper) reach them; the network policy is the cluster's.
+    const inherentToAPod = new Set(['listen_public', 'admin_listen_public'])
+    assert.deepEqual(configWarnings(config).filter((w) => w.level === 'warn' && !inherentToAPod.has(w.event)).map((w) => w.message), [])
   })
 
   test('the session store is a shared Redis from the Secret, not SQLite or memory, since replicas share sessions', () => {
     assert.equal(rawConfig.session.mode ?? 'server', 'server')
-    assert.match(rawConfig.session.store, /^\$\{[A-Z_]+\}$/)
-    const { config } = validateWith(sampleEnv())
+    assert.equal(rawConfig.session.store, undefined, 'not in the ConfigMap: the URL holds the password')
+    const { config } = validateWith(sampleSecret())
     assert.match(config!.session.store, /^rediss?:\/\//)
-    assert.match(secret.stringData[placeholders(rawConfig.session.store)[0]!], /^rediss?:\/\//)
+    const store = fileVariables.find((e) => e.name === 'GATEHOUSE_SESSION__STORE_FILE')
+    assert.ok(store, 'GATEHOUSE_SESSION__STORE_FILE is set')
+    assert.match(secret.stringData[secretFileAt(store.value)!.key], /^rediss?:\/\//)
   })
 
-  test('every ${…} variable in the config is an environment variable taken from the Secret', () => {
-    const names = placeholders(rawConfig)
-    assert.deepEqual([...names].sort(), Object.keys(sampleEnv()).sort())
-    for (const name of names) {
-      const env = (container.env as Doc[]).find((e) => e.name === name)
-      assert.ok(env, `${name} is set`)
-      assert.equal(env.value, undefined, `${name} is not written into the manifest`)
-      assert.equal(env.valueFrom.secretKeyRef.name, secret.metadata.name)
-      assert.ok(env.valueFrom.secretKeyRef.key in secret.stringData, `the example Secret has ${env.valueFrom.secretKeyRef.key}`)
+  test('every *_FILE variable is one gatehouse accepts and names a file of a mounted volume of the Secret that has that key', () => {
+    const accepted = new Set(envVariables().map((v) => `${v.name}_FILE`))
+    assert.ok(fileVariables.length > 0)
+    for (const variable of fileVariables) {
+      assert.ok(accepted.has(variable.name), `${variable.name} is a variable of src/config/env-config.ts`)
+      assert.equal(typeof variable.value, 'string', `${variable.name} is a path`)
+      const file = secretFileAt(variable.value)
+      assert.ok(file, `${variable.name}=${variable.value} lies in a volume mount of a Secret`)
+      assert.equal(file.secretName, secret.metadata.name)
+      assert.ok(file.key in secret.stringData, `the example Secret has ${file.key}`)
+      assert.equal(file.mount.readOnly, true, `${file.mount.mountPath} is mounted read-only`)
     }
-    const secretValues = { 'oidc.clientSecret': rawConfig.oidc.clientSecret, 'admin.token': rawConfig.admin.token, 'session.store': rawConfig.session.store, ...Object.fromEntries((rawConfig.keys as string[]).map((k, i) => [`keys[${i}]`, k])) }
-    for (const [path, value] of Object.entries(secretValues)) assert.match(value, /^\$\{[A-Z_]+\}$/, `${path} is only a \${…} reference, no literal secret in the ConfigMap`)
+  })
+
+  test('every secret of the config comes from a Secret file: none in the ConfigMap or in the environment', () => {
+    assert.deepEqual(placeholders(rawConfig), [], 'no ${…} left in the ConfigMap')
+    const fromFiles = new Set(fileVariables.map((e) => envVariables().find((v) => `${v.name}_FILE` === e.name)!.path.join('.')))
+    for (const path of ['oidc.clientSecret', 'keys', 'admin.token', 'session.store']) {
+      assert.ok(fromFiles.has(path), `${path} is read from a file`)
+      const value = path.split('.').reduce<unknown>((node, key) => (node as Doc | undefined)?.[key], rawConfig)
+      assert.equal(value, undefined, `${path} is not in the ConfigMap`)
+    }
+    for (const env of container.env as Doc[]) {
+      assert.equal(env.valueFrom, undefined, `${env.name}: no Secret value in the environment`)
+      assert.ok(env.name.endsWith('_FILE') || !Object.values(secret.stringData).includes(env.value), `${env.name} holds no secret`)
+    }
+  })
+
+  test('the Secret’s files are readable by the container’s user and no one else', () => {
+    const gid: number = container.securityContext.runAsGroup ?? podSpec.securityContext.runAsGroup
+    for (const volume of secretVolumes) {
+      const mode: number = volume.secret.defaultMode ?? 0o644
+      for (const item of (volume.secret.items as Doc[] | undefined) ?? []) assert.equal(item.mode, undefined, `${item.key} keeps defaultMode`)
+      // Secret files are owned by root and by the pod's fsGroup.
+      assert.equal(podSpec.securityContext.fsGroup, gid, 'fsGroup is the container’s group')
+      assert.notEqual(mode & 0o040, 0, `mode 0${mode.toString(8)} lets the group read`)
+      assert.equal(mode & 0o007, 0, `mode 0${mode.toString(8)} gives others nothing`)
+      assert.equal(mode & 0o222, 0, `mode 0${mode.toString(8)} gives no one write access`)
+    }
+  })
+
+  test('no Service-link variables: gatehouse would refuse GATEHOUSE_SERVICE_HOST and GATEHOUSE_PORT', () => {
+    assert.equal(podSpec.enableServiceLinks, false)
+    // What Kubernetes would set for the Service named "gatehouse" with enableServiceLinks on.
+    const links = { GATEHOUSE_SERVICE_HOST: '10.0.0.1', GATEHOUSE_SERVICE_PORT: '80', GATEHOUSE_PORT: 'tcp://10.0.0.1:80' }
+    const { issues } = readEnvConfig(links, () => '')
+    assert.deepEqual(issues.map((i) => i.path).sort(), Object.keys(links).map((n) => `(environment) ${n}`).sort())
   })
 
   test('the example Secret holds only placeholders, and gatehouse refuses to start with them', () => {

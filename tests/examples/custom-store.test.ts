@@ -1,5 +1,5 @@
 // The bring-your-own store example (examples/custom-store) passes the contract suite that ships as
-// `gatehouse/testing`, and a real login, /bff/user and logout run on it.
+// `gatehouse-bff/testing`, and a real login, /bff/user and logout run on it.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { KeyValueStore, MapKeyValue } from '../../examples/custom-store/kv-store.ts'
@@ -28,7 +28,7 @@ describe('gatehouse on a custom SessionStore', () => {
 })
 
 test('the contract suite is published as gatehouse/testing (the package export map resolves it)', async () => {
-  const published = (await import('gatehouse/testing')) as { runStoreContract?: unknown; sampleRecord?: unknown }
+  const published = (await import('gatehouse-bff/testing')) as { runStoreContract?: unknown; sampleRecord?: unknown }
   assert.equal(typeof published.runStoreContract, 'function')
   assert.equal(typeof published.sampleRecord, 'function')
 })

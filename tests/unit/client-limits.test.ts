@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { test } from 'node:test'
-import { clientAddress } from '../../src/http/origin.ts'
 import { ApiPool } from '../../src/proxy/api-pool.ts'
-import { addressKey, ClientLimits, isEventStreamAnswer, isEventStreamRequest } from '../../src/proxy/client-limits.ts'
+import { addressKey, clientAddress, ClientLimits, isEventStreamAnswer, isEventStreamRequest } from '../../src/proxy/client-limits.ts'
 
 test('a client gets limits.perClient places and no more; a place given back any number of times counts once', () => {
   const limits = new ClientLimits({ perClient: 2, perClientStreams: 1 })

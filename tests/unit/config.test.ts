@@ -3,7 +3,10 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
+import { describeStore } from '../../src/cli/check-connect.ts'
+import { decode, maskCredentials, maskUrlsIn } from '../../src/config/explain.ts'
 import { interpolateEnv, loadConfigFile } from '../../src/config/load.ts'
+import { resolveFilePaths } from '../../src/config/read-config.ts'
 import type { ConfigIssue } from '../../src/config/types.ts'
 import { formatKeyPath, validateConfig } from '../../src/config/validate.ts'
 import { generateKey } from '../../src/session/seal.ts'
@@ -620,4 +623,157 @@ test('oidc.dpop: off by default; true means ES256; an object names the algorithm
   assert.deepEqual(issuesOf(withDpop(1)), [{ path: 'oidc.dpop', message: 'must be true, false or an object such as { "signingAlg": "ES256" }' }])
   assert.deepEqual(issuesOf(withDpop({ signingAlg: 'HS256' })), [{ path: 'oidc.dpop.signingAlg', message: 'must be one of "ES256", "ES384", "ES512"' }])
   assert.deepEqual(issuesOf(withDpop({ signingAlg: 'ES256', key: {} })), [{ path: 'oidc.dpop.key', message: 'unknown key' }])
+})
+
+describe('session.store URLs that a password broke are refused, never echoed (issue #15 review F1, F6)', () => {
+  const SECRET = 'Zm9vSECRET'
+  const refused = (store: string, expected: RegExp) => {
+    const issues = issuesOf(withSession({ store }))
+    assert.deepEqual(issues.map((i) => i.path), ['session.store'], store)
+    assert.match(issues[0]!.message, expected, store)
+    assert.ok(!issues[0]!.message.includes(SECRET), `${store}: the message repeats the password`)
+    return issues[0]!.message
+  }
+
+  test('a password with "/" (base64) that does not parse: refused with the percent-encoding hint', () => {
+    refused(`redis://gatehouse:${SECRET}/YmFy+=@127.0.0.1:6379/0`, /^is not a valid URL .*percent-encode the user name and password \(encodeURIComponent\)/)
+    refused(`postgres://gatehouse:${SECRET}/YmFy@127.0.0.1:5432/app`, /^is not a valid URL/)
+  })
+
+  test('a password with "/" that parses as port and path (6379/...): refused, the "@" after the host named', () => {
+    refused(`redis://gatehouse:6379/${SECRET}@127.0.0.1:6379/0`, /^has "@" after the host: a password holding "\/", "\?" or "#" ends the host early; percent-encode/)
+    refused(`postgres://gatehouse:5432/${SECRET}@127.0.0.1:5432/test`, /^has "@" after the host/)
+    refused(`postgres://gatehouse:5432?${SECRET}@127.0.0.1:5432/test`, /^has "@" after the host/)
+    refused(`redis://gatehouse:12#${SECRET}@127.0.0.1:6379/0`, /^has "@" after the host/)
+  })
+
+  test('a "%" that starts no escape in the user info: refused (the driver would fail to decode it)', () => {
+    refused(`postgres://u:100%zz${SECRET}@127.0.0.1:5432/db`, /^has a "%" that starts no percent-escape in its user name or password: .*\(% is %25\)$/)
+  })
+
+  test('a Redis path that is not a database number is refused without repeating it', () => {
+    refused(`redis://127.0.0.1:6379/${SECRET}`, /^the path must be a database number such as \/0 or \/3/)
+    refused('redis://127.0.0.1:6379/-1', /^the path must be a database number/)
+    refused('redis://127.0.0.1:6379/99999999999999999999', /^the path must be a database number/)
+  })
+
+  test('a Redis query parameter gatehouse does not read (?db=, driver options) is refused: it would override what was checked', () => {
+    refused('redis://127.0.0.1:6379?db=5', /^has the query parameter "db", which gatehouse does not read \(the database is the path: redis:\/\/host:6379\/5; a Redis URL takes only \?prefix=\)$/)
+    refused('redis://127.0.0.1:6379/0?prefix=a:&connectTimeout=60000', /^has the query parameter "connectTimeout", which gatehouse does not read \(gatehouse sets the driver's options itself/)
+    refused(`rediss://127.0.0.1:6380/0?password=${SECRET}`, /query parameter "password"/)
+    refused(`redis://127.0.0.1:6379/0?${SECRET}%20x=1`, /^has the query parameter a parameter, /)
+  })
+
+  test('percent-encoded passwords, a plain "@" in the password and the documented forms are accepted', () => {
+    const encoded = `redis://gatehouse:${encodeURIComponent('Zm9v/YmFy+SECRET=')}@127.0.0.1:6379/0`
+    for (const store of [encoded, 'redis://:p@ss@127.0.0.1:6379/0', 'redis://127.0.0.1:6379/3?prefix=app:', 'rediss://u:p%25x@cache:6380', `postgres://u:${encodeURIComponent('a/b?c#d@e')}@db:5432/app?schema=gh&sslmode=require`, 'postgres:///app?host=/var/run/postgresql']) {
+      assert.deepEqual(validateConfig(withSession({ store })).issues, [], store)
+    }
+  })
+})
+
+describe('URLs gatehouse logs and prints hold no user info (issue #15 review F2)', () => {
+  test('oidc.authority, oidc.issuer, oidc.endSessionEndpoint, frontends[].indexHtmlUrl and publicOrigin with user:password@ are refused, one line each', () => {
+    const userInfo = 'https://user:AUTHPW-SECRET@idp.example.com'
+    const cases: Array<[string, Record<string, unknown>]> = [
+      ['oidc.authority', { oidc: { ...minimal().oidc, authority: userInfo } }],
+      ['oidc.issuer', { oidc: { ...minimal().oidc, issuer: userInfo } }],
+      ['oidc.endSessionEndpoint', { oidc: { ...minimal().oidc, endSessionEndpoint: `${userInfo}/logout` } }],
+      ['frontends[0].indexHtmlUrl', { frontends: [{ name: 'app', indexHtmlUrl: 'https://token@cdn.example.com/index.html' }] }],
+      ['publicOrigin', { publicOrigin: userInfo }],
+    ]
+    for (const [path, change] of cases) {
+      const issues = issuesOf({ ...minimal(), ...change })
+      assert.deepEqual(issues.map((i) => i.path), [path], path)
+      assert.match(issues[0]!.message, /^must not hold a user name or password \("user:password@"\)/, path)
+      assert.ok(!issues[0]!.message.includes('AUTHPW-SECRET'))
+    }
+  })
+})
+
+describe('--explain masking (issue #15 review F1, F4)', () => {
+  test('maskCredentials masks the password up to the last "@", shows scheme://*** when the URL does not parse', () => {
+    const cases: Array<[string, string]> = [
+      ['redis://:p@ss-word-SECRET@127.0.0.1:6379/0', 'redis://:***@127.0.0.1:6379/0'],
+      ['redis://gatehouse:6379/Zm9vSECRET@127.0.0.1:6379/0', 'redis://gatehouse:***@127.0.0.1:6379/0'],
+      ['redis://gatehouse:Zm9v/YmFy+SECRET=@127.0.0.1:6379/0', 'redis://***'],
+      ['postgres://u:SEC:RET@[::1]:5432/db', 'postgres://u:***@[::1]:5432/db'],
+      ['redis://gatehouse@127.0.0.1:6379/0', 'redis://gatehouse@127.0.0.1:6379/0'],
+      ['https://idp.example.com/realms/x', 'https://idp.example.com/realms/x'],
+      ['not a url', 'not a url'],
+    ]
+    for (const [text, shown] of cases) assert.equal(maskCredentials(text), shown, text)
+  })
+
+  test('every query value is masked but known-safe ones, the names compared decoded', () => {
+    assert.equal(maskCredentials('postgres://u@h/db?schema=gh&sslmode=require&password=S1&pass%77ord=S2&%70assword=S3&sslpassword=S4'), 'postgres://u@h/db?schema=gh&sslmode=require&password=***&pass%77ord=***&%70assword=***&sslpassword=***')
+    assert.equal(maskCredentials('https://cdn.example.com/index.html?sig=S5&api_key=S6#token=S7'), 'https://cdn.example.com/index.html?sig=***&api_key=***#***')
+    assert.equal(maskCredentials('rediss://cache:6380/2?prefix=app:'), 'rediss://cache:6380/2?prefix=app:')
+  })
+
+  test('maskUrlsIn masks every URL inside a message; decode never throws', () => {
+    assert.equal(maskUrlsIn('discovery failed: https://u:PW@idp.example.com/.well-known/openid-configuration could not be fetched'), 'discovery failed: https://u:***@idp.example.com/.well-known/openid-configuration could not be fetched')
+    assert.equal(decode('100%zz'), '100%zz')
+    assert.equal(decode('p%40ss'), 'p@ss')
+    // check-config --connect's description of the store decodes the same way (it threw URIError).
+    assert.deepEqual(describeStore('postgres://us%zzer:100%zzpw@db.internal:5432/a%zzb').details.slice(0, 2), ['server: postgres://db.internal:5432 (user us%zzer)', 'database: a%zzb'])
+  })
+})
+
+describe('a file that does not parse: line and column, never its text (issue #15 review F3)', () => {
+  let dir: string
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'gatehouse-config-parse-'))
+  })
+  after(() => rmSync(dir, { recursive: true, force: true }))
+
+  const messageOf = async (name: string, text: string) => {
+    const path = join(dir, name)
+    writeFileSync(path, text)
+    const { raw, issues } = await loadConfigFile(path)
+    assert.equal(raw, undefined)
+    assert.equal(issues.length, 1)
+    assert.ok(!issues[0]!.message.includes('SECRET'), `the message quotes the file: ${issues[0]!.message}`)
+    return issues[0]!.message.slice(path.length + 2)
+  }
+
+  test('JSON: an unquoted secret, a tab in a string, a stray character: the reason and where', async () => {
+    assert.equal(await messageOf('a.json', '{"oidc": {"clientId": "c",\n  "clientSecret": SUPERSECRETVALUE-123}}'), 'not valid JSON (unexpected character at line 2, column 19)')
+    assert.equal(await messageOf('b.json', '{"a": "SUPER\tSECRET"}'), 'not valid JSON (bad control character in string literal at line 1, column 13)')
+    assert.equal(await messageOf('c.json', '\n\n  {"a": tru, "b": "SECRET"}'), 'not valid JSON (unexpected character at line 3, column 12)')
+    assert.equal(await messageOf('d.json', '[1, 2,, "SECRET"]'), 'not valid JSON (unexpected character at line 1, column 7)')
+    assert.equal(await messageOf('e.json', '{"a": "SECRET"'), 'not valid JSON (expected \',\' or \'}\' after property value at line 1, column 15)')
+    assert.equal(await messageOf('f.json', ''), 'not valid JSON (unexpected end of input at line 1, column 1)')
+    assert.equal(await messageOf('g.json', 'SECRETSECRET'), 'not valid JSON (unexpected character at line 1, column 1)')
+  })
+
+  test('YAML: the reason and where, without the source lines, an alias name or an escape', async () => {
+    assert.equal(await messageOf('a.yaml', 'oidc:\n  clientSecret: "SUPERSECRET\n  x: [\n'), 'not valid YAML (missing closing "quote at line 4, column 1)')
+    assert.equal(await messageOf('b.yaml', 'a: *SECRETALIAS'), 'not valid YAML (unresolved alias (the anchor must be set before the alias))')
+    assert.equal(await messageOf('c.yaml', 'a: "x\\qSECRET"'), 'not valid YAML (invalid escape sequence at line 1, column 6)')
+  })
+
+  test('YAML warnings (an unknown tag) are not printed with the source line', async () => {
+    const path = join(dir, 'tag.yaml')
+    writeFileSync(path, 'a: !SECRETTAG x\n')
+    const warnings: string[] = []
+    const listen = (w: Error) => warnings.push(w.message)
+    process.on('warning', listen)
+    try {
+      assert.deepEqual(await loadConfigFile(path), { raw: { a: 'x' }, issues: [] })
+      await new Promise((resolve) => setImmediate(resolve))
+    } finally {
+      process.off('warning', listen)
+    }
+    assert.deepEqual(warnings, [])
+  })
+})
+
+describe('SQLite file: URIs and :memory: go to SQLite as written (issue #15 review F10)', () => {
+  test('resolveFilePaths resolves a relative path but leaves file: URIs and :memory: alone', () => {
+    const folder = join(tmpdir(), 'conf')
+    const storeOf = (store: string) => ((resolveFilePaths({ session: { store } }, folder) as { session: { store: string } }).session.store)
+    assert.equal(storeOf('sqlite:./data/s.db'), `sqlite:${join(folder, 'data', 's.db')}`)
+    for (const store of ['sqlite:file:x.db?mode=memory', 'sqlite:file:data/s.db', 'sqlite::memory:', 'sqlite:file::memory:']) assert.equal(storeOf(store), store)
+  })
 })

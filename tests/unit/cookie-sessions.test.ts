@@ -157,7 +157,7 @@ describe('cookie-mode sessions', () => {
     const sessions = setup()
     const writes: string[] = []
     const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
-    await sessions.end(started)
+    await sessions.end(started, 'logout')
     assert.equal(sessions.hasEnded(started), true)
     assert.equal(await sessions.read(browserCookies(writes), 'default', { slide: true }, []), undefined)
     assert.equal(await sessions.modify(started, (d) => d), undefined)

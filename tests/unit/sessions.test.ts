@@ -307,7 +307,7 @@ describe('Sessions', () => {
     const { store, sessions, login } = setup()
     const { cookieValue } = await login()
     const inFlight = (await sessions.resolve(cookieValue, 'app', NO_SLIDE))!
-    await sessions.end(inFlight)
+    await sessions.end(inFlight, 'logout')
     assert.equal(await sessions.update(inFlight, sessionData({ logoutSid: 'late' })), false)
     assert.equal(await store.get(inFlight.idHash, START), undefined)
     assert.equal(await sessions.resolve(cookieValue, 'app', SLIDE), undefined)
@@ -340,9 +340,9 @@ describe('Sessions', () => {
   test('end removes the session so its cookie no longer resolves', async () => {
     const { sessions, login } = setup()
     const { cookieValue, session } = await login()
-    await sessions.end(session)
+    await sessions.end(session, 'logout')
     assert.equal(await sessions.resolve(cookieValue, 'app', SLIDE), undefined)
-    await sessions.end(session) // ending twice is harmless
+    await sessions.end(session, 'logout') // ending twice is harmless
   })
 
   test('a new login with the same sub and sid replaces the older session', async () => {

@@ -1,5 +1,5 @@
 import { useCallback, useEffect, useState } from 'react'
-import { bffFetch, claimValue, getUser, login, logout, onSessionEnd, type Claim } from 'gatehouse/client'
+import { bffFetch, claimValue, getUser, login, logout, onSessionEnd, type Claim } from 'gatehouse-bff/client'
 
 /** The path the "Call the API" button asks by default: the demo API's /hello behind gatehouse's /api. */
 const DEFAULT_API_PATH = import.meta.env.VITE_API_PATH ?? '/api/hello'

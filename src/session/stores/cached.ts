@@ -1,4 +1,4 @@
-import { matchesFilter, type SessionEndNotice, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
+import { capabilities, matchesFilter, type Countable, type FreshReadable, type LeaseCapable, type NoticeCapable, type SessionEndNotice, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
 
 const MAX_ENTRIES = 10_000
 
@@ -20,10 +20,12 @@ interface Entry {
  * an old copy can never be written back), or a notice lost in a reconnect.
  *
  * Only `get` is cached. `getFresh` (token refresh, re-reads after a lost race) and every write go to
- * the store; writes and deletes through this object update or drop the entry at once.
+ * the store; writes and deletes through this object update or drop the entry at once. The inner
+ * store's other capabilities (leases, notices, count) are passed through when it has them.
  */
-export class CachedStore implements SessionStore {
+export class CachedStore implements SessionStore, FreshReadable {
   readonly #inner: SessionStore
+  readonly #notices: NoticeCapable | undefined
   readonly #ttlMs: number
   readonly #clock: () => number
   readonly #entries = new Map<string, Entry>()
@@ -31,19 +33,33 @@ export class CachedStore implements SessionStore {
   #epoch = 0
   #listening = false
   #unsubscribe: (() => Promise<void>) | undefined
-  readonly count?: (now: number) => Promise<number>
+  readonly count?: Countable['count']
+  readonly acquireLease?: LeaseCapable['acquireLease']
+  readonly releaseLease?: LeaseCapable['releaseLease']
+  readonly publishEnded?: NoticeCapable['publishEnded']
+  readonly subscribeEnded?: NoticeCapable['subscribeEnded']
 
   constructor(inner: SessionStore, options: { ttlMs: number; clock?: () => number }) {
     this.#inner = inner
-    if (inner.count) this.count = (now) => inner.count!(now)
+    const { count, leases, notices } = capabilities(inner)
+    this.#notices = notices
+    if (count) this.count = (now) => count.count(now)
+    if (leases) {
+      this.acquireLease = (name, owner, ttlMs, now) => leases.acquireLease(name, owner, ttlMs, now)
+      this.releaseLease = (name, owner) => leases.releaseLease(name, owner)
+    }
+    if (notices) {
+      this.publishEnded = (notice) => notices.publishEnded(notice)
+      this.subscribeEnded = (listener, onLink) => notices.subscribeEnded(listener, onLink)
+    }
     this.#ttlMs = options.ttlMs
     this.#clock = options.clock ?? (() => performance.now())
   }
 
   /** Listens for endings; until this succeeds (and whenever the link is down) every read goes to the store. */
   async start(): Promise<void> {
-    if (!this.#inner.subscribeEnded || this.#unsubscribe) return
-    this.#unsubscribe = await this.#inner.subscribeEnded(
+    if (!this.#notices || this.#unsubscribe) return
+    this.#unsubscribe = await this.#notices.subscribeEnded(
       (notice) => this.#drop(notice),
       (listening) => {
         this.#clear()
@@ -114,30 +130,15 @@ export class CachedStore implements SessionStore {
     return this.#inner.list(filter, now)
   }
 
-  deleteExpired(now: number, limit: number): Promise<number> {
-    // Expired entries are never served (get checks expiresAt): nothing to drop.
+  async deleteExpired(now: number, limit: number): Promise<number> {
+    // What the store removes as expired at `now` is not served from here either, even when asked
+    // about an earlier instant (a clock stepped back): the store contract says it is gone.
+    this.#dropExpired(now)
     return this.#inner.deleteExpired(now, limit)
-  }
-
-  acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
-    return this.#inner.acquireLease(name, owner, ttlMs, now)
-  }
-
-  releaseLease(name: string, owner: string): Promise<void> {
-    return this.#inner.releaseLease(name, owner)
   }
 
   ping(): Promise<void> {
     return this.#inner.ping()
-  }
-
-  publishEnded(notice: SessionEndNotice): Promise<void> {
-    return this.#inner.publishEnded ? this.#inner.publishEnded(notice) : Promise.resolve()
-  }
-
-  subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
-    if (!this.#inner.subscribeEnded) return Promise.resolve(async () => {})
-    return this.#inner.subscribeEnded(listener, onLink)
   }
 
   /** Stops listening and caching; the store itself stays open. */
@@ -172,6 +173,10 @@ export class CachedStore implements SessionStore {
   #dropId(idHash: string): void {
     this.#epoch++
     this.#entries.delete(idHash)
+  }
+
+  #dropExpired(now: number): void {
+    for (const [idHash, { record }] of this.#entries) if (record.expiresAt <= now) this.#entries.delete(idHash)
   }
 
   #dropWhere(filter: SessionFilter): void {

@@ -1,7 +1,7 @@
-import { matchesFilter, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
+import { matchesFilter, type Countable, type LeaseCapable, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
 
 /** In-process store: for tests, the demo's throwaway runs and single-instance setups that accept losing sessions on restart. */
-export class MemoryStore implements SessionStore {
+export class MemoryStore implements SessionStore, LeaseCapable, Countable {
   readonly #records = new Map<string, SessionRecord>()
   readonly #bySub = new Map<string, Set<string>>()
   readonly #bySid = new Map<string, Set<string>>()

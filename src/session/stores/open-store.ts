@@ -22,5 +22,6 @@ export async function openStore(location: string): Promise<SessionStore> {
 
 /** The location as it may appear in messages: user and password of a URL never do. */
 function withoutCredentials(location: string): string {
-  return location.replace(/\/\/[^/?#]*@/, '//***@')
+  // Up to the last "@": a password may hold "/" (or whatever else ends a host).
+  return location.replace(/\/\/.*@/, '//***@')
 }

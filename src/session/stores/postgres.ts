@@ -1,8 +1,11 @@
 import type { Pool, PoolClient } from 'pg'
 import { GatehouseError } from '../../errors.ts'
-import type { SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type { Countable, LeaseCapable, NoticeCapable, SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { missingObjects, SCHEMA_OBJECTS, type MigrationResult } from './migration.ts'
 import { parseNotice } from './notice.ts'
+import { CONNECT_TIMEOUT_MS, postgresStartupError, withoutSslModeWarning } from './postgres-open.ts'
 import { rowToRecord, type SessionRow } from './sql-row.ts'
+import { decodeCredential, storeUrl } from './startup-error.ts'
 
 /**
  * The tables and indexes, idempotent, with unqualified names: migratePostgres() runs it with the
@@ -34,22 +37,30 @@ const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const COLUMNS = 'id_hash, sub, sid, partition, created_at, renewed_at, expires_at, version, sealed'
 
 /**
- * Applies POSTGRES_SCHEMA to `schema` (created when missing). Safe to run again, and from several
- * instances starting at once: CREATE … IF NOT EXISTS alone races on the catalog, so the whole
- * migration holds a transaction-scoped advisory lock per schema.
+ * Applies POSTGRES_SCHEMA to `schema` (created when missing) and says what it created. Safe to run
+ * again, and from several instances starting at once: CREATE … IF NOT EXISTS alone races on the
+ * catalog, so the whole migration holds a transaction-scoped advisory lock per schema.
  */
-export async function migratePostgres(pool: Pool, schema = 'public'): Promise<void> {
+export async function migratePostgres(pool: Pool, schema = 'public'): Promise<MigrationResult> {
   checkSchemaName(schema)
   const client = await pool.connect()
   try {
     await client.query('BEGIN')
     await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse_migrate:${schema}`])
+    const created: string[] = []
     // Only create a missing schema: CREATE SCHEMA IF NOT EXISTS still needs the CREATE privilege on the database.
     const found = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
-    if (found.rowCount === 0) await client.query(`CREATE SCHEMA ${quote(schema)}`)
-    await client.query(`SET LOCAL search_path TO ${quote(schema)}`)
-    await client.query(POSTGRES_SCHEMA)
+    if (found.rowCount === 0) {
+      await client.query(`CREATE SCHEMA ${quote(schema)}`)
+      created.push(`schema ${schema}`)
+    }
+    const missing = missingObjects(await presentObjects(client, schema))
+    if (missing.length > 0) {
+      await client.query(`SET LOCAL search_path TO ${quote(schema)}`)
+      await client.query(POSTGRES_SCHEMA)
+    }
     await client.query('COMMIT')
+    return { created: [...created, ...missing] }
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {})
     throw err
@@ -58,19 +69,22 @@ export async function migratePostgres(pool: Pool, schema = 'public'): Promise<vo
   }
 }
 
-const SCHEMA_OBJECTS = ['gatehouse_sessions', 'gatehouse_leases', 'gatehouse_sessions_sub', 'gatehouse_sessions_sid', 'gatehouse_sessions_expires']
-
 /** True when every table and index of the shipped schema exists (a read-only catalog query). */
 export async function isMigrated(pool: Pool, schema = 'public'): Promise<boolean> {
-  const { rows } = await pool.query<{ n: string }>(
-    'SELECT count(*) AS n FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2)',
-    [schema, SCHEMA_OBJECTS],
+  return missingObjects(await presentObjects(pool, schema)).length === 0
+}
+
+/** The shipped schema's tables and indexes that exist in `schema`. */
+async function presentObjects(db: Pool | PoolClient, schema: string): Promise<string[]> {
+  const { rows } = await db.query<{ relname: string }>(
+    'SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2)',
+    [schema, SCHEMA_OBJECTS.map((o) => o.name)],
   )
-  return Number(rows[0]?.n) === SCHEMA_OBJECTS.length
+  return rows.map((r) => r.relname)
 }
 
 /** Sessions in PostgreSQL, shared by several gatehouse instances; every write is one statement. */
-export class PostgresStore implements SessionStore {
+export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable, Countable {
   readonly #pool: Pool
   readonly #sessions: string
   readonly #leases: string
@@ -78,12 +92,15 @@ export class PostgresStore implements SessionStore {
   readonly #channel: string
   readonly #listeners = new Set<() => Promise<void>>()
   #closed = false
+  /** What opening the store created (openPostgresStore); undefined when it was handed a migrated pool. */
+  readonly migration: MigrationResult | undefined
 
   /** Takes over `pool` (ends it on close()); the schema must already be migrated. */
-  constructor(pool: Pool, options: { schema?: string } = {}) {
+  constructor(pool: Pool, options: { schema?: string; migration?: MigrationResult } = {}) {
     const schema = options.schema ?? 'public'
     checkSchemaName(schema)
     this.#pool = pool
+    this.migration = options.migration
     this.#sessions = `${quote(schema)}.gatehouse_sessions`
     this.#leases = `${quote(schema)}.gatehouse_leases`
     this.#channel = `gatehouse_ended_${schema}`.slice(0, 63)
@@ -272,13 +289,58 @@ export class PostgresStore implements SessionStore {
 /**
  * Opens a store on a `postgres://` or `postgresql://` URL (libpq-style parameters such as `sslmode`
  * pass through); `?schema=` picks the schema (default public). Migrates on open. The optional peer
- * `pg` is imported only here.
+ * `pg` is imported only here. A server that cannot be used fails the open, within seconds, with one
+ * line naming the cause (postgres-open.ts).
  */
 export async function openPostgresStore(location: string): Promise<PostgresStore> {
-  const url = new URL(location)
+  const { pool, url, schema } = await connect(location)
+  let migration: MigrationResult = { created: [] }
+  try {
+    // A runtime role that may use but not alter the tables (migrated by `gatehouse migrate` as their owner) must still start.
+    if (!(await isMigrated(pool, schema))) migration = await migratePostgres(pool, schema)
+  } catch (err) {
+    await pool.end().catch(() => {})
+    throw postgresStartupError(url, schema, err)
+  }
+  return new PostgresStore(pool, { schema, migration })
+}
+
+/**
+ * `check-config --connect`: connects as openPostgresStore does and reads the catalog, creating
+ * nothing. The shipped tables and indexes missing from the schema (empty: all in place); a server
+ * that cannot be used throws openPostgresStore's one-line error, and so do missing tables this user
+ * may not create (serve would fail on them).
+ */
+export async function inspectPostgresStore(location: string): Promise<{ missing: string[] }> {
+  const { pool, url, schema } = await connect(location)
+  try {
+    const missing = missingObjects(await presentObjects(pool, schema))
+    if (missing.length > 0) {
+      // Creating the tables needs CREATE on the schema, or on the database while the schema is missing.
+      const { rows } = await pool.query<{ may: boolean }>(
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) THEN has_schema_privilege($1, 'CREATE') ELSE has_database_privilege(current_database(), 'CREATE') END AS may",
+        [schema],
+      )
+      if (!rows[0]?.may) throw Object.assign(new Error('no CREATE privilege'), { code: '42501' })
+    }
+    return { missing }
+  } catch (err) {
+    throw postgresStartupError(url, schema, err)
+  } finally {
+    await pool.end().catch(() => {})
+  }
+}
+
+/** A pool on the location (which connects lazily), with the URL as messages may show it and the schema. */
+async function connect(location: string): Promise<{ pool: Pool; url: URL; schema: string }> {
+  const url = storeUrl(location)
+  // pg decodes them while connecting and fails with "URI malformed", which names nothing.
+  decodeCredential(url.username)
+  decodeCredential(url.password)
   const schema = url.searchParams.get('schema') ?? 'public'
   checkSchemaName(schema)
   url.searchParams.delete('schema')
+  withoutSslModeWarning(url)
   let driver: typeof import('pg')
   try {
     driver = await import('pg')
@@ -288,18 +350,10 @@ export async function openPostgresStore(location: string): Promise<PostgresStore
   // pg before 8.15 is CommonJS only, without named exports.
   const { Pool } = driver.Pool ? driver : (driver as unknown as { default: typeof import('pg') }).default
   // Fail fast while PostgreSQL is away (requests answer 503 within seconds); the pool reconnects by itself.
-  const pool = new Pool({ connectionString: url.toString(), max: 20, connectionTimeoutMillis: 2_000, query_timeout: 5_000 })
+  const pool = new Pool({ connectionString: url.toString(), max: 20, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: 5_000 })
   // An idle connection that breaks emits 'error' on the pool (fatal if unheard); the next query reconnects.
   pool.on('error', () => {})
-  try {
-    // A runtime role that may use but not alter the tables (migrated by `gatehouse migrate` as their owner) must still start.
-    if (!(await isMigrated(pool, schema))) await migratePostgres(pool, schema)
-  } catch (err) {
-    await pool.end().catch(() => {})
-    // url.host never holds the credentials.
-    throw new GatehouseError('store_unavailable', `cannot prepare PostgreSQL at ${url.protocol}//${url.host}${url.pathname} (schema ${schema})`, { cause: err })
-  }
-  return new PostgresStore(pool, { schema })
+  return { pool, url, schema }
 }
 
 function checkSchemaName(schema: string): void {

@@ -1,7 +1,10 @@
 import type { Redis } from 'ioredis'
 import { GatehouseError } from '../../errors.ts'
-import type { SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type { Countable, LeaseCapable, NoticeCapable, SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
 import { parseNotice } from './notice.ts'
+import { redisQueryProblem } from '../../config/store-url.ts'
+import { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, databaseOf, isSelectError, redisStartupError, selectError } from './redis-open.ts'
+import { decodeCredential, storeUrl } from './startup-error.ts'
 
 /*
  * Key layout (P = keyPrefix, default "gatehouse:"; <x> = x with % { } : escaped as %XX):
@@ -168,7 +171,7 @@ interface Removal {
  * Sessions on a shared Redis (several gatehouse instances). Single-key Lua scripts make every write
  * compare-and-set; the key layout and its crash-tolerance are described at the top of this file.
  */
-export class RedisStore implements SessionStore {
+export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Countable {
   readonly #client: Client
   readonly #prefix: string
   readonly #now: () => number
@@ -431,34 +434,64 @@ export class RedisStore implements SessionStore {
 }
 
 /**
- * Opens a store on `redis://` or `rediss://` (TLS) URL; `?prefix=` sets the key prefix. The
- * optional peer `ioredis` is imported only here.
+ * Opens a store on `redis://` or `rediss://` (TLS) URL; the path picks the database (`/3`, default 0),
+ * `?prefix=` sets the key prefix, and no other parameter is accepted. The optional peer `ioredis` is
+ * imported only here. A server that cannot be used fails the open, within seconds, with one line
+ * naming the cause (redis-open.ts).
  */
 export async function openRedisStore(location: string, options: RedisStoreOptions = {}): Promise<RedisStore> {
-  const url = new URL(location)
+  const url = storeUrl(location)
+  const db = databaseOf(url)
+  const problem = redisQueryProblem(url)
+  if (problem) throw new GatehouseError('config_invalid', `session.store ${problem}`)
   const keyPrefix = options.keyPrefix ?? url.searchParams.get('prefix') ?? undefined
-  url.searchParams.delete('prefix')
   let Driver: typeof Redis
   try {
     Driver = (await import('ioredis')).Redis
   } catch (err) {
     throw new GatehouseError('config_invalid', `session.store is a ${url.protocol}// URL, which needs the optional package "ioredis": npm install ioredis`, { cause: err })
   }
+  // The URL is read here, not by ioredis: it would copy the query into its options over these ones
+  // (`?db=5` writing to another database than the one checked, `?connectTimeout=` lifting the bounds),
+  // and take the database as a string that, when SELECT fails, leaves it in database 0.
   // Fail fast while Redis is away (requests answer 503 within seconds), reconnect in the background.
-  const client = new Driver(url.toString(), { lazyConnect: true, enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2_000, commandTimeout: 3_000 })
-  // Without a listener ioredis prints every reconnect error; failures reach callers as rejected commands.
-  let lastError: unknown
-  client.on('error', (err) => {
-    lastError = err
+  const client = new Driver({
+    host: url.hostname.replace(/^\[|\]$/g, ''),
+    port: Number(url.port || 6379),
+    ...(url.username ? { username: decodeCredential(url.username) } : {}),
+    ...(url.password ? { password: decodeCredential(url.password) } : {}),
+    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    db,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
   })
+  // Without a listener ioredis prints every reconnect error; failures reach callers as rejected commands.
+  const errors: unknown[] = []
+  const collect = (err: unknown) => errors.push(err)
+  client.on('error', collect)
   try {
     await client.connect()
+  } catch (err) {
+    client.disconnect()
+    throw await redisStartupError(url, db, [...errors, err])
+  }
+  // Start-up errors are collected only until the open is done: later ones belong to the runtime's reconnects.
+  client.off('error', collect)
+  client.on('error', () => {})
+  const failedSelect = errors.find(isSelectError)
+  if (failedSelect) {
+    const databases = await client.config('GET', 'databases').then((reply) => Number((reply as string[])[1]), () => NaN)
+    client.disconnect()
+    throw selectError(url, db, failedSelect, databases)
+  }
+  try {
     return new RedisStore(client, { ...options, ...(keyPrefix === undefined ? {} : { keyPrefix }) })
   } catch (err) {
     client.disconnect()
-    if (err instanceof TypeError) throw err
-    // url.host never holds the credentials.
-    throw new GatehouseError('store_unavailable', `cannot reach Redis at ${url.protocol}//${url.host}`, { cause: lastError ?? err })
+    throw err
   }
 }
 

@@ -1,8 +1,7 @@
-import { mkdirSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
-import { GatehouseError } from '../../errors.ts'
-import { DatabaseSync, type StatementSync } from 'node:sqlite'
-import type { SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type { DatabaseSync, StatementSync } from 'node:sqlite'
+import type { Countable, LeaseCapable, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import { missingObjects, type MigrationResult } from './migration.ts'
+import { openSqliteFile } from './sqlite-open.ts'
 import { rowToRecord, type SessionRow } from './sql-row.ts'
 
 const SCHEMA = `
@@ -33,7 +32,7 @@ const RECENT_LIMIT = 10_000
  * The embedded default store on the built-in node:sqlite. WAL mode lets several gatehouse processes
  * on one host share the file; every statement is prepared once.
  */
-export class SqliteStore implements SessionStore {
+export class SqliteStore implements SessionStore, LeaseCapable, Countable {
   readonly #db: DatabaseSync
   readonly #get: StatementSync
   readonly #insert: StatementSync
@@ -56,15 +55,20 @@ export class SqliteStore implements SessionStore {
   #seenVersion: number | bigint | undefined
   #closed = false
 
+  /** What opening the file created (the file, tables, indexes); empty when all was in place. */
+  readonly migration: MigrationResult
+
+  /** Throws a one-line start-up error naming the cause (src/session/stores/sqlite-open.ts). */
   constructor(path: string) {
-    try {
-      if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true })
-      this.#db = new DatabaseSync(path)
-      this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
-    } catch (err) {
-      throw new GatehouseError('store_unavailable', `session.store: cannot open the SQLite database at ${resolve(path)} (${(err as Error).message})`, { cause: err })
-    }
-    this.#db.exec(SCHEMA)
+    const opened = openSqliteFile(path, (db) => {
+      db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
+      const present = (db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").all() as Array<{ name: string }>).map((r) => r.name)
+      const missing = missingObjects(present)
+      if (missing.length > 0) db.exec(SCHEMA)
+      return missing
+    })
+    this.#db = opened.db
+    this.migration = { created: opened.created }
     this.#get = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE id_hash = ? AND expires_at > ?')
     this.#insert = this.#db.prepare(
       'INSERT OR IGNORE INTO gatehouse_sessions (id_hash, sub, sid, partition, created_at, renewed_at, expires_at, version, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',

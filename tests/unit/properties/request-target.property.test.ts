@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
-import { isMalformedTarget } from '../../../src/http/handle.ts'
+import { isMalformedTarget } from '../../../src/http/context.ts'
 import { anyString, hostileString, SEED, structuralString } from './arbitraries.ts'
 
 // gatehouse builds a request's URL only when an endpoint asks for it (a proxied call never does), and
