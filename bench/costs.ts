@@ -111,7 +111,7 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
     steps.push({ step, ns: Math.round(((performance.now() - started) * 1e6) / SYNC_ITERATIONS), ...(note ? { note } : {}) })
   }
 
-  // Step 0: the request context (http/handle.ts contextFor).
+  // Step 0: the request context (http/context.ts createContext).
   const rawHeaders = Object.entries(input.requestHeaders).flatMap(([name, value]) => [name, String(value)])
   const fakeReq = { headers: input.requestHeaders, rawHeaders } as unknown as IncomingMessage
   time('request id (randomUUID)', () => randomUUID())

@@ -18,7 +18,7 @@ import type { SessionBackend } from './session/backend.ts'
 import { CookieSessions } from './session/cookie-sessions.ts'
 import { Sessions } from './session/sessions.ts'
 import { CachedStore } from './session/stores/cached.ts'
-import { capabilities, type SessionStore } from './session/store.ts'
+import { capabilities, incompleteCapabilities, type SessionStore } from './session/store.ts'
 import { openStore } from './session/stores/open-store.ts'
 import { RemoteApiRoutes } from './proxy/routes.ts'
 import { Upstreams } from './proxy/upstreams.ts'
@@ -119,6 +119,9 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const store: SessionStore | undefined = cache ?? opened
   // What the store can do beyond the required methods, detected once: call sites get typed handles.
   const can = store && capabilities(store)
+  for (const { capability, has, missing } of opened ? incompleteCapabilities(opened) : []) {
+    log.warn({ event: 'session_store_incomplete_capability', capability, has, missing }, `the session store defines ${has.join(', ')} but not ${missing.join(', ')}: a capability is used only with all its methods, so the store's ${capability} are not used (docs/extending.md)`)
+  }
   if (store && !can?.leases) log.warn({ event: 'session_store_no_leases' }, 'the session store has no leases: token refreshes and logout-token replay checks are coordinated within this process only')
   const keyRing = new KeyRing(config.keys)
   const frontends = new Frontends(config, now, log)

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path'
 import { pino } from 'pino'
+import { DEFAULTS } from '../config/defaults.ts'
 import { decode, MASK, maskCredentials, maskUrlsIn } from '../config/explain.ts'
 import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
@@ -201,8 +202,8 @@ function tablesState(missing: string[]): string {
 
 /**
  * What a store location names, credentials masked. Read from the location as the stores read it
- * (src/session/stores/*, which expose none of it): Redis's default prefix "gatehouse:", PostgreSQL's
- * default schema "public".
+ * (src/session/stores/*, which expose none of it), with the defaults of src/config/defaults.ts (Redis's
+ * key prefix, PostgreSQL's schema).
  */
 export function describeStore(location: string): { kind: string; details: string[] } {
   if (location === 'memory') return { kind: 'memory (in this process; lost on restart)', details: [] }
@@ -215,9 +216,9 @@ export function describeStore(location: string): { kind: string; details: string
   const server = `server: ${url.protocol}//${url.host}${url.username ? ` (user ${decode(url.username)})` : ''}`
   if (url.protocol === 'redis:' || url.protocol === 'rediss:') {
     const db = url.pathname.length > 1 ? url.pathname.slice(1) : '0'
-    return { kind: `redis${url.protocol === 'rediss:' ? ' (TLS)' : ''}`, details: [server, `database: ${db}`, `key prefix: ${JSON.stringify(url.searchParams.get('prefix') ?? 'gatehouse:')}`] }
+    return { kind: `redis${url.protocol === 'rediss:' ? ' (TLS)' : ''}`, details: [server, `database: ${db}`, `key prefix: ${JSON.stringify(url.searchParams.get('prefix') ?? DEFAULTS.storeUrl.redisPrefix)}`] }
   }
-  const schema = url.searchParams.get('schema') ?? 'public'
+  const schema = url.searchParams.get('schema') ?? DEFAULTS.storeUrl.postgresSchema
   const database = decode(url.pathname.slice(1)) || "(the user's default)"
   return { kind: 'postgresql', details: [server, `database: ${database}`, `schema: ${schema}`, `tables: ${schema}.gatehouse_sessions, ${schema}.gatehouse_leases`] }
 }

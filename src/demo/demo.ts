@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { closeServer, listen } from '../cli/serve.ts'
+import { DEFAULTS } from '../config/defaults.ts'
 import { createGatehouse } from '../gatehouse.ts'
 import { generateKey } from '../session/seal.ts'
 import { startDemoApi } from './api.ts'
@@ -11,7 +12,7 @@ import { DEMO_USERS, startIdp } from './idp.ts'
 import { DEMO_PAGE, DEMO_SCRIPT } from './page.ts'
 
 export interface DemoOptions {
-  /** gatehouse's port (default 8080; 0 picks one). */
+  /** gatehouse's port (default: `listen.port`'s, 8080; 0 picks one). */
   port?: number | undefined
   /** The embedded IdP's port (default: gatehouse's port + 1; any free one when `port` is 0). */
   idpPort?: number | undefined
@@ -38,7 +39,7 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const clientModule = readClientModule()
   let app: ((req: IncomingMessage, res: ServerResponse) => void) | undefined
   const server = createServer((req, res) => (app ? app(req, res) : void res.writeHead(503).end()))
-  const port = options.port ?? 8080
+  const port = options.port ?? DEFAULTS.listen.port
   // Whatever started before a failure (a port in use) is closed again, so the process can exit.
   const started: Array<() => Promise<void>> = []
   const unwind = async (err: unknown): Promise<never> => {

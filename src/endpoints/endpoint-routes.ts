@@ -15,8 +15,14 @@ import { sessionEvents } from './session-events.ts'
 import { silentLoginCallback } from './silent-login-callback.ts'
 import { user } from './user.ts'
 
-/** A route as the table lists it: checks left out are none. */
-type Spec = Omit<Route, 'label' | 'antiForgery' | 'session' | 'slide'> & Partial<Pick<Route, 'antiForgery' | 'session' | 'slide'>>
+/**
+ * A route as the table lists it: every check stated, none by default, so a new route says what the
+ * dispatcher checks before it runs (tests/unit/endpoint-routes.test.ts pins the table).
+ */
+type Spec = Omit<Route, 'label'>
+
+/** No anti-forgery check, no session read before the route runs: for navigations, the IdP's calls, probes. */
+const UNCHECKED = { antiForgery: 'none', session: 'none', slide: 'never' } as const
 
 const READ = ['GET', 'HEAD'] as const
 /** Login, callback and logout change state: a HEAD must not redeem a code or end a session. */
@@ -29,8 +35,8 @@ const notAReply: Handler = async () => {
 /** gatehouse's endpoints outside every frontend: the health probes. */
 export function probeRoutes(): Map<string, Route> {
   return new Map<string, Route>([
-    ['/healthz', withFlags('healthz', { handler: healthz, kind: 'api', methods: READ })],
-    ['/readyz', withFlags('readyz', { handler: readyz, kind: 'api', methods: READ })],
+    ['/healthz', withFlags('healthz', { handler: healthz, kind: 'api', methods: READ, ...UNCHECKED })],
+    ['/readyz', withFlags('readyz', { handler: readyz, kind: 'api', methods: READ, ...UNCHECKED })],
   ])
 }
 
@@ -43,20 +49,20 @@ export function probeRoutes(): Map<string, Route> {
 export function endpointRoutes(config: Config, frontend: Frontend): Map<string, Route> {
   const base = `${frontend.prefix}${config.managementBasePath}`
   const entries: [string, Spec][] = [
-    [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE }],
+    [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
     [`${base}/user`, { handler: user, kind: 'api', methods: READ, cors: READ_ROUTE_CORS, antiForgery: 'header', session: config.anonymousSessionResponse === 200 ? 'optional' : 'required', slide: 'query' }],
-    [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE }],
-    [`${base}/silent-login`, { handler: silentLogin, kind: 'page', methods: NAVIGATE }],
+    [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
+    [`${base}/silent-login`, { handler: silentLogin, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
     // EventSource cannot send the anti-forgery header: Fetch Metadata tells the app's own page instead.
-    [`${base}/session-events`, { handler: notAReply, stream: sessionEvents, kind: 'api', methods: ['GET'], cors: GET_ROUTE_CORS, antiForgery: 'fetchMetadata', session: 'required' }],
-    [`${base}/silent-login-callback`, { handler: silentLoginCallback, kind: 'page', methods: READ, session: 'optional' }],
-    [`${frontend.prefix}${config.oidc.redirectPath}`, { handler: callback, kind: 'page', methods: NAVIGATE, failures: 'login' }],
-    [`${frontend.prefix}${config.oidc.postLogoutRedirectPath}`, { handler: postLogout, kind: 'page', methods: NAVIGATE }],
+    [`${base}/session-events`, { handler: notAReply, stream: sessionEvents, kind: 'api', methods: ['GET'], cors: GET_ROUTE_CORS, antiForgery: 'fetchMetadata', session: 'required', slide: 'never' }],
+    [`${base}/silent-login-callback`, { handler: silentLoginCallback, kind: 'page', methods: READ, antiForgery: 'none', session: 'optional', slide: 'never' }],
+    [`${frontend.prefix}${config.oidc.redirectPath}`, { handler: callback, kind: 'page', methods: NAVIGATE, failures: 'login', ...UNCHECKED }],
+    [`${frontend.prefix}${config.oidc.postLogoutRedirectPath}`, { handler: postLogout, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
   ]
   // Back-channel logout needs sessions the server can find and end: not in cookie mode.
-  if (config.session.mode === 'server') entries.push([`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'], failures: 'backchannel' }])
+  if (config.session.mode === 'server') entries.push([`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'], failures: 'backchannel', ...UNCHECKED }])
   // Like every API call: the app's own script, with a session. Never an anonymous token dispenser.
-  if (config.diagnostics) entries.push([`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ, cors: READ_ROUTE_CORS, antiForgery: 'header', session: 'required' }])
+  if (config.diagnostics) entries.push([`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ, cors: READ_ROUTE_CORS, antiForgery: 'header', session: 'required', slide: 'never' }])
   return new Map(entries.map(([path, spec]) => [path, withFlags(labelOf(config, frontend, path), spec)]))
 }
 
@@ -73,5 +79,5 @@ function labelOf(config: Config, frontend: Frontend, path: string): string {
 }
 
 function withFlags(label: string, spec: Spec): Route {
-  return { antiForgery: 'none', session: 'none', slide: 'never', ...spec, label }
+  return { ...spec, label }
 }

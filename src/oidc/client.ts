@@ -374,10 +374,12 @@ export class OidcClient {
   /**
    * The refresh grant; never throws: a failure is an outcome. `resource`: a token restricted to that
    * resource (RFC 8707 §2.2) instead of the session's general one. `issuer`: the one the session's
-   * login recorded; a refreshed id_token must come from it.
+   * login recorded; a refreshed id_token must come from it. `proofKey`: the session's DPoP key as it
+   * is being imported; an import that fails is a failed refresh too (never a thrown error).
    */
-  async refresh(refreshToken: string, dpop?: DpopKey, resource?: ResourceRequest, issuer?: string): Promise<RefreshOutcome> {
+  async refresh(refreshToken: string, proofKey?: Promise<DpopKey>, resource?: ResourceRequest, issuer?: string): Promise<RefreshOutcome> {
     try {
+      const dpop = await proofKey
       const d = await this.#discover()
       const config = this.#configFor(d, issuer)
       const parameters = resource && resourceParameters(resource)
@@ -391,9 +393,13 @@ export class OidcClient {
     }
   }
 
-  /** The client's own token. Throws resource_refused (the IdP grants none for `resource`) or idp_unavailable. */
-  async clientCredentials(scopes: readonly string[], dpop?: DpopKey, resource?: string): Promise<ClientGrant> {
+  /**
+   * The client's own token. Throws resource_refused (the IdP grants none for `resource`) or
+   * idp_unavailable — also when `proofKey`, the DPoP key being made for it, could not be made.
+   */
+  async clientCredentials(scopes: readonly string[], proofKey?: Promise<DpopKey>, resource?: string): Promise<ClientGrant> {
     try {
+      const dpop = await proofKey
       const { config } = await this.#discover()
       const parameters: Record<string, string> = {}
       if (scopes.length) parameters.scope = scopes.join(' ')

@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { DEFAULTS } from '../config/defaults.ts'
 import { GatehouseError } from '../errors.ts'
 import { deleteCookie, repeatedCookieNames, serializeCookie, type SameSite } from '../http/cookies.ts'
 import type { NewSession, ReadOptions, SessionBackend } from './backend.ts'
@@ -87,7 +88,7 @@ export class Sessions implements SessionBackend {
     this.#store = options.store
     this.#keyRing = options.keyRing
     this.#policy = options.policy
-    this.#cookie = options.cookie ?? { name: '__Host-gatehouse', sameSite: 'lax', maxAgeSec: options.policy.absoluteLifetimeMs / 1000 }
+    this.#cookie = options.cookie ?? { name: DEFAULTS.session.cookieName, sameSite: DEFAULTS.session.sameSite, maxAgeSec: options.policy.absoluteLifetimeMs / 1000 }
     this.#now = options.now ?? Date.now
     const can = capabilities(options.store)
     this.#freshReads = can.fresh
@@ -167,6 +168,9 @@ export class Sessions implements SessionBackend {
     const now = this.#now()
     const older: SessionFilter | undefined = input.sid === undefined ? undefined : { sub: input.sub, sid: input.sid, partition: input.partition }
     const replaced = older === undefined ? 0 : await storeCall(() => this.#store.deleteWhere(older))
+    // Told before the new session is written: the older ones are gone even if that write fails, and
+    // the other instances must stop serving them from their caches.
+    if (older !== undefined && replaced > 0) await this.#events.endedWhere(older, 'replaced')
     const meta = { idHash, sub: input.sub, sid: input.sid, partition: input.partition, createdAt: now }
     const record: SessionRecord = {
       ...meta,
@@ -176,7 +180,6 @@ export class Sessions implements SessionBackend {
       sealed: this.#keyRing.seal(JSON.stringify(input.data), sessionSealPurpose(meta)),
     }
     if (!(await storeCall(() => this.#store.set(record)))) throw new GatehouseError('internal', 'session id collision')
-    if (older !== undefined && replaced > 0) await this.#events.endedWhere(older, 'replaced')
     return { cookieValue, session: { ...record, data: input.data }, replaced }
   }
 

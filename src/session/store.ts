@@ -125,6 +125,24 @@ export function capabilities(store: SessionStore): StoreCapabilities {
   }
 }
 
+/** The capabilities with more than one method, and their methods. */
+const CAPABILITY_METHODS = {
+  leases: ['acquireLease', 'releaseLease'],
+  notices: ['publishEnded', 'subscribeEnded'],
+} as const satisfies Record<string, readonly (keyof SessionStore)[]>
+
+/**
+ * The capabilities a store has some but not all methods of — each treated as absent — with the
+ * methods it defines and those it lacks, for a warning at start (a custom store's likely mistake).
+ */
+export function incompleteCapabilities(store: SessionStore): { capability: keyof typeof CAPABILITY_METHODS; has: string[]; missing: string[] }[] {
+  return Object.entries(CAPABILITY_METHODS).flatMap(([capability, methods]) => {
+    const has = methods.filter((m) => typeof store[m] === 'function')
+    const missing = methods.filter((m) => typeof store[m] !== 'function')
+    return has.length > 0 && missing.length > 0 ? [{ capability: capability as keyof typeof CAPABILITY_METHODS, has, missing }] : []
+  })
+}
+
 // The handles are the store itself, so its methods are looked up at each call (a test may wrap one).
 function hasLeases(store: SessionStore): store is SessionStore & LeaseCapable {
   return typeof store.acquireLease === 'function' && typeof store.releaseLease === 'function'

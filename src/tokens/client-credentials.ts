@@ -46,13 +46,23 @@ export class ClientCredentials {
   }
 
   async #fetch(key: string, resource: ResourceRequest | undefined): Promise<ClientToken> {
-    const proofKey = this.#dpop ? await (this.#dpopKey ??= createDpopKey(this.#dpop.signingAlg)) : undefined
+    const making = this.#dpop ? (this.#dpopKey ??= this.#newDpopKey(this.#dpop)) : undefined
     // An API's own scopes, else oidc.clientCredentialsScopes (the IdP narrows them to the resource's).
     const scopes = resource?.scopes.length ? resource.scopes : this.#scopes
-    const { accessToken, expiresInSec } = await this.#oidc.clientCredentials(scopes, proofKey, resource?.resource)
-    const token = { value: accessToken, proofKey }
+    // The key is awaited inside the grant: a key that cannot be made fails the grant (idp_unavailable).
+    const { accessToken, expiresInSec } = await this.#oidc.clientCredentials(scopes, making, resource?.resource)
+    const token = { value: accessToken, proofKey: await making }
     // Without expires_in, reuse the token for one skew period only.
     this.#cached.set(key, { token, expiresAt: this.#now() + (expiresInSec === undefined ? this.#skewMs * 2 : expiresInSec * 1000) })
     return token
+  }
+
+  /** A key for this process's tokens; one that could not be made is tried again at the next grant. */
+  #newDpopKey(dpop: DpopConfig): Promise<DpopKey> {
+    const key = createDpopKey(dpop.signingAlg)
+    key.catch(() => {
+      if (this.#dpopKey === key) this.#dpopKey = undefined
+    })
+    return key
   }
 }

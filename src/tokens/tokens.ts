@@ -330,8 +330,9 @@ export class TokenService {
       report('invalid_grant')
       throw new GatehouseError('session_ended', 'the session\'s issuer is no longer accepted')
     }
-    // The refreshed token is bound to the same key: the session keeps its key for its whole life.
-    const outcome = await client.refresh(refreshToken, await this.proofKeyOf(session), resource, session.data.issuer)
+    // The refreshed token is bound to the same key: the session keeps its key for its whole life. The
+    // key's import is awaited inside the grant, so a key that fails to import is a failed refresh.
+    const outcome = await client.refresh(refreshToken, this.proofKeyOf(session), resource, session.data.issuer)
     if (outcome.kind !== 'ok') return this.#failed(session, refreshToken, resource, outcome, report)
     const response = outcome.tokens
     const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? apply(data, response) : undefined))

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict'
-import { connect } from 'node:net'
+import { createServer, type IncomingHttpHeaders } from 'node:http'
+import { connect, type AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
-import { WebSocket } from 'ws'
-import { CLIENT_ID, CLIENT_SECRET, startFlow, type Flow } from '../helpers/flow.ts'
+import { WebSocket, WebSocketServer } from 'ws'
+import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { introspect, startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 /** A ws client that queues its messages from the start, so none is missed between steps. */
@@ -222,5 +223,105 @@ describe('remote API proxy: WebSockets', () => {
     }
     const res = await fetch(`${flow.origin}/healthz`)
     assert.equal(res.status, 200)
+  })
+})
+
+/**
+ * A WebSocket upstream that holds each handshake until the test lets it through: `reached` resolves
+ * once one arrived, `release()` answers it with 101. Sequencing by events, no timing.
+ */
+async function startHeldUpstream(): Promise<{ url: string; reached(): Promise<void>; release(): void; close(): Promise<void> }> {
+  const wss = new WebSocketServer({ noServer: true })
+  let arrived: () => void = () => {}
+  let arrival = new Promise<void>((resolve) => (arrived = resolve))
+  let pending: (() => void) | undefined
+  const server = createServer((_req, res) => res.writeHead(404).end())
+  server.on('upgrade', (req, socket, head) => {
+    pending = () => wss.handleUpgrade(req, socket, head, (ws) => ws.send('open'))
+    arrived()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    reached: () => arrival,
+    release() {
+      const answer = pending!
+      pending = undefined
+      arrival = new Promise<void>((resolve) => (arrived = resolve))
+      answer()
+    },
+    async close() {
+      for (const client of wss.clients) client.terminate()
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
+}
+
+/** Opens a WebSocket and resolves with the 101's headers once it is open. */
+function openWith(url: string, headers: Record<string, string>): Promise<{ ws: WebSocket; headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers })
+    let answer: IncomingHttpHeaders = {}
+    ws.once('upgrade', (res) => (answer = res.headers))
+    ws.once('open', () => resolve({ ws, headers: answer }))
+    ws.once('error', reject)
+    ws.once('unexpected-response', (_req, res) => reject(new Error(`handshake refused with ${res.statusCode}`)))
+  })
+}
+
+describe('remote API proxy: WebSockets in cookie mode', () => {
+  let upstream: Awaited<ReturnType<typeof startHeldUpstream>>
+  let flow: Flow
+  let offsetMs = 0
+
+  before(async () => {
+    upstream = await startHeldUpstream()
+    flow = await startFlow({
+      gatehouse: { session: { mode: 'cookie' }, remoteApis: [{ path: '/held', target: upstream.url, token: 'user', websockets: true }] },
+      runtime: { now: () => Date.now() + offsetMs },
+    })
+  })
+  after(async () => {
+    await flow.close()
+    await upstream.close()
+  })
+
+  /** A logged-in browser whose access token has expired: its next handshake refreshes it and rewrites the session cookie. */
+  async function expiredSession(): Promise<{ cookie: string; logoutUrl: string }> {
+    offsetMs = 0
+    const browser = flow.browser()
+    await flow.login(browser)
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+    offsetMs = 2 * 3_600_000 // past the access token's expiry
+    return { cookie: browser.cookieHeader(), logoutUrl: claims.find((c) => c.type === 'bff:logout_url')!.value as string }
+  }
+
+  const sessionCookies = (headers: IncomingHttpHeaders) => (headers['set-cookie'] ?? []).filter((c) => c.startsWith('__Host-gatehouse'))
+
+  test('a handshake that refreshed the session carries the rewritten session cookie in its 101', async () => {
+    const { cookie } = await expiredSession()
+    const opening = openWith(`${flow.origin.replace(/^http/, 'ws')}/held/ws`, { cookie, origin: flow.origin })
+    await upstream.reached()
+    upstream.release()
+    const { ws, headers } = await opening
+    ws.terminate()
+    assert.equal(sessionCookies(headers).length, 1, 'the refreshed session is written back')
+    assert.equal(headers['cache-control'], 'no-store')
+  })
+
+  test('a session logged out while its handshake was with the upstream: the 101 carries no session cookie', async () => {
+    const { cookie, logoutUrl } = await expiredSession()
+    const opening = openWith(`${flow.origin.replace(/^http/, 'ws')}/held/ws`, { cookie, origin: flow.origin })
+    // The handshake refreshed the session (a cookie rewrite is queued) and now waits for the upstream.
+    await upstream.reached()
+    const logout = await fetch(`${flow.origin}${logoutUrl}`, { headers: { cookie }, redirect: 'manual' })
+    assert.equal(logout.status, 302)
+    upstream.release()
+    const { ws, headers } = await opening
+    ws.terminate()
+    assert.deepEqual(sessionCookies(headers), [], 'no cookie puts the ended session back')
+    const after = await fetch(`${flow.origin}/bff/user`, { headers: { ...CSRF, cookie } })
+    assert.equal(after.status, 401, 'the session stays ended')
   })
 })

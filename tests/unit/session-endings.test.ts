@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { createGatehouse } from '../../src/gatehouse.ts'
 import type { SessionEndEvent } from '../../src/hooks.ts'
+import { createLogger } from '../../src/log.ts'
 import { CookieSessions } from '../../src/session/cookie-sessions.ts'
 import { KeyRing, generateKey } from '../../src/session/seal.ts'
 import type { ExpiryPolicy, SessionData } from '../../src/session/session.ts'
 import { SessionEvents, type EndReason } from '../../src/session/session-events.ts'
 import { Sessions } from '../../src/session/sessions.ts'
-import { capabilities, type SessionEndNotice, type SessionStore } from '../../src/session/store.ts'
+import { capabilities, incompleteCapabilities, type SessionEndNotice, type SessionStore } from '../../src/session/store.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
+import { logLines } from '../helpers/log-lines.ts'
 
 // Sessions own every ending: ending a session (one, or those a filter names) also tells this
 // instance's listeners, the audit hook and — through the store — the other instances, so no caller
@@ -72,6 +75,24 @@ describe('Sessions: endings are told', () => {
     const { replaced } = await login('alice', 's1')
     assert.equal(replaced, 1)
     assert.deepEqual(store.published.map((n) => [n.filter, n.reason]), [[{ sub: 'alice', sid: 's1', partition: 'app' }, 'replaced']])
+  })
+
+  test('a login whose new session cannot be written still tells of the older ones it deleted: other instances stop serving them', async () => {
+    const { store, events, hooked, login } = setup()
+    const { session: older } = await login('alice', 's1')
+    const heard: EndReason[] = []
+    events.subscribe(older, (reason) => heard.push(reason))
+    // The store loses its connection between the delete of the older session and the write of the new one.
+    const set = store.set.bind(store)
+    store.set = async () => {
+      throw new Error('connection lost')
+    }
+    await assert.rejects(login('alice', 's1'), (err: Error & { code?: string }) => err.code === 'store_unavailable')
+    store.set = set
+    assert.equal(await store.get(older.idHash, Date.now()), undefined, 'the older session was deleted')
+    assert.deepEqual(store.published.map((n) => [n.filter, n.reason]), [[{ sub: 'alice', sid: 's1', partition: 'app' }, 'replaced']])
+    assert.deepEqual(heard, ['replaced'], 'its open streams are told')
+    assert.deepEqual(hooked.map((e) => [e.reason, e.filter]), [['replaced', { sub: 'alice', sid: 's1', partition: 'app' }]])
   })
 
   test('without events of its own (the CLI), Sessions publishes through the store it was given', async () => {
@@ -161,6 +182,46 @@ describe('store capabilities', () => {
     const store = new MemoryStore() as SessionStore
     store.publishEnded = async () => {}
     assert.equal(capabilities(store).notices, undefined)
+  })
+
+  test('a store with half a capability is told: the methods it has and the one it lacks; whole or absent ones are not', () => {
+    const publishOnly = new MemoryStore() as SessionStore
+    publishOnly.publishEnded = async () => {}
+    assert.deepEqual(incompleteCapabilities(publishOnly), [{ capability: 'notices', has: ['publishEnded'], missing: ['subscribeEnded'] }])
+    const subscribeOnly = new MemoryStore() as SessionStore
+    subscribeOnly.subscribeEnded = async () => async () => {}
+    assert.deepEqual(incompleteCapabilities(subscribeOnly), [{ capability: 'notices', has: ['subscribeEnded'], missing: ['publishEnded'] }])
+    const halfLeases = new MemoryStore() as SessionStore
+    halfLeases.releaseLease = undefined
+    assert.deepEqual(incompleteCapabilities(halfLeases), [{ capability: 'leases', has: ['acquireLease'], missing: ['releaseLease'] }])
+    assert.deepEqual(incompleteCapabilities(new MemoryStore()), [], 'leases whole, notices absent')
+    assert.deepEqual(incompleteCapabilities(new NoticeMemoryStore()), [], 'both whole')
+  })
+
+  test('gatehouse warns once at start about a custom store with publishEnded but no subscribeEnded, naming the missing method', async () => {
+    const publishOnly = new MemoryStore() as SessionStore
+    publishOnly.publishEnded = async () => {}
+    const log = logLines()
+    const gatehouse = await createGatehouse(
+      { oidc: { authority: 'http://127.0.0.1:1', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' }, keys: [generateKey()] },
+      { store: publishOnly, logger: createLogger('info', log.sink) },
+    )
+    try {
+      const warnings = log.entries().filter((e) => e.event === 'session_store_incomplete_capability')
+      assert.equal(warnings.length, 1, `one warning (got ${log.lines.join(' | ')})`)
+      assert.equal(warnings[0]!.capability, 'notices')
+      assert.deepEqual(warnings[0]!.missing, ['subscribeEnded'])
+      assert.match(String(warnings[0]!.msg), /defines publishEnded but not subscribeEnded/)
+    } finally {
+      await gatehouse.close()
+    }
+    const whole = logLines()
+    const quiet = await createGatehouse(
+      { oidc: { authority: 'http://127.0.0.1:1', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' }, keys: [generateKey()] },
+      { store: new NoticeMemoryStore(), logger: createLogger('info', whole.sink) },
+    )
+    await quiet.close()
+    assert.equal(whole.entries().filter((e) => e.event === 'session_store_incomplete_capability').length, 0, 'a store with both methods gets no warning')
   })
 
   test('a handle is the store itself, so a method replaced later is the one called', async () => {

@@ -1,4 +1,5 @@
 import { resolve } from 'node:path'
+import { DEFAULTS } from '../../config/defaults.ts'
 import { describeMigration } from './migration.ts'
 import { openStore } from './open-store.ts'
 import type { PostgresStore } from './postgres.ts'
@@ -25,9 +26,9 @@ export async function migrateStore(location: string): Promise<string> {
     }
     const url = storeUrl(location)
     if (/^postgres(ql)?:/.test(location)) {
-      return describeMigration((store as PostgresStore).migration ?? { created: [] }, `${publicLocation(url)}, schema ${url.searchParams.get('schema') ?? 'public'}`)
+      return describeMigration((store as PostgresStore).migration ?? { created: [] }, `${publicLocation(url)}, schema ${url.searchParams.get('schema') ?? DEFAULTS.storeUrl.postgresSchema}`)
     }
-    const prefix = url.searchParams.get('prefix') ?? 'gatehouse:'
+    const prefix = url.searchParams.get('prefix') ?? DEFAULTS.storeUrl.redisPrefix
     const db = databaseOf(url)
     return `nothing to do: Redis needs no schema: keys under the prefix "${prefix}" in database ${db} are created as sessions are written (${publicLocation(url, `/${db}`)} answered)\n`
   } finally {

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient } from 'pg'
+import { DEFAULTS } from '../../config/defaults.ts'
 import { GatehouseError } from '../../errors.ts'
 import type { Countable, LeaseCapable, NoticeCapable, SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
 import { missingObjects, SCHEMA_OBJECTS, type MigrationResult } from './migration.ts'
@@ -41,7 +42,7 @@ const COLUMNS = 'id_hash, sub, sid, partition, created_at, renewed_at, expires_a
  * again, and from several instances starting at once: CREATE … IF NOT EXISTS alone races on the
  * catalog, so the whole migration holds a transaction-scoped advisory lock per schema.
  */
-export async function migratePostgres(pool: Pool, schema = 'public'): Promise<MigrationResult> {
+export async function migratePostgres(pool: Pool, schema: string = DEFAULTS.storeUrl.postgresSchema): Promise<MigrationResult> {
   checkSchemaName(schema)
   const client = await pool.connect()
   try {
@@ -70,7 +71,7 @@ export async function migratePostgres(pool: Pool, schema = 'public'): Promise<Mi
 }
 
 /** True when every table and index of the shipped schema exists (a read-only catalog query). */
-export async function isMigrated(pool: Pool, schema = 'public'): Promise<boolean> {
+export async function isMigrated(pool: Pool, schema: string = DEFAULTS.storeUrl.postgresSchema): Promise<boolean> {
   return missingObjects(await presentObjects(pool, schema)).length === 0
 }
 
@@ -97,7 +98,7 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
 
   /** Takes over `pool` (ends it on close()); the schema must already be migrated. */
   constructor(pool: Pool, options: { schema?: string; migration?: MigrationResult } = {}) {
-    const schema = options.schema ?? 'public'
+    const schema = options.schema ?? DEFAULTS.storeUrl.postgresSchema
     checkSchemaName(schema)
     this.#pool = pool
     this.migration = options.migration
@@ -337,7 +338,7 @@ async function connect(location: string): Promise<{ pool: Pool; url: URL; schema
   // pg decodes them while connecting and fails with "URI malformed", which names nothing.
   decodeCredential(url.username)
   decodeCredential(url.password)
-  const schema = url.searchParams.get('schema') ?? 'public'
+  const schema = url.searchParams.get('schema') ?? DEFAULTS.storeUrl.postgresSchema
   checkSchemaName(schema)
   url.searchParams.delete('schema')
   withoutSslModeWarning(url)

@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis'
 import { GatehouseError } from '../../errors.ts'
 import type { Countable, LeaseCapable, NoticeCapable, SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
 import { parseNotice } from './notice.ts'
+import { DEFAULTS } from '../../config/defaults.ts'
 import { redisQueryProblem } from '../../config/store-url.ts'
 import { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, databaseOf, isSelectError, redisStartupError, selectError } from './redis-open.ts'
 import { decodeCredential, storeUrl } from './startup-error.ts'
@@ -180,7 +181,7 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
 
   /** Takes over `client` (closes it on close()). */
   constructor(client: Redis, options: RedisStoreOptions = {}) {
-    const prefix = options.keyPrefix ?? 'gatehouse:'
+    const prefix = options.keyPrefix ?? DEFAULTS.storeUrl.redisPrefix
     if (/[{}]/.test(prefix)) throw new TypeError(`Redis key prefix "${prefix}" must not contain { or }: they would change the keys' hash slots`)
     for (const [name, definition] of Object.entries(SCRIPTS)) client.defineCommand(name, definition)
     this.#client = client as Client
