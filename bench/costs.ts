@@ -108,7 +108,11 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
     for (let i = 0; i < 2_000; i++) fn()
     const started = performance.now()
     for (let i = 0; i < SYNC_ITERATIONS; i++) fn()
-    steps.push({ step, ns: Math.round(((performance.now() - started) * 1e6) / SYNC_ITERATIONS), ...(note ? { note } : {}) })
+    steps.push({
+      step,
+      ns: Math.round(((performance.now() - started) * 1e6) / SYNC_ITERATIONS),
+      ...(note ? { note } : {}),
+    })
   }
 
   // Step 0: the request context (http/context.ts createContext).
@@ -119,8 +123,12 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
   time('parse request URL (new URL)', () => new URL('/api/small', input.origin))
   time('cookie parse (parseCookies)', () => parseCookies(cookieHeader), `${cookieHeader.length}-char Cookie header`)
   // The remote API entry as config validation completes it (defaults included).
-  const { config } = validateConfig({ oidc: { authority: 'http://127.0.0.1:1', clientId: 'bench', clientSecret: 'bench-secret' }, keys: input.keys, remoteApis: [{ path: '/api', target: 'http://127.0.0.1:1', token: 'user' }] } as never)
-  if (!config) throw new Error('the bench\'s remoteApis entry does not validate')
+  const { config } = validateConfig({
+    oidc: { authority: 'http://127.0.0.1:1', clientId: 'bench', clientSecret: 'bench-secret' },
+    keys: input.keys,
+    remoteApis: [{ path: '/api', target: 'http://127.0.0.1:1', token: 'user' }],
+  } as never)
+  if (!config) throw new Error("the bench's remoteApis entry does not validate")
   const apis = new RemoteApiRoutes(config.remoteApis)
   time('route match (RemoteApiRoutes.match)', () => apis.match('/api/small'))
   time('anti-forgery check', () => isAntiForgeryValid(input.requestHeaders, { header: 'X-CSRF', value: '1' }))
@@ -128,24 +136,50 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
   if (realRecord) {
     const purpose = sessionSealPurpose(realRecord)
     const plain = keyRing.unseal(realRecord.sealed, purpose)!
-    time('unseal (AES-256-GCM open)', () => keyRing.unseal(realRecord.sealed, sessionSealPurpose(realRecord)), `${realRecord.sealed.length}-char sealed blob`)
+    time(
+      'unseal (AES-256-GCM open)',
+      () => keyRing.unseal(realRecord.sealed, sessionSealPurpose(realRecord)),
+      `${realRecord.sealed.length}-char sealed blob`,
+    )
     time('session JSON.parse', () => JSON.parse(plain))
     time('seal (AES-256-GCM; login and refresh only)', () => keyRing.seal(plain, purpose))
   }
-  const headerOptions = { antiForgeryHeader: 'x-csrf', bearer: 'x'.repeat(43), clientIp: '127.0.0.1', origin: input.origin, trustProxy: false, websocket: false }
-  time('header hygiene, request (upstreamRequestHeaders)', () => upstreamRequestHeaders(input.requestHeaders, headerOptions), `${Object.keys(input.requestHeaders).length} headers in`)
-  time('header hygiene, response (downstreamResponseHeaders)', () => downstreamResponseHeaders(input.upstreamHeaders, '__Host-gatehouse'))
+  const headerOptions = {
+    antiForgeryHeader: 'x-csrf',
+    bearer: 'x'.repeat(43),
+    clientIp: '127.0.0.1',
+    origin: input.origin,
+    trustProxy: false,
+    websocket: false,
+  }
+  time(
+    'header hygiene, request (upstreamRequestHeaders)',
+    () => upstreamRequestHeaders(input.requestHeaders, headerOptions),
+    `${Object.keys(input.requestHeaders).length} headers in`,
+  )
+  time('header hygiene, response (downstreamResponseHeaders)', () =>
+    downstreamResponseHeaders(input.upstreamHeaders, '__Host-gatehouse'),
+  )
   const telemetry = new Telemetry()
   time('metrics (request counter + proxy histogram)', () => {
-    const res = Object.assign(new EventEmitter(), { req: { method: 'GET' }, headersSent: true, statusCode: 200 }) as unknown as ServerResponse
+    const res = Object.assign(new EventEmitter(), {
+      req: { method: 'GET' },
+      headersSent: true,
+      statusCode: 200,
+    }) as unknown as ServerResponse
     telemetry.response(res, 'api:/api')
     telemetry.proxied('/api', 1.2)
     ;(res as unknown as EventEmitter).emit('close')
   })
   const log = pino({ level: 'info', base: { name: 'gatehouse' } }, pino.destination({ dest: '/dev/null', sync: true }))
-  time('access log line (pino, info, to /dev/null)', () => log.info({ requestId: randomUUID(), method: 'GET', path: '/api/small', api: '/api', status: 200, ms: 1 }, 'proxy'))
+  time('access log line (pino, info, to /dev/null)', () =>
+    log.info({ requestId: randomUUID(), method: 'GET', path: '/api/small', api: '/api', status: 200, ms: 1 }, 'proxy'),
+  )
   // Async steps: awaited one after the other, so the time includes the promise machinery.
-  const spanCost = await timeAsync(() => span('gatehouse.proxy', { 'gatehouse.api': '/api', 'http.request.method': 'GET' }, async () => undefined), SYNC_ITERATIONS)
+  const spanCost = await timeAsync(
+    () => span('gatehouse.proxy', { 'gatehouse.api': '/api', 'http.request.method': 'GET' }, async () => undefined),
+    SYNC_ITERATIONS,
+  )
   steps.push({ step: 'tracing span (no SDK registered: no-op)', ns: Math.round(spanCost.meanUs * 1000) })
 
   const stores: StoreCost[] = []
@@ -163,7 +197,13 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
       const sessions = new Sessions({ store, keyRing, policy })
       const get = await timeAsync(() => store.get(idHash, Date.now()), STORE_CALLS)
       const resolve = await timeAsync(() => sessions.resolve(s.cookie, record.partition, { slide: false }), STORE_CALLS)
-      stores.push({ store: s.name, getP50Us: get.p50Us, getP99Us: get.p99Us, resolveP50Us: resolve.p50Us, resolveP99Us: resolve.p99Us })
+      stores.push({
+        store: s.name,
+        getP50Us: get.p50Us,
+        getP99Us: get.p99Us,
+        resolveP50Us: resolve.p50Us,
+        resolveP99Us: resolve.p99Us,
+      })
     } finally {
       await store.close()
     }
@@ -173,7 +213,10 @@ export async function measureCosts(input: CostsInput): Promise<Costs> {
   return { steps, stores, memoryPerSession, sealedChars: realRecord?.sealed.length }
 }
 
-async function timeAsync(fn: () => Promise<unknown>, calls: number): Promise<{ meanUs: number; p50Us: number; p99Us: number }> {
+async function timeAsync(
+  fn: () => Promise<unknown>,
+  calls: number,
+): Promise<{ meanUs: number; p50Us: number; p99Us: number }> {
   for (let i = 0; i < Math.min(calls, 500); i++) await fn()
   const samples = new Float64Array(calls)
   for (let i = 0; i < calls; i++) {
@@ -192,7 +235,11 @@ async function timeAsync(fn: () => Promise<unknown>, calls: number): Promise<{ m
  * (Sessions.create: fresh id, sealed data of the real session's size, its own sub and sid, so the
  * sub/sid indexes grow as in production), measured as heap growth after full GCs.
  */
-async function measureMemoryPerSession(real: SessionRecord, keyRing: KeyRing, policy: { lifetimeMs: number; sliding: boolean; absoluteLifetimeMs: number }): Promise<MemoryPerSession> {
+async function measureMemoryPerSession(
+  real: SessionRecord,
+  keyRing: KeyRing,
+  policy: { lifetimeMs: number; sliding: boolean; absoluteLifetimeMs: number },
+): Promise<MemoryPerSession> {
   setFlagsFromString('--expose-gc')
   const gc = runInNewContext('gc') as () => void
   const data = JSON.parse(keyRing.unseal(real.sealed, sessionSealPurpose(real))!) as SessionData
@@ -209,7 +256,12 @@ async function measureMemoryPerSession(real: SessionRecord, keyRing: KeyRing, po
   const before = await settle()
   for (let i = 0; i < count; i++) {
     // Same sub shape and sid length as the real one, unique per session.
-    await sessions.create({ sub: `${real.sub}-${i}`, sid: `${(real.sid ?? 'sid').slice(0, 24)}-${i}`, partition: real.partition, data })
+    await sessions.create({
+      sub: `${real.sub}-${i}`,
+      sid: `${(real.sid ?? 'sid').slice(0, 24)}-${i}`,
+      partition: real.partition,
+      data,
+    })
   }
   const after = await settle()
   const heapBytesPerSession = Math.round((after - before) / count)

@@ -51,18 +51,46 @@ export interface ProfileSummary {
  * Self time per request that `profile` spends beyond `baseline` (µs/request per function, both
  * normalised by their own request counts): where the extra CPU of gatehouse over the bare proxy goes.
  */
-export function extraPerRequest(profile: ProfileSummary, requests: number, baseline: ProfileSummary, baselineRequests: number, top = 25): Array<{ name: string; where: string; area: string; via?: string | undefined; usPerRequest: number; baselineUsPerRequest: number }> {
+export function extraPerRequest(
+  profile: ProfileSummary,
+  requests: number,
+  baseline: ProfileSummary,
+  baselineRequests: number,
+  top = 25,
+): Array<{
+  name: string
+  where: string
+  area: string
+  via?: string | undefined
+  usPerRequest: number
+  baselineUsPerRequest: number
+}> {
   const base = new Map((baseline.allSelf ?? []).map((f) => [`${f.name}@${f.where}`, f.ms]))
   const seen = new Set<string>()
   const out = (profile.allSelf ?? []).map((f) => {
     const key = `${f.name}@${f.where}`
     seen.add(key)
     const b = ((base.get(key) ?? 0) * 1000) / baselineRequests
-    return { name: f.name, where: f.where, area: f.area, via: f.via, usPerRequest: round((f.ms * 1000) / requests - b, 2), baselineUsPerRequest: round(b, 2) }
+    return {
+      name: f.name,
+      where: f.where,
+      area: f.area,
+      via: f.via,
+      usPerRequest: round((f.ms * 1000) / requests - b, 2),
+      baselineUsPerRequest: round(b, 2),
+    }
   })
   for (const f of baseline.allSelf ?? []) {
     const key = `${f.name}@${f.where}`
-    if (!seen.has(key)) out.push({ name: f.name, where: f.where, area: f.area, via: f.via, usPerRequest: round(-(f.ms * 1000) / baselineRequests, 2), baselineUsPerRequest: round((f.ms * 1000) / baselineRequests, 2) })
+    if (!seen.has(key))
+      out.push({
+        name: f.name,
+        where: f.where,
+        area: f.area,
+        via: f.via,
+        usPerRequest: round(-(f.ms * 1000) / baselineRequests, 2),
+        baselineUsPerRequest: round((f.ms * 1000) / baselineRequests, 2),
+      })
   }
   return out.sort((a, b) => b.usPerRequest - a.usPerRequest).slice(0, top)
 }
@@ -71,7 +99,12 @@ export function extraPerRequest(profile: ProfileSummary, requests: number, basel
  * `window` (µs on the monotonic clock V8 stamps samples with, which is process.hrtime's on Linux)
  * keeps only the samples taken while the load ran: no start-up, login or warm-up.
  */
-export function summarizeProfile(file: string, root: string, window?: { startUs: number; endUs: number }, top = 25): ProfileSummary {
+export function summarizeProfile(
+  file: string,
+  root: string,
+  window?: { startUs: number; endUs: number },
+  top = 25,
+): ProfileSummary {
   const profile = JSON.parse(readFileSync(file, 'utf8')) as CpuProfile
   const byId = new Map(profile.nodes.map((n) => [n.id, n]))
   const selfUs = new Map<number, number>()
@@ -87,9 +120,12 @@ export function summarizeProfile(file: string, root: string, window?: { startUs:
     const id = profile.samples[i]!
     selfUs.set(id, (selfUs.get(id) ?? 0) + delta)
   }
-  if (selfUs.size === 0) throw new Error(`${file}: no samples${window ? ' inside the measured window (clock mismatch?)' : ''}`)
+  if (selfUs.size === 0)
+    throw new Error(`${file}: no samples${window ? ' inside the measured window (clock mismatch?)' : ''}`)
   const totalUs = last - first
-  const idleUs = [...byId.values()].filter((n) => n.callFrame.functionName === '(idle)').reduce((sum, n) => sum + (selfUs.get(n.id) ?? 0), 0)
+  const idleUs = [...byId.values()]
+    .filter((n) => n.callFrame.functionName === '(idle)')
+    .reduce((sum, n) => sum + (selfUs.get(n.id) ?? 0), 0)
   const busyUs = Math.max(1, totalUs - idleUs)
 
   const describe = (n: ProfileNode): { name: string; where: string; area: string } => {
@@ -139,7 +175,8 @@ export function summarizeProfile(file: string, root: string, window?: { startUs:
   const inclusiveArea = new Map<string, number>()
   for (const [id, us] of selfUs) {
     const areas = new Set<string>()
-    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) areas.add(describe(byId.get(cur)!).area)
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur))
+      areas.add(describe(byId.get(cur)!).area)
     areas.delete('idle')
     for (const area of areas) inclusiveArea.set(area, (inclusiveArea.get(area) ?? 0) + us / 1000)
   }
@@ -183,12 +220,21 @@ export function summarizeProfile(file: string, root: string, window?: { startUs:
 }
 
 /** The same per area: gatehouse's µs/request minus the baseline's, per area. */
-export function extraPerRequestByArea(profile: ProfileSummary, requests: number, baseline: ProfileSummary, baselineRequests: number): Array<{ area: string; usPerRequest: number; baselineUsPerRequest: number }> {
+export function extraPerRequestByArea(
+  profile: ProfileSummary,
+  requests: number,
+  baseline: ProfileSummary,
+  baselineRequests: number,
+): Array<{ area: string; usPerRequest: number; baselineUsPerRequest: number }> {
   const base = new Map(baseline.byArea.map((a) => [a.area, (a.ms * 1000) / baselineRequests]))
   const areas = new Set([...profile.byArea.map((a) => a.area), ...base.keys()])
   const own = new Map(profile.byArea.map((a) => [a.area, (a.ms * 1000) / requests]))
   return [...areas]
-    .map((area) => ({ area, usPerRequest: round((own.get(area) ?? 0) - (base.get(area) ?? 0), 2), baselineUsPerRequest: round(base.get(area) ?? 0, 2) }))
+    .map((area) => ({
+      area,
+      usPerRequest: round((own.get(area) ?? 0) - (base.get(area) ?? 0), 2),
+      baselineUsPerRequest: round(base.get(area) ?? 0, 2),
+    }))
     .sort((a, b) => b.usPerRequest - a.usPerRequest)
 }
 

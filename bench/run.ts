@@ -30,7 +30,16 @@
  * under ghproxybench<rand>:) is removed at the end, also on failure or Ctrl-C.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os'
@@ -71,7 +80,9 @@ const { values: flags } = parseArgs({
   },
 })
 if (flags.help) {
-  console.log('usage: node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres] [--login-concurrency 4] [--rate-mode paced|autocannon] [--soak SECONDS] [--profile] [--profile-store memory] [--no-costs] [--no-pin] [--out FILE]')
+  console.log(
+    'usage: node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres] [--login-concurrency 4] [--rate-mode paced|autocannon] [--soak SECONDS] [--profile] [--profile-store memory] [--no-costs] [--no-pin] [--out FILE]',
+  )
   process.exit(0)
 }
 const positive = (name: string, text: string | undefined, fallback: number, min = 1): number => {
@@ -92,8 +103,10 @@ if (RATE_MODE !== 'paced' && RATE_MODE !== 'autocannon') throw new TypeError('--
 const STORE_NAMES = ['memory', 'sqlite', 'redis', 'postgres'] as const
 type StoreName = (typeof STORE_NAMES)[number]
 const STORES = (flags.stores ?? STORE_NAMES.join(',')).split(',').map((s) => s.trim()) as StoreName[]
-for (const s of STORES) if (!STORE_NAMES.includes(s)) throw new TypeError(`--stores: unknown store "${s}" (${STORE_NAMES.join(', ')})`)
-if (!STORES.includes('memory')) throw new TypeError('--stores must include memory (the 64 KB, /bff/user and login rows run on it)')
+for (const s of STORES)
+  if (!STORE_NAMES.includes(s)) throw new TypeError(`--stores: unknown store "${s}" (${STORE_NAMES.join(', ')})`)
+if (!STORES.includes('memory'))
+  throw new TypeError('--stores must include memory (the 64 KB, /bff/user and login rows run on it)')
 /** The store of the profiled gatehouse (--profile). */
 const PROFILE_STORE = (flags['profile-store'] ?? 'memory') as StoreName
 if (!STORE_NAMES.includes(PROFILE_STORE)) throw new TypeError(`--profile-store: unknown store "${PROFILE_STORE}"`)
@@ -102,7 +115,10 @@ const POSTGRES_URL = process.env.GATEHOUSE_BENCH_POSTGRES_URL ?? 'postgres://pos
 
 const RUN = Math.random().toString(16).slice(2, 10)
 const T0 = performance.now()
-const STAMP = new Date().toISOString().replace(/[:.]/g, '').replace(/\d{2}\d{3}Z$/, 'Z')
+const STAMP = new Date()
+  .toISOString()
+  .replace(/[:.]/g, '')
+  .replace(/\d{2}\d{3}Z$/, 'Z')
 const OUT = flags.out ?? join(ROOT, 'bench', 'results', `bench-${STAMP}.json`)
 const CLIENT_ID = 'bench-bff'
 const CLIENT_SECRET = 'bench-bff-secret-0123456789'
@@ -150,16 +166,25 @@ const children = new Set<Target>()
 const uncaught: Array<{ target: string; row: string; error: string }> = []
 let currentRow = 'start-up'
 
-async function startTarget(kind: 'upstream' | 'idp' | 'bare' | 'gatehouse', name: string, options: Record<string, unknown>, nodeFlags: string[] = []): Promise<Target> {
+async function startTarget(
+  kind: 'upstream' | 'idp' | 'bare' | 'gatehouse',
+  name: string,
+  options: Record<string, unknown>,
+  nodeFlags: string[] = [],
+): Promise<Target> {
   const args = [...nodeFlags, TARGET_SCRIPT, kind]
   const measured = kind === 'bare' || kind === 'gatehouse'
   // taskset execs node in place: the child's pid is node's.
-  const child = spawn(PIN ? 'taskset' : process.execPath, PIN ? ['-c', measured ? PIN.target : PIN.load, process.execPath, ...args] : args, {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_TARGET: JSON.stringify(options) },
-    // gatehouse logs at its default level (info): one JSON line per request, written to /dev/null.
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  })
+  const child = spawn(
+    PIN ? 'taskset' : process.execPath,
+    PIN ? ['-c', measured ? PIN.target : PIN.load, process.execPath, ...args] : args,
+    {
+      cwd: ROOT,
+      env: { ...process.env, BENCH_TARGET: JSON.stringify(options) },
+      // gatehouse logs at its default level (info): one JSON line per request, written to /dev/null.
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    },
+  )
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   child.on('message', (m: { uncaught?: string }) => {
     if (!m.uncaught) return
@@ -167,7 +192,9 @@ async function startTarget(kind: 'upstream' | 'idp' | 'bare' | 'gatehouse', name
     print(`  !! ${name} threw an uncaught error (a real gatehouse process would have exited): ${m.uncaught}`)
   })
   const url = await new Promise<string>((resolve, reject) => {
-    child.once('message', (m: { ready?: string; error?: string }) => (m.ready ? resolve(m.ready) : reject(new Error(`${name}: ${m.error}`))))
+    child.once('message', (m: { ready?: string; error?: string }) =>
+      m.ready ? resolve(m.ready) : reject(new Error(`${name}: ${m.error}`)),
+    )
     child.once('exit', (code) => reject(new Error(`${name} exited with ${code} before listening`)))
   })
   const target: Target = {
@@ -217,7 +244,14 @@ function threadCpu(pid: number): Map<string, number> {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
       const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      const group = comm === 'MainThread' || comm === 'node' ? 'main' : comm.startsWith('V8') || comm.startsWith('DelayedTask') ? 'v8' : comm.startsWith('libuv') ? 'libuv' : 'other'
+      const group =
+        comm === 'MainThread' || comm === 'node'
+          ? 'main'
+          : comm.startsWith('V8') || comm.startsWith('DelayedTask')
+            ? 'v8'
+            : comm.startsWith('libuv')
+              ? 'libuv'
+              : 'other'
       // Threads that ended keep no entry: their time is in the process total only.
       out.set(group, (out.get(group) ?? 0) + ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK)
     } catch {
@@ -250,7 +284,15 @@ function benchCpuMs(): number {
  * Samples a process's RSS every 200 ms; `end()` gives the maximum, the CPU time it used meanwhile,
  * and how many cores other programs on the machine kept busy meanwhile (noise in the numbers).
  */
-function watch(pid: number): { end(): { maxRss: number | undefined; cpuMs: number | undefined; samples: number[]; otherCores: number | undefined; threads: Record<string, number> } } {
+function watch(pid: number): {
+  end(): {
+    maxRss: number | undefined
+    cpuMs: number | undefined
+    samples: number[]
+    otherCores: number | undefined
+    threads: Record<string, number>
+  }
+} {
   const threadsBefore = threadCpu(pid)
   const machineBefore = machineCpu()
   const benchBefore = benchCpuMs()
@@ -268,10 +310,22 @@ function watch(pid: number): { end(): { maxRss: number | undefined; cpuMs: numbe
       if (last) samples.push(last.rss)
       const machineAfter = machineCpu()
       const seconds = (performance.now() - startedAt) / 1000
-      const otherCores = machineBefore && machineAfter ? Math.max(0, round((machineAfter.busyMs - machineBefore.busyMs - (benchCpuMs() - benchBefore)) / 1000 / seconds, 2)) : undefined
+      const otherCores =
+        machineBefore && machineAfter
+          ? Math.max(
+              0,
+              round((machineAfter.busyMs - machineBefore.busyMs - (benchCpuMs() - benchBefore)) / 1000 / seconds, 2),
+            )
+          : undefined
       const threads: Record<string, number> = {}
       for (const [group, ms] of threadCpu(pid)) threads[group] = ms - (threadsBefore.get(group) ?? 0)
-      return { maxRss: samples.length ? Math.max(...samples) : undefined, cpuMs: first && last ? last.cpuMs - first.cpuMs : undefined, samples, otherCores, threads }
+      return {
+        maxRss: samples.length ? Math.max(...samples) : undefined,
+        cpuMs: first && last ? last.cpuMs - first.cpuMs : undefined,
+        samples,
+        otherCores,
+        threads,
+      }
     },
   }
 }
@@ -289,7 +343,10 @@ interface AutocannonResult {
 type Autocannon = (
   options: Record<string, unknown>,
   done: (err: Error | null, result: AutocannonResult) => void,
-) => { on(event: 'response', listener: (client: unknown, status: number, bytes: number, ms: number) => void): void; stop(): void }
+) => {
+  on(event: 'response', listener: (client: unknown, status: number, bytes: number, ms: number) => void): void
+  stop(): void
+}
 const autocannon = require('autocannon') as Autocannon
 
 interface LoadResult {
@@ -313,14 +370,22 @@ interface LoadResult {
   cpuUsPerReqByThread: Record<string, number> | undefined
 }
 
-function drive(url: string, headers: Record<string, string>, seconds: number, overallRate?: number): Promise<{ result: AutocannonResult; latencies: Float64Array; ok: number }> {
+function drive(
+  url: string,
+  headers: Record<string, string>,
+  seconds: number,
+  overallRate?: number,
+): Promise<{ result: AutocannonResult; latencies: Float64Array; ok: number }> {
   let latencies = new Float64Array(1 << 16)
   let ok = 0
   return new Promise((resolve, reject) => {
-    const tracker = autocannon({ url, connections: CONNECTIONS, duration: seconds, headers, ...(overallRate ? { overallRate } : {}) }, (err, result) => {
-      if (err) return reject(err)
-      resolve({ result, latencies: latencies.subarray(0, ok), ok })
-    })
+    const tracker = autocannon(
+      { url, connections: CONNECTIONS, duration: seconds, headers, ...(overallRate ? { overallRate } : {}) },
+      (err, result) => {
+        if (err) return reject(err)
+        resolve({ result, latencies: latencies.subarray(0, ok), ok })
+      },
+    )
     tracker.on('response', (_client, status, _bytes, ms) => {
       if (status < 200 || status > 299) return
       if (ok === latencies.length) {
@@ -339,7 +404,12 @@ function drive(url: string, headers: Record<string, string>, seconds: number, ov
  * last byte of the answer. autocannon's overallRate instead lets each connection send its quota for
  * the second back to back and then wait for the next second: bursts at full speed, not half load.
  */
-async function paced(url: string, headers: Record<string, string>, seconds: number, rate: number): Promise<{ duration: number; latencies: Float64Array; ok: number; errors: number; non2xx: number }> {
+async function paced(
+  url: string,
+  headers: Record<string, string>,
+  seconds: number,
+  rate: number,
+): Promise<{ duration: number; latencies: Float64Array; ok: number; errors: number; non2xx: number }> {
   const target = new URL(url)
   const pool = new Pool(target.origin, { connections: CONNECTIONS, keepAliveTimeout: 30_000 })
   const total = Math.floor(seconds * rate)
@@ -393,7 +463,8 @@ interface ProcessStats {
 
 /** Asks a bare-proxy or gatehouse child for its event-loop delay and GC pauses since 'stats-reset'. */
 function processStats(target: Target): Promise<ProcessStats | undefined> {
-  if (!target.child.connected || (!target.name.startsWith('bare') && !target.name.startsWith('gatehouse'))) return Promise.resolve(undefined)
+  if (!target.child.connected || (!target.name.startsWith('bare') && !target.name.startsWith('gatehouse')))
+    return Promise.resolve(undefined)
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       target.child.off('message', onMessage)
@@ -411,7 +482,12 @@ function processStats(target: Target): Promise<ProcessStats | undefined> {
 }
 
 /** Warm-up (not measured), then the measured run against `pid`'s server; `window` in µs of the monotonic clock. */
-async function measure(url: string, headers: Record<string, string>, target: Target, overallRate?: number): Promise<LoadResult & { window: { startUs: number; endUs: number } }> {
+async function measure(
+  url: string,
+  headers: Record<string, string>,
+  target: Target,
+  overallRate?: number,
+): Promise<LoadResult & { window: { startUs: number; endUs: number } }> {
   const load = async (seconds: number) => {
     if (overallRate && RATE_MODE === 'paced') return paced(url, headers, seconds, overallRate)
     const { result, latencies, ok } = await drive(url, headers, seconds, overallRate)
@@ -442,7 +518,10 @@ async function measure(url: string, headers: Record<string, string>, target: Tar
     cores: cpuMs === undefined ? undefined : round(cpuMs / 1000 / duration, 2),
     otherCores,
     process: stats,
-    cpuUsPerReqByThread: ok === 0 || Object.keys(threads).length === 0 ? undefined : Object.fromEntries(Object.entries(threads).map(([group, ms]) => [group, round((ms * 1000) / ok, 1)])),
+    cpuUsPerReqByThread:
+      ok === 0 || Object.keys(threads).length === 0
+        ? undefined
+        : Object.fromEntries(Object.entries(threads).map(([group, ms]) => [group, round((ms * 1000) / ok, 1)])),
     window: { startUs, endUs },
   }
 }
@@ -455,7 +534,8 @@ async function login(origin: string): Promise<{ cookie: string; ms: number }> {
   const user = DEMO_USERS[0]!
   const browser = new BrowserJar()
   const form = await browser.follow(await browser.get(`${origin}/bff/login`))
-  if (!form.text.includes('name="password"')) throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
+  if (!form.text.includes('name="password"'))
+    throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
   let res = await browser.submitForm(form, { username: user.username, password: user.password })
   for (let i = 0; i < 15 && res.status >= 300 && res.status < 400; i++) {
     const next = new URL(res.headers.get('location')!, res.url).href
@@ -500,7 +580,8 @@ async function loginLoop(origin: string, gatehousePid: number, idpPid: number): 
   const g = gatehouse.end()
   const i = idp.end()
   times.sort((a, b) => a - b)
-  const at = (q: number) => (times.length ? round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!, 1) : NaN)
+  const at = (q: number) =>
+    times.length ? round(times[Math.min(times.length - 1, Math.floor(q * times.length))]!, 1) : NaN
   return {
     logins: times.length,
     failures,
@@ -632,7 +713,8 @@ async function freePort(): Promise<number> {
  */
 function sourceState(): { commit: string; modified: string[] } | undefined {
   try {
-    const git = (args: string[], input?: string) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'ignore'] }).trim()
+    const git = (args: string[], input?: string) =>
+      execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'ignore'] }).trim()
     const commit = git(['rev-parse', 'HEAD'])
     const committed = new Map(
       git(['ls-tree', '-r', 'HEAD', '--', 'src'])
@@ -644,7 +726,9 @@ function sourceState(): { commit: string; modified: string[] } | undefined {
         }),
     )
     const files = (function walk(dir: string): string[] {
-      return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(`${dir}/${e.name}`) : [`${dir}/${e.name}`]))
+      return readdirSync(join(ROOT, dir), { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(`${dir}/${e.name}`) : [`${dir}/${e.name}`],
+      )
     })('src')
     const hashes = git(['hash-object', '--stdin-paths'], files.join('\n')).split('\n')
     const modified = files.filter((f, i) => committed.get(f) !== hashes[i])
@@ -657,7 +741,8 @@ function sourceState(): { commit: string; modified: string[] } | undefined {
 
 function machine(): Record<string, unknown> {
   const cpu = cpus()
-  const version = (pkg: string) => (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version
+  const version = (pkg: string) =>
+    (JSON.parse(readFileSync(join(ROOT, 'node_modules', pkg, 'package.json'), 'utf8')) as { version: string }).version
   return {
     cpu: cpu[0]?.model.trim(),
     logicalCpus: cpu.length,
@@ -678,10 +763,18 @@ function print(text = ''): void {
 async function main(): Promise<void> {
   const env = machine()
   const sourceAtStart = sourceState()
-  if (sourceAtStart) print(`measuring gatehouse at ${sourceAtStart.commit.slice(0, 12)}${sourceAtStart.modified.length ? ` with ${sourceAtStart.modified.length} modified file(s) in src/: ${sourceAtStart.modified.join(', ')}` : ''}`)
-  print(`gatehouse proxy bench — ${env.logicalCpus}× ${env.cpu}, ${env.memGiB} GiB, Node ${env.node}, undici ${env.undici}, autocannon ${env.autocannon}`)
-  print(`${CONNECTIONS} connections, ${DURATION_S} s per row after a warm-up (${WARMUP_FRESH_S} s on a fresh process, else ${WARMUP_S} s); ${env.pinning === 'none' ? 'no CPU pinning' : env.pinning}; load average at start ${(env.loadavgAtStart as number[]).join(' ')}`)
-  if ((env.loadavgAtStart as number[])[0]! > 0.5 * (env.logicalCpus as number)) print('warning: the machine is busy; numbers will be noisy')
+  if (sourceAtStart)
+    print(
+      `measuring gatehouse at ${sourceAtStart.commit.slice(0, 12)}${sourceAtStart.modified.length ? ` with ${sourceAtStart.modified.length} modified file(s) in src/: ${sourceAtStart.modified.join(', ')}` : ''}`,
+    )
+  print(
+    `gatehouse proxy bench — ${env.logicalCpus}× ${env.cpu}, ${env.memGiB} GiB, Node ${env.node}, undici ${env.undici}, autocannon ${env.autocannon}`,
+  )
+  print(
+    `${CONNECTIONS} connections, ${DURATION_S} s per row after a warm-up (${WARMUP_FRESH_S} s on a fresh process, else ${WARMUP_S} s); ${env.pinning === 'none' ? 'no CPU pinning' : env.pinning}; load average at start ${(env.loadavgAtStart as number[]).join(' ')}`,
+  )
+  if ((env.loadavgAtStart as number[])[0]! > 0.5 * (env.logicalCpus as number))
+    print('warning: the machine is busy; numbers will be noisy')
 
   const skip = new Map<StoreName, string>()
   for (const store of STORES) {
@@ -696,13 +789,25 @@ async function main(): Promise<void> {
   const gatehouseOrigin = `http://127.0.0.1:${gatehousePort}`
   const upstream = await startTarget('upstream', 'upstream', {})
   const idp = await startTarget('idp', 'idp', {
-    clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [`${gatehouseOrigin}/signin-oidc`], post_logout_redirect_uris: [`${gatehouseOrigin}/signout-callback-oidc`] }],
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: CLIENT_SECRET,
+        redirect_uris: [`${gatehouseOrigin}/signin-oidc`],
+        post_logout_redirect_uris: [`${gatehouseOrigin}/signout-callback-oidc`],
+      },
+    ],
   })
   const bare = await startTarget('bare', 'bare proxy', { target: upstream.url })
   const keys = [generateKey()]
   const gatehouseOptions = (store: StoreName, logLevel = 'info') => ({
     publicOrigin: gatehouseOrigin,
-    oidc: { authority: idp.url, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+    oidc: {
+      authority: idp.url,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      scopes: ['openid', 'profile', 'email', 'offline_access'],
+    },
     keys,
     session: { store: storeLocation(store) },
     remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }],
@@ -716,7 +821,8 @@ async function main(): Promise<void> {
     accept: 'application/json, text/plain, */*',
     'accept-encoding': 'gzip, deflate, br, zstd',
     'accept-language': 'en-US,en;q=0.9',
-    'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+    'user-agent':
+      'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
     referer: `${gatehouseOrigin}/orders`,
     'sec-ch-ua': '"Chromium";v="131", "Not_A Brand";v="24"',
     'sec-ch-ua-mobile': '?0',
@@ -733,18 +839,38 @@ async function main(): Promise<void> {
   const rateRows: RateRow[] = []
   const cookies = new Map<StoreName, string>()
   let loginResult: LoginResult | undefined
-  let soak: { seconds: number; requests: number; rssMiB: number[]; middleThirdMaxMiB: number; lastThirdMaxMiB: number; flat: boolean } | undefined
+  let soak:
+    | {
+        seconds: number
+        requests: number
+        rssMiB: number[]
+        middleThirdMaxMiB: number
+        lastThirdMaxMiB: number
+        flat: boolean
+      }
+    | undefined
   const progress = (name: string, r: LoadResult | undefined, extra = '') =>
-    print(`  ${name.padEnd(44)} ${r ? `${String(r.rps).padStart(7)} req/s  p50 ${r.p50.toFixed(2)}  p99 ${r.p99.toFixed(2)} ms${r.errors || r.non2xx ? `  (${r.errors} errors, ${r.non2xx} non-2xx)` : ''}` : ''}${extra}`)
+    print(
+      `  ${name.padEnd(44)} ${r ? `${String(r.rps).padStart(7)} req/s  p50 ${r.p50.toFixed(2)}  p99 ${r.p99.toFixed(2)} ms${r.errors || r.non2xx ? `  (${r.errors} errors, ${r.non2xx} non-2xx)` : ''}` : ''}${extra}`,
+    )
   const run = async (row: Row, url: string, headers: Record<string, string>, target: Target): Promise<void> => {
     currentRow = row.row
     const { window: _window, ...result } = await measure(url, headers, target)
     row.result = result
     rows.push(row)
     progress(row.row, row.result)
-    if (row.result.non2xx || row.result.errors) throw new Error(`${row.row}: ${row.result.non2xx} non-2xx answers, ${row.result.errors} errors — the bench is not measuring what it claims`)
+    if (row.result.non2xx || row.result.errors)
+      throw new Error(
+        `${row.row}: ${row.result.non2xx} non-2xx answers, ${row.result.errors} errors — the bench is not measuring what it claims`,
+      )
   }
-  const rateRun = async (row: RateRow, url: string, headers: Record<string, string>, target: Target, bareAtRate?: LoadResult): Promise<void> => {
+  const rateRun = async (
+    row: RateRow,
+    url: string,
+    headers: Record<string, string>,
+    target: Target,
+    bareAtRate?: LoadResult,
+  ): Promise<void> => {
     currentRow = row.row
     const { window: _window, ...result } = await measure(url, headers, target, row.offeredRps)
     row.result = result
@@ -758,48 +884,131 @@ async function main(): Promise<void> {
   }
 
   print('\nthroughput (max load)')
-  await run({ row: 'direct upstream', target: 'upstream', path: '/small' }, `${upstream.url}/small`, anonymous, upstream)
+  await run(
+    { row: 'direct upstream', target: 'upstream', path: '/small' },
+    `${upstream.url}/small`,
+    anonymous,
+    upstream,
+  )
   await run({ row: 'bare proxy', target: 'bare', path: '/api/small' }, `${bare.url}/api/small`, anonymous, bare)
-  await run({ row: 'bare proxy, 64 KB response', target: 'bare', path: '/api/big' }, `${bare.url}/api/big`, anonymous, bare)
+  await run(
+    { row: 'bare proxy, 64 KB response', target: 'bare', path: '/api/big' },
+    `${bare.url}/api/big`,
+    anonymous,
+    bare,
+  )
   const bareMax = rows.find((r) => r.row === 'bare proxy')!.result!.rps
   const halfRate = Math.round(bareMax / 2)
 
   let bareAtRate: LoadResult | undefined
   for (const store of STORES) {
     if (skip.has(store)) {
-      rows.push({ row: `gatehouse GET, ${store} store`, target: 'gatehouse', store, path: '/api/small', skipped: skip.get(store)! })
-      rateRows.push({ row: `gatehouse GET, ${store} store, at half rate`, store, offeredRps: halfRate, skipped: skip.get(store)! })
+      rows.push({
+        row: `gatehouse GET, ${store} store`,
+        target: 'gatehouse',
+        store,
+        path: '/api/small',
+        skipped: skip.get(store)!,
+      })
+      rateRows.push({
+        row: `gatehouse GET, ${store} store, at half rate`,
+        store,
+        offeredRps: halfRate,
+        skipped: skip.get(store)!,
+      })
       continue
     }
     used.add(store)
-    const gatehouse = await startTarget('gatehouse', `gatehouse (${store})`, { port: gatehousePort, gatehouse: gatehouseOptions(store) })
+    const gatehouse = await startTarget('gatehouse', `gatehouse (${store})`, {
+      port: gatehousePort,
+      gatehouse: gatehouseOptions(store),
+    })
     try {
       const { cookie } = await login(gatehouseOrigin)
       cookies.set(store, cookie)
       const headers = browserHeaders(cookie)
-      await run({ row: `gatehouse GET, ${store} store`, target: 'gatehouse', store, path: '/api/small', baseline: 'bare proxy' }, `${gatehouseOrigin}/api/small`, headers, gatehouse)
+      await run(
+        {
+          row: `gatehouse GET, ${store} store`,
+          target: 'gatehouse',
+          store,
+          path: '/api/small',
+          baseline: 'bare proxy',
+        },
+        `${gatehouseOrigin}/api/small`,
+        headers,
+        gatehouse,
+      )
       if (store === 'memory') {
-        await run({ row: 'gatehouse GET, 64 KB response (memory)', target: 'gatehouse', store, path: '/api/big', baseline: 'bare proxy, 64 KB response' }, `${gatehouseOrigin}/api/big`, headers, gatehouse)
-        await run({ row: 'gatehouse GET /bff/user (memory)', target: 'gatehouse', store, path: '/bff/user', baseline: 'bare proxy' }, `${gatehouseOrigin}/bff/user`, headers, gatehouse)
-        print(`\nlatency at half the bare proxy's max throughput (${halfRate} req/s offered, ${RATE_MODE === 'paced' ? 'evenly paced' : 'autocannon overallRate'})`)
-        await rateRun({ row: 'bare proxy at half rate', offeredRps: halfRate }, `${bare.url}/api/small`, anonymous, bare)
+        await run(
+          {
+            row: 'gatehouse GET, 64 KB response (memory)',
+            target: 'gatehouse',
+            store,
+            path: '/api/big',
+            baseline: 'bare proxy, 64 KB response',
+          },
+          `${gatehouseOrigin}/api/big`,
+          headers,
+          gatehouse,
+        )
+        await run(
+          {
+            row: 'gatehouse GET /bff/user (memory)',
+            target: 'gatehouse',
+            store,
+            path: '/bff/user',
+            baseline: 'bare proxy',
+          },
+          `${gatehouseOrigin}/bff/user`,
+          headers,
+          gatehouse,
+        )
+        print(
+          `\nlatency at half the bare proxy's max throughput (${halfRate} req/s offered, ${RATE_MODE === 'paced' ? 'evenly paced' : 'autocannon overallRate'})`,
+        )
+        await rateRun(
+          { row: 'bare proxy at half rate', offeredRps: halfRate },
+          `${bare.url}/api/small`,
+          anonymous,
+          bare,
+        )
         bareAtRate = rateRows.at(-1)!.result
       }
-      await rateRun({ row: `gatehouse GET, ${store} store, at half rate`, store, offeredRps: halfRate }, `${gatehouseOrigin}/api/small`, headers, gatehouse, bareAtRate)
+      await rateRun(
+        { row: `gatehouse GET, ${store} store, at half rate`, store, offeredRps: halfRate },
+        `${gatehouseOrigin}/api/small`,
+        headers,
+        gatehouse,
+        bareAtRate,
+      )
       if (store === 'memory') {
         // When gatehouse's own maximum is below the rate above, that row measures a growing queue. The
         // added latency of a gatehouse that is not overloaded: both at half of gatehouse's own maximum.
         const ownHalf = Math.round(rows.find((r) => r.row === 'gatehouse GET, memory store')!.result!.rps / 2)
         if (ownHalf < halfRate * 0.9) {
           print(`  at half of gatehouse's own max throughput (${ownHalf} req/s offered):`)
-          await rateRun({ row: "bare proxy at half gatehouse's max", offeredRps: ownHalf, basis: 'gatehouse' }, `${bare.url}/api/small`, anonymous, bare)
+          await rateRun(
+            { row: "bare proxy at half gatehouse's max", offeredRps: ownHalf, basis: 'gatehouse' },
+            `${bare.url}/api/small`,
+            anonymous,
+            bare,
+          )
           const bareAtOwnHalf = rateRows.at(-1)!.result
-          await rateRun({ row: 'gatehouse GET, memory, at half its own max', offeredRps: ownHalf, basis: 'gatehouse' }, `${gatehouseOrigin}/api/small`, headers, gatehouse, bareAtOwnHalf)
+          await rateRun(
+            { row: 'gatehouse GET, memory, at half its own max', offeredRps: ownHalf, basis: 'gatehouse' },
+            `${gatehouseOrigin}/api/small`,
+            headers,
+            gatehouse,
+            bareAtOwnHalf,
+          )
         }
         print('\nlogin round trips (real flow against the embedded IdP)')
         currentRow = 'login round trips'
         loginResult = await loginLoop(gatehouseOrigin, gatehouse.pid, idp.pid)
-        print(`  ${`${LOGIN_CONCURRENCY} browsers in parallel`.padEnd(44)} ${String(loginResult.perSecond).padStart(7)} logins/s  p50 ${loginResult.p50} ms  p99 ${loginResult.p99} ms${loginResult.failures ? `  (${loginResult.failures} failed)` : ''}`)
+        print(
+          `  ${`${LOGIN_CONCURRENCY} browsers in parallel`.padEnd(44)} ${String(loginResult.perSecond).padStart(7)} logins/s  p50 ${loginResult.p50} ms  p99 ${loginResult.p99} ms${loginResult.failures ? `  (${loginResult.failures} failed)` : ''}`,
+        )
         print('')
       }
     } finally {
@@ -809,16 +1018,35 @@ async function main(): Promise<void> {
 
   // gatehouse with logging off: what the access log line costs under load.
   {
-    const gatehouse = await startTarget('gatehouse', 'gatehouse (memory, log silent)', { port: gatehousePort, gatehouse: gatehouseOptions('memory', 'silent') })
+    const gatehouse = await startTarget('gatehouse', 'gatehouse (memory, log silent)', {
+      port: gatehousePort,
+      gatehouse: gatehouseOptions('memory', 'silent'),
+    })
     try {
       const { cookie } = await login(gatehouseOrigin)
-      await run({ row: 'gatehouse GET, memory store, logging off', target: 'gatehouse', store: 'memory', path: '/api/small', baseline: 'bare proxy' }, `${gatehouseOrigin}/api/small`, browserHeaders(cookie), gatehouse)
+      await run(
+        {
+          row: 'gatehouse GET, memory store, logging off',
+          target: 'gatehouse',
+          store: 'memory',
+          path: '/api/small',
+          baseline: 'bare proxy',
+        },
+        `${gatehouseOrigin}/api/small`,
+        browserHeaders(cookie),
+        gatehouse,
+      )
     } finally {
       await gatehouse.stop()
     }
   }
   // The baseline once more, last: the drift of a shared machine over the run shows here.
-  await run({ row: 'bare proxy (again, last)', target: 'bare', path: '/api/small' }, `${bare.url}/api/small`, anonymous, bare)
+  await run(
+    { row: 'bare proxy (again, last)', target: 'bare', path: '/api/small' },
+    `${bare.url}/api/small`,
+    anonymous,
+    bare,
+  )
 
   // The small-body baseline is the mean of the two bare-proxy rows (first and last): the drift of the
   // machine over the run then weighs on both sides alike.
@@ -826,13 +1054,21 @@ async function main(): Promise<void> {
   const bareLast = rows.find((r) => r.row === 'bare proxy (again, last)')!.result!
   const bareMean = (bareFirst.rps + bareLast.rps) / 2
   for (const row of rows) {
-    const base = row.baseline === 'bare proxy' ? bareMean : row.baseline ? rows.find((r) => r.row === row.baseline)?.result?.rps : undefined
+    const base =
+      row.baseline === 'bare proxy'
+        ? bareMean
+        : row.baseline
+          ? rows.find((r) => r.row === row.baseline)?.result?.rps
+          : undefined
     if (base && row.result) row.ratio = round(row.result.rps / base, 3)
   }
 
   if (SOAK_S > 0) {
     print(`\nsoak: gatehouse GET, memory store, ${SOAK_S} s`)
-    const gatehouse = await startTarget('gatehouse', 'gatehouse (soak)', { port: gatehousePort, gatehouse: gatehouseOptions('memory') })
+    const gatehouse = await startTarget('gatehouse', 'gatehouse (soak)', {
+      port: gatehousePort,
+      gatehouse: gatehouseOptions('memory'),
+    })
     try {
       const { cookie } = await login(gatehouseOrigin)
       const rss: number[] = []
@@ -847,21 +1083,46 @@ async function main(): Promise<void> {
       const third = Math.max(1, Math.floor(rss.length / 3))
       const middle = Math.max(...rss.slice(third, 2 * third))
       const last = Math.max(...rss.slice(2 * third))
-      soak = { seconds: SOAK_S, requests: ok, rssMiB: rss, middleThirdMaxMiB: middle, lastThirdMaxMiB: last, flat: last <= middle * 1.05 }
-      print(`  ${ok} requests; RSS peak ${middle} MiB in the middle third, ${last} MiB in the last third: ${soak.flat ? 'flat' : 'growing'}`)
+      soak = {
+        seconds: SOAK_S,
+        requests: ok,
+        rssMiB: rss,
+        middleThirdMaxMiB: middle,
+        lastThirdMaxMiB: last,
+        flat: last <= middle * 1.05,
+      }
+      print(
+        `  ${ok} requests; RSS peak ${middle} MiB in the middle third, ${last} MiB in the last third: ${soak.flat ? 'flat' : 'growing'}`,
+      )
     } finally {
       await gatehouse.stop()
     }
   }
 
-  let profile: { gatehouse: ProfileSummary; bare: ProfileSummary; gatehouseRequests: number; bareRequests: number; extraPerRequest: ReturnType<typeof extraPerRequest>; extraPerRequestByArea: ReturnType<typeof extraPerRequestByArea> } | undefined
+  let profile:
+    | {
+        gatehouse: ProfileSummary
+        bare: ProfileSummary
+        gatehouseRequests: number
+        bareRequests: number
+        extraPerRequest: ReturnType<typeof extraPerRequest>
+        extraPerRequestByArea: ReturnType<typeof extraPerRequestByArea>
+      }
+    | undefined
   if (flags.profile) {
     print(`\nprofiles: the bare proxy and gatehouse (${PROFILE_STORE} store) under --cpu-prof, same load`)
     const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-prof-'))
     try {
       const profiled = async (kind: 'bare' | 'gatehouse'): Promise<{ summary: ProfileSummary; requests: number }> => {
         if (kind === 'gatehouse') used.add(PROFILE_STORE)
-        const target = await startTarget(kind, `${kind} (profiled)`, kind === 'bare' ? { target: upstream.url } : { port: gatehousePort, gatehouse: gatehouseOptions(PROFILE_STORE) }, ['--cpu-prof', `--cpu-prof-dir=${join(dir, kind)}`])
+        const target = await startTarget(
+          kind,
+          `${kind} (profiled)`,
+          kind === 'bare'
+            ? { target: upstream.url }
+            : { port: gatehousePort, gatehouse: gatehouseOptions(PROFILE_STORE) },
+          ['--cpu-prof', `--cpu-prof-dir=${join(dir, kind)}`],
+        )
         let measured: Awaited<ReturnType<typeof measure>>
         try {
           currentRow = `${kind} (profiled)`
@@ -883,7 +1144,14 @@ async function main(): Promise<void> {
       }
       const b = await profiled('bare')
       const g = await profiled('gatehouse')
-      profile = { gatehouse: g.summary, bare: b.summary, gatehouseRequests: g.requests, bareRequests: b.requests, extraPerRequest: extraPerRequest(g.summary, g.requests, b.summary, b.requests), extraPerRequestByArea: extraPerRequestByArea(g.summary, g.requests, b.summary, b.requests) }
+      profile = {
+        gatehouse: g.summary,
+        bare: b.summary,
+        gatehouseRequests: g.requests,
+        bareRequests: b.requests,
+        extraPerRequest: extraPerRequest(g.summary, g.requests, b.summary, b.requests),
+        extraPerRequestByArea: extraPerRequestByArea(g.summary, g.requests, b.summary, b.requests),
+      }
       delete g.summary.allSelf
       delete b.summary.allSelf
     } finally {
@@ -893,14 +1161,29 @@ async function main(): Promise<void> {
 
   let costs: Costs | undefined
   if (!flags['no-costs']) {
-    const stores: StoreUnderTest[] = STORES.filter((s) => cookies.has(s)).map((s) => ({ name: s, location: storeLocation(s), cookie: cookies.get(s)! }))
+    const stores: StoreUnderTest[] = STORES.filter((s) => cookies.has(s)).map((s) => ({
+      name: s,
+      location: storeLocation(s),
+      cookie: cookies.get(s)!,
+    }))
     costs = await measureCosts({
       stores,
       keys,
       cookieName: COOKIE_NAME,
       origin: gatehouseOrigin,
-      requestHeaders: { host: `127.0.0.1:${gatehousePort}`, connection: 'keep-alive', ...browserHeaders(cookies.get('memory')!) },
-      upstreamHeaders: { 'content-type': 'application/json', 'content-length': '56', 'cache-control': 'private, max-age=0', date: new Date().toUTCString(), connection: 'keep-alive', 'keep-alive': 'timeout=65' },
+      requestHeaders: {
+        host: `127.0.0.1:${gatehousePort}`,
+        connection: 'keep-alive',
+        ...browserHeaders(cookies.get('memory')!),
+      },
+      upstreamHeaders: {
+        'content-type': 'application/json',
+        'content-length': '56',
+        'cache-control': 'private, max-age=0',
+        date: new Date().toUTCString(),
+        connection: 'keep-alive',
+        'keep-alive': 'timeout=65',
+      },
     })
   }
 
@@ -911,11 +1194,37 @@ async function main(): Promise<void> {
   const sourceAtEnd = sourceState()
   const sourceChanged = JSON.stringify(sourceAtStart) !== JSON.stringify(sourceAtEnd)
   if (sourceChanged) print('\n!! src/ changed while the bench ran: rows may have measured different code')
-  const report = { date: new Date().toISOString(), totalMs, source: { ...sourceAtStart, changedDuringRun: sourceChanged }, machine: env, options: { durationS: DURATION_S, warmupS: WARMUP_S, warmupFreshS: WARMUP_FRESH_S, connections: CONNECTIONS, stores: STORES, loginConcurrency: LOGIN_CONCURRENCY, halfRate, rateMode: RATE_MODE }, rows, rateRows, login: loginResult, uncaught, goals, costs, soak, profile, backchannelLogout: storeScale }
+  const report = {
+    date: new Date().toISOString(),
+    totalMs,
+    source: { ...sourceAtStart, changedDuringRun: sourceChanged },
+    machine: env,
+    options: {
+      durationS: DURATION_S,
+      warmupS: WARMUP_S,
+      warmupFreshS: WARMUP_FRESH_S,
+      connections: CONNECTIONS,
+      stores: STORES,
+      loginConcurrency: LOGIN_CONCURRENCY,
+      halfRate,
+      rateMode: RATE_MODE,
+    },
+    rows,
+    rateRows,
+    login: loginResult,
+    uncaught,
+    goals,
+    costs,
+    soak,
+    profile,
+    backchannelLogout: storeScale,
+  }
   mkdirSync(dirname(OUT), { recursive: true })
   writeFileSync(OUT, `${JSON.stringify(report, null, 2)}\n`)
   printReport(report)
-  print(`\n"others": cores kept busy by programs other than the bench during the row (above ~0.1 the row was disturbed)`)
+  print(
+    `\n"others": cores kept busy by programs other than the bench during the row (above ~0.1 the row was disturbed)`,
+  )
   print(`written: ${relative(ROOT, OUT)} — total ${(totalMs / 1000).toFixed(1)} s`)
 }
 
@@ -928,21 +1237,53 @@ interface Goal {
   met: boolean | undefined
 }
 
-function evaluateGoals(rows: Row[], rateRows: RateRow[], costs: Costs | undefined, soak: { seconds: number; middleThirdMaxMiB: number; lastThirdMaxMiB: number; flat: boolean } | undefined): Goal[] {
+function evaluateGoals(
+  rows: Row[],
+  rateRows: RateRow[],
+  costs: Costs | undefined,
+  soak: { seconds: number; middleThirdMaxMiB: number; lastThirdMaxMiB: number; flat: boolean } | undefined,
+): Goal[] {
   const goals: Goal[] = []
-  for (const [store, min] of [['memory', 0.85], ['sqlite', 0.85], ['redis', 0.7], ['postgres', 0.7]] as const) {
+  for (const [store, min] of [
+    ['memory', 0.85],
+    ['sqlite', 0.85],
+    ['redis', 0.7],
+    ['postgres', 0.7],
+  ] as const) {
     const row = rows.find((r) => r.row === `gatehouse GET, ${store} store`)
     if (!row) continue
-    goals.push({ goal: `proxied GET, ${store} store ≥ ${min}× bare proxy req/s`, measured: row.ratio === undefined ? `skipped (${row.skipped})` : `${row.ratio}×`, met: row.ratio === undefined ? undefined : row.ratio >= min })
+    goals.push({
+      goal: `proxied GET, ${store} store ≥ ${min}× bare proxy req/s`,
+      measured: row.ratio === undefined ? `skipped (${row.skipped})` : `${row.ratio}×`,
+      met: row.ratio === undefined ? undefined : row.ratio >= min,
+    })
   }
   for (const row of rateRows) {
     if (!row.store) continue
-    goals.push({ goal: `added p99 ≤ 1 ms at half the bare proxy's max rate, ${row.store} store`, measured: row.addedP99 === undefined ? `skipped (${row.skipped})` : `${row.addedP99 >= 0 ? '+' : ''}${row.addedP99} ms${row.overloaded ? ` (could not sustain ${row.offeredRps} req/s: ${row.result!.rps})` : ''}`, met: row.addedP99 === undefined ? undefined : row.addedP99 <= 1 && !row.overloaded })
+    goals.push({
+      goal: `added p99 ≤ 1 ms at half the bare proxy's max rate, ${row.store} store`,
+      measured:
+        row.addedP99 === undefined
+          ? `skipped (${row.skipped})`
+          : `${row.addedP99 >= 0 ? '+' : ''}${row.addedP99} ms${row.overloaded ? ` (could not sustain ${row.offeredRps} req/s: ${row.result!.rps})` : ''}`,
+      met: row.addedP99 === undefined ? undefined : row.addedP99 <= 1 && !row.overloaded,
+    })
   }
   const m = costs?.memoryPerSession
-  if (soak) goals.push({ goal: `RSS flat over a ${soak.seconds} s run (memory store, max load)`, measured: `peak ${soak.middleThirdMaxMiB} MiB in the middle third, ${soak.lastThirdMaxMiB} MiB in the last`, met: soak.flat })
-  else goals.push({ goal: 'RSS flat over a 60 s run', measured: 'not run (npm run bench -- --soak 60)', met: undefined })
-  if (m) goals.push({ goal: '≤ 2 KB per idle session in the memory store beyond its tokens', measured: `${m.beyondTokensBytes} B (${m.heapBytesPerSession} B heap per session, ${m.sealedChars} B of it the sealed tokens and claims)`, met: m.beyondTokensBytes <= 2048 })
+  if (soak)
+    goals.push({
+      goal: `RSS flat over a ${soak.seconds} s run (memory store, max load)`,
+      measured: `peak ${soak.middleThirdMaxMiB} MiB in the middle third, ${soak.lastThirdMaxMiB} MiB in the last`,
+      met: soak.flat,
+    })
+  else
+    goals.push({ goal: 'RSS flat over a 60 s run', measured: 'not run (npm run bench -- --soak 60)', met: undefined })
+  if (m)
+    goals.push({
+      goal: '≤ 2 KB per idle session in the memory store beyond its tokens',
+      measured: `${m.beyondTokensBytes} B (${m.heapBytesPerSession} B heap per session, ${m.sealedChars} B of it the sealed tokens and claims)`,
+      met: m.beyondTokensBytes <= 2048,
+    })
   return goals
 }
 
@@ -950,15 +1291,41 @@ function evaluateGoals(rows: Row[], rateRows: RateRow[], costs: Costs | undefine
 function latestStoreScale(): unknown {
   const dir = join(ROOT, 'bench', 'results')
   if (!existsSync(dir)) return undefined
-  const newest = readdirSync(dir).filter((f) => /^store-scale-.*\.json$/.test(f)).sort().at(-1)
-  if (!newest) return { note: 'run npm run bench:stores (bench/store-scale.ts): back-channel logout by sid at 1,000,000 sessions per store' }
+  const newest = readdirSync(dir)
+    .filter((f) => /^store-scale-.*\.json$/.test(f))
+    .sort()
+    .at(-1)
+  if (!newest)
+    return {
+      note: 'run npm run bench:stores (bench/store-scale.ts): back-channel logout by sid at 1,000,000 sessions per store',
+    }
   const data = JSON.parse(readFileSync(join(dir, newest), 'utf8')) as { goal?: unknown; date?: string }
   return { source: `bench/results/${newest}`, date: data.date, goal: data.goal }
 }
 
-function printReport(report: { rows: Row[]; rateRows: RateRow[]; login: LoginResult | undefined; uncaught: typeof uncaught; goals: Goal[]; costs: Costs | undefined; profile: { gatehouse: ProfileSummary; bare: ProfileSummary; gatehouseRequests: number; bareRequests: number; extraPerRequest: ReturnType<typeof extraPerRequest>; extraPerRequestByArea: ReturnType<typeof extraPerRequestByArea> } | undefined; backchannelLogout: unknown }): void {
+function printReport(report: {
+  rows: Row[]
+  rateRows: RateRow[]
+  login: LoginResult | undefined
+  uncaught: typeof uncaught
+  goals: Goal[]
+  costs: Costs | undefined
+  profile:
+    | {
+        gatehouse: ProfileSummary
+        bare: ProfileSummary
+        gatehouseRequests: number
+        bareRequests: number
+        extraPerRequest: ReturnType<typeof extraPerRequest>
+        extraPerRequestByArea: ReturnType<typeof extraPerRequestByArea>
+      }
+    | undefined
+  backchannelLogout: unknown
+}): void {
   const cell = (v: number | string | undefined, width: number) => String(v ?? '—').padStart(width)
-  print(`\n${'target'.padEnd(44)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'RSS MiB'.padStart(8)} ${'CPU µs/req'.padStart(10)} ${'× bare'.padStart(7)} ${'others'.padStart(6)}  ${'CPU µs/req: main v8 libuv'}`)
+  print(
+    `\n${'target'.padEnd(44)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'RSS MiB'.padStart(8)} ${'CPU µs/req'.padStart(10)} ${'× bare'.padStart(7)} ${'others'.padStart(6)}  ${'CPU µs/req: main v8 libuv'}`,
+  )
   for (const r of report.rows) {
     if (r.skipped) {
       print(`${r.row.padEnd(44)} skipped: ${r.skipped}`)
@@ -966,13 +1333,20 @@ function printReport(report: { rows: Row[]; rateRows: RateRow[]; login: LoginRes
     }
     const x = r.result!
     const t = x.cpuUsPerReqByThread
-    print(`${r.row.padEnd(44)} ${cell(x.rps, 7)} ${cell(x.p50.toFixed(2), 7)} ${cell(x.p99.toFixed(2), 7)} ${cell(x.maxRssMiB, 8)} ${cell(x.cpuUsPerReq, 10)} ${cell(r.ratio?.toFixed(3), 7)} ${cell(x.otherCores, 6)}  ${t ? `${cell(t.main, 10)} ${cell(t.v8 ?? 0, 5)} ${cell(t.libuv ?? 0, 5)}` : ''}`)
+    print(
+      `${r.row.padEnd(44)} ${cell(x.rps, 7)} ${cell(x.p50.toFixed(2), 7)} ${cell(x.p99.toFixed(2), 7)} ${cell(x.maxRssMiB, 8)} ${cell(x.cpuUsPerReq, 10)} ${cell(r.ratio?.toFixed(3), 7)} ${cell(x.otherCores, 6)}  ${t ? `${cell(t.main, 10)} ${cell(t.v8 ?? 0, 5)} ${cell(t.libuv ?? 0, 5)}` : ''}`,
+    )
   }
   const l = report.login
-  if (l) print(`${'login round trips (full flow, memory)'.padEnd(44)} ${cell(l.perSecond, 7)} ${cell(l.p50.toFixed(1), 7)} ${cell(l.p99.toFixed(1), 7)} ${cell(l.maxRssMiB, 8)} ${cell(l.gatehouseCpuMsPerLogin === undefined ? undefined : `${l.gatehouseCpuMsPerLogin} ms`, 10)}   logins/s; IdP ${l.idpCpuMsPerLogin} ms CPU/login`)
+  if (l)
+    print(
+      `${'login round trips (full flow, memory)'.padEnd(44)} ${cell(l.perSecond, 7)} ${cell(l.p50.toFixed(1), 7)} ${cell(l.p99.toFixed(1), 7)} ${cell(l.maxRssMiB, 8)} ${cell(l.gatehouseCpuMsPerLogin === undefined ? undefined : `${l.gatehouseCpuMsPerLogin} ms`, 10)}   logins/s; IdP ${l.idpCpuMsPerLogin} ms CPU/login`,
+    )
   print(`${'back-channel logout at 1M sessions'.padEnd(44)} see bench/store-scale.ts (npm run bench:stores)`)
 
-  print(`\n${'at a fixed offered rate'.padEnd(44)} ${'offered'.padStart(7)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'+p99 ms'.padStart(8)} ${'others'.padStart(6)}  loop delay p99/max ms, GCs, longest GC ms`)
+  print(
+    `\n${'at a fixed offered rate'.padEnd(44)} ${'offered'.padStart(7)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'+p99 ms'.padStart(8)} ${'others'.padStart(6)}  loop delay p99/max ms, GCs, longest GC ms`,
+  )
   for (const r of report.rateRows) {
     if (r.skipped) {
       print(`${r.row.padEnd(44)} skipped`)
@@ -980,38 +1354,71 @@ function printReport(report: { rows: Row[]; rateRows: RateRow[]; login: LoginRes
     }
     const x = r.result!
     const st = x.process
-    print(`${r.row.padEnd(44)} ${cell(r.offeredRps, 7)} ${cell(x.rps, 7)} ${cell(x.p50.toFixed(3), 7)} ${cell(x.p99.toFixed(3), 7)} ${cell(r.addedP99?.toFixed(3), 8)} ${cell(x.otherCores, 6)}  ${st ? `${cell(st.eventLoopDelayP99Ms, 6)} ${cell(st.eventLoopDelayMaxMs, 7)} ${cell(st.gcCount, 6)} ${cell(st.gcMaxMs, 6)}` : ''}${r.overloaded ? '  overloaded: could not keep up' : ''}`)
+    print(
+      `${r.row.padEnd(44)} ${cell(r.offeredRps, 7)} ${cell(x.rps, 7)} ${cell(x.p50.toFixed(3), 7)} ${cell(x.p99.toFixed(3), 7)} ${cell(r.addedP99?.toFixed(3), 8)} ${cell(x.otherCores, 6)}  ${st ? `${cell(st.eventLoopDelayP99Ms, 6)} ${cell(st.eventLoopDelayMaxMs, 7)} ${cell(st.gcCount, 6)} ${cell(st.gcMaxMs, 6)}` : ''}${r.overloaded ? '  overloaded: could not keep up' : ''}`,
+    )
   }
 
   print('\ngoals (issue 7)')
   for (const g of report.goals) print(`  ${g.met === undefined ? '–' : g.met ? '✓' : '✗'} ${g.goal}: ${g.measured}`)
-  const scale = report.backchannelLogout as { source?: string; goal?: { results?: Array<{ store: string; sessions: number; p99: number; met: boolean }> } } | undefined
-  for (const r of scale?.goal?.results ?? []) print(`  ${r.met ? '✓' : '✗'} back-channel logout by sid at ${r.sessions.toLocaleString('en')} sessions < 10 ms, ${r.store}: p99 ${r.p99} ms (${scale!.source})`)
+  const scale = report.backchannelLogout as
+    | { source?: string; goal?: { results?: Array<{ store: string; sessions: number; p99: number; met: boolean }> } }
+    | undefined
+  for (const r of scale?.goal?.results ?? [])
+    print(
+      `  ${r.met ? '✓' : '✗'} back-channel logout by sid at ${r.sessions.toLocaleString('en')} sessions < 10 ms, ${r.store}: p99 ${r.p99} ms (${scale!.source})`,
+    )
 
   const c = report.costs
   if (c) {
     print('\nwhat each step costs (one call, no load)')
-    for (const s of c.steps) print(`  ${s.step.padEnd(56)} ${String(s.ns).padStart(7)} ns${s.note ? `  (${s.note})` : ''}`)
-    for (const s of c.stores) print(`  ${`session lookup, ${s.store}: store.get / Sessions.resolve`.padEnd(56)} p50 ${s.getP50Us} / ${s.resolveP50Us} µs, p99 ${s.getP99Us} / ${s.resolveP99Us} µs`)
+    for (const s of c.steps)
+      print(`  ${s.step.padEnd(56)} ${String(s.ns).padStart(7)} ns${s.note ? `  (${s.note})` : ''}`)
+    for (const s of c.stores)
+      print(
+        `  ${`session lookup, ${s.store}: store.get / Sessions.resolve`.padEnd(56)} p50 ${s.getP50Us} / ${s.resolveP50Us} µs, p99 ${s.getP99Us} / ${s.resolveP99Us} µs`,
+      )
   }
   const p = report.profile
   if (p) {
     const g = p.gatehouse
-    print(`\nprofile of gatehouse (${g.file}, measured window only): ${g.busyMs} ms busy of ${g.totalMs} ms, ${p.gatehouseRequests} requests; top self time`)
-    for (const f of g.topSelf.slice(0, 15)) print(`  ${`${f.percent}%`.padStart(6)} ${`${round((f.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${f.name.slice(0, 36).padEnd(36)} ${f.where}${f.via ? `  via ${f.via}` : ''}`)
+    print(
+      `\nprofile of gatehouse (${g.file}, measured window only): ${g.busyMs} ms busy of ${g.totalMs} ms, ${p.gatehouseRequests} requests; top self time`,
+    )
+    for (const f of g.topSelf.slice(0, 15))
+      print(
+        `  ${`${f.percent}%`.padStart(6)} ${`${round((f.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${f.name.slice(0, 36).padEnd(36)} ${f.where}${f.via ? `  via ${f.via}` : ''}`,
+      )
     print('  by area:')
-    for (const a of g.byArea.slice(0, 12)) print(`  ${`${a.percent}%`.padStart(6)} ${`${round((a.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${a.area}`)
+    for (const a of g.byArea.slice(0, 12))
+      print(
+        `  ${`${a.percent}%`.padStart(6)} ${`${round((a.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${a.area}`,
+      )
     print('  inclusive (the area and everything it calls), per request:')
-    for (const a of g.inclusiveByArea.slice(0, 16)) print(`  ${`${a.percent}%`.padStart(6)} ${`${round((a.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${a.area}`)
+    for (const a of g.inclusiveByArea.slice(0, 16))
+      print(
+        `  ${`${a.percent}%`.padStart(6)} ${`${round((a.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${a.area}`,
+      )
     print('  inclusive, gatehouse functions, per request:')
-    for (const f of g.gatehouseInclusive.slice(0, 16)) print(`  ${`${f.percent}%`.padStart(6)} ${`${round((f.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${f.name.slice(0, 36).padEnd(36)} ${f.where}`)
+    for (const f of g.gatehouseInclusive.slice(0, 16))
+      print(
+        `  ${`${f.percent}%`.padStart(6)} ${`${round((f.ms * 1000) / p.gatehouseRequests, 2)} µs/req`.padStart(12)}  ${f.name.slice(0, 36).padEnd(36)} ${f.where}`,
+      )
     print(`  CPU per request beyond the bare proxy (${p.bare.file}), by function:`)
-    for (const f of p.extraPerRequest.slice(0, 15)) print(`  ${`+${f.usPerRequest} µs`.padStart(12)}  ${f.name.slice(0, 36).padEnd(36)} ${f.where}${f.via ? `  via ${f.via}` : ''}`)
-    print(`  by area (gatehouse ${round((g.busyMs * 1000) / p.gatehouseRequests, 1)} µs/req, bare ${round((p.bare.busyMs * 1000) / p.bareRequests, 1)} µs/req of CPU):`)
-    for (const a of p.extraPerRequestByArea.filter((x) => Math.abs(x.usPerRequest) >= 1)) print(`  ${`${a.usPerRequest >= 0 ? '+' : ''}${a.usPerRequest} µs`.padStart(12)}  ${a.area}`)
+    for (const f of p.extraPerRequest.slice(0, 15))
+      print(
+        `  ${`+${f.usPerRequest} µs`.padStart(12)}  ${f.name.slice(0, 36).padEnd(36)} ${f.where}${f.via ? `  via ${f.via}` : ''}`,
+      )
+    print(
+      `  by area (gatehouse ${round((g.busyMs * 1000) / p.gatehouseRequests, 1)} µs/req, bare ${round((p.bare.busyMs * 1000) / p.bareRequests, 1)} µs/req of CPU):`,
+    )
+    for (const a of p.extraPerRequestByArea.filter((x) => Math.abs(x.usPerRequest) >= 1))
+      print(`  ${`${a.usPerRequest >= 0 ? '+' : ''}${a.usPerRequest} µs`.padStart(12)}  ${a.area}`)
   }
   if (report.uncaught.length) {
-    print(`\n!! ${report.uncaught.length} uncaught error(s) in gatehouse: each would have ended a real gatehouse process`)
+    print(
+      `\n!! ${report.uncaught.length} uncaught error(s) in gatehouse: each would have ended a real gatehouse process`,
+    )
     const kinds = new Map<string, number>()
     for (const u of report.uncaught) kinds.set(u.error, (kinds.get(u.error) ?? 0) + 1)
     for (const [error, count] of kinds) print(`   ${count}× ${error}`)
@@ -1033,9 +1440,9 @@ process.once('SIGINT', () => {
 main().then(
   () => process.exit(0),
   async (err: unknown) => {
-  if (interrupted) return
-  console.error(err)
-  await cleanUp()
-  process.exit(1)
+    if (interrupted) return
+    console.error(err)
+    await cleanUp()
+    process.exit(1)
   },
 )

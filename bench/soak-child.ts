@@ -40,11 +40,21 @@ function upstreamHandler(req: IncomingMessage, res: ServerResponse): void {
   const path = (req.url ?? '/').split('?')[0]
   const json = (status: number, body: unknown): void => {
     const text = Buffer.from(JSON.stringify(body))
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': String(text.length), 'cache-control': 'private, max-age=0' }).end(text)
+    res
+      .writeHead(status, {
+        'content-type': 'application/json',
+        'content-length': String(text.length),
+        'cache-control': 'private, max-age=0',
+      })
+      .end(text)
   }
   if (path === '/small') {
     req.resume()
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(SMALL.length), 'cache-control': 'private, max-age=0' })
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': String(SMALL.length),
+      'cache-control': 'private, max-age=0',
+    })
     return void res.end(SMALL)
   }
   if (path === '/echo' || path === '/upload') {
@@ -82,7 +92,10 @@ function upstreamHandler(req: IncomingMessage, res: ServerResponse): void {
   }
   if (path === '/big') {
     req.resume()
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(BIG_CHUNK.length * BIG_CHUNKS) })
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream',
+      'content-length': String(BIG_CHUNK.length * BIG_CHUNKS),
+    })
     let sent = 0
     // Writes only as fast as the reader takes it: what the upstream holds per download is bounded.
     const pump = (): void => {
@@ -131,7 +144,11 @@ async function startUpstream(): Promise<{ ready: unknown; close(): Promise<void>
 
 async function startIdpChild(): Promise<{ ready: unknown; close(): Promise<void> }> {
   const { startIdp } = await import('../src/demo/idp.ts')
-  const idp = await startIdp({ port: 0, clients: options.clients as never, accessTokenTtlSec: options.accessTokenTtlSec as number })
+  const idp = await startIdp({
+    port: 0,
+    clients: options.clients as never,
+    accessTokenTtlSec: options.accessTokenTtlSec as number,
+  })
   return { ready: { url: idp.issuer, signingKey: idp.signingKey }, close: () => idp.close() }
 }
 
@@ -227,29 +244,88 @@ function malformedPatterns(o: HostileOptions): Array<[string, () => Buffer]> {
     ['foreign Host, API', () => req(`GET ${api}/small HTTP/1.1\r\nHost: evil.example:443\r\nX-CSRF: 1`)],
     ['two Host headers', () => req(`GET /bff/user HTTP/1.1\r\nHost: ${host}\r\nHost: evil.example\r\nX-CSRF: 1`)],
     ['no Host', () => req(`GET /bff/user HTTP/1.1\r\nX-CSRF: 1`)],
-    ['absolute-form, foreign host', () => req(`GET http://evil.example${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
+    [
+      'absolute-form, foreign host',
+      () => req(`GET http://evil.example${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`),
+    ],
     ['TRACE', () => req(`TRACE / HTTP/1.1\r\nHost: ${host}`)],
     ['TRACE on the API', () => req(`TRACE ${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
-    ['duplicate session cookies', () => req(`GET /bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nCookie: __Host-gatehouse=${'A'.repeat(43)}; __Host-gatehouse=${'B'.repeat(43)}\r\nCookie: __Host-gatehouse=${'C'.repeat(43)}`)],
+    [
+      'duplicate session cookies',
+      () =>
+        req(
+          `GET /bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nCookie: __Host-gatehouse=${'A'.repeat(43)}; __Host-gatehouse=${'B'.repeat(43)}\r\nCookie: __Host-gatehouse=${'C'.repeat(43)}`,
+        ),
+    ],
     ['path escape ../', () => req(`GET ${api}/../bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
     ['path escape %2e%2e', () => req(`GET ${api}/%2e%2e/bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
     ['path escape %2F', () => req(`GET ${api}/..%2Fbff%2Fuser HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
     ['path with backslash', () => req(`GET ${api}/..\\bff\\user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
     ['path with %00', () => req(`GET ${api}/small%00.json HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
-    ['oversized header (20 KiB)', () => req(`GET ${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nX-Pad: ${'p'.repeat(20 * 1024)}`)],
-    ['oversized cookie (17 KiB)', () => req(`GET /bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nCookie: ${Array.from({ length: 17 }, (_, i) => `c${i}=${'v'.repeat(1000)}`).join('; ')}`)],
+    [
+      'oversized header (20 KiB)',
+      () => req(`GET ${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nX-Pad: ${'p'.repeat(20 * 1024)}`),
+    ],
+    [
+      'oversized cookie (17 KiB)',
+      () =>
+        req(
+          `GET /bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nCookie: ${Array.from({ length: 17 }, (_, i) => `c${i}=${'v'.repeat(1000)}`).join('; ')}`,
+        ),
+    ],
     ['long URL (12 KiB)', () => req(`GET ${api}/${'a'.repeat(12 * 1024)} HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1`)],
     ['garbage bytes', () => randomBytes(512)],
     ['invalid method', () => req(`G@T / HTTP/1.1\r\nHost: ${host}`)],
     ['HTTP/0.9', () => Buffer.from('GET /\r\n\r\n', 'latin1')],
     ['header without colon', () => req(`GET /bff/user HTTP/1.1\r\nHost: ${host}\r\nX-CSRF 1`)],
-    ['Content-Length + Transfer-Encoding', () => Buffer.from(`POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`, 'latin1')],
-    ['two Content-Lengths', () => Buffer.from(`POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab`, 'latin1')],
-    ['bad chunk size', () => Buffer.from(`POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`, 'latin1')],
-    ['huge Content-Length', () => Buffer.from(`POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nContent-Length: 99999999999999999999999\r\nConnection: close\r\n\r\n`, 'latin1')],
-    ['garbage logout token', () => Buffer.from(`POST /bff/backchannel HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 20\r\nConnection: close\r\n\r\nlogout_token=garbage`, 'latin1')],
+    [
+      'Content-Length + Transfer-Encoding',
+      () =>
+        Buffer.from(
+          `POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n`,
+          'latin1',
+        ),
+    ],
+    [
+      'two Content-Lengths',
+      () =>
+        Buffer.from(
+          `POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nContent-Length: 1\r\nContent-Length: 2\r\nConnection: close\r\n\r\nab`,
+          'latin1',
+        ),
+    ],
+    [
+      'bad chunk size',
+      () =>
+        Buffer.from(
+          `POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nhello\r\n0\r\n\r\n`,
+          'latin1',
+        ),
+    ],
+    [
+      'huge Content-Length',
+      () =>
+        Buffer.from(
+          `POST ${api}/upload HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nContent-Length: 99999999999999999999999\r\nConnection: close\r\n\r\n`,
+          'latin1',
+        ),
+    ],
+    [
+      'garbage logout token',
+      () =>
+        Buffer.from(
+          `POST /bff/backchannel HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 20\r\nConnection: close\r\n\r\nlogout_token=garbage`,
+          'latin1',
+        ),
+    ],
     ['CONNECT', () => req(`CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22`)],
-    ['header injection attempt', () => req(`GET ${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nX-Forwarded-Host: evil.example\r\nForwarded: host=evil.example;proto=https\r\nX-Forwarded-For: 1.2.3.4`)],
+    [
+      'header injection attempt',
+      () =>
+        req(
+          `GET ${api}/small HTTP/1.1\r\nHost: ${host}\r\nX-CSRF: 1\r\nX-Forwarded-Host: evil.example\r\nForwarded: host=evil.example;proto=https\r\nX-Forwarded-For: 1.2.3.4`,
+        ),
+    ],
   ]
 }
 
@@ -278,8 +354,19 @@ function startHostile(): { ready: unknown; stats(): HostileStats; close(): void 
     /** Never-read downloads: the socket is paused after the status line. */
     paused?: boolean
   }
-  const head = (method: string, path: string, extra = ''): string => `${method} ${o.apiPath}${path} HTTP/1.1\r\nHost: ${o.hostHeader}\r\nX-CSRF: 1\r\nUser-Agent: soak-hostile\r\n${extra}\r\n`
-  const newStats = (): HeldKindStats => ({ opened: 0, open: 0, statuses: {}, endings: {}, answerMsP50: undefined, answerMsMax: undefined, serverCloseMsP50: undefined, serverCloseMsMax: undefined, bytesIn: 0 })
+  const head = (method: string, path: string, extra = ''): string =>
+    `${method} ${o.apiPath}${path} HTTP/1.1\r\nHost: ${o.hostHeader}\r\nX-CSRF: 1\r\nUser-Agent: soak-hostile\r\n${extra}\r\n`
+  const newStats = (): HeldKindStats => ({
+    opened: 0,
+    open: 0,
+    statuses: {},
+    endings: {},
+    answerMsP50: undefined,
+    answerMsMax: undefined,
+    serverCloseMsP50: undefined,
+    serverCloseMsMax: undefined,
+    bytesIn: 0,
+  })
   const held: Record<HeldKindName, Held> = {
     stream: {
       stats: newStats(),
@@ -292,7 +379,10 @@ function startHostile(): { ready: unknown; stats(): HostileStats; close(): void 
       answerMs: new Sample(),
       serverCloseMs: new Sample(),
       // Declares 100 MiB, sends 1 byte, then nothing.
-      request: (s) => void s.write(`${head('POST', '/upload', 'Content-Type: application/octet-stream\r\nContent-Length: 104857600\r\n')}x`),
+      request: (s) =>
+        void s.write(
+          `${head('POST', '/upload', 'Content-Type: application/octet-stream\r\nContent-Length: 104857600\r\n')}x`,
+        ),
     },
     slowBody: {
       stats: newStats(),
@@ -325,7 +415,11 @@ function startHostile(): { ready: unknown; stats(): HostileStats; close(): void 
     const k = held[name]
     const startedAt = performance.now()
     const hold = o.holdMinMs + Math.random() * (o.holdMaxMs - o.holdMinMs)
-    const socket = connect({ host: o.host, port: o.port, localAddress: o.sources[name][k.stats.opened % o.sources[name].length] })
+    const socket = connect({
+      host: o.host,
+      port: o.port,
+      localAddress: o.sources[name][k.stats.opened % o.sources[name].length],
+    })
     socket.setNoDelay(true)
     sockets.add(socket)
     k.stats.opened++
@@ -416,7 +510,11 @@ function startHostile(): { ready: unknown; stats(): HostileStats; close(): void 
   const sendMalformed = (): void => {
     const [name, build] = patterns[next++ % patterns.length]!
     inFlight++
-    const socket = connect({ host: o.host, port: o.port, localAddress: o.sources.malformed[next % o.sources.malformed.length] })
+    const socket = connect({
+      host: o.host,
+      port: o.port,
+      localAddress: o.sources.malformed[next % o.sources.malformed.length],
+    })
     sockets.add(socket)
     let head = ''
     let outcome: string | undefined
@@ -456,7 +554,15 @@ function startHostile(): { ready: unknown; stats(): HostileStats; close(): void 
     stats(): HostileStats {
       const out = {} as HostileStats['held']
       for (const [name, k] of Object.entries(held) as Array<[HeldKindName, Held]>) {
-        out[name] = { ...k.stats, statuses: { ...k.stats.statuses }, endings: { ...k.stats.endings }, answerMsP50: k.answerMs.quantile(0.5), answerMsMax: k.answerMs.max(), serverCloseMsP50: k.serverCloseMs.quantile(0.5), serverCloseMsMax: k.serverCloseMs.max() }
+        out[name] = {
+          ...k.stats,
+          statuses: { ...k.stats.statuses },
+          endings: { ...k.stats.endings },
+          answerMsP50: k.answerMs.quantile(0.5),
+          answerMsMax: k.answerMs.max(),
+          serverCloseMsP50: k.serverCloseMs.quantile(0.5),
+          serverCloseMsMax: k.serverCloseMs.max(),
+        }
       }
       return { held: out, malformed: structuredClone(malformed) }
     },

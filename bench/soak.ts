@@ -89,7 +89,8 @@ if (flags.help) {
 }
 const num = (name: string, text: string | undefined, fallback: number, min: number, max: number): number => {
   const value = text === undefined ? fallback : Number(text)
-  if (!Number.isFinite(value) || value < min || value > max) throw new TypeError(`--${name}: "${text}" must be a number from ${min} to ${max}`)
+  if (!Number.isFinite(value) || value < min || value > max)
+    throw new TypeError(`--${name}: "${text}" must be a number from ${min} to ${max}`)
   return value
 }
 if (flags.quick && flags.minutes !== undefined) throw new TypeError('--quick and --minutes: one or the other')
@@ -99,7 +100,8 @@ const USERS = num('users', flags.users, 20, 1, 500)
 const CHURN_USERS = num('churn-users', flags['churn-users'], 4, 0, 100)
 const THINK_MS = num('think', flags.think, 50, 0, 60_000)
 const LOGIN_EVERY_MS = num('login-every', flags['login-every'], 2, 0.1, 3600) * 1000
-const BACKCHANNEL_EVERY_MS = num('backchannel-every', flags['backchannel-every'], flags.quick ? 5 : 10, 0.5, 3600) * 1000
+const BACKCHANNEL_EVERY_MS =
+  num('backchannel-every', flags['backchannel-every'], flags.quick ? 5 : 10, 0.5, 3600) * 1000
 const HOSTILE = num('hostile', flags.hostile, 100, 0, 1000)
 const MALFORMED_RATE = num('malformed-rate', flags['malformed-rate'], 20, 0, 1000)
 const HOSTILE_ADDRESSES = num('hostile-addresses', flags['hostile-addresses'], 4, 1, 250)
@@ -121,7 +123,10 @@ const REQUEST_TIMEOUT_MS = 30_000
 const LOGIN_TIMEOUT_MS = 60_000
 const LOGIN_CONCURRENCY = 2
 
-const STAMP = new Date().toISOString().replace(/[:.]/g, '').replace(/\d{2}\d{3}Z$/, 'Z')
+const STAMP = new Date()
+  .toISOString()
+  .replace(/[:.]/g, '')
+  .replace(/\d{2}\d{3}Z$/, 'Z')
 const OUT = flags.out ?? join(ROOT, 'bench', 'results', `soak-${STAMP}.json`)
 const CLIENT_ID = 'soak-bff'
 const CLIENT_SECRET = 'soak-bff-secret-0123456789'
@@ -135,7 +140,13 @@ const BCL_EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
  * per-client caps count each address as a client.
  */
 const addresses = (net: number, n: number) => Array.from({ length: n }, (_, i) => `127.0.${net}.${i + 1}`)
-const SOURCES: HostileOptions['sources'] = { stream: addresses(2, HOSTILE_ADDRESSES), upload: addresses(3, HOSTILE_ADDRESSES), slowBody: addresses(4, HOSTILE_ADDRESSES), unreadDownload: addresses(5, HOSTILE_ADDRESSES), malformed: ['127.0.6.1'] }
+const SOURCES: HostileOptions['sources'] = {
+  stream: addresses(2, HOSTILE_ADDRESSES),
+  upload: addresses(3, HOSTILE_ADDRESSES),
+  slowBody: addresses(4, HOSTILE_ADDRESSES),
+  unreadDownload: addresses(5, HOSTILE_ADDRESSES),
+  malformed: ['127.0.6.1'],
+}
 
 const CLK_TCK = (() => {
   try {
@@ -170,7 +181,13 @@ const children = new Set<Child>()
 /** Every pid started, to check at the end that none is left. */
 const startedPids: number[] = []
 
-async function startChild(name: string, script: string, args: string[], env: Record<string, string>, onSpawn?: (child: ChildProcess) => void): Promise<{ child: Child; ready: unknown }> {
+async function startChild(
+  name: string,
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  onSpawn?: (child: ChildProcess) => void,
+): Promise<{ child: Child; ready: unknown }> {
   const proc = spawn(process.execPath, [script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
@@ -196,9 +213,21 @@ async function startChild(name: string, script: string, args: string[], env: Rec
   onSpawn?.(proc)
   let failure: string | undefined
   const ready = await new Promise<unknown>((resolve, reject) => {
-    proc.once('message', (m: { ready?: unknown; error?: string }) => (m.ready ? resolve(m.ready) : reject(new Error(`${name}: ${(failure = m.error)}`))))
+    proc.once('message', (m: { ready?: unknown; error?: string }) =>
+      m.ready ? resolve(m.ready) : reject(new Error(`${name}: ${(failure = m.error)}`)),
+    )
     // The child's own explanation (IPC) may arrive just after its exit.
-    proc.once('exit', (code) => setTimeout(() => reject(new Error(`${name} exited with ${code} before it was ready${failure ? `: ${failure}` : ''}${logs.stderrSamples.length ? `: ${logs.stderrSamples.join(' | ')}` : ''}`)), 100))
+    proc.once('exit', (code) =>
+      setTimeout(
+        () =>
+          reject(
+            new Error(
+              `${name} exited with ${code} before it was ready${failure ? `: ${failure}` : ''}${logs.stderrSamples.length ? `: ${logs.stderrSamples.join(' | ')}` : ''}`,
+            ),
+          ),
+        100,
+      ),
+    )
   })
   return { child, ready }
 }
@@ -307,7 +336,16 @@ const pendingErrors = new Set<string>()
 function onLogLine(line: string): void {
   if (!line) return
   logs.lines++
-  let entry: { level?: number; msg?: string; event?: string; status?: number; requestId?: string; api?: string; path?: string; err?: { code?: string; error?: string; message?: string } }
+  let entry: {
+    level?: number
+    msg?: string
+    event?: string
+    status?: number
+    requestId?: string
+    api?: string
+    path?: string
+    err?: { code?: string; error?: string; message?: string }
+  }
   try {
     entry = JSON.parse(line) as typeof entry
   } catch {
@@ -319,7 +357,8 @@ function onLogLine(line: string): void {
   bumpIn(logs.byLevel, String(level))
   if ((entry.msg === 'request' || entry.msg === 'proxy') && entry.status !== undefined) {
     bumpIn(logs.answersByStatus, String(entry.status))
-    if (entry.requestId && pendingErrors.delete(entry.requestId)) bumpIn(logs.errorsByWhere, entry.api ?? `/${(entry.path ?? '').split('/')[1] ?? ''}`)
+    if (entry.requestId && pendingErrors.delete(entry.requestId))
+      bumpIn(logs.errorsByWhere, entry.api ?? `/${(entry.path ?? '').split('/')[1] ?? ''}`)
   }
   // "GatehouseError(upstream_busy): …" → upstream_busy
   const code = entry.err?.code ?? /^\w+\((\w+)\)/.exec(entry.err?.error ?? '')?.[1]
@@ -357,9 +396,20 @@ function machine(): Record<string, unknown> {
 
 function sourceState(): { commit: string; modified: string[] } | undefined {
   try {
-    const git = (args: string[]) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
-    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=all', '--', 'src'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
-    return { commit: git(['rev-parse', 'HEAD']), modified: status.split('\n').filter(Boolean).map((l) => l.slice(3)) }
+    const git = (args: string[]) =>
+      execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=all', '--', 'src'], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+    return {
+      commit: git(['rev-parse', 'HEAD']),
+      modified: status
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.slice(3)),
+    }
   } catch {
     return undefined
   }
@@ -413,21 +463,38 @@ async function main(): Promise<void> {
   const source = sourceState()
   const tmp = mkdtempSync(join(tmpdir(), 'gatehouse-soak-'))
   cleanups.push(() => rmSync(tmp, { recursive: true, force: true }))
-  print(`gatehouse soak — ${MINUTES} min; ${env.nproc}× ${env.cpu}, ${env.memGiB} GiB, Node ${env.node}; load average ${(env.loadavgAtStart as number[]).join(' ')}`)
-  if (source) print(`gatehouse at ${source.commit.slice(0, 12)}${source.modified.length ? ` with ${source.modified.length} modified path(s) in src/: ${source.modified.join(', ')}` : ''}`)
+  print(
+    `gatehouse soak — ${MINUTES} min; ${env.nproc}× ${env.cpu}, ${env.memGiB} GiB, Node ${env.node}; load average ${(env.loadavgAtStart as number[]).join(' ')}`,
+  )
+  if (source)
+    print(
+      `gatehouse at ${source.commit.slice(0, 12)}${source.modified.length ? ` with ${source.modified.length} modified path(s) in src/: ${source.modified.join(', ')}` : ''}`,
+    )
 
   // Every request the soak makes through fetch (logins) is bounded too.
-  setGlobalDispatcher(new Agent({ headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: 10_000 }))
+  setGlobalDispatcher(
+    new Agent({ headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: 10_000 }),
+  )
 
   const port = await freePort()
   const adminPort = await freePort()
   const origin = `http://127.0.0.1:${port}`
-  const { ready: upstreamReady } = await startChild('upstream', join(ROOT, 'bench', 'soak-child.ts'), ['upstream'], { SOAK_CHILD: '{}' })
+  const { ready: upstreamReady } = await startChild('upstream', join(ROOT, 'bench', 'soak-child.ts'), ['upstream'], {
+    SOAK_CHILD: '{}',
+  })
   const [usersApi, openApi] = (upstreamReady as { urls: string[] }).urls as [string, string]
   const { ready: idpReady } = await startChild('idp', join(ROOT, 'bench', 'soak-child.ts'), ['idp'], {
     SOAK_CHILD: JSON.stringify({
       accessTokenTtlSec: TOKEN_TTL_S,
-      clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [`${origin}/signin-oidc`], post_logout_redirect_uris: [`${origin}/signout-callback-oidc`], backchannel_logout_uri: `${origin}/bff/backchannel` }],
+      clients: [
+        {
+          client_id: CLIENT_ID,
+          client_secret: CLIENT_SECRET,
+          redirect_uris: [`${origin}/signin-oidc`],
+          post_logout_redirect_uris: [`${origin}/signout-callback-oidc`],
+          backchannel_logout_uri: `${origin}/bff/backchannel`,
+        },
+      ],
     }),
   })
   const idp = idpReady as { url: string; signingKey: Record<string, unknown> & { kid: string; alg: string } }
@@ -435,7 +502,13 @@ async function main(): Promise<void> {
 
   const base: Record<string, unknown> = {
     publicOrigin: origin,
-    oidc: { authority: idp.url, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'], tokenRefreshSkew: `${REFRESH_SKEW_S}s` },
+    oidc: {
+      authority: idp.url,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      scopes: ['openid', 'profile', 'email', 'offline_access'],
+      tokenRefreshSkew: `${REFRESH_SKEW_S}s`,
+    },
     keys: [generateKey()],
     session: { store: STORE === 'memory' ? 'memory' : `sqlite:${join(tmp, 'sessions.db')}` },
     remoteApis: [
@@ -447,37 +520,52 @@ async function main(): Promise<void> {
   }
   const gatehouseOptions = { ...base, ...(LIMITS ? { limits: LIMITS } : {}) }
   const checked = validateConfig(gatehouseOptions)
-  if (!checked.config) throw new Error(`gatehouse options: ${checked.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`)
+  if (!checked.config)
+    throw new Error(`gatehouse options: ${checked.issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`)
   // The limits in effect (gatehouse's defaults unless --limits), as gatehouse read them; older
   // gatehouses without proxy limits have none.
-  const effective = checked.config as unknown as { limits?: Record<string, unknown>; remoteApis: Array<{ path: string; connections?: number; queue?: number }> }
+  const effective = checked.config as unknown as {
+    limits?: Record<string, unknown>
+    remoteApis: Array<{ path: string; connections?: number; queue?: number }>
+  }
   const limits = {
     limits: effective.limits,
     apis: Object.fromEntries(effective.remoteApis.map((a) => [a.path, { connections: a.connections, queue: a.queue }])),
   }
-  const limitsNote = effective.limits ? `limits ${JSON.stringify(limits.limits)}; APIs ${JSON.stringify(limits.apis)}` : 'this gatehouse has no proxy limits (no "limits" config)'
+  const limitsNote = effective.limits
+    ? `limits ${JSON.stringify(limits.limits)}; APIs ${JSON.stringify(limits.apis)}`
+    : 'this gatehouse has no proxy limits (no "limits" config)'
   print(`store ${STORE}; access tokens ${TOKEN_TTL_S} s, refreshed ${REFRESH_SKEW_S} s before expiry; ${limitsNote}`)
 
   const uncaught: string[] = []
   let logsDone: Promise<void> = Promise.resolve()
-  const { child: gatehouse } = await startChild('gatehouse', join(ROOT, 'bench', 'target.ts'), ['gatehouse'], { BENCH_TARGET: JSON.stringify({ port, gatehouse: gatehouseOptions }) }, (proc) => {
-    const out = createInterface({ input: proc.stdout! })
-    out.on('line', onLogLine)
-    createInterface({ input: proc.stderr! }).on('line', onStderrLine)
-    logsDone = new Promise((resolve) => out.once('close', () => resolve()))
-    proc.on('message', (m: { uncaught?: string }) => {
-      if (!m.uncaught) return
-      uncaught.push(m.uncaught)
-      print(`  !! gatehouse threw an uncaught error (a real gatehouse process would have exited): ${m.uncaught}`)
-    })
-  })
-  print(`gatehouse ${origin} (pid ${gatehouse.pid}), IdP ${idp.url}, APIs ${usersApi} (/api, token user) and ${flags['shared-upstream'] ? usersApi : openApi} (/open, token none)`)
+  const { child: gatehouse } = await startChild(
+    'gatehouse',
+    join(ROOT, 'bench', 'target.ts'),
+    ['gatehouse'],
+    { BENCH_TARGET: JSON.stringify({ port, gatehouse: gatehouseOptions }) },
+    (proc) => {
+      const out = createInterface({ input: proc.stdout! })
+      out.on('line', onLogLine)
+      createInterface({ input: proc.stderr! }).on('line', onStderrLine)
+      logsDone = new Promise((resolve) => out.once('close', () => resolve()))
+      proc.on('message', (m: { uncaught?: string }) => {
+        if (!m.uncaught) return
+        uncaught.push(m.uncaught)
+        print(`  !! gatehouse threw an uncaught error (a real gatehouse process would have exited): ${m.uncaught}`)
+      })
+    },
+  )
+  print(
+    `gatehouse ${origin} (pid ${gatehouse.pid}), IdP ${idp.url}, APIs ${usersApi} (/api, token user) and ${flags['shared-upstream'] ? usersApi : openApi} (/open, token none)`,
+  )
 
   // What a browser's fetch() from the SPA sends.
   const browserHeaders = (cookie: string): Record<string, string> => ({
     accept: 'application/json, text/plain, */*',
     'accept-language': 'en-US,en;q=0.9',
-    'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+    'user-agent':
+      'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
     referer: `${origin}/orders`,
     'sec-fetch-dest': 'empty',
     'sec-fetch-mode': 'cors',
@@ -495,7 +583,8 @@ async function main(): Promise<void> {
       const first = await jar.get(`${origin}/bff/login`)
       count(kind, 'GET /bff/login', first.status)
       const form = await jar.follow(first)
-      if (!form.text.includes('name="password"')) throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
+      if (!form.text.includes('name="password"'))
+        throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
       let res: JarResponse = await jar.submitForm(form, { username: user.username, password: user.password })
       for (let i = 0; i < 15 && res.status >= 300 && res.status < 400; i++) {
         const next = new URL(res.headers.get('location')!, res.url).href
@@ -506,11 +595,17 @@ async function main(): Promise<void> {
         }
       }
       const cookie = jar.cookies.get(COOKIE_NAME)
-      if (!cookie || res.status !== 302) throw new Error(`login did not end with a session: ${res.status} at ${res.url}`)
+      if (!cookie || res.status !== 302)
+        throw new Error(`login did not end with a session: ${res.status} at ${res.url}`)
       return cookie
     }
     let timer: NodeJS.Timeout | undefined
-    const cookie = await Promise.race([run(), new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('login timed out')), LOGIN_TIMEOUT_MS)))]).finally(() => clearTimeout(timer))
+    const cookie = await Promise.race([
+      run(),
+      new Promise<never>(
+        (_, reject) => (timer = setTimeout(() => reject(new Error('login timed out')), LOGIN_TIMEOUT_MS)),
+      ),
+    ]).finally(() => clearTimeout(timer))
     return { jar, cookie, ms: performance.now() - started }
   }
   const loginTimes = new Latencies()
@@ -521,8 +616,18 @@ async function main(): Promise<void> {
     if (loginFailureSamples.length < 5) loginFailureSamples.push(err instanceof Error ? err.message : String(err))
   }
 
-  const userClaims = async (kind: string, pool: Pool, cookie: string): Promise<Array<{ type: string; value: unknown }> | undefined> => {
-    const res = await pool.request({ path: '/bff/user', method: 'GET', headers: browserHeaders(cookie), headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS })
+  const userClaims = async (
+    kind: string,
+    pool: Pool,
+    cookie: string,
+  ): Promise<Array<{ type: string; value: unknown }> | undefined> => {
+    const res = await pool.request({
+      path: '/bff/user',
+      method: 'GET',
+      headers: browserHeaders(cookie),
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      bodyTimeout: REQUEST_TIMEOUT_MS,
+    })
     const text = await res.body.text()
     count(kind, 'GET /bff/user', res.statusCode)
     return res.statusCode === 200 ? (JSON.parse(text) as Array<{ type: string; value: unknown }>) : undefined
@@ -537,7 +642,12 @@ async function main(): Promise<void> {
       id: i,
       churn: i >= USERS,
       username: DEMO_USERS[i % DEMO_USERS.length]!.username,
-      pool: new Pool(origin, { connections: 3, keepAliveTimeout: 30_000, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS }),
+      pool: new Pool(origin, {
+        connections: 3,
+        keepAliveTimeout: 30_000,
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        bodyTimeout: REQUEST_TIMEOUT_MS,
+      }),
       cookie: undefined,
       sid: undefined,
       generation: 0,
@@ -582,7 +692,9 @@ async function main(): Promise<void> {
     { weight: 10, method: 'POST' as const, path: '/api/echo', what: 'POST /api/echo' },
     { weight: 5, method: 'GET' as const, path: '/bff/user?slide=false', what: 'GET /bff/user' },
   ]
-  const ECHO_BODY = JSON.stringify({ items: Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item ${i}`, qty: i % 3 })) })
+  const ECHO_BODY = JSON.stringify({
+    items: Array.from({ length: 20 }, (_, i) => ({ id: i, name: `item ${i}`, qty: i % 3 })),
+  })
 
   const apiCall = async (vu: Vu): Promise<void> => {
     const generation = vu.generation
@@ -593,7 +705,16 @@ async function main(): Promise<void> {
     const kind = vuKind(vu)
     try {
       const headers = browserHeaders(cookie)
-      const res = await vu.pool.request(call.method === 'POST' ? { path: call.path, method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: ECHO_BODY } : { path: call.path, method: 'GET', headers })
+      const res = await vu.pool.request(
+        call.method === 'POST'
+          ? {
+              path: call.path,
+              method: 'POST',
+              headers: { ...headers, 'content-type': 'application/json' },
+              body: ECHO_BODY,
+            }
+          : { path: call.path, method: 'GET', headers },
+      )
       await res.body.dump({ limit: 1 << 20 })
       const ms = performance.now() - sentAt
       count(kind, call.what, res.statusCode)
@@ -641,7 +762,11 @@ async function main(): Promise<void> {
   const loginFlow = async (): Promise<void> => {
     loginsInFlight++
     const kind = 'login flow'
-    const pool = new Pool(origin, { connections: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS })
+    const pool = new Pool(origin, {
+      connections: 1,
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      bodyTimeout: REQUEST_TIMEOUT_MS,
+    })
     try {
       const { jar, cookie, ms } = await login(kind, DEMO_USERS[loginTurn++ % DEMO_USERS.length]!.username)
       loginTimes.add(ms)
@@ -649,7 +774,10 @@ async function main(): Promise<void> {
       const api = await pool.request({ path: '/api/small', method: 'GET', headers: browserHeaders(cookie) })
       await api.body.dump()
       count(kind, 'GET /api/small', api.statusCode)
-      const out = await jar.get(`${origin}/bff/logout?sid=${encodeURIComponent(String(sid))}`, { 'sec-fetch-site': 'same-origin', 'sec-fetch-mode': 'navigate' })
+      const out = await jar.get(`${origin}/bff/logout?sid=${encodeURIComponent(String(sid))}`, {
+        'sec-fetch-site': 'same-origin',
+        'sec-fetch-mode': 'navigate',
+      })
       count(kind, 'GET /bff/logout', out.status)
       // The session has ended: the same cookie gets 401 now.
       const after = await pool.request({ path: '/bff/user', method: 'GET', headers: browserHeaders(cookie) })
@@ -673,12 +801,24 @@ async function main(): Promise<void> {
       const vu = churn[(bclTurn + i) % churn.length]!
       if (!vu.cookie || !vu.sid || vu.bclSentAt !== undefined) continue
       bclTurn = (bclTurn + i + 1) % churn.length
-      const token = await new SignJWT({ iss: idp.url, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: BCL_EVENT, sid: vu.sid })
+      const token = await new SignJWT({
+        iss: idp.url,
+        aud: CLIENT_ID,
+        iat: Math.floor(Date.now() / 1000),
+        jti: randomUUID(),
+        events: BCL_EVENT,
+        sid: vu.sid,
+      })
         .setProtectedHeader({ alg: idp.signingKey.alg, kid: idp.signingKey.kid, typ: 'logout+jwt' })
         .sign(signingKey)
       vu.bclSentAt = performance.now()
       try {
-        const res = await fetch(`${origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString(), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) })
+        const res = await fetch(`${origin}/bff/backchannel`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ logout_token: token }).toString(),
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+        })
         await res.arrayBuffer()
         count('back-channel logouts', 'POST /bff/backchannel', res.status)
         if (res.status === 200) vu.bclDoneAt = performance.now()
@@ -700,7 +840,10 @@ async function main(): Promise<void> {
   let lastSampleAt = 0
   const metricsText = async (): Promise<string | undefined> => {
     try {
-      const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, signal: AbortSignal.timeout(5_000) })
+      const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`, {
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+        signal: AbortSignal.timeout(5_000),
+      })
       const text = await res.text()
       return res.status === 200 ? text : undefined
     } catch {
@@ -712,7 +855,8 @@ async function main(): Promise<void> {
     const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([^ \\n]+)`, 'm').exec(text)
     return m ? Number(m[1]) : undefined
   }
-  const mib = (bytes: number | undefined) => (bytes === undefined || !Number.isFinite(bytes) ? undefined : round(bytes / 2 ** 20, 1))
+  const mib = (bytes: number | undefined) =>
+    bytes === undefined || !Number.isFinite(bytes) ? undefined : round(bytes / 2 ** 20, 1)
   const sample = async (): Promise<Sample> => {
     const now = performance.now()
     const text = await metricsText()
@@ -759,7 +903,9 @@ async function main(): Promise<void> {
     }
     let resolveStats!: (s: HostileStats | undefined) => void
     const stats = new Promise<HostileStats | undefined>((resolve) => (resolveStats = resolve))
-    const { child } = await startChild('hostile', join(ROOT, 'bench', 'soak-child.ts'), ['hostile'], { SOAK_CHILD: JSON.stringify(hostileOptions) })
+    const { child } = await startChild('hostile', join(ROOT, 'bench', 'soak-child.ts'), ['hostile'], {
+      SOAK_CHILD: JSON.stringify(hostileOptions),
+    })
     child.process.on('message', (m: { open?: Record<string, number>; stats?: HostileStats }) => {
       if (m.open) hostileOpen = m.open
       if (m.stats) resolveStats(m.stats)
@@ -771,7 +917,9 @@ async function main(): Promise<void> {
   // ------------------------------------------------------------------
   // Go
 
-  print(`running ${MINUTES} min: ${USERS} steady + ${CHURN_USERS} churn users (1–3 parallel calls, ~${THINK_MS} ms think), a login every ${LOGIN_EVERY_MS / 1000} s, a back-channel logout every ${BACKCHANNEL_EVERY_MS / 1000} s, ${HOSTILE} hostile sockets of each of 4 kinds (each kind from ${HOSTILE_ADDRESSES} address(es)), ${MALFORMED_RATE} malformed requests/s`)
+  print(
+    `running ${MINUTES} min: ${USERS} steady + ${CHURN_USERS} churn users (1–3 parallel calls, ~${THINK_MS} ms think), a login every ${LOGIN_EVERY_MS / 1000} s, a back-channel logout every ${BACKCHANNEL_EVERY_MS / 1000} s, ${HOSTILE} hostile sockets of each of 4 kinds (each kind from ${HOSTILE_ADDRESSES} address(es)), ${MALFORMED_RATE} malformed requests/s`,
+  )
   start = performance.now()
   const startedAt = new Date()
   await sample()
@@ -848,7 +996,9 @@ async function main(): Promise<void> {
   // The steady users' sessions must all still be there: one last call each.
   let steadyStillIn = 0
   for (const vu of vus.filter((v) => !v.churn && v.cookie)) {
-    const res = await vu.pool.request({ path: '/bff/user?slide=false', method: 'GET', headers: browserHeaders(vu.cookie!) }).catch(() => undefined)
+    const res = await vu.pool
+      .request({ path: '/bff/user?slide=false', method: 'GET', headers: browserHeaders(vu.cookie!) })
+      .catch(() => undefined)
     await res?.body.dump()
     if (res?.statusCode === 200) steadyStillIn++
   }
@@ -861,7 +1011,12 @@ async function main(): Promise<void> {
   // ------------------------------------------------------------------
   // Report
 
-  const counts = Object.fromEntries([...statuses].map(([kind, byWhat]) => [kind, Object.fromEntries([...byWhat].map(([what, byStatus]) => [what, Object.fromEntries([...byStatus].sort())]))]))
+  const counts = Object.fromEntries(
+    [...statuses].map(([kind, byWhat]) => [
+      kind,
+      Object.fromEntries([...byWhat].map(([what, byStatus]) => [what, Object.fromEntries([...byStatus].sort())])),
+    ]),
+  )
   const perMinuteSummary = perMinute.map((l, minute) => {
     const s = l.summary()
     const seconds = Math.max(1, Math.min(60, elapsedS - minute * 60))
@@ -879,7 +1034,9 @@ async function main(): Promise<void> {
   /** Warm-up excluded from the slopes: a fresh Node process grows its heap and code space at first. */
   const warmupS = Math.min(60, elapsedS / 5)
   const trend = (field: 'rssMiB' | 'heapUsedMiB' | 'openFds' | 'activeSessions') => {
-    const values = samples.map((s) => [s.t, s[field]] as const).filter((p): p is readonly [number, number] => typeof p[1] === 'number' && Number.isFinite(p[1]))
+    const values = samples
+      .map((s) => [s.t, s[field]] as const)
+      .filter((p): p is readonly [number, number] => typeof p[1] === 'number' && Number.isFinite(p[1]))
     if (!values.length) return undefined
     const after = values.filter(([t]) => t >= warmupS).map(([t, v]) => [t / 60, v] as [number, number])
     const secondHalf = values.filter(([t]) => t >= elapsedS / 2).map(([t, v]) => [t / 60, v] as [number, number])
@@ -910,8 +1067,10 @@ async function main(): Promise<void> {
   const FLAT_MIB_PER_MIN = 2
   /** Under 4 minutes the second half is too short to see past GC's sawtooth and the warm-up: no verdict. */
   const judged = elapsedS >= 240
-  const flat = (t: ReturnType<typeof trend>) => (t?.slopePerMinSecondHalf === undefined || !judged ? undefined : t.slopePerMinSecondHalf < FLAT_MIB_PER_MIN)
-  const verdict = (v: boolean | undefined) => (!judged ? '  (run too short to judge the trend)' : v === undefined ? '' : v ? '  → flat' : '  → GROWING')
+  const flat = (t: ReturnType<typeof trend>) =>
+    t?.slopePerMinSecondHalf === undefined || !judged ? undefined : t.slopePerMinSecondHalf < FLAT_MIB_PER_MIN
+  const verdict = (v: boolean | undefined) =>
+    !judged ? '  (run too short to judge the trend)' : v === undefined ? '' : v ? '  → flat' : '  → GROWING'
   const labelled = (name: string) => {
     const out: Record<string, number> = {}
     for (const m of (finalMetrics ?? '').matchAll(new RegExp(`^${name}\\{([^}]*)\\} ([^ \\n]+)`, 'gm'))) {
@@ -957,10 +1116,26 @@ async function main(): Promise<void> {
       steadyUsersStillLoggedInAtEnd: `${steadyStillIn}/${steady.length}`,
       backchannelLogoutsThen401: expectedLogouts,
       answeredAfterBackchannelLogout: servedAfterBackchannel,
-      logins: { ...loginTimes.summary(), failures: loginFailures, failureSamples: loginFailureSamples, skippedBusy: loginsSkipped },
+      logins: {
+        ...loginTimes.summary(),
+        failures: loginFailures,
+        failureSamples: loginFailureSamples,
+        skippedBusy: loginsSkipped,
+      },
     },
     cpuSeconds,
-    memory: { sampleEveryS: SAMPLE_EVERY_MS / 1000, warmupS: round(warmupS), flatBelowMiBPerMin: FLAT_MIB_PER_MIN, rssMiB: rss, rssFlat: flat(rss), heapUsedMiB: heap, heapFlat: flat(heap), openFds: trend('openFds'), activeSessions: trend('activeSessions'), cpuSeconds: samples.at(-1)?.cpuS },
+    memory: {
+      sampleEveryS: SAMPLE_EVERY_MS / 1000,
+      warmupS: round(warmupS),
+      flatBelowMiBPerMin: FLAT_MIB_PER_MIN,
+      rssMiB: rss,
+      rssFlat: flat(rss),
+      heapUsedMiB: heap,
+      heapFlat: flat(heap),
+      openFds: trend('openFds'),
+      activeSessions: trend('activeSessions'),
+      cpuSeconds: samples.at(-1)?.cpuS,
+    },
     logs,
     uncaught,
     gatehouseMetrics: {
@@ -975,43 +1150,94 @@ async function main(): Promise<void> {
   }
 
   // ---- print
-  print(`\n=== soak: ${round(elapsedS, 0)} s, ${latency.n.toLocaleString('en')} calls by logged-in users (${round(latency.n / elapsedS, 0)}/s) ===`)
+  print(
+    `\n=== soak: ${round(elapsedS, 0)} s, ${latency.n.toLocaleString('en')} calls by logged-in users (${round(latency.n / elapsedS, 0)}/s) ===`,
+  )
   print('\nanswers by status')
   for (const [kind, byWhat] of Object.entries(counts)) {
     print(`  ${kind}`)
-    for (const [what, byStatus] of Object.entries(byWhat)) print(`    ${what.padEnd(34)} ${Object.entries(byStatus).map(([s, n]) => `${s}×${n}`).join('  ')}`)
+    for (const [what, byStatus] of Object.entries(byWhat))
+      print(
+        `    ${what.padEnd(34)} ${Object.entries(byStatus)
+          .map(([s, n]) => `${s}×${n}`)
+          .join('  ')}`,
+      )
   }
   if (hostileStats) {
     print('  hostile (held sockets; status of the answer, then how the socket ended)')
     for (const [name, k] of Object.entries(hostileStats.held)) {
-      print(`    ${name.padEnd(16)} opened ${k.opened}: ${Object.entries(k.statuses).map(([s, n]) => `${s}×${n}`).join('  ')} | ${Object.entries(k.endings).map(([s, n]) => `${s} ${n}`).join(', ')} | answer p50/max ${k.answerMsP50 ?? '—'}/${k.answerMsMax ?? '—'} ms, server close p50/max ${k.serverCloseMsP50 ?? '—'}/${k.serverCloseMsMax ?? '—'} ms`)
+      print(
+        `    ${name.padEnd(16)} opened ${k.opened}: ${Object.entries(k.statuses)
+          .map(([s, n]) => `${s}×${n}`)
+          .join('  ')} | ${Object.entries(k.endings)
+          .map(([s, n]) => `${s} ${n}`)
+          .join(
+            ', ',
+          )} | answer p50/max ${k.answerMsP50 ?? '—'}/${k.answerMsMax ?? '—'} ms, server close p50/max ${k.serverCloseMsP50 ?? '—'}/${k.serverCloseMsMax ?? '—'} ms`,
+      )
     }
     print('  malformed requests')
-    for (const [name, byStatus] of Object.entries(hostileStats.malformed)) print(`    ${name.padEnd(34)} ${Object.entries(byStatus).map(([s, n]) => `${s}×${n}`).join('  ')}`)
+    for (const [name, byStatus] of Object.entries(hostileStats.malformed))
+      print(
+        `    ${name.padEnd(34)} ${Object.entries(byStatus)
+          .map(([s, n]) => `${s}×${n}`)
+          .join('  ')}`,
+      )
   }
   const l = report.users.latencyMs
   print(`\nlogged-in users' latency (ms): p50 ${l.p50}  p99 ${l.p99}  max ${l.max}  over ${l.count} calls`)
-  for (const m of perMinuteSummary) print(`  minute ${m.minute}: ${String(m.rps).padStart(6)} req/s  p50 ${m.p50}  p99 ${m.p99}  max ${m.max}`)
-  print(`  logins: ${report.users.logins.count} (p50 ${report.users.logins.p50} ms, p99 ${report.users.logins.p99} ms), ${loginFailures} failed${loginsSkipped ? `, ${loginsSkipped} skipped (2 already in flight)` : ''}`)
-  print(`\nsessions lost: ${lost.length} (expected 0)${lost.length ? `: ${lost.slice(0, 5).map((x) => `user ${x.user} at ${x.atS} s (${x.path})`).join('; ')}` : ''}`)
-  print(`  steady users that kept their first session all along: ${report.users.steadyUsersKeptTheirSession}; still logged in at the end: ${report.users.steadyUsersStillLoggedInAtEnd}`)
-  print(`  back-channel logouts followed by the expected 401: ${expectedLogouts}; calls answered 2xx after a back-channel logout was confirmed: ${servedAfterBackchannel} (expected 0)`)
+  for (const m of perMinuteSummary)
+    print(`  minute ${m.minute}: ${String(m.rps).padStart(6)} req/s  p50 ${m.p50}  p99 ${m.p99}  max ${m.max}`)
+  print(
+    `  logins: ${report.users.logins.count} (p50 ${report.users.logins.p50} ms, p99 ${report.users.logins.p99} ms), ${loginFailures} failed${loginsSkipped ? `, ${loginsSkipped} skipped (2 already in flight)` : ''}`,
+  )
+  print(
+    `\nsessions lost: ${lost.length} (expected 0)${
+      lost.length
+        ? `: ${lost
+            .slice(0, 5)
+            .map((x) => `user ${x.user} at ${x.atS} s (${x.path})`)
+            .join('; ')}`
+        : ''
+    }`,
+  )
+  print(
+    `  steady users that kept their first session all along: ${report.users.steadyUsersKeptTheirSession}; still logged in at the end: ${report.users.steadyUsersStillLoggedInAtEnd}`,
+  )
+  print(
+    `  back-channel logouts followed by the expected 401: ${expectedLogouts}; calls answered 2xx after a back-channel logout was confirmed: ${servedAfterBackchannel} (expected 0)`,
+  )
   const gm = report.gatehouseMetrics
-  print(`  gatehouse counted: logins ${JSON.stringify(gm.logins)}, refreshes ${JSON.stringify(gm.refreshes)}, back-channel ${JSON.stringify(gm.backchannelLogouts)}, logouts ${gm.logouts}`)
+  print(
+    `  gatehouse counted: logins ${JSON.stringify(gm.logins)}, refreshes ${JSON.stringify(gm.refreshes)}, back-channel ${JSON.stringify(gm.backchannelLogouts)}, logouts ${gm.logouts}`,
+  )
   const fmt = (t: ReturnType<typeof trend>, unit: string) =>
-    t ? `min ${t.min} max ${t.max} (first ${t.first}, last ${t.last}) ${unit}; max by minute ${t.maxByMinute.join(', ')}; slope after ${round(warmupS, 0)} s ${t.slopePerMinAfterWarmup} ${unit}/min, over the second half ${t.slopePerMinSecondHalf} ${unit}/min` : 'no samples'
+    t
+      ? `min ${t.min} max ${t.max} (first ${t.first}, last ${t.last}) ${unit}; max by minute ${t.maxByMinute.join(', ')}; slope after ${round(warmupS, 0)} s ${t.slopePerMinAfterWarmup} ${unit}/min, over the second half ${t.slopePerMinSecondHalf} ${unit}/min`
+      : 'no samples'
   print(`\ngatehouse memory (every ${SAMPLE_EVERY_MS / 1000} s)`)
   print(`  RSS:       ${fmt(rss, 'MiB')}${verdict(report.memory.rssFlat)}`)
   print(`  heap used: ${fmt(heap, 'MiB')}${verdict(report.memory.heapFlat)}`)
   const fds = report.memory.openFds
-  if (fds) print(`  open fds:  min ${fds.min} max ${fds.max} (last ${fds.last}); sessions in the store: ${report.memory.activeSessions?.min}–${report.memory.activeSessions?.max}`)
-  print(`\ngatehouse log: ${logs.lines.toLocaleString('en')} lines; by level ${JSON.stringify(logs.byLevel)}; warnings ${JSON.stringify(logs.warnings)}`)
-  print(`  level ≥ 50: ${logs.errors} (expected 0)${logs.errors ? `; by kind ${JSON.stringify(logs.errorKinds)}; by where ${JSON.stringify(logs.errorsByWhere)}` : ''}`)
+  if (fds)
+    print(
+      `  open fds:  min ${fds.min} max ${fds.max} (last ${fds.last}); sessions in the store: ${report.memory.activeSessions?.min}–${report.memory.activeSessions?.max}`,
+    )
+  print(
+    `\ngatehouse log: ${logs.lines.toLocaleString('en')} lines; by level ${JSON.stringify(logs.byLevel)}; warnings ${JSON.stringify(logs.warnings)}`,
+  )
+  print(
+    `  level ≥ 50: ${logs.errors} (expected 0)${logs.errors ? `; by kind ${JSON.stringify(logs.errorKinds)}; by where ${JSON.stringify(logs.errorsByWhere)}` : ''}`,
+  )
   for (const line of logs.errorSamples) print(`    ${line}`)
   if (logs.notJson) print(`  lines that are not JSON: ${logs.notJson}: ${logs.notJsonSamples.join(' | ')}`)
   if (logs.stderr) print(`  stderr: ${logs.stderr} lines: ${logs.stderrSamples.join(' | ')}`)
   if (uncaught.length) print(`  !! ${uncaught.length} uncaught error(s): ${[...new Set(uncaught)].join('; ')}`)
-  print(`\nCPU seconds used: ${Object.entries(cpuSeconds).map(([n, v]) => `${n} ${v}`).join(', ')} (over ${round(elapsedS, 0)} s, ${env.nproc} CPUs)`)
+  print(
+    `\nCPU seconds used: ${Object.entries(cpuSeconds)
+      .map(([n, v]) => `${n} ${v}`)
+      .join(', ')} (over ${round(elapsedS, 0)} s, ${env.nproc} CPUs)`,
+  )
   print(`\nchild processes left behind: ${leftBehind.length ? leftBehind.join(', ') : 'none'}`)
 
   mkdirSync(join(OUT, '..'), { recursive: true })

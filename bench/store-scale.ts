@@ -51,17 +51,25 @@ const { values: flags } = parseArgs({
   },
 })
 if (flags.help) {
-  console.log('usage: node bench/store-scale.ts [--sizes 10000,100000,1000000] [--stores sqlite,redis,postgres] [--lookups 3000] [--deletes 300] [--out FILE]')
+  console.log(
+    'usage: node bench/store-scale.ts [--sizes 10000,100000,1000000] [--stores sqlite,redis,postgres] [--lookups 3000] [--deletes 300] [--out FILE]',
+  )
   process.exit(0)
 }
 
-const SIZES = (flags.sizes ?? process.env.GATEHOUSE_BENCH_SIZES ?? '10000,100000,1000000').split(',').map((s) => Number(s.trim().replace(/_/g, '')))
+const SIZES = (flags.sizes ?? process.env.GATEHOUSE_BENCH_SIZES ?? '10000,100000,1000000')
+  .split(',')
+  .map((s) => Number(s.trim().replace(/_/g, '')))
 for (const [i, size] of SIZES.entries()) {
   if (!Number.isSafeInteger(size) || size < 1000) throw new TypeError(`--sizes: ${size} is not an integer >= 1000`)
-  if (i > 0 && size <= SIZES[i - 1]!) throw new TypeError('--sizes must increase (the stores grow from one step to the next)')
+  if (i > 0 && size <= SIZES[i - 1]!)
+    throw new TypeError('--sizes must increase (the stores grow from one step to the next)')
 }
-const STORES = (flags.stores ?? process.env.GATEHOUSE_BENCH_STORES ?? STORE_NAMES.join(',')).split(',').map((s) => s.trim()) as StoreName[]
-for (const s of STORES) if (!STORE_NAMES.includes(s)) throw new TypeError(`--stores: unknown store "${s}" (${STORE_NAMES.join(', ')})`)
+const STORES = (flags.stores ?? process.env.GATEHOUSE_BENCH_STORES ?? STORE_NAMES.join(','))
+  .split(',')
+  .map((s) => s.trim()) as StoreName[]
+for (const s of STORES)
+  if (!STORE_NAMES.includes(s)) throw new TypeError(`--stores: unknown store "${s}" (${STORE_NAMES.join(', ')})`)
 const LOOKUPS = Number(flags.lookups ?? 3000)
 const DELETES = Number(flags.deletes ?? 300)
 const REDIS_URL = process.env.GATEHOUSE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379/15'
@@ -97,10 +105,15 @@ function idHashOf(i: number): string {
   return createHash('sha256').update(`gatehouse-bench:${i}`).digest('base64url')
 }
 function subOf(i: number): string {
-  return `auth0|${createHash('md5').update(`sub:${Math.floor(i / SESSIONS_PER_SUB)}`).digest('hex').slice(0, 24)}`
+  return `auth0|${createHash('md5')
+    .update(`sub:${Math.floor(i / SESSIONS_PER_SUB)}`)
+    .digest('hex')
+    .slice(0, 24)}`
 }
 function sidOf(i: number): string {
-  const h = createHash('md5').update(`sid:${Math.floor(i / SESSIONS_PER_SID)}`).digest('hex')
+  const h = createHash('md5')
+    .update(`sid:${Math.floor(i / SESSIONS_PER_SID)}`)
+    .digest('hex')
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`
 }
 function sealedOf(i: number): string {
@@ -184,7 +197,17 @@ function sqliteTarget(): Target {
         try {
           for (let i = start; i < end; i++) {
             const r = recordOf(i)
-            insert!.run(r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed)
+            insert!.run(
+              r.idHash,
+              r.sub,
+              r.sid ?? null,
+              r.partition,
+              r.createdAt,
+              r.renewedAt,
+              r.expiresAt,
+              r.version,
+              r.sealed,
+            )
           }
           db!.exec('COMMIT')
         } catch (err) {
@@ -201,7 +224,9 @@ function sqliteTarget(): Target {
     async explain(i) {
       const r = recordOf(i)
       const plan = (sql: string, ...params: Array<string | number>) =>
-        (db!.prepare(`EXPLAIN QUERY PLAN ${sql.replace(/\$\d/g, '?')}`).all(...params) as Array<{ detail: string }>).map((row) => row.detail).join('; ')
+        (db!.prepare(`EXPLAIN QUERY PLAN ${sql.replace(/\$\d/g, '?')}`).all(...params) as Array<{ detail: string }>)
+          .map((row) => row.detail)
+          .join('; ')
       return {
         get: plan(SQL.get, r.idHash, T0),
         sid: plan(SQL.sid, r.sid!),
@@ -235,7 +260,8 @@ async function redisTarget(): Promise<Target> {
 
   // The RedisStore key layout (src/session/stores/redis.ts), reproduced exactly: the store must find,
   // read and delete these keys and index entries as if it had written them itself.
-  const escapeKeyPart = (value: string) => value.replace(/[%{}:]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+  const escapeKeyPart = (value: string) =>
+    value.replace(/[%{}:]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
   const recordKey = (idHash: string) => `${prefix}{s:${escapeKeyPart(idHash)}}`
   const subKey = (sub: string) => `${prefix}{u:${escapeKeyPart(sub)}}`
   const sidKey = (sid: string) => `${prefix}{d:${escapeKeyPart(sid)}}`
@@ -269,7 +295,23 @@ async function redisTarget(): Promise<Target> {
             const r = recordOf(i)
             const key = recordKey(r.idHash)
             // As the ghPut script writes it: these fields in this order, sid only when there is one, PX TTL.
-            pipeline.hset(key, 'sub', r.sub, 'partition', r.partition, 'createdAt', r.createdAt, 'renewedAt', r.renewedAt, 'expiresAt', r.expiresAt, 'version', r.version, 'sealed', r.sealed)
+            pipeline.hset(
+              key,
+              'sub',
+              r.sub,
+              'partition',
+              r.partition,
+              'createdAt',
+              r.createdAt,
+              'renewedAt',
+              r.renewedAt,
+              'expiresAt',
+              r.expiresAt,
+              'version',
+              r.version,
+              'sealed',
+              r.sealed,
+            )
             if (r.sid !== undefined) pipeline.hset(key, 'sid', r.sid)
             pipeline.pexpire(key, Math.max(1, Math.ceil(r.expiresAt - Date.now())))
             push(subs, subKey(r.sub), r.idHash)
@@ -302,7 +344,11 @@ async function redisTarget(): Promise<Target> {
       assert.equal(await admin.sismember(subKey(r.sub), r.idHash), 0, 'id left in the sub set')
       assert.equal(await admin.sismember(sidKey(r.sid!), r.idHash), 0, 'id left in the sid set')
       // Would fail if the bench's expiry shard differed from the store's: the store removes the member from its own shard.
-      assert.equal(await admin.zscore(expiryKey(r.idHash), expiryMember(r)), null, 'expiry index entry left behind (shard mismatch?)')
+      assert.equal(
+        await admin.zscore(expiryKey(r.idHash), expiryMember(r)),
+        null,
+        'expiry index entry left behind (shard mismatch?)',
+      )
     },
     async explain() {
       return {}
@@ -375,7 +421,17 @@ async function postgresTarget(): Promise<Target> {
           const cols: Array<Array<string | number | null>> = Array.from({ length: 9 }, () => [])
           for (let i = start; i < end; i++) {
             const r = recordOf(i)
-            const row = [r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed]
+            const row = [
+              r.idHash,
+              r.sub,
+              r.sid ?? null,
+              r.partition,
+              r.createdAt,
+              r.renewedAt,
+              r.expiresAt,
+              r.version,
+              r.sealed,
+            ]
             row.forEach((v, c) => cols[c]!.push(v))
           }
           await client.query(insert, cols)
@@ -396,7 +452,10 @@ async function postgresTarget(): Promise<Target> {
       const plan = async (sql: string, params: Array<string | number>) => {
         await admin.query('BEGIN')
         try {
-          const { rows } = await admin.query<{ 'QUERY PLAN': string }>(`EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql.replace('SELECT *', 'SELECT id_hash')}`, params)
+          const { rows } = await admin.query<{ 'QUERY PLAN': string }>(
+            `EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) ${sql.replace('SELECT *', 'SELECT id_hash')}`,
+            params,
+          )
           return rows.map((row) => row['QUERY PLAN'].trim()).join(' | ')
         } finally {
           await admin.query('ROLLBACK') // EXPLAIN ANALYZE really deletes
@@ -477,7 +536,14 @@ function stats(samples: number[]): Stats {
   const sorted = [...samples].sort((a, b) => a - b)
   const at = (q: number) => sorted[Math.max(0, Math.ceil(q * sorted.length) - 1)]!
   const round = (x: number) => Math.round(x * 1000) / 1000
-  return { n: sorted.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted.at(-1)!), mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length), over10ms: sorted.filter((x) => x > GOAL_MS).length }
+  return {
+    n: sorted.length,
+    p50: round(at(0.5)),
+    p99: round(at(0.99)),
+    max: round(sorted.at(-1)!),
+    mean: round(sorted.reduce((a, b) => a + b, 0) / sorted.length),
+    over10ms: sorted.filter((x) => x > GOAL_MS).length,
+  }
 }
 
 function randomInt(below: number): number {
@@ -494,7 +560,12 @@ function distinct(count: number, below: number): number[] {
  * Deletes each group by `filter` (timed, with `before` when given), checks the count, then puts the
  * group's sessions back through the store.
  */
-async function timeDeletes(store: SessionStore, groups: number[][], filter: (first: number) => SessionFilter, before?: () => Promise<void>): Promise<number[]> {
+async function timeDeletes(
+  store: SessionStore,
+  groups: number[][],
+  filter: (first: number) => SessionFilter,
+  before?: () => Promise<void>,
+): Promise<number[]> {
   const times: number[] = []
   for (const group of groups) {
     checkInterrupted()
@@ -503,30 +574,44 @@ async function timeDeletes(store: SessionStore, groups: number[][], filter: (fir
     await before?.()
     const deleted = await store.deleteWhere(f)
     times.push(performance.now() - t)
-    assert.equal(deleted, group.length, `deleteWhere(${JSON.stringify(f)}) deleted ${deleted}, expected ${group.length}`)
+    assert.equal(
+      deleted,
+      group.length,
+      `deleteWhere(${JSON.stringify(f)}) deleted ${deleted}, expected ${group.length}`,
+    )
   }
-  for (const group of groups) for (const i of group) assert.equal(await store.set(recordOf(i)), true, `re-insert of session ${i} refused`)
+  for (const group of groups)
+    for (const i of group) assert.equal(await store.set(recordOf(i)), true, `re-insert of session ${i} refused`)
   return times
 }
 
 /** The loaded sessions must look to the store exactly like its own: readable, and found and fully removed by deleteWhere. */
 async function verify(store: SessionStore, target: Target, size: number): Promise<void> {
   const now = Date.now()
-  for (const i of [0, size - 1, randomInt(size)]) assert.deepEqual(await store.get(idHashOf(i), now), recordOf(i), `session ${i} not read back as loaded`)
+  for (const i of [0, size - 1, randomInt(size)])
+    assert.deepEqual(await store.get(idHashOf(i), now), recordOf(i), `session ${i} not read back as loaded`)
   const s = 2 * randomInt(Math.floor(size / 2))
   assert.equal(await store.deleteWhere({ sid: sidOf(s) }), 2, 'deleteWhere by sid did not find the loaded sessions')
   assert.equal(await store.get(idHashOf(s), now), undefined)
   await target.checkGone?.(s)
   await target.checkGone?.(s + 1)
   let u = s
-  while (Math.floor(u / SESSIONS_PER_SUB) === Math.floor(s / SESSIONS_PER_SUB)) u = SESSIONS_PER_SUB * randomInt(Math.floor(size / SESSIONS_PER_SUB))
-  assert.equal(await store.deleteWhere({ sub: subOf(u) }), SESSIONS_PER_SUB, 'deleteWhere by sub did not find the loaded sessions')
+  while (Math.floor(u / SESSIONS_PER_SUB) === Math.floor(s / SESSIONS_PER_SUB))
+    u = SESSIONS_PER_SUB * randomInt(Math.floor(size / SESSIONS_PER_SUB))
+  assert.equal(
+    await store.deleteWhere({ sub: subOf(u) }),
+    SESSIONS_PER_SUB,
+    'deleteWhere by sub did not find the loaded sessions',
+  )
   for (let k = 0; k < SESSIONS_PER_SUB; k++) await target.checkGone?.(u + k)
   for (const i of new Set([s, s + 1, u, u + 1, u + 2, u + 3])) assert.equal(await store.set(recordOf(i)), true)
   assert.equal((await store.list({ sub: subOf(u), limit: 10 }, now)).length, SESSIONS_PER_SUB)
 }
 
-async function measure(store: SessionStore, size: number): Promise<Pick<Step, 'get' | 'deleteBySid' | 'deleteBySub' | 'backchannel' | 'count'>> {
+async function measure(
+  store: SessionStore,
+  size: number,
+): Promise<Pick<Step, 'get' | 'deleteBySid' | 'deleteBySub' | 'backchannel' | 'count'>> {
   // Warm-up (JIT, connection pools), not measured.
   for (let k = 0; k < 300; k++) await store.get(idHashOf(randomInt(size)), Date.now())
 
@@ -543,8 +628,13 @@ async function measure(store: SessionStore, size: number): Promise<Pick<Step, 'g
   }
 
   // Whole sid pairs / sub quadruples inside the loaded range.
-  const sidGroups = () => distinct(DELETES, Math.floor(size / SESSIONS_PER_SID)).map((g) => Array.from({ length: SESSIONS_PER_SID }, (_, k) => g * SESSIONS_PER_SID + k))
-  const subGroups = distinct(DELETES, Math.floor(size / SESSIONS_PER_SUB)).map((g) => Array.from({ length: SESSIONS_PER_SUB }, (_, k) => g * SESSIONS_PER_SUB + k))
+  const sidGroups = () =>
+    distinct(DELETES, Math.floor(size / SESSIONS_PER_SID)).map((g) =>
+      Array.from({ length: SESSIONS_PER_SID }, (_, k) => g * SESSIONS_PER_SID + k),
+    )
+  const subGroups = distinct(DELETES, Math.floor(size / SESSIONS_PER_SUB)).map((g) =>
+    Array.from({ length: SESSIONS_PER_SUB }, (_, k) => g * SESSIONS_PER_SUB + k),
+  )
   const bySid = await timeDeletes(store, sidGroups(), (i) => ({ sid: sidOf(i) }))
   const bySub = await timeDeletes(store, subGroups, (i) => ({ sub: subOf(i) }))
   // The endpoint's filter names the frontend's partition too: of a sid pair ("web", "admin") it ends one session.
@@ -553,7 +643,11 @@ async function measure(store: SessionStore, size: number): Promise<Pick<Step, 'g
     store,
     webSessions,
     (i) => ({ sid: sidOf(i), sub: subOf(i), partition: recordOf(i).partition }),
-    async () => assert.equal(await store.acquireLease(`jti:https://idp.example/:${randomUUID()}`, randomUUID(), 60_000, Date.now()), true),
+    async () =>
+      assert.equal(
+        await store.acquireLease(`jti:https://idp.example/:${randomUUID()}`, randomUUID(), 60_000, Date.now()),
+        true,
+      ),
   )
 
   let count: Stats | undefined
@@ -567,7 +661,13 @@ async function measure(store: SessionStore, size: number): Promise<Pick<Step, 'g
     }
     count = stats(times)
   }
-  return { get: stats(getTimes), deleteBySid: stats(bySid), deleteBySub: stats(bySub), backchannel: stats(backchannel), count }
+  return {
+    get: stats(getTimes),
+    deleteBySid: stats(bySid),
+    deleteBySub: stats(bySub),
+    backchannel: stats(backchannel),
+    count,
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -593,7 +693,8 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   })
 }
 
-const log = (msg: string) => console.error(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}`)
+const log = (msg: string) =>
+  console.error(`[${((performance.now() - started) / 1000).toFixed(1).padStart(6)} s] ${msg}`)
 const ms = (x: number) => (x < 10 ? x.toFixed(2) : x.toFixed(1))
 const started = performance.now()
 const steps: Step[] = []
@@ -620,7 +721,9 @@ try {
         await target.load(loaded, size, (done) => {
           if (done - reported >= 250_000) {
             reported = done
-            log(`${name}:   ${done.toLocaleString('en')} (${Math.round((done - loaded) / ((performance.now() - t) / 1000)).toLocaleString('en')}/s)`)
+            log(
+              `${name}:   ${done.toLocaleString('en')} (${Math.round((done - loaded) / ((performance.now() - t) / 1000)).toLocaleString('en')}/s)`,
+            )
           }
         })
         await target.settle()
@@ -664,7 +767,20 @@ const totalMs = performance.now() - started
 // ---------------------------------------------------------------------------------------------
 // Report
 
-const header = ['store', 'sessions', 'load s', 'get p50', 'get p99', 'sid p50', 'sid p99', 'sub p50', 'sub p99', 'backchannel p50', 'backchannel p99', 'count()']
+const header = [
+  'store',
+  'sessions',
+  'load s',
+  'get p50',
+  'get p99',
+  'sid p50',
+  'sid p99',
+  'sub p50',
+  'sub p99',
+  'backchannel p50',
+  'backchannel p99',
+  'count()',
+]
 const rows = steps.map((s) => [
   s.store,
   s.sessions.toLocaleString('en'),
@@ -681,7 +797,8 @@ const rows = steps.map((s) => [
 ])
 if (rows.length > 0) {
   const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c]!.length)))
-  const line = (cells: string[]) => `| ${cells.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(' | ')} |`
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, c) => (c < 1 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(' | ')} |`
   console.log(
     `\nlatencies in ms: get(idHash) ×${LOOKUPS}; deleteWhere({ sid }), deleteWhere({ sub }) and backchannel (acquireLease + ` +
       `deleteWhere({ sid, sub, partition })) ×${DELETES} each; count(now) median of 5\n`,
@@ -703,13 +820,21 @@ for (const name of STORES) {
     if (!a || !b) continue
     const ratio = b.p50 / a.p50
     if (ratio > 2 && b.p50 - a.p50 > 0.2)
-      notes.push(`${name} ${op}: p50 ${ms(a.p50)} ms at ${first.sessions.toLocaleString('en')} → ${ms(b.p50)} ms at ${last.sessions.toLocaleString('en')} (×${ratio.toFixed(1)}): not flat`)
+      notes.push(
+        `${name} ${op}: p50 ${ms(a.p50)} ms at ${first.sessions.toLocaleString('en')} → ${ms(b.p50)} ms at ${last.sessions.toLocaleString('en')} (×${ratio.toFixed(1)}): not flat`,
+      )
   }
 }
 const largest = SIZES.at(-1)!
 const goal = STORES.map((name) => {
   const s = steps.find((x) => x.store === name && x.sessions === largest)
-  return { store: name, sessions: largest, p50: s?.deleteBySid.p50, p99: s?.deleteBySid.p99, met: s ? s.deleteBySid.p99 < GOAL_MS : undefined }
+  return {
+    store: name,
+    sessions: largest,
+    p50: s?.deleteBySid.p50,
+    p99: s?.deleteBySid.p99,
+    met: s ? s.deleteBySid.p99 < GOAL_MS : undefined,
+  }
 })
 console.log('')
 for (const g of goal)
@@ -720,7 +845,10 @@ for (const n of notes) console.log(`note: ${n}`)
 console.log(`\ntotal ${(totalMs / 1000).toFixed(1)} s`)
 
 const date = new Date()
-const stamp = date.toISOString().replace(/:\d\d\.\d+Z$/, 'Z').replace(/:/g, '')
+const stamp = date
+  .toISOString()
+  .replace(/:\d\d\.\d+Z$/, 'Z')
+  .replace(/:/g, '')
 const out = flags.out ?? join(dirname(new URL(import.meta.url).pathname), 'results', `store-scale-${stamp}.json`)
 if (steps.length > 0) {
   mkdirSync(dirname(out), { recursive: true })
@@ -731,9 +859,23 @@ if (steps.length > 0) {
         date: date.toISOString(),
         totalMs: Math.round(totalMs),
         complete: failure === undefined,
-        machine: { nproc: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform} ${process.arch}` },
+        machine: {
+          nproc: cpus().length,
+          cpu: cpus()[0]?.model,
+          memGiB: Math.round(totalmem() / 2 ** 30),
+          node: process.version,
+          platform: `${process.platform} ${process.arch}`,
+        },
         versions,
-        options: { sizes: SIZES, stores: STORES, lookups: LOOKUPS, deletes: DELETES, sessionsPerSub: SESSIONS_PER_SUB, sessionsPerSid: SESSIONS_PER_SID, sealedChars: sealedOf(0).length },
+        options: {
+          sizes: SIZES,
+          stores: STORES,
+          lookups: LOOKUPS,
+          deletes: DELETES,
+          sessionsPerSub: SESSIONS_PER_SUB,
+          sessionsPerSid: SESSIONS_PER_SID,
+          sealedChars: sealedOf(0).length,
+        },
         goal: { deleteBySidP99BelowMs: GOAL_MS, results: goal },
         notes,
         steps,

@@ -11,7 +11,13 @@
  * listens, and exits 0 on the IPC message "stop" (so that --cpu-prof writes its profile) or when the
  * parent goes away.
  */
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks'
 import { pipeline } from 'node:stream/promises'
@@ -42,7 +48,11 @@ async function startUpstream(port: number): Promise<{ url: string; close(): Prom
     const body = req.url === '/big' ? BIG : req.url === '/small' ? SMALL : undefined
     req.resume()
     if (!body) return void res.writeHead(404, { 'content-length': '0' }).end()
-    res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(body.length), 'cache-control': 'private, max-age=0' })
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': String(body.length),
+      'cache-control': 'private, max-age=0',
+    })
     res.end(body)
   })
   server.keepAliveTimeout = 65_000
@@ -50,9 +60,20 @@ async function startUpstream(port: number): Promise<{ url: string; close(): Prom
 }
 
 /** RFC 9110 §7.6.1: what any proxy must not forward (nginx drops these too). Nothing else is touched. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host'])
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'host',
+])
 
-function withoutHopByHop(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+function withoutHopByHop(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
@@ -72,7 +93,13 @@ async function startBareProxy(port: number, target: string): Promise<{ url: stri
     const url = req.url ?? '/'
     if (!url.startsWith('/api/')) return void res.writeHead(404, { 'content-length': '0' }).end()
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
-    const upstream = await pool.request({ path: url.slice(4), method: (req.method ?? 'GET') as 'GET', headers: withoutHopByHop(req.headers), body: hasBody ? req : null, bodyTimeout: 0 })
+    const upstream = await pool.request({
+      path: url.slice(4),
+      method: (req.method ?? 'GET') as 'GET',
+      headers: withoutHopByHop(req.headers),
+      body: hasBody ? req : null,
+      bodyTimeout: 0,
+    })
     res.writeHead(upstream.statusCode, withoutHopByHop(upstream.headers))
     await pipeline(upstream.body, res)
   }
@@ -87,7 +114,10 @@ async function startBareProxy(port: number, target: string): Promise<{ url: stri
   return { url: running.url, close: async () => (await running.close(), await pool.close()) }
 }
 
-async function startGatehouse(port: number, gatehouseOptions: Record<string, unknown>): Promise<{ url: string; close(): Promise<void> }> {
+async function startGatehouse(
+  port: number,
+  gatehouseOptions: Record<string, unknown>,
+): Promise<{ url: string; close(): Promise<void> }> {
   const { validateConfig } = await import('../src/config/validate.ts')
   const { startServer } = await import('../src/cli/serve.ts')
   const { config, issues } = validateConfig({ ...gatehouseOptions, listen: { host: '127.0.0.1', port } } as never)
@@ -145,8 +175,13 @@ async function main(): Promise<void> {
     // An uncaught error would end gatehouse mid-run. Keep it serving, but tell the bench, which
     // reports every one: it is a crash that a real deployment would have had.
     process.on('uncaughtException', (err) => {
-      const frame = err.stack?.split('\n').find((line) => line.includes('/src/'))?.trim()
-      process.send?.({ uncaught: `${err.name}: ${err.message}${frame ? ` (${frame.replace(/^at /, '').replace(`file://${process.cwd()}/`, '')})` : ''}` })
+      const frame = err.stack
+        ?.split('\n')
+        .find((line) => line.includes('/src/'))
+        ?.trim()
+      process.send?.({
+        uncaught: `${err.name}: ${err.message}${frame ? ` (${frame.replace(/^at /, '').replace(`file://${process.cwd()}/`, '')})` : ''}`,
+      })
     })
   }
   // Event-loop delay and GC pauses of the measured window (bench/run.ts resets them before it and
@@ -171,7 +206,15 @@ async function main(): Promise<void> {
     }
     if (message === 'stats') {
       const ms = (ns: number) => Math.round(ns / 1e4) / 100
-      process.send!({ stats: { eventLoopDelayP99Ms: ms(delay.percentile(99)), eventLoopDelayMaxMs: ms(delay.max), gcCount: gc.count, gcTotalMs: Math.round(gc.totalMs * 10) / 10, gcMaxMs: Math.round(gc.maxMs * 100) / 100 } })
+      process.send!({
+        stats: {
+          eventLoopDelayP99Ms: ms(delay.percentile(99)),
+          eventLoopDelayMaxMs: ms(delay.max),
+          gcCount: gc.count,
+          gcTotalMs: Math.round(gc.totalMs * 10) / 10,
+          gcMaxMs: Math.round(gc.maxMs * 100) / 100,
+        },
+      })
     }
   })
   process.on('disconnect', stop)
@@ -180,6 +223,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  process.send?.({ error: err instanceof Error ? `${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}` : String(err) })
+  process.send?.({
+    error:
+      err instanceof Error
+        ? `${err.message}${err.cause ? ` (${String((err.cause as Error).message ?? err.cause)})` : ''}`
+        : String(err),
+  })
   process.exit(1)
 })

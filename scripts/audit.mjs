@@ -17,8 +17,12 @@ if (!counts) {
   process.exit(0)
 }
 const blocking = (counts.high ?? 0) + (counts.critical ?? 0)
-console.log(`audit: runtime dependencies — critical ${counts.critical ?? 0}, high ${counts.high ?? 0}, moderate ${counts.moderate ?? 0}, low ${counts.low ?? 0}`)
+console.log(
+  `audit: runtime dependencies — critical ${counts.critical ?? 0}, high ${counts.high ?? 0}, moderate ${counts.moderate ?? 0}, low ${counts.low ?? 0}`,
+)
 if (blocking > 0) {
-  console.error('audit: high or critical vulnerabilities in runtime dependencies; run `npm audit --omit=dev` for details')
+  console.error(
+    'audit: high or critical vulnerabilities in runtime dependencies; run `npm audit --omit=dev` for details',
+  )
   process.exit(1)
 }

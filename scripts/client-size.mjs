@@ -6,4 +6,6 @@ import { transform } from 'esbuild'
 const source = readFileSync(new URL('../dist/client/index.js', import.meta.url), 'utf8')
 const { code } = await transform(source, { minify: true, format: 'esm', target: 'es2022' })
 const gzipped = gzipSync(code, { level: 9 }).length
-console.log(`gatehouse/client: ${source.length} bytes compiled, ${code.length} bytes minified, ${gzipped} bytes minified+gzipped`)
+console.log(
+  `gatehouse/client: ${source.length} bytes compiled, ${code.length} bytes minified, ${gzipped} bytes minified+gzipped`,
+)

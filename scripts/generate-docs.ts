@@ -50,7 +50,12 @@ export interface KeyRow {
 }
 
 /** The wrappers of a key (optional, default, pipe…) taken off: its default, whether it may be left out, and its shape. */
-function peel(node: ZodLike): { inner: ZodLike; chain: ZodLike[]; fallback: { value: unknown } | undefined; optional: boolean } {
+function peel(node: ZodLike): {
+  inner: ZodLike
+  chain: ZodLike[]
+  fallback: { value: unknown } | undefined
+  optional: boolean
+} {
   const chain: ZodLike[] = []
   let fallback: { value: unknown } | undefined
   let optional = false
@@ -63,7 +68,8 @@ function peel(node: ZodLike): { inner: ZodLike; chain: ZodLike[]; fallback: { va
     } else if (def.type === 'optional') {
       optional = true
       node = def.innerType as ZodLike
-    } else if (def.type === 'nullable' || def.type === 'readonly' || def.type === 'nonoptional' || def.type === 'catch') node = def.innerType as ZodLike
+    } else if (def.type === 'nullable' || def.type === 'readonly' || def.type === 'nonoptional' || def.type === 'catch')
+      node = def.innerType as ZodLike
     else if (def.type === 'pipe') node = def.in as ZodLike
     else return { inner: node, chain, fallback, optional }
   }
@@ -80,7 +86,9 @@ function typeOf(node: ZodLike): string {
     case 'boolean':
       return 'boolean'
     case 'number': {
-      const checks = ((def.checks as ZodLike[] | undefined) ?? []).map((c) => c._zod.def as { check?: string; format?: string; value?: number })
+      const checks = ((def.checks as ZodLike[] | undefined) ?? []).map(
+        (c) => c._zod.def as { check?: string; format?: string; value?: number },
+      )
       const whole = checks.some((c) => c.format === 'safeint' || c.format === 'int32')
       const min = checks.find((c) => c.check === 'greater_than')?.value
       const max = checks.find((c) => c.check === 'less_than')?.value
@@ -88,7 +96,9 @@ function typeOf(node: ZodLike): string {
       return `${whole ? 'whole number' : 'number'}${range}`
     }
     case 'enum':
-      return Object.values(def.entries as Record<string, string>).map((v) => `\`${JSON.stringify(v)}\``).join(', ')
+      return Object.values(def.entries as Record<string, string>)
+        .map((v) => `\`${JSON.stringify(v)}\``)
+        .join(', ')
     case 'literal':
       return (def.values as unknown[]).map((v) => `\`${JSON.stringify(v)}\``).join(', ')
     case 'union':
@@ -120,14 +130,18 @@ export function configKeys(): KeyRow[] {
         path,
         type: typeOf(child),
         // Required inside an object or list entry means: required when that object or entry is given.
-        default: fallback !== undefined ? `\`${JSON.stringify(fallback.value)}\`` : (computed ?? (optional ? '—' : '**required**')),
+        default:
+          fallback !== undefined
+            ? `\`${JSON.stringify(fallback.value)}\``
+            : (computed ?? (optional ? '—' : '**required**')),
         variable: inList ? undefined : variables.get(path),
         description: z.globalRegistry.get(child as unknown as z.ZodType)?.description,
         object: def.type === 'object',
         schemaDefault: fallback !== undefined,
       })
       if (def.type === 'object') walk(def.shape as Record<string, ZodLike>, path, inList)
-      else if (element?._zod.def.type === 'object') walk(element._zod.def.shape as Record<string, ZodLike>, `${path}[]`, true)
+      else if (element?._zod.def.type === 'object')
+        walk(element._zod.def.shape as Record<string, ZodLike>, `${path}[]`, true)
     }
   }
   walk(peel(configSchema as unknown as ZodLike).inner._zod.def.shape as Record<string, ZodLike>, '', false)
@@ -136,7 +150,12 @@ export function configKeys(): KeyRow[] {
 
 /** `docs/remote-apis.md#methods` in a description → a link relative to docs/. */
 function markdown(text: string): string {
-  return text.replace(/\bdocs\/([a-z0-9-]+\.md)(#[a-z0-9-]+)?/g, (_, file: string, anchor: string | undefined) => `[${file}](${file}${anchor ?? ''})`).replaceAll('|', '\\|')
+  return text
+    .replace(
+      /\bdocs\/([a-z0-9-]+\.md)(#[a-z0-9-]+)?/g,
+      (_, file: string, anchor: string | undefined) => `[${file}](${file}${anchor ?? ''})`,
+    )
+    .replaceAll('|', '\\|')
 }
 
 /** The key reference of docs/configuration.md. */
@@ -150,7 +169,13 @@ export function renderConfigKeys(): string {
   for (const row of configKeys()) {
     // An object is a heading for its keys; it gets a row only when there is something to say about it.
     if (row.object && row.description === undefined) continue
-    const cells = [`\`${row.path}\``, markdown(row.type), markdown(row.default), row.variable ? `\`${row.variable}\`` : '—', markdown(row.description ?? '')]
+    const cells = [
+      `\`${row.path}\``,
+      markdown(row.type),
+      markdown(row.default),
+      row.variable ? `\`${row.variable}\`` : '—',
+      markdown(row.description ?? ''),
+    ]
     lines.push(`| ${cells.join(' | ')} |`)
   }
   return lines.join('\n')

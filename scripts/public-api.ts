@@ -22,7 +22,10 @@ interface Entry {
 }
 
 function entries(): Entry[] {
-  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name: string; exports: Record<string, { types: string }> }
+  const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+    name: string
+    exports: Record<string, { types: string }>
+  }
   return Object.entries(pkg.exports)
     .map(([path, target]) => ({
       name: path === '.' ? pkg.name : `${pkg.name}/${path.replace(/^\.\//, '')}`,
@@ -32,22 +35,34 @@ function entries(): Entry[] {
 }
 
 function parseConfig(file: string): ts.ParsedCommandLine {
-  const parsed = ts.getParsedCommandLineOfConfigFile(join(root, file), {}, {
-    ...ts.sys,
-    onUnRecoverableConfigFileDiagnostic: (d) => {
-      throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'))
+  const parsed = ts.getParsedCommandLineOfConfigFile(
+    join(root, file),
+    {},
+    {
+      ...ts.sys,
+      onUnRecoverableConfigFileDiagnostic: (d) => {
+        throw new Error(ts.flattenDiagnosticMessageText(d.messageText, '\n'))
+      },
     },
-  })
+  )
   if (!parsed) throw new Error(`cannot read ${file}`)
   return parsed
 }
 
 function formatDiagnostics(diagnostics: readonly ts.Diagnostic[]): string {
-  return ts.formatDiagnostics(diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => '\n' })
+  return ts.formatDiagnostics(diagnostics, {
+    getCanonicalFileName: (f) => f,
+    getCurrentDirectory: () => root,
+    getNewLine: () => '\n',
+  })
 }
 
 /** Declaration files for the entries, emitted in memory under virtualDist; also the compiler options used. */
-function emitDeclarations(): { files: Map<string, string>; options: ts.CompilerOptions; entryFiles: Map<string, string> } {
+function emitDeclarations(): {
+  files: Map<string, string>
+  options: ts.CompilerOptions
+  entryFiles: Map<string, string>
+} {
   const files = new Map<string, string>()
   const entryFiles = new Map<string, string>()
   let options: ts.CompilerOptions = {}
@@ -57,32 +72,56 @@ function emitDeclarations(): { files: Map<string, string>; options: ts.CompilerO
     const mine = pending.filter((e) => parsed.fileNames.includes(e.source))
     if (mine.length === 0) continue
     const outDir = join(virtualDist, relative(join(root, 'dist'), parsed.options.outDir ?? join(root, 'dist')))
-    options = { ...parsed.options, outDir, declaration: true, emitDeclarationOnly: true, noEmit: false, sourceMap: false, declarationMap: false }
-    const program = ts.createProgram(mine.map((e) => e.source), options)
+    options = {
+      ...parsed.options,
+      outDir,
+      declaration: true,
+      emitDeclarationOnly: true,
+      noEmit: false,
+      sourceMap: false,
+      declarationMap: false,
+    }
+    const program = ts.createProgram(
+      mine.map((e) => e.source),
+      options,
+    )
     const result = program.emit(undefined, (fileName, text) => files.set(fileName, text), undefined, true)
     if (result.diagnostics.length > 0) throw new Error(formatDiagnostics(result.diagnostics))
     const rootDir = parsed.options.rootDir ?? join(root, 'src')
     for (const e of mine) entryFiles.set(e.name, join(outDir, relative(rootDir, e.source)).replace(/\.ts$/, '.d.ts'))
   }
   const missing = pending.filter((e) => !entryFiles.has(e.name))
-  if (missing.length > 0) throw new Error(`no tsconfig compiles ${missing.map((e) => relative(root, e.source)).join(', ')}`)
+  if (missing.length > 0)
+    throw new Error(`no tsconfig compiles ${missing.map((e) => relative(root, e.source)).join(', ')}`)
   return { files, options, entryFiles }
 }
 
 /** A program over the in-memory declarations; packages and the standard library come from disk. */
 function declarationProgram(files: Map<string, string>, options: ts.CompilerOptions, rootNames: string[]): ts.Program {
   const host = ts.createCompilerHost(options)
-  const disk = { fileExists: host.fileExists, readFile: host.readFile, getSourceFile: host.getSourceFile, directoryExists: host.directoryExists }
+  const disk = {
+    fileExists: host.fileExists,
+    readFile: host.readFile,
+    getSourceFile: host.getSourceFile,
+    directoryExists: host.directoryExists,
+  }
   const inVirtual = (path: string): boolean => path === virtualDist || path.startsWith(virtualDist + sep)
   host.fileExists = (f) => files.has(f) || (!inVirtual(f) && disk.fileExists(f))
   host.readFile = (f) => files.get(f) ?? (inVirtual(f) ? undefined : disk.readFile(f))
-  host.directoryExists = (d) => (inVirtual(d) ? [...files.keys()].some((f) => f.startsWith(d + sep)) : (disk.directoryExists?.(d) ?? true))
+  host.directoryExists = (d) =>
+    inVirtual(d) ? [...files.keys()].some((f) => f.startsWith(d + sep)) : (disk.directoryExists?.(d) ?? true)
   host.getSourceFile = (f, language, onError, shouldCreate) => {
     const text = files.get(f)
-    return text === undefined ? disk.getSourceFile(f, language, onError, shouldCreate) : ts.createSourceFile(f, text, language, true)
+    return text === undefined
+      ? disk.getSourceFile(f, language, onError, shouldCreate)
+      : ts.createSourceFile(f, text, language, true)
   }
   // The client's lib (DOM) and the server's (node types) both, so every entry's types resolve.
-  return ts.createProgram(rootNames, { ...options, lib: ['lib.es2023.d.ts', 'lib.dom.d.ts'], types: ['node'], noEmit: true }, host)
+  return ts.createProgram(
+    rootNames,
+    { ...options, lib: ['lib.es2023.d.ts', 'lib.dom.d.ts'], types: ['node'], noEmit: true },
+    host,
+  )
 }
 
 const printer = ts.createPrinter({ removeComments: true, newLine: ts.NewLineKind.LineFeed })
@@ -122,15 +161,29 @@ interface Printed {
 }
 
 /** Reads declarations out of the program: their text, and the named types they mention. */
-function declarationReader(checker: ts.TypeChecker, isOurs: (file: string) => boolean, isExported: (symbol: ts.Symbol) => boolean) {
-  const ownDeclarations = (symbol: ts.Symbol): ts.Declaration[] => (symbol.declarations ?? []).filter((d) => isOurs(d.getSourceFile().fileName) && isTopLevel(d))
-  const resolve = (symbol: ts.Symbol): ts.Symbol => (symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol)
+function declarationReader(
+  checker: ts.TypeChecker,
+  isOurs: (file: string) => boolean,
+  isExported: (symbol: ts.Symbol) => boolean,
+) {
+  const ownDeclarations = (symbol: ts.Symbol): ts.Declaration[] =>
+    (symbol.declarations ?? []).filter((d) => isOurs(d.getSourceFile().fileName) && isTopLevel(d))
+  const resolve = (symbol: ts.Symbol): ts.Symbol =>
+    symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol
 
   /** The package a name was imported from, when it was imported from one (not from a file of ours). */
   const packageOf = (name: ts.Node): string | undefined => {
     const spec = checker.getSymbolAtLocation(name)?.declarations?.[0]
-    const importDecl = spec && ts.isImportSpecifier(spec) ? spec.parent.parent.parent : spec && (ts.isImportClause(spec) || ts.isNamespaceImport(spec)) ? (ts.isImportClause(spec) ? spec.parent : spec.parent.parent) : undefined
-    const module = importDecl && ts.isStringLiteral(importDecl.moduleSpecifier) ? importDecl.moduleSpecifier.text : undefined
+    const importDecl =
+      spec && ts.isImportSpecifier(spec)
+        ? spec.parent.parent.parent
+        : spec && (ts.isImportClause(spec) || ts.isNamespaceImport(spec))
+          ? ts.isImportClause(spec)
+            ? spec.parent
+            : spec.parent.parent
+          : undefined
+    const module =
+      importDecl && ts.isStringLiteral(importDecl.moduleSpecifier) ? importDecl.moduleSpecifier.text : undefined
     return module !== undefined && !module.startsWith('.') ? module : undefined
   }
 
@@ -140,14 +193,20 @@ function declarationReader(checker: ts.TypeChecker, isOurs: (file: string) => bo
     let hidden = false
     const visit = (node: ts.Node): void => {
       if (ts.isTypeQueryNode(node)) {
-        const symbol = checker.getSymbolAtLocation(ts.isQualifiedName(node.exprName) ? node.exprName.right : node.exprName)
+        const symbol = checker.getSymbolAtLocation(
+          ts.isQualifiedName(node.exprName) ? node.exprName.right : node.exprName,
+        )
         if (symbol && !isExported(resolve(symbol))) hidden = true
       }
       ts.forEachChild(node, visit)
     }
     visit(decl.type)
     if (!hidden) return undefined
-    const flags = ts.NodeBuilderFlags.NoTruncation | ts.NodeBuilderFlags.MultilineObjectLiterals | ts.NodeBuilderFlags.InTypeAlias | ts.NodeBuilderFlags.IgnoreErrors
+    const flags =
+      ts.NodeBuilderFlags.NoTruncation |
+      ts.NodeBuilderFlags.MultilineObjectLiterals |
+      ts.NodeBuilderFlags.InTypeAlias |
+      ts.NodeBuilderFlags.IgnoreErrors
     const node = checker.typeToTypeNode(checker.getTypeAtLocation(decl.name), decl, flags)
     return node && sortUnions(node, decl.getSourceFile())
   }
@@ -175,7 +234,8 @@ function declarationReader(checker: ts.TypeChecker, isOurs: (file: string) => bo
     const external: string[] = []
     const visitName = (name: ts.EntityName | ts.Expression): void => {
       let leftmost: ts.Node = name
-      while (ts.isQualifiedName(leftmost) || ts.isPropertyAccessExpression(leftmost)) leftmost = ts.isQualifiedName(leftmost) ? leftmost.left : leftmost.expression
+      while (ts.isQualifiedName(leftmost) || ts.isPropertyAccessExpression(leftmost))
+        leftmost = ts.isQualifiedName(leftmost) ? leftmost.left : leftmost.expression
       const module = packageOf(leftmost)
       if (module !== undefined) {
         external.push(`\`${leftmost.getText()}\` from \`${module}\``)
@@ -189,7 +249,12 @@ function declarationReader(checker: ts.TypeChecker, isOurs: (file: string) => bo
       if (ts.isTypeReferenceNode(node)) visitName(node.typeName)
       else if (ts.isExpressionWithTypeArguments(node)) visitName(node.expression)
       else if (ts.isTypeQueryNode(node)) visitName(node.exprName)
-      else if (ts.isImportTypeNode(node) && node.qualifier && ts.isLiteralTypeNode(node.argument) && ts.isStringLiteral(node.argument.literal)) {
+      else if (
+        ts.isImportTypeNode(node) &&
+        node.qualifier &&
+        ts.isLiteralTypeNode(node.argument) &&
+        ts.isStringLiteral(node.argument.literal)
+      ) {
         const module = node.argument.literal.text
         if (module.startsWith('.')) visitName(node.qualifier)
         else external.push(`\`${node.qualifier.getText()}\` from \`${module}\``)
@@ -209,14 +274,20 @@ export function renderPublicApi(): string {
   const program = declarationProgram(files, options, [...entryFiles.values()])
   const checker = program.getTypeChecker()
 
-  const exportsByEntry = [...entryFiles].sort(([a], [b]) => (a < b ? -1 : 1)).map(([entryName, file]) => {
-    const sourceFile = program.getSourceFile(file)
-    const moduleSymbol = sourceFile && checker.getSymbolAtLocation(sourceFile)
-    if (!moduleSymbol) throw new Error(`cannot read the declarations of ${entryName}`)
-    return { entryName, exports: checker.getExportsOfModule(moduleSymbol) }
-  })
+  const exportsByEntry = [...entryFiles]
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([entryName, file]) => {
+      const sourceFile = program.getSourceFile(file)
+      const moduleSymbol = sourceFile && checker.getSymbolAtLocation(sourceFile)
+      if (!moduleSymbol) throw new Error(`cannot read the declarations of ${entryName}`)
+      return { entryName, exports: checker.getExportsOfModule(moduleSymbol) }
+    })
   const exported = new Set<ts.Symbol>()
-  const reader = declarationReader(checker, (file) => files.has(file), (symbol) => exported.has(symbol))
+  const reader = declarationReader(
+    checker,
+    (file) => files.has(file),
+    (symbol) => exported.has(symbol),
+  )
   for (const { exports } of exportsByEntry) for (const exp of exports) exported.add(reader.resolve(exp))
 
   const referenced = new Set<ts.Symbol>()
@@ -239,7 +310,8 @@ export function renderPublicApi(): string {
       const target = reader.resolve(exp)
       const decls = reader.ownDeclarations(target)
       const alias = decls.length > 0 && target.name !== exp.name ? `// exported as ${exp.name}\n` : ''
-      const text = decls.length > 0 ? decls.map(reader.print).join('\n') : `// ${exp.name}: declared outside this package`
+      const text =
+        decls.length > 0 ? decls.map(reader.print).join('\n') : `// ${exp.name}: declared outside this package`
       printed.push({ name: exp.name, text: alias + text })
       decls.forEach(follow)
     }
@@ -247,7 +319,9 @@ export function renderPublicApi(): string {
   }
   for (let symbol = queue.shift(); symbol; symbol = queue.shift()) reader.ownDeclarations(symbol).forEach(follow)
 
-  const others = [...referenced].filter((s) => !exported.has(s)).map((s) => ({ name: s.name, text: reader.ownDeclarations(s).map(reader.print).join('\n') }))
+  const others = [...referenced]
+    .filter((s) => !exported.has(s))
+    .map((s) => ({ name: s.name, text: reader.ownDeclarations(s).map(reader.print).join('\n') }))
   return [
     '# Public API',
     '',

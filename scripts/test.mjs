@@ -11,6 +11,12 @@ function find(dir) {
   })
 }
 const files = find(join(root, 'tests')).sort()
-const args = ['--test', '--test-concurrency=4', '--test-timeout=120000', ...(process.env.CI ? ['--test-reporter=spec'] : []), ...files]
+const args = [
+  '--test',
+  '--test-concurrency=4',
+  '--test-timeout=120000',
+  ...(process.env.CI ? ['--test-reporter=spec'] : []),
+  ...files,
+]
 const result = spawnSync(process.execPath, args, { cwd: root, stdio: 'inherit' })
 process.exit(result.status ?? 1)

@@ -68,7 +68,11 @@ export interface Gatehouse {
    * Inside `protect()` the response is known; elsewhere pass `res`, so that in cookie mode a refreshed
    * session reaches the browser.
    */
-  getAccessToken(req: IncomingMessage, type?: 'user' | 'client' | 'userOrClient', res?: ServerResponse): Promise<string | undefined>
+  getAccessToken(
+    req: IncomingMessage,
+    type?: 'user' | 'client' | 'userOrClient',
+    res?: ServerResponse,
+  ): Promise<string | undefined>
   /**
    * The admin listener's node:http handler: `GET /metrics` and the session API under `/admin/`
    * (docs/operations.md). `gatehouse serve` listens with it on `admin.listen`; a library user mounts it
@@ -112,17 +116,36 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const now = runtime.now ?? Date.now
   const cookieMode = config.session.mode === 'cookie'
   // Cookie mode keeps no sessions on the server: no store is opened.
-  const opened: SessionStore | undefined = cookieMode ? undefined : (runtime.store ?? (await openStore(config.session.store)))
+  const opened: SessionStore | undefined = cookieMode
+    ? undefined
+    : (runtime.store ?? (await openStore(config.session.store)))
   // A networked store that can tell instances about ended sessions gets the in-process read cache.
-  const cache = opened && capabilities(opened).notices && config.session.cacheTtlMs > 0 ? new CachedStore(opened, { ttlMs: config.session.cacheTtlMs }) : undefined
-  await cache?.start().catch(() => log.warn({ event: 'session_cache_off' }, 'not listening to session endings: every request reads the session store'))
+  const cache =
+    opened && capabilities(opened).notices && config.session.cacheTtlMs > 0
+      ? new CachedStore(opened, { ttlMs: config.session.cacheTtlMs })
+      : undefined
+  await cache
+    ?.start()
+    .catch(() =>
+      log.warn(
+        { event: 'session_cache_off' },
+        'not listening to session endings: every request reads the session store',
+      ),
+    )
   const store: SessionStore | undefined = cache ?? opened
   // What the store can do beyond the required methods, detected once: call sites get typed handles.
   const can = store && capabilities(store)
   for (const { capability, has, missing } of opened ? incompleteCapabilities(opened) : []) {
-    log.warn({ event: 'session_store_incomplete_capability', capability, has, missing }, `the session store defines ${has.join(', ')} but not ${missing.join(', ')}: a capability is used only with all its methods, so the store's ${capability} are not used (docs/extending.md)`)
+    log.warn(
+      { event: 'session_store_incomplete_capability', capability, has, missing },
+      `the session store defines ${has.join(', ')} but not ${missing.join(', ')}: a capability is used only with all its methods, so the store's ${capability} are not used (docs/extending.md)`,
+    )
   }
-  if (store && !can?.leases) log.warn({ event: 'session_store_no_leases' }, 'the session store has no leases: token refreshes and logout-token replay checks are coordinated within this process only')
+  if (store && !can?.leases)
+    log.warn(
+      { event: 'session_store_no_leases' },
+      'the session store has no leases: token refreshes and logout-token replay checks are coordinated within this process only',
+    )
   const keyRing = new KeyRing(config.keys)
   const frontends = new Frontends(config, now, log)
   const cookie = {
@@ -135,24 +158,64 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   const sessionEvents = new SessionEvents({
     notices: can?.notices,
     onEnded: hooks.onSessionEnded && ((event) => notify(hooks.onSessionEnded, event, log, 'onSessionEnded')),
-    onError: () => log.warn({ event: 'session_end_publish_failed' }, 'could not tell other instances that a session ended'),
+    onError: () =>
+      log.warn({ event: 'session_end_publish_failed' }, 'could not tell other instances that a session ended'),
   })
-  await sessionEvents.start().catch(() => log.warn({ event: 'session_end_subscribe_failed' }, 'not listening to other instances\' session endings; open tabs learn of them by the periodic check'))
+  await sessionEvents
+    .start()
+    .catch(() =>
+      log.warn(
+        { event: 'session_end_subscribe_failed' },
+        "not listening to other instances' session endings; open tabs learn of them by the periodic check",
+      ),
+    )
   // The session layer owns the store from here on: every ending goes through it and is told to the others.
-  const serverSessions = store && new Sessions({ store, keyRing, now, policy: config.session, cookie, events: sessionEvents })
-  const sessions: SessionBackend = serverSessions ?? new CookieSessions({ keyRing, now, policy: config.session, cookie, events: sessionEvents })
+  const serverSessions =
+    store && new Sessions({ store, keyRing, now, policy: config.session, cookie, events: sessionEvents })
+  const sessions: SessionBackend =
+    serverSessions ?? new CookieSessions({ keyRing, now, policy: config.session, cookie, events: sessionEvents })
   const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
   const count = can?.count
   const telemetry = new Telemetry({ activeSessions: count && (() => count.count(now())) })
   const dpopKeys = new DpopKeys()
-  const tokens = new TokenService({ sessions, clients, dpopKeys, telemetry, skewMs: config.oidc.tokenRefreshSkewMs, idpTimeoutMs: config.oidc.timeoutMs, now, log })
+  const tokens = new TokenService({
+    sessions,
+    clients,
+    dpopKeys,
+    telemetry,
+    skewMs: config.oidc.tokenRefreshSkewMs,
+    idpTimeoutMs: config.oidc.timeoutMs,
+    now,
+    log,
+  })
   const upstreams = new Upstreams(config, telemetry)
   const apis = new RemoteApiRoutes(config.remoteApis)
-  const services: Services = { sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS, hooks, config, log, oidc: frontends.default.oidc, frontends, sessions, sessionEvents, keyRing, tokens, dpopKeys, apis, upstreams, cors: createCorsPolicy(config.cors?.allowedOrigins, config.antiForgery.header), telemetry, now }
+  const services: Services = {
+    sessionCheckMs: runtime.sessionCheckMs ?? SESSION_CHECK_MS,
+    hooks,
+    config,
+    log,
+    oidc: frontends.default.oidc,
+    frontends,
+    sessions,
+    sessionEvents,
+    keyRing,
+    tokens,
+    dpopKeys,
+    apis,
+    upstreams,
+    cors: createCorsPolicy(config.cors?.allowedOrigins, config.antiForgery.header),
+    telemetry,
+    now,
+  }
   warnAboutInsecureSettings(config, log)
   const discovery = discoverAtStart(frontends, log)
 
-  const routes = new RouteTable(probeRoutes(), new Map(frontends.all.map((f) => [f.name, endpointRoutes(config, f)])), apis)
+  const routes = new RouteTable(
+    probeRoutes(),
+    new Map(frontends.all.map((f) => [f.name, endpointRoutes(config, f)])),
+    apis,
+  )
   const handle = createHandle(services, routes)
   const upgrade = createUpgrade(services, routes)
   const library = createLibrary(services)
@@ -200,8 +263,13 @@ function discoverAtStart(frontends: Frontends, log: Logger): Promise<boolean> {
       () => true,
       (err: unknown) => {
         if (err instanceof DpopUnsupportedError) log.error({ event: 'dpop_unsupported' }, err.message)
-        else if (err instanceof GatehouseError && err.report) log.warn({ ...err.report }, `${err.message}; retried at the next login`)
-        else log.warn({ event: 'discovery_failed', cause: 'unexpected', ...describeError(err) }, 'identity provider discovery failed; retried at the next login')
+        else if (err instanceof GatehouseError && err.report)
+          log.warn({ ...err.report }, `${err.message}; retried at the next login`)
+        else
+          log.warn(
+            { event: 'discovery_failed', cause: 'unexpected', ...describeError(err) },
+            'identity provider discovery failed; retried at the next login',
+          )
         return false
       },
     ),

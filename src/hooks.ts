@@ -37,7 +37,10 @@ export interface Hooks {
   /** Extra authorize parameters for this login (`acr_values`, `login_hint`, `ui_locales`…); protocol parameters gatehouse sets are not replaced. */
   loginParams?(req: IncomingMessage): Record<string, string> | undefined | Promise<Record<string, string> | undefined>
   /** Extra end-session parameters for this logout; `id_token_hint`, `post_logout_redirect_uri`, `state` and `client_id` are not replaced. */
-  logoutParams?(req: IncomingMessage, session: SessionInfo | undefined): Record<string, string> | undefined | Promise<Record<string, string> | undefined>
+  logoutParams?(
+    req: IncomingMessage,
+    session: SessionInfo | undefined,
+  ): Record<string, string> | undefined | Promise<Record<string, string> | undefined>
   /** Called after the built-in returnUrl check passed; false refuses the returnUrl (400). It can only narrow what is accepted. */
   validateReturnUrl?(url: string, req: IncomingMessage): boolean | Promise<boolean>
   /** A session started (after a successful login). For audit; its result is not awaited by the login. */
@@ -49,23 +52,47 @@ export interface Hooks {
 /** The public view of a session (no tokens). */
 export function sessionInfo(session: Session): SessionInfo {
   // A copy: the session's own claims are shared with later requests (the read cache) and the store.
-  return { sub: session.sub, sid: session.sid, claims: structuredClone(session.data.claims), expiresAt: session.expiresAt, frontend: session.partition, issuer: session.data.issuer }
+  return {
+    sub: session.sub,
+    sid: session.sid,
+    claims: structuredClone(session.data.claims),
+    expiresAt: session.expiresAt,
+    frontend: session.partition,
+    issuer: session.data.issuer,
+  }
 }
 
 /** Runs an audit hook without letting it fail or delay the request: errors and rejections are logged. */
-export function notify<T>(hook: ((event: T) => void | Promise<void>) | undefined, event: T, log: Logger, name: string): void {
+export function notify<T>(
+  hook: ((event: T) => void | Promise<void>) | undefined,
+  event: T,
+  log: Logger,
+  name: string,
+): void {
   if (!hook) return
   try {
-    Promise.resolve(hook(event)).catch((err: unknown) => log.warn({ event: 'hook_failed', hook: name, error: err instanceof Error ? err.name : typeof err }, `the ${name} hook failed`))
+    Promise.resolve(hook(event)).catch((err: unknown) =>
+      log.warn(
+        { event: 'hook_failed', hook: name, error: err instanceof Error ? err.name : typeof err },
+        `the ${name} hook failed`,
+      ),
+    )
   } catch (err) {
-    log.warn({ event: 'hook_failed', hook: name, error: err instanceof Error ? err.name : typeof err }, `the ${name} hook failed`)
+    log.warn(
+      { event: 'hook_failed', hook: name, error: err instanceof Error ? err.name : typeof err },
+      `the ${name} hook failed`,
+    )
   }
 }
 
 /** Extra parameters from a hook, without any of the names gatehouse sets itself. */
-export function withoutReserved(extra: Record<string, string> | undefined, reserved: ReadonlySet<string>): Record<string, string> {
+export function withoutReserved(
+  extra: Record<string, string> | undefined,
+  reserved: ReadonlySet<string>,
+): Record<string, string> {
   const out: Record<string, string> = {}
   // Compared as IdPs may read them: case-insensitively, without surrounding spaces.
-  for (const [name, value] of Object.entries(extra ?? {})) if (!reserved.has(name.trim().toLowerCase()) && typeof value === 'string') out[name] = value
+  for (const [name, value] of Object.entries(extra ?? {}))
+    if (!reserved.has(name.trim().toLowerCase()) && typeof value === 'string') out[name] = value
   return out
 }

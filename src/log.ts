@@ -10,12 +10,39 @@ import { prettyDestination } from './log-pretty.ts'
  * whatever slips into a log object by those names, and applies to both formats. Lines go to stdout,
  * or to `destination` (tests collect them to check that no secret is ever written).
  */
-export function createLogger(level: Config['log']['level'], destination?: DestinationStream, format: Config['log']['format'] = 'json'): Logger {
+export function createLogger(
+  level: Config['log']['level'],
+  destination?: DestinationStream,
+  format: Config['log']['format'] = 'json',
+): Logger {
   const options: LoggerOptions = {
     level,
     base: { name: 'gatehouse' },
     redact: {
-      paths: ['cookie', 'authorization', 'dpop', 'token', 'accessToken', 'refreshToken', 'idToken', 'clientSecret', 'keys', '*.cookie', '*.authorization', '*.dpop', '*.token', '*.accessToken', '*.refreshToken', '*.idToken', '*.clientSecret', 'headers.cookie', 'headers.authorization', 'headers.dpop', 'dpopKey', '*.dpopKey'],
+      paths: [
+        'cookie',
+        'authorization',
+        'dpop',
+        'token',
+        'accessToken',
+        'refreshToken',
+        'idToken',
+        'clientSecret',
+        'keys',
+        '*.cookie',
+        '*.authorization',
+        '*.dpop',
+        '*.token',
+        '*.accessToken',
+        '*.refreshToken',
+        '*.idToken',
+        '*.clientSecret',
+        'headers.cookie',
+        'headers.authorization',
+        'headers.dpop',
+        'dpopKey',
+        '*.dpopKey',
+      ],
       censor: '[redacted]',
     },
   }

@@ -61,7 +61,12 @@ export class KeyValueStore implements SessionStore {
   async set(record: SessionRecord, expectedVersion?: number): Promise<boolean> {
     const key = SESSION + record.idHash
     const current = await this.#kv.get(key)
-    if (expectedVersion === undefined ? current !== undefined : current === undefined || (JSON.parse(current) as SessionRecord).version !== expectedVersion) return false
+    if (
+      expectedVersion === undefined
+        ? current !== undefined
+        : current === undefined || (JSON.parse(current) as SessionRecord).version !== expectedVersion
+    )
+      return false
     // Compare-and-set on the stored text: a concurrent writer makes this write fail, never both succeed.
     return this.#kv.putIf(key, JSON.stringify(record), current)
   }
@@ -82,7 +87,12 @@ export class KeyValueStore implements SessionStore {
 
   async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
     return (await this.#all())
-      .filter((r) => r.expiresAt > now && (filter.sub === undefined || r.sub === filter.sub) && (filter.sid === undefined || r.sid === filter.sid))
+      .filter(
+        (r) =>
+          r.expiresAt > now &&
+          (filter.sub === undefined || r.sub === filter.sub) &&
+          (filter.sid === undefined || r.sid === filter.sid),
+      )
       .sort((a, b) => a.createdAt - b.createdAt)
       .slice(0, filter.limit)
   }
@@ -107,7 +117,8 @@ export class KeyValueStore implements SessionStore {
   async releaseLease(name: string, owner: string): Promise<void> {
     const current = await this.#kv.get(LEASE + name)
     // Conditional: if the lease expired and another owner took it since, theirs stays.
-    if (current !== undefined && (JSON.parse(current) as { owner: string }).owner === owner) await this.#kv.deleteIf(LEASE + name, current)
+    if (current !== undefined && (JSON.parse(current) as { owner: string }).owner === owner)
+      await this.#kv.deleteIf(LEASE + name, current)
   }
 
   /** Optional (the gatehouse_active_sessions gauge); called once per metrics scrape. */

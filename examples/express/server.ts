@@ -28,7 +28,13 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import express, { type ErrorRequestHandler } from 'express'
 // In your app: `from 'gatehouse-bff'`. The examples import the source so they run inside this repo.
-import { createGatehouse, GatehouseError, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
+import {
+  createGatehouse,
+  GatehouseError,
+  type Gatehouse,
+  type GatehouseOptions,
+  type RuntimeOptions,
+} from '../../src/index.ts'
 
 export interface AppOptions {
   /** Built with `createGatehouse`; the app never sees tokens except through `getAccessToken`. */
@@ -50,7 +56,9 @@ export function createApp({ gatehouse, downstreamUrl }: AppOptions): express.Exp
   app.use(express.json({ limit: '100kb' }))
 
   app.get('/', (_req, res) => {
-    res.type('text/plain').send('gatehouse + Express: log in at /bff/login, then GET /api/me with the header X-CSRF: 1\n')
+    res
+      .type('text/plain')
+      .send('gatehouse + Express: log in at /bff/login, then GET /api/me with the header X-CSRF: 1\n')
   })
 
   // protect(): 401 application/problem+json (never a redirect) without a live session or without
@@ -69,7 +77,10 @@ export function createApp({ gatehouse, downstreamUrl }: AppOptions): express.Exp
     app.get('/api/downstream', gatehouse.protect(), async (req, res) => {
       // Refreshed when near expiry; throws GatehouseError('session_ended') if the IdP refuses the refresh.
       const token = await gatehouse.getAccessToken(req, 'user', res)
-      const answer = await fetch(downstreamUrl, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) })
+      const answer = await fetch(downstreamUrl, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(10_000),
+      })
       res.json({ status: answer.status, body: (await answer.json()) as unknown })
     })
   }
@@ -79,7 +90,14 @@ export function createApp({ gatehouse, downstreamUrl }: AppOptions): express.Exp
     if (res.headersSent) return next(err)
     const known = err instanceof GatehouseError ? err : undefined
     const status = known?.status ?? (hasStatus(err) && err.status < 500 ? err.status : 500)
-    res.status(status).type('application/problem+json').json({ title: known?.message ?? (status < 500 ? 'Bad request' : 'Internal error'), status, code: known?.code ?? (status < 500 ? 'bad_request' : 'internal') })
+    res
+      .status(status)
+      .type('application/problem+json')
+      .json({
+        title: known?.message ?? (status < 500 ? 'Bad request' : 'Internal error'),
+        status,
+        code: known?.code ?? (status < 500 ? 'bad_request' : 'internal'),
+      })
   }
   app.use(onError)
   return app
@@ -114,7 +132,9 @@ export async function start(options: StartOptions): Promise<Running> {
   // WebSockets to remoteApis with `websockets: true` arrive as `upgrade` events, not requests.
   server.on('upgrade', gatehouse.upgrade)
   const host = options.host ?? gatehouse.config.listen.host
-  await new Promise<void>((done, fail) => server.once('error', fail).listen(options.port ?? gatehouse.config.listen.port, host, done))
+  await new Promise<void>((done, fail) =>
+    server.once('error', fail).listen(options.port ?? gatehouse.config.listen.port, host, done),
+  )
   const { port } = server.address() as AddressInfo
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
@@ -155,7 +175,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       downstreamUrl: process.env.DOWNSTREAM_URL,
     })
     console.log(`gatehouse + Express listening on ${running.url}`)
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void running.close().then(() => process.exit(0)))
+    for (const signal of ['SIGINT', 'SIGTERM'] as const)
+      process.once(signal, () => void running.close().then(() => process.exit(0)))
   } catch (err) {
     console.error(err instanceof Error ? err.message : err)
     process.exit(1)

@@ -44,7 +44,13 @@ import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 // In your app: `from 'gatehouse-bff'`. The examples import the source so they run inside this repo.
-import { createGatehouse, GatehouseError, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
+import {
+  createGatehouse,
+  GatehouseError,
+  type Gatehouse,
+  type GatehouseOptions,
+  type RuntimeOptions,
+} from '../../src/index.ts'
 
 export interface AppOptions {
   /** Built with `createGatehouse`; the app never sees tokens except through `getAccessToken`. */
@@ -92,7 +98,10 @@ export function createApp({ gatehouse, downstreamUrl, logger = false }: AppOptio
       // Refreshed when near expiry; throws GatehouseError('session_ended') if the IdP refuses the refresh.
       // Passing reply.raw lets a refreshed cookie-mode session reach the browser.
       const token = await gatehouse.getAccessToken(request.raw, 'user', reply.raw)
-      const answer = await fetch(downstreamUrl, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) })
+      const answer = await fetch(downstreamUrl, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(10_000),
+      })
       return { status: answer.status, body: (await answer.json()) as unknown }
     })
   }
@@ -100,9 +109,15 @@ export function createApp({ gatehouse, downstreamUrl, logger = false }: AppOptio
   // Fastify's default error reply includes err.message, also for 500s. Answer in gatehouse's style, without internals.
   app.setErrorHandler((err: FastifyError | GatehouseError, _request, reply) => {
     const known = err instanceof GatehouseError ? err : undefined
-    const status = known?.status ?? (!(err instanceof GatehouseError) && err.statusCode && err.statusCode < 500 ? err.statusCode : 500)
+    const status =
+      known?.status ??
+      (!(err instanceof GatehouseError) && err.statusCode && err.statusCode < 500 ? err.statusCode : 500)
     reply.code(status).type('application/problem+json')
-    return { title: known?.message ?? (status < 500 ? 'Bad request' : 'Internal error'), status, code: known?.code ?? (status < 500 ? 'bad_request' : 'internal') }
+    return {
+      title: known?.message ?? (status < 500 ? 'Bad request' : 'Internal error'),
+      status,
+      code: known?.code ?? (status < 500 ? 'bad_request' : 'internal'),
+    }
   })
   return app
 }
@@ -112,7 +127,11 @@ export function createApp({ gatehouse, downstreamUrl, logger = false }: AppOptio
  * when it called next(), false when it answered the request itself (its response finished or the
  * connection closed).
  */
-export function passedOn(middleware: (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void, req: IncomingMessage, res: ServerResponse): Promise<boolean> {
+export function passedOn(
+  middleware: (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => void,
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<boolean> {
   return new Promise((resolvePass, reject) => {
     const answered = () => resolvePass(false)
     res.once('finish', answered).once('close', answered)
@@ -125,7 +144,9 @@ export function passedOn(middleware: (req: IncomingMessage, res: ServerResponse,
 }
 
 /** A `node:http` request listener for a server you create yourself (Fastify finishes booting first). */
-export async function createListener(options: AppOptions): Promise<(req: IncomingMessage, res: ServerResponse) => void> {
+export async function createListener(
+  options: AppOptions,
+): Promise<(req: IncomingMessage, res: ServerResponse) => void> {
   const app = createApp(options)
   await app.ready()
   return (req, res) => app.routing(req, res)
@@ -153,7 +174,11 @@ export interface Running {
 
 export async function start(options: StartOptions): Promise<Running> {
   const gatehouse = await createGatehouse(options.config, options.runtime)
-  const app = createApp({ gatehouse, downstreamUrl: options.downstreamUrl, ...(options.logger === undefined ? {} : { logger: options.logger }) })
+  const app = createApp({
+    gatehouse,
+    downstreamUrl: options.downstreamUrl,
+    ...(options.logger === undefined ? {} : { logger: options.logger }),
+  })
   // WebSockets to remoteApis with `websockets: true` arrive as `upgrade` events, not requests.
   app.server.on('upgrade', gatehouse.upgrade)
   const host = options.host ?? gatehouse.config.listen.host
@@ -192,7 +217,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       downstreamUrl: process.env.DOWNSTREAM_URL,
     })
     console.log(`gatehouse + Fastify listening on ${running.url}`)
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void running.close().then(() => process.exit(0)))
+    for (const signal of ['SIGINT', 'SIGTERM'] as const)
+      process.once(signal, () => void running.close().then(() => process.exit(0)))
   } catch (err) {
     console.error(err instanceof Error ? err.message : err)
     process.exit(1)

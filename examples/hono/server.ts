@@ -44,7 +44,14 @@ import { createMiddleware } from 'hono/factory'
 import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 // In your app: `from 'gatehouse-bff'`. The examples import the source so they run inside this repo.
-import { createGatehouse, GatehouseError, type Gatehouse, type GatehouseOptions, type RuntimeOptions, type SessionInfo } from '../../src/index.ts'
+import {
+  createGatehouse,
+  GatehouseError,
+  type Gatehouse,
+  type GatehouseOptions,
+  type RuntimeOptions,
+  type SessionInfo,
+} from '../../src/index.ts'
 
 /** Hono's typing for this app: node bindings from @hono/node-server, the session set by `requireSession`. */
 export type AppEnv = { Bindings: HttpBindings; Variables: { session: SessionInfo } }
@@ -91,7 +98,10 @@ export function createApp({ gatehouse, downstreamUrl }: AppOptions): Hono<AppEnv
       // Refreshed when near expiry; throws GatehouseError('session_ended') if the IdP refuses the refresh.
       // Passing the node response lets a refreshed cookie-mode session reach the browser.
       const token = await gatehouse.getAccessToken(c.env.incoming, 'user', c.env.outgoing)
-      const answer = await fetch(downstreamUrl, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(10_000) })
+      const answer = await fetch(downstreamUrl, {
+        headers: { authorization: `Bearer ${token}` },
+        signal: AbortSignal.timeout(10_000),
+      })
       return c.json({ status: answer.status, body: (await answer.json()) as unknown })
     })
   }
@@ -99,9 +109,12 @@ export function createApp({ gatehouse, downstreamUrl }: AppOptions): Hono<AppEnv
   // Answer errors in gatehouse's style, without internals.
   app.onError((err, c) => {
     const known = err instanceof GatehouseError ? err : undefined
-    const status = (known?.status ?? (err instanceof HTTPException && err.status < 500 ? err.status : 500)) as ContentfulStatusCode
+    const status = (known?.status ??
+      (err instanceof HTTPException && err.status < 500 ? err.status : 500)) as ContentfulStatusCode
     const title = known?.message ?? (status < 500 ? err.message : 'Internal error')
-    return c.json({ title, status, code: known?.code ?? (status < 500 ? 'bad_request' : 'internal') }, status, { 'content-type': 'application/problem+json' })
+    return c.json({ title, status, code: known?.code ?? (status < 500 ? 'bad_request' : 'internal') }, status, {
+      'content-type': 'application/problem+json',
+    })
   })
   return app
 }
@@ -154,7 +167,9 @@ export async function start(options: StartOptions): Promise<Running> {
   // WebSockets to remoteApis with `websockets: true` arrive as `upgrade` events, not requests.
   server.on('upgrade', gatehouse.upgrade)
   const host = options.host ?? gatehouse.config.listen.host
-  await new Promise<void>((done, fail) => server.once('error', fail).listen(options.port ?? gatehouse.config.listen.port, host, done))
+  await new Promise<void>((done, fail) =>
+    server.once('error', fail).listen(options.port ?? gatehouse.config.listen.port, host, done),
+  )
   const { port } = server.address() as AddressInfo
   return {
     url: `http://${host.includes(':') ? `[${host}]` : host}:${port}`,
@@ -191,7 +206,8 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
       downstreamUrl: process.env.DOWNSTREAM_URL,
     })
     console.log(`gatehouse + Hono listening on ${running.url}`)
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => void running.close().then(() => process.exit(0)))
+    for (const signal of ['SIGINT', 'SIGTERM'] as const)
+      process.once(signal, () => void running.close().then(() => process.exit(0)))
   } catch (err) {
     console.error(err instanceof Error ? err.message : err)
     process.exit(1)

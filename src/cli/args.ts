@@ -30,21 +30,31 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'serve',
     synopsis: 'serve [FILE | --config FILE] [--port N] [--host H]',
     summary: 'run the gateway',
-    help: [CONFIG_HELP, '--port N            listen on this port instead of listen.port (0 picks a free one)', '--host H            listen on this address instead of listen.host'],
+    help: [
+      CONFIG_HELP,
+      '--port N            listen on this port instead of listen.port (0 picks a free one)',
+      '--host H            listen on this address instead of listen.host',
+    ],
     options: { ...CONFIG_OPTION, port: { type: 'string' }, host: { type: 'string' } },
     maxPositionals: 1,
   },
   {
     name: 'check-config',
     synopsis: 'check-config [FILE | --config FILE] [--explain] [--strict] [--connect]',
-    summary: 'validate the configuration: exit 0 when valid (printing the warnings serve would log), 1 with one line per problem',
+    summary:
+      'validate the configuration: exit 0 when valid (printing the warnings serve would log), 1 with one line per problem',
     help: [
       CONFIG_HELP,
       '--explain           print every effective key, its value (secrets masked) and where it came from',
       '--strict            exit 1 when there is a warning',
       "--connect           also fetch the IdP's discovery document and keys, and check the session store (read-only: nothing is created)",
     ],
-    options: { ...CONFIG_OPTION, explain: { type: 'boolean' }, strict: { type: 'boolean' }, connect: { type: 'boolean' } },
+    options: {
+      ...CONFIG_OPTION,
+      explain: { type: 'boolean' },
+      strict: { type: 'boolean' },
+      connect: { type: 'boolean' },
+    },
     maxPositionals: 1,
   },
   {
@@ -67,7 +77,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'sessions list',
     synopsis: 'sessions list [--sub S] [--limit N] [--config FILE]',
     summary: 'one line per live session (id hash, sub, sid, partition, times)',
-    help: ['--sub S             only the sessions of this subject', '--limit N           at most N sessions (default 1000)', CONFIG_HELP],
+    help: [
+      '--sub S             only the sessions of this subject',
+      '--limit N           at most N sessions (default 1000)',
+      CONFIG_HELP,
+    ],
     options: { ...CONFIG_OPTION, sub: { type: 'string' }, limit: { type: 'string' } },
     maxPositionals: 0,
   },
@@ -75,7 +89,11 @@ export const COMMANDS: readonly CommandSpec[] = [
     name: 'sessions revoke',
     synopsis: 'sessions revoke (--sub S | --sid S) [--config FILE]',
     summary: 'end sessions; every instance refuses them at the next request',
-    help: ['--sub S             every session of this subject', "--sid S             the sessions of this IdP session (the id_token's sid)", CONFIG_HELP],
+    help: [
+      '--sub S             every session of this subject',
+      "--sid S             the sessions of this IdP session (the id_token's sid)",
+      CONFIG_HELP,
+    ],
     options: { ...CONFIG_OPTION, sub: { type: 'string' }, sid: { type: 'string' } },
     maxPositionals: 0,
   },
@@ -97,7 +115,12 @@ export const COMMANDS: readonly CommandSpec[] = [
       '--api-port N        port of the demo API (default: --port + 2)',
       '--data-dir D        where the demo keeps its data (default .gatehouse-demo)',
     ],
-    options: { port: { type: 'string' }, 'idp-port': { type: 'string' }, 'api-port': { type: 'string' }, 'data-dir': { type: 'string' } },
+    options: {
+      port: { type: 'string' },
+      'idp-port': { type: 'string' },
+      'api-port': { type: 'string' },
+      'data-dir': { type: 'string' },
+    },
     maxPositionals: 0,
   },
 ]
@@ -171,7 +194,10 @@ export function parseCommand(spec: CommandSpec, argv: readonly string[]): Parsed
   }
   if (positionals.length > spec.maxPositionals) {
     const extra = positionals[spec.maxPositionals]!
-    const hint = spec.maxPositionals === 0 && 'config' in spec.options && /\.(json|ya?ml)$/i.test(extra) ? ` (give the configuration file as --config ${extra})` : ''
+    const hint =
+      spec.maxPositionals === 0 && 'config' in spec.options && /\.(json|ya?ml)$/i.test(extra)
+        ? ` (give the configuration file as --config ${extra})`
+        : ''
     throw new UsageError(`unexpected argument "${extra}"${hint}`, spec)
   }
   return { values, positionals }
@@ -183,7 +209,9 @@ function describeParseError(err: unknown, options: ParseArgsOptionsConfig, argv:
   switch (code) {
     case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
       // `-port` parses as the short flags -p -o -r -t: name what was typed, not "-p".
-      const typed = /^-[^-]$/.test(quoted) ? (argv.find((a) => a.startsWith(quoted) && !a.startsWith('--') && a.length > 2 && !a.includes('=')) ?? quoted) : quoted.split('=')[0]!
+      const typed = /^-[^-]$/.test(quoted)
+        ? (argv.find((a) => a.startsWith(quoted) && !a.startsWith('--') && a.length > 2 && !a.includes('=')) ?? quoted)
+        : quoted.split('=')[0]!
       const suggestion = suggest(typed.replace(/^-+/, ''), Object.keys(options))
       return `unknown option ${typed}${suggestion ? ` (did you mean --${suggestion}?)` : ''}`
     }
@@ -245,9 +273,14 @@ export interface ConfigFile {
   explicit: boolean
 }
 
-export function configFileOf(spec: CommandSpec, parsed: ParsedCommand, env: NodeJS.ProcessEnv = process.env): ConfigFile {
+export function configFileOf(
+  spec: CommandSpec,
+  parsed: ParsedCommand,
+  env: NodeJS.ProcessEnv = process.env,
+): ConfigFile {
   const path = configPathOf(spec, parsed, env)
-  const explicit = parsed.values.config !== undefined || parsed.positionals[0] !== undefined || Boolean(env.GATEHOUSE_CONFIG)
+  const explicit =
+    parsed.values.config !== undefined || parsed.positionals[0] !== undefined || Boolean(env.GATEHOUSE_CONFIG)
   return { path, explicit }
 }
 
@@ -255,6 +288,7 @@ export function configFileOf(spec: CommandSpec, parsed: ParsedCommand, env: Node
 export function portOption(spec: CommandSpec, flag: string, value: string | undefined): number | undefined {
   if (value === undefined) return undefined
   const port = /^\d{1,5}$/.test(value) ? Number(value) : NaN
-  if (!(port >= 0 && port <= 65535)) throw new UsageError(`--${flag} must be a whole number from 0 to 65535 (got "${value}")`, spec)
+  if (!(port >= 0 && port <= 65535))
+    throw new UsageError(`--${flag} must be a whole number from 0 to 65535 (got "${value}")`, spec)
   return port
 }

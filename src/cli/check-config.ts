@@ -11,12 +11,16 @@ export async function loadOrReport(source: string | ConfigFile): Promise<Config 
   return (await load(source)).config
 }
 
-async function load(source: string | ConfigFile): Promise<{ config: Config | undefined; sources: ConfigSources | undefined; file: string | undefined }> {
+async function load(
+  source: string | ConfigFile,
+): Promise<{ config: Config | undefined; sources: ConfigSources | undefined; file: string | undefined }> {
   const { path, explicit } = typeof source === 'string' ? { path: source, explicit: true } : source
   const result = await readConfig(path, process.env, { fileOptional: !explicit })
   if (result.config) return { config: result.config, sources: result.sources, file: result.file }
   const what = result.file ?? 'the configuration (no file; from the environment)'
-  process.stderr.write(`gatehouse: ${what} is invalid (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'}):\n`)
+  process.stderr.write(
+    `gatehouse: ${what} is invalid (${result.issues.length} problem${result.issues.length === 1 ? '' : 's'}):\n`,
+  )
   for (const issue of result.issues) process.stderr.write(`  ${issue.path}: ${issue.message}\n`)
   return { config: undefined, sources: undefined, file: result.file }
 }

@@ -41,7 +41,8 @@ export async function checkConnections(config: Config): Promise<ConnectReport> {
 
 async function checkIdp(config: Config, report: ConnectReport): Promise<void> {
   const o = config.oidc
-  const fail = (detail: string) => report.failures.push(detail.startsWith('identity provider') ? detail : `identity provider: ${detail}`)
+  const fail = (detail: string) =>
+    report.failures.push(detail.startsWith('identity provider') ? detail : `identity provider: ${detail}`)
   let doc: Record<string, unknown>
   try {
     doc = await fetchDiscovery(o.authority, o.timeoutMs)
@@ -57,7 +58,14 @@ async function checkIdp(config: Config, report: ConnectReport): Promise<void> {
     const key = o.issuer === undefined ? 'oidc.authority' : 'oidc.issuer'
     fail(`the discovery document names issuer "${issuer}", which is not ${key} "${verdict.refusal.expected}"`)
   }
-  for (const key of ['authorization_endpoint', 'token_endpoint', 'end_session_endpoint', 'revocation_endpoint', 'pushed_authorization_request_endpoint', 'userinfo_endpoint']) {
+  for (const key of [
+    'authorization_endpoint',
+    'token_endpoint',
+    'end_session_endpoint',
+    'revocation_endpoint',
+    'pushed_authorization_request_endpoint',
+    'userinfo_endpoint',
+  ]) {
     line(`${key}: ${typeof doc[key] === 'string' ? doc[key] : '(none)'}`)
   }
   if (o.endSessionEndpoint) line(`end-session endpoint used: ${o.endSessionEndpoint} (oidc.endSessionEndpoint)`)
@@ -66,19 +74,32 @@ async function checkIdp(config: Config, report: ConnectReport): Promise<void> {
     fail(`JWKS ${String(doc.jwks_uri)}: ${withReason(err)}`)
     return undefined
   })
-  if (jwks) line(`jwks: ${jwks.length} ${jwks.length === 1 ? 'key' : 'keys'} (${jwks.join(', ') || 'none'}) at ${String(doc.jwks_uri)}`)
+  if (jwks)
+    line(
+      `jwks: ${jwks.length} ${jwks.length === 1 ? 'key' : 'keys'} (${jwks.join(', ') || 'none'}) at ${String(doc.jwks_uri)}`,
+    )
   if (jwks?.length === 0) fail(`JWKS ${String(doc.jwks_uri)} holds no keys: no id_token can be verified`)
   const methods = doc.token_endpoint_auth_methods_supported
-  line(`token endpoint auth methods: ${Array.isArray(methods) ? list(methods) : '(not listed; client_secret_basic by default, RFC 8414)'}`)
-  if (o.dpop) line(`DPoP signing algorithms: ${list(doc.dpop_signing_alg_values_supported)} (oidc.dpop asks for ${o.dpop.signingAlg})`)
+  line(
+    `token endpoint auth methods: ${Array.isArray(methods) ? list(methods) : '(not listed; client_secret_basic by default, RFC 8414)'}`,
+  )
+  if (o.dpop)
+    line(
+      `DPoP signing algorithms: ${list(doc.dpop_signing_alg_values_supported)} (oidc.dpop asks for ${o.dpop.signingAlg})`,
+    )
   if (o.pushedAuthorizationRequests && typeof doc.pushed_authorization_request_endpoint !== 'string') {
-    fail('oidc.pushedAuthorizationRequests is on, but the identity provider has no pushed_authorization_request_endpoint: every login would fail')
+    fail(
+      'oidc.pushedAuthorizationRequests is on, but the identity provider has no pushed_authorization_request_endpoint: every login would fail',
+    )
   }
 
   // One client per registration: frontends with their own oidc block are checked apart, each by
   // serve's own discovery (src/oidc/client.ts), whose warnings are kept.
   const logged: Array<{ event?: string; msg?: string }> = []
-  const log = pino({ level: 'warn', base: null }, { write: (text: string) => void logged.push(JSON.parse(text) as (typeof logged)[number]) })
+  const log = pino(
+    { level: 'warn', base: null },
+    { write: (text: string) => void logged.push(JSON.parse(text) as (typeof logged)[number]) },
+  )
   const frontends = new Frontends(config, Date.now, log)
   const clients = new Map<Frontend['oidc'], Frontend[]>()
   for (const f of frontends.all) clients.set(f.oidc, [...(clients.get(f.oidc) ?? []), f])
@@ -88,13 +109,24 @@ async function checkIdp(config: Config, report: ConnectReport): Promise<void> {
     const own = indexes.every((i) => i !== -1 && hasOwnClient(config.frontends[i]!.oidc)) ? indexes[0]! : -1
     const key = own === -1 ? 'oidc' : `frontends[${own}].oidc`
     const settings = members[0]!.oidcConfig
-    const label = clients.size > 1 ? ` of ${members.map((m) => m.name).join(', ')} (${key}, clientId "${settings.clientId}")` : ''
+    const label =
+      clients.size > 1 ? ` of ${members.map((m) => m.name).join(', ')} (${key}, clientId "${settings.clientId}")` : ''
     const choice = chooseClientAuth(settings, methods)
     const listed = Array.isArray(methods) ? methods.includes(choice.method) : choice.method === 'client_secret_basic'
-    const how = settings.clientAuth ? `${key}.clientAuth` : choice.fromDiscovery ? "chosen from the identity provider's list" : 'from the configured credentials'
-    line(`client authentication${label}: ${choice.method} (${how}; ${listed ? 'supported' : 'NOT listed by the identity provider'})`)
+    const how = settings.clientAuth
+      ? `${key}.clientAuth`
+      : choice.fromDiscovery
+        ? "chosen from the identity provider's list"
+        : 'from the configured credentials'
+    line(
+      `client authentication${label}: ${choice.method} (${how}; ${listed ? 'supported' : 'NOT listed by the identity provider'})`,
+    )
     if (!listed) {
-      report.warnings.push({ level: 'warn', event: 'client_auth_unlisted', message: `${key}.clientAuth: ${choice.method} is not in the identity provider's token_endpoint_auth_methods_supported (${Array.isArray(methods) ? list(methods) : 'none listed'}): the token endpoint will likely refuse gatehouse; set ${key}.clientAuth to a listed method` })
+      report.warnings.push({
+        level: 'warn',
+        event: 'client_auth_unlisted',
+        message: `${key}.clientAuth: ${choice.method} is not in the identity provider's token_endpoint_auth_methods_supported (${Array.isArray(methods) ? list(methods) : 'none listed'}): the token endpoint will likely refuse gatehouse; set ${key}.clientAuth to a listed method`,
+      })
     }
     // What else serve decides at discovery: DPoP support, the private_key_jwt key, https keys, a
     // missing end-session endpoint, an unrestricted multi-tenant issuer.
@@ -109,26 +141,43 @@ async function checkIdp(config: Config, report: ConnectReport): Promise<void> {
   }
   for (const entry of logged) {
     // client_auth_chosen is reported above, with whether the method is listed.
-    if (entry.event === 'client_auth_chosen' || typeof entry.msg !== 'string' || report.warnings.some((w) => w.message === entry.msg)) continue
+    if (
+      entry.event === 'client_auth_chosen' ||
+      typeof entry.msg !== 'string' ||
+      report.warnings.some((w) => w.message === entry.msg)
+    )
+      continue
     report.warnings.push({ level: 'warn', event: entry.event ?? 'discovery', message: entry.msg })
   }
 }
 
 function hasOwnClient(oidc: Config['frontends'][number]['oidc']): boolean {
-  return oidc !== undefined && (oidc.clientId !== undefined || oidc.clientSecret !== undefined || oidc.clientAuth !== undefined || oidc.privateKeyJwk !== undefined)
+  return (
+    oidc !== undefined &&
+    (oidc.clientId !== undefined ||
+      oidc.clientSecret !== undefined ||
+      oidc.clientAuth !== undefined ||
+      oidc.privateKeyJwk !== undefined)
+  )
 }
 
 function issuerRule(config: Config, issuer: string): string {
   const o = config.oidc
-  if (o.issuer !== undefined) return `oidc.issuer${issuer === o.issuer ? '' : ' fills the published {tenantid} template'}`
+  if (o.issuer !== undefined)
+    return `oidc.issuer${issuer === o.issuer ? '' : ' fills the published {tenantid} template'}`
   if (authoritySpellings(o.authority).includes(issuer)) return 'it is oidc.authority'
-  if (isTemplate(issuer)) return `multi-tenant template; ${o.allowedTenants ? `oidc.allowedTenants: ${o.allowedTenants.join(', ')}` : o.allowedIssuers ? `oidc.allowedIssuers: ${o.allowedIssuers.join(', ')}` : 'every tenant'}`
+  if (isTemplate(issuer))
+    return `multi-tenant template; ${o.allowedTenants ? `oidc.allowedTenants: ${o.allowedTenants.join(', ')}` : o.allowedIssuers ? `oidc.allowedIssuers: ${o.allowedIssuers.join(', ')}` : 'every tenant'}`
   return 'listed in oidc.allowedIssuers'
 }
 
 /** The JWKS's keys, as `alg` (or key type and curve when a key names no alg). */
 async function fetchJwks(uri: string, timeoutMs: number): Promise<string[]> {
-  const res = await fetch(uri, { headers: { accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) })
+  const res = await fetch(uri, {
+    headers: { accept: 'application/json' },
+    redirect: 'manual',
+    signal: AbortSignal.timeout(timeoutMs),
+  })
   if (res.status !== 200) {
     await res.body?.cancel()
     throw new Error(`answered ${res.status}`)
@@ -178,7 +227,10 @@ async function storeState(location: string): Promise<string[]> {
   if (location.startsWith('sqlite:')) {
     const found = inspectSqliteFile(location.slice('sqlite:'.length))
     if (found.state === 'memory') return ['state: in memory (each process that opens it gets new, empty tables)']
-    if (found.state === 'absent') return [`state: the file does not exist yet; ${CREATES} it${found.folder ? ` and its folder ${found.folder}` : ''}`]
+    if (found.state === 'absent')
+      return [
+        `state: the file does not exist yet; ${CREATES} it${found.folder ? ` and its folder ${found.folder}` : ''}`,
+      ]
     return [tablesState(found.missing)]
   }
   if (/^postgres(ql)?:/.test(location)) {
@@ -209,18 +261,36 @@ export function describeStore(location: string): { kind: string; details: string
   if (location === 'memory') return { kind: 'memory (in this process; lost on restart)', details: [] }
   if (location.startsWith('sqlite:')) {
     const path = location.slice('sqlite:'.length)
-    return { kind: 'sqlite', details: [`path: ${isSqliteUri(path) ? path : resolve(path)}`, 'tables: gatehouse_sessions, gatehouse_leases'] }
+    return {
+      kind: 'sqlite',
+      details: [`path: ${isSqliteUri(path) ? path : resolve(path)}`, 'tables: gatehouse_sessions, gatehouse_leases'],
+    }
   }
   if (!URL.canParse(location)) return { kind: location.split(':')[0]!.replace(/[^a-z]/g, ''), details: [] }
   const url = new URL(location)
   const server = `server: ${url.protocol}//${url.host}${url.username ? ` (user ${decode(url.username)})` : ''}`
   if (url.protocol === 'redis:' || url.protocol === 'rediss:') {
     const db = url.pathname.length > 1 ? url.pathname.slice(1) : '0'
-    return { kind: `redis${url.protocol === 'rediss:' ? ' (TLS)' : ''}`, details: [server, `database: ${db}`, `key prefix: ${JSON.stringify(url.searchParams.get('prefix') ?? DEFAULTS.storeUrl.redisPrefix)}`] }
+    return {
+      kind: `redis${url.protocol === 'rediss:' ? ' (TLS)' : ''}`,
+      details: [
+        server,
+        `database: ${db}`,
+        `key prefix: ${JSON.stringify(url.searchParams.get('prefix') ?? DEFAULTS.storeUrl.redisPrefix)}`,
+      ],
+    }
   }
   const schema = url.searchParams.get('schema') ?? DEFAULTS.storeUrl.postgresSchema
   const database = decode(url.pathname.slice(1)) || "(the user's default)"
-  return { kind: 'postgresql', details: [server, `database: ${database}`, `schema: ${schema}`, `tables: ${schema}.gatehouse_sessions, ${schema}.gatehouse_leases`] }
+  return {
+    kind: 'postgresql',
+    details: [
+      server,
+      `database: ${database}`,
+      `schema: ${schema}`,
+      `tables: ${schema}.gatehouse_sessions, ${schema}.gatehouse_leases`,
+    ],
+  }
 }
 
 const REASONS: Record<string, string> = {

@@ -1,7 +1,17 @@
 // The CLI itself, loaded by src/cli/main.ts once the Node.js version is known to be able to run it.
 import { readFileSync } from 'node:fs'
 import { GatehouseError } from '../errors.ts'
-import { commandUsage, configFileOf, findCommand, overallUsage, parseCommand, portOption, subcommandsOf, UsageError, type CommandSpec } from './args.ts'
+import {
+  commandUsage,
+  configFileOf,
+  findCommand,
+  overallUsage,
+  parseCommand,
+  portOption,
+  subcommandsOf,
+  UsageError,
+  type CommandSpec,
+} from './args.ts'
 import { checkConfig, loadOrReport } from './check-config.ts'
 import { keysGenerate } from './keys.ts'
 import { printSchema } from './schema.ts'
@@ -40,7 +50,8 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     }
     throw new UsageError(`unknown command "${topic}"`)
   }
-  if (first.startsWith('-')) throw new UsageError(`unknown option ${first} (options come after the command: gatehouse <command> [options])`)
+  if (first.startsWith('-'))
+    throw new UsageError(`unknown option ${first} (options come after the command: gatehouse <command> [options])`)
 
   let spec: CommandSpec | undefined
   let rest: readonly string[]
@@ -48,12 +59,16 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     if (second === undefined || second === '--help' || second === '-h') {
       // `gatehouse keys` alone is a mistake; `gatehouse keys --help` asked for this.
       const help = second !== undefined
-      ;(help ? process.stdout : process.stderr).write(`${help ? '' : `gatehouse ${first}: missing subcommand (one of: ${subcommandsOf(first).join(', ')})\n\n`}${groupUsage(first)}`)
+      ;(help ? process.stdout : process.stderr).write(
+        `${help ? '' : `gatehouse ${first}: missing subcommand (one of: ${subcommandsOf(first).join(', ')})\n\n`}${groupUsage(first)}`,
+      )
       return help ? 0 : 2
     }
     spec = findCommand(`${first} ${second}`)
     if (!spec) {
-      process.stderr.write(`gatehouse ${first}: unknown subcommand "${second}" (one of: ${subcommandsOf(first).join(', ')})\n\n${groupUsage(first)}`)
+      process.stderr.write(
+        `gatehouse ${first}: unknown subcommand "${second}" (one of: ${subcommandsOf(first).join(', ')})\n\n${groupUsage(first)}`,
+      )
       return 2
     }
     rest = argv.slice(2)
@@ -75,7 +90,11 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
 
   switch (spec.name) {
     case 'check-config':
-      return checkConfig(configFileOf(spec, args), { explain: args.values.explain === true, strict: args.values.strict === true, connect: args.values.connect === true })
+      return checkConfig(configFileOf(spec, args), {
+        explain: args.values.explain === true,
+        strict: args.values.strict === true,
+        connect: args.values.connect === true,
+      })
     case 'keys generate':
       return keysGenerate()
     case 'schema':
@@ -87,7 +106,8 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     case 'sessions list': {
       const limitText = value('limit') ?? '1000'
       const limit = /^\d+$/.test(limitText) ? Number(limitText) : NaN
-      if (!Number.isSafeInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number (got "${limitText}")`, spec)
+      if (!Number.isSafeInteger(limit) || limit < 1)
+        throw new UsageError(`--limit must be a positive whole number (got "${limitText}")`, spec)
       const config = await loadOrReport(configFileOf(spec, args))
       if (!config) return 1
       const sub = value('sub')
@@ -96,7 +116,8 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
     case 'sessions revoke': {
       const sub = value('sub')
       const sid = value('sid')
-      if ((sub === undefined) === (sid === undefined)) throw new UsageError('needs exactly one of --sub S or --sid S', spec)
+      if ((sub === undefined) === (sid === undefined))
+        throw new UsageError('needs exactly one of --sub S or --sid S', spec)
       const config = await loadOrReport(configFileOf(spec, args))
       if (!config) return 1
       return sessionsRevoke(config, sub !== undefined ? { sub } : { sid: sid! })
@@ -119,7 +140,12 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
       const apiPort = portOption(spec, 'api-port', value('api-port'))
       const dataDir = value('data-dir')
       const { runDemo } = await import('../demo/demo.ts')
-      const demo = await runDemo({ port, ...(idpPort === undefined ? {} : { idpPort }), ...(apiPort === undefined ? {} : { apiPort }), ...(dataDir ? { dataDir } : {}) })
+      const demo = await runDemo({
+        port,
+        ...(idpPort === undefined ? {} : { idpPort }),
+        ...(apiPort === undefined ? {} : { apiPort }),
+        ...(dataDir ? { dataDir } : {}),
+      })
       exitOnSignal(demo.close)
       return 'running'
     }
@@ -143,8 +169,10 @@ main(process.argv.slice(2)).then(
       process.exitCode = 2
       return
     }
-    if (err instanceof GatehouseError && err.code === 'config_invalid') process.stderr.write(`gatehouse: configuration is invalid:\n${err.message}\n`)
-    else if ((err as NodeJS.ErrnoException)?.code === 'EADDRINUSE') process.stderr.write(`gatehouse: ${(err as Error).message} — is another server using that port?\n`)
+    if (err instanceof GatehouseError && err.code === 'config_invalid')
+      process.stderr.write(`gatehouse: configuration is invalid:\n${err.message}\n`)
+    else if ((err as NodeJS.ErrnoException)?.code === 'EADDRINUSE')
+      process.stderr.write(`gatehouse: ${(err as Error).message} — is another server using that port?\n`)
     else process.stderr.write(`gatehouse: ${err instanceof Error ? err.message : String(err)}\n`)
     process.exitCode = 1
   },

@@ -43,14 +43,24 @@ export async function startServer(config: Config): Promise<RunningServer> {
   // returns, a SIGTERM ends the process without draining what is in flight.
   const discovery = await discoveryStatus(gatehouse.discovery, DISCOVERY_WAIT_MS)
   // connectionsCheckingInterval: how often Node enforces the two timeouts (its 30 s default lets a slow-header client linger ~50 s).
-  const server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 }, (req, res) => gatehouse.handle(req, res))
+  const server = createServer(
+    { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 },
+    (req, res) => gatehouse.handle(req, res),
+  )
   server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS
   server.on('upgrade', gatehouse.upgrade)
   let admin: RunningServer['admin']
   try {
     await listen(server, config.listen.port, config.listen.host)
     if (config.admin) {
-      const adminServer = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: ADMIN_REQUEST_TIMEOUT_MS, connectionsCheckingInterval: 2_000 }, gatehouse.adminHandler)
+      const adminServer = createServer(
+        {
+          headersTimeout: HEADERS_TIMEOUT_MS,
+          requestTimeout: ADMIN_REQUEST_TIMEOUT_MS,
+          connectionsCheckingInterval: 2_000,
+        },
+        gatehouse.adminHandler,
+      )
       await listen(adminServer, config.admin.listen.port, config.admin.listen.host)
       admin = { server: adminServer, url: urlOf(adminServer, config.admin.listen.host) }
     }
@@ -78,8 +88,15 @@ export async function startServer(config: Config): Promise<RunningServer> {
     },
     `gatehouse ${version} started`,
   )
-  if (admin) log.info({ event: 'admin_listening', url: admin.url }, 'admin listener (metrics, session API) is listening')
-  return { server, gatehouse, url, admin, close: (signal) => closeServer(server, gatehouse, undefined, admin?.server, { log, signal }) }
+  if (admin)
+    log.info({ event: 'admin_listening', url: admin.url }, 'admin listener (metrics, session API) is listening')
+  return {
+    server,
+    gatehouse,
+    url,
+    admin,
+    close: (signal) => closeServer(server, gatehouse, undefined, admin?.server, { log, signal }),
+  }
 }
 
 /** "ok" or "failed" once the discovery begun at start ends, "pending" if it has not within `waitMs`. */
@@ -106,7 +123,8 @@ function storeKind(config: Config): string {
 
 function packageVersion(): string {
   try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
+      .version
   } catch {
     return 'unknown'
   }
@@ -132,14 +150,25 @@ export function listen(server: Server, port: number, host: string): Promise<void
  * `admin`, the admin listener, closes alongside. With `report`, logs `draining` and `stopped` (with
  * how many connections were cut at the end of the grace period).
  */
-export async function closeServer(server: Server, gatehouse: Gatehouse, graceMs = 10_000, admin?: Server, report?: { log: Logger; signal?: NodeJS.Signals | undefined }): Promise<void> {
+export async function closeServer(
+  server: Server,
+  gatehouse: Gatehouse,
+  graceMs = 10_000,
+  admin?: Server,
+  report?: { log: Logger; signal?: NodeJS.Signals | undefined },
+): Promise<void> {
   const servers = admin && admin.listening ? [server, admin] : [server]
   const startedAt = performance.now()
   if (report) {
     const connections = (await Promise.all(servers.map(openConnections))).reduce((sum, n) => sum + n, 0)
-    report.log.info({ event: 'draining', signal: report.signal ?? null, connections, graceMs }, `draining: ${connections} open connection(s), at most ${graceMs / 1000} s`)
+    report.log.info(
+      { event: 'draining', signal: report.signal ?? null, connections, graceMs },
+      `draining: ${connections} open connection(s), at most ${graceMs / 1000} s`,
+    )
   }
-  const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))))
+  const closed = Promise.all(
+    servers.map((s) => new Promise<void>((resolve) => (s.listening ? s.close(() => resolve()) : resolve()))),
+  )
   // close() ends the connections idle right now. One still answering (a download, an event stream)
   // is left to finish, but would then sit out its keep-alive timeout: close those as they go idle.
   const sweep = setInterval(() => {
@@ -162,7 +191,8 @@ export async function closeServer(server: Server, gatehouse: Gatehouse, graceMs 
   await gatehouse.close()
   if (report) {
     const stopped = { event: 'stopped', ms: Math.round(performance.now() - startedAt), connectionsCut: cut }
-    if (cut) report.log.warn(stopped, `gatehouse stopped; ${cut} connection(s) still open after ${graceMs / 1000} s were cut`)
+    if (cut)
+      report.log.warn(stopped, `gatehouse stopped; ${cut} connection(s) still open after ${graceMs / 1000} s were cut`)
     else report.log.info(stopped, 'gatehouse stopped')
   }
 }

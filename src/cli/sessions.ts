@@ -19,7 +19,9 @@ export async function sessionsList(config: Config, filter: { sub?: string; limit
         `${r.idHash}  sub=${r.sub}  sid=${r.sid ?? '-'}  partition=${r.partition}  created=${new Date(r.createdAt).toISOString()}  expires=${new Date(r.expiresAt).toISOString()}\n`,
       )
     }
-    process.stderr.write(`${records.length} session${records.length === 1 ? '' : 's'}${records.length === filter.limit ? ` (limit ${filter.limit} reached)` : ''}\n`)
+    process.stderr.write(
+      `${records.length} session${records.length === 1 ? '' : 's'}${records.length === filter.limit ? ` (limit ${filter.limit} reached)` : ''}\n`,
+    )
     return 0
   } finally {
     await store.close()
@@ -60,7 +62,9 @@ async function storeErrors<T>(operation: Promise<T>): Promise<T> {
  */
 export async function migrate(config: Config): Promise<number> {
   if (config.session.mode === 'cookie') {
-    process.stdout.write('nothing to do: session.mode is "cookie": sessions live in the browser\'s cookie, no store holds them\n')
+    process.stdout.write(
+      'nothing to do: session.mode is "cookie": sessions live in the browser\'s cookie, no store holds them\n',
+    )
     return 0
   }
   process.stdout.write(await migrateStore(config.session.store))

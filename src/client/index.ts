@@ -45,9 +45,14 @@ export function bffFetch(input: RequestInfo | URL, init: RequestInit = {}): Prom
   const headers = new Headers(init.headers)
   headers.set(settings.antiForgeryHeader, settings.antiForgeryValue)
   const crossOrigin = settings.origin !== ''
-  const target = crossOrigin && typeof input === 'string' && input.startsWith('/') && !input.startsWith('//') ? `${settings.origin}${input}` : input
+  const target =
+    crossOrigin && typeof input === 'string' && input.startsWith('/') && !input.startsWith('//')
+      ? `${settings.origin}${input}`
+      : input
   // The session cookie goes to gatehouse only: another origin given as a full URL gets no credentials.
-  const toGatehouse = crossOrigin && new URL(target instanceof Request ? target.url : String(target), location.href).origin === settings.origin
+  const toGatehouse =
+    crossOrigin &&
+    new URL(target instanceof Request ? target.url : String(target), location.href).origin === settings.origin
   return fetch(target, { ...init, headers, credentials: toGatehouse ? 'include' : 'same-origin' })
 }
 
@@ -56,7 +61,9 @@ export function bffFetch(input: RequestInfo | URL, init: RequestInit = {}): Prom
  * `slide: false` reads without extending a sliding session (use it for polling).
  */
 export async function getUser(read: { slide?: boolean } = {}): Promise<Claim[] | null> {
-  const res = await bffFetch(`${settings.basePath}/user${read.slide === false ? '?slide=false' : ''}`, { cache: 'no-store' })
+  const res = await bffFetch(`${settings.basePath}/user${read.slide === false ? '?slide=false' : ''}`, {
+    cache: 'no-store',
+  })
   if (res.status === 401) return null
   if (!res.ok) throw new Error(`gatehouse: ${settings.basePath}/user answered ${res.status}`)
   return (await res.json()) as Claim[] | null
@@ -77,8 +84,13 @@ export async function logout(returnUrl = '/'): Promise<void> {
   const user = await getUser({ slide: false })
   const logoutUrl = claimValue(user, 'bff:logout_url')
   // Only ever navigate to gatehouse's own logout endpoint, whatever the claims say.
-  const base = typeof logoutUrl === 'string' && logoutUrl.startsWith(`${settings.basePath}/logout?`) ? logoutUrl : `${settings.basePath}/logout`
-  location.assign(`${settings.origin}${base}${base.includes('?') ? '&' : '?'}returnUrl=${encodeURIComponent(absolute(returnUrl))}`)
+  const base =
+    typeof logoutUrl === 'string' && logoutUrl.startsWith(`${settings.basePath}/logout?`)
+      ? logoutUrl
+      : `${settings.basePath}/logout`
+  location.assign(
+    `${settings.origin}${base}${base.includes('?') ? '&' : '?'}returnUrl=${encodeURIComponent(absolute(returnUrl))}`,
+  )
 }
 
 function currentPath(): string {
@@ -134,7 +146,9 @@ export function onSessionEnd(callback: (reason: string) => void, options: Sessio
     poll()
     return stop
   }
-  source = new EventSource(`${settings.origin}${settings.basePath}/session-events`, { withCredentials: settings.origin !== '' })
+  source = new EventSource(`${settings.origin}${settings.basePath}/session-events`, {
+    withCredentials: settings.origin !== '',
+  })
   source.addEventListener('session-end', (event) => {
     let reason = 'ended'
     try {

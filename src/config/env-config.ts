@@ -58,7 +58,16 @@ interface ZodLike {
 function unwrap(node: ZodLike): ZodLike {
   for (;;) {
     const def = node._zod.def
-    if (def.type === 'optional' || def.type === 'default' || def.type === 'prefault' || def.type === 'nullable' || def.type === 'readonly' || def.type === 'nonoptional' || def.type === 'catch') node = def.innerType as ZodLike
+    if (
+      def.type === 'optional' ||
+      def.type === 'default' ||
+      def.type === 'prefault' ||
+      def.type === 'nullable' ||
+      def.type === 'readonly' ||
+      def.type === 'nonoptional' ||
+      def.type === 'catch'
+    )
+      node = def.innerType as ZodLike
     else if (def.type === 'pipe') node = def.in as ZodLike
     else return node
   }
@@ -137,7 +146,11 @@ export function parseEnvValue(text: string, kind: EnvKind): { value: unknown } |
     }
     case 'boolean': {
       const trimmed = text.trim()
-      return trimmed === 'true' ? { value: true } : trimmed === 'false' ? { value: false } : { error: 'must be true or false' }
+      return trimmed === 'true'
+        ? { value: true }
+        : trimmed === 'false'
+          ? { value: false }
+          : { error: 'must be true or false' }
     }
     case 'booleanOrJson': {
       const trimmed = text.trim()
@@ -147,7 +160,12 @@ export function parseEnvValue(text: string, kind: EnvKind): { value: unknown } |
     case 'stringList': {
       const trimmed = text.trim()
       if (trimmed.startsWith('[')) return parseJson(trimmed, 'must be a JSON list or a comma-separated list')
-      return { value: trimmed.split(/[,\r\n]/).map((item) => item.trim()).filter((item) => item !== '') }
+      return {
+        value: trimmed
+          .split(/[,\r\n]/)
+          .map((item) => item.trim())
+          .filter((item) => item !== ''),
+      }
     }
     case 'json':
       return parseJson(text.trim(), 'must be JSON')
@@ -170,7 +188,10 @@ export interface EnvOverlay {
 }
 
 /** Reads every `GATEHOUSE_*` variable (and `_FILE` variant) of `env`. */
-export function readEnvConfig(env: NodeJS.ProcessEnv, readFile: (path: string) => string = (p) => readFileSync(p, 'utf8')): EnvOverlay {
+export function readEnvConfig(
+  env: NodeJS.ProcessEnv,
+  readFile: (path: string) => string = (p) => readFileSync(p, 'utf8'),
+): EnvOverlay {
   const variables = envVariables()
   const byName = new Map(variables.map((v) => [v.name, v]))
   const values: EnvOverlay['values'] = []
@@ -181,7 +202,10 @@ export function readEnvConfig(env: NodeJS.ProcessEnv, readFile: (path: string) =
     if (byName.has(name)) continue
     const base = name.endsWith('_FILE') ? name.slice(0, -'_FILE'.length) : undefined
     if (base !== undefined && byName.has(base)) continue
-    issues.push({ path: `(environment) ${name}`, message: `unknown variable (not a configuration key${suggestion(name, variables)})` })
+    issues.push({
+      path: `(environment) ${name}`,
+      message: `unknown variable (not a configuration key${suggestion(name, variables)})`,
+    })
   }
   for (const variable of variables) {
     const direct = env[variable.name]
@@ -199,7 +223,10 @@ export function readEnvConfig(env: NodeJS.ProcessEnv, readFile: (path: string) =
         text = readFile(filePath).replace(/\r?\n$/, '')
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code
-        issues.push({ path: label(variable, fileName), message: `${filePath}: ${code === 'ENOENT' ? 'file not found' : 'file cannot be read'}` })
+        issues.push({
+          path: label(variable, fileName),
+          message: `${filePath}: ${code === 'ENOENT' ? 'file not found' : 'file cannot be read'}`,
+        })
         continue
       }
     } else if (direct !== undefined) {
@@ -215,7 +242,9 @@ export function readEnvConfig(env: NodeJS.ProcessEnv, readFile: (path: string) =
 function suggestion(name: string, variables: readonly EnvVariable[]): string {
   const squash = (n: string) => n.replace(/_/g, '')
   const near = variables.find((v) => squash(v.name) === squash(name) || squash(`${v.name}_FILE`) === squash(name))
-  return near ? `; did you mean ${name.endsWith('_FILE') && !near.name.endsWith('_FILE') && squash(`${near.name}_FILE`) === squash(name) ? `${near.name}_FILE` : near.name}?` : ''
+  return near
+    ? `; did you mean ${name.endsWith('_FILE') && !near.name.endsWith('_FILE') && squash(`${near.name}_FILE`) === squash(name) ? `${near.name}_FILE` : near.name}?`
+    : ''
 }
 
 /** The file's raw config with the environment's values set over it, key by key. */
@@ -237,7 +266,12 @@ function setPath(target: Record<string, unknown>, path: readonly string[], value
     return copy
   }
   const current = Object.hasOwn(target, head!) ? target[head!] : undefined
-  Object.defineProperty(copy, head!, { value: setPath(isPlainObject(current) ? current : {}, rest, value), enumerable: true, writable: true, configurable: true })
+  Object.defineProperty(copy, head!, {
+    value: setPath(isPlainObject(current) ? current : {}, rest, value),
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  })
   return copy
 }
 

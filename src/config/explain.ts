@@ -37,10 +37,18 @@ export function explainConfig(sources: ConfigSources, file: string | undefined):
     const byEnv = sources.overlay.values.filter(({ variable }) => variable.path.every((p, i) => path[i] === p)).at(-1)
     if (byEnv) {
       if (!has(byEnv.value, path.slice(byEnv.variable.path.length))) return { kind: 'default' }
-      return byEnv.file === undefined ? { kind: 'env', name: byEnv.name } : { kind: 'envFile', name: byEnv.name, path: byEnv.file }
+      return byEnv.file === undefined
+        ? { kind: 'env', name: byEnv.name }
+        : { kind: 'envFile', name: byEnv.name, path: byEnv.file }
     }
     if (file === undefined || !has(sources.written, path)) return { kind: 'default' }
-    const names = [...new Set([...JSON.stringify(valueAt(sources.written, path)).matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((m) => m[1]!))]
+    const names = [
+      ...new Set(
+        [...JSON.stringify(valueAt(sources.written, path)).matchAll(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map(
+          (m) => m[1]!,
+        ),
+      ),
+    ]
     return names.length ? { kind: 'substitution', file, names } : { kind: 'file', file }
   }
   const walk = (node: ZodLike, value: unknown, present: boolean, path: Segment[]): void => {
@@ -58,7 +66,12 @@ export function explainConfig(sources: ConfigSources, file: string | undefined):
       }
       return
     }
-    if (def.type === 'array' && Array.isArray(value) && value.length > 0 && unwrap(def.element as ZodLike)._zod.def.type === 'object') {
+    if (
+      def.type === 'array' &&
+      Array.isArray(value) &&
+      value.length > 0 &&
+      unwrap(def.element as ZodLike)._zod.def.type === 'object'
+    ) {
       value.forEach((item, i) => walk(def.element as ZodLike, item, true, [...path, i]))
       return
     }
@@ -88,7 +101,12 @@ export function describeSource(source: ValueSource): string {
 /** Keys whose values are secrets wherever they come from. */
 function isSecretKey(path: readonly Segment[]): boolean {
   const last = path.at(-1)
-  return path[0] === 'keys' || last === 'clientSecret' || last === 'privateKeyJwk' || (path[0] === 'admin' && last === 'token')
+  return (
+    path[0] === 'keys' ||
+    last === 'clientSecret' ||
+    last === 'privateKeyJwk' ||
+    (path[0] === 'admin' && last === 'token')
+  )
 }
 
 function display(path: Segment[], value: unknown, source: ValueSource, secretValues: readonly string[]): string {
@@ -99,7 +117,11 @@ function display(path: Segment[], value: unknown, source: ValueSource, secretVal
   }
   const hidden = source.kind === 'substitution' ? secretValues : []
   if (typeof value === 'string' && hidden.includes(value)) return MASK
-  return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'string' ? maskCredentials(hide(item, hidden)) : item)) ?? 'undefined'
+  return (
+    JSON.stringify(value, (_key, item: unknown) =>
+      typeof item === 'string' ? maskCredentials(hide(item, hidden)) : item,
+    ) ?? 'undefined'
+  )
 }
 
 /** `text` with each of `secrets` in it replaced by `***`, the longest first (one may contain another). */
@@ -111,7 +133,22 @@ function hide(text: string, secrets: readonly string[]): string {
 export const SECRET_VARIABLE = /SECRET|PASSWORD|PASSWD|TOKEN|KEY|CREDENTIAL/i
 
 /** Query parameters whose values are shown: store and connection settings that are never secret. */
-const SHOWN_PARAMS: ReadonlySet<string> = new Set(['prefix', 'schema', 'sslmode', 'db', 'dbname', 'host', 'port', 'user', 'application_name', 'connect_timeout', 'target_session_attrs', 'uselibpqcompat', 'sslrootcert', 'family'])
+const SHOWN_PARAMS: ReadonlySet<string> = new Set([
+  'prefix',
+  'schema',
+  'sslmode',
+  'db',
+  'dbname',
+  'host',
+  'port',
+  'user',
+  'application_name',
+  'connect_timeout',
+  'target_session_attrs',
+  'uselibpqcompat',
+  'sslrootcert',
+  'family',
+])
 
 /**
  * A URL as it may be shown: its password, every query value but those of SHOWN_PARAMS (a `password=`,
@@ -127,18 +164,26 @@ export function maskCredentials(text: string): string {
   const rest = text.slice(scheme.length)
   // An "@" after the host means a password ended the host early ("/" in it): the user info runs to the last "@".
   const broken = `${url.pathname}${url.search}${url.hash}`.includes('@')
-  const at = broken ? rest.lastIndexOf('@') : rest.slice(0, (/[/?#]/.exec(rest)?.index ?? rest.length)).lastIndexOf('@')
+  const at = broken ? rest.lastIndexOf('@') : rest.slice(0, /[/?#]/.exec(rest)?.index ?? rest.length).lastIndexOf('@')
   const userInfo = at === -1 ? undefined : rest.slice(0, at)
   let shown = ''
   if (userInfo !== undefined) {
     const user = userInfo.includes(':') ? userInfo.slice(0, userInfo.indexOf(':')) : broken ? undefined : userInfo
-    shown = user === undefined || /[/?#]/.test(user) ? `${MASK}@` : userInfo.includes(':') ? `${user}:${MASK}@` : `${user}@`
+    shown =
+      user === undefined || /[/?#]/.test(user) ? `${MASK}@` : userInfo.includes(':') ? `${user}:${MASK}@` : `${user}@`
   }
   const after = rest.slice(at + 1)
   const hash = after.indexOf('#')
   const main = hash === -1 ? after : after.slice(0, hash)
   const query = main.indexOf('?')
-  const masked = query === -1 ? main : `${main.slice(0, query + 1)}${main.slice(query + 1).split('&').map(maskParam).join('&')}`
+  const masked =
+    query === -1
+      ? main
+      : `${main.slice(0, query + 1)}${main
+          .slice(query + 1)
+          .split('&')
+          .map(maskParam)
+          .join('&')}`
   return `${scheme}${shown}${masked}${hash === -1 || hash === after.length - 1 ? after.slice(main.length) : `#${MASK}`}`
 }
 
@@ -168,7 +213,16 @@ export function decode(text: string): string {
 function unwrap(node: ZodLike): ZodLike {
   for (;;) {
     const def = node._zod.def
-    if (def.type === 'optional' || def.type === 'default' || def.type === 'prefault' || def.type === 'nullable' || def.type === 'readonly' || def.type === 'nonoptional' || def.type === 'catch') node = def.innerType as ZodLike
+    if (
+      def.type === 'optional' ||
+      def.type === 'default' ||
+      def.type === 'prefault' ||
+      def.type === 'nullable' ||
+      def.type === 'readonly' ||
+      def.type === 'nonoptional' ||
+      def.type === 'catch'
+    )
+      node = def.innerType as ZodLike
     else if (def.type === 'pipe') node = def.in as ZodLike
     else return node
   }
@@ -179,7 +233,14 @@ function defaultOf(node: ZodLike): unknown {
   for (;;) {
     const def = node._zod.def
     if (def.type === 'default' || def.type === 'prefault') return structuredClone(def.defaultValue)
-    if (def.type === 'optional' || def.type === 'nullable' || def.type === 'readonly' || def.type === 'nonoptional' || def.type === 'catch') node = def.innerType as ZodLike
+    if (
+      def.type === 'optional' ||
+      def.type === 'nullable' ||
+      def.type === 'readonly' ||
+      def.type === 'nonoptional' ||
+      def.type === 'catch'
+    )
+      node = def.innerType as ZodLike
     else if (def.type === 'pipe') node = def.in as ZodLike
     else return undefined
   }

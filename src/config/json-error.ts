@@ -7,7 +7,8 @@ export function describeJsonError(text: string, err: unknown): string {
   const message = err instanceof Error ? err.message : ''
   const positioned = /^(.*?) in JSON at position (\d+)/.exec(message)
   if (positioned) return `${lowerFirst(positioned[1]!)} at ${lineAndColumn(text, Number(positioned[2]))}`
-  if (/^Unexpected end of JSON input/.test(message)) return `unexpected end of input at ${lineAndColumn(text, text.length)}`
+  if (/^Unexpected end of JSON input/.test(message))
+    return `unexpected end of input at ${lineAndColumn(text, text.length)}`
   return `unexpected character at ${lineAndColumn(text, errorOffset(text))}`
 }
 

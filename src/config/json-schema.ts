@@ -23,7 +23,8 @@ export function configJsonSchema(): Record<string, unknown> {
     $schema: $schema ?? 'https://json-schema.org/draft/2020-12/schema',
     $id: SCHEMA_ID,
     title: 'gatehouse configuration',
-    description: 'The configuration file of gatehouse (gatehouse.json). `${NAME}` inside a string is replaced by the environment variable NAME before validation. `gatehouse check-config` checks more than this schema can (URL and key formats, rules that span several keys).',
+    description:
+      'The configuration file of gatehouse (gatehouse.json). `${NAME}` inside a string is replaced by the environment variable NAME before validation. `gatehouse check-config` checks more than this schema can (URL and key formats, rules that span several keys).',
     ...rest,
   }
 }

@@ -19,7 +19,15 @@ export async function loadConfigFile(path: string): Promise<{ raw: unknown; issu
     const raw: unknown = yaml ? parseYaml(text, { logLevel: 'error' }) : JSON.parse(text)
     return { raw, issues: [] }
   } catch (err) {
-    return { raw: undefined, issues: [{ path: '(file)', message: `${path}: not valid ${yaml ? 'YAML' : 'JSON'} (${yaml ? describeYamlError(err) : describeJsonError(text, err)})` }] }
+    return {
+      raw: undefined,
+      issues: [
+        {
+          path: '(file)',
+          message: `${path}: not valid ${yaml ? 'YAML' : 'JSON'} (${yaml ? describeYamlError(err) : describeJsonError(text, err)})`,
+        },
+      ],
+    }
   }
 }
 
@@ -57,7 +65,12 @@ export function interpolateEnv(value: unknown, env: NodeJS.ProcessEnv, path = ''
   if (value !== null && typeof value === 'object') {
     // fromEntries defines own properties: `out[key] = …` would make a "__proto__" key the object's
     // prototype, hiding it from validation while its members read as config.
-    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, interpolateEnv(item, env, path ? `${path}.${key}` : key, issues)]))
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [
+        key,
+        interpolateEnv(item, env, path ? `${path}.${key}` : key, issues),
+      ]),
+    )
   }
   return value
 }

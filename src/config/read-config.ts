@@ -25,7 +25,9 @@ export interface ConfigSources {
   secretValues: string[]
 }
 
-export type ReadConfigResult = ({ config: Config; issues: []; sources: ConfigSources } | { config: undefined; issues: ConfigIssue[] }) & {
+export type ReadConfigResult = (
+  { config: Config; issues: []; sources: ConfigSources } | { config: undefined; issues: ConfigIssue[] }
+) & {
   /** The file read, or undefined when the configuration came from the environment alone. */
   file: string | undefined
 }
@@ -35,7 +37,11 @@ export type ReadConfigResult = ({ config: Config; issues: []; sources: ConfigSou
  * variables set over it (docs/configuration.md#from-the-environment) → validation. Every problem of
  * every stage comes back at once.
  */
-export async function readConfig(path: string, env: NodeJS.ProcessEnv = process.env, options: ReadConfigOptions = {}): Promise<ReadConfigResult> {
+export async function readConfig(
+  path: string,
+  env: NodeJS.ProcessEnv = process.env,
+  options: ReadConfigOptions = {},
+): Promise<ReadConfigResult> {
   const file = options.fileOptional && !existsSync(path) ? undefined : path
   let fileRaw: unknown = {}
   if (file !== undefined) {
@@ -45,7 +51,13 @@ export async function readConfig(path: string, env: NodeJS.ProcessEnv = process.
   }
   const overlay = readEnvConfig(env)
   if (file === undefined && !overlay.values.length && !overlay.issues.length) {
-    return { config: undefined, issues: [{ path: '(file)', message: `${path}: file not found (and no GATEHOUSE_* configuration variables are set)` }], file }
+    return {
+      config: undefined,
+      issues: [
+        { path: '(file)', message: `${path}: file not found (and no GATEHOUSE_* configuration variables are set)` },
+      ],
+      file,
+    }
   }
   // ${NAME} in a key the environment replaces does not matter.
   const substitutionIssues: ConfigIssue[] = []
@@ -55,10 +67,18 @@ export async function readConfig(path: string, env: NodeJS.ProcessEnv = process.
   const raw = overlay.values.length ? applyEnvOverlay(located, overlay) : located
   const validated = validateConfig(raw)
   if (envIssues.length || !validated.config) {
-    const rest = labelIssues(validated.issues, overlay, file === undefined).filter((i) => !envIssues.some((e) => e.path === i.path || i.path.startsWith(`${e.path} `) || e.path.startsWith(`${i.path} `)))
+    const rest = labelIssues(validated.issues, overlay, file === undefined).filter(
+      (i) =>
+        !envIssues.some((e) => e.path === i.path || i.path.startsWith(`${e.path} `) || e.path.startsWith(`${i.path} `)),
+    )
     return { config: undefined, issues: [...envIssues, ...rest], file }
   }
-  return { config: validated.config, issues: [], sources: { written: fileRaw, merged: raw, overlay, secretValues: secretSubstitutions(fileRaw, env) }, file }
+  return {
+    config: validated.config,
+    issues: [],
+    sources: { written: fileRaw, merged: raw, overlay, secretValues: secretSubstitutions(fileRaw, env) },
+    file,
+  }
 }
 
 /**
@@ -74,12 +94,22 @@ export function resolveFilePaths(raw: unknown, folder: string): unknown {
     const store = raw.session.store
     const location = store.startsWith('sqlite:') ? store.slice('sqlite:'.length) : undefined
     // `:memory:` and `file:` URIs go to SQLite as written (src/session/stores/sqlite-open.ts).
-    if (location !== undefined && location !== '' && location !== ':memory:' && !location.startsWith('file:') && !isAbsolute(location)) {
+    if (
+      location !== undefined &&
+      location !== '' &&
+      location !== ':memory:' &&
+      !location.startsWith('file:') &&
+      !isAbsolute(location)
+    ) {
       out.session = { ...raw.session, store: `sqlite:${resolve(folder, location)}` }
     }
   }
   if (Array.isArray(raw.frontends)) {
-    out.frontends = raw.frontends.map((frontend: unknown) => (isRecord(frontend) && typeof frontend.static === 'string' && frontend.static !== '' ? { ...frontend, static: resolve(folder, frontend.static) } : frontend))
+    out.frontends = raw.frontends.map((frontend: unknown) =>
+      isRecord(frontend) && typeof frontend.static === 'string' && frontend.static !== ''
+        ? { ...frontend, static: resolve(folder, frontend.static) }
+        : frontend,
+    )
   }
   return out
 }

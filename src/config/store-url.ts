@@ -1,7 +1,8 @@
 /** The query parameters gatehouse reads from a `redis://` store URL (docs/sessions.md); the driver sees none. */
 export const REDIS_URL_PARAMS: readonly string[] = ['prefix']
 
-const ENCODE_HINT = 'percent-encode the user name and password (encodeURIComponent): a / ? # @ : % or space in them breaks the URL'
+const ENCODE_HINT =
+  'percent-encode the user name and password (encodeURIComponent): a / ? # @ : % or space in them breaks the URL'
 
 /**
  * What is wrong with a `redis://`, `rediss://`, `postgres://` or `postgresql://` session store
@@ -14,8 +15,10 @@ export function storeUrlProblem(location: string): string | undefined {
   if (!URL.canParse(location)) return `is not a valid URL (check the host and port; ${ENCODE_HINT})`
   const url = new URL(location)
   // A password holding "/", "?" or "#" ends the host early; the rest, up to its "@", becomes path or query.
-  if (hasAtAfterHost(url)) return `has "@" after the host: a password holding "/", "?" or "#" ends the host early; ${ENCODE_HINT}`
-  if (/%(?![0-9A-Fa-f]{2})/.test(`${url.username}:${url.password}`)) return `has a "%" that starts no percent-escape in its user name or password: ${ENCODE_HINT} (% is %25)`
+  if (hasAtAfterHost(url))
+    return `has "@" after the host: a password holding "/", "?" or "#" ends the host early; ${ENCODE_HINT}`
+  if (/%(?![0-9A-Fa-f]{2})/.test(`${url.username}:${url.password}`))
+    return `has a "%" that starts no percent-escape in its user name or password: ${ENCODE_HINT} (% is %25)`
   if (!redis) return undefined
   const path = url.pathname
   if (path !== '' && path !== '/' && !(/^\/\d+$/.test(path) && Number.isSafeInteger(Number(path.slice(1))))) {
@@ -29,7 +32,8 @@ export function redisQueryProblem(url: URL): string | undefined {
   for (const name of new Set(url.searchParams.keys())) {
     if (REDIS_URL_PARAMS.includes(name)) continue
     const shown = /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? `"${name}"` : 'a parameter'
-    const hint = name === 'db' ? 'the database is the path: redis://host:6379/5' : 'gatehouse sets the driver\'s options itself'
+    const hint =
+      name === 'db' ? 'the database is the path: redis://host:6379/5' : "gatehouse sets the driver's options itself"
     return `has the query parameter ${shown}, which gatehouse does not read (${hint}; a Redis URL takes only ${REDIS_URL_PARAMS.map((p) => `?${p}=`).join(', ')})`
   }
   return undefined

@@ -18,12 +18,20 @@ const PROOF_MAX_AGE_SEC = 60
  * it learned — subject and scopes — never the token. A DPoP-bound token (oidc.dpop) is accepted only
  * with a valid proof of the key it is bound to (RFC 9449 §7), as a resource server must.
  */
-export async function startDemoApi(options: { introspectionEndpoint: string; clientId: string; clientSecret: string; port?: number }): Promise<DemoApi> {
+export async function startDemoApi(options: {
+  introspectionEndpoint: string
+  clientId: string
+  clientSecret: string
+  port?: number
+}): Promise<DemoApi> {
   const basic = `Basic ${Buffer.from(`${options.clientId}:${options.clientSecret}`).toString('base64')}`
   const seenProofs = new Map<string, number>()
   let origin = ''
   const server = createServer(async (req, res) => {
-    const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' }).end(JSON.stringify(body))
+    const send = (status: number, body: unknown) =>
+      res
+        .writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' })
+        .end(JSON.stringify(body))
     if (req.method !== 'GET' || !req.url?.startsWith('/hello')) return send(404, { error: 'not_found' })
     const match = /^(Bearer|DPoP) (\S+)$/i.exec(req.headers.authorization ?? '')
     if (!match) return send(401, { error: 'no access token' })
@@ -38,13 +46,32 @@ export async function startDemoApi(options: { introspectionEndpoint: string; cli
         body: new URLSearchParams({ token }),
         signal: AbortSignal.timeout(5_000),
       })
-      const info = (await answer.json()) as { active?: boolean; sub?: string; scope?: string; client_id?: string; exp?: number; cnf?: { jkt?: string } }
+      const info = (await answer.json()) as {
+        active?: boolean
+        sub?: string
+        scope?: string
+        client_id?: string
+        exp?: number
+        cnf?: { jkt?: string }
+      }
       if (!info.active) return send(401, { error: 'token not active' })
       // A bound token without a proof of its key is a stolen one; a proof is only worth the token it is bound to.
-      if (info.cnf?.jkt !== provenKey) return send(401, { error: info.cnf?.jkt ? 'the token is DPoP-bound: a proof of its key is required' : 'the token is not bound to the proof\'s key' })
+      if (info.cnf?.jkt !== provenKey)
+        return send(401, {
+          error: info.cnf?.jkt
+            ? 'the token is DPoP-bound: a proof of its key is required'
+            : "the token is not bound to the proof's key",
+        })
       send(200, {
         message: 'Hello from the demo API',
-        tokenSeenByApi: { active: true, sub: info.sub, scope: info.scope, clientId: info.client_id, expiresAt: info.exp ? new Date(info.exp * 1000).toISOString() : undefined, dpopBoundTo: info.cnf?.jkt ?? null },
+        tokenSeenByApi: {
+          active: true,
+          sub: info.sub,
+          scope: info.scope,
+          clientId: info.client_id,
+          expiresAt: info.exp ? new Date(info.exp * 1000).toISOString() : undefined,
+          dpopBoundTo: info.cnf?.jkt ?? null,
+        },
         cookieSeenByApi: req.headers.cookie ?? null,
         at: new Date().toISOString(),
       })
@@ -76,13 +103,30 @@ export async function startDemoApi(options: { introspectionEndpoint: string; cli
  * RFC 9449 §4.3: signed by the key it embeds, typ dpop+jwt, this request's method and URL, recent,
  * for this access token (ath), and never seen before (jti). Returns the key's thumbprint.
  */
-async function verifyProof(req: IncomingMessage, url: string, accessToken: string, seen: Map<string, number>): Promise<string | undefined> {
+async function verifyProof(
+  req: IncomingMessage,
+  url: string,
+  accessToken: string,
+  seen: Map<string, number>,
+): Promise<string | undefined> {
   const proof = req.headers.dpop
   if (typeof proof !== 'string') return undefined
   try {
-    const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256', 'ES384', 'ES512'], maxTokenAge: PROOF_MAX_AGE_SEC, clockTolerance: 5 })
+    const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, {
+      typ: 'dpop+jwt',
+      algorithms: ['ES256', 'ES384', 'ES512'],
+      maxTokenAge: PROOF_MAX_AGE_SEC,
+      clockTolerance: 5,
+    })
     const ath = createHash('sha256').update(accessToken).digest('base64url')
-    if (payload.htm !== req.method || payload.htu !== url || payload.ath !== ath || typeof payload.jti !== 'string' || seen.has(payload.jti)) return undefined
+    if (
+      payload.htm !== req.method ||
+      payload.htu !== url ||
+      payload.ath !== ath ||
+      typeof payload.jti !== 'string' ||
+      seen.has(payload.jti)
+    )
+      return undefined
     const now = Date.now()
     for (const [jti, at] of seen) if (now - at > PROOF_MAX_AGE_SEC * 1000) seen.delete(jti)
     seen.set(payload.jti, now)

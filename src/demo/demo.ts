@@ -74,15 +74,26 @@ export async function runDemo(options: DemoOptions = {}): Promise<RunningDemo> {
     ],
   }).catch((err: unknown) => unwind(portError(err, idpPort, 'the demo identity provider', '--idp-port')))
   started.push(() => idp.close())
-  const discovery = (await fetch(`${idp.issuer}/.well-known/openid-configuration`).then((res) => res.json()).catch(unwind)) as { introspection_endpoint: string }
-  const api = await startDemoApi({ introspectionEndpoint: discovery.introspection_endpoint, clientId: API_CLIENT_ID, clientSecret: apiSecret, port: apiPort }).catch((err: unknown) =>
-    unwind(portError(err, apiPort, 'the demo API', '--api-port')),
-  )
+  const discovery = (await fetch(`${idp.issuer}/.well-known/openid-configuration`)
+    .then((res) => res.json())
+    .catch(unwind)) as { introspection_endpoint: string }
+  const api = await startDemoApi({
+    introspectionEndpoint: discovery.introspection_endpoint,
+    clientId: API_CLIENT_ID,
+    clientSecret: apiSecret,
+    port: apiPort,
+  }).catch((err: unknown) => unwind(portError(err, apiPort, 'the demo API', '--api-port')))
   started.push(() => api.close())
   const gatehouse = await createGatehouse({
     publicOrigin: origin,
     // DPoP on: the demo API sees tokens bound to a key only this session's gatehouse holds.
-    oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret, scopes: ['openid', 'profile', 'email', 'offline_access'], dpop: true },
+    oidc: {
+      authority: idp.issuer,
+      clientId: CLIENT_ID,
+      clientSecret,
+      scopes: ['openid', 'profile', 'email', 'offline_access'],
+      dpop: true,
+    },
     keys: [demoKey(dataDir)],
     session: { store: `sqlite:${join(dataDir, 'sessions.db')}` },
     remoteApis: [{ path: '/api', target: api.url, token: 'user' }],
@@ -144,16 +155,25 @@ function hideProviderNotices(): () => void {
 /** The demo's own routes: the SPA and the client module. The API lives in its own server. */
 function demoApp(clientModule: string, req: IncomingMessage, res: ServerResponse): void {
   const path = (req.url ?? '/').split('?')[0]
-  const csp = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+  const csp =
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
   if (req.method !== 'GET') return void res.writeHead(405, { allow: 'GET' }).end()
-  if (path === '/' || path === '/index.html') return send(res, 'text/html; charset=utf-8', DEMO_PAGE, { 'content-security-policy': csp })
+  if (path === '/' || path === '/index.html')
+    return send(res, 'text/html; charset=utf-8', DEMO_PAGE, { 'content-security-policy': csp })
   if (path === '/demo.js') return send(res, 'text/javascript; charset=utf-8', DEMO_SCRIPT)
   if (path === '/gatehouse-client.js') return send(res, 'text/javascript; charset=utf-8', clientModule)
   res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
 }
 
 function send(res: ServerResponse, type: string, body: string, headers: Record<string, string> = {}): void {
-  res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', ...headers }).end(body)
+  res
+    .writeHead(200, {
+      'content-type': type,
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+      ...headers,
+    })
+    .end(body)
 }
 
 /** A key kept in the data dir, so demo sessions survive a restart of the demo. */

@@ -42,7 +42,8 @@ export function createIdpStorage(): new (model: string) => object {
       return undefined
     }
     async findByUserCode(userCode: string): Promise<Payload | undefined> {
-      for (const [key] of entries) if (key.startsWith(`${this.#model}:`) && live(key)?.userCode === userCode) return live(key)
+      for (const [key] of entries)
+        if (key.startsWith(`${this.#model}:`) && live(key)?.userCode === userCode) return live(key)
       return undefined
     }
     async consume(id: string): Promise<void> {

@@ -27,13 +27,27 @@ export const DEMO_USERS: readonly DemoUser[] = [
     username: 'alice',
     password: 'alice-demo-password',
     sub: 'alice-0001',
-    claims: { name: 'Alice Example', given_name: 'Alice', family_name: 'Example', preferred_username: 'alice', email: 'alice@example.test', email_verified: true },
+    claims: {
+      name: 'Alice Example',
+      given_name: 'Alice',
+      family_name: 'Example',
+      preferred_username: 'alice',
+      email: 'alice@example.test',
+      email_verified: true,
+    },
   },
   {
     username: 'bob',
     password: 'bob-demo-password',
     sub: 'bob-0002',
-    claims: { name: 'Bob Example', given_name: 'Bob', family_name: 'Example', preferred_username: 'bob', email: 'bob@example.test', email_verified: false },
+    claims: {
+      name: 'Bob Example',
+      given_name: 'Bob',
+      family_name: 'Example',
+      preferred_username: 'bob',
+      email: 'bob@example.test',
+      email_verified: false,
+    },
   },
 ]
 
@@ -151,15 +165,18 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       return res.end()
     }
     // Mounted under the issuer's path: the provider sees the rest, and finds its mount point in originalUrl.
-    if (prefix && fullPath !== prefix && !fullPath.startsWith(`${prefix}/`)) return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
+    if (prefix && fullPath !== prefix && !fullPath.startsWith(`${prefix}/`))
+      return void res.writeHead(404, { 'content-type': 'text/plain' }).end('not found')
     const path = fullPath.slice(prefix.length) || '/'
     if (prefix) {
       ;(req as IncomingMessage & { originalUrl?: string }).originalUrl = req.url
       req.url = path + (req.url ?? '').slice(fullPath.length)
     }
     const p = provider
-    if (path === '/token' && running.tokenDelayMs > 0) return void setTimeout(() => void route(p, req, res, prefix), running.tokenDelayMs)
-    if (path === '/token/revocation' && running.revocationDelayMs > 0) return void setTimeout(() => void route(p, req, res, prefix), running.revocationDelayMs)
+    if (path === '/token' && running.tokenDelayMs > 0)
+      return void setTimeout(() => void route(p, req, res, prefix), running.tokenDelayMs)
+    if (path === '/token/revocation' && running.revocationDelayMs > 0)
+      return void setTimeout(() => void route(p, req, res, prefix), running.revocationDelayMs)
     void route(p, req, res, prefix)
   })
   // A port in use rejects (EADDRINUSE) rather than crashing the process with an unhandled 'error' event.
@@ -182,7 +199,10 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
   for (const c of options.clients) if (c.id_token_signed_response_alg) idTokenAlgs.add(c.id_token_signed_response_alg)
   const authMethods = options.clientAuthMethods
   // A confidential client's default method: Basic, unless the IdP takes only others (then its first secret-based one).
-  const secretMethod = !authMethods || authMethods.includes('client_secret_basic') ? 'client_secret_basic' : (authMethods.find((m) => m.startsWith('client_secret_')) ?? authMethods[0]!)
+  const secretMethod =
+    !authMethods || authMethods.includes('client_secret_basic')
+      ? 'client_secret_basic'
+      : (authMethods.find((m) => m.startsWith('client_secret_')) ?? authMethods[0]!)
   const refreshTokens = options.refreshTokens ?? true
 
   const configuration = {
@@ -194,7 +214,9 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       return fetch(url, rest)
     },
     clients: options.clients.map((c) => ({
-      grant_types: c.client_secret ? ['authorization_code', 'refresh_token', 'client_credentials'] : ['authorization_code', 'refresh_token'],
+      grant_types: c.client_secret
+        ? ['authorization_code', 'refresh_token', 'client_credentials']
+        : ['authorization_code', 'refresh_token'],
       response_types: ['code'],
       token_endpoint_auth_method: c.client_secret ? secretMethod : 'none',
       id_token_signed_response_alg: signingAlg,
@@ -226,14 +248,20 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
         getResourceServerInfo: async (_ctx: unknown, indicator: string) => {
           const server = options.resourceServers?.[indicator]
           if (!server) throw new errors.InvalidTarget()
-          return { scope: server.scope ?? '', audience: indicator, accessTokenFormat: 'jwt', ...(server.accessTokenTtlSec ? { accessTokenTTL: server.accessTokenTtlSec } : {}) }
+          return {
+            scope: server.scope ?? '',
+            audience: indicator,
+            accessTokenFormat: 'jwt',
+            ...(server.accessTokenTtlSec ? { accessTokenTTL: server.accessTokenTtlSec } : {}),
+          }
         },
       },
     },
     pkce: { required: () => true },
     ttl: {
       // A resource server's own lifetime first (RFC 8707 tokens), as oidc-provider's default does.
-      AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) => token.resourceServer?.accessTokenTTL ?? options.accessTokenTtlSec ?? 3600,
+      AccessToken: (_ctx: unknown, token: { resourceServer?: { accessTokenTTL?: number } }) =>
+        token.resourceServer?.accessTokenTTL ?? options.accessTokenTtlSec ?? 3600,
       AuthorizationCode: 60,
       IdToken: 3600,
       RefreshToken: 14 * 24 * 3600,
@@ -242,16 +270,23 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       Grant: 14 * 24 * 3600,
     },
     rotateRefreshToken: options.rotateRefreshTokens ?? true,
-    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) => refreshTokens && client.grantTypeAllowed('refresh_token'),
+    issueRefreshToken: async (_ctx: unknown, client: { grantTypeAllowed(type: string): boolean }) =>
+      refreshTokens && client.grantTypeAllowed('refresh_token'),
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `${prefix}/interaction/${interaction.uid}` },
     findAccount: async (ctx: { oidc?: { route?: string } }, id: string) => {
       const user = DEMO_USERS.find((u) => u.sub === id)
-      const accountId = user && ctx.oidc?.route === 'userinfo' && options.userInfoSubject ? options.userInfoSubject(user.sub) : user?.sub
+      const accountId =
+        user && ctx.oidc?.route === 'userinfo' && options.userInfoSubject
+          ? options.userInfoSubject(user.sub)
+          : user?.sub
       return user && { accountId, claims: async () => ({ sub: accountId, ...user.claims, ...extraClaims }) }
     },
     renderError: async (ctx: { type: string; body: string }, out: Record<string, string>) => {
       ctx.type = 'html'
-      ctx.body = page('Sign-in error', `<p>${escapeHtml(out.error ?? 'error')}: ${escapeHtml(out.error_description ?? '')}</p>`)
+      ctx.body = page(
+        'Sign-in error',
+        `<p>${escapeHtml(out.error ?? 'error')}: ${escapeHtml(out.error_description ?? '')}</p>`,
+      )
     },
   }
   // The option types of oidc-provider are stricter than its runtime; the object above follows its docs.
@@ -272,11 +307,14 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     const rewrite = options.discovery
     created.use(async (ctx, next) => {
       await next()
-      if (ctx.oidc?.route === 'discovery' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object') ctx.body = rewrite({ ...(ctx.body as Record<string, unknown>) })
+      if (ctx.oidc?.route === 'discovery' && ctx.status === 200 && ctx.body && typeof ctx.body === 'object')
+        ctx.body = rewrite({ ...(ctx.body as Record<string, unknown>) })
     })
   }
   provider = created
-  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) => grants.push(String(ctx.oidc.params?.grant_type)))
+  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: unknown } } }) =>
+    grants.push(String(ctx.oidc.params?.grant_type)),
+  )
   provider.on('server_error', () => {})
   provider.on('backchannel.error', () => {})
 
@@ -318,7 +356,8 @@ type Provider = InstanceType<Awaited<typeof import('oidc-provider')>['default']>
 /** `/realms/demo/` → `/realms/demo`; undefined and `/` → "". */
 function issuerPrefix(path: string | undefined): string {
   if (path === undefined || path === '/' || path === '') return ''
-  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(path) || path.includes('//')) throw new Error(`issuerPath must be a path such as "/realms/demo" (got "${path}")`)
+  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(path) || path.includes('//'))
+    throw new Error(`issuerPath must be a path such as "/realms/demo" (got "${path}")`)
   return path.replace(/\/+$/, '')
 }
 
@@ -333,25 +372,43 @@ async function route(provider: Provider, req: IncomingMessage, res: ServerRespon
         const form = new URLSearchParams(await readBody(req))
         const user = DEMO_USERS.find((u) => u.username === form.get('username') && u.password === form.get('password'))
         if (!user) return send(res, 200, loginPage(prefix, details.uid, 'Wrong username or password.'))
-        return provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false })
+        return provider.interactionFinished(
+          req,
+          res,
+          { login: { accountId: user.sub } },
+          { mergeWithLastSubmission: false },
+        )
       }
       return send(res, 200, loginPage(prefix, details.uid))
     }
     // First-party demo clients: grant what was asked for without a consent screen.
-    const grant = details.grantId ? await provider.Grant.find(details.grantId) : new provider.Grant({ accountId: details.session!.accountId, clientId: details.params.client_id as string })
-    const missing = details.prompt.details as { missingOIDCScope?: string[]; missingOIDCClaims?: string[]; missingResourceScopes?: Record<string, string[]> }
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: details.session!.accountId, clientId: details.params.client_id as string })
+    const missing = details.prompt.details as {
+      missingOIDCScope?: string[]
+      missingOIDCClaims?: string[]
+      missingResourceScopes?: Record<string, string[]>
+    }
     if (missing.missingOIDCScope) grant!.addOIDCScope(missing.missingOIDCScope.join(' '))
     if (missing.missingOIDCClaims) grant!.addOIDCClaims(missing.missingOIDCClaims)
-    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) grant!.addResourceScope(indicator, scopes.join(' '))
+    for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {}))
+      grant!.addResourceScope(indicator, scopes.join(' '))
     const grantId = await grant!.save()
     return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true })
   } catch {
-    send(res, 400, page('Sign-in error', '<p>This sign-in link is no longer valid. Go back to the application and start again.</p>'))
+    send(
+      res,
+      400,
+      page('Sign-in error', '<p>This sign-in link is no longer valid. Go back to the application and start again.</p>'),
+    )
   }
 }
 
 function loginPage(prefix: string, uid: string, error?: string): string {
-  const hint = DEMO_USERS.map((u) => `<code>${escapeHtml(u.username)}</code> / <code>${escapeHtml(u.password)}</code>`).join(' or ')
+  const hint = DEMO_USERS.map(
+    (u) => `<code>${escapeHtml(u.username)}</code> / <code>${escapeHtml(u.password)}</code>`,
+  ).join(' or ')
   return page(
     'Sign in',
     `${error ? `<p role="alert" style="color:#b00">${escapeHtml(error)}</p>` : ''}
@@ -365,7 +422,10 @@ function loginPage(prefix: string, uid: string, error?: string): string {
 }
 
 async function logoutSource(ctx: { body: string }, form: string): Promise<void> {
-  ctx.body = page('Sign out', `${form}<p>Sign out of the demo identity provider as well?</p><button form="op.logoutForm" type="submit" name="logout" value="yes">Yes, sign me out</button>`)
+  ctx.body = page(
+    'Sign out',
+    `${form}<p>Sign out of the demo identity provider as well?</p><button form="op.logoutForm" type="submit" name="logout" value="yes">Yes, sign me out</button>`,
+  )
 }
 
 async function postLogoutSuccessSource(ctx: { body: string }): Promise<void> {

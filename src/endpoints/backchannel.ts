@@ -5,7 +5,13 @@ import type { Handler, RequestContext } from '../http/context.ts'
 import type { Session } from '../session/session.ts'
 import type { SessionFilter } from '../session/store.ts'
 import { json } from '../http/reply.ts'
-import { CLOCK_TOLERANCE_SEC, createLogoutTokenVerifier, LOGOUT_TOKEN_MAX_AGE_SEC, LogoutTokenError, type LogoutClaims } from '../oidc/logout-token.ts'
+import {
+  CLOCK_TOLERANCE_SEC,
+  createLogoutTokenVerifier,
+  LOGOUT_TOKEN_MAX_AGE_SEC,
+  LogoutTokenError,
+  type LogoutClaims,
+} from '../oidc/logout-token.ts'
 
 const MAX_BODY_BYTES = 64 * 1024
 
@@ -27,7 +33,7 @@ export const backchannel: Handler = async (ctx) => {
       log.warn({ event: 'backchannel_refused', requestId: ctx.requestId, reason: err.message }, 'logout token refused')
       throw new GatehouseError('logout_token_invalid', err.message)
     }
-    throw new GatehouseError('idp_unavailable', 'the identity provider\'s keys could not be fetched', { cause: err })
+    throw new GatehouseError('idp_unavailable', "the identity provider's keys could not be fetched", { cause: err })
   }
   // Replay: a jti is accepted once while the token could still be accepted at all.
   const keepMs = (claims.iat + LOGOUT_TOKEN_MAX_AGE_SEC + 2 * CLOCK_TOLERANCE_SEC) * 1000 - now()
@@ -48,7 +54,8 @@ export const backchannel: Handler = async (ctx) => {
       toRevoke = sessionBoundRefreshTokens(ctx, mine.slice(0, REVOKE_MAX_SESSIONS))
       ended = await endSessions(ctx, mine)
     } else {
-      if (config.revokeRefreshTokenOnLogout) toRevoke = sessionBoundRefreshTokens(ctx, await issuersSessions(ctx, filter, claims.iss, REVOKE_MAX_SESSIONS))
+      if (config.revokeRefreshTokenOnLogout)
+        toRevoke = sessionBoundRefreshTokens(ctx, await issuersSessions(ctx, filter, claims.iss, REVOKE_MAX_SESSIONS))
       ended = await sessions.endWhere(filter, 'backchannel')
     }
   } catch (err) {
@@ -56,10 +63,17 @@ export const backchannel: Handler = async (ctx) => {
     await claim.release()
     throw err
   }
-  log.info({ event: 'backchannel_logout', requestId: ctx.requestId, sessions: ended, by: bySub ? 'sub' : 'sid' }, 'back-channel logout')
+  log.info(
+    { event: 'backchannel_logout', requestId: ctx.requestId, sessions: ended, by: bySub ? 'sub' : 'sid' },
+    'back-channel logout',
+  )
   ctx.services.telemetry.backchannelLogout('ok')
   if (toRevoke.tokens.length) await revokeAll(ctx, toRevoke.tokens)
-  if (ended > toRevoke.checked && toRevoke.checked === REVOKE_MAX_SESSIONS) log.warn({ event: 'backchannel_revocation_capped', requestId: ctx.requestId, unchecked: ended - toRevoke.checked }, `refresh tokens of at most ${REVOKE_MAX_SESSIONS} sessions are revoked per logout token`)
+  if (ended > toRevoke.checked && toRevoke.checked === REVOKE_MAX_SESSIONS)
+    log.warn(
+      { event: 'backchannel_revocation_capped', requestId: ctx.requestId, unchecked: ended - toRevoke.checked },
+      `refresh tokens of at most ${REVOKE_MAX_SESSIONS} sessions are revoked per logout token`,
+    )
   return json(200, { sessionsEnded: ended })
 }
 
@@ -72,11 +86,20 @@ const ISSUER_MATCH_MAX_SESSIONS = 1_000
  * reach another tenant's sessions. Sessions from before gatehouse recorded the issuer came from the
  * published one.
  */
-async function issuersSessions(ctx: RequestContext, filter: SessionFilter, issuer: string, limit: number): Promise<Session[]> {
+async function issuersSessions(
+  ctx: RequestContext,
+  filter: SessionFilter,
+  issuer: string,
+  limit: number,
+): Promise<Session[]> {
   const { sessions, log } = ctx.services
   if (!sessions.findWhere) return []
   const found = await sessions.findWhere(filter, limit)
-  if (limit === ISSUER_MATCH_MAX_SESSIONS && found.length === limit) log.warn({ event: 'backchannel_match_capped', requestId: ctx.requestId }, `at most ${ISSUER_MATCH_MAX_SESSIONS} sessions are matched per logout token when the identity provider has several issuers`)
+  if (limit === ISSUER_MATCH_MAX_SESSIONS && found.length === limit)
+    log.warn(
+      { event: 'backchannel_match_capped', requestId: ctx.requestId },
+      `at most ${ISSUER_MATCH_MAX_SESSIONS} sessions are matched per logout token when the identity provider has several issuers`,
+    )
   const published = (await ctx.frontend.oidc.metadata()).issuer
   return found.filter((s) => (s.data.issuer ?? published) === issuer)
 }
@@ -126,7 +149,11 @@ async function revokeAll(ctx: RequestContext, tokens: string[]): Promise<void> {
         else outcome.unsupported = true
       } catch (err) {
         outcome.failed++
-        if (outcome.failed === 1) log.warn({ event: 'revocation_failed', requestId: ctx.requestId, err: describeError(err) }, 'refresh token revocation after back-channel logout failed')
+        if (outcome.failed === 1)
+          log.warn(
+            { event: 'revocation_failed', requestId: ctx.requestId, err: describeError(err) },
+            'refresh token revocation after back-channel logout failed',
+          )
       }
     }
   }
@@ -137,11 +164,24 @@ async function revokeAll(ctx: RequestContext, tokens: string[]): Promise<void> {
       resolve()
     }, REVOKE_DEADLINE_MS)
   })
-  await Promise.race([Promise.all(Array.from({ length: Math.min(REVOKE_CONCURRENCY, tokens.length) }, worker)), deadline])
+  await Promise.race([
+    Promise.all(Array.from({ length: Math.min(REVOKE_CONCURRENCY, tokens.length) }, worker)),
+    deadline,
+  ])
   clearTimeout(timer)
-  log.info({ event: 'backchannel_revocation', requestId: ctx.requestId, tokens: tokens.length, revoked: outcome.revoked, failed: outcome.failed, unsupported: outcome.unsupported, late: outcome.late }, 'session-bound refresh tokens revoked after back-channel logout')
+  log.info(
+    {
+      event: 'backchannel_revocation',
+      requestId: ctx.requestId,
+      tokens: tokens.length,
+      revoked: outcome.revoked,
+      failed: outcome.failed,
+      unsupported: outcome.unsupported,
+      late: outcome.late,
+    },
+    'session-bound refresh tokens revoked after back-channel logout',
+  )
 }
-
 
 const verifiers = new WeakMap<Frontend, Promise<(token: string) => Promise<LogoutClaims>>>()
 
@@ -160,7 +200,8 @@ function verifierFor(frontend: Frontend, now: () => number): Promise<(token: str
           try {
             return await client.expectedIssuer(claims)
           } catch (err) {
-            if (err instanceof GatehouseError && err.code === 'idp_error') throw new LogoutTokenError(`iss is not an issuer this client accepts (${String(err.report?.cause)})`)
+            if (err instanceof GatehouseError && err.code === 'idp_error')
+              throw new LogoutTokenError(`iss is not an issuer this client accepts (${String(err.report?.cause)})`)
             throw err
           }
         },

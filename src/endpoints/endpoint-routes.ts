@@ -50,19 +50,74 @@ export function endpointRoutes(config: Config, frontend: Frontend): Map<string, 
   const base = `${frontend.prefix}${config.managementBasePath}`
   const entries: [string, Spec][] = [
     [`${base}/login`, { handler: login, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
-    [`${base}/user`, { handler: user, kind: 'api', methods: READ, cors: READ_ROUTE_CORS, antiForgery: 'header', session: config.anonymousSessionResponse === 200 ? 'optional' : 'required', slide: 'query' }],
+    [
+      `${base}/user`,
+      {
+        handler: user,
+        kind: 'api',
+        methods: READ,
+        cors: READ_ROUTE_CORS,
+        antiForgery: 'header',
+        session: config.anonymousSessionResponse === 200 ? 'optional' : 'required',
+        slide: 'query',
+      },
+    ],
     [`${base}/logout`, { handler: logout, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
     [`${base}/silent-login`, { handler: silentLogin, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
     // EventSource cannot send the anti-forgery header: Fetch Metadata tells the app's own page instead.
-    [`${base}/session-events`, { handler: notAReply, stream: sessionEvents, kind: 'api', methods: ['GET'], cors: GET_ROUTE_CORS, antiForgery: 'fetchMetadata', session: 'required', slide: 'never' }],
-    [`${base}/silent-login-callback`, { handler: silentLoginCallback, kind: 'page', methods: READ, antiForgery: 'none', session: 'optional', slide: 'never' }],
-    [`${frontend.prefix}${config.oidc.redirectPath}`, { handler: callback, kind: 'page', methods: NAVIGATE, failures: 'login', ...UNCHECKED }],
-    [`${frontend.prefix}${config.oidc.postLogoutRedirectPath}`, { handler: postLogout, kind: 'page', methods: NAVIGATE, ...UNCHECKED }],
+    [
+      `${base}/session-events`,
+      {
+        handler: notAReply,
+        stream: sessionEvents,
+        kind: 'api',
+        methods: ['GET'],
+        cors: GET_ROUTE_CORS,
+        antiForgery: 'fetchMetadata',
+        session: 'required',
+        slide: 'never',
+      },
+    ],
+    [
+      `${base}/silent-login-callback`,
+      {
+        handler: silentLoginCallback,
+        kind: 'page',
+        methods: READ,
+        antiForgery: 'none',
+        session: 'optional',
+        slide: 'never',
+      },
+    ],
+    [
+      `${frontend.prefix}${config.oidc.redirectPath}`,
+      { handler: callback, kind: 'page', methods: NAVIGATE, failures: 'login', ...UNCHECKED },
+    ],
+    [
+      `${frontend.prefix}${config.oidc.postLogoutRedirectPath}`,
+      { handler: postLogout, kind: 'page', methods: NAVIGATE, ...UNCHECKED },
+    ],
   ]
   // Back-channel logout needs sessions the server can find and end: not in cookie mode.
-  if (config.session.mode === 'server') entries.push([`${base}/backchannel`, { handler: backchannel, kind: 'api', methods: ['POST'], failures: 'backchannel', ...UNCHECKED }])
+  if (config.session.mode === 'server')
+    entries.push([
+      `${base}/backchannel`,
+      { handler: backchannel, kind: 'api', methods: ['POST'], failures: 'backchannel', ...UNCHECKED },
+    ])
   // Like every API call: the app's own script, with a session. Never an anonymous token dispenser.
-  if (config.diagnostics) entries.push([`${base}/diagnostics`, { handler: diagnostics, kind: 'api', methods: READ, cors: READ_ROUTE_CORS, antiForgery: 'header', session: 'required', slide: 'never' }])
+  if (config.diagnostics)
+    entries.push([
+      `${base}/diagnostics`,
+      {
+        handler: diagnostics,
+        kind: 'api',
+        methods: READ,
+        cors: READ_ROUTE_CORS,
+        antiForgery: 'header',
+        session: 'required',
+        slide: 'never',
+      },
+    ])
   return new Map(entries.map(([path, spec]) => [path, withFlags(labelOf(config, frontend, path), spec)]))
 }
 

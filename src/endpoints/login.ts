@@ -8,7 +8,21 @@ import { LOGIN_STATE_MAX_AGE_MS, loginCookieName, sealLoginState, staleLoginCook
 import { loginResources } from '../tokens/resource.ts'
 
 /** What a loginParams hook cannot set: the parameters that carry the flow's own protection. */
-const RESERVED_AUTHORIZE_PARAMS: ReadonlySet<string> = new Set(['client_id', 'redirect_uri', 'response_type', 'response_mode', 'scope', 'state', 'nonce', 'code_challenge', 'code_challenge_method', 'request', 'request_uri', 'resource', 'prompt'])
+const RESERVED_AUTHORIZE_PARAMS: ReadonlySet<string> = new Set([
+  'client_id',
+  'redirect_uri',
+  'response_type',
+  'response_mode',
+  'scope',
+  'state',
+  'nonce',
+  'code_challenge',
+  'code_challenge_method',
+  'request',
+  'request_uri',
+  'resource',
+  'prompt',
+])
 
 /**
  * GET /bff/login?returnUrl=/local&prompt=… — starts the authorization code flow with PKCE S256,
@@ -22,17 +36,25 @@ export const login: Handler = async (ctx) => {
   // prompt=none is the silent (iframe) login: without a returnUrl it ends on the page that tells the app.
   const silent = promptParam.value === 'none'
   // Without a returnUrl: the frontend's own root (as Duende's PathBase), "/" for the root frontend.
-  const returnUrl = silent && !ctx.url.searchParams.has('returnUrl') ? `${prefix}${config.managementBasePath}/silent-login-callback` : returnUrlParam(ctx.url, ctx.services.cors?.origins, `${prefix}/`)
-  if (returnUrl === undefined || !(await isReturnUrlAccepted(ctx, returnUrl))) errors.returnUrl = [returnUrlRule(ctx.services.cors?.origins)]
+  const returnUrl =
+    silent && !ctx.url.searchParams.has('returnUrl')
+      ? `${prefix}${config.managementBasePath}/silent-login-callback`
+      : returnUrlParam(ctx.url, ctx.services.cors?.origins, `${prefix}/`)
+  if (returnUrl === undefined || !(await isReturnUrlAccepted(ctx, returnUrl)))
+    errors.returnUrl = [returnUrlRule(ctx.services.cors?.origins)]
   if (promptParam.repeated) errors.prompt = ['must be given at most once']
   else if (promptParam.value !== undefined && !(await client.promptValuesSupported()).includes(promptParam.value)) {
-    errors.prompt = ['is not one of the identity provider\'s prompt_values_supported']
+    errors.prompt = ["is not one of the identity provider's prompt_values_supported"]
   }
-  if (Object.keys(errors).length) throw new GatehouseError(errors.returnUrl ? 'return_url_invalid' : 'prompt_invalid', undefined, { errors })
+  if (Object.keys(errors).length)
+    throw new GatehouseError(errors.returnUrl ? 'return_url_invalid' : 'prompt_invalid', undefined, { errors })
 
   const apis = loginResources(config.remoteApis)
   const request = await client.authorizationRequest({
-    extraParams: { ...oidcConfig.extraAuthParams, ...withoutReserved(await ctx.services.hooks.loginParams?.(ctx.req), RESERVED_AUTHORIZE_PARAMS) },
+    extraParams: {
+      ...oidcConfig.extraAuthParams,
+      ...withoutReserved(await ctx.services.hooks.loginParams?.(ctx.req), RESERVED_AUTHORIZE_PARAMS),
+    },
     redirectUri: new URL(`${prefix}${config.oidc.redirectPath}`, ctx.origin).href,
     scope: [...new Set([...oidcConfig.scopes, ...apis.scopes])].join(' '),
     // The grant must cover every API's resource, or the IdP refuses its resource tokens (invalid_target).
@@ -42,11 +64,22 @@ export const login: Handler = async (ctx) => {
   const { state, nonce, codeVerifier, resources } = request
   const cookie = serializeCookie(
     loginCookieName(config.session.cookieName, state),
-    sealLoginState(keyRing, { state, nonce, codeVerifier, returnUrl: returnUrl!, frontend: ctx.frontend.name, silent, resources, createdAt: now() }),
+    sealLoginState(keyRing, {
+      state,
+      nonce,
+      codeVerifier,
+      returnUrl: returnUrl!,
+      frontend: ctx.frontend.name,
+      silent,
+      resources,
+      createdAt: now(),
+    }),
     // Lax even when sessions are Strict: the IdP's redirect back is a cross-site top-level navigation.
     { sameSite: 'lax', maxAgeSec: LOGIN_STATE_MAX_AGE_MS / 1000 },
   )
-  const stale = staleLoginCookies(keyRing, ctx.cookies, config.session.cookieName).map((name) => deleteCookie(name, 'lax'))
+  const stale = staleLoginCookies(keyRing, ctx.cookies, config.session.cookieName).map((name) =>
+    deleteCookie(name, 'lax'),
+  )
   return redirect(request.url.href, [...stale, cookie])
 }
 

@@ -9,7 +9,12 @@ import { sealLogoutState } from '../oidc/logout-state.ts'
 import { logoutSidOf } from './user.ts'
 
 /** What a logoutParams hook cannot set: RP-Initiated Logout's own parameters. */
-const RESERVED_END_SESSION_PARAMS: ReadonlySet<string> = new Set(['id_token_hint', 'post_logout_redirect_uri', 'state', 'client_id'])
+const RESERVED_END_SESSION_PARAMS: ReadonlySet<string> = new Set([
+  'id_token_hint',
+  'post_logout_redirect_uri',
+  'state',
+  'client_id',
+])
 
 /**
  * GET /bff/logout?sid=…&returnUrl=/x — ends the session, revokes the refresh token (RFC 7009) and sends
@@ -21,17 +26,31 @@ export const logout: Handler = async (ctx) => {
   const { oidc: client, prefix } = ctx.frontend
   const sidParam = singleParam(ctx.url, 'sid')
   const returnUrl = returnUrlParam(ctx.url, ctx.services.cors?.origins, `${prefix}/`)
-  if (returnUrl === undefined || !(await isReturnUrlAccepted(ctx, returnUrl))) throw new GatehouseError('return_url_invalid', undefined, { errors: { returnUrl: [returnUrlRule(ctx.services.cors?.origins)] } })
+  if (returnUrl === undefined || !(await isReturnUrlAccepted(ctx, returnUrl)))
+    throw new GatehouseError('return_url_invalid', undefined, {
+      errors: { returnUrl: [returnUrlRule(ctx.services.cors?.origins)] },
+    })
   const session = await resolveSession(ctx, false)
-  if (session && (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, logoutSidOf(session)))) {
-    throw new GatehouseError('sid_mismatch', undefined, { errors: { sid: ['must be the session\'s sid claim (as in the bff:logout_url claim)'] } })
+  if (
+    session &&
+    (sidParam.repeated || sidParam.value === undefined || !safeEqual(sidParam.value, logoutSidOf(session)))
+  ) {
+    throw new GatehouseError('sid_mismatch', undefined, {
+      errors: { sid: ["must be the session's sid claim (as in the bff:logout_url claim)"] },
+    })
   }
   if (session?.sid && isFromAnotherSite(ctx)) {
-    throw new GatehouseError('forbidden', 'a logout must be started from the application (this request came from another site)')
+    throw new GatehouseError(
+      'forbidden',
+      'a logout must be started from the application (this request came from another site)',
+    )
   }
 
   const params: Record<string, string> = {
-    ...withoutReserved(await ctx.services.hooks.logoutParams?.(ctx.req, session && sessionInfo(session)), RESERVED_END_SESSION_PARAMS),
+    ...withoutReserved(
+      await ctx.services.hooks.logoutParams?.(ctx.req, session && sessionInfo(session)),
+      RESERVED_END_SESSION_PARAMS,
+    ),
     post_logout_redirect_uri: new URL(`${prefix}${config.oidc.postLogoutRedirectPath}`, ctx.origin).href,
     state: sealLogoutState(keyRing, { returnUrl, createdAt: now() }),
   }
@@ -45,7 +64,16 @@ export const logout: Handler = async (ctx) => {
         await client.revoke(refreshToken, 'refresh_token')
       } catch (err) {
         // The session is already gone here; a failed revocation must not keep the user logged in.
-        log.warn({ requestId: ctx.requestId, ...client.explain(err, 'logout_failed').report, event: 'logout_failed', stage: 'revocation', err: describeError(err) }, 'refresh token revocation failed; the session is ended anyway')
+        log.warn(
+          {
+            requestId: ctx.requestId,
+            ...client.explain(err, 'logout_failed').report,
+            event: 'logout_failed',
+            stage: 'revocation',
+            err: describeError(err),
+          },
+          'refresh token revocation failed; the session is ended anyway',
+        )
       }
     }
     if (idToken) params.id_token_hint = idToken
@@ -55,12 +83,16 @@ export const logout: Handler = async (ctx) => {
   // Strict session cookie must not be able to delete it: that would be a logout CSRF without the sid.
   if (session) sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const loginPrefix = loginCookiePrefix(config.session.cookieName)
-  for (const name of ctx.cookies.keys()) if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
+  for (const name of ctx.cookies.keys())
+    if (name.startsWith(loginPrefix)) ctx.setCookies.push(deleteCookie(name, 'lax'))
   let endSession: URL | undefined
   try {
     endSession = await client.endSessionUrl(params)
   } catch (err) {
-    log.warn({ event: 'logout_failed', cause: 'end_session_unavailable', requestId: ctx.requestId, err: describeError(err) }, 'identity provider unreachable at logout: the session is ended here, the IdP session is not')
+    log.warn(
+      { event: 'logout_failed', cause: 'end_session_unavailable', requestId: ctx.requestId, err: describeError(err) },
+      'identity provider unreachable at logout: the session is ended here, the IdP session is not',
+    )
   }
   return redirect(endSession ? endSession.href : returnUrl)
 }

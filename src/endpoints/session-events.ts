@@ -26,7 +26,9 @@ export async function sessionEvents(ctx: RequestContext, res: ServerResponse): P
     'x-accel-buffering': 'no',
     ...(ctx.setCookies.length ? { 'set-cookie': ctx.setCookies } : {}),
   })
-  res.write(`retry: 3000\nevent: session\ndata: ${JSON.stringify({ state: 'active', expiresIn: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) })}\n\n`)
+  res.write(
+    `retry: 3000\nevent: session\ndata: ${JSON.stringify({ state: 'active', expiresIn: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) })}\n\n`,
+  )
 
   await new Promise<void>((resolve) => {
     let done = false

@@ -15,12 +15,25 @@ export const user: Handler = async (ctx) => {
   const { config, now } = ctx.services
   const { session } = ctx
   if (!session) return json(200, null)
-  const management: Claim[] = [{ type: 'bff:logout_url', value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(logoutSidOf(session))}` }]
-  if (session.data.sessionState !== undefined) management.push({ type: 'bff:session_state', value: session.data.sessionState })
-  const expiresIn = { type: 'bff:session_expires_in', value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)) }
+  const management: Claim[] = [
+    {
+      type: 'bff:logout_url',
+      value: `${ctx.frontend.prefix}${config.managementBasePath}/logout?sid=${encodeURIComponent(logoutSidOf(session))}`,
+    },
+  ]
+  if (session.data.sessionState !== undefined)
+    management.push({ type: 'bff:session_state', value: session.data.sessionState })
+  const expiresIn = {
+    type: 'bff:session_expires_in',
+    value: Math.max(0, Math.round((session.expiresAt - now()) / 1000)),
+  }
   const { enrichUser } = ctx.services.hooks
   // The app's own claims (Duende's IUserEndpointClaimsEnricher); gatehouse's bff: claims stay its own.
-  const claims = enrichUser ? (await enrichUser(sessionInfo(session), structuredClone(session.data.claims))).filter((c) => !c.type.startsWith('bff:')) : session.data.claims
+  const claims = enrichUser
+    ? (await enrichUser(sessionInfo(session), structuredClone(session.data.claims))).filter(
+        (c) => !c.type.startsWith('bff:'),
+      )
+    : session.data.claims
   if (config.user.claimValues === 'json') return json(200, [...claims, ...management, expiresIn])
   return json(200, [...toClaimRecords([...claims, ...management]), { ...expiresIn, valueType: null }])
 }

@@ -34,7 +34,14 @@ export interface Frontend {
   oidc: OidcClient
   clientCredentials: ClientCredentials
   /** Serves the SPA itself; undefined when gatehouse only fronts APIs. */
-  serve: ((req: IncomingMessage, res: ServerResponse, relativePath: string, fallback: IndexFallback) => Promise<ServeOutcome>) | undefined
+  serve:
+    | ((
+        req: IncomingMessage,
+        res: ServerResponse,
+        relativePath: string,
+        fallback: IndexFallback,
+      ) => Promise<ServeOutcome>)
+    | undefined
 }
 
 /** The implicit frontend when none are configured: the root, the top-level oidc block, no SPA serving. */
@@ -61,17 +68,50 @@ export class Frontends {
     const hasRoot = config.frontends.some((f) => f.path === '/' && f.host === undefined)
     const entries: FrontendConfig[] = hasRoot
       ? config.frontends
-      : [...config.frontends, { name: DEFAULT_FRONTEND, path: '/', host: undefined, origin: undefined, static: undefined, indexHtmlUrl: undefined, indexHtmlCacheTtlMs: 0, oidc: undefined }]
+      : [
+          ...config.frontends,
+          {
+            name: DEFAULT_FRONTEND,
+            path: '/',
+            host: undefined,
+            origin: undefined,
+            static: undefined,
+            indexHtmlUrl: undefined,
+            indexHtmlCacheTtlMs: 0,
+            oidc: undefined,
+          },
+        ]
     const shared = new Map<string, { oidc: OidcClient; clientCredentials: ClientCredentials }>()
     this.all = entries.map((entry, index) => {
       const oidcConfig = mergeOidc(config.oidc, entry.oidc)
       // Frontends registered as the same client share one discovery cache and one client token.
-      const key = JSON.stringify([oidcConfig.clientId, oidcConfig.clientSecret, oidcConfig.clientAuth, oidcConfig.clientCredentialsScopes])
+      const key = JSON.stringify([
+        oidcConfig.clientId,
+        oidcConfig.clientSecret,
+        oidcConfig.clientAuth,
+        oidcConfig.clientCredentialsScopes,
+      ])
       let clients = shared.get(key)
       if (!clients) {
-        const ownAuth = entry.oidc !== undefined && (entry.oidc.clientAuth !== undefined || entry.oidc.clientSecret !== undefined || entry.oidc.privateKeyJwk !== undefined)
-        const oidc = new OidcClient(oidcConfig, { log, clientAuthKey: ownAuth ? `frontends[${index}].oidc.clientAuth` : 'oidc.clientAuth' })
-        clients = { oidc, clientCredentials: new ClientCredentials({ oidc, scopes: oidcConfig.clientCredentialsScopes, skewMs: oidcConfig.tokenRefreshSkewMs, now, dpop: oidcConfig.dpop }) }
+        const ownAuth =
+          entry.oidc !== undefined &&
+          (entry.oidc.clientAuth !== undefined ||
+            entry.oidc.clientSecret !== undefined ||
+            entry.oidc.privateKeyJwk !== undefined)
+        const oidc = new OidcClient(oidcConfig, {
+          log,
+          clientAuthKey: ownAuth ? `frontends[${index}].oidc.clientAuth` : 'oidc.clientAuth',
+        })
+        clients = {
+          oidc,
+          clientCredentials: new ClientCredentials({
+            oidc,
+            scopes: oidcConfig.clientCredentialsScopes,
+            skewMs: oidcConfig.tokenRefreshSkewMs,
+            now,
+            dpop: oidcConfig.dpop,
+          }),
+        }
         shared.set(key, clients)
       }
       const isRoot = entry.path === '/' && entry.host === undefined
@@ -87,7 +127,10 @@ export class Frontends {
         serve: serverFor(entry, now, config.antiForgery.header),
       }
     })
-    const own = [...(config.publicOrigin === undefined ? [] : [config.publicOrigin]), ...this.all.flatMap((f) => (f.origin === undefined ? [] : [f.origin]))]
+    const own = [
+      ...(config.publicOrigin === undefined ? [] : [config.publicOrigin]),
+      ...this.all.flatMap((f) => (f.origin === undefined ? [] : [f.origin])),
+    ]
     this.origins = own.length === 0 ? undefined : new OwnOrigins(own)
     this.#byName = new Map(this.all.map((f) => [f.name, f]))
     this.#fallback = this.all.find((f) => f.path === '/' && f.host === undefined)!
@@ -110,7 +153,12 @@ export class Frontends {
     let best: Frontend | undefined
     for (const frontend of this.all) {
       if (frontend.host !== undefined) {
-        if (frontend.origin !== undefined ? frontend.origin !== origin : frontend.host !== host && frontend.host !== host?.replace(/:\d+$/, '')) continue
+        if (
+          frontend.origin !== undefined
+            ? frontend.origin !== origin
+            : frontend.host !== host && frontend.host !== host?.replace(/:\d+$/, '')
+        )
+          continue
       }
       if (frontend.path !== '/' && path !== frontend.path && !path.startsWith(`${frontend.path}/`)) continue
       if (!best || rank(frontend) > rank(best)) best = frontend
@@ -126,9 +174,13 @@ function rank(frontend: Frontend): number {
 
 function mergeOidc(base: OidcConfig, override: FrontendConfig['oidc']): OidcConfig {
   if (!override) return base
-  const merged: OidcConfig = { ...base, ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)) }
+  const merged: OidcConfig = {
+    ...base,
+    ...Object.fromEntries(Object.entries(override).filter(([, v]) => v !== undefined)),
+  }
   if (!override.clientAuth && (override.clientSecret || override.privateKeyJwk || override.clientId)) {
-    merged.clientAuth = merged.privateKeyJwk && !override.clientSecret ? 'private_key_jwt' : merged.clientSecret ? undefined : 'none'
+    merged.clientAuth =
+      merged.privateKeyJwk && !override.clientSecret ? 'private_key_jwt' : merged.clientSecret ? undefined : 'none'
   }
   return merged
 }
@@ -145,7 +197,9 @@ function serverFor(entry: FrontendConfig, now: () => number, antiForgeryHeader: 
     // Assets of a CDN-hosted SPA come from the CDN; index.html answers the root and, for navigations, client-side routes.
     return async (req, res, relativePath, fallback) => {
       if (relativePath === '/') return fallback === 'never' ? 'not_found' : index.serve(req, res)
-      return fallback !== 'routes' || /\.[A-Za-z0-9]+$/.test(relativePath) ? 'not_found' : index.serve(req, res, { vary })
+      return fallback !== 'routes' || /\.[A-Za-z0-9]+$/.test(relativePath)
+        ? 'not_found'
+        : index.serve(req, res, { vary })
     }
   }
   return undefined

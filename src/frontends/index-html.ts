@@ -20,7 +20,11 @@ export class RemoteIndexHtml {
    * copy when a refetch fails (stale-while-error). Only a first fetch that fails is a 502.
    * `extraHeaders` go on the 200 and the 304 (a client-side route's `Vary`).
    */
-  async serve(req: IncomingMessage, res: ServerResponse, extraHeaders: Readonly<Record<string, string>> = {}): Promise<'served' | 'unavailable'> {
+  async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    extraHeaders: Readonly<Record<string, string>> = {},
+  ): Promise<'served' | 'unavailable'> {
     if (!this.#cached || this.#now() - this.#cached.fetchedAt > this.#ttlMs) {
       this.#pending ??= this.#fetch().finally(() => {
         this.#pending = undefined
@@ -29,7 +33,13 @@ export class RemoteIndexHtml {
     }
     const page = this.#cached
     if (!page) return 'unavailable'
-    const headers = { 'content-type': page.type, etag: page.etag, 'cache-control': 'no-cache', 'x-content-type-options': 'nosniff', ...extraHeaders }
+    const headers = {
+      'content-type': page.type,
+      etag: page.etag,
+      'cache-control': 'no-cache',
+      'x-content-type-options': 'nosniff',
+      ...extraHeaders,
+    }
     if (req.headers['if-none-match'] === page.etag) {
       res.writeHead(304, headers).end()
       return 'served'

@@ -58,7 +58,12 @@ export class StaticFolder {
    * `relativePath` is the request path below the frontend's prefix, still percent-encoded. Existing
    * files (index.html at the root included) are served whatever `fallback` says.
    */
-  async serve(req: IncomingMessage, res: ServerResponse, relativePath: string, fallback: IndexFallback = 'routes'): Promise<StaticOutcome> {
+  async serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    relativePath: string,
+    fallback: IndexFallback = 'routes',
+  ): Promise<StaticOutcome> {
     const file = this.#resolve(relativePath)
     if (file === undefined) return 'bad_path'
     const found = file && (await fileInfo(file))
@@ -88,7 +93,13 @@ export class StaticFolder {
     return file.startsWith(this.#root + sep) ? file : undefined
   }
 
-  async #send(req: IncomingMessage, res: ServerResponse, file: string, info: { size: number; mtimeMs: number }, isFallback: boolean): Promise<StaticOutcome> {
+  async #send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    file: string,
+    info: { size: number; mtimeMs: number },
+    isFallback: boolean,
+  ): Promise<StaticOutcome> {
     const etag = `W/"${info.size.toString(16)}-${Math.floor(info.mtimeMs).toString(16)}"`
     const lastModified = new Date(Math.floor(info.mtimeMs / 1000) * 1000).toUTCString()
     const isHtml = extname(file) === '.html'
@@ -128,7 +139,8 @@ async function fileInfo(file: string): Promise<{ size: number; mtimeMs: number }
 /** RFC 9110 §13.1: If-None-Match wins over If-Modified-Since. */
 function isFresh(req: IncomingMessage, etag: string, mtimeMs: number): boolean {
   const noneMatch = req.headers['if-none-match']
-  if (noneMatch !== undefined) return noneMatch.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*' || tag.trim() === etag.slice(2))
+  if (noneMatch !== undefined)
+    return noneMatch.split(',').some((tag) => tag.trim() === etag || tag.trim() === '*' || tag.trim() === etag.slice(2))
   const since = req.headers['if-modified-since']
   if (since === undefined) return false
   const time = Date.parse(since)

@@ -19,5 +19,10 @@ export function isAntiForgeryValid(headers: IncomingHttpHeaders, rule: { header:
  */
 export function isFromOwnPage(headers: IncomingHttpHeaders, cors: CorsPolicy | undefined): boolean {
   const site = headers['sec-fetch-site']
-  return site === undefined || site === 'same-origin' || site === 'none' || (cors !== undefined && matchOrigin(cors, headers.origin) !== undefined)
+  return (
+    site === undefined ||
+    site === 'same-origin' ||
+    site === 'none' ||
+    (cors !== undefined && matchOrigin(cors, headers.origin) !== undefined)
+  )
 }

@@ -4,7 +4,8 @@ import { GatehouseError } from '../errors.ts'
 /** Reads an `application/x-www-form-urlencoded` body of at most `limitBytes`; anything else is a 400. */
 export async function readForm(req: IncomingMessage, limitBytes: number): Promise<URLSearchParams> {
   const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
-  if (type !== 'application/x-www-form-urlencoded') throw new GatehouseError('bad_request', 'the body must be application/x-www-form-urlencoded')
+  if (type !== 'application/x-www-form-urlencoded')
+    throw new GatehouseError('bad_request', 'the body must be application/x-www-form-urlencoded')
   const declared = Number(req.headers['content-length'] ?? 0)
   if (declared > limitBytes) throw new GatehouseError('bad_request', `the body is larger than ${limitBytes} bytes`)
   const chunks: Buffer[] = []

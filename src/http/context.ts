@@ -106,10 +106,12 @@ export function originOf(req: IncomingMessage, services: Services, path: string)
     if (!origin) return new GatehouseError('bad_request', 'the Host header is missing or malformed')
   } else {
     const host = requestedHost(req, config.trustProxy)
-    if (host !== undefined && !isHostValue(host)) return new GatehouseError('bad_request', 'the Host header is malformed')
+    if (host !== undefined && !isHostValue(host))
+      return new GatehouseError('bad_request', 'the Host header is malformed')
     origin = frontends.origins.match(host)
     if (origin === undefined && PROBE_PATHS.has(path)) origin = config.publicOrigin ?? frontends.origins.all[0]!
-    if (origin === undefined) return new GatehouseError('misdirected_request', 'the request names a host this gatehouse does not serve')
+    if (origin === undefined)
+      return new GatehouseError('misdirected_request', 'the request names a host this gatehouse does not serve')
   }
   const target = req.url ?? '/'
   if (!target.startsWith('/')) return new GatehouseError('bad_request', 'the request target must be a path')
@@ -133,7 +135,13 @@ class Context implements RequestContext {
   session: Session | undefined
   #url: URL | undefined
 
-  constructor(req: IncomingMessage, services: Services, origin: string, invalid: GatehouseError | undefined, frontend: Frontend) {
+  constructor(
+    req: IncomingMessage,
+    services: Services,
+    origin: string,
+    invalid: GatehouseError | undefined,
+    frontend: Frontend,
+  ) {
     this.req = req
     this.origin = origin
     this.requestId = randomUUID()
@@ -159,12 +167,28 @@ class Context implements RequestContext {
  * host check's outcome (originOf). An unusable request gets one too, with the default frontend:
  * its routes answer with `invalid`.
  */
-export function createContext(req: IncomingMessage, services: Services, origin: string | GatehouseError, path: string): RequestContext {
+export function createContext(
+  req: IncomingMessage,
+  services: Services,
+  origin: string | GatehouseError,
+  path: string,
+): RequestContext {
   const { frontends } = services
   if (typeof origin !== 'string') return new Context(req, services, INVALID_ORIGIN, origin, frontends.default)
   // The configured origin the request's host named: host-based frontends with an origin are matched by it.
-  const named = frontends.origins === undefined ? undefined : PROBE_PATHS.has(path) ? frontends.origins.match(requestedHost(req, services.config.trustProxy)) : origin
-  return new Context(req, services, origin, undefined, frontends.select(requestHost(req, services.config.trustProxy), path, named))
+  const named =
+    frontends.origins === undefined
+      ? undefined
+      : PROBE_PATHS.has(path)
+        ? frontends.origins.match(requestedHost(req, services.config.trustProxy))
+        : origin
+  return new Context(
+    req,
+    services,
+    origin,
+    undefined,
+    frontends.select(requestHost(req, services.config.trustProxy), path, named),
+  )
 }
 
 /** Contexts of requests that library calls see: protect(), getSession(), getAccessToken(), frontendFallback(). */
@@ -207,14 +231,18 @@ export function resolveSession(ctx: RequestContext, slide: boolean): Promise<Ses
     const now = ctx.services.now()
     if (now - (lastAmbiguousLogAt.get(ctx.services) ?? -Infinity) < AMBIGUOUS_LOG_INTERVAL_MS) return
     lastAmbiguousLogAt.set(ctx.services, now)
-    ctx.log.warn({ requestId: ctx.requestId, event: 'cookie_ambiguous', partition: ctx.partition }, 'the request carries the session cookie more than once: read as no session, no cookie cleared (logged at most once a minute)')
+    ctx.log.warn(
+      { requestId: ctx.requestId, event: 'cookie_ambiguous', partition: ctx.partition },
+      'the request carries the session cookie more than once: read as no session, no cookie cleared (logged at most once a minute)',
+    )
   }
   return ctx.services.sessions.read(ctx.cookies, ctx.partition, { slide, onAmbiguous }, ctx.setCookies)
 }
 
 /** The session of a route whose `session` flag is "required": the dispatcher has refused the request without one. */
 export function requiredSession(ctx: RequestContext): Session {
-  if (ctx.session === undefined) throw new GatehouseError('internal', 'the route reads no session: set its session flag to "required"')
+  if (ctx.session === undefined)
+    throw new GatehouseError('internal', 'the route reads no session: set its session flag to "required"')
   return ctx.session
 }
 

@@ -71,7 +71,10 @@ export const READ_ROUTE_CORS: CorsRule = { methods: ['GET', 'HEAD'], otherHeader
 export const GET_ROUTE_CORS: CorsRule = { methods: ['GET'], otherHeaders: false }
 
 /** `origins` are already normalised by config validation. undefined (nothing configured): CORS off. */
-export function createCorsPolicy(origins: readonly string[] | undefined, antiForgeryHeader: string): CorsPolicy | undefined {
+export function createCorsPolicy(
+  origins: readonly string[] | undefined,
+  antiForgeryHeader: string,
+): CorsPolicy | undefined {
   if (!origins || origins.length === 0) return undefined
   const grants = new Map<string, ReadonlyArray<readonly [string, string]>>()
   for (const origin of origins) {
@@ -104,14 +107,18 @@ export function preflight(policy: CorsPolicy, headers: IncomingHttpHeaders, rule
   const origin = matchOrigin(policy, headers.origin)
   if (origin === undefined) return { granted: false, reason: 'this origin is not in cors.allowedOrigins' }
   const method = headers['access-control-request-method']
-  if (typeof method !== 'string' || !TOKEN.test(method) || NEVER_METHODS.has(method.toUpperCase())) return { granted: false, reason: 'the requested method is not allowed' }
-  if (rule.methods !== undefined && !rule.methods.includes(method)) return { granted: false, reason: `${method} is not allowed here (allowed: ${rule.methods.join(', ')})` }
+  if (typeof method !== 'string' || !TOKEN.test(method) || NEVER_METHODS.has(method.toUpperCase()))
+    return { granted: false, reason: 'the requested method is not allowed' }
+  if (rule.methods !== undefined && !rule.methods.includes(method))
+    return { granted: false, reason: `${method} is not allowed here (allowed: ${rule.methods.join(', ')})` }
   const requested = requestedHeaders(headers['access-control-request-headers'])
-  if (requested === undefined) return { granted: false, reason: 'Access-Control-Request-Headers is malformed or too long' }
+  if (requested === undefined)
+    return { granted: false, reason: 'Access-Control-Request-Headers is malformed or too long' }
   const allowed = [policy.antiForgeryHeader]
   for (const name of requested) {
     if (name === policy.antiForgeryHeader) continue
-    if (!isAllowedHeader(name, rule)) return { granted: false, reason: `the request header ${name} is not allowed here` }
+    if (!isAllowedHeader(name, rule))
+      return { granted: false, reason: `the request header ${name} is not allowed here` }
     allowed.push(name)
   }
   return {
@@ -144,7 +151,12 @@ export function requestedHeaders(value: string | string[] | undefined): string[]
 function isAllowedHeader(name: string, rule: CorsRule): boolean {
   if (name === 'content-type') return true
   if (!rule.otherHeaders) return false
-  return !DENIED_HEADERS.has(name) && !name.startsWith('x-forwarded-') && !name.startsWith('sec-') && !name.startsWith('proxy-')
+  return (
+    !DENIED_HEADERS.has(name) &&
+    !name.startsWith('x-forwarded-') &&
+    !name.startsWith('sec-') &&
+    !name.startsWith('proxy-')
+  )
 }
 
 /**
@@ -153,7 +165,13 @@ function isAllowedHeader(name: string, rule: CorsRule): boolean {
  * request gets `Vary: Origin` and, from an allowed origin, the grant headers on `res` — so they are on
  * every answer, errors (401, 502) included — and undefined is returned.
  */
-export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerResponse, rule: CorsRule, requestId: string): Reply | undefined {
+export function applyCors(
+  policy: CorsPolicy,
+  req: IncomingMessage,
+  res: ServerResponse,
+  rule: CorsRule,
+  requestId: string,
+): Reply | undefined {
   if (isPreflight(req.method, req.headers)) {
     const outcome = preflight(policy, req.headers, rule)
     if (outcome.granted) return { status: 204, headers: outcome.headers }

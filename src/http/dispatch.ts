@@ -7,7 +7,16 @@ import { forward } from '../proxy/forward.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
 import { credentialsFor } from '../tokens/credentials.ts'
 import { isAntiForgeryValid, isFromOwnPage } from './antiforgery.ts'
-import { createContext, isPlainTarget, originOf, pathOf, resolveSession, shareContext, type RequestContext, type Services } from './context.ts'
+import {
+  createContext,
+  isPlainTarget,
+  originOf,
+  pathOf,
+  resolveSession,
+  shareContext,
+  type RequestContext,
+  type Services,
+} from './context.ts'
 import { applyCors, matchOrigin } from './cors.ts'
 import { isNavigation } from './navigation.ts'
 import { requestedHost } from './origin.ts'
@@ -23,7 +32,10 @@ export type Next = (err?: unknown) => void
  * → the route's checks (anti-forgery, then the one session read) → the endpoint, or credentials and
  * forward() for an API. The catch site for errors of endpoints and proxied calls (src/http/render.ts).
  */
-export function createHandle(services: Services, routes: RouteTable): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
+export function createHandle(
+  services: Services,
+  routes: RouteTable,
+): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
   const access = accessLogger(services.log)
   const refuseMisdirected = createMisdirectedRefusal(services, routes, access)
   return (req, res, next) => {
@@ -71,8 +83,14 @@ export function createHandle(services: Services, routes: RouteTable): (req: Inco
 
 /** The route's anti-forgery check (pure, before every I/O); the error to answer with, or undefined when it passes. */
 function antiForgeryRefusal(route: Route | ApiRoute, ctx: RequestContext): GatehouseError | undefined {
-  if (route.antiForgery === 'header') return isAntiForgeryValid(ctx.req.headers, ctx.services.config.antiForgery) ? undefined : new GatehouseError('antiforgery_failed')
-  if (route.antiForgery === 'fetchMetadata') return isFromOwnPage(ctx.req.headers, ctx.services.cors) ? undefined : new GatehouseError('forbidden', 'this endpoint is for the application itself')
+  if (route.antiForgery === 'header')
+    return isAntiForgeryValid(ctx.req.headers, ctx.services.config.antiForgery)
+      ? undefined
+      : new GatehouseError('antiforgery_failed')
+  if (route.antiForgery === 'fetchMetadata')
+    return isFromOwnPage(ctx.req.headers, ctx.services.cors)
+      ? undefined
+      : new GatehouseError('forbidden', 'this endpoint is for the application itself')
   return undefined
 }
 
@@ -89,7 +107,10 @@ async function runEndpoint(route: Route, ctx: RequestContext, res: ServerRespons
   try {
     if (ctx.invalid) throw ctx.invalid
     // A preflight is answered before the method check: OPTIONS is no method of these routes.
-    const preflight = route.cors === undefined || services.cors === undefined ? undefined : applyCors(services.cors, req, res, route.cors, ctx.requestId)
+    const preflight =
+      route.cors === undefined || services.cors === undefined
+        ? undefined
+        : applyCors(services.cors, req, res, route.cors, ctx.requestId)
     if (preflight) {
       reply = preflight
     } else {
@@ -117,11 +138,26 @@ async function runEndpoint(route: Route, ctx: RequestContext, res: ServerRespons
   } catch (err) {
     abort(res, ctx, err)
   }
-  access.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), status: reply.status, ms: Math.round(performance.now() - started) }, 'request')
+  access.info(
+    {
+      requestId: ctx.requestId,
+      method: req.method,
+      path: pathOf(req.url),
+      status: reply.status,
+      ms: Math.round(performance.now() - started),
+    },
+    'request',
+  )
 }
 
 /** A remote API call: anti-forgery → session → one of the client's places → credentials → forward (one store read). */
-async function callApi(match: ApiMatch | 'escape', route: ApiRoute | undefined, ctx: RequestContext, res: ServerResponse, access: Logger): Promise<void> {
+async function callApi(
+  match: ApiMatch | 'escape',
+  route: ApiRoute | undefined,
+  ctx: RequestContext,
+  res: ServerResponse,
+  access: Logger,
+): Promise<void> {
   const started = performance.now()
   const { req, services } = ctx
   let status: number
@@ -130,20 +166,23 @@ async function callApi(match: ApiMatch | 'escape', route: ApiRoute | undefined, 
     if (match === 'escape' || route === undefined) throw new GatehouseError('path_escape')
     const { api } = match
     // A preflight from an SPA on another origin is gatehouse's to answer: it never reaches the upstream.
-    const preflight = services.cors === undefined ? undefined : applyCors(services.cors, req, res, route.cors, ctx.requestId)
+    const preflight =
+      services.cors === undefined ? undefined : applyCors(services.cors, req, res, route.cors, ctx.requestId)
     if (preflight) {
       writeReply(res, preflight, ctx)
       status = preflight.status
     } else {
       // The method first (RFC 10017 §6.1.3.6): a refused one costs no session read, no token and no upstream call.
-      if (api.allowed && !api.allowed.has(req.method ?? '')) throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
+      if (api.allowed && !api.allowed.has(req.method ?? ''))
+        throw new GatehouseError('method_not_allowed', `the ${api.path} API accepts ${api.allowHeader}`)
       const refused = antiForgeryRefusal(route, ctx)
       if (refused) throw refused
       if (route.session !== 'none') ctx.session = await resolveSession(ctx, slides(route, ctx))
       // One of the client's places (its session's, else its address's) before every token step: 429 when it holds them all.
       const place = services.upstreams.admit(req, res, api, ctx.session)
       const credentials = await credentialsFor(ctx, route)
-      const corsGranted = services.cors === undefined ? undefined : matchOrigin(services.cors, req.headers.origin) !== undefined
+      const corsGranted =
+        services.cors === undefined ? undefined : matchOrigin(services.cors, req.headers.origin) !== undefined
       await forward(req, res, match, credentials, ctx.origin, corsGranted, services.upstreams, place)
       // 499: the client left before an answer started (as the request counter says).
       status = res.headersSent ? res.statusCode : 499
@@ -152,7 +191,17 @@ async function callApi(match: ApiMatch | 'escape', route: ApiRoute | undefined, 
     status = abort(res, ctx, err, match === 'escape' ? undefined : match.api.allowHeader)
   }
   // The raw path, as received: a refused escape must show up in the log as what it was.
-  access.info({ requestId: ctx.requestId, method: req.method, path: pathOf(req.url), api: match === 'escape' ? undefined : match.api.path, status, ms: Math.round(performance.now() - started) }, 'proxy')
+  access.info(
+    {
+      requestId: ctx.requestId,
+      method: req.method,
+      path: pathOf(req.url),
+      api: match === 'escape' ? undefined : match.api.path,
+      status,
+      ms: Math.round(performance.now() - started),
+    },
+    'proxy',
+  )
 }
 
 /**
@@ -160,19 +209,33 @@ async function callApi(match: ApiMatch | 'escape', route: ApiRoute | undefined, 
  * client-side routes, to navigations only (src/http/navigation.ts). Every other miss is next() or 404
  * problem+json, so that a fetch() of an unknown API path never gets a page with 200.
  */
-export async function runFrontend(ctx: RequestContext, res: ServerResponse, next: Next | undefined, fallback: boolean): Promise<void> {
+export async function runFrontend(
+  ctx: RequestContext,
+  res: ServerResponse,
+  next: Next | undefined,
+  fallback: boolean,
+): Promise<void> {
   try {
     const { frontend } = ctx
     const path = pathOf(ctx.req.url)
     const relative = frontend.prefix === '' ? path : path.slice(frontend.prefix.length) || '/'
-    const index = !fallback ? 'never' : isNavigation(ctx.req.headers, ctx.services.config.antiForgery.header) ? 'routes' : 'root'
+    const index = !fallback
+      ? 'never'
+      : isNavigation(ctx.req.headers, ctx.services.config.antiForgery.header)
+        ? 'routes'
+        : 'root'
     const outcome = await frontend.serve!(ctx.req, res, relative, index)
     if (outcome === 'served') return
     if (outcome === 'not_found' && next) {
       shareContext(ctx)
       return next()
     }
-    const error = outcome === 'bad_path' ? new GatehouseError('bad_request', 'the path is not a file of this application') : outcome === 'unavailable' ? new GatehouseError('upstream_unavailable', 'the application page could not be fetched') : new GatehouseError('not_found')
+    const error =
+      outcome === 'bad_path'
+        ? new GatehouseError('bad_request', 'the path is not a file of this application')
+        : outcome === 'unavailable'
+          ? new GatehouseError('upstream_unavailable', 'the application page could not be fetched')
+          : new GatehouseError('not_found')
     writeReply(res, problemJson(error, ctx.requestId), ctx)
   } catch (err) {
     abort(res, ctx, err)
@@ -193,10 +256,22 @@ function isTrace(method: string | undefined): boolean {
 const NO_COOKIES: readonly string[] = []
 
 /** TRACE/TRACK get 405 on every path, before routing. */
-function refuseTrace(req: IncomingMessage, res: ServerResponse, services: Services, routes: RouteTable, access: Logger): void {
+function refuseTrace(
+  req: IncomingMessage,
+  res: ServerResponse,
+  services: Services,
+  routes: RouteTable,
+  access: Logger,
+): void {
   services.telemetry.response(res, 'other')
   const requestId = randomUUID()
-  const reply = problemJson(new GatehouseError('method_not_allowed', `${req.method} is not answered: it would echo the request, credentials included`), requestId)
+  const reply = problemJson(
+    new GatehouseError(
+      'method_not_allowed',
+      `${req.method} is not answered: it would echo the request, credentials included`,
+    ),
+    requestId,
+  )
   const path = pathOf(req.url)
   reply.headers.allow = routes.allowFor(req.url ?? '/', path)
   writeReply(res, reply, { req, setCookies: NO_COOKIES })
@@ -211,11 +286,16 @@ const MISDIRECTED_WARN_EVERY_MS = 60_000
  * used the address) gets 421 — or, for a browser navigation to a management or frontend path, a 308 to
  * the same path on publicOrigin, where its cookies are.
  */
-function createMisdirectedRefusal(services: Services, routes: RouteTable, access: Logger): (req: IncomingMessage, res: ServerResponse, refusal: GatehouseError) => void {
+function createMisdirectedRefusal(
+  services: Services,
+  routes: RouteTable,
+  access: Logger,
+): (req: IncomingMessage, res: ServerResponse, refusal: GatehouseError) => void {
   const { config } = services
   /** A navigation a 308 to publicOrigin helps: to a management endpoint, or a path a host-less frontend serves. */
   const isRedirectable = (req: IncomingMessage, target: string, path: string): boolean => {
-    if (config.publicOrigin === undefined || (req.method !== 'GET' && req.method !== 'HEAD') || !isPlainTarget(target)) return false
+    if (config.publicOrigin === undefined || (req.method !== 'GET' && req.method !== 'HEAD') || !isPlainTarget(target))
+      return false
     if (!isNavigation(req.headers, config.antiForgery.header)) return false
     if (routes.isEndpointPath(path)) return true
     return services.apis.match(target) === undefined && services.frontends.select(undefined, path).serve !== undefined
@@ -226,7 +306,9 @@ function createMisdirectedRefusal(services: Services, routes: RouteTable, access
     const requestId = randomUUID()
     const target = req.url ?? '/'
     const path = pathOf(target)
-    const reply: Reply = isRedirectable(req, target, path) ? { status: 308, headers: { location: `${config.publicOrigin}${target}`, ...NO_STORE } } : problemJson(refusal, requestId)
+    const reply: Reply = isRedirectable(req, target, path)
+      ? { status: 308, headers: { location: `${config.publicOrigin}${target}`, ...NO_STORE } }
+      : problemJson(refusal, requestId)
     writeReply(res, reply, { req, setCookies: NO_COOKIES })
     access.info({ requestId, method: req.method, path, status: reply.status }, 'request')
     const now = services.now()
@@ -234,7 +316,12 @@ function createMisdirectedRefusal(services: Services, routes: RouteTable, access
       warnedAt = now
       // Request headers are never logged (docs/operations.md): what kind of host came, and in which header.
       const host = requestedHost(req, config.trustProxy)
-      const header = host === undefined ? null : config.trustProxy && req.headers['x-forwarded-host'] !== undefined ? 'X-Forwarded-Host' : 'Host'
+      const header =
+        host === undefined
+          ? null
+          : config.trustProxy && req.headers['x-forwarded-host'] !== undefined
+            ? 'X-Forwarded-Host'
+            : 'Host'
       const hostKind = host === undefined ? 'absent' : /^\[|^[\d.]+(:\d+)?$/.test(host) ? 'ip_address' : 'name'
       services.log.warn(
         { event: 'misdirected_request', requestId, header, hostKind, origins: services.frontends.origins?.all },

@@ -17,7 +17,11 @@ export interface Library {
   protect(): Middleware
   protect(handler: NodeHandler): NodeHandler
   getSession(req: IncomingMessage, res?: ServerResponse): Promise<SessionInfo | undefined>
-  getAccessToken(req: IncomingMessage, type?: 'user' | 'client' | 'userOrClient', res?: ServerResponse): Promise<string | undefined>
+  getAccessToken(
+    req: IncomingMessage,
+    type?: 'user' | 'client' | 'userOrClient',
+    res?: ServerResponse,
+  ): Promise<string | undefined>
   frontendFallback(req: IncomingMessage, res: ServerResponse, next?: Next): void
 }
 
@@ -49,7 +53,8 @@ export function createLibrary(services: Services): Library {
     try {
       if (ctx.invalid) throw ctx.invalid
       // A preflight from the SPA's other origin is answered here, before the anti-forgery header it asks about.
-      const preflight = services.cors === undefined ? undefined : applyCors(services.cors, req, res, LOCAL_ROUTE_CORS, ctx.requestId)
+      const preflight =
+        services.cors === undefined ? undefined : applyCors(services.cors, req, res, LOCAL_ROUTE_CORS, ctx.requestId)
       if (preflight) {
         writeReply(res, preflight, ctx)
         return false
@@ -68,9 +73,17 @@ export function createLibrary(services: Services): Library {
   function protect(handler: NodeHandler): NodeHandler
   function protect(handler?: NodeHandler): Middleware | NodeHandler {
     // A handler that throws or rejects gets a 500 problem instead of an unhandled rejection.
-    const fail = (req: IncomingMessage, res: ServerResponse) => (err: unknown) => abort(res, contextFor(req, services), err)
-    if (handler) return (req: IncomingMessage, res: ServerResponse) => void guard(req, res).then((ok) => ok && handler(req, res)).catch(fail(req, res))
-    return (req: IncomingMessage, res: ServerResponse, next: Next) => void guard(req, res).then((ok) => ok && next()).catch(fail(req, res))
+    const fail = (req: IncomingMessage, res: ServerResponse) => (err: unknown) =>
+      abort(res, contextFor(req, services), err)
+    if (handler)
+      return (req: IncomingMessage, res: ServerResponse) =>
+        void guard(req, res)
+          .then((ok) => ok && handler(req, res))
+          .catch(fail(req, res))
+    return (req: IncomingMessage, res: ServerResponse, next: Next) =>
+      void guard(req, res)
+        .then((ok) => ok && next())
+        .catch(fail(req, res))
   }
 
   return {
@@ -85,11 +98,17 @@ export function createLibrary(services: Services): Library {
       if (res) responses.set(req, res)
       const ctx = contextFor(req, services)
       ctx.session = await lookup(req)
-      const { token } = await credentialsFor(ctx, type === 'user' ? USER_OR_NONE : type === 'client' ? CLIENT : USER_OR_CLIENT)
+      const { token } = await credentialsFor(
+        ctx,
+        type === 'user' ? USER_OR_NONE : type === 'client' ? CLIENT : USER_OR_CLIENT,
+      )
       if (token.kind === 'none') return undefined
       if (token.refreshed) {
         if (!sessions.shared && !responses.has(req)) {
-          log.warn({ event: 'cookie_not_written' }, 'getAccessToken refreshed a cookie-mode session without a response to write it to; pass res')
+          log.warn(
+            { event: 'cookie_not_written' },
+            'getAccessToken refreshed a cookie-mode session without a response to write it to; pass res',
+          )
         }
         flushCookies(req)
       }

@@ -86,7 +86,11 @@ export function requestHost(req: IncomingMessage, trustProxy: boolean): string |
  * The origin the browser used. A configured publicOrigin always wins; without it the Host header
  * is used, and X-Forwarded-Proto/Host only when the operator said a proxy in front is trusted.
  */
-export function requestOrigin(req: IncomingMessage, publicOrigin: string | undefined, trustProxy: boolean): string | undefined {
+export function requestOrigin(
+  req: IncomingMessage,
+  publicOrigin: string | undefined,
+  trustProxy: boolean,
+): string | undefined {
   if (publicOrigin) return publicOrigin
   return browserOrigin(req, trustProxy)?.origin
 }

@@ -34,9 +34,17 @@ export function failureReply(err: unknown, ctx: { log: Logger; requestId: string
   const status = err instanceof GatehouseError ? err.status : 500
   const report = err instanceof GatehouseError ? err.report : undefined
   // One line per failure: the report explains it to the operator (src/errors.ts FailureReport).
-  if (report) ctx.log[status >= 500 ? 'error' : 'warn']({ requestId: ctx.requestId, ...report, status, ...(status >= 500 ? { err: describeError(err) } : {}) }, err instanceof Error ? err.message : 'request failed')
+  if (report)
+    ctx.log[status >= 500 ? 'error' : 'warn'](
+      { requestId: ctx.requestId, ...report, status, ...(status >= 500 ? { err: describeError(err) } : {}) },
+      err instanceof Error ? err.message : 'request failed',
+    )
   // A busy API is load, not a fault: one warn line each (an attack would otherwise flood the error level).
-  else if (err instanceof GatehouseError && err.code === 'upstream_busy') ctx.log.warn({ requestId: ctx.requestId, event: 'upstream_busy', err: describeError(err) }, 'request refused: the API is busy')
+  else if (err instanceof GatehouseError && err.code === 'upstream_busy')
+    ctx.log.warn(
+      { requestId: ctx.requestId, event: 'upstream_busy', err: describeError(err) },
+      'request refused: the API is busy',
+    )
   else if (status >= 500) ctx.log.error({ requestId: ctx.requestId, err: describeError(err) }, 'request failed')
   // Refused parameters are problem+json with `errors` on every route (SPEC §3), page routes included.
   const parameterErrors = err instanceof GatehouseError && err.errors !== undefined
@@ -56,7 +64,8 @@ export function abort(res: ServerResponse, ctx: RequestContext, err: unknown, al
     return res.statusCode
   }
   // The session is gone: so is its cookie.
-  if (err instanceof GatehouseError && err.code === 'session_ended') ctx.services.sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
+  if (err instanceof GatehouseError && err.code === 'session_ended')
+    ctx.services.sessions.clearCookies(ctx.cookies, ctx.partition, ctx.setCookies)
   const reply = failureReply(err, ctx, 'api')
   if (reply.status === 405 && allow !== undefined) reply.headers.allow = allow
   try {
@@ -67,7 +76,18 @@ export function abort(res: ServerResponse, ctx: RequestContext, err: unknown, al
   return reply.status
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 421: 'Misdirected Request', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' }
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  421: 'Misdirected Request',
+  429: 'Too Many Requests',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+}
 
 /**
  * A refused WebSocket handshake, written to the raw socket (there is no ServerResponse for an
@@ -79,5 +99,8 @@ export function refuseUpgrade(socket: Duplex, err: unknown): void {
   const retryAfterSec = err instanceof GatehouseError ? err.retryAfterSec : undefined
   const retry = retryAfterSec === undefined ? '' : `Retry-After: ${retryAfterSec}\r\n`
   // Then closed from our side: a client that keeps its half open must not keep the socket (and its place).
-  socket.end(`HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\n${retry}Content-Length: 0\r\n\r\n`, () => socket.destroy())
+  socket.end(
+    `HTTP/1.1 ${status} ${REASONS[status] ?? 'Error'}\r\nConnection: close\r\n${retry}Content-Length: 0\r\n\r\n`,
+    () => socket.destroy(),
+  )
 }

@@ -18,19 +18,29 @@ export const BASE_HEADERS: Readonly<Record<string, string>> = {
 }
 
 export function json(status: number, value: unknown, headers: Record<string, string> = {}): Reply {
-  return { status, headers: { 'content-type': 'application/json; charset=utf-8', ...NO_STORE, ...headers }, body: JSON.stringify(value) }
+  return {
+    status,
+    headers: { 'content-type': 'application/json; charset=utf-8', ...NO_STORE, ...headers },
+    body: JSON.stringify(value),
+  }
 }
 
 export function redirect(location: string, cookies: string[] = []): Reply {
   return { status: 302, headers: { location, ...NO_STORE }, cookies }
 }
 
-const PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+const PAGE_CSP =
+  "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
 export function html(status: number, body: string, headers: Record<string, string> = {}): Reply {
   return {
     status,
-    headers: { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': PAGE_CSP, ...NO_STORE, ...headers },
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      'content-security-policy': PAGE_CSP,
+      ...NO_STORE,
+      ...headers,
+    },
     body,
   }
 }
@@ -38,7 +48,8 @@ export function html(status: number, body: string, headers: Record<string, strin
 export function problemJson(err: unknown, requestId: string): Reply {
   const problem = toProblem(err, requestId)
   const headers: Record<string, string> = { 'content-type': 'application/problem+json; charset=utf-8', ...NO_STORE }
-  if (err instanceof GatehouseError && err.retryAfterSec !== undefined) headers['retry-after'] = String(err.retryAfterSec)
+  if (err instanceof GatehouseError && err.retryAfterSec !== undefined)
+    headers['retry-after'] = String(err.retryAfterSec)
   return { status: problem.status, headers, body: JSON.stringify(problem) }
 }
 

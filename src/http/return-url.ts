@@ -31,7 +31,8 @@ function localPath(value: string, recheck: boolean): string | undefined {
     if (round === MAX_DECODINGS) return undefined
     decoded = next
   }
-  if (/[\u0000-\u001F\u007F-\u009F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\')) return undefined
+  if (/[\u0000-\u001F\u007F-\u009F]/.test(decoded) || /^\/[/\\]/.test(decoded) || decoded.includes('\\'))
+    return undefined
   // The decoded form must not become protocol-relative once its dot segments are resolved either
   // (`/%2E/%2Fevil` → `/.//evil` → `//evil`), else the normalised output would decode to `//evil`.
   if (decoded !== value && !isLocalResolution(decoded)) return undefined
@@ -102,11 +103,14 @@ export function returnUrlParam(url: URL, allowedOrigins?: ReadonlySet<string>, f
   return all.length === 1 ? toReturnUrl(all[0]!, allowedOrigins) : undefined
 }
 
-export const RETURN_URL_RULE = 'must be a single local path such as "/orders" (no scheme, host, "//", "\\" or control characters)'
+export const RETURN_URL_RULE =
+  'must be a single local path such as "/orders" (no scheme, host, "//", "\\" or control characters)'
 
 /** RETURN_URL_RULE, saying that cors.allowedOrigins are possible too when set (without listing them to anyone who asks). */
 export function returnUrlRule(allowedOrigins?: ReadonlySet<string>): string {
-  return allowedOrigins === undefined || allowedOrigins.size === 0 ? RETURN_URL_RULE : `${RETURN_URL_RULE}, or a URL on one of cors.allowedOrigins`
+  return allowedOrigins === undefined || allowedOrigins.size === 0
+    ? RETURN_URL_RULE
+    : `${RETURN_URL_RULE}, or a URL on one of cors.allowedOrigins`
 }
 
 /** The app's own returnUrl rule (hooks.validateReturnUrl), after the built-in one: it can only narrow. */

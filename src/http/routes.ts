@@ -76,7 +76,8 @@ export class RouteTable {
     this.#global = global
     this.#byFrontend = byFrontend
     for (const routes of [this.#global, ...this.#byFrontend.values()]) {
-      for (const [path, route] of routes) if (!this.#endpointMethods.has(path)) this.#endpointMethods.set(path, route.methods.join(', '))
+      for (const [path, route] of routes)
+        if (!this.#endpointMethods.has(path)) this.#endpointMethods.set(path, route.methods.join(', '))
     }
     this.#apis = apis
     for (const api of apis.all) this.#apiRoutes.set(api, apiRoute(api))

@@ -14,22 +14,36 @@ import type { RouteTable } from './routes.ts'
  * own instead (cross-site WebSocket hijacking). Then, like every API call: session → one of the
  * client's places → credentials → the handshake forwarded (src/proxy/websocket.ts).
  */
-export function createUpgrade(services: Services, routes: RouteTable): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+export function createUpgrade(
+  services: Services,
+  routes: RouteTable,
+): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
   return (req, socket, head) => {
     socket.on('error', () => socket.destroy())
     upgrade(services, routes, req, socket, head).catch((err: unknown) => {
       const status = err instanceof GatehouseError ? err.status : 500
-      if (status >= 500) services.log.warn({ event: 'websocket_failed', status, code: err instanceof GatehouseError ? err.code : 'internal' }, 'websocket upgrade failed')
+      if (status >= 500)
+        services.log.warn(
+          { event: 'websocket_failed', status, code: err instanceof GatehouseError ? err.code : 'internal' },
+          'websocket upgrade failed',
+        )
       refuseUpgrade(socket, err)
     })
   }
 }
 
-async function upgrade(services: Services, routes: RouteTable, req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+async function upgrade(
+  services: Services,
+  routes: RouteTable,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+): Promise<void> {
   const match = services.apis.match(req.url ?? '/')
   if (match === undefined) throw new GatehouseError('not_found')
   if (match === 'escape') throw new GatehouseError('path_escape')
-  if (!match.api.websockets || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket') throw new GatehouseError('not_found')
+  if (!match.api.websockets || (req.headers.upgrade ?? '').toLowerCase() !== 'websocket')
+    throw new GatehouseError('not_found')
   // RFC 6455 §4.1: the handshake is a GET. Every other method would otherwise be upgraded as a GET
   // upstream, past a `methods` list that refuses it (validation makes GET a must with websockets).
   if (req.method !== 'GET') throw new GatehouseError('method_not_allowed')
@@ -37,7 +51,10 @@ async function upgrade(services: Services, routes: RouteTable, req: IncomingMess
   const ctx = createContext(req, services, originOf(req, services, path), path)
   if (ctx.invalid) throw ctx.invalid
   // An SPA on one of cors.allowedOrigins may open them too (a handshake is not subject to CORS: this is the check).
-  if (req.headers.origin !== ctx.origin && (services.cors === undefined || matchOrigin(services.cors, req.headers.origin) === undefined)) {
+  if (
+    req.headers.origin !== ctx.origin &&
+    (services.cors === undefined || matchOrigin(services.cors, req.headers.origin) === undefined)
+  ) {
     throw new GatehouseError('forbidden', 'the WebSocket Origin is not this application')
   }
   const route = routes.api(match.api)

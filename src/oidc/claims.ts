@@ -4,7 +4,21 @@ import type { Claim } from '../session/session.ts'
  * Protocol claims that describe the token, not the user; ASP.NET's OIDC handler (and so Duende's
  * /bff/user) drops the same ones.
  */
-const PROTOCOL_CLAIMS = new Set(['nonce', 'at_hash', 'c_hash', 's_hash', 'aud', 'azp', 'iat', 'nbf', 'exp', 'iss', 'auth_time_max', 'jti', 'sid_hash'])
+const PROTOCOL_CLAIMS = new Set([
+  'nonce',
+  'at_hash',
+  'c_hash',
+  's_hash',
+  'aud',
+  'azp',
+  'iat',
+  'nbf',
+  'exp',
+  'iss',
+  'auth_time_max',
+  'jti',
+  'sid_hash',
+])
 
 /**
  * id_token claims in the order received, then userinfo claims whose type the id_token did not carry.

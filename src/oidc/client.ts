@@ -9,8 +9,21 @@ import { resourceParameters, type ResourceRequest } from '../tokens/resource.ts'
 import { chooseClientAuth, createClientAuth } from './client-auth.ts'
 import { fetchDiscovery } from './discovery.ts'
 import { endSessionExtras } from './end-session.ts'
-import { classifyClientTokenFailure, classifyIdpFailure, classifyRefreshFailure, type FailureContext, type RefreshFailure } from './idp-failure.ts'
-import { acceptsSeveralIssuers, checkPublishedIssuer, expectedTokenIssuer, isTemplate, tenantOf, type IssuerSettings } from './issuer.ts'
+import {
+  classifyClientTokenFailure,
+  classifyIdpFailure,
+  classifyRefreshFailure,
+  type FailureContext,
+  type RefreshFailure,
+} from './idp-failure.ts'
+import {
+  acceptsSeveralIssuers,
+  checkPublishedIssuer,
+  expectedTokenIssuer,
+  isTemplate,
+  tenantOf,
+  type IssuerSettings,
+} from './issuer.ts'
 
 const REACHABILITY_TTL_MS = 1_000
 /** Per-issuer configurations kept for refreshes of multi-tenant sessions. */
@@ -21,7 +34,19 @@ const ISSUER_CONFIGS_MAX = 256
  * publish stale lists. The key decides: a token verifies only with a JWKS key of the matching type.
  * Never `none`, never HMAC (a client secret is not the IdP's signature).
  */
-export const ID_TOKEN_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'Ed25519', 'EdDSA']
+export const ID_TOKEN_ALGORITHMS = [
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'ES256',
+  'ES384',
+  'ES512',
+  'Ed25519',
+  'EdDSA',
+]
 
 export interface AuthorizationChecks {
   state: string
@@ -140,13 +165,23 @@ export class OidcClient {
     this.#options = options
     this.#log = runtime.log
     this.#clientAuthKey = runtime.clientAuthKey ?? 'oidc.clientAuth'
-    this.#settings = { authority: options.authority, issuer: options.issuer, allowedIssuers: options.allowedIssuers, allowedTenants: options.allowedTenants }
+    this.#settings = {
+      authority: options.authority,
+      issuer: options.issuer,
+      allowedIssuers: options.allowedIssuers,
+      allowedTenants: options.allowedTenants,
+    }
   }
 
   #discover(): Promise<Discovered> {
     this.#discovered ??= this.#runDiscovery().catch((err: unknown) => {
       this.#discovered = undefined
-      throw err instanceof GatehouseError ? err : new GatehouseError('idp_unavailable', 'identity provider discovery failed', { cause: err, report: { event: 'discovery_failed', cause: 'unexpected' } })
+      throw err instanceof GatehouseError
+        ? err
+        : new GatehouseError('idp_unavailable', 'identity provider discovery failed', {
+            cause: err,
+            report: { event: 'discovery_failed', cause: 'unexpected' },
+          })
     })
     return this.#discovered
   }
@@ -172,7 +207,8 @@ export class OidcClient {
    */
   isReachable(timeoutMs: number): Promise<boolean> {
     const now = Date.now()
-    if (!this.#reachable || now - this.#reachable.at > REACHABILITY_TTL_MS) this.#reachable = { at: now, result: this.#probe(timeoutMs) }
+    if (!this.#reachable || now - this.#reachable.at > REACHABILITY_TTL_MS)
+      this.#reachable = { at: now, result: this.#probe(timeoutMs) }
     return this.#reachable.result
   }
 
@@ -180,7 +216,9 @@ export class OidcClient {
     try {
       const signal = AbortSignal.timeout(timeoutMs)
       const document = await fetchDiscovery(this.#options.authority, timeoutMs, signal)
-      const timedOut = new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }))
+      const timedOut = new Promise<never>((_, reject) =>
+        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+      )
       return document.issuer === (await Promise.race([this.#discover(), timedOut])).issuer
     } catch {
       return false
@@ -206,7 +244,9 @@ export class OidcClient {
     const outcome = expectedTokenIssuer(this.#settings, (await this.#discover()).issuer, claims)
     if (outcome.ok) return outcome.issuer
     const { cause, expected, received } = outcome.refusal
-    throw new GatehouseError('idp_error', `the token's issuer is not accepted (${cause})`, { report: { event: 'login_failed', cause, expected, received } })
+    throw new GatehouseError('idp_error', `the token's issuer is not accepted (${cause})`, {
+      report: { event: 'login_failed', cause, expected, received },
+    })
   }
 
   /**
@@ -237,7 +277,9 @@ export class OidcClient {
 
   async promptValuesSupported(): Promise<string[]> {
     const values = (await this.metadata()).prompt_values_supported
-    return Array.isArray(values) ? values.filter((v): v is string => typeof v === 'string') : ['none', 'login', 'consent', 'select_account']
+    return Array.isArray(values)
+      ? values.filter((v): v is string => typeof v === 'string')
+      : ['none', 'login', 'consent', 'select_account']
   }
 
   /**
@@ -260,10 +302,17 @@ export class OidcClient {
       code_challenge: await oidc.calculatePKCECodeChallenge(codeVerifier),
       code_challenge_method: 'S256',
     })
-    for (const resource of input.resources) if (!params.getAll('resource').includes(resource)) params.append('resource', resource)
+    for (const resource of input.resources)
+      if (!params.getAll('resource').includes(resource)) params.append('resource', resource)
     if (input.prompt !== undefined) params.set('prompt', input.prompt)
     try {
-      return { url: await this.#authorizationUrl(params), state, nonce, codeVerifier, resources: params.getAll('resource') }
+      return {
+        url: await this.#authorizationUrl(params),
+        state,
+        nonce,
+        codeVerifier,
+        resources: params.getAll('resource'),
+      }
     } catch (err) {
       throw this.explain(err, 'login_failed')
     }
@@ -274,7 +323,11 @@ export class OidcClient {
     const meta = config.serverMetadata()
     const par = this.#options.pushedAuthorizationRequests || meta.require_pushed_authorization_requests === true
     if (!par) return oidc.buildAuthorizationUrl(config, params)
-    if (!meta.pushed_authorization_request_endpoint) throw new GatehouseError('idp_unavailable', 'oidc.pushedAuthorizationRequests is on, but the identity provider has no pushed_authorization_request_endpoint')
+    if (!meta.pushed_authorization_request_endpoint)
+      throw new GatehouseError(
+        'idp_unavailable',
+        'oidc.pushedAuthorizationRequests is on, but the identity provider has no pushed_authorization_request_endpoint',
+      )
     return oidc.buildAuthorizationUrlWithPAR(config, params)
   }
 
@@ -294,13 +347,26 @@ export class OidcClient {
     }
   }
 
-  async #exchange(d: Discovered, callbackUrl: URL, checks: AuthorizationChecks, dpop: DpopKey | undefined): Promise<LoginTokens> {
+  async #exchange(
+    d: Discovered,
+    callbackUrl: URL,
+    checks: AuthorizationChecks,
+    dpop: DpopKey | undefined,
+  ): Promise<LoginTokens> {
     const as = d.metadata
     const client = d.config.clientMetadata() as oauth.Client
     // RFC 9207: a template IdP names the tenant's issuer in `iss`; it must be one we would accept.
     const issParam = callbackUrl.searchParams.get('iss')
-    const responseIssuer = issParam !== null && (isTemplate(d.issuer) || this.#options.allowedIssuers?.includes(issParam)) ? await this.expectedIssuer({ iss: issParam, tid: tenantOf(d.issuer, issParam) }) : as.issuer
-    const params = oauth.validateAuthResponse({ ...as, issuer: responseIssuer }, client, callbackUrl.searchParams, checks.state)
+    const responseIssuer =
+      issParam !== null && (isTemplate(d.issuer) || this.#options.allowedIssuers?.includes(issParam))
+        ? await this.expectedIssuer({ iss: issParam, tid: tenantOf(d.issuer, issParam) })
+        : as.issuer
+    const params = oauth.validateAuthResponse(
+      { ...as, issuer: responseIssuer },
+      client,
+      callbackUrl.searchParams,
+      checks.state,
+    )
     const redirectUri = new URL(callbackUrl)
     redirectUri.search = ''
     redirectUri.hash = ''
@@ -323,7 +389,15 @@ export class OidcClient {
     const { result, issuer } = processed
     // The response's iss (RFC 9207) and the id_token's must name the same tenant.
     if (issParam !== null && issParam !== issuer) {
-      throw new GatehouseError('idp_error', 'the authorization response and the id_token name different issuers', { report: { event: 'login_failed', cause: 'id_token_invalid', check: 'iss', expected: issParam, received: issuer } })
+      throw new GatehouseError('idp_error', 'the authorization response and the id_token name different issuers', {
+        report: {
+          event: 'login_failed',
+          cause: 'id_token_invalid',
+          check: 'iss',
+          expected: issParam,
+          received: issuer,
+        },
+      })
     }
     requireDpopBound(result, dpop)
     const claims = oauth.getValidatedIdTokenClaims(result)!
@@ -339,12 +413,23 @@ export class OidcClient {
     }
   }
 
-  async #processCodeResponse(d: Discovered, as: oauth.AuthorizationServer, client: oauth.Client, response: Response, nonce: string): Promise<{ result: oauth.TokenEndpointResponse; issuer: string }> {
+  async #processCodeResponse(
+    d: Discovered,
+    as: oauth.AuthorizationServer,
+    client: oauth.Client,
+    response: Response,
+    nonce: string,
+  ): Promise<{ result: oauth.TokenEndpointResponse; issuer: string }> {
     // The issuer to hold the id_token to comes from its own iss/tid (a template IdP's tenant); every
     // claim, then the signature, is checked against it, so the token cannot pick what it is held to.
     const claims = response.ok ? await peekIdToken(response) : undefined
     const issuer = claims ? await this.expectedIssuer(claims) : as.issuer
-    const result = await oauth.processAuthorizationCodeResponse(issuer === as.issuer ? as : { ...as, issuer }, client, response, { expectedNonce: nonce, requireIdToken: true })
+    const result = await oauth.processAuthorizationCodeResponse(
+      issuer === as.issuer ? as : { ...as, issuer },
+      client,
+      response,
+      { expectedNonce: nonce, requireIdToken: true },
+    )
     await this.#verifySignature(d, result.id_token!)
     return { result, issuer }
   }
@@ -358,16 +443,40 @@ export class OidcClient {
     try {
       alg = (await compactVerify(idToken, d.jwks, { algorithms: ID_TOKEN_ALGORITHMS })).protectedHeader.alg
     } catch (err) {
-      if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || !(err instanceof joseErrors.JOSEError) || err.code === 'ERR_JOSE_GENERIC') {
-        throw new GatehouseError('idp_unavailable', 'the identity provider\'s keys could not be fetched', { cause: err, report: { event: 'login_failed', cause: 'jwks_unavailable' } })
+      if (
+        err instanceof joseErrors.JWKSTimeout ||
+        err instanceof joseErrors.JWKSInvalid ||
+        !(err instanceof joseErrors.JOSEError) ||
+        err.code === 'ERR_JOSE_GENERIC'
+      ) {
+        throw new GatehouseError('idp_unavailable', "the identity provider's keys could not be fetched", {
+          cause: err,
+          report: { event: 'login_failed', cause: 'jwks_unavailable' },
+        })
       }
-      const check = err instanceof joseErrors.JOSEAlgNotAllowed ? 'alg' : err instanceof joseErrors.JWKSNoMatchingKey ? 'key' : 'signature'
-      const detail = check === 'alg' ? 'is not signed with an asymmetric algorithm (none and HMAC are refused)' : check === 'key' ? 'is signed by a key that is not in the identity provider\'s JWKS' : 'has a signature that does not verify'
-      throw new GatehouseError('idp_error', `the id_token ${detail}`, { cause: err, report: { event: 'login_failed', cause: 'id_token_invalid', check } })
+      const check =
+        err instanceof joseErrors.JOSEAlgNotAllowed
+          ? 'alg'
+          : err instanceof joseErrors.JWKSNoMatchingKey
+            ? 'key'
+            : 'signature'
+      const detail =
+        check === 'alg'
+          ? 'is not signed with an asymmetric algorithm (none and HMAC are refused)'
+          : check === 'key'
+            ? "is signed by a key that is not in the identity provider's JWKS"
+            : 'has a signature that does not verify'
+      throw new GatehouseError('idp_error', `the id_token ${detail}`, {
+        cause: err,
+        report: { event: 'login_failed', cause: 'id_token_invalid', check },
+      })
     }
     if (d.publishedAlgs && !d.publishedAlgs.includes(alg) && !this.#unlistedAlgLogged) {
       this.#unlistedAlgLogged = true
-      this.#log?.warn({ event: 'id_token_alg_unlisted', alg, published: d.publishedAlgs }, `the identity provider signs id_tokens with ${alg}, which its discovery document does not list in id_token_signing_alg_values_supported; accepted because its JWKS holds a matching key`)
+      this.#log?.warn(
+        { event: 'id_token_alg_unlisted', alg, published: d.publishedAlgs },
+        `the identity provider signs id_tokens with ${alg}, which its discovery document does not list in id_token_signing_alg_values_supported; accepted because its JWKS holds a matching key`,
+      )
     }
   }
 
@@ -377,16 +486,30 @@ export class OidcClient {
    * login recorded; a refreshed id_token must come from it. `proofKey`: the session's DPoP key as it
    * is being imported; an import that fails is a failed refresh too (never a thrown error).
    */
-  async refresh(refreshToken: string, proofKey?: Promise<DpopKey>, resource?: ResourceRequest, issuer?: string): Promise<RefreshOutcome> {
+  async refresh(
+    refreshToken: string,
+    proofKey?: Promise<DpopKey>,
+    resource?: ResourceRequest,
+    issuer?: string,
+  ): Promise<RefreshOutcome> {
     try {
       const dpop = await proofKey
       const d = await this.#discover()
       const config = this.#configFor(d, issuer)
       const parameters = resource && resourceParameters(resource)
-      const response = requireDpopBound(await oidc.refreshTokenGrant(config, refreshToken, parameters, this.#dpopOptions(config, dpop)), dpop)
+      const response = requireDpopBound(
+        await oidc.refreshTokenGrant(config, refreshToken, parameters, this.#dpopOptions(config, dpop)),
+        dpop,
+      )
       return {
         kind: 'ok',
-        tokens: { accessToken: response.access_token, refreshToken: response.refresh_token, idToken: response.id_token, scope: response.scope, expiresInSec: response.expiresIn() },
+        tokens: {
+          accessToken: response.access_token,
+          refreshToken: response.refresh_token,
+          idToken: response.id_token,
+          scope: response.scope,
+          expiresInSec: response.expiresIn(),
+        },
       }
     } catch (err) {
       return classifyRefreshFailure(err, resource !== undefined, this.#failureContext('refresh_failed'))
@@ -397,14 +520,21 @@ export class OidcClient {
    * The client's own token. Throws resource_refused (the IdP grants none for `resource`) or
    * idp_unavailable — also when `proofKey`, the DPoP key being made for it, could not be made.
    */
-  async clientCredentials(scopes: readonly string[], proofKey?: Promise<DpopKey>, resource?: string): Promise<ClientGrant> {
+  async clientCredentials(
+    scopes: readonly string[],
+    proofKey?: Promise<DpopKey>,
+    resource?: string,
+  ): Promise<ClientGrant> {
     try {
       const dpop = await proofKey
       const { config } = await this.#discover()
       const parameters: Record<string, string> = {}
       if (scopes.length) parameters.scope = scopes.join(' ')
       if (resource !== undefined) parameters.resource = resource
-      const response = requireDpopBound(await oidc.clientCredentialsGrant(config, parameters, this.#dpopOptions(config, dpop)), dpop)
+      const response = requireDpopBound(
+        await oidc.clientCredentialsGrant(config, parameters, this.#dpopOptions(config, dpop)),
+        dpop,
+      )
       return { accessToken: response.access_token, expiresInSec: response.expiresIn() }
     } catch (err) {
       throw classifyClientTokenFailure(err)
@@ -491,14 +621,28 @@ export class OidcClient {
     if (!accepted.ok) {
       const { expected, received } = accepted.refusal
       const key = o.issuer === undefined ? 'oidc.authority' : 'oidc.issuer'
-      throw new GatehouseError('idp_unavailable', `the discovery document names issuer "${received}", which is not ${key} "${expected}"`, {
-        report: { event: 'discovery_failed', cause: 'issuer_mismatch', expected, published: received, hint: `set ${key} to the issuer the identity provider publishes` + (o.issuer === undefined ? ' (or oidc.issuer when discovery is reached under another URL)' : '') },
-      })
+      throw new GatehouseError(
+        'idp_unavailable',
+        `the discovery document names issuer "${received}", which is not ${key} "${expected}"`,
+        {
+          report: {
+            event: 'discovery_failed',
+            cause: 'issuer_mismatch',
+            expected,
+            published: received,
+            hint:
+              `set ${key} to the issuer the identity provider publishes` +
+              (o.issuer === undefined ? ' (or oidc.issuer when discovery is reached under another URL)' : ''),
+          },
+        },
+      )
     }
     const choice = chooseClientAuth(o, document.token_endpoint_auth_methods_supported)
     const clientAuth = await createClientAuth(choice.method, o)
     this.#method = choice.method
-    const publishedAlgs = Array.isArray(document.id_token_signing_alg_values_supported) ? document.id_token_signing_alg_values_supported.filter((a): a is string => typeof a === 'string') : undefined
+    const publishedAlgs = Array.isArray(document.id_token_signing_alg_values_supported)
+      ? document.id_token_signing_alg_values_supported.filter((a): a is string => typeof a === 'string')
+      : undefined
     const metadata: oauth.AuthorizationServer = {
       ...(document as unknown as oauth.AuthorizationServer),
       id_token_signing_alg_values_supported: ID_TOKEN_ALGORITHMS,
@@ -506,7 +650,13 @@ export class OidcClient {
     }
     const insecure = new URL(o.authority).protocol === 'http:'
     if (!insecure && new URL(document.jwks_uri as string).protocol !== 'https:') {
-      throw new GatehouseError('idp_unavailable', 'identity provider discovery failed: jwks_uri is not https://', { report: { event: 'discovery_failed', cause: 'invalid_document', problem: 'jwks_uri must be https:// (the signing keys decide every token check)' } })
+      throw new GatehouseError('idp_unavailable', 'identity provider discovery failed: jwks_uri is not https://', {
+        report: {
+          event: 'discovery_failed',
+          cause: 'invalid_document',
+          problem: 'jwks_uri must be https:// (the signing keys decide every token check)',
+        },
+      })
     }
     const config = this.#configuration(metadata, clientAuth, insecure)
     if (o.dpop) {
@@ -514,17 +664,32 @@ export class OidcClient {
       const algs = document.dpop_signing_alg_values_supported
       if (!Array.isArray(algs) || !algs.includes(o.dpop.signingAlg)) {
         const offered = Array.isArray(algs) ? `only ${algs.join(', ')}` : 'no dpop_signing_alg_values_supported'
-        throw new DpopUnsupportedError(`oidc.dpop is on, but the identity provider does not accept DPoP proofs signed with ${o.dpop.signingAlg} (its discovery document lists ${offered})`)
+        throw new DpopUnsupportedError(
+          `oidc.dpop is on, but the identity provider does not accept DPoP proofs signed with ${o.dpop.signingAlg} (its discovery document lists ${offered})`,
+        )
       }
     }
     this.#reportDiscovery(issuer, metadata, choice, document.token_endpoint_auth_methods_supported)
-    const jwks = createRemoteJWKSet(new URL(document.jwks_uri as string), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000, timeoutDuration: o.timeoutMs })
+    const jwks = createRemoteJWKSet(new URL(document.jwks_uri as string), {
+      cooldownDuration: 30_000,
+      cacheMaxAge: 10 * 60_000,
+      timeoutDuration: o.timeoutMs,
+    })
     return { config, metadata, issuer, publishedAlgs, clientAuth, jwks, insecure, byIssuer: new Map() }
   }
 
-  #configuration(metadata: oauth.AuthorizationServer, clientAuth: oidc.ClientAuth, insecure: boolean): oidc.Configuration {
+  #configuration(
+    metadata: oauth.AuthorizationServer,
+    clientAuth: oidc.ClientAuth,
+    insecure: boolean,
+  ): oidc.Configuration {
     const o = this.#options
-    const config = new oidc.Configuration(metadata, o.clientId, o.clientSecret === undefined ? {} : { client_secret: o.clientSecret }, clientAuth)
+    const config = new oidc.Configuration(
+      metadata,
+      o.clientId,
+      o.clientSecret === undefined ? {} : { client_secret: o.clientSecret },
+      clientAuth,
+    )
     // Validation allows http:// only for loopback authorities (demo and tests).
     if (insecure) oidc.allowInsecureRequests(config)
     config.timeout = Math.ceil(o.timeoutMs / 1000)
@@ -534,23 +699,45 @@ export class OidcClient {
   }
 
   /** What discovery decided, said once per successful discovery. */
-  #reportDiscovery(issuer: string, metadata: oauth.AuthorizationServer, choice: ReturnType<typeof chooseClientAuth>, listed: unknown): void {
+  #reportDiscovery(
+    issuer: string,
+    metadata: oauth.AuthorizationServer,
+    choice: ReturnType<typeof chooseClientAuth>,
+    listed: unknown,
+  ): void {
     const log = this.#log
     if (!log) return
     const key = this.#clientAuthKey
     if (choice.fromDiscovery) {
       const methods = Array.isArray(listed) ? listed : undefined
-      if (choice.unlisted) log.warn({ event: 'client_auth_chosen', method: choice.method, listed: methods }, `client authentication: ${choice.method}, although the identity provider lists none of the methods the configured credentials allow; set ${key}`)
-      else log.info({ event: 'client_auth_chosen', method: choice.method, listed: methods ?? null }, `client authentication: ${choice.method} (from the identity provider's ${methods ? 'token_endpoint_auth_methods_supported' : 'default, as it lists no methods'}; set ${key} to choose another)`)
+      if (choice.unlisted)
+        log.warn(
+          { event: 'client_auth_chosen', method: choice.method, listed: methods },
+          `client authentication: ${choice.method}, although the identity provider lists none of the methods the configured credentials allow; set ${key}`,
+        )
+      else
+        log.info(
+          { event: 'client_auth_chosen', method: choice.method, listed: methods ?? null },
+          `client authentication: ${choice.method} (from the identity provider's ${methods ? 'token_endpoint_auth_methods_supported' : 'default, as it lists no methods'}; set ${key} to choose another)`,
+        )
     }
     if (!metadata.end_session_endpoint) {
-      log.warn({ event: 'end_session_missing', issuer }, `the identity provider has no end_session_endpoint: logout will not end the IdP session (set oidc.endSessionEndpoint if it has one under another name)`)
+      log.warn(
+        { event: 'end_session_missing', issuer },
+        `the identity provider has no end_session_endpoint: logout will not end the IdP session (set oidc.endSessionEndpoint if it has one under another name)`,
+      )
     }
     if (!isTemplate(issuer) && this.#options.allowedTenants) {
-      log.warn({ event: 'allowed_tenants_unused', issuer }, 'oidc.allowedTenants has no effect: the identity provider publishes one issuer, not a {tenantid} template')
+      log.warn(
+        { event: 'allowed_tenants_unused', issuer },
+        'oidc.allowedTenants has no effect: the identity provider publishes one issuer, not a {tenantid} template',
+      )
     }
     if (isTemplate(issuer) && !this.#options.issuer && !this.#options.allowedTenants && !this.#options.allowedIssuers) {
-      log.warn({ event: 'tenants_unrestricted', issuer }, `the identity provider is multi-tenant (${issuer}): users of every tenant can log in; set oidc.allowedTenants to restrict them`)
+      log.warn(
+        { event: 'tenants_unrestricted', issuer },
+        `the identity provider is multi-tenant (${issuer}): users of every tenant can log in; set oidc.allowedTenants to restrict them`,
+      )
     }
   }
 }
@@ -572,7 +759,11 @@ async function peekIdToken(response: Response): Promise<{ iss?: unknown; tid?: u
  */
 function requireDpopBound<T extends { token_type: string }>(response: T, dpop: DpopKey | undefined): T {
   if (dpop && response.token_type.toLowerCase() !== 'dpop') {
-    throw new GatehouseError('idp_error', 'the identity provider issued a token that is not DPoP-bound (token_type is not DPoP) although oidc.dpop is on', { report: { event: 'login_failed', cause: 'dpop_not_bound' } })
+    throw new GatehouseError(
+      'idp_error',
+      'the identity provider issued a token that is not DPoP-bound (token_type is not DPoP) although oidc.dpop is on',
+      { report: { event: 'login_failed', cause: 'dpop_not_bound' } },
+    )
   }
   return response
 }

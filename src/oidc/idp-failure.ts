@@ -2,8 +2,19 @@ import * as oauth from 'oauth4webapi'
 import * as oidc from 'openid-client'
 import { GatehouseError, type FailureReport } from '../errors.ts'
 
-const UNREACHABLE = new Set(['OAUTH_TIMEOUT', 'OAUTH_ABORT', oauth.RESPONSE_IS_NOT_CONFORM, oauth.RESPONSE_IS_NOT_JSON, 'undefined'])
-const ID_TOKEN_CHECKS = new Set<string>([oauth.JWT_CLAIM_COMPARISON, oauth.JWT_TIMESTAMP_CHECK, oauth.KEY_SELECTION, oauth.UNSUPPORTED_OPERATION])
+const UNREACHABLE = new Set([
+  'OAUTH_TIMEOUT',
+  'OAUTH_ABORT',
+  oauth.RESPONSE_IS_NOT_CONFORM,
+  oauth.RESPONSE_IS_NOT_JSON,
+  'undefined',
+])
+const ID_TOKEN_CHECKS = new Set<string>([
+  oauth.JWT_CLAIM_COMPARISON,
+  oauth.JWT_TIMESTAMP_CHECK,
+  oauth.KEY_SELECTION,
+  oauth.UNSUPPORTED_OPERATION,
+])
 
 /** An openid-client failure that means no usable answer came (timeout, abort, a non-OAuth status or body, a network error). */
 function isUnreachable(err: Error & { code?: unknown }): boolean {
@@ -23,29 +34,66 @@ export interface FailureContext {
  */
 export function classifyIdpFailure(err: unknown, context: FailureContext): GatehouseError {
   const { event } = context
-  if (err instanceof GatehouseError) return err.report ? err : new GatehouseError(err.code, err.message, { cause: err.cause, errors: err.errors, report: { event, cause: err.code } })
+  if (err instanceof GatehouseError)
+    return err.report
+      ? err
+      : new GatehouseError(err.code, err.message, {
+          cause: err.cause,
+          errors: err.errors,
+          report: { event, cause: err.code },
+        })
   const answer = oauthError(err)
   if (answer) {
     const error = errorCode(answer.error)
     const description = errorDescription(answer.error_description)
     if (error === 'invalid_client' && context.clientAuth) {
       const { method, configKey } = context.clientAuth
-      return new GatehouseError('idp_error', `the identity provider refused the client's authentication (${method}); check ${configKey}`, {
-        cause: err,
-        report: { event, cause: 'client_auth_refused', method, configKey, error, ...(description ? { error_description: description } : {}), hint: `the identity provider did not accept ${method}: set ${configKey} to the method the client is registered with` },
-      })
+      return new GatehouseError(
+        'idp_error',
+        `the identity provider refused the client's authentication (${method}); check ${configKey}`,
+        {
+          cause: err,
+          report: {
+            event,
+            cause: 'client_auth_refused',
+            method,
+            configKey,
+            error,
+            ...(description ? { error_description: description } : {}),
+            hint: `the identity provider did not accept ${method}: set ${configKey} to the method the client is registered with`,
+          },
+        },
+      )
     }
     return idpAnswered(event, error, description, err)
   }
   const code = err instanceof Error && 'code' in err ? String(err.code) : 'undefined'
-  if ((err instanceof oidc.ClientError || err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) && !isUnreachable(err)) {
+  if (
+    (err instanceof oidc.ClientError ||
+      err instanceof oauth.OperationProcessingError ||
+      err instanceof oauth.UnsupportedOperationError) &&
+    !isUnreachable(err)
+  ) {
     const check = failedCheck(err)
     if (check !== undefined) {
-      return new GatehouseError('idp_error', `the id_token failed validation (${check})`, { cause: err, report: { event, cause: 'id_token_invalid', check } })
+      return new GatehouseError('idp_error', `the id_token failed validation (${check})`, {
+        cause: err,
+        report: { event, cause: 'id_token_invalid', check },
+      })
     }
-    return new GatehouseError('idp_error', 'the identity provider\'s response failed validation', { cause: err, report: { event, cause: 'response_invalid', problem: err.message } })
+    return new GatehouseError('idp_error', "the identity provider's response failed validation", {
+      cause: err,
+      report: { event, cause: 'response_invalid', problem: err.message },
+    })
   }
-  return new GatehouseError('idp_unavailable', undefined, { cause: err, report: { event, cause: 'idp_unavailable', error: err instanceof Error ? `${err.name}(${code}): ${err.message}` : 'unknown' } })
+  return new GatehouseError('idp_unavailable', undefined, {
+    cause: err,
+    report: {
+      event,
+      cause: 'idp_unavailable',
+      error: err instanceof Error ? `${err.name}(${code}): ${err.message}` : 'unknown',
+    },
+  })
 }
 
 /**
@@ -56,7 +104,8 @@ function oauthError(err: unknown): { error: string; error_description?: unknown 
   if (err instanceof oidc.ResponseBodyError || err instanceof oidc.AuthorizationResponseError) return err
   if (err instanceof oidc.WWWAuthenticateChallengeError) {
     const challenge = err.cause.find((c) => typeof c.parameters.error === 'string')
-    if (challenge) return { error: challenge.parameters.error!, error_description: challenge.parameters.error_description }
+    if (challenge)
+      return { error: challenge.parameters.error!, error_description: challenge.parameters.error_description }
     if (err.status === 401) return { error: 'invalid_client', error_description: undefined }
   }
   return undefined
@@ -68,7 +117,8 @@ function failedCheck(err: Error & { code?: string }): string | undefined {
   if (claim !== undefined) return claim
   const header = /JWT "(\w+)" header/.exec(err.message)
   if (header) return header[1]
-  if (err.code !== undefined && ID_TOKEN_CHECKS.has(err.code)) return err.code === oauth.KEY_SELECTION ? 'key' : err.message
+  if (err.code !== undefined && ID_TOKEN_CHECKS.has(err.code))
+    return err.code === oauth.KEY_SELECTION ? 'key' : err.message
   if (/ID Token|JWT/.test(err.message)) return err.message
   if (err.cause instanceof Error) return failedCheck(err.cause)
   return undefined
@@ -93,11 +143,24 @@ export function errorDescription(value: unknown): string | undefined {
 
 /** An OAuth error in the authorization response (`?error=…` at the callback), as the login's answer and its log line. */
 export function authorizationError(params: URLSearchParams): GatehouseError {
-  return idpAnswered('login_failed', errorCode(params.get('error') ?? ''), errorDescription(params.get('error_description')), undefined)
+  return idpAnswered(
+    'login_failed',
+    errorCode(params.get('error') ?? ''),
+    errorDescription(params.get('error_description')),
+    undefined,
+  )
 }
 
-function idpAnswered(event: FailureContext['event'], error: string, description: string | undefined, cause: unknown): GatehouseError {
-  return new GatehouseError('idp_error', `the identity provider answered "${error}"`, { cause, report: { event, cause: 'idp_error', error, ...(description ? { error_description: description } : {}) } })
+function idpAnswered(
+  event: FailureContext['event'],
+  error: string,
+  description: string | undefined,
+  cause: unknown,
+): GatehouseError {
+  return new GatehouseError('idp_error', `the identity provider answered "${error}"`, {
+    cause,
+    report: { event, cause: 'idp_error', error, ...(description ? { error_description: description } : {}) },
+  })
 }
 
 /** Why a refresh grant gave no tokens, as the token service acts on it. */
@@ -114,24 +177,42 @@ export type RefreshFailure =
   | { kind: 'unavailable'; transient: boolean; report: FailureReport | undefined; chain: string; cause: unknown }
 
 /** A failed refresh grant; `resourceRequested`: it asked for a token for one resource (RFC 8707 §2.2). */
-export function classifyRefreshFailure(err: unknown, resourceRequested: boolean, context: FailureContext): RefreshFailure {
+export function classifyRefreshFailure(
+  err: unknown,
+  resourceRequested: boolean,
+  context: FailureContext,
+): RefreshFailure {
   const refused = resourceRequested ? resourceRefusal(err) : undefined
   if (refused !== undefined) return { kind: 'resource_refused', error: refused, cause: err }
-  if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant') return { kind: 'invalid_grant', cause: err }
+  if (err instanceof oidc.ResponseBodyError && err.error === 'invalid_grant')
+    return { kind: 'invalid_grant', cause: err }
   const transient = isTransient(err)
-  return { kind: 'unavailable', transient, report: transient ? undefined : classifyIdpFailure(err, context).report, chain: errorChain(err), cause: err }
+  return {
+    kind: 'unavailable',
+    transient,
+    report: transient ? undefined : classifyIdpFailure(err, context).report,
+    chain: errorChain(err),
+    cause: err,
+  }
 }
 
 /** A failed client-credentials grant: the resource refused (403), else the IdP unavailable (502). */
 export function classifyClientTokenFailure(err: unknown): GatehouseError {
   const refused = resourceRefusal(err)
-  if (refused !== undefined) return new GatehouseError('resource_refused', `the identity provider refused a client token for this API (${refused})`, { cause: err })
+  if (refused !== undefined)
+    return new GatehouseError(
+      'resource_refused',
+      `the identity provider refused a client token for this API (${refused})`,
+      { cause: err },
+    )
   return new GatehouseError('idp_unavailable', 'the client-credentials grant failed', { cause: err })
 }
 
 /** The IdP's error when it will not issue a token for the requested resource or its scopes (RFC 8707 §2, RFC 6749 §5.2). */
 function resourceRefusal(err: unknown): string | undefined {
-  return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_target' || err.error === 'invalid_scope') ? err.error : undefined
+  return err instanceof oidc.ResponseBodyError && (err.error === 'invalid_target' || err.error === 'invalid_scope')
+    ? err.error
+    : undefined
 }
 
 /**
@@ -141,7 +222,8 @@ function resourceRefusal(err: unknown): string | undefined {
  * issuer) will come again on retry.
  */
 function isTransient(err: unknown): boolean {
-  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.WWWAuthenticateChallengeError) return err.status >= 500
+  if (err instanceof oidc.ResponseBodyError || err instanceof oidc.WWWAuthenticateChallengeError)
+    return err.status >= 500
   if (err instanceof GatehouseError) return err.code === 'idp_unavailable'
   if (err instanceof oidc.ClientError) return isUnreachable(err)
   return true
@@ -153,7 +235,11 @@ function errorChain(err: unknown): string {
   for (let current = err, depth = 0; current instanceof Error && depth < 4; current = current.cause, depth++) {
     const code = 'code' in current ? `(${String(current.code)})` : ''
     const answer =
-      current instanceof oidc.ResponseBodyError ? ` [HTTP ${current.status} ${current.error}]` : current.cause instanceof Response ? ` [HTTP ${current.cause.status}]` : ''
+      current instanceof oidc.ResponseBodyError
+        ? ` [HTTP ${current.status} ${current.error}]`
+        : current.cause instanceof Response
+          ? ` [HTTP ${current.cause.status}]`
+          : ''
     links.push(`${current.name}${code}: ${current.message}${answer}`)
   }
   return links.length ? links.join(' <- ') : typeof err

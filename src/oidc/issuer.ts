@@ -61,7 +61,9 @@ export function authoritySpellings(authority: string): string[] {
 export function checkPublishedIssuer(settings: IssuerSettings, published: string): IssuerOutcome {
   if (settings.issuer !== undefined) {
     const ok = published === settings.issuer || (isTemplate(published) && instantiates(published, settings.issuer))
-    return ok ? { ok: true, issuer: published } : { ok: false, refusal: { cause: 'issuer_mismatch', expected: settings.issuer, received: published } }
+    return ok
+      ? { ok: true, issuer: published }
+      : { ok: false, refusal: { cause: 'issuer_mismatch', expected: settings.issuer, received: published } }
   }
   const spellings = authoritySpellings(settings.authority)
   if (spellings.includes(published)) return { ok: true, issuer: published }
@@ -75,20 +77,34 @@ export function checkPublishedIssuer(settings: IssuerSettings, published: string
  * `iss` and `tid`: the signature and every other claim are checked against the answer afterwards,
  * so a token cannot choose an issuer outside what this returns.
  */
-export function expectedTokenIssuer(settings: IssuerSettings, published: string, claims: { iss?: unknown; tid?: unknown }): IssuerOutcome {
+export function expectedTokenIssuer(
+  settings: IssuerSettings,
+  published: string,
+  claims: { iss?: unknown; tid?: unknown },
+): IssuerOutcome {
   const iss = typeof claims.iss === 'string' ? claims.iss : undefined
   if (settings.issuer !== undefined) return { ok: true, issuer: settings.issuer }
   if (!isTemplate(published)) {
     // allowedIssuers: more issuers than the published one (an IdP moving host names); exact strings.
-    if (iss !== undefined && iss !== published && settings.allowedIssuers?.includes(iss)) return { ok: true, issuer: iss }
+    if (iss !== undefined && iss !== published && settings.allowedIssuers?.includes(iss))
+      return { ok: true, issuer: iss }
     return { ok: true, issuer: published }
   }
   // Entra's id_tokens carry tid; a token without it (a logout token) names its tenant in iss alone.
   const tenant = typeof claims.tid === 'string' ? claims.tid : iss === undefined ? undefined : tenantOf(published, iss)
   const filled = tenant === undefined ? undefined : fillTemplate(published, tenant)
-  if (filled === undefined) return { ok: false, refusal: { cause: 'tenant_missing', expected: published, received: iss } }
-  if (settings.allowedTenants && !settings.allowedTenants.includes(tenant!)) return { ok: false, refusal: { cause: 'tenant_not_allowed', expected: settings.allowedTenants.join(' '), received: tenant } }
-  if (settings.allowedIssuers && !settings.allowedIssuers.includes(filled)) return { ok: false, refusal: { cause: 'issuer_not_allowed', expected: settings.allowedIssuers.join(' '), received: filled } }
+  if (filled === undefined)
+    return { ok: false, refusal: { cause: 'tenant_missing', expected: published, received: iss } }
+  if (settings.allowedTenants && !settings.allowedTenants.includes(tenant!))
+    return {
+      ok: false,
+      refusal: { cause: 'tenant_not_allowed', expected: settings.allowedTenants.join(' '), received: tenant },
+    }
+  if (settings.allowedIssuers && !settings.allowedIssuers.includes(filled))
+    return {
+      ok: false,
+      refusal: { cause: 'issuer_not_allowed', expected: settings.allowedIssuers.join(' '), received: filled },
+    }
   return { ok: true, issuer: filled }
 }
 
@@ -103,7 +119,10 @@ export function tenantOf(template: string, issuer: string): string | undefined {
 
 /** More than one issuer can sign in: sessions must then be told apart by the issuer they recorded. */
 export function acceptsSeveralIssuers(settings: IssuerSettings, published: string): boolean {
-  return settings.issuer === undefined && (isTemplate(published) || (settings.allowedIssuers?.some((i) => i !== published) ?? false))
+  return (
+    settings.issuer === undefined &&
+    (isTemplate(published) || (settings.allowedIssuers?.some((i) => i !== published) ?? false))
+  )
 }
 
 function escapeRegExp(text: string): string {

@@ -66,14 +66,24 @@ export function sealLoginState(keyRing: KeyRing, value: LoginState): string {
 }
 
 /** The pending login for `state`, or undefined when missing, forged, expired or not matching. */
-export function openLoginState(keyRing: KeyRing, sealed: string | undefined, state: string, now: number): LoginState | undefined {
+export function openLoginState(
+  keyRing: KeyRing,
+  sealed: string | undefined,
+  state: string,
+  now: number,
+): LoginState | undefined {
   if (!sealed) return undefined
   const plain = keyRing.unseal(sealed, PURPOSE)
   if (plain === undefined) return undefined
   const value = safeParse(plain) as LoginState | undefined
   if (!value) return undefined
   if (typeof value.state !== 'string' || !safeEqual(value.state, state)) return undefined
-  if (typeof value.createdAt !== 'number' || now - value.createdAt > LOGIN_STATE_MAX_AGE_MS || value.createdAt > now + 60_000) return undefined
+  if (
+    typeof value.createdAt !== 'number' ||
+    now - value.createdAt > LOGIN_STATE_MAX_AGE_MS ||
+    value.createdAt > now + 60_000
+  )
+    return undefined
   return value
 }
 

@@ -19,7 +19,12 @@ export function openLogoutState(keyRing: KeyRing, sealed: string | undefined, no
   if (plain === undefined) return undefined
   try {
     const value = JSON.parse(plain) as LogoutState
-    if (typeof value.returnUrl !== 'string' || typeof value.createdAt !== 'number' || now - value.createdAt > MAX_AGE_MS) return undefined
+    if (
+      typeof value.returnUrl !== 'string' ||
+      typeof value.createdAt !== 'number' ||
+      now - value.createdAt > MAX_AGE_MS
+    )
+      return undefined
     return value
   } catch {
     return undefined

@@ -1,4 +1,11 @@
-import { createRemoteJWKSet, decodeJwt, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose'
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose'
 
 /** OIDC Back-Channel Logout 1.0 §2.4: the event member a logout token must carry. */
 export const BACKCHANNEL_EVENT = 'http://schemas.openid.net/event/backchannel-logout'
@@ -39,11 +46,17 @@ export class LogoutTokenError extends Error {
  * signature check uses the IdP's JWKS (cached by jose, fetched again once for an unknown `kid`).
  * Replay (jti) is the caller's job: it needs the shared store.
  */
-export function createLogoutTokenVerifier(options: LogoutTokenVerifierOptions): (token: string) => Promise<LogoutClaims> {
-  const jwks = typeof options.jwks === 'string' ? createRemoteJWKSet(new URL(options.jwks), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 }) : options.jwks
+export function createLogoutTokenVerifier(
+  options: LogoutTokenVerifierOptions,
+): (token: string) => Promise<LogoutClaims> {
+  const jwks =
+    typeof options.jwks === 'string'
+      ? createRemoteJWKSet(new URL(options.jwks), { cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 })
+      : options.jwks
   const algorithms = options.algorithms.filter((alg) => alg !== 'none' && !alg.startsWith('HS'))
   return async (token) => {
-    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token)) throw new LogoutTokenError('not a signed JWT (JWS compact serialisation)')
+    if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/.test(token))
+      throw new LogoutTokenError('not a signed JWT (JWS compact serialisation)')
     let payload: JWTPayload
     let typ: string | undefined
     const issuer = typeof options.issuer === 'string' ? options.issuer : await options.issuer(unverifiedClaims(token))
@@ -62,21 +75,36 @@ export function createLogoutTokenVerifier(options: LogoutTokenVerifierOptions): 
     } catch (err) {
       // Not a verdict on the token (the JWKS could not be fetched or read): let the caller answer 5xx
       // so the IdP may retry. jose reports a non-200 JWKS answer as a generic JOSEError.
-      if (!(err instanceof joseErrors.JOSEError) || err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JWKSInvalid || err.code === 'ERR_JOSE_GENERIC') throw err
+      if (
+        !(err instanceof joseErrors.JOSEError) ||
+        err instanceof joseErrors.JWKSTimeout ||
+        err instanceof joseErrors.JWKSInvalid ||
+        err.code === 'ERR_JOSE_GENERIC'
+      )
+        throw err
       throw new LogoutTokenError(describeJoseError(err))
     }
     // §2.4 recommends explicit typing; a typ naming another kind of JWT (or not a string at all) is refused.
-    if (typ !== undefined && (typeof typ !== 'string' || !['logout+jwt', 'application/logout+jwt', 'jwt'].includes(typ.toLowerCase()))) throw new LogoutTokenError(`typ ${JSON.stringify(typ)} is not a logout token`)
-    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256) throw new LogoutTokenError('jti must be a non-empty string')
+    if (
+      typ !== undefined &&
+      (typeof typ !== 'string' || !['logout+jwt', 'application/logout+jwt', 'jwt'].includes(typ.toLowerCase()))
+    )
+      throw new LogoutTokenError(`typ ${JSON.stringify(typ)} is not a logout token`)
+    if (typeof payload.jti !== 'string' || payload.jti.length === 0 || payload.jti.length > 256)
+      throw new LogoutTokenError('jti must be a non-empty string')
     const events = payload.events
-    if (events === null || typeof events !== 'object' || Array.isArray(events)) throw new LogoutTokenError('events must be a JSON object')
+    if (events === null || typeof events !== 'object' || Array.isArray(events))
+      throw new LogoutTokenError('events must be a JSON object')
     const member = (events as Record<string, unknown>)[BACKCHANNEL_EVENT]
-    if (member === null || typeof member !== 'object' || Array.isArray(member)) throw new LogoutTokenError('events lacks the back-channel logout member')
+    if (member === null || typeof member !== 'object' || Array.isArray(member))
+      throw new LogoutTokenError('events lacks the back-channel logout member')
     if ('nonce' in payload) throw new LogoutTokenError('a logout token must not contain nonce')
     const sub = payload.sub
     const sid = payload.sid
-    if (sub !== undefined && (typeof sub !== 'string' || sub === '')) throw new LogoutTokenError('sub must be a non-empty string')
-    if (sid !== undefined && (typeof sid !== 'string' || sid === '')) throw new LogoutTokenError('sid must be a non-empty string')
+    if (sub !== undefined && (typeof sub !== 'string' || sub === ''))
+      throw new LogoutTokenError('sub must be a non-empty string')
+    if (sid !== undefined && (typeof sid !== 'string' || sid === ''))
+      throw new LogoutTokenError('sid must be a non-empty string')
     if (sub === undefined && sid === undefined) throw new LogoutTokenError('sub or sid is required')
     return { iss: payload.iss!, jti: payload.jti, sub, sid: sid as string | undefined, iat: payload.iat! }
   }
@@ -91,7 +119,8 @@ function unverifiedClaims(token: string): JWTPayload {
 }
 
 function describeJoseError(err: unknown): string {
-  if (err instanceof joseErrors.JWTClaimValidationFailed || err instanceof joseErrors.JWTExpired) return `claim check failed: ${err.message}`
+  if (err instanceof joseErrors.JWTClaimValidationFailed || err instanceof joseErrors.JWTExpired)
+    return `claim check failed: ${err.message}`
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return 'signing algorithm not allowed'
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return 'signature does not verify'
   if (err instanceof joseErrors.JWKSNoMatchingKey) return 'no key of the identity provider matches'

@@ -58,7 +58,8 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         methods: ['GET', 'DELETE'],
         needsToken: true,
         run: async (url, req) => {
-          if (!sessions) throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
+          if (!sessions)
+            throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
           return req.method === 'DELETE' ? revoke(sessions, url) : list(sessions, url)
         },
       },
@@ -69,21 +70,38 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
     const sub = single(url, 'sub')
     const limitParam = single(url, 'limit') ?? String(DEFAULT_LIMIT)
     const limit = /^\d{1,4}$/.test(limitParam) ? Number(limitParam) : 0
-    if (limit < 1 || limit > MAX_LIMIT) throw new GatehouseError('bad_request', undefined, { errors: { limit: [`must be a whole number from 1 to ${MAX_LIMIT}`] } })
+    if (limit < 1 || limit > MAX_LIMIT)
+      throw new GatehouseError('bad_request', undefined, {
+        errors: { limit: [`must be a whole number from 1 to ${MAX_LIMIT}`] },
+      })
     // Metadata only: the sealed tokens never leave the store through this API.
     const found = await sessions.list(sub === undefined ? { limit } : { sub, limit })
-    return json(200, { sessions: found.map((r) => ({ idHash: r.idHash, sub: r.sub, sid: r.sid ?? null, partition: r.partition, createdAt: r.createdAt, expiresAt: r.expiresAt })) })
+    return json(200, {
+      sessions: found.map((r) => ({
+        idHash: r.idHash,
+        sub: r.sub,
+        sid: r.sid ?? null,
+        partition: r.partition,
+        createdAt: r.createdAt,
+        expiresAt: r.expiresAt,
+      })),
+    })
   }
 
   async function revoke(sessions: Pick<Sessions, 'endWhere'>, url: URL): Promise<Reply> {
     const sub = single(url, 'sub')
     const sid = single(url, 'sid')
     if ((sub === undefined) === (sid === undefined)) {
-      throw new GatehouseError('bad_request', 'give exactly one of sub or sid', { errors: { [sub === undefined ? 'sub' : 'sid']: ['exactly one of sub or sid is required'] } })
+      throw new GatehouseError('bad_request', 'give exactly one of sub or sid', {
+        errors: { [sub === undefined ? 'sub' : 'sid']: ['exactly one of sub or sid is required'] },
+      })
     }
     const filter: SessionFilter = sub !== undefined ? { sub } : { sid: sid! }
     const revoked = await sessions.endWhere(filter, 'revoked')
-    log.info({ event: 'admin_revoke', by: sub !== undefined ? 'sub' : 'sid', sessions: revoked }, 'sessions revoked through the admin API')
+    log.info(
+      { event: 'admin_revoke', by: sub !== undefined ? 'sub' : 'sid', sessions: revoked },
+      'sessions revoked through the admin API',
+    )
     return json(200, { revoked })
   }
 
@@ -94,7 +112,10 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
     }
     const presented = bearerToken(req.headers.authorization)
     if (presented === undefined || !timingSafeEqual(sha256(presented), expected)) {
-      throw new GatehouseError('admin_unauthorized', presented === undefined ? 'send Authorization: Bearer <admin.token>' : 'the bearer token is not admin.token')
+      throw new GatehouseError(
+        'admin_unauthorized',
+        presented === undefined ? 'send Authorization: Bearer <admin.token>' : 'the bearer token is not admin.token',
+      )
     }
   }
 
@@ -115,11 +136,21 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         const reply = problemJson(err, requestId)
         if (reply.status === 401) {
           // RFC 6750 §3: a challenge on every 401; error="invalid_token" when a token was sent but is wrong.
-          reply.headers['www-authenticate'] = bearerToken(req.headers.authorization) === undefined ? `Bearer realm="${REALM}"` : `Bearer realm="${REALM}", error="invalid_token"`
-          log.warn({ event: 'admin_refused', requestId, path: route ? path : undefined }, 'admin request without the admin token refused')
+          reply.headers['www-authenticate'] =
+            bearerToken(req.headers.authorization) === undefined
+              ? `Bearer realm="${REALM}"`
+              : `Bearer realm="${REALM}", error="invalid_token"`
+          log.warn(
+            { event: 'admin_refused', requestId, path: route ? path : undefined },
+            'admin request without the admin token refused',
+          )
         }
         if (reply.status === 405 && route) reply.headers.allow = route.methods.join(', ')
-        if (reply.status >= 500) log.error({ event: 'admin_failed', requestId, err: err instanceof Error ? `${err.name}: ${err.message}` : 'unknown' }, 'admin request failed')
+        if (reply.status >= 500)
+          log.error(
+            { event: 'admin_failed', requestId, err: err instanceof Error ? `${err.name}: ${err.message}` : 'unknown' },
+            'admin request failed',
+          )
         return reply
       })
       .then((reply) => writeReply(res, reply, { req, setCookies: NO_COOKIES }))
@@ -143,7 +174,8 @@ function sha256(value: string): Buffer {
 /** A query parameter given at most once; repeating it is ambiguous and refused. */
 function single(url: URL, name: string): string | undefined {
   const all = url.searchParams.getAll(name)
-  if (all.length > 1) throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must be given at most once'] } })
+  if (all.length > 1)
+    throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must be given at most once'] } })
   if (all[0] === '') throw new GatehouseError('bad_request', undefined, { errors: { [name]: ['must not be empty'] } })
   return all[0]
 }

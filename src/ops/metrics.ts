@@ -8,10 +8,29 @@ export type BackchannelResult = 'ok' | 'invalid' | 'error'
 /** Why the proxy refused or ended a request to protect its upstream connections (docs/operations.md). */
 export type ProxyRefusal = 'upstream_busy' | 'per_client' | 'per_client_streams' | 'body_idle' | 'write_idle'
 
-const LOGIN_RESULTS: readonly LoginResult[] = ['ok', 'invalid_state', 'idp_error', 'idp_unavailable', 'bad_request', 'error']
-const REFRESH_RESULTS: readonly RefreshResult[] = ['ok', 'invalid_grant', 'unavailable', 'session_ended', 'resource_refused']
+const LOGIN_RESULTS: readonly LoginResult[] = [
+  'ok',
+  'invalid_state',
+  'idp_error',
+  'idp_unavailable',
+  'bad_request',
+  'error',
+]
+const REFRESH_RESULTS: readonly RefreshResult[] = [
+  'ok',
+  'invalid_grant',
+  'unavailable',
+  'session_ended',
+  'resource_refused',
+]
 const BACKCHANNEL_RESULTS: readonly BackchannelResult[] = ['ok', 'invalid', 'error']
-const PROXY_REFUSALS: readonly ProxyRefusal[] = ['upstream_busy', 'per_client', 'per_client_streams', 'body_idle', 'write_idle']
+const PROXY_REFUSALS: readonly ProxyRefusal[] = [
+  'upstream_busy',
+  'per_client',
+  'per_client_streams',
+  'body_idle',
+  'write_idle',
+]
 
 /** A wait for a free upstream connection is short or a sign of a pool too small; it never outlasts the API's timeout. */
 const WAIT_BUCKETS_SEC = [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -74,10 +93,29 @@ export class Telemetry {
       buckets: PROXY_BUCKETS_SEC,
       registers,
     })
-    this.#logins = new Counter({ name: 'gatehouse_logins_total', help: 'Login callbacks, by result', labelNames: ['result'], registers })
-    this.#logouts = new Counter({ name: 'gatehouse_logouts_total', help: 'Sessions ended by the user logging out', registers })
-    this.#refreshes = new Counter({ name: 'gatehouse_token_refreshes_total', help: 'Access-token refresh grants, by result', labelNames: ['result'], registers })
-    this.#backchannel = new Counter({ name: 'gatehouse_backchannel_logouts_total', help: 'Back-channel logout requests from the IdP, by result', labelNames: ['result'], registers })
+    this.#logins = new Counter({
+      name: 'gatehouse_logins_total',
+      help: 'Login callbacks, by result',
+      labelNames: ['result'],
+      registers,
+    })
+    this.#logouts = new Counter({
+      name: 'gatehouse_logouts_total',
+      help: 'Sessions ended by the user logging out',
+      registers,
+    })
+    this.#refreshes = new Counter({
+      name: 'gatehouse_token_refreshes_total',
+      help: 'Access-token refresh grants, by result',
+      labelNames: ['result'],
+      registers,
+    })
+    this.#backchannel = new Counter({
+      name: 'gatehouse_backchannel_logouts_total',
+      help: 'Back-channel logout requests from the IdP, by result',
+      labelNames: ['result'],
+      registers,
+    })
     this.#proxyRefused = new Counter({
       name: 'gatehouse_proxy_refused_total',
       help: 'Proxied requests refused or ended to protect upstream connections, by API path and reason: upstream_busy (503: no connection free in time, or the wait queue full), per_client / per_client_streams (429: the client holds all its places), body_idle (the request body stalled), write_idle (the client stopped reading the answer)',
@@ -107,7 +145,13 @@ export class Telemetry {
         registers,
         async collect() {
           const started = Date.now()
-          if (last && last.tookMs > SLOW_COUNT_MS && last.value >= LARGE_STORE && started - last.at < SLOW_COUNT_REUSE_MS) return this.set(last.value)
+          if (
+            last &&
+            last.tookMs > SLOW_COUNT_MS &&
+            last.value >= LARGE_STORE &&
+            started - last.at < SLOW_COUNT_REUSE_MS
+          )
+            return this.set(last.value)
           const value = await withTimeout(count(), COUNT_TIMEOUT_MS).catch(() => Number.NaN)
           last = { value, at: started, tookMs: Date.now() - started }
           this.set(value)
@@ -119,7 +163,9 @@ export class Telemetry {
   /** Counts the response once it is over (finished, or abandoned by the client). */
   response(res: ServerResponse, route: string): void {
     const method = METHODS.has(res.req.method ?? '') ? res.req.method! : 'other'
-    res.once('close', () => this.#requests.inc({ route, method, status: res.headersSent ? String(res.statusCode) : '499' }))
+    res.once('close', () =>
+      this.#requests.inc({ route, method, status: res.headersSent ? String(res.statusCode) : '499' }),
+    )
   }
 
   proxied(api: string, durationMs: number): void {
@@ -139,7 +185,7 @@ export class Telemetry {
     }
     new Gauge({
       name: 'gatehouse_proxy_in_flight',
-      help: 'Proxied requests holding one of their API\'s upstream connections now, by API path (at most remoteApis[].connections)',
+      help: "Proxied requests holding one of their API's upstream connections now, by API path (at most remoteApis[].connections)",
       labelNames: ['api'],
       registers,
       collect() {
@@ -177,7 +223,15 @@ export class Telemetry {
   loginFailed(err: unknown): void {
     if (!(err instanceof GatehouseError)) return this.login('error')
     const { code } = err
-    this.login(code === 'login_state_invalid' ? 'invalid_state' : code === 'idp_error' || code === 'idp_unavailable' ? code : err.status < 500 ? 'bad_request' : 'error')
+    this.login(
+      code === 'login_state_invalid'
+        ? 'invalid_state'
+        : code === 'idp_error' || code === 'idp_unavailable'
+          ? code
+          : err.status < 500
+            ? 'bad_request'
+            : 'error',
+    )
   }
 
   logout(): void {

@@ -21,27 +21,58 @@ const NO_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS'])
  * `origin` is the browser-facing one (X-Forwarded-Host/Proto); `corsGranted` whether the request's
  * Origin is one of `cors.allowedOrigins` (undefined: CORS is off).
  */
-export function forward(req: IncomingMessage, res: ServerResponse, match: ApiMatch, credentials: Credentials, origin: string, corsGranted: boolean | undefined, upstreams: Upstreams, place?: ClientPlace): Promise<void> {
+export function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  match: ApiMatch,
+  credentials: Credentials,
+  origin: string,
+  corsGranted: boolean | undefined,
+  upstreams: Upstreams,
+  place?: ClientPlace,
+): Promise<void> {
   // The API's configured path and the method only: never the request's URL (its query) or headers.
-  const attributes = { 'gatehouse.api': match.api.path, 'http.request.method': METHODS.has(req.method ?? '') ? req.method! : '_OTHER' }
-  return span('gatehouse.proxy', attributes, (current) => forwardIn(current, req, res, match, credentials, origin, corsGranted, upstreams, place))
+  const attributes = {
+    'gatehouse.api': match.api.path,
+    'http.request.method': METHODS.has(req.method ?? '') ? req.method! : '_OTHER',
+  }
+  return span('gatehouse.proxy', attributes, (current) =>
+    forwardIn(current, req, res, match, credentials, origin, corsGranted, upstreams, place),
+  )
 }
 
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
 
-async function forwardIn(current: Span, req: IncomingMessage, res: ServerResponse, match: ApiMatch, credentials: Credentials, origin: string, corsGranted: boolean | undefined, upstreams: Upstreams, place: ClientPlace | undefined): Promise<void> {
+async function forwardIn(
+  current: Span,
+  req: IncomingMessage,
+  res: ServerResponse,
+  match: ApiMatch,
+  credentials: Credentials,
+  origin: string,
+  corsGranted: boolean | undefined,
+  upstreams: Upstreams,
+  place: ClientPlace | undefined,
+): Promise<void> {
   const { api } = match
   const { token, session } = credentials
   const method = req.method ?? 'GET'
-  const hasBody = !NO_BODY.has(method) || req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined
+  const hasBody =
+    !NO_BODY.has(method) ||
+    req.headers['content-length'] !== undefined ||
+    req.headers['transfer-encoding'] !== undefined
   // A declared body over the API's limit is refused before any upstream call; a chunked one is cut off when it gets there.
   const declared = Number(req.headers['content-length'] ?? 0)
-  if (api.maxBodyBytes !== undefined && declared > api.maxBodyBytes) throw new GatehouseError('payload_too_large', `the ${api.path} API accepts at most ${api.maxBodyBytes} bytes`)
+  if (api.maxBodyBytes !== undefined && declared > api.maxBodyBytes)
+    throw new GatehouseError('payload_too_large', `the ${api.path} API accepts at most ${api.maxBodyBytes} bytes`)
   const tooLarge = { hit: false }
   // A body parser mounted before gatehouse has already read the body: forwarding would silently send
   // an empty one. Fail loudly instead (docs/frameworks.md: mount gatehouse before body parsers).
   if (hasBody && req.readableEnded && Number(req.headers['content-length'] ?? 0) > 0) {
-    throw new GatehouseError('internal', 'the request body was consumed before gatehouse: mount gatehouse before body parsers')
+    throw new GatehouseError(
+      'internal',
+      'the request body was consumed before gatehouse: mount gatehouse before body parsers',
+    )
   }
   const abort = new AbortController()
   // Only a client that leaves before the answer was ended cancels the upstream call (aborting builds
@@ -50,7 +81,8 @@ async function forwardIn(current: Span, req: IncomingMessage, res: ServerRespons
     if (!res.writableEnded) abort.abort()
   })
   // Made before the clock starts: signing is gatehouse's work, not the upstream's latency.
-  const proof = token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, method, match, token.value) : undefined
+  const proof =
+    token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, method, match, token.value) : undefined
   // The client left while the session or token was being resolved: its 'close' has fired already,
   // so nothing would ever cancel an upstream call made now. Make none.
   if (res.destroyed) return
@@ -86,7 +118,9 @@ async function forwardIn(current: Span, req: IncomingMessage, res: ServerRespons
       path: match.upstreamPath,
       method: method as 'GET',
       headers: upstreamHeadersFor(req, origin, token, upstreams, false, proof),
-      body: hasBody ? requestBody(req, { limit: api.maxBodyBytes, tooLarge, idleMs: limits.bodyIdleTimeoutMs, onIdle: onBodyIdle }) : null,
+      body: hasBody
+        ? requestBody(req, { limit: api.maxBodyBytes, tooLarge, idleMs: limits.bodyIdleTimeoutMs, onIdle: onBodyIdle })
+        : null,
       signal: abort.signal,
       headersTimeout: Math.max(1, Math.ceil(api.timeoutMs - (startedAt - waitStartedAt))),
       // A stream may idle between events (SSE); the client closing it ends the upstream call.
@@ -112,7 +146,9 @@ async function forwardIn(current: Span, req: IncomingMessage, res: ServerRespons
   // The upstream has acted on the request: it is never refused now, only counted as a stream when a place is free.
   if (isEventStreamAnswer(upstream.headers['content-type'])) place?.toStream()
   // A user's token from the session (not a client token: that answer is the same for everyone) makes the answer private by default.
-  const headers = downstreamResponseHeaders(upstream.headers, upstreams.cookieName, { userToken: token.kind === 'token' && session !== undefined && api.token !== 'client' })
+  const headers = downstreamResponseHeaders(upstream.headers, upstreams.cookieName, {
+    userToken: token.kind === 'token' && session !== undefined && api.token !== 'client',
+  })
   // Its own CORS headers are gone; gatehouse's (set on res before) stay, with Vary and exposed names to match.
   if (corsGranted !== undefined) corsUpstreamHeaders(headers, corsGranted)
   const cookies = credentials.setCookies
@@ -201,7 +237,14 @@ export function proofFor(key: DpopKey, method: string, match: ApiMatch, accessTo
 }
 
 /** The upstream request's headers for this request and token (SPEC §5 header hygiene); `origin` is the browser-facing one. */
-export function upstreamHeadersFor(req: IncomingMessage, origin: string, token: TokenOutcome, upstreams: Upstreams, websocket: boolean, dpopProof?: string): Record<string, string | string[]> {
+export function upstreamHeadersFor(
+  req: IncomingMessage,
+  origin: string,
+  token: TokenOutcome,
+  upstreams: Upstreams,
+  websocket: boolean,
+  dpopProof?: string,
+): Record<string, string | string[]> {
   return upstreamRequestHeaders(req.headers, {
     antiForgeryHeader: upstreams.antiForgeryHeader,
     bearer: token.kind === 'token' ? token.value : undefined,
@@ -217,7 +260,10 @@ const TIMEOUTS = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 
 
 export function upstreamFailure(err: unknown, apiPath: string, timeoutMs: number): GatehouseError {
   const code = (err as { code?: string }).code
-  if (code && TIMEOUTS.has(code)) return new GatehouseError('upstream_timeout', `no answer from the ${apiPath} API within ${timeoutMs} ms`, { cause: err })
+  if (code && TIMEOUTS.has(code))
+    return new GatehouseError('upstream_timeout', `no answer from the ${apiPath} API within ${timeoutMs} ms`, {
+      cause: err,
+    })
   return new GatehouseError('upstream_unavailable', `the ${apiPath} API could not be reached`, { cause: err })
 }
 

@@ -1,16 +1,34 @@
 import type { IncomingHttpHeaders } from 'node:http'
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the legacy ones proxies must not forward. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'])
+export const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+])
 
 const NONE_LISTED: ReadonlySet<string> = new Set()
 
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1); compared in their normal spelling. */
-function connectionListed(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): ReadonlySet<string> {
+function connectionListed(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): ReadonlySet<string> {
   const value = headers.connection
   if (value === undefined) return NONE_LISTED
   const text = Array.isArray(value) ? value.join(',') : (value ?? '')
-  return new Set(text.split(',').map((name) => normalHeaderName(name.trim())).filter(Boolean))
+  return new Set(
+    text
+      .split(',')
+      .map((name) => normalHeaderName(name.trim()))
+      .filter(Boolean),
+  )
 }
 
 /**
@@ -29,22 +47,45 @@ export function normalHeaderName(name: string): string {
  * Method overrides some frameworks honour (ASP.NET Core, Express method-override): the method the
  * upstream acts on must be the one gatehouse checked (`remoteApis[].methods`), so these never pass.
  */
-export const METHOD_OVERRIDES: ReadonlySet<string> = new Set(['x-http-method-override', 'x-http-method', 'x-method-override'])
+export const METHOD_OVERRIDES: ReadonlySet<string> = new Set([
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+])
 
 /** Client-address headers some upstreams trust; only X-Forwarded-For, set by gatehouse, may say who the client is. */
-export const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['x-real-ip', 'true-client-ip', 'x-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
+export const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set([
+  'x-real-ip',
+  'true-client-ip',
+  'x-client-ip',
+  'client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+])
 
 /**
  * URL-rewrite headers: IIS, Symfony, Zend/Laminas and Envoy-fronted apps route on these instead of the
  * request line, so a client could reach a path other than the one gatehouse matched and forwarded.
  */
-export const URL_REWRITE_HEADERS: ReadonlySet<string> = new Set(['x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-envoy-original-path'])
+export const URL_REWRITE_HEADERS: ReadonlySet<string> = new Set([
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-envoy-original-path',
+])
 
 /**
  * Headers some upstreams take for their own host or outbound proxy: `Proxy` becomes HTTP_PROXY in CGI,
  * PHP-FPM and WSGI apps (httpoxy), which then send their outgoing calls — with tokens — through it.
  */
-export const HOST_OVERRIDE_HEADERS: ReadonlySet<string> = new Set(['proxy', 'x-host', 'x-original-host', 'x-http-host-override', 'x-forwarded-server'])
+export const HOST_OVERRIDE_HEADERS: ReadonlySet<string> = new Set([
+  'proxy',
+  'x-host',
+  'x-original-host',
+  'x-http-host-override',
+  'x-forwarded-server',
+])
 
 export interface UpstreamHeaderOptions {
   /** Lower-case anti-forgery header name: never forwarded. */
@@ -67,7 +108,10 @@ export interface UpstreamHeaderOptions {
  * fields, Host, client-supplied forwarding, client-address, method-override and URL-rewrite headers,
  * each in every underscore/dash spelling (`normalHeaderName`) — plus the token (and its proof) and X-Forwarded-*.
  */
-export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: UpstreamHeaderOptions): Record<string, string | string[]> {
+export function upstreamRequestHeaders(
+  incoming: IncomingHttpHeaders,
+  o: UpstreamHeaderOptions,
+): Record<string, string | string[]> {
   const listed = connectionListed(incoming)
   const antiForgery = normalHeaderName(o.antiForgeryHeader)
   const out: Record<string, string | string[]> = {}
@@ -78,9 +122,22 @@ export function upstreamRequestHeaders(incoming: IncomingHttpHeaders, o: Upstrea
     const normal = normalHeaderName(name)
     if (HOP_BY_HOP.has(normal) || listed.has(normal)) continue
     // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
-    if (normal === 'host' || normal === 'cookie' || normal === 'authorization' || normal === 'dpop' || normal === antiForgery) continue
+    if (
+      normal === 'host' ||
+      normal === 'cookie' ||
+      normal === 'authorization' ||
+      normal === 'dpop' ||
+      normal === antiForgery
+    )
+      continue
     // undici does not implement 100-continue; the body is streamed anyway.
-    if (normal === 'expect' || METHOD_OVERRIDES.has(normal) || URL_REWRITE_HEADERS.has(normal) || HOST_OVERRIDE_HEADERS.has(normal)) continue
+    if (
+      normal === 'expect' ||
+      METHOD_OVERRIDES.has(normal) ||
+      URL_REWRITE_HEADERS.has(normal) ||
+      HOST_OVERRIDE_HEADERS.has(normal)
+    )
+      continue
     if (normal === 'forwarded' || normal.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(normal)) continue
     // The handshake fields pass for a WebSocket upgrade only, and only as themselves (never `Sec_WebSocket_Key`).
     if (normal.startsWith('sec-websocket-') && (!o.websocket || name.includes('_'))) continue
@@ -151,7 +208,10 @@ export function isGatehouseCookieLine(line: string, protectedPrefix: string): bo
   const value = (eq === -1 ? pair : pair.slice(eq + 1)).trim()
   if (name === '') return true
   const prefix = protectedPrefix.toLowerCase()
-  return name.toLowerCase().startsWith(prefix) || (value.startsWith('"') ? value.slice(1) : value).toLowerCase().startsWith(prefix)
+  return (
+    name.toLowerCase().startsWith(prefix) ||
+    (value.startsWith('"') ? value.slice(1) : value).toLowerCase().startsWith(prefix)
+  )
 }
 
 export interface DownstreamHeaderOptions {
@@ -172,7 +232,11 @@ export interface DownstreamHeaderOptions {
  * An answer to a user-token call without Cache-Control gets `Cache-Control: private`; an upstream's
  * own Cache-Control, whatever it says, is never changed.
  */
-export function downstreamResponseHeaders(upstream: Record<string, string | string[] | undefined>, gatehouseCookiePrefix: string, options: DownstreamHeaderOptions = {}): Record<string, string | string[]> {
+export function downstreamResponseHeaders(
+  upstream: Record<string, string | string[] | undefined>,
+  gatehouseCookiePrefix: string,
+  options: DownstreamHeaderOptions = {},
+): Record<string, string | string[]> {
   const listed = connectionListed(upstream)
   const out: Record<string, string | string[]> = {}
   for (const name in upstream) {
@@ -180,19 +244,30 @@ export function downstreamResponseHeaders(upstream: Record<string, string | stri
     if (value === undefined || HOP_BY_HOP.has(name) || listed.has(normalHeaderName(name))) continue
     if (name.startsWith('access-control-')) continue
     if (name === 'set-cookie') {
-      const kept = (Array.isArray(value) ? value : [value]).filter((line) => !isGatehouseCookieLine(line, gatehouseCookiePrefix))
+      const kept = (Array.isArray(value) ? value : [value]).filter(
+        (line) => !isGatehouseCookieLine(line, gatehouseCookiePrefix),
+      )
       if (kept.length) out[name] = kept
       continue
     }
     out[name] = value
   }
   // A blank Cache-Control says nothing (RFC 9111 §5.2: no directives), so it counts as none.
-  if (options.userToken && [out['cache-control'] ?? []].flat().every((v) => v.trim() === '')) out['cache-control'] = 'private'
+  if (options.userToken && [out['cache-control'] ?? []].flat().every((v) => v.trim() === ''))
+    out['cache-control'] = 'private'
   return out
 }
 
 /** Response headers a cross-origin script reads without being told (Fetch §2.2.6, CORS-safelisted response header names). */
-const SAFELISTED_RESPONSE: ReadonlySet<string> = new Set(['cache-control', 'content-language', 'content-length', 'content-type', 'expires', 'last-modified', 'pragma'])
+const SAFELISTED_RESPONSE: ReadonlySet<string> = new Set([
+  'cache-control',
+  'content-language',
+  'content-length',
+  'content-type',
+  'expires',
+  'last-modified',
+  'pragma',
+])
 
 /**
  * `Vary` with `Origin` in it. Every answer of a CORS route says so while CORS is on, granted or not,
@@ -214,7 +289,8 @@ export function exposedHeaders(names: Iterable<string>): string | undefined {
   const out: string[] = []
   for (const raw of names) {
     const name = raw.toLowerCase()
-    if (SAFELISTED_RESPONSE.has(name) || name === 'set-cookie' || name === 'vary' || name.startsWith('access-control-')) continue
+    if (SAFELISTED_RESPONSE.has(name) || name === 'set-cookie' || name === 'vary' || name.startsWith('access-control-'))
+      continue
     out.push(name)
   }
   return out.length ? out.join(', ') : undefined

@@ -32,7 +32,13 @@ export class RemoteApiRoutes {
         const target = new URL(api.target)
         // RFC 9110 §9.3.2: HEAD is GET without the body, so a resource that answers GET answers HEAD.
         const allowed = api.methods && new Set(api.methods.includes('GET') ? [...api.methods, 'HEAD'] : api.methods)
-        return { ...api, origin: target.origin, basePath: target.pathname.replace(/\/+$/, ''), allowed, allowHeader: allowed && [...allowed].join(', ') }
+        return {
+          ...api,
+          origin: target.origin,
+          basePath: target.pathname.replace(/\/+$/, ''),
+          allowed,
+          allowHeader: allowed && [...allowed].join(', '),
+        }
       })
       .sort((a, b) => b.path.length - a.path.length)
   }

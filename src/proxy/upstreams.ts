@@ -5,7 +5,14 @@ import { GatehouseError } from '../errors.ts'
 import type { ProxyRefusal, Telemetry } from '../ops/metrics.ts'
 import type { Session } from '../session/session.ts'
 import { ApiPool, type WaitOutcome } from './api-pool.ts'
-import { addressKey, clientAddress, ClientLimits, isEventStreamRequest, type ClientPlace, type PlaceKind } from './client-limits.ts'
+import {
+  addressKey,
+  clientAddress,
+  ClientLimits,
+  isEventStreamRequest,
+  type ClientPlace,
+  type PlaceKind,
+} from './client-limits.ts'
 import type { RemoteApi } from './routes.ts'
 
 /** Seconds a client over its cap is told to wait: one of its own requests usually ends by then. */
@@ -30,7 +37,10 @@ export class Upstreams {
   readonly cookieName: string
   readonly trustProxy: boolean
 
-  constructor(config: Pick<Config, 'limits' | 'trustProxy' | 'remoteApis' | 'antiForgery' | 'session'>, telemetry?: Telemetry) {
+  constructor(
+    config: Pick<Config, 'limits' | 'trustProxy' | 'remoteApis' | 'antiForgery' | 'session'>,
+    telemetry?: Telemetry,
+  ) {
     this.#config = config
     this.#clients = new ClientLimits(config.limits)
     this.#telemetry = telemetry
@@ -64,12 +74,22 @@ export class Upstreams {
    * too_many_requests when the client holds all its places. Undefined when the request is already gone
    * (its 'close' has fired: nothing would give the place back, and no upstream call is made for it).
    */
-  admit(req: IncomingMessage, closed: ServerResponse | Duplex, api: RemoteApi, session: Session | undefined, kind: PlaceKind = isEventStreamRequest(req.headers) ? 'stream' : 'request'): ClientPlace | undefined {
+  admit(
+    req: IncomingMessage,
+    closed: ServerResponse | Duplex,
+    api: RemoteApi,
+    session: Session | undefined,
+    kind: PlaceKind = isEventStreamRequest(req.headers) ? 'stream' : 'request',
+  ): ClientPlace | undefined {
     if (closed.destroyed) return undefined
     // A user's sessions share one key (a new login is no new allowance); anonymous clients go by address.
     const forwarded = session ? undefined : addressKey(clientAddress(req, this.#config.trustProxy))
     // An unreadable forwarded address must not put every such client under one key: the socket's then.
-    const client = session ? `user ${session.partition} ${session.data.issuer ?? ''} ${session.sub}` : forwarded === 'unknown' ? addressKey(req.socket.remoteAddress) : forwarded!
+    const client = session
+      ? `user ${session.partition} ${session.data.issuer ?? ''} ${session.sub}`
+      : forwarded === 'unknown'
+        ? addressKey(req.socket.remoteAddress)
+        : forwarded!
     const place = this.#clients.take(client, kind)
     if (!place) throw this.#tooMany(api, kind)
     closed.once('close', place.release)
@@ -96,14 +116,26 @@ export class Upstreams {
 
   #tooMany(api: RemoteApi, kind: PlaceKind): GatehouseError {
     this.refused(api, kind === 'stream' ? 'per_client_streams' : 'per_client')
-    const what = kind === 'stream' ? `${this.#clients.limit('stream')} streams (WebSockets, event streams)` : `${this.#clients.limit('request')} requests`
-    return new GatehouseError('too_many_requests', `this client already has ${what} in flight through gatehouse; retry once one has ended`, { retryAfterSec: PER_CLIENT_RETRY_AFTER_SEC })
+    const what =
+      kind === 'stream'
+        ? `${this.#clients.limit('stream')} streams (WebSockets, event streams)`
+        : `${this.#clients.limit('request')} requests`
+    return new GatehouseError(
+      'too_many_requests',
+      `this client already has ${what} in flight through gatehouse; retry once one has ended`,
+      { retryAfterSec: PER_CLIENT_RETRY_AFTER_SEC },
+    )
   }
 
   #busy(api: RemoteApi, pool: ApiPool, outcome: Exclude<WaitOutcome, 'granted' | 'aborted'>): GatehouseError {
     this.refused(api, 'upstream_busy')
-    const why = outcome === 'full' ? `its ${pool.connections} connections are in use and ${pool.queueLimit} requests already wait` : `none of its ${pool.connections} connections became free within ${api.timeoutMs} ms`
-    return new GatehouseError('upstream_busy', `the ${api.path} API is busy: ${why}`, { retryAfterSec: BUSY_RETRY_AFTER_SEC })
+    const why =
+      outcome === 'full'
+        ? `its ${pool.connections} connections are in use and ${pool.queueLimit} requests already wait`
+        : `none of its ${pool.connections} connections became free within ${api.timeoutMs} ms`
+    return new GatehouseError('upstream_busy', `the ${api.path} API is busy: ${why}`, {
+      retryAfterSec: BUSY_RETRY_AFTER_SEC,
+    })
   }
 
   async close(): Promise<void> {

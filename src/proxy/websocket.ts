@@ -11,10 +11,19 @@ import type { Upstreams } from './upstreams.ts'
  * the API switches protocols, pipes the two sockets into each other (SPEC §5). The token is attached
  * like for every API call; `origin` is the browser-facing one (X-Forwarded-Host/Proto).
  */
-export async function forwardUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, match: ApiMatch, credentials: Credentials, origin: string, upstreams: Upstreams): Promise<void> {
+export async function forwardUpgrade(
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  match: ApiMatch,
+  credentials: Credentials,
+  origin: string,
+  upstreams: Upstreams,
+): Promise<void> {
   const { token } = credentials
   // The handshake is an HTTP GET to the http(s) target: that is the proof's htm and htu (RFC 9449 §4.2).
-  const proof = token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, 'GET', match, token.value) : undefined
+  const proof =
+    token.kind === 'token' && token.proofKey ? await proofFor(token.proofKey, 'GET', match, token.value) : undefined
   // The handshake holds one of the API's connections until the upgrade (the upgraded socket then leaves the pool);
   // the wait for it counts toward the API's timeout.
   const pool = upstreams.pool(match.api)
@@ -48,7 +57,8 @@ export async function forwardUpgrade(req: IncomingMessage, socket: Duplex, head:
   if (socket.destroyed) return void upstream.socket.destroy()
   const headers = downstreamResponseHeaders(upstream.headers as Record<string, string | string[]>, upstreams.cookieName)
   let response = 'HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n'
-  for (const [name, value] of Object.entries(headers)) for (const item of [value].flat()) response += `${name}: ${item}\r\n`
+  for (const [name, value] of Object.entries(headers))
+    for (const item of [value].flat()) response += `${name}: ${item}\r\n`
   const cookies = credentials.setCookies
   if (cookies.length) response += 'cache-control: no-store\r\n'
   for (const cookie of cookies) response += `set-cookie: ${cookie}\r\n`

@@ -32,7 +32,12 @@ export interface SessionBackend {
    * A session cookie (or cookie-mode chunk) the request carries more than once is ambiguous: no
    * session, nothing cleared (that would delete the real cookie, not the tossed one), `onAmbiguous` called.
    */
-  read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined>
+  read(
+    cookies: ReadonlyMap<string, string>,
+    partition: string,
+    options: ReadOptions,
+    writes: string[],
+  ): Promise<Session | undefined>
   /** Starts a session (always a fresh id) and sets its cookie; `replaced`: older sessions of the same sub + sid it ended. */
   start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }>
   /**

@@ -53,7 +53,13 @@ export class CookieSessions implements SessionBackend {
   readonly #claims: Leases
 
   /** `events`: where endings are told (this instance's streams and the audit hook). */
-  constructor(options: { keyRing: KeyRing; policy: ExpiryPolicy; cookie: SessionCookie; now?: () => number; events?: SessionEvents }) {
+  constructor(options: {
+    keyRing: KeyRing
+    policy: ExpiryPolicy
+    cookie: SessionCookie
+    now?: () => number
+    events?: SessionEvents
+  }) {
     this.#keyRing = options.keyRing
     this.#policy = options.policy
     this.#cookie = options.cookie
@@ -62,7 +68,12 @@ export class CookieSessions implements SessionBackend {
     this.#claims = new Leases(new ProcessLeases(), this.#now)
   }
 
-  async read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined> {
+  async read(
+    cookies: ReadonlyMap<string, string>,
+    partition: string,
+    options: ReadOptions,
+    writes: string[],
+  ): Promise<Session | undefined> {
     const base = this.#name(partition)
     if (!cookies.has(base)) return undefined
     // The head or a chunk twice: which one is the browser's own cannot be told. No session, nothing cleared.
@@ -197,7 +208,8 @@ export class CookieSessions implements SessionBackend {
 
   async #open(cookies: ReadonlyMap<string, string>, partition: string): Promise<Session | undefined> {
     const jwe = this.#assemble(cookies, this.#name(partition))
-    if (!jwe || jwe.length > CHUNK_SIZE * MAX_CHUNKS || !/^[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){4}$/.test(jwe)) return undefined
+    if (!jwe || jwe.length > CHUNK_SIZE * MAX_CHUNKS || !/^[A-Za-z0-9_-]*(\.[A-Za-z0-9_-]*){4}$/.test(jwe))
+      return undefined
     // One spelling per cookie: unused bits in a part's last character would otherwise decode to the
     // same bytes, and a changed cookie would open as the same session (RFC 4648 §3.5 allows refusing).
     if (jwe.split('.').some((part) => Buffer.from(part, 'base64url').toString('base64url') !== part)) return undefined
@@ -217,7 +229,15 @@ export class CookieSessions implements SessionBackend {
       return undefined // tampered, truncated, foreign or under a retired key: no session, never an error
     }
     // Decrypts under our key yet is not a session (another format or version): no session, not a 500.
-    if (payload === null || typeof payload !== 'object' || payload.v !== 1 || typeof payload.id !== 'string' || payload.partition !== partition || !(payload.expiresAt > this.#now())) return undefined
+    if (
+      payload === null ||
+      typeof payload !== 'object' ||
+      payload.v !== 1 ||
+      typeof payload.id !== 'string' ||
+      payload.partition !== partition ||
+      !(payload.expiresAt > this.#now())
+    )
+      return undefined
     const { v: _v, id, ...session } = payload
     return { ...session, idHash: id }
   }
@@ -233,13 +253,17 @@ export class CookieSessions implements SessionBackend {
     const base = this.#name(session.partition)
     const chunks = jwe.length <= CHUNK_SIZE ? [] : (jwe.match(new RegExp(`.{1,${CHUNK_SIZE}}`, 'g')) ?? [])
     if (chunks.length > MAX_CHUNKS) {
-      throw new GatehouseError('internal', `the session (${jwe.length} bytes encrypted) is too large for cookie mode; use session.mode "server" or ask the IdP for fewer claims`)
+      throw new GatehouseError(
+        'internal',
+        `the session (${jwe.length} bytes encrypted) is too large for cookie mode; use session.mode "server" or ask the IdP for fewer claims`,
+      )
     }
     writes.push(serializeCookie(base, chunks.length ? `chunks-${chunks.length}` : jwe, attributes))
     chunks.forEach((chunk, i) => writes.push(serializeCookie(`${base}C${i + 1}`, chunk, attributes)))
     // Chunks the browser holds beyond the new count would otherwise linger.
     for (const name of cookies.keys()) {
-      if (isChunkName(name, base) && Number(name.slice(base.length + 1)) > chunks.length) writes.push(deleteCookie(name, this.#cookie.sameSite))
+      if (isChunkName(name, base) && Number(name.slice(base.length + 1)) > chunks.length)
+        writes.push(deleteCookie(name, this.#cookie.sameSite))
     }
   }
 }

@@ -11,7 +11,8 @@ export class ProcessLeases implements LeaseCapable {
   readonly #leases = new Map<string, { owner: string; expiresAt: number }>()
 
   async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
-    if (this.#leases.size > SWEEP_ABOVE) for (const [key, lease] of this.#leases) if (lease.expiresAt <= now) this.#leases.delete(key)
+    if (this.#leases.size > SWEEP_ABOVE)
+      for (const [key, lease] of this.#leases) if (lease.expiresAt <= now) this.#leases.delete(key)
     const held = this.#leases.get(name)
     if (held && held.owner !== owner && held.expiresAt > now) return false
     this.#leases.set(name, { owner, expiresAt: now + ttlMs })

@@ -36,7 +36,11 @@ export class KeyRing {
     this.#keys = keys.map((text, i) => {
       const secret = decodeKey(text)
       if (!secret) throw new TypeError(`keys[${i}] is not a 32-byte base64url key`)
-      return { id: createHash('sha256').update(secret).digest('base64url').slice(0, 8), secret, keyObject: createSecretKey(secret) }
+      return {
+        id: createHash('sha256').update(secret).digest('base64url').slice(0, 8),
+        secret,
+        keyObject: createSecretKey(secret),
+      }
     })
     if (this.#keys.length === 0) throw new TypeError('the key ring needs at least one key')
   }

@@ -32,7 +32,13 @@ export class SessionEvents {
    * `notices`: the store's ending notices (none: this instance only). `onEnded`: told of every ending
    * on this instance (the audit hook), not of other instances'.
    */
-  constructor(options: { notices?: NoticeCapable | undefined; onError?: (err: unknown) => void; onEnded?: (event: SessionEndEvent) => void } = {}) {
+  constructor(
+    options: {
+      notices?: NoticeCapable | undefined
+      onError?: (err: unknown) => void
+      onEnded?: (event: SessionEndEvent) => void
+    } = {},
+  ) {
     this.#notices = options.notices
     this.#onError = options.onError ?? (() => {})
     this.#onEnded = options.onEnded
@@ -54,7 +60,10 @@ export class SessionEvents {
     await stop?.()
   }
 
-  subscribe(session: { idHash: string; sub: string; sid: string | undefined; partition: string }, listener: (reason: EndReason) => void): () => void {
+  subscribe(
+    session: { idHash: string; sub: string; sid: string | undefined; partition: string },
+    listener: (reason: EndReason) => void,
+  ): () => void {
     const subscriber: Subscriber = { ...session, listener }
     let set = this.#byId.get(session.idHash)
     if (!set) this.#byId.set(session.idHash, (set = new Set()))
@@ -77,7 +86,10 @@ export class SessionEvents {
    * the store took the notice (never rejects): an endpoint that awaits it answers only after other
    * instances' session caches have been told to drop the session.
    */
-  ended(session: { idHash: string; sub: string; sid: string | undefined; partition: string }, reason: EndReason): Promise<void> {
+  ended(
+    session: { idHash: string; sub: string; sid: string | undefined; partition: string },
+    reason: EndReason,
+  ): Promise<void> {
     const { idHash } = session
     this.#deliver(idHash, reason)
     this.#onEnded?.({ reason, session: { sub: session.sub, sid: session.sid, frontend: session.partition } })

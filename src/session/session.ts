@@ -70,7 +70,11 @@ export function initialExpiry(policy: ExpiryPolicy, now: number): number {
  * cookie handler does), so a busy session costs one store write per half-lifetime, not one per request.
  * Returns the new expiry, or undefined when no renewal is due. Never extends past the absolute cap.
  */
-export function renewedExpiry(policy: ExpiryPolicy, session: { createdAt: number; renewedAt: number; expiresAt: number }, now: number): number | undefined {
+export function renewedExpiry(
+  policy: ExpiryPolicy,
+  session: { createdAt: number; renewedAt: number; expiresAt: number },
+  now: number,
+): number | undefined {
   if (!policy.sliding) return undefined
   if (now - session.renewedAt < policy.lifetimeMs / 2) return undefined
   const next = Math.min(now + policy.lifetimeMs, session.createdAt + policy.absoluteLifetimeMs)

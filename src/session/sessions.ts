@@ -9,7 +9,14 @@ import type { KeyRing } from './seal.ts'
 import { initialExpiry, renewedExpiry, type ExpiryPolicy, type Session, type SessionData } from './session.ts'
 import { SessionEvents, type EndReason } from './session-events.ts'
 import { storeCall } from './store-call.ts'
-import { capabilities, matchesFilter, type FreshReadable, type SessionFilter, type SessionRecord, type SessionStore } from './store.ts'
+import {
+  capabilities,
+  matchesFilter,
+  type FreshReadable,
+  type SessionFilter,
+  type SessionRecord,
+  type SessionStore,
+} from './store.ts'
 
 /** 256-bit ids, base64url: exactly 43 characters. Anything else in the cookie is not a session. */
 const SESSION_ID = /^[A-Za-z0-9_-]{43}$/
@@ -21,8 +28,21 @@ const OPENED_CACHE_SIZE = 10_000
  * Additional data for a session's sealed part: binds it to its record's id hash and identity columns,
  * so someone able to write to the store can neither move a sealed blob nor relabel its sub/sid/partition.
  */
-export function sessionSealPurpose(record: { idHash: string; sub: string; sid: string | undefined; partition: string; createdAt: number }): string {
-  return JSON.stringify([SEAL_PURPOSE, record.idHash, record.sub, record.sid ?? null, record.partition, record.createdAt])
+export function sessionSealPurpose(record: {
+  idHash: string
+  sub: string
+  sid: string | undefined
+  partition: string
+  createdAt: number
+}): string {
+  return JSON.stringify([
+    SEAL_PURPOSE,
+    record.idHash,
+    record.sub,
+    record.sid ?? null,
+    record.partition,
+    record.createdAt,
+  ])
 }
 
 export function hashSessionId(id: string): string {
@@ -40,7 +60,12 @@ interface OpenedData {
 }
 
 function sameIdentity(opened: OpenedData, record: SessionRecord): boolean {
-  return opened.sub === record.sub && opened.sid === record.sid && opened.partition === record.partition && opened.createdAt === record.createdAt
+  return (
+    opened.sub === record.sub &&
+    opened.sid === record.sid &&
+    opened.partition === record.partition &&
+    opened.createdAt === record.createdAt
+  )
 }
 
 export interface SessionsOptions {
@@ -88,7 +113,11 @@ export class Sessions implements SessionBackend {
     this.#store = options.store
     this.#keyRing = options.keyRing
     this.#policy = options.policy
-    this.#cookie = options.cookie ?? { name: DEFAULTS.session.cookieName, sameSite: DEFAULTS.session.sameSite, maxAgeSec: options.policy.absoluteLifetimeMs / 1000 }
+    this.#cookie = options.cookie ?? {
+      name: DEFAULTS.session.cookieName,
+      sameSite: DEFAULTS.session.sameSite,
+      maxAgeSec: options.policy.absoluteLifetimeMs / 1000,
+    }
     this.#now = options.now ?? Date.now
     const can = capabilities(options.store)
     this.#freshReads = can.fresh
@@ -97,7 +126,12 @@ export class Sessions implements SessionBackend {
     this.#events = options.events ?? new SessionEvents({ notices: can.notices })
   }
 
-  async read(cookies: ReadonlyMap<string, string>, partition: string, options: ReadOptions, writes: string[]): Promise<Session | undefined> {
+  async read(
+    cookies: ReadonlyMap<string, string>,
+    partition: string,
+    options: ReadOptions,
+    writes: string[],
+  ): Promise<Session | undefined> {
     const name = this.#name(partition)
     const cookieValue = cookies.get(name)
     if (cookieValue === undefined) return undefined
@@ -114,7 +148,12 @@ export class Sessions implements SessionBackend {
 
   async start(input: NewSession, writes: string[]): Promise<{ session: Session; replaced: number }> {
     const { cookieValue, session, replaced } = await this.create(input)
-    writes.push(serializeCookie(this.#name(input.partition), cookieValue, { sameSite: this.#cookie.sameSite, maxAgeSec: this.#cookie.maxAgeSec }))
+    writes.push(
+      serializeCookie(this.#name(input.partition), cookieValue, {
+        sameSite: this.#cookie.sameSite,
+        maxAgeSec: this.#cookie.maxAgeSec,
+      }),
+    )
     return { session, replaced }
   }
 
@@ -140,7 +179,11 @@ export class Sessions implements SessionBackend {
   }
 
   /** The session a cookie value names, or undefined (no cookie, malformed, unknown, expired, ended). */
-  async resolve(cookieValue: string | undefined, partition: string, options: { slide: boolean }): Promise<Session | undefined> {
+  async resolve(
+    cookieValue: string | undefined,
+    partition: string,
+    options: { slide: boolean },
+  ): Promise<Session | undefined> {
     if (!cookieValue || !SESSION_ID.test(cookieValue)) return undefined
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()
@@ -152,7 +195,8 @@ export class Sessions implements SessionBackend {
     const expiresAt = renewedExpiry(this.#policy, session, now)
     if (expiresAt === undefined) return session
     const renewed: SessionRecord = { ...record, renewedAt: now, expiresAt, version: record.version + 1 }
-    if (await storeCall(() => this.#store.set(renewed, record.version))) return { ...session, renewedAt: now, expiresAt, version: renewed.version }
+    if (await storeCall(() => this.#store.set(renewed, record.version)))
+      return { ...session, renewedAt: now, expiresAt, version: renewed.version }
     // Lost a race: another request renewed it, or it was ended meanwhile (then it must stay ended).
     const fresh = await storeCall(() => this.#fresh(idHash, now))
     return fresh ? this.#open(fresh) : undefined
@@ -166,7 +210,8 @@ export class Sessions implements SessionBackend {
     const cookieValue = randomBytes(32).toString('base64url')
     const idHash = hashSessionId(cookieValue)
     const now = this.#now()
-    const older: SessionFilter | undefined = input.sid === undefined ? undefined : { sub: input.sub, sid: input.sid, partition: input.partition }
+    const older: SessionFilter | undefined =
+      input.sid === undefined ? undefined : { sub: input.sub, sid: input.sid, partition: input.partition }
     const replaced = older === undefined ? 0 : await storeCall(() => this.#store.deleteWhere(older))
     // Told before the new session is written: the older ones are gone even if that write fails, and
     // the other instances must stop serving them from their caches.
@@ -245,7 +290,10 @@ export class Sessions implements SessionBackend {
 
   async findWhere(filter: SessionFilter, limit: number): Promise<Session[]> {
     // The sid index is the narrower one (an IdP session spans a handful of records).
-    const query = filter.sid !== undefined ? { sid: filter.sid, ...(filter.sub !== undefined ? { sub: filter.sub } : {}), limit } : { sub: filter.sub!, limit }
+    const query =
+      filter.sid !== undefined
+        ? { sid: filter.sid, ...(filter.sub !== undefined ? { sub: filter.sub } : {}), limit }
+        : { sub: filter.sub!, limit }
     const records = await storeCall(() => this.#store.list(query, this.#now()))
     return records.filter((r) => matchesFilter(filter, r)).flatMap((r) => this.#open(r) ?? [])
   }
@@ -279,7 +327,14 @@ export class Sessions implements SessionBackend {
         return undefined
       }
       this.#opened.delete(record.idHash)
-      this.#opened.set(record.idHash, { sub: record.sub, sid: record.sid, partition: record.partition, createdAt: record.createdAt, sealed: record.sealed, data })
+      this.#opened.set(record.idHash, {
+        sub: record.sub,
+        sid: record.sid,
+        partition: record.partition,
+        createdAt: record.createdAt,
+        sealed: record.sealed,
+        data,
+      })
       if (this.#opened.size > OPENED_CACHE_SIZE) this.#opened.delete(this.#opened.keys().next().value!)
     }
     const { sealed: _sealed, ...meta } = record

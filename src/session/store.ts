@@ -22,8 +22,15 @@ export type SessionFilter =
   | { sub?: string | undefined; sid: string; partition?: string | undefined }
 
 /** Whether a session (a record, or anything with its identity columns) is one the filter names. */
-export function matchesFilter(filter: SessionFilter, session: { sub: string; sid: string | undefined; partition: string }): boolean {
-  return (filter.sub === undefined || session.sub === filter.sub) && (filter.sid === undefined || session.sid === filter.sid) && (filter.partition === undefined || session.partition === filter.partition)
+export function matchesFilter(
+  filter: SessionFilter,
+  session: { sub: string; sid: string | undefined; partition: string },
+): boolean {
+  return (
+    (filter.sub === undefined || session.sub === filter.sub) &&
+    (filter.sid === undefined || session.sid === filter.sid) &&
+    (filter.partition === undefined || session.partition === filter.partition)
+  )
 }
 
 /** "These sessions ended", as instances tell each other through a shared store. */
@@ -42,7 +49,8 @@ export interface SessionEndNotice {
  * with the optional members, one small interface per capability (LeaseCapable, NoticeCapable,
  * Countable, FreshReadable); gatehouse detects them once at start-up (`capabilities` below).
  */
-export interface SessionStore extends Partial<LeaseCapable>, Partial<NoticeCapable>, Partial<Countable>, Partial<FreshReadable> {
+export interface SessionStore
+  extends Partial<LeaseCapable>, Partial<NoticeCapable>, Partial<Countable>, Partial<FreshReadable> {
   get(idHash: string, now: number): Promise<SessionRecord | undefined>
   /**
    * Without expectedVersion: insert; false if the id exists. With it: replace only when the stored
@@ -86,7 +94,10 @@ export interface NoticeCapable {
    * `onLink(false)` when the subscription's connection is lost (notices may be missed from then on),
    * `onLink(true)` once it listens again.
    */
-  subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>>
+  subscribeEnded(
+    listener: (notice: SessionEndNotice) => void,
+    onLink?: (listening: boolean) => void,
+  ): Promise<() => Promise<void>>
 }
 
 export interface Countable {
@@ -135,11 +146,15 @@ const CAPABILITY_METHODS = {
  * The capabilities a store has some but not all methods of — each treated as absent — with the
  * methods it defines and those it lacks, for a warning at start (a custom store's likely mistake).
  */
-export function incompleteCapabilities(store: SessionStore): { capability: keyof typeof CAPABILITY_METHODS; has: string[]; missing: string[] }[] {
+export function incompleteCapabilities(
+  store: SessionStore,
+): { capability: keyof typeof CAPABILITY_METHODS; has: string[]; missing: string[] }[] {
   return Object.entries(CAPABILITY_METHODS).flatMap(([capability, methods]) => {
     const has = methods.filter((m) => typeof store[m] === 'function')
     const missing = methods.filter((m) => typeof store[m] !== 'function')
-    return has.length > 0 && missing.length > 0 ? [{ capability: capability as keyof typeof CAPABILITY_METHODS, has, missing }] : []
+    return has.length > 0 && missing.length > 0
+      ? [{ capability: capability as keyof typeof CAPABILITY_METHODS, has, missing }]
+      : []
   })
 }
 

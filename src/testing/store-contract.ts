@@ -169,7 +169,7 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.equal(await store.deleteWhere({ sid: 'unknown' }), 0)
     })
 
-    test('deleteWhere by sub and partition removes only that frontend\'s sessions', async () => {
+    test("deleteWhere by sub and partition removes only that frontend's sessions", async () => {
       const app = sampleRecord({ sub: 'alice', partition: 'app' })
       const admin = sampleRecord({ sub: 'alice', partition: 'admin' })
       const other = sampleRecord({ sub: 'bob', partition: 'app' })
@@ -186,7 +186,10 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       const otherSid = sampleRecord({ sub: 'alice', sid: 's2', partition: 'app' })
       for (const r of [hit, otherPartition, otherSid]) await store.set(r)
       assert.equal(await store.deleteWhere({ sub: 'alice', sid: 's1', partition: 'app' }), 1)
-      assert.deepEqual(await ids(store.list({ sub: 'alice', limit: 10 }, NOW)), [otherPartition.idHash, otherSid.idHash].sort())
+      assert.deepEqual(
+        await ids(store.list({ sub: 'alice', limit: 10 }, NOW)),
+        [otherPartition.idHash, otherSid.idHash].sort(),
+      )
     })
 
     test('deleteWhere for a user without sessions returns 0', async () => {
@@ -196,7 +199,7 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.equal((await store.list({ limit: 10 }, NOW)).length, 1)
     })
 
-    test('list by sub returns only that user\'s live sessions', async () => {
+    test("list by sub returns only that user's live sessions", async () => {
       const a1 = sampleRecord({ sub: 'alice' })
       const a2 = sampleRecord({ sub: 'alice', sid: 's2' })
       const aExpired = sampleRecord({ sub: 'alice', expiresAt: NOW - 1 })
@@ -204,11 +207,14 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       for (const r of [a1, a2, aExpired, b1]) await store.set(r)
       const listed = await store.list({ sub: 'alice', limit: 10 }, NOW)
       assert.deepEqual(listed.map((r) => r.idHash).sort(), [a1.idHash, a2.idHash].sort())
-      assert.deepEqual(listed.find((r) => r.idHash === a1.idHash), a1)
+      assert.deepEqual(
+        listed.find((r) => r.idHash === a1.idHash),
+        a1,
+      )
       assert.deepEqual(await store.list({ sub: 'nobody', limit: 10 }, NOW), [])
     })
 
-    test('list by sid returns only that IdP session\'s live sessions, narrowed by sub when given', async () => {
+    test("list by sid returns only that IdP session's live sessions, narrowed by sub when given", async () => {
       const a1 = sampleRecord({ sub: 'alice', sid: 'idp-1' })
       const a2 = sampleRecord({ sub: 'alice', sid: 'idp-1', partition: 'admin' })
       const aOther = sampleRecord({ sub: 'alice', sid: 'idp-2' })
@@ -216,23 +222,40 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       const bSameSid = sampleRecord({ sub: 'bob', sid: 'idp-1' })
       const noSid = sampleRecord({ sub: 'alice', sid: undefined })
       for (const r of [a1, a2, aOther, aExpired, bSameSid, noSid]) await store.set(r)
-      assert.deepEqual(await ids(store.list({ sid: 'idp-1', limit: 10 }, NOW)), [a1.idHash, a2.idHash, bSameSid.idHash].sort())
-      assert.deepEqual(await ids(store.list({ sid: 'idp-1', sub: 'alice', limit: 10 }, NOW)), [a1.idHash, a2.idHash].sort())
-      assert.deepEqual((await store.list({ sid: 'idp-1', sub: 'alice', limit: 10 }, NOW)).find((r) => r.idHash === a1.idHash), a1)
+      assert.deepEqual(
+        await ids(store.list({ sid: 'idp-1', limit: 10 }, NOW)),
+        [a1.idHash, a2.idHash, bSameSid.idHash].sort(),
+      )
+      assert.deepEqual(
+        await ids(store.list({ sid: 'idp-1', sub: 'alice', limit: 10 }, NOW)),
+        [a1.idHash, a2.idHash].sort(),
+      )
+      assert.deepEqual(
+        (await store.list({ sid: 'idp-1', sub: 'alice', limit: 10 }, NOW)).find((r) => r.idHash === a1.idHash),
+        a1,
+      )
       assert.deepEqual(await store.list({ sid: 'idp-1', sub: 'carol', limit: 10 }, NOW), [])
       assert.deepEqual(await store.list({ sid: 'no-such-sid', limit: 10 }, NOW), [])
       assert.equal((await store.list({ sid: 'idp-1', limit: 1 }, NOW)).length, 1)
     })
 
     test('list without sub returns every live session and no expired one', async () => {
-      const live = [sampleRecord({ sub: 'alice' }), sampleRecord({ sub: 'bob' }), sampleRecord({ sub: 'carol', sid: undefined })]
-      const expired = [sampleRecord({ sub: 'alice', expiresAt: NOW }), sampleRecord({ sub: 'dave', expiresAt: NOW - HOUR })]
+      const live = [
+        sampleRecord({ sub: 'alice' }),
+        sampleRecord({ sub: 'bob' }),
+        sampleRecord({ sub: 'carol', sid: undefined }),
+      ]
+      const expired = [
+        sampleRecord({ sub: 'alice', expiresAt: NOW }),
+        sampleRecord({ sub: 'dave', expiresAt: NOW - HOUR }),
+      ]
       for (const r of [...live, ...expired]) await store.set(r)
       assert.deepEqual(await ids(store.list({ limit: 100 }, NOW)), live.map((r) => r.idHash).sort())
     })
 
     test('list returns at most limit records', async () => {
-      for (let i = 0; i < 5; i++) await store.set(sampleRecord({ sub: 'alice', sid: `s${i}`, createdAt: NOW - HOUR + i }))
+      for (let i = 0; i < 5; i++)
+        await store.set(sampleRecord({ sub: 'alice', sid: `s${i}`, createdAt: NOW - HOUR + i }))
       await store.set(sampleRecord({ sub: 'bob' }))
       assert.equal((await store.list({ sub: 'alice', limit: 3 }, NOW)).length, 3)
       assert.equal((await store.list({ sub: 'alice', limit: 1 }, NOW)).length, 1)
@@ -243,8 +266,15 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
     test('count counts the live sessions only, and follows inserts and deletes', async () => {
       assert.ok(store.count, 'the built-in stores implement count')
       assert.equal(await store.count(NOW), 0)
-      const live = [sampleRecord({ sub: 'alice' }), sampleRecord({ sub: 'alice', sid: 's2' }), sampleRecord({ sub: 'bob', sid: undefined, expiresAt: NOW + 1 })]
-      const expired = [sampleRecord({ sub: 'carol', expiresAt: NOW }), sampleRecord({ sub: 'dave', expiresAt: NOW - HOUR })]
+      const live = [
+        sampleRecord({ sub: 'alice' }),
+        sampleRecord({ sub: 'alice', sid: 's2' }),
+        sampleRecord({ sub: 'bob', sid: undefined, expiresAt: NOW + 1 }),
+      ]
+      const expired = [
+        sampleRecord({ sub: 'carol', expiresAt: NOW }),
+        sampleRecord({ sub: 'dave', expiresAt: NOW - HOUR }),
+      ]
       for (const r of [...live, ...expired]) await store.set(r)
       assert.equal(await store.count(NOW), 3)
       assert.equal(await store.count(NOW - 2 * HOUR), 5, 'at an earlier instant the expired ones were live')
@@ -261,7 +291,8 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.equal(await store.deleteExpired(NOW, 2), 2)
       assert.equal(await store.deleteExpired(NOW, 2), 1)
       assert.equal(await store.deleteExpired(NOW, 2), 0)
-      for (const r of expired) assert.equal(await store.get(r.idHash, NOW - 10), undefined, 'expired record is gone, not merely hidden')
+      for (const r of expired)
+        assert.equal(await store.get(r.idHash, NOW - 10), undefined, 'expired record is gone, not merely hidden')
       assert.deepEqual(await ids(store.list({ limit: 100 }, NOW)), live.map((r) => r.idHash).sort())
     })
 
@@ -282,12 +313,18 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.equal(await leases.acquireLease('refresh:a', 'two', 10_000, NOW + 3), false)
       await leases.releaseLease('refresh:a', 'one')
       assert.equal(await leases.acquireLease('refresh:a', 'two', 10_000, NOW + 4), true)
-      assert.equal(await leases.acquireLease('refresh:a', 'three', 10_000, NOW + 10_004), true, 'an expired lease can be taken')
+      assert.equal(
+        await leases.acquireLease('refresh:a', 'three', 10_000, NOW + 10_004),
+        true,
+        'an expired lease can be taken',
+      )
     })
 
     test('of many concurrent lease attempts exactly one wins', async () => {
       const leases = leasesOf()
-      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => leases.acquireLease('refresh:c', `owner-${i}`, 10_000, NOW)))
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => leases.acquireLease('refresh:c', `owner-${i}`, 10_000, NOW)),
+      )
       assert.equal(results.filter(Boolean).length, 1)
     })
 

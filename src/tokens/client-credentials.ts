@@ -25,7 +25,13 @@ export class ClientCredentials {
   readonly #cached = new Map<string, { token: ClientToken; expiresAt: number }>()
   readonly #pending = new Map<string, Promise<ClientToken>>()
 
-  constructor(options: { oidc: OidcClient; scopes: readonly string[]; skewMs: number; now: () => number; dpop?: DpopConfig | undefined }) {
+  constructor(options: {
+    oidc: OidcClient
+    scopes: readonly string[]
+    skewMs: number
+    now: () => number
+    dpop?: DpopConfig | undefined
+  }) {
     this.#oidc = options.oidc
     this.#scopes = options.scopes
     this.#skewMs = options.skewMs
@@ -53,7 +59,10 @@ export class ClientCredentials {
     const { accessToken, expiresInSec } = await this.#oidc.clientCredentials(scopes, making, resource?.resource)
     const token = { value: accessToken, proofKey: await making }
     // Without expires_in, reuse the token for one skew period only.
-    this.#cached.set(key, { token, expiresAt: this.#now() + (expiresInSec === undefined ? this.#skewMs * 2 : expiresInSec * 1000) })
+    this.#cached.set(key, {
+      token,
+      expiresAt: this.#now() + (expiresInSec === undefined ? this.#skewMs * 2 : expiresInSec * 1000),
+    })
     return token
   }
 

@@ -28,7 +28,12 @@ export class Credentials {
   readonly #setCookies: readonly string[]
   readonly #sessions: SessionBackend
 
-  constructor(session: Session | undefined, token: TokenOutcome, setCookies: readonly string[], sessions: SessionBackend) {
+  constructor(
+    session: Session | undefined,
+    token: TokenOutcome,
+    setCookies: readonly string[],
+    sessions: SessionBackend,
+  ) {
     this.session = session
     this.token = token
     this.#setCookies = setCookies

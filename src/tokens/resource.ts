@@ -21,7 +21,9 @@ export function resourceKey(request: ResourceRequest): string {
 
 /** The token-request parameters (RFC 8707 §2.2): `resource`, and `scope` when the API names scopes. */
 export function resourceParameters(request: ResourceRequest): Record<string, string> {
-  return request.scopes.length ? { resource: request.resource, scope: request.scopes.join(' ') } : { resource: request.resource }
+  return request.scopes.length
+    ? { resource: request.resource, scope: request.scopes.join(' ') }
+    : { resource: request.resource }
 }
 
 /**
@@ -29,8 +31,13 @@ export function resourceParameters(request: ResourceRequest): Record<string, str
  * token (RFC 8707 §2.1: several `resource` parameters; the IdP ties them to the grant): every
  * configured resource, and every scope one of them needs.
  */
-export function loginResources(apis: readonly Pick<RemoteApiConfig, 'resource' | 'scopes' | 'token'>[]): { resources: string[]; scopes: string[] } {
-  const withResource = apis.filter((api) => api.resource !== undefined && api.token !== 'none' && api.token !== 'client')
+export function loginResources(apis: readonly Pick<RemoteApiConfig, 'resource' | 'scopes' | 'token'>[]): {
+  resources: string[]
+  scopes: string[]
+} {
+  const withResource = apis.filter(
+    (api) => api.resource !== undefined && api.token !== 'none' && api.token !== 'client',
+  )
   return {
     resources: [...new Set(withResource.map((api) => api.resource!))],
     scopes: [...new Set(withResource.flatMap((api) => api.scopes))],

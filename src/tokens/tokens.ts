@@ -88,7 +88,12 @@ export class TokenService {
    * The token a requirement asks for. Throws session_required for "user" without a session. With
    * `resource`, a token restricted to that resource (RFC 8707) — never the session's general token.
    */
-  async tokenFor(session: Session | undefined, requirement: TokenRequirement, partition: string, resource?: ResourceRequest): Promise<TokenOutcome> {
+  async tokenFor(
+    session: Session | undefined,
+    requirement: TokenRequirement,
+    partition: string,
+    resource?: ResourceRequest,
+  ): Promise<TokenOutcome> {
     switch (requirement) {
       case 'none':
         return { kind: 'none' }
@@ -137,12 +142,20 @@ export class TokenService {
       await this.#o.sessions.end(session, 'expired')
       throw new GatehouseError('session_ended', 'the access token expired and there is no refresh token')
     }
-    if (this.#isPaused(session.idHash, tokens.accessTokenExpiresAt)) return this.#withProofKey(session, tokens.accessToken)
+    if (this.#isPaused(session.idHash, tokens.accessTokenExpiresAt))
+      return this.#withProofKey(session, tokens.accessToken)
     const refreshed = await this.#singleFlight(session.idHash, session, {
       due: (current) => this.#needsRefresh(current.data.tokens),
-      grant: (current, report) => this.#grant(current, undefined, (data, response) => ({ ...data, tokens: this.#refreshedTokens(data.tokens, response) }), report),
+      grant: (current, report) =>
+        this.#grant(
+          current,
+          undefined,
+          (data, response) => ({ ...data, tokens: this.#refreshedTokens(data.tokens, response) }),
+          report,
+        ),
     })
-    if ('unavailable' in refreshed) return this.#deferred(session.idHash, session, tokens.accessToken, tokens.accessTokenExpiresAt, refreshed)
+    if ('unavailable' in refreshed)
+      return this.#deferred(session.idHash, session, tokens.accessToken, tokens.accessTokenExpiresAt, refreshed)
     return { ...(await this.#withProofKey(refreshed, refreshed.data.tokens.accessToken!)), refreshed }
   }
 
@@ -157,12 +170,18 @@ export class TokenService {
     if (!session.data.tokens.refreshToken) {
       // Still valid, only inside the skew: use it, as the general token is.
       if (held && held.expiresAt! > this.#o.now()) return this.#withProofKey(session, held.accessToken)
-      throw new GatehouseError('resource_refused', 'the session holds no refresh token to get a token for this API\'s resource with')
+      throw new GatehouseError(
+        'resource_refused',
+        "the session holds no refresh token to get a token for this API's resource with",
+      )
     }
     // Not named at login (the API was configured later): the IdP would refuse it, and some
     // (oidc-provider) spend the rotated refresh token while refusing. A new login covers it.
     if (!(session.data.resources ?? []).includes(resource.resource)) {
-      throw new GatehouseError('resource_refused', 'this session\'s login did not ask for this API\'s resource; log in again')
+      throw new GatehouseError(
+        'resource_refused',
+        "this session's login did not ask for this API's resource; log in again",
+      )
     }
     const flight = `${session.idHash} ${key}`
     if (held && this.#isPaused(flight, held.expiresAt)) return this.#withProofKey(session, held.accessToken)
@@ -171,11 +190,13 @@ export class TokenService {
         const token = current.data.resourceTokens?.[key]
         return !token || this.#expiring(token.expiresAt)
       },
-      grant: (current, report) => this.#grant(current, resource, (data, response) => this.#withResourceToken(data, key, response), report),
+      grant: (current, report) =>
+        this.#grant(current, resource, (data, response) => this.#withResourceToken(data, key, response), report),
     })
-    if ('unavailable' in refreshed) return this.#deferred(flight, session, held?.accessToken, held?.expiresAt, refreshed, resource)
+    if ('unavailable' in refreshed)
+      return this.#deferred(flight, session, held?.accessToken, held?.expiresAt, refreshed, resource)
     const token = refreshed.data.resourceTokens?.[key]
-    if (!token) throw new GatehouseError('idp_unavailable', 'no token for this API\'s resource was obtained')
+    if (!token) throw new GatehouseError('idp_unavailable', "no token for this API's resource was obtained")
     return { ...(await this.#withProofKey(refreshed, token.accessToken)), refreshed }
   }
 
@@ -184,13 +205,25 @@ export class TokenService {
    * expired — the session keeps it, and the next request inside the skew tries the renewal again.
    * Expired (or none held yet), the call fails with the renewal's error.
    */
-  #deferred(flight: string, session: Session, value: string | undefined, expiresAt: number | undefined, failure: Unavailable, resource?: ResourceRequest): AccessToken | Promise<AccessToken> {
+  #deferred(
+    flight: string,
+    session: Session,
+    value: string | undefined,
+    expiresAt: number | undefined,
+    failure: Unavailable,
+    resource?: ResourceRequest,
+  ): AccessToken | Promise<AccessToken> {
     const left = expiresAt === undefined ? 0 : expiresAt - this.#o.now()
     if (value === undefined || left <= 0) throw failure.error
     if (this.#paused.size >= PAUSES_MAX) this.#paused.clear()
     this.#paused.set(flight, this.#o.now() + RETRY_PAUSE_MS)
     this.#o.log.warn(
-      { event: 'refresh_deferred', cause: failure.unavailable, expiresInSec: Math.floor(left / 1000), ...(resource ? { resource: resource.resource } : {}) },
+      {
+        event: 'refresh_deferred',
+        cause: failure.unavailable,
+        expiresInSec: Math.floor(left / 1000),
+        ...(resource ? { resource: resource.resource } : {}),
+      },
       'token refresh failed; the current access token is still valid and is used',
     )
     return this.#withProofKey(session, value)
@@ -209,7 +242,9 @@ export class TokenService {
   /** Without a DPoP key (the hot path when oidc.dpop is off) no promise is awaited. */
   #withProofKey(session: Session, value: string): AccessToken | Promise<AccessToken> {
     const proofKey = this.proofKeyOf(session)
-    return proofKey ? proofKey.then((key): AccessToken => ({ kind: 'token', value, proofKey: key })) : { kind: 'token', value }
+    return proofKey
+      ? proofKey.then((key): AccessToken => ({ kind: 'token', value, proofKey: key }))
+      : { kind: 'token', value }
   }
 
   #needsRefresh(tokens: TokenSet): boolean {
@@ -242,11 +277,16 @@ export class TokenService {
    */
   #withResourceToken(data: SessionData, key: string, response: RefreshedTokens): SessionData {
     const now = this.#o.now()
-    const kept = Object.entries(data.resourceTokens ?? {}).filter(([, token]) => token.expiresAt === undefined || token.expiresAt > now)
+    const kept = Object.entries(data.resourceTokens ?? {}).filter(
+      ([, token]) => token.expiresAt === undefined || token.expiresAt > now,
+    )
     return {
       ...data,
       tokens: { ...data.tokens, refreshToken: response.refreshToken ?? data.tokens.refreshToken },
-      resourceTokens: { ...Object.fromEntries(kept), [key]: { accessToken: response.accessToken, expiresAt: this.#expiresAt(response) } },
+      resourceTokens: {
+        ...Object.fromEntries(kept),
+        [key]: { accessToken: response.accessToken, expiresAt: this.#expiresAt(response) },
+      },
     }
   }
 
@@ -286,7 +326,11 @@ export class TokenService {
       const current = await sessions.current(session)
       if (!current) throw new GatehouseError('session_ended')
       if (!renewal.due(current)) return current
-      if (now() > deadline) return { unavailable: 'refresh_elsewhere_unfinished', error: new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish') }
+      if (now() > deadline)
+        return {
+          unavailable: 'refresh_elsewhere_unfinished',
+          error: new GatehouseError('idp_unavailable', 'a token refresh by another instance did not finish'),
+        }
     }
   }
 
@@ -320,22 +364,32 @@ export class TokenService {
    * refresh token this grant used (compare-and-set), never over a newer set from elsewhere. A failure
    * that may pass is a value: the caller may still use the token it meant to renew.
    */
-  async #grant(session: Session, resource: ResourceRequest | undefined, apply: (data: SessionData, response: RefreshedTokens) => SessionData, report: (result: RefreshResult) => void): Promise<Session | Unavailable> {
+  async #grant(
+    session: Session,
+    resource: ResourceRequest | undefined,
+    apply: (data: SessionData, response: RefreshedTokens) => SessionData,
+    report: (result: RefreshResult) => void,
+  ): Promise<Session | Unavailable> {
     const { sessions, log } = this.#o
     const client = this.#o.clients(session.partition).oidc
     const refreshToken = session.data.tokens.refreshToken!
     if (!(await client.acceptsSessionIssuer(session.data.issuer))) {
       await sessions.end(session, 'refresh_refused')
-      log.warn({ event: 'refresh_failed', cause: 'issuer_not_allowed', issuer: session.data.issuer }, 'the session\'s issuer is no longer accepted (oidc.allowedTenants / allowedIssuers); session ended')
+      log.warn(
+        { event: 'refresh_failed', cause: 'issuer_not_allowed', issuer: session.data.issuer },
+        "the session's issuer is no longer accepted (oidc.allowedTenants / allowedIssuers); session ended",
+      )
       report('invalid_grant')
-      throw new GatehouseError('session_ended', 'the session\'s issuer is no longer accepted')
+      throw new GatehouseError('session_ended', "the session's issuer is no longer accepted")
     }
     // The refreshed token is bound to the same key: the session keeps its key for its whole life. The
     // key's import is awaited inside the grant, so a key that fails to import is a failed refresh.
     const outcome = await client.refresh(refreshToken, this.proofKeyOf(session), resource, session.data.issuer)
     if (outcome.kind !== 'ok') return this.#failed(session, refreshToken, resource, outcome, report)
     const response = outcome.tokens
-    const saved = await sessions.modify(session, (data) => (data.tokens.refreshToken === refreshToken ? apply(data, response) : undefined))
+    const saved = await sessions.modify(session, (data) =>
+      data.tokens.refreshToken === refreshToken ? apply(data, response) : undefined,
+    )
     if (!saved) {
       // Logged out while the refresh was in flight: the session stays ended, and the tokens just
       // issued must not outlive it.
@@ -348,21 +402,37 @@ export class TokenService {
       // Another refresh was stored first (a lease outlived): the token this one got is not used by anyone.
       await client.revoke(response.refreshToken, 'refresh_token').catch(() => undefined)
     }
-    log.info({ event: 'refresh', result: 'ok', ...(resource ? { resource: resource.resource } : {}) }, resource ? 'resource token obtained' : 'access token refreshed')
+    log.info(
+      { event: 'refresh', result: 'ok', ...(resource ? { resource: resource.resource } : {}) },
+      resource ? 'resource token obtained' : 'access token refreshed',
+    )
     report('ok')
     return saved
   }
 
   /** A refresh grant that gave no tokens: the session ended, the resource refused, or (a value) a failure that may pass. */
-  async #failed(session: Session, refreshToken: string, resource: ResourceRequest | undefined, failure: Exclude<RefreshOutcome, { kind: 'ok' }>, report: (result: RefreshResult) => void): Promise<Session | Unavailable> {
+  async #failed(
+    session: Session,
+    refreshToken: string,
+    resource: ResourceRequest | undefined,
+    failure: Exclude<RefreshOutcome, { kind: 'ok' }>,
+    report: (result: RefreshResult) => void,
+  ): Promise<Session | Unavailable> {
     const { sessions, log } = this.#o
     switch (failure.kind) {
       case 'resource_refused':
         // The refresh token is fine; this resource is not granted (not asked for at login, or refused
         // by the IdP's policy). The general token is no substitute: it is not restricted to the API.
-        log.warn({ event: 'refresh', result: 'resource_refused', resource: resource?.resource, error: failure.error }, 'the identity provider refused a token for a resource; session kept')
+        log.warn(
+          { event: 'refresh', result: 'resource_refused', resource: resource?.resource, error: failure.error },
+          'the identity provider refused a token for a resource; session kept',
+        )
         report('resource_refused')
-        throw new GatehouseError('resource_refused', `the identity provider refused a token for this API's resource (${failure.error})`, { cause: failure.cause })
+        throw new GatehouseError(
+          'resource_refused',
+          `the identity provider refused a token for this API's resource (${failure.error})`,
+          { cause: failure.cause },
+        )
       case 'invalid_grant': {
         // RFC 6749 §5.2: the refresh token is no longer valid. End the session — unless it already
         // holds other tokens (refreshed elsewhere meanwhile): then the refusal is about an old token.
@@ -373,12 +443,17 @@ export class TokenService {
         }
         log.warn({ event: 'refresh_failed', cause: 'invalid_grant' }, 'refresh refused; session ended')
         report('invalid_grant')
-        throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', { cause: failure.cause })
+        throw new GatehouseError('session_ended', 'the identity provider refused the refresh token', {
+          cause: failure.cause,
+        })
       }
       case 'unavailable': {
         const where = resource ? { resource: resource.resource } : {}
         // Not transient: the report names the IdP's error (or the client authentication it refused, with the key to change).
-        log.warn({ cause: 'idp_unavailable', ...failure.report, event: 'refresh_failed', ...where, err: failure.chain }, 'token refresh failed; session kept')
+        log.warn(
+          { cause: 'idp_unavailable', ...failure.report, event: 'refresh_failed', ...where, err: failure.chain },
+          'token refresh failed; session kept',
+        )
         report('unavailable')
         const error = new GatehouseError('idp_unavailable', 'the token refresh failed', { cause: failure.cause })
         if (failure.transient) return { unavailable: 'idp_unavailable', error }

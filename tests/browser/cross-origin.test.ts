@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http'
+import {
+  createServer,
+  type IncomingMessage,
+  type OutgoingHttpHeaders,
+  type Server,
+  type ServerResponse,
+} from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
@@ -36,7 +42,8 @@ interface StaticServer {
 async function startStatic(pages: (path: string) => string | undefined): Promise<StaticServer> {
   const server: Server = createServer((req, res) => {
     const path = new URL(req.url ?? '/', 'http://static.invalid').pathname
-    const send = (status: number, type: string, body: string | Buffer) => res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body)
+    const send = (status: number, type: string, body: string | Buffer) =>
+      res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' }).end(body)
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'text/plain', 'method not allowed')
     // The browser helper as the build emits it, from this origin (an SPA ships its own copy).
     if (path === '/client/index.js') return send(200, 'text/javascript; charset=utf-8', readFileSync(CLIENT_JS))
@@ -148,7 +155,10 @@ before(async () => {
       },
     })
   })
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'] })
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+  })
   context = await browser.newContext()
   context.setDefaultTimeout(15_000)
   page = await context.newPage()
@@ -207,7 +217,7 @@ test('login() goes to gatehouse /bff/login with an absolute returnUrl on the SPA
   assert.ok(session.secure && session.httpOnly, 'the session cookie is Secure and HttpOnly')
 })
 
-test('back on the SPA origin, getUser() returns alice\'s claims: the credentialed CORS fetch carries the session cookie', async () => {
+test("back on the SPA origin, getUser() returns alice's claims: the credentialed CORS fetch carries the session cookie", async () => {
   await page.waitForFunction(() => document.getElementById('status')?.textContent !== 'loading')
   assert.equal(await page.locator('#status').innerText(), 'logged in as Alice Example')
   const claims = await getUserInPage()
@@ -226,7 +236,7 @@ test('back on the SPA origin, getUser() returns alice\'s claims: the credentiale
   assert.equal(await page.evaluate(() => document.cookie), '', 'the SPA cannot read any gatehouse cookie')
 })
 
-test('bffFetch(\'/api/echo\') from the SPA origin answers 200 through gatehouse, and the upstream gets alice\'s Bearer token, not her cookie', async () => {
+test("bffFetch('/api/echo') from the SPA origin answers 200 through gatehouse, and the upstream gets alice's Bearer token, not her cookie", async () => {
   const before = upstream.received.length
   const answer = await page.evaluate(async () => {
     const res = await (window as unknown as SpaWindow).gatehouse.bffFetch('/api/echo?from=spa')
@@ -263,18 +273,30 @@ test('a page on a third origin that gatehouse does not list cannot read /bff/use
         }
       }
       // With the anti-forgery header: preflighted, and gatehouse refuses the preflight.
-      const preflighted = await attempt(async () => (await fetch(`${gatehouseOrigin}/bff/user`, { credentials: 'include', headers: { 'X-CSRF': '1' } })).status)
+      const preflighted = await attempt(
+        async () =>
+          (await fetch(`${gatehouseOrigin}/bff/user`, { credentials: 'include', headers: { 'X-CSRF': '1' } })).status,
+      )
       // Without it: a "simple" request that does reach gatehouse, whose answer carries no CORS grant.
-      const simple = await attempt(async () => (await fetch(`${gatehouseOrigin}/bff/user`, { credentials: 'include' })).status)
+      const simple = await attempt(
+        async () => (await fetch(`${gatehouseOrigin}/bff/user`, { credentials: 'include' })).status,
+      )
       // The browser helper itself, configured for gatehouse from this origin.
       const viaClient = await attempt(async () => {
-        const client = (await import('/client/index.js' as string)) as { configure(o: { origin: string }): void; getUser(): Promise<unknown> }
+        const client = (await import('/client/index.js' as string)) as {
+          configure(o: { origin: string }): void
+          getUser(): Promise<unknown>
+        }
         client.configure({ origin: gatehouseOrigin })
         return client.getUser()
       })
       return { preflighted, simple, viaClient }
     }, flow.origin)
-    assert.deepEqual(outcome, { preflighted: { rejected: 'TypeError' }, simple: { rejected: 'TypeError' }, viaClient: { rejected: 'TypeError' } })
+    assert.deepEqual(outcome, {
+      preflighted: { rejected: 'TypeError' },
+      simple: { rejected: 'TypeError' },
+      viaClient: { rejected: 'TypeError' },
+    })
 
     // What gatehouse did: refused the preflights, and granted nothing on the request that reached it.
     const fromThird = seenAt('/bff/user', other.origin)
@@ -288,7 +310,11 @@ test('a page on a third origin that gatehouse does not list cannot read /bff/use
     assert.equal(gets.length, 1, 'only the simple request got past the browser')
     assert.equal(gets[0]!.headers['access-control-allow-origin'], undefined)
     assert.equal(gets[0]!.headers['access-control-allow-credentials'], undefined)
-    assert.equal(gets[0]!.withSessionCookie, true, 'same site: the browser did send the cookie, only CORS kept the answer from the page')
+    assert.equal(
+      gets[0]!.withSessionCookie,
+      true,
+      'same site: the browser did send the cookie, only CORS kept the answer from the page',
+    )
     assert.equal(gets[0]!.status, 401, 'without the anti-forgery header gatehouse refuses it anyway')
   } finally {
     await third.close()
@@ -310,87 +336,116 @@ test('logout() signs out at gatehouse and the IdP and comes back to the SPA orig
   await page.waitForFunction(() => document.getElementById('status')?.textContent !== 'loading')
   assert.equal(await page.locator('#status').innerText(), 'not logged in')
   assert.equal(await getUserInPage(), null)
-  assert.equal((await context.cookies(flow.origin)).find((c) => c.name === COOKIE), undefined, 'the session cookie is cleared')
+  assert.equal(
+    (await context.cookies(flow.origin)).find((c) => c.name === COOKIE),
+    undefined,
+    'the session cookie is cleared',
+  )
 
   // The proxied API is out of reach too, and the upstream is not asked.
   const before = upstream.received.length
-  const status = await page.evaluate(async () => (await (window as unknown as SpaWindow).gatehouse.bffFetch('/api/echo')).status)
+  const status = await page.evaluate(
+    async () => (await (window as unknown as SpaWindow).gatehouse.bffFetch('/api/echo')).status,
+  )
   assert.equal(status, 401)
   assert.equal(upstream.received.length, before)
 })
 
-test('for a SPA on another site (localhost), login comes back to it and gatehouse\'s SameSite=None cookie is withheld from its fetches only by Chromium\'s third-party-cookie setting', { timeout: 120_000 }, async (t) => {
-  const crossSite = await browser.newContext()
-  crossSite.setDefaultTimeout(15_000)
-  try {
-    const p = await crossSite.newPage()
-    // Chromium says, per request, which cookies it sent or withheld and why (DevTools protocol).
-    const cdp = await crossSite.newCDPSession(p)
-    await cdp.send('Network.enable')
-    const requests = new Map<string, string>()
-    const verdicts: Array<{ requestId: string; blockedReasons: string[] }> = []
-    cdp.on('Network.requestWillBeSent', (e) => requests.set(e.requestId, `${e.request.method} ${e.request.url}`))
-    cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
-      for (const c of e.associatedCookies) if (c.cookie.name === COOKIE) verdicts.push({ requestId: e.requestId, blockedReasons: c.blockedReasons })
-    })
-    /** Chromium's verdicts on the session cookie for GET /bff/user; the two events of a request come in either order. */
-    const userVerdicts = () => verdicts.filter((v) => requests.get(v.requestId) === `GET ${flow.origin}/bff/user`)
-    /** Resolves once Chromium has reported its verdict for `count` /bff/user calls (event-driven, no polling). */
-    const verdictsFor = (count: number) =>
-      new Promise<void>((resolve) => {
-        const check = () => {
-          if (userVerdicts().length < count) return
-          cdp.off('Network.requestWillBeSent', check)
-          cdp.off('Network.requestWillBeSentExtraInfo', check)
-          resolve()
-        }
-        cdp.on('Network.requestWillBeSent', check)
-        cdp.on('Network.requestWillBeSentExtraInfo', check)
-        check()
+test(
+  "for a SPA on another site (localhost), login comes back to it and gatehouse's SameSite=None cookie is withheld from its fetches only by Chromium's third-party-cookie setting",
+  { timeout: 120_000 },
+  async (t) => {
+    const crossSite = await browser.newContext()
+    crossSite.setDefaultTimeout(15_000)
+    try {
+      const p = await crossSite.newPage()
+      // Chromium says, per request, which cookies it sent or withheld and why (DevTools protocol).
+      const cdp = await crossSite.newCDPSession(p)
+      await cdp.send('Network.enable')
+      const requests = new Map<string, string>()
+      const verdicts: Array<{ requestId: string; blockedReasons: string[] }> = []
+      cdp.on('Network.requestWillBeSent', (e) => requests.set(e.requestId, `${e.request.method} ${e.request.url}`))
+      cdp.on('Network.requestWillBeSentExtraInfo', (e) => {
+        for (const c of e.associatedCookies)
+          if (c.cookie.name === COOKIE) verdicts.push({ requestId: e.requestId, blockedReasons: c.blockedReasons })
       })
+      /** Chromium's verdicts on the session cookie for GET /bff/user; the two events of a request come in either order. */
+      const userVerdicts = () => verdicts.filter((v) => requests.get(v.requestId) === `GET ${flow.origin}/bff/user`)
+      /** Resolves once Chromium has reported its verdict for `count` /bff/user calls (event-driven, no polling). */
+      const verdictsFor = (count: number) =>
+        new Promise<void>((resolve) => {
+          const check = () => {
+            if (userVerdicts().length < count) return
+            cdp.off('Network.requestWillBeSent', check)
+            cdp.off('Network.requestWillBeSentExtraInfo', check)
+            resolve()
+          }
+          cdp.on('Network.requestWillBeSent', check)
+          cdp.on('Network.requestWillBeSentExtraInfo', check)
+          check()
+        })
 
-    await p.goto(`${spa.localhostOrigin}/?from=cross-site`)
-    await p.waitForFunction(() => document.getElementById('status')?.textContent === 'not logged in')
-    const loginRequest = p.waitForRequest((req) => req.url().startsWith(`${flow.origin}/bff/login?`))
-    await p.getByRole('button', { name: 'Log in' }).click()
-    assert.equal(new URL((await loginRequest).url()).searchParams.get('returnUrl'), `${spa.localhostOrigin}/?from=cross-site`)
-    await p.getByLabel('Username').fill('alice')
-    await p.getByLabel('Password').fill('alice-demo-password')
-    await p.getByRole('button', { name: 'Sign in' }).click()
-    await p.waitForURL(`${spa.localhostOrigin}/?from=cross-site`)
-    await p.waitForFunction(() => document.getElementById('status')?.textContent !== 'loading')
+      await p.goto(`${spa.localhostOrigin}/?from=cross-site`)
+      await p.waitForFunction(() => document.getElementById('status')?.textContent === 'not logged in')
+      const loginRequest = p.waitForRequest((req) => req.url().startsWith(`${flow.origin}/bff/login?`))
+      await p.getByRole('button', { name: 'Log in' }).click()
+      assert.equal(
+        new URL((await loginRequest).url()).searchParams.get('returnUrl'),
+        `${spa.localhostOrigin}/?from=cross-site`,
+      )
+      await p.getByLabel('Username').fill('alice')
+      await p.getByLabel('Password').fill('alice-demo-password')
+      await p.getByRole('button', { name: 'Sign in' }).click()
+      await p.waitForURL(`${spa.localhostOrigin}/?from=cross-site`)
+      await p.waitForFunction(() => document.getElementById('status')?.textContent !== 'loading')
 
-    const session = (await crossSite.cookies(flow.origin)).find((c) => c.name === COOKIE)
-    assert.ok(session, 'the login (top-level navigations) set the session cookie')
-    assert.equal(session.sameSite, 'None')
-    assert.ok(session.secure && session.httpOnly)
+      const session = (await crossSite.cookies(flow.origin)).find((c) => c.name === COOKIE)
+      assert.ok(session, 'the login (top-level navigations) set the session cookie')
+      assert.equal(session.sameSite, 'None')
+      assert.ok(session.secure && session.httpOnly)
 
-    // The page's own getUser() after login, and this one: Chromium reports a verdict on the cookie for both.
-    const userResponse = p.waitForResponse((res) => res.url() === `${flow.origin}/bff/user` && res.request().method() === 'GET')
-    const claims = await getUserInPage(p)
-    const sentCookie = ((await (await userResponse).request().allHeaders()).cookie ?? '').split(/;\s*/).some((c) => c.startsWith(`${COOKIE}=`))
-    await verdictsFor(2)
-    const userCalls = userVerdicts()
-    for (const v of userCalls) {
-      // Never for SameSite, Secure, the __Host- prefix or the domain: only the user-preference block may apply.
-      assert.ok(v.blockedReasons.every((r) => r === 'UserPreferences'), `withheld for ${v.blockedReasons.join(', ')}`)
+      // The page's own getUser() after login, and this one: Chromium reports a verdict on the cookie for both.
+      const userResponse = p.waitForResponse(
+        (res) => res.url() === `${flow.origin}/bff/user` && res.request().method() === 'GET',
+      )
+      const claims = await getUserInPage(p)
+      const sentCookie = ((await (await userResponse).request().allHeaders()).cookie ?? '')
+        .split(/;\s*/)
+        .some((c) => c.startsWith(`${COOKIE}=`))
+      await verdictsFor(2)
+      const userCalls = userVerdicts()
+      for (const v of userCalls) {
+        // Never for SameSite, Secure, the __Host- prefix or the domain: only the user-preference block may apply.
+        assert.ok(
+          v.blockedReasons.every((r) => r === 'UserPreferences'),
+          `withheld for ${v.blockedReasons.join(', ')}`,
+        )
+      }
+      const withheld = userCalls.some((v) => v.blockedReasons.length > 0)
+      assert.equal(sentCookie, !withheld, 'the request headers Chromium sent agree with its verdict')
+      t.diagnostic(
+        withheld
+          ? 'Chromium withheld the SameSite=None cookie from the cross-site fetches (third-party cookies blocked: UserPreferences)'
+          : 'Chromium sent the SameSite=None cookie on the cross-site fetches',
+      )
+      if (withheld) {
+        assert.equal(claims, null, 'without its cookie the cross-site SPA has no session')
+        assert.equal(await p.locator('#status').innerText(), 'not logged in')
+      } else {
+        assert.equal(claims?.find((c) => c.type === 'sub')?.value, 'alice-0001')
+        assert.equal(await p.locator('#status').innerText(), 'logged in as Alice Example')
+      }
+      // gatehouse saw the same: the calls from the localhost origin came with or without the cookie as Chromium said.
+      const gets = seenAt('/bff/user', spa.localhostOrigin).filter((s) => s.method === 'GET')
+      assert.ok(gets.length >= 2)
+      assert.equal(gets.at(-1)!.withSessionCookie, !withheld)
+      assert.equal(
+        gets.at(-1)!.headers['access-control-allow-origin'],
+        spa.localhostOrigin,
+        'the answer is granted to the listed cross-site origin',
+      )
+    } finally {
+      await crossSite.close()
     }
-    const withheld = userCalls.some((v) => v.blockedReasons.length > 0)
-    assert.equal(sentCookie, !withheld, 'the request headers Chromium sent agree with its verdict')
-    t.diagnostic(withheld ? 'Chromium withheld the SameSite=None cookie from the cross-site fetches (third-party cookies blocked: UserPreferences)' : 'Chromium sent the SameSite=None cookie on the cross-site fetches')
-    if (withheld) {
-      assert.equal(claims, null, 'without its cookie the cross-site SPA has no session')
-      assert.equal(await p.locator('#status').innerText(), 'not logged in')
-    } else {
-      assert.equal(claims?.find((c) => c.type === 'sub')?.value, 'alice-0001')
-      assert.equal(await p.locator('#status').innerText(), 'logged in as Alice Example')
-    }
-    // gatehouse saw the same: the calls from the localhost origin came with or without the cookie as Chromium said.
-    const gets = seenAt('/bff/user', spa.localhostOrigin).filter((s) => s.method === 'GET')
-    assert.ok(gets.length >= 2)
-    assert.equal(gets.at(-1)!.withSessionCookie, !withheld)
-    assert.equal(gets.at(-1)!.headers['access-control-allow-origin'], spa.localhostOrigin, 'the answer is granted to the listed cross-site origin')
-  } finally {
-    await crossSite.close()
-  }
-})
+  },
+)

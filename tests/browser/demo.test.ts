@@ -21,9 +21,16 @@ let url: string
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-browser-'))
 
 before(async () => {
-  demo = await startCli(['demo', '--port', '0', '--data-dir', join(dir, 'data')], /Open:\s+(http:\/\/localhost:\d+\/)/, { cwd: dir })
+  demo = await startCli(
+    ['demo', '--port', '0', '--data-dir', join(dir, 'data')],
+    /Open:\s+(http:\/\/localhost:\d+\/)/,
+    { cwd: dir },
+  )
   url = demo.match[1]!
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'] })
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+  })
 })
 
 after(async () => {
@@ -66,7 +73,11 @@ test('in Chromium the demo logs in at the IdP form, shows the claims, calls the 
     cookieSeenByApi: string | null
   }
   assert.equal(api.message, 'Hello from the demo API')
-  assert.equal(api.tokenSeenByApi.sub, 'alice-0001', 'gatehouse attached the session access token; the IdP vouched for it')
+  assert.equal(
+    api.tokenSeenByApi.sub,
+    'alice-0001',
+    'gatehouse attached the session access token; the IdP vouched for it',
+  )
   assert.match(api.tokenSeenByApi.scope, /\bopenid\b/)
   assert.equal(api.cookieSeenByApi, null, 'the session cookie never reached the API')
 
@@ -82,7 +93,11 @@ test('in Chromium the demo logs in at the IdP form, shows the claims, calls the 
   await page.getByText('You have been logged out.').waitFor()
   assert.equal(new URL(page.url()).pathname, '/')
   assert.equal(new URL(page.url()).search, '', 'the page tidies its address after saying so')
-  assert.equal((await page.context().cookies()).find((c) => c.name === '__Host-gatehouse'), undefined, 'session cookie cleared')
+  assert.equal(
+    (await page.context().cookies()).find((c) => c.name === '__Host-gatehouse'),
+    undefined,
+    'session cookie cleared',
+  )
   // A reload says nothing about a logout any more.
   await page.reload()
   await page.getByText('You are not logged in.').waitFor()
@@ -106,19 +121,22 @@ function release(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()))
 }
 
-test('demo: gatehouse\'s port in use gives one line naming it and --port, and exit code 1', async () => {
+test("demo: gatehouse's port in use gives one line naming it and --port, and exit code 1", async () => {
   const held = await holdPort()
   try {
     const res = await runCli(['demo', '--port', String(held.port), '--data-dir', join(dir, 'busy-1')], { cwd: dir })
     assert.equal(res.code, 1)
     assert.equal(res.stdout, '')
-    assert.equal(res.stderr, `gatehouse: port ${held.port} (gatehouse) is already in use; choose another with --port N, or stop what is using it\n`)
+    assert.equal(
+      res.stderr,
+      `gatehouse: port ${held.port} (gatehouse) is already in use; choose another with --port N, or stop what is using it\n`,
+    )
   } finally {
     await release(held)
   }
 })
 
-test('demo: the IdP\'s port (gatehouse\'s + 1) in use gives one line naming it and --idp-port, and exit code 1', async () => {
+test("demo: the IdP's port (gatehouse's + 1) in use gives one line naming it and --idp-port, and exit code 1", async () => {
   // A held port whose predecessor is free, for gatehouse itself.
   let held: Server & { port: number }
   for (;;) {
@@ -133,25 +151,42 @@ test('demo: the IdP\'s port (gatehouse\'s + 1) in use gives one line naming it a
   try {
     const res = await runCli(['demo', '--port', String(held.port - 1), '--data-dir', join(dir, 'busy-2')], { cwd: dir })
     assert.equal(res.code, 1)
-    assert.equal(res.stderr, `gatehouse: port ${held.port} (the demo identity provider) is already in use; choose another with --idp-port N, or stop what is using it\n`)
+    assert.equal(
+      res.stderr,
+      `gatehouse: port ${held.port} (the demo identity provider) is already in use; choose another with --idp-port N, or stop what is using it\n`,
+    )
     assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace')
   } finally {
     await release(held)
   }
 })
 
-test('demo: idpPort and apiPort choose the IdP\'s and the API\'s ports; a busy one is named and the rest is closed again', async () => {
+test("demo: idpPort and apiPort choose the IdP's and the API's ports; a busy one is named and the rest is closed again", async () => {
   const [idpHeld, apiHeld] = [await holdPort(), await holdPort()]
   await release(idpHeld)
   const output: string[] = []
   await assert.rejects(
-    runDemo({ port: 0, idpPort: idpHeld.port, apiPort: apiHeld.port, dataDir: join(dir, 'busy-3'), print: (t) => output.push(t) }),
-    new Error(`port ${apiHeld.port} (the demo API) is already in use; choose another with --api-port N, or stop what is using it`),
+    runDemo({
+      port: 0,
+      idpPort: idpHeld.port,
+      apiPort: apiHeld.port,
+      dataDir: join(dir, 'busy-3'),
+      print: (t) => output.push(t),
+    }),
+    new Error(
+      `port ${apiHeld.port} (the demo API) is already in use; choose another with --api-port N, or stop what is using it`,
+    ),
   )
   // The IdP that did start on idpPort was closed again: its port is free.
   await release(await holdPort(idpHeld.port))
   await release(apiHeld)
-  const running = await runDemo({ port: 0, idpPort: idpHeld.port, apiPort: apiHeld.port, dataDir: join(dir, 'busy-3'), print: (t) => output.push(t) })
+  const running = await runDemo({
+    port: 0,
+    idpPort: idpHeld.port,
+    apiPort: apiHeld.port,
+    dataDir: join(dir, 'busy-3'),
+    print: (t) => output.push(t),
+  })
   try {
     assert.equal(new URL(running.issuer).port, String(idpHeld.port))
     assert.match(output.join(''), new RegExp(`Demo API:\\s+http://127\\.0\\.0\\.1:${apiHeld.port}\\b`))
@@ -164,9 +199,22 @@ test('demo: idpPort and apiPort choose the IdP\'s and the API\'s ports; a busy o
 function readDemoTokens(dataDir: string): SessionData['tokens'] {
   const db = new DatabaseSync(join(dataDir, 'sessions.db'), { readOnly: true })
   try {
-    const row = db.prepare('SELECT * FROM gatehouse_sessions').get() as { id_hash: string; sub: string; sid: string | null; partition: string; created_at: number; sealed: string }
+    const row = db.prepare('SELECT * FROM gatehouse_sessions').get() as {
+      id_hash: string
+      sub: string
+      sid: string | null
+      partition: string
+      created_at: number
+      sealed: string
+    }
     const ring = new KeyRing([readFileSync(join(dataDir, 'key'), 'utf8').trim()])
-    const purpose = sessionSealPurpose({ idHash: row.id_hash, sub: row.sub, sid: row.sid ?? undefined, partition: row.partition, createdAt: Number(row.created_at) })
+    const purpose = sessionSealPurpose({
+      idHash: row.id_hash,
+      sub: row.sub,
+      sid: row.sid ?? undefined,
+      partition: row.partition,
+      createdAt: Number(row.created_at),
+    })
     return (JSON.parse(ring.unseal(row.sealed, purpose)!) as SessionData).tokens
   } finally {
     db.close()

@@ -23,7 +23,13 @@ interface Todo {
 interface TodoApi {
   url: string
   /** Every request that reached the API, in order. */
-  received: Array<{ method: string; url: string; authorization: string | undefined; cookie: string | undefined; csrf: string | undefined }>
+  received: Array<{
+    method: string
+    url: string
+    authorization: string | undefined
+    cookie: string | undefined
+    csrf: string | undefined
+  }>
   todos: Todo[]
   close(): Promise<void>
 }
@@ -35,7 +41,13 @@ async function startTodoApi(): Promise<TodoApi> {
   let nextId = 1
   const server: Server = createServer((req, res) => {
     const headers: IncomingHttpHeaders = req.headers
-    received.push({ method: req.method ?? '', url: req.url ?? '', authorization: headers.authorization, cookie: headers.cookie, csrf: headers['x-csrf'] as string | undefined })
+    received.push({
+      method: req.method ?? '',
+      url: req.url ?? '',
+      authorization: headers.authorization,
+      cookie: headers.cookie,
+      csrf: headers['x-csrf'] as string | undefined,
+    })
     const send = (status: number, body?: unknown) => {
       if (body === undefined) return void res.writeHead(status).end()
       res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify(body))
@@ -105,7 +117,10 @@ before(async () => {
       remoteApis: [{ path: '/todos', target: `${api.url}/todos`, token: 'user' }],
     },
   })
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'] })
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+  })
   context = await browser.newContext()
   context.setDefaultTimeout(15_000)
   page = await context.newPage()
@@ -122,7 +137,13 @@ after(async () => {
 async function expectTodoNames(expected: string[]): Promise<void> {
   const names = () => page.locator('#todos .todo-name').allInnerTexts()
   await page
-    .waitForFunction((want) => JSON.stringify(Array.from(document.querySelectorAll('#todos .todo-name'), (e) => (e as HTMLElement).innerText)) === want, JSON.stringify(expected))
+    .waitForFunction(
+      (want) =>
+        JSON.stringify(
+          Array.from(document.querySelectorAll('#todos .todo-name'), (e) => (e as HTMLElement).innerText),
+        ) === want,
+      JSON.stringify(expected),
+    )
     .catch(() => undefined)
   assert.deepEqual(await names(), expected)
 }
@@ -161,22 +182,33 @@ test('logging in through the /bff/login link shows alice with her claims as Duen
   await logInAsAlice()
   assert.equal(await page.locator('#userName').innerText(), 'Alice Example')
   assert.equal(await page.locator('#userSub').innerText(), 'alice-0001')
-  assert.notEqual(await page.locator('#userSid').innerText(), 'undefined', 'the IdP issued a sid claim and /bff/user passes it on')
+  assert.notEqual(
+    await page.locator('#userSid').innerText(),
+    'undefined',
+    'the IdP issued a sid claim and /bff/user passes it on',
+  )
   assert.ok((await page.locator('#userSid').innerText()).length > 0)
   // The app compares email_verified with the string "true": "yes" proves the value is a string.
   assert.equal(await page.locator('#emailVerified').innerText(), 'yes')
   const verified = await page.evaluate(async () => {
-    const claims = (await (await fetch('/bff/user', { headers: { 'x-csrf': '1' } })).json()) as Array<{ type: string; value: unknown }>
+    const claims = (await (await fetch('/bff/user', { headers: { 'x-csrf': '1' } })).json()) as Array<{
+      type: string
+      value: unknown
+    }>
     return claims.find((c) => c.type === 'email_verified')?.value
   })
   assert.equal(verified, 'true')
 
   const session = (await context.cookies()).find((c) => c.name === '__Host-gatehouse')
   assert.ok(session?.httpOnly && session.secure, 'the session cookie is HttpOnly and Secure')
-  assert.equal(await page.evaluate(() => document.cookie.includes('__Host-gatehouse')), false, 'the page cannot read its session cookie')
+  assert.equal(
+    await page.evaluate(() => document.cookie.includes('__Host-gatehouse')),
+    false,
+    'the page cannot read its session cookie',
+  )
 })
 
-test('todos are listed, created, renamed and deleted through the proxied /todos API, which gets alice\'s bearer token', async () => {
+test("todos are listed, created, renamed and deleted through the proxied /todos API, which gets alice's bearer token", async () => {
   await page.waitForFunction(() => document.getElementById('todos')?.dataset.loaded === 'true')
   await expectTodoNames([])
 
@@ -204,7 +236,10 @@ test('todos are listed, created, renamed and deleted through the proxied /todos 
   await page.reload()
   await page.waitForFunction(() => document.getElementById('todos')?.dataset.loaded === 'true')
   await expectTodoNames(['buy oat milk'])
-  assert.equal(await page.locator('#todos tr', { hasText: 'buy oat milk' }).locator('td').nth(1).innerText(), '2026-05-01')
+  assert.equal(
+    await page.locator('#todos tr', { hasText: 'buy oat milk' }).locator('td').nth(1).innerText(),
+    '2026-05-01',
+  )
   assert.deepEqual(api.todos, [{ id: 1, name: 'buy oat milk', date: '2026-05-01' }])
 
   // What the API saw: every CRUD call, each with a bearer token, none with the browser's cookie or CSRF header.
@@ -240,12 +275,18 @@ test('logging out with /bff/logout?sid=<the sid claim> ends the session: the app
   assert.ok(sid.length > 0)
   const seenByApi = api.received.length
   // The app builds the logout URL itself from the sid claim (Duende's documented way).
-  const logoutRequest = page.waitForRequest((req) => req.url() === `${flow.origin}/bff/logout?sid=${encodeURIComponent(sid)}`)
+  const logoutRequest = page.waitForRequest(
+    (req) => req.url() === `${flow.origin}/bff/logout?sid=${encodeURIComponent(sid)}`,
+  )
   await page.getByRole('button', { name: 'Logout', exact: true }).click()
   await logoutRequest
   await confirmSignOutAtIdp()
   assert.equal(await bffUserStatus(), 401)
-  assert.equal((await context.cookies()).find((c) => c.name === '__Host-gatehouse'), undefined, 'session cookie cleared')
+  assert.equal(
+    (await context.cookies()).find((c) => c.name === '__Host-gatehouse'),
+    undefined,
+    'session cookie cleared',
+  )
   // The API is out of reach too, and is not even asked.
   const todos = await page.evaluate(async () => (await fetch('/todos', { headers: { 'x-csrf': '1' } })).status)
   assert.equal(todos, 401)
@@ -257,7 +298,10 @@ test('after logging in again, following the bff:logout_url claim logs out as wel
   await page.waitForFunction(() => document.getElementById('todos')?.dataset.loaded === 'true')
   await expectTodoNames(['buy oat milk'])
   const logoutUrl = await page.evaluate(async () => {
-    const claims = (await (await fetch('/bff/user', { headers: { 'x-csrf': '1' } })).json()) as Array<{ type: string; value: string }>
+    const claims = (await (await fetch('/bff/user', { headers: { 'x-csrf': '1' } })).json()) as Array<{
+      type: string
+      value: string
+    }>
     return claims.find((c) => c.type === 'bff:logout_url')?.value
   })
   const sid = await page.locator('#userSid').innerText()

@@ -13,10 +13,17 @@ let issuer: string
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-tabs-'))
 
 before(async () => {
-  demo = await startCli(['demo', '--port', '0', '--data-dir', join(dir, 'data')], /Open:\s+(http:\/\/localhost:\d+\/)[\s\S]*Identity provider: (http:\/\/localhost:\d+)/, { cwd: dir })
+  demo = await startCli(
+    ['demo', '--port', '0', '--data-dir', join(dir, 'data')],
+    /Open:\s+(http:\/\/localhost:\d+\/)[\s\S]*Identity provider: (http:\/\/localhost:\d+)/,
+    { cwd: dir },
+  )
   url = demo.match[1]!
   issuer = demo.match[2]!
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'] })
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu', '--no-first-run'],
+  })
 })
 
 after(async () => {

@@ -31,7 +31,9 @@ describe('gatehouse check-config', () => {
 
   test('the shipped gatehouse.example.json is valid', async () => {
     const example = new URL('../../gatehouse.example.json', import.meta.url).pathname
-    const res = await runCli(['check-config', '--config', example], { env: { OIDC_CLIENT_SECRET: 'x', GATEHOUSE_KEY: generateKey() } })
+    const res = await runCli(['check-config', '--config', example], {
+      env: { OIDC_CLIENT_SECRET: 'x', GATEHOUSE_KEY: generateKey() },
+    })
     assert.equal(res.code, 0, res.stderr)
   })
 
@@ -43,18 +45,36 @@ describe('gatehouse check-config', () => {
 
   const invalid: Array<[string, unknown, RegExp[]]> = [
     ['missing oidc block', { keys: [generateKey()] }, [/^ {2}oidc: is required$/m]],
-    ['empty clientId and http authority', { ...valid, oidc: { authority: 'http://idp.example.com', clientId: '' } }, [/oidc\.authority: must be an https:\/\/ URL/, /oidc\.clientId: must not be empty/]],
+    [
+      'empty clientId and http authority',
+      { ...valid, oidc: { authority: 'http://idp.example.com', clientId: '' } },
+      [/oidc\.authority: must be an https:\/\/ URL/, /oidc\.clientId: must not be empty/],
+    ],
     ['bad key in the ring', { ...valid, keys: [generateKey(), 'not-a-key'] }, [/keys\[1\]: must be a 32-byte key/]],
     ['no keys', { ...valid, keys: [] }, [/keys: at least one key is required/]],
     ['unknown key (typo)', { ...valid, sesion: {} }, [/sesion: unknown key/]],
-    ['bad duration and sameSite', { ...valid, session: { lifetime: 'forever', sameSite: 'none' } }, [/session\.lifetime: must be a duration/, /session\.sameSite:/]],
-    ['cookie without __Host- prefix', { ...valid, session: { cookieName: 'sid' } }, [/session\.cookieName: must start with "__Host-"/]],
-    ['remote API with a bad target', { ...valid, remoteApis: [{ path: '/api', target: 'nope' }] }, [/remoteApis\[0\]\.target: must be an http:\/\/ or https:\/\/ URL/]],
+    [
+      'bad duration and sameSite',
+      { ...valid, session: { lifetime: 'forever', sameSite: 'none' } },
+      [/session\.lifetime: must be a duration/, /session\.sameSite:/],
+    ],
+    [
+      'cookie without __Host- prefix',
+      { ...valid, session: { cookieName: 'sid' } },
+      [/session\.cookieName: must start with "__Host-"/],
+    ],
+    [
+      'remote API with a bad target',
+      { ...valid, remoteApis: [{ path: '/api', target: 'nope' }] },
+      [/remoteApis\[0\]\.target: must be an http:\/\/ or https:\/\/ URL/],
+    ],
     ['wrong types', { ...valid, trustProxy: 'yes', listen: { port: 70000 } }, [/trustProxy:/, /listen\.port:/]],
   ]
   for (const [name, config, expected] of invalid) {
     test(`an invalid config (${name}) exits 1 naming the key`, async () => {
-      const res = await runCli(['check-config', '--config', file(`bad-${name.replace(/\W+/g, '-')}.json`, config)], { env: { TEST_SECRET: 's3cret' } })
+      const res = await runCli(['check-config', '--config', file(`bad-${name.replace(/\W+/g, '-')}.json`, config)], {
+        env: { TEST_SECRET: 's3cret' },
+      })
       assert.equal(res.code, 1)
       for (const pattern of expected) assert.match(res.stderr, pattern)
       assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace')
@@ -77,7 +97,10 @@ describe('gatehouse check-config', () => {
   })
 
   test('the secret value is not echoed in problem reports', async () => {
-    const res = await runCli(['check-config', '--config', file('leak.json', { ...valid, oidc: { ...valid.oidc, clientId: '' } })], { env: { TEST_SECRET: 'very-secret-value' } })
+    const res = await runCli(
+      ['check-config', '--config', file('leak.json', { ...valid, oidc: { ...valid.oidc, clientId: '' } })],
+      { env: { TEST_SECRET: 'very-secret-value' } },
+    )
     assert.equal(res.code, 1)
     assert.doesNotMatch(res.stderr + res.stdout, /very-secret-value/)
   })
@@ -109,7 +132,12 @@ describe('gatehouse serve', () => {
   })
 
   test('serve answers /healthz, reports /readyz 503 while the IdP is unreachable, and exits 0 on SIGTERM', async () => {
-    const config = file('serve.json', { ...valid, listen: { port: 0 }, oidc: { authority: 'http://127.0.0.1:9', clientId: 'spa', clientSecret: 'x' }, log: { level: 'info' } })
+    const config = file('serve.json', {
+      ...valid,
+      listen: { port: 0 },
+      oidc: { authority: 'http://127.0.0.1:9', clientId: 'spa', clientSecret: 'x' },
+      log: { level: 'info' },
+    })
     const running = await startCli(['serve', '--config', config], /"url":"(http:\/\/127\.0\.0\.1:\d+)"/)
     const base = running.match[1]!
     const health = await fetch(`${base}/healthz`)
@@ -126,12 +154,26 @@ describe('gatehouse sessions', () => {
   const dbPath = join(dir, 'admin.db')
   const config = () => file('admin.json', { ...valid, session: { store: `sqlite:${dbPath}` } })
   const record = (sub: string, sid: string | undefined, n: number) => ({
-    idHash: `hash-${sub}-${n}`, sub, sid, partition: 'default', createdAt: Date.now(), renewedAt: Date.now(), expiresAt: Date.now() + 3_600_000, version: 1, sealed: 'sealed-secret-bytes',
+    idHash: `hash-${sub}-${n}`,
+    sub,
+    sid,
+    partition: 'default',
+    createdAt: Date.now(),
+    renewedAt: Date.now(),
+    expiresAt: Date.now() + 3_600_000,
+    version: 1,
+    sealed: 'sealed-secret-bytes',
   })
 
   test('list prints one line per session with sub and sid; revoke by sid and by sub ends them', async () => {
     const store = new SqliteStore(dbPath)
-    for (const r of [record('alice', 'sid-a1', 1), record('alice', 'sid-a2', 2), record('bob', 'sid-b1', 3), record('carol', undefined, 4)]) await store.set(r)
+    for (const r of [
+      record('alice', 'sid-a1', 1),
+      record('alice', 'sid-a2', 2),
+      record('bob', 'sid-b1', 3),
+      record('carol', undefined, 4),
+    ])
+      await store.set(r)
     await store.close()
     const env = { TEST_SECRET: 's' }
 
@@ -143,7 +185,14 @@ describe('gatehouse sessions', () => {
     assert.doesNotMatch(all.stdout, /sealed-secret-bytes/, 'sealed tokens are never printed')
 
     const alice = await runCli(['sessions', 'list', '--sub', 'alice', '--config', config()], { env })
-    assert.deepEqual(alice.stdout.trim().split('\n').map((l) => /sid=(\S+)/.exec(l)![1]).sort(), ['sid-a1', 'sid-a2'])
+    assert.deepEqual(
+      alice.stdout
+        .trim()
+        .split('\n')
+        .map((l) => /sid=(\S+)/.exec(l)![1])
+        .sort(),
+      ['sid-a1', 'sid-a2'],
+    )
 
     const bySid = await runCli(['sessions', 'revoke', '--sid', 'sid-a1', '--config', config()], { env })
     assert.equal(bySid.code, 0)
@@ -158,7 +207,10 @@ describe('gatehouse sessions', () => {
   test('revoke needs exactly one of --sub or --sid', async () => {
     const env = { TEST_SECRET: 's' }
     assert.equal((await runCli(['sessions', 'revoke', '--config', config()], { env })).code, 2)
-    assert.equal((await runCli(['sessions', 'revoke', '--sub', 'a', '--sid', 'b', '--config', config()], { env })).code, 2)
+    assert.equal(
+      (await runCli(['sessions', 'revoke', '--sub', 'a', '--sid', 'b', '--config', config()], { env })).code,
+      2,
+    )
   })
 })
 
@@ -175,11 +227,23 @@ describe('gatehouse migrate', () => {
       for (let i = 0; i < 2; i++) {
         const res = await runCli(['migrate', '--config', cfg], { env })
         assert.equal(res.code, 0, res.stderr)
-        assert.match(res.stdout, i === 0 ? /^created schema version 1 / : /^nothing to do: schema version 1 is already in place/)
+        assert.match(
+          res.stdout,
+          i === 0 ? /^created schema version 1 / : /^nothing to do: schema version 1 is already in place/,
+        )
       }
-      const tables = await client.query('SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1', [schema])
-      assert.deepEqual(tables.rows.map((r: { table_name: string }) => r.table_name), ['gatehouse_leases', 'gatehouse_sessions'])
-      const redis = await runCli(['migrate', '--config', file('migrate-redis.json', { ...valid, session: { store: 'redis://127.0.0.1:6379' } })], { env })
+      const tables = await client.query(
+        'SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1',
+        [schema],
+      )
+      assert.deepEqual(
+        tables.rows.map((r: { table_name: string }) => r.table_name),
+        ['gatehouse_leases', 'gatehouse_sessions'],
+      )
+      const redis = await runCli(
+        ['migrate', '--config', file('migrate-redis.json', { ...valid, session: { store: 'redis://127.0.0.1:6379' } })],
+        { env },
+      )
       assert.equal(redis.code, 0)
       assert.match(redis.stdout, /^nothing to do: Redis needs no schema/)
     } finally {
@@ -189,7 +253,18 @@ describe('gatehouse migrate', () => {
   })
 
   test('an unreachable store stops serve at start with a message naming it, without the password', async () => {
-    const res = await runCli(['serve', '--config', file('serve-down.json', { ...valid, listen: { port: 0 }, session: { store: 'postgres://gh:hunter2@127.0.0.1:9/test' } })], { env: { TEST_SECRET: 's' } })
+    const res = await runCli(
+      [
+        'serve',
+        '--config',
+        file('serve-down.json', {
+          ...valid,
+          listen: { port: 0 },
+          session: { store: 'postgres://gh:hunter2@127.0.0.1:9/test' },
+        }),
+      ],
+      { env: { TEST_SECRET: 's' } },
+    )
     assert.equal(res.code, 1)
     assert.match(res.stderr, /^gatehouse: session store postgres:\/\/127\.0\.0\.1:9\/test: connection refused/)
     assert.doesNotMatch(res.stderr, /hunter2/)

@@ -58,7 +58,11 @@ describe('configuration from the environment, no file', () => {
   })
 
   test('serve starts and answers /healthz', { timeout: 30_000 }, async () => {
-    const child = spawn(process.execPath, [CLI, 'serve'], { cwd: dir, env: envWith(config), stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [CLI, 'serve'], {
+      cwd: dir,
+      env: envWith(config),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
     try {
       let out = ''

@@ -35,7 +35,15 @@ let n = 0
 /** A config file with this session block (the rest valid). */
 function config(session: Record<string, unknown>): string {
   const path = join(dir, `config-${n++}.json`)
-  writeFileSync(path, JSON.stringify({ oidc: { authority: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' }, keys: [generateKey()], listen: { port: 0 }, session }))
+  writeFileSync(
+    path,
+    JSON.stringify({
+      oidc: { authority: 'https://idp.example.com', clientId: 'spa', clientSecret: 'x' },
+      keys: [generateKey()],
+      listen: { port: 0 },
+      session,
+    }),
+  )
   return path
 }
 
@@ -47,7 +55,13 @@ async function freePort(): Promise<number> {
   return port
 }
 
-const SHIPPED = ['table gatehouse_sessions', 'index gatehouse_sessions_sub', 'index gatehouse_sessions_sid', 'index gatehouse_sessions_expires', 'table gatehouse_leases']
+const SHIPPED = [
+  'table gatehouse_sessions',
+  'index gatehouse_sessions_sub',
+  'index gatehouse_sessions_sid',
+  'index gatehouse_sessions_expires',
+  'table gatehouse_leases',
+]
 
 describe('gatehouse migrate says what it did', () => {
   test('PostgreSQL: the schema, tables and indexes it created, then that nothing was needed', async () => {
@@ -61,9 +75,15 @@ describe('gatehouse migrate says what it did', () => {
     try {
       const first = await gatehouse(['migrate', '--config', cfg])
       assert.equal(first.code, 0, first.stderr)
-      assert.equal(first.stdout, `created schema version 1 (${where}):\n${[`schema ${schema}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`)
+      assert.equal(
+        first.stdout,
+        `created schema version 1 (${where}):\n${[`schema ${schema}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`,
+      )
       const tables = await admin.query('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1', [schema])
-      assert.deepEqual(tables.rows.map((r: { tablename: string }) => r.tablename), ['gatehouse_leases', 'gatehouse_sessions'])
+      assert.deepEqual(
+        tables.rows.map((r: { tablename: string }) => r.tablename),
+        ['gatehouse_leases', 'gatehouse_sessions'],
+      )
 
       const again = await gatehouse(['migrate', '--config', cfg])
       assert.equal(again.code, 0, again.stderr)
@@ -84,7 +104,10 @@ describe('gatehouse migrate says what it did', () => {
     const cfg = config({ store: `sqlite:${path}` })
     const first = await gatehouse(['migrate', '--config', cfg])
     assert.equal(first.code, 0, first.stderr)
-    assert.equal(first.stdout, `created schema version 1 (sqlite:${path}):\n${[`file ${path}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`)
+    assert.equal(
+      first.stdout,
+      `created schema version 1 (sqlite:${path}):\n${[`file ${path}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`,
+    )
     const again = await gatehouse(['migrate', '--config', cfg])
     assert.equal(again.stdout, `nothing to do: schema version 1 is already in place (sqlite:${path})\n`)
   })
@@ -92,20 +115,32 @@ describe('gatehouse migrate says what it did', () => {
   test('Redis, memory and cookie mode: why nothing is needed', async () => {
     const redis = await gatehouse(['migrate', '--config', config({ store: `${REDIS_URL}/2?prefix=app1:` })])
     assert.equal(redis.code, 0, redis.stderr)
-    assert.equal(redis.stdout, `nothing to do: Redis needs no schema: keys under the prefix "app1:" in database 2 are created as sessions are written (${REDIS_URL}/2 answered)\n`)
+    assert.equal(
+      redis.stdout,
+      `nothing to do: Redis needs no schema: keys under the prefix "app1:" in database 2 are created as sessions are written (${REDIS_URL}/2 answered)\n`,
+    )
     const memory = await gatehouse(['migrate', '--config', config({ store: 'memory' })])
     assert.equal(memory.code, 0, memory.stderr)
-    assert.match(memory.stdout, /^nothing to do: session\.store is "memory": sessions live in the process's memory, which has no schema\n$/)
+    assert.match(
+      memory.stdout,
+      /^nothing to do: session\.store is "memory": sessions live in the process's memory, which has no schema\n$/,
+    )
     const cookie = await gatehouse(['migrate', '--config', config({ mode: 'cookie' })])
     assert.equal(cookie.code, 0, cookie.stderr)
-    assert.match(cookie.stdout, /^nothing to do: session\.mode is "cookie": sessions live in the browser's cookie, no store holds them\n$/)
+    assert.match(
+      cookie.stdout,
+      /^nothing to do: session\.mode is "cookie": sessions live in the browser's cookie, no store holds them\n$/,
+    )
   })
 
   test('SQLite in memory (:memory:, a file: URI with mode=memory): says so, and claims no file', async () => {
     for (const store of ['sqlite::memory:', 'sqlite:file:in-memory.db?mode=memory']) {
       const res = await gatehouse(['migrate', '--config', config({ store })])
       assert.equal(res.code, 0, res.stderr)
-      assert.equal(res.stdout, `nothing to do: session.store "${store}" is an in-memory SQLite database: every process that opens it gets new, empty tables, and nothing of it outlives the process\n`)
+      assert.equal(
+        res.stdout,
+        `nothing to do: session.store "${store}" is an in-memory SQLite database: every process that opens it gets new, empty tables, and nothing of it outlives the process\n`,
+      )
     }
     assert.ok(!readdirSync(dir).some((f) => f.startsWith('file:') || f.startsWith('in-memory.db') || f === ':memory:'))
   })
@@ -114,14 +149,20 @@ describe('gatehouse migrate says what it did', () => {
     const path = join(dir, 'uri-sessions.db')
     const res = await gatehouse(['migrate', '--config', config({ store: `sqlite:file:${path}` })])
     assert.equal(res.code, 0, res.stderr)
-    assert.equal(res.stdout, `created schema version 1 (sqlite:file:${path}):\n${SHIPPED.map((o) => `  ${o}\n`).join('')}`)
+    assert.equal(
+      res.stdout,
+      `created schema version 1 (sqlite:file:${path}):\n${SHIPPED.map((o) => `  ${o}\n`).join('')}`,
+    )
     assert.ok(existsSync(path))
   })
 
   test('a Redis database index out of range fails migrate with one line', async () => {
     const res = await gatehouse(['migrate', '--config', config({ store: `${REDIS_URL}/99` })])
     assert.equal(res.code, 1)
-    assert.match(res.stderr, /^gatehouse: session store redis:\/\/[^/]+\/99: database index 99 is out of range \(this server has \d+ databases: 0 to \d+\)\n$/)
+    assert.match(
+      res.stderr,
+      /^gatehouse: session store redis:\/\/[^/]+\/99: database index 99 is out of range \(this server has \d+ databases: 0 to \d+\)\n$/,
+    )
   })
 })
 
@@ -130,16 +171,26 @@ describe('gatehouse serve with a store it cannot open', () => {
     const port = await freePort()
     const res = await gatehouse(['serve', '--config', config({ store: `redis://gh:hunter2-pw@127.0.0.1:${port}/0` })])
     assert.equal(res.code, 1)
-    assert.equal(res.stderr, `gatehouse: session store redis://127.0.0.1:${port}/0: connection refused (is Redis running at 127.0.0.1:${port}?)\n`)
+    assert.equal(
+      res.stderr,
+      `gatehouse: session store redis://127.0.0.1:${port}/0: connection refused (is Redis running at 127.0.0.1:${port}?)\n`,
+    )
     assert.doesNotMatch(res.stdout + res.stderr, /hunter2-pw/)
     assert.doesNotMatch(res.stdout + res.stderr, /\n\s+at /, 'no stack trace')
   })
 
   test('a missing PostgreSQL database is named the same way', async () => {
     const base = new URL(POSTGRES_URL)
-    const res = await gatehouse(['serve', '--config', config({ store: `postgres://postgres:hunter3-pw@${base.host}/gh_none_${run}` })])
+    const res = await gatehouse([
+      'serve',
+      '--config',
+      config({ store: `postgres://postgres:hunter3-pw@${base.host}/gh_none_${run}` }),
+    ])
     assert.equal(res.code, 1)
-    assert.equal(res.stderr, `gatehouse: session store postgres://${base.host}/gh_none_${run}: database "gh_none_${run}" does not exist\n`)
+    assert.equal(
+      res.stderr,
+      `gatehouse: session store postgres://${base.host}/gh_none_${run}: database "gh_none_${run}" does not exist\n`,
+    )
     assert.doesNotMatch(res.stdout, /hunter3-pw/)
   })
 })

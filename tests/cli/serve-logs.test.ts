@@ -14,7 +14,9 @@ import { startIdp, type RunningIdp } from '../../src/demo/idp.ts'
 import { generateKey } from '../../src/session/seal.ts'
 import { CLI, runCli } from '../helpers/cli.ts'
 
-const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
 const ADMIN_TOKEN = 'serve-logs-admin-token-0123'
 const STORE_PASSWORD = 'start-line-secret-pw'
 const POSTGRES_URL = `postgres://postgres:${STORE_PASSWORD}@127.0.0.1:5432/test`
@@ -35,7 +37,10 @@ interface Running {
 function serve(configFile: string, options: { env?: NodeJS.ProcessEnv; tty?: boolean } = {}): Running {
   const env = { ...process.env, ...options.env }
   const child = options.tty
-    ? spawn('script', ['-qfec', `exec '${process.execPath}' '${CLI}' serve --config '${configFile}'`, '/dev/null'], { env, stdio: ['pipe', 'pipe', 'pipe'] })
+    ? spawn('script', ['-qfec', `exec '${process.execPath}' '${CLI}' serve --config '${configFile}'`, '/dev/null'], {
+        env,
+        stdio: ['pipe', 'pipe', 'pipe'],
+      })
     : spawn(process.execPath, [CLI, 'serve', '--config', configFile], { env, stdio: ['ignore', 'pipe', 'pipe'] })
   let out = ''
   let all = ''
@@ -113,7 +118,10 @@ describe('gatehouse serve logs', () => {
 
   const writeConfig = (name: string, config: Record<string, unknown>): string => {
     const file = join(dir, `${name}.json`)
-    writeFileSync(file, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, keys: [key], session: { store: 'memory' }, ...config }))
+    writeFileSync(
+      file,
+      JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, keys: [key], session: { store: 'memory' }, ...config }),
+    )
     return file
   }
   /** An IdP that refuses connections: discovery fails at once. */
@@ -124,7 +132,15 @@ describe('gatehouse serve logs', () => {
   }
 
   before(async () => {
-    idp = await startIdp({ clients: [{ client_id: 'spa', client_secret: 'serve-logs-client-secret', redirect_uris: ['http://127.0.0.1/signin-oidc'] }] })
+    idp = await startIdp({
+      clients: [
+        {
+          client_id: 'spa',
+          client_secret: 'serve-logs-client-secret',
+          redirect_uris: ['http://127.0.0.1/signin-oidc'],
+        },
+      ],
+    })
   })
   after(async () => {
     for (const running of stopAtEnd) running.child.kill('SIGKILL')
@@ -156,15 +172,39 @@ describe('gatehouse serve logs', () => {
     assert.match(start.admin as string, /^http:\/\/127\.0\.0\.1:\d+$/)
     assert.notEqual(start.admin, url)
     assert.deepEqual(
-      { level: start.level, msg: start.msg, version: start.version, publicOrigin: start.publicOrigin, store: start.store, issuer: start.issuer, discovery: start.discovery, remoteApis: start.remoteApis, frontends: start.frontends },
-      { level: 30, msg: `gatehouse ${VERSION} started`, version: VERSION, publicOrigin: 'https://app.example.com', store: 'postgres', issuer: idp.issuer, discovery: 'ok', remoteApis: 2, frontends: 1 },
+      {
+        level: start.level,
+        msg: start.msg,
+        version: start.version,
+        publicOrigin: start.publicOrigin,
+        store: start.store,
+        issuer: start.issuer,
+        discovery: start.discovery,
+        remoteApis: start.remoteApis,
+        frontends: start.frontends,
+      },
+      {
+        level: 30,
+        msg: `gatehouse ${VERSION} started`,
+        version: VERSION,
+        publicOrigin: 'https://app.example.com',
+        store: 'postgres',
+        issuer: idp.issuer,
+        discovery: 'ok',
+        remoteApis: 2,
+        frontends: 1,
+      },
     )
 
     // One idle keep-alive connection to each listener is open when the signal comes.
     const agent = new Agent({ keepAlive: true })
     try {
       assert.equal(await getThrough(`${url}/healthz`, agent), 200)
-      assert.equal(await getThrough(`${start.admin as string}/metrics`, agent, { authorization: `Bearer ${ADMIN_TOKEN}` }), 200, 'the admin URL in the start line answers')
+      assert.equal(
+        await getThrough(`${start.admin as string}/metrics`, agent, { authorization: `Bearer ${ADMIN_TOKEN}` }),
+        200,
+        'the admin URL in the start line answers',
+      )
       running.child.kill('SIGTERM')
       assert.equal(await running.exited, 0, running.output())
     } finally {
@@ -172,17 +212,33 @@ describe('gatehouse serve logs', () => {
     }
     const entries = jsonLines(running.stdout())
     const [draining, stopped] = entries.slice(-2)
-    assert.deepEqual({ event: draining!.event, level: draining!.level, signal: draining!.signal, connections: draining!.connections, graceMs: draining!.graceMs }, { event: 'draining', level: 30, signal: 'SIGTERM', connections: 2, graceMs: 10_000 })
-    assert.deepEqual({ event: stopped!.event, level: stopped!.level, connectionsCut: stopped!.connectionsCut, msg: stopped!.msg }, { event: 'stopped', level: 30, connectionsCut: 0, msg: 'gatehouse stopped' })
+    assert.deepEqual(
+      {
+        event: draining!.event,
+        level: draining!.level,
+        signal: draining!.signal,
+        connections: draining!.connections,
+        graceMs: draining!.graceMs,
+      },
+      { event: 'draining', level: 30, signal: 'SIGTERM', connections: 2, graceMs: 10_000 },
+    )
+    assert.deepEqual(
+      { event: stopped!.event, level: stopped!.level, connectionsCut: stopped!.connectionsCut, msg: stopped!.msg },
+      { event: 'stopped', level: 30, connectionsCut: 0, msg: 'gatehouse stopped' },
+    )
     assert.equal(typeof stopped!.ms, 'number')
-    assert.ok(!running.output().includes(STORE_PASSWORD), 'the store URL\'s password is never printed')
+    assert.ok(!running.output().includes(STORE_PASSWORD), "the store URL's password is never printed")
   })
 
   test('log.format "pretty" prints one readable line per event, without colours into a pipe, through start and shutdown', async () => {
     const running = started(serve(writeConfig('pretty', { oidc: unreachableIdp, log: { format: 'pretty' } })))
-    const [line, url] = await running.waitFor(/^.* INFO  gatehouse \S+ started event=listening url=(http:\/\/127\.0\.0\.1:\d+) .*$/m)
+    const [line, url] = await running.waitFor(
+      /^.* INFO  gatehouse \S+ started event=listening url=(http:\/\/127\.0\.0\.1:\d+) .*$/m,
+    )
     assert.ok(
-      line.endsWith(`started event=listening url=${url} version=${VERSION} publicOrigin=null store=memory issuer=http://127.0.0.1:9 discovery=failed remoteApis=0 frontends=0`),
+      line.endsWith(
+        `started event=listening url=${url} version=${VERSION} publicOrigin=null store=memory issuer=http://127.0.0.1:9 discovery=failed remoteApis=0 frontends=0`,
+      ),
       line,
     )
     await stopWithOneConnection(running, url!)
@@ -190,35 +246,50 @@ describe('gatehouse serve logs', () => {
     for (const each of lines) assert.match(each, PRETTY_LINE)
     assert.ok(!running.stdout().includes('{"level"'), 'no JSON line')
     assert.ok(!running.stdout().includes(ESC), 'no colours into a pipe')
-    assert.ok(lines.some((each) => / WARN  identity provider discovery failed: .* event=discovery_failed cause=unreachable /.test(each)), 'the discovery failure is explained before the start line')
-    assert.match(lines.at(-2)!, / INFO  draining: 1 open connection\(s\), at most 10 s event=draining signal=SIGTERM connections=1 graceMs=10000$/)
+    assert.ok(
+      lines.some((each) =>
+        / WARN  identity provider discovery failed: .* event=discovery_failed cause=unreachable /.test(each),
+      ),
+      'the discovery failure is explained before the start line',
+    )
+    assert.match(
+      lines.at(-2)!,
+      / INFO  draining: 1 open connection\(s\), at most 10 s event=draining signal=SIGTERM connections=1 graceMs=10000$/,
+    )
     assert.match(lines.at(-1)!, / INFO  gatehouse stopped event=stopped ms=\d+ connectionsCut=0$/)
   })
 
-  test('log.format "auto" (the default) is pretty and coloured in a terminal; NO_COLOR drops the colours; GATEHOUSE_LOG__FORMAT=json keeps JSON', { skip: !HAS_SCRIPT && 'util-linux script is not installed' }, async () => {
-    const configFile = writeConfig('auto', { oidc: unreachableIdp })
-    const coloured = started(serve(configFile, { tty: true, env: { NO_COLOR: '', TERM: 'xterm' } }))
-    const [line] = await coloured.waitFor(/^.*started.*event=.*listening.*$/m)
-    assert.ok(line.includes(`${ESC}[32mINFO ${ESC}[0m gatehouse ${VERSION} started`), JSON.stringify(line))
-    assert.ok(line.includes(`${ESC}[2mstore=${ESC}[0mmemory`), JSON.stringify(line))
-    coloured.child.kill('SIGTERM')
-    await coloured.exited
+  test(
+    'log.format "auto" (the default) is pretty and coloured in a terminal; NO_COLOR drops the colours; GATEHOUSE_LOG__FORMAT=json keeps JSON',
+    { skip: !HAS_SCRIPT && 'util-linux script is not installed' },
+    async () => {
+      const configFile = writeConfig('auto', { oidc: unreachableIdp })
+      const coloured = started(serve(configFile, { tty: true, env: { NO_COLOR: '', TERM: 'xterm' } }))
+      const [line] = await coloured.waitFor(/^.*started.*event=.*listening.*$/m)
+      assert.ok(line.includes(`${ESC}[32mINFO ${ESC}[0m gatehouse ${VERSION} started`), JSON.stringify(line))
+      assert.ok(line.includes(`${ESC}[2mstore=${ESC}[0mmemory`), JSON.stringify(line))
+      coloured.child.kill('SIGTERM')
+      await coloured.exited
 
-    const plain = started(serve(configFile, { tty: true, env: { NO_COLOR: '1', TERM: 'xterm' } }))
-    const [plainLine] = await plain.waitFor(/^.*started.*$/m)
-    assert.match(plainLine, /^\d\d:\d\d:\d\d\.\d{3} INFO  gatehouse \S+ started event=listening /)
-    assert.ok(!plain.stdout().includes(ESC), 'no escape sequences with NO_COLOR')
-    plain.child.kill('SIGTERM')
-    await plain.exited
+      const plain = started(serve(configFile, { tty: true, env: { NO_COLOR: '1', TERM: 'xterm' } }))
+      const [plainLine] = await plain.waitFor(/^.*started.*$/m)
+      assert.match(plainLine, /^\d\d:\d\d:\d\d\.\d{3} INFO  gatehouse \S+ started event=listening /)
+      assert.ok(!plain.stdout().includes(ESC), 'no escape sequences with NO_COLOR')
+      plain.child.kill('SIGTERM')
+      await plain.exited
 
-    const json = started(serve(configFile, { tty: true, env: { GATEHOUSE_LOG__FORMAT: 'json' } }))
-    await json.waitFor(/"event":"listening"/)
-    const lines = json.stdout().split(/\r?\n/).filter((each) => each.trim())
-    assert.ok(lines.length > 0)
-    for (const each of lines) assert.equal(typeof JSON.parse(each), 'object', each)
-    json.child.kill('SIGTERM')
-    await json.exited
-  })
+      const json = started(serve(configFile, { tty: true, env: { GATEHOUSE_LOG__FORMAT: 'json' } }))
+      await json.waitFor(/"event":"listening"/)
+      const lines = json
+        .stdout()
+        .split(/\r?\n/)
+        .filter((each) => each.trim())
+      assert.ok(lines.length > 0)
+      for (const each of lines) assert.equal(typeof JSON.parse(each), 'object', each)
+      json.child.kill('SIGTERM')
+      await json.exited
+    },
+  )
 
   test('an IdP whose discovery has not ended within 2 s is "pending" in the start line, which does not wait for it', async () => {
     const sockets = new Set<Socket>()
@@ -249,9 +320,18 @@ describe('gatehouse serve logs', () => {
     await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve))
     try {
       const target = `http://127.0.0.1:${(endless.address() as AddressInfo).port}`
-      const running = started(serve(writeConfig('cut', { oidc: unreachableIdp, remoteApis: [{ path: '/stream', target, token: 'none', antiForgery: false }] })))
+      const running = started(
+        serve(
+          writeConfig('cut', {
+            oidc: unreachableIdp,
+            remoteApis: [{ path: '/stream', target, token: 'none', antiForgery: false }],
+          }),
+        ),
+      )
       const [, url] = await running.waitFor(/"event":"listening","url":"(http:\/\/127\.0\.0\.1:\d+)"/)
-      const response = await new Promise<IncomingMessage>((resolve, reject) => get(`${url}/stream/events`, { agent: false }, resolve).on('error', reject))
+      const response = await new Promise<IncomingMessage>((resolve, reject) =>
+        get(`${url}/stream/events`, { agent: false }, resolve).on('error', reject),
+      )
       assert.equal(response.statusCode, 200)
       response.on('error', () => {})
       response.resume()
@@ -261,7 +341,15 @@ describe('gatehouse serve logs', () => {
       const draining = entries.find((entry) => entry.event === 'draining')
       const stopped = entries.at(-1)
       assert.equal(draining?.connections, 1, running.stdout())
-      assert.deepEqual({ event: stopped!.event, level: stopped!.level, connectionsCut: stopped!.connectionsCut, msg: stopped!.msg }, { event: 'stopped', level: 40, connectionsCut: 1, msg: 'gatehouse stopped; 1 connection(s) still open after 10 s were cut' })
+      assert.deepEqual(
+        { event: stopped!.event, level: stopped!.level, connectionsCut: stopped!.connectionsCut, msg: stopped!.msg },
+        {
+          event: 'stopped',
+          level: 40,
+          connectionsCut: 1,
+          msg: 'gatehouse stopped; 1 connection(s) still open after 10 s were cut',
+        },
+      )
     } finally {
       endless.closeAllConnections()
       await new Promise<void>((resolve) => endless.close(() => resolve()))
@@ -277,8 +365,13 @@ describe('gatehouse serve logs', () => {
       assert.doesNotMatch(res.stderr, /\n\s+at /, 'no stack trace')
       assert.equal(res.stdout, '')
     }
-    const fromEnv = await runCli(['serve', '--config', writeConfig('good', { oidc: unreachableIdp })], { env: { GATEHOUSE_LOG__FORMAT: 'colourful' } })
+    const fromEnv = await runCli(['serve', '--config', writeConfig('good', { oidc: unreachableIdp })], {
+      env: { GATEHOUSE_LOG__FORMAT: 'colourful' },
+    })
     assert.equal(fromEnv.code, 1, fromEnv.stderr)
-    assert.match(fromEnv.stderr, /^ {2}log\.format \(GATEHOUSE_LOG__FORMAT\): must be one of "json", "pretty", "auto"$/m)
+    assert.match(
+      fromEnv.stderr,
+      /^ {2}log\.format \(GATEHOUSE_LOG__FORMAT\): must be one of "json", "pretty", "auto"$/m,
+    )
   })
 })

@@ -81,12 +81,19 @@ describe('gatehouse serve on SIGTERM', () => {
         log: { level: 'info' },
       }),
     )
-    const running = await startCli(['serve', '--config', configPath], /"event":"admin_listening","url":"(http:\/\/127\.0\.0\.1:\d+)"/)
+    const running = await startCli(
+      ['serve', '--config', configPath],
+      /"event":"admin_listening","url":"(http:\/\/127\.0\.0\.1:\d+)"/,
+    )
     const adminUrl = running.match[1]!
     const url = /"event":"listening","url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(running.output())![1]!
     const agent = new Agent({ keepAlive: true })
     try {
-      assert.equal((await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).status, 200, 'the admin listener is up')
+      assert.equal(
+        (await fetch(`${adminUrl}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).status,
+        200,
+        'the admin listener is up',
+      )
 
       const download = await open(`${url}/files/big`, agent)
       const events = await open(`${url}/events/sse?events=8&gapMs=150`, agent)
@@ -108,8 +115,9 @@ describe('gatehouse serve on SIGTERM', () => {
         events.on('aborted', () => reject(new Error('event stream aborted')))
       })
       // Mid-stream: some bytes and the first event are in, most are still to come.
-      while (bytes < 4 * CHUNK.length || !text.includes('event 0')) await new Promise((resolve) => setTimeout(resolve, 10))
-      assert.ok(bytes < CHUNK.length * CHUNKS / 2, 'the download is still under way')
+      while (bytes < 4 * CHUNK.length || !text.includes('event 0'))
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      assert.ok(bytes < (CHUNK.length * CHUNKS) / 2, 'the download is still under way')
 
       running.child.kill('SIGTERM')
       for (let i = 0; i < 40 && (await accepts(url)); i++) await new Promise((resolve) => setTimeout(resolve, 50))

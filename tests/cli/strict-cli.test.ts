@@ -28,7 +28,11 @@ const valid = {
 const validPath = file('valid.json', valid)
 
 /** The usage text of one command (or the overall one) went to stderr, with exactly one `gatehouse …:` error line. */
-function assertUsageError(res: { code: number | null; stdout: string; stderr: string }, usage: RegExp, problem: RegExp): void {
+function assertUsageError(
+  res: { code: number | null; stdout: string; stderr: string },
+  usage: RegExp,
+  problem: RegExp,
+): void {
   assert.equal(res.code, 2, `exit 2; stderr: ${res.stderr}`)
   assert.equal(res.stdout, '', 'nothing on stdout')
   assert.match(res.stderr, usage)
@@ -39,26 +43,121 @@ function assertUsageError(res: { code: number | null; stdout: string; stderr: st
 
 describe('strict argument parsing', () => {
   const cases: Array<[string, string[], RegExp, RegExp]> = [
-    ['a misspelt flag on serve (--conifg)', ['serve', '--conifg', validPath], /Usage: gatehouse serve /, /unknown option --conifg \(did you mean --config\?\)/],
-    ['an unknown flag on check-config', ['check-config', '--verbose', validPath], /Usage: gatehouse check-config /, /unknown option --verbose/],
-    ['a single-dash long flag (-port)', ['serve', '-port', '9000', validPath], /Usage: gatehouse serve /, /unknown option -port \(did you mean --port\?\)/],
-    ['--sub without a value on sessions list', ['sessions', 'list', '--sub'], /Usage: gatehouse sessions list /, /--sub needs a value/],
-    ['--sub followed by another flag instead of a value', ['sessions', 'list', '--sub', '--config', validPath], /Usage: gatehouse sessions list /, /--sub needs a value/],
-    ['an empty --sid on sessions revoke', ['sessions', 'revoke', '--sid=', '--config', validPath], /Usage: gatehouse sessions revoke /, /--sid needs a non-empty value/],
-    ['a flag given twice', ['serve', '--port', '9000', '--port', '9001', validPath], /Usage: gatehouse serve /, /--port is given more than once/],
-    ['a stray argument to sessions list', ['sessions', 'list', 'alice', '--config', validPath], /Usage: gatehouse sessions list /, /unexpected argument "alice"/],
-    ['a config file given as an argument to migrate', ['migrate', 'prod.json'], /Usage: gatehouse migrate /, /unexpected argument "prod\.json" \(give the configuration file as --config prod\.json\)/],
-    ['two config file arguments to check-config', ['check-config', validPath, 'other.json'], /Usage: gatehouse check-config /, /unexpected argument "other\.json"/],
-    ['a config file both as argument and --config, different', ['check-config', validPath, '--config', join(dir, 'other.json')], /Usage: gatehouse check-config /, /two configuration files given: --config .*other\.json and .*valid\.json/],
-    ['an argument after keys generate', ['keys', 'generate', 'now'], /Usage: gatehouse keys generate/, /unexpected argument "now"/],
+    [
+      'a misspelt flag on serve (--conifg)',
+      ['serve', '--conifg', validPath],
+      /Usage: gatehouse serve /,
+      /unknown option --conifg \(did you mean --config\?\)/,
+    ],
+    [
+      'an unknown flag on check-config',
+      ['check-config', '--verbose', validPath],
+      /Usage: gatehouse check-config /,
+      /unknown option --verbose/,
+    ],
+    [
+      'a single-dash long flag (-port)',
+      ['serve', '-port', '9000', validPath],
+      /Usage: gatehouse serve /,
+      /unknown option -port \(did you mean --port\?\)/,
+    ],
+    [
+      '--sub without a value on sessions list',
+      ['sessions', 'list', '--sub'],
+      /Usage: gatehouse sessions list /,
+      /--sub needs a value/,
+    ],
+    [
+      '--sub followed by another flag instead of a value',
+      ['sessions', 'list', '--sub', '--config', validPath],
+      /Usage: gatehouse sessions list /,
+      /--sub needs a value/,
+    ],
+    [
+      'an empty --sid on sessions revoke',
+      ['sessions', 'revoke', '--sid=', '--config', validPath],
+      /Usage: gatehouse sessions revoke /,
+      /--sid needs a non-empty value/,
+    ],
+    [
+      'a flag given twice',
+      ['serve', '--port', '9000', '--port', '9001', validPath],
+      /Usage: gatehouse serve /,
+      /--port is given more than once/,
+    ],
+    [
+      'a stray argument to sessions list',
+      ['sessions', 'list', 'alice', '--config', validPath],
+      /Usage: gatehouse sessions list /,
+      /unexpected argument "alice"/,
+    ],
+    [
+      'a config file given as an argument to migrate',
+      ['migrate', 'prod.json'],
+      /Usage: gatehouse migrate /,
+      /unexpected argument "prod\.json" \(give the configuration file as --config prod\.json\)/,
+    ],
+    [
+      'two config file arguments to check-config',
+      ['check-config', validPath, 'other.json'],
+      /Usage: gatehouse check-config /,
+      /unexpected argument "other\.json"/,
+    ],
+    [
+      'a config file both as argument and --config, different',
+      ['check-config', validPath, '--config', join(dir, 'other.json')],
+      /Usage: gatehouse check-config /,
+      /two configuration files given: --config .*other\.json and .*valid\.json/,
+    ],
+    [
+      'an argument after keys generate',
+      ['keys', 'generate', 'now'],
+      /Usage: gatehouse keys generate/,
+      /unexpected argument "now"/,
+    ],
     ['a value for --help', ['serve', '--help=yes'], /Usage: gatehouse serve /, /--help takes no value/],
-    ['a --port that is not a number', ['serve', '--port', 'http', validPath], /Usage: gatehouse serve /, /--port must be a whole number from 0 to 65535 \(got "http"\)/],
-    ['a --port above 65535', ['serve', '--port', '70000', validPath], /Usage: gatehouse serve /, /--port must be a whole number from 0 to 65535 \(got "70000"\)/],
-    ['a demo --idp-port that is no port', ['demo', '--idp-port', 'eight'], /Usage: gatehouse demo /, /--idp-port must be a whole number from 0 to 65535 \(got "eight"\)/],
-    ['a negative --port', ['serve', '--port=-1', validPath], /Usage: gatehouse serve /, /--port must be a whole number from 0 to 65535 \(got "-1"\)/],
-    ['a --limit that is not a positive number', ['sessions', 'list', '--limit', '0', '--config', validPath], /Usage: gatehouse sessions list /, /--limit must be a positive whole number \(got "0"\)/],
-    ['sessions revoke with neither --sub nor --sid', ['sessions', 'revoke', '--config', validPath], /Usage: gatehouse sessions revoke /, /needs exactly one of --sub S or --sid S/],
-    ['a flag before the command', ['--config', validPath, 'serve'], /Usage: gatehouse <command>/, /unknown option --config \(options come after the command/],
+    [
+      'a --port that is not a number',
+      ['serve', '--port', 'http', validPath],
+      /Usage: gatehouse serve /,
+      /--port must be a whole number from 0 to 65535 \(got "http"\)/,
+    ],
+    [
+      'a --port above 65535',
+      ['serve', '--port', '70000', validPath],
+      /Usage: gatehouse serve /,
+      /--port must be a whole number from 0 to 65535 \(got "70000"\)/,
+    ],
+    [
+      'a demo --idp-port that is no port',
+      ['demo', '--idp-port', 'eight'],
+      /Usage: gatehouse demo /,
+      /--idp-port must be a whole number from 0 to 65535 \(got "eight"\)/,
+    ],
+    [
+      'a negative --port',
+      ['serve', '--port=-1', validPath],
+      /Usage: gatehouse serve /,
+      /--port must be a whole number from 0 to 65535 \(got "-1"\)/,
+    ],
+    [
+      'a --limit that is not a positive number',
+      ['sessions', 'list', '--limit', '0', '--config', validPath],
+      /Usage: gatehouse sessions list /,
+      /--limit must be a positive whole number \(got "0"\)/,
+    ],
+    [
+      'sessions revoke with neither --sub nor --sid',
+      ['sessions', 'revoke', '--config', validPath],
+      /Usage: gatehouse sessions revoke /,
+      /needs exactly one of --sub S or --sid S/,
+    ],
+    [
+      'a flag before the command',
+      ['--config', validPath, 'serve'],
+      /Usage: gatehouse <command>/,
+      /unknown option --config \(options come after the command/,
+    ],
   ]
   for (const [name, args, usage, problem] of cases) {
     test(`${name} exits 2 with the command's usage and one line naming the problem`, async () => {
@@ -67,7 +166,11 @@ describe('strict argument parsing', () => {
   }
 
   test('a bad --port is reported even when the configuration file is also missing', async () => {
-    assertUsageError(await runCli(['serve', '--port', 'x', join(dir, 'missing.json')]), /Usage: gatehouse serve /, /--port must be/)
+    assertUsageError(
+      await runCli(['serve', '--port', 'x', join(dir, 'missing.json')]),
+      /Usage: gatehouse serve /,
+      /--port must be/,
+    )
   })
 })
 
@@ -118,8 +221,15 @@ describe('the configuration file argument', () => {
 describe('serve --port and --host', () => {
   test('--port and --host override listen from the configuration file', async () => {
     const port = await freePort()
-    const config = file('serve-override.json', { ...valid, listen: { host: '0.0.0.0', port: 1 }, log: { level: 'info' } })
-    const running = await startCli(['serve', config, '--port', String(port), '--host', '127.0.0.1'], /"url":"(http:\/\/[^"]+)"/)
+    const config = file('serve-override.json', {
+      ...valid,
+      listen: { host: '0.0.0.0', port: 1 },
+      log: { level: 'info' },
+    })
+    const running = await startCli(
+      ['serve', config, '--port', String(port), '--host', '127.0.0.1'],
+      /"url":"(http:\/\/[^"]+)"/,
+    )
     try {
       assert.equal(running.match[1], `http://127.0.0.1:${port}`)
       const health = await fetch(`http://127.0.0.1:${port}/healthz`)
@@ -132,7 +242,7 @@ describe('serve --port and --host', () => {
 })
 
 describe('help, version and commands', () => {
-  test('<command> --help prints that command\'s usage on stdout and exits 0', async () => {
+  test("<command> --help prints that command's usage on stdout and exits 0", async () => {
     for (const [args, usage] of [
       [['serve', '--help'], /^Usage: gatehouse serve \[FILE \| --config FILE\] \[--port N\] \[--host H\]/],
       [['check-config', '-h'], /^Usage: gatehouse check-config \[FILE \| --config FILE\]/],
@@ -151,7 +261,17 @@ describe('help, version and commands', () => {
     const res = await runCli(['--help'])
     assert.equal(res.code, 0)
     assert.match(res.stdout, /^Usage: gatehouse <command>/)
-    for (const command of ['serve', 'check-config', 'keys generate', 'migrate', 'sessions list', 'sessions revoke', 'schema', 'demo']) assert.match(res.stdout, new RegExp(`\\n  ${command}\\b`))
+    for (const command of [
+      'serve',
+      'check-config',
+      'keys generate',
+      'migrate',
+      'sessions list',
+      'sessions revoke',
+      'schema',
+      'demo',
+    ])
+      assert.match(res.stdout, new RegExp(`\\n  ${command}\\b`))
   })
 
   test('--version prints the version from package.json', async () => {
@@ -219,14 +339,30 @@ describe('gatehouse schema', () => {
       JSON.parse(readFileSync(example, 'utf8')),
       valid,
       { ...valid, $schema: './node_modules/gatehouse/gatehouse.schema.json' },
-      { ...valid, listen: { port: 0 }, oidc: { ...valid.oidc, dpop: { signingAlg: 'ES384' } }, remoteApis: [{ path: '/api', target: 'http://127.0.0.1:5000', methods: ['GET'], maxBodySize: '1mb', timeout: '5s' }] },
-      { ...valid, session: { mode: 'cookie', lifetime: '1h' }, frontends: [{ name: 'app', path: '/', indexHtmlUrl: 'https://cdn.example.com/index.html' }], admin: { token: '${GATEHOUSE_ADMIN_TOKEN}' } },
+      {
+        ...valid,
+        listen: { port: 0 },
+        oidc: { ...valid.oidc, dpop: { signingAlg: 'ES384' } },
+        remoteApis: [
+          { path: '/api', target: 'http://127.0.0.1:5000', methods: ['GET'], maxBodySize: '1mb', timeout: '5s' },
+        ],
+      },
+      {
+        ...valid,
+        session: { mode: 'cookie', lifetime: '1h' },
+        frontends: [{ name: 'app', path: '/', indexHtmlUrl: 'https://cdn.example.com/index.html' }],
+        admin: { token: '${GATEHOUSE_ADMIN_TOKEN}' },
+      },
     ]
-    for (const [i, config] of configs.entries()) assert.ok(validate(config), `config ${i}: ${JSON.stringify(validate.errors)}`)
+    for (const [i, config] of configs.entries())
+      assert.ok(validate(config), `config ${i}: ${JSON.stringify(validate.errors)}`)
   })
 
   test('a configuration naming the schema with $schema still passes check-config', async () => {
-    const res = await runCli(['check-config', file('with-schema.json', { $schema: './gatehouse.schema.json', ...valid })])
+    const res = await runCli([
+      'check-config',
+      file('with-schema.json', { $schema: './gatehouse.schema.json', ...valid }),
+    ])
     assert.equal(res.code, 0, res.stderr)
   })
 

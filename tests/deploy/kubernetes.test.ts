@@ -17,7 +17,9 @@ type Doc = Record<string, any>
 
 const root = new URL('../../', import.meta.url).pathname
 const dir = join(root, 'deploy/kubernetes')
-const files = readdirSync(dir).filter((f) => f.endsWith('.yaml')).sort()
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith('.yaml'))
+  .sort()
 
 const docsByFile = new Map<string, Doc[]>()
 for (const file of files) {
@@ -25,10 +27,12 @@ for (const file of files) {
   const list = Array.isArray(parsed) ? parsed : [parsed]
   docsByFile.set(
     file,
-    list.map((d) => {
-      if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`)
-      return d.toJS() as Doc
-    }).filter((d) => d !== null && d !== undefined),
+    list
+      .map((d) => {
+        if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`)
+        return d.toJS() as Doc
+      })
+      .filter((d) => d !== null && d !== undefined),
   )
 }
 const docs = [...docsByFile.values()].flat()
@@ -106,7 +110,10 @@ function validateWith(secretData: Record<string, string>) {
   const issues: ConfigIssue[] = []
   const interpolated = interpolateEnv(rawConfig, env, '', issues)
   const overlay = readEnvConfig(env, readFile)
-  return { interpolationIssues: [...issues, ...overlay.issues], ...validateConfig(applyEnvOverlay(interpolated, overlay)) }
+  return {
+    interpolationIssues: [...issues, ...overlay.issues],
+    ...validateConfig(applyEnvOverlay(interpolated, overlay)),
+  }
 }
 
 const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
@@ -114,7 +121,10 @@ const dockerfile = readFileSync(join(root, 'Dockerfile'), 'utf8')
 function dockerInstruction(name: string): string {
   const lines = dockerfile.split('\n').filter((l) => new RegExp(`^${name}\\s`, 'i').test(l))
   assert.ok(lines.length > 0, `Dockerfile has ${name}`)
-  return lines.at(-1)!.replace(new RegExp(`^${name}\\s+`, 'i'), '').trim()
+  return lines
+    .at(-1)!
+    .replace(new RegExp(`^${name}\\s+`, 'i'), '')
+    .trim()
 }
 
 /**
@@ -151,7 +161,15 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
 
   test('the set has a Deployment, Services, a PodDisruptionBudget, an autoscaling/v2 HPA, a ConfigMap and an example Secret', () => {
     const kinds = new Set(docs.map((d) => d.kind))
-    for (const kind of ['Deployment', 'Service', 'PodDisruptionBudget', 'HorizontalPodAutoscaler', 'ConfigMap', 'Secret', 'Kustomization']) {
+    for (const kind of [
+      'Deployment',
+      'Service',
+      'PodDisruptionBudget',
+      'HorizontalPodAutoscaler',
+      'ConfigMap',
+      'Secret',
+      'Kustomization',
+    ]) {
       assert.ok(kinds.has(kind), `${kind} present`)
     }
     assert.equal(one('HorizontalPodAutoscaler').apiVersion, 'autoscaling/v2')
@@ -163,7 +181,9 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     for (const r of resources) assert.ok(files.includes(r), `${r} exists`)
     const secretFile = [...docsByFile].find(([, list]) => list.some((d) => d.kind === 'Secret'))![0]
     assert.ok(!resources.includes(secretFile), 'the example Secret is not applied over real secrets')
-    const expected = files.filter((f) => f !== secretFile && !docsByFile.get(f)!.some((d) => d.kind === 'Kustomization'))
+    const expected = files.filter(
+      (f) => f !== secretFile && !docsByFile.get(f)!.some((d) => d.kind === 'Kustomization'),
+    )
     assert.deepEqual([...resources].sort(), expected)
   })
 
@@ -173,10 +193,18 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     assert.equal(portNumber(container.livenessProbe.httpGet.port), listenPort)
     assert.equal(portNumber(container.readinessProbe.httpGet.port), listenPort)
     if (container.startupProbe) {
-      assert.equal(container.startupProbe.httpGet.path, '/healthz', 'a startup probe must not depend on Redis or the IdP')
+      assert.equal(
+        container.startupProbe.httpGet.path,
+        '/healthz',
+        'a startup probe must not depend on Redis or the IdP',
+      )
       assert.equal(portNumber(container.startupProbe.httpGet.port), listenPort)
     }
-    assert.equal(rawConfig.listen.host, '0.0.0.0', 'listening on all interfaces, or probes and the Service cannot reach it')
+    assert.equal(
+      rawConfig.listen.host,
+      '0.0.0.0',
+      'listening on all interfaces, or probes and the Service cannot reach it',
+    )
   })
 
   test('the public Service sends port 80 to the config’s listen port on the gatehouse pods', () => {
@@ -195,7 +223,11 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     assert.notEqual(admin[0]!.metadata.name, 'gatehouse')
     assert.equal(admin[0]!.spec.type ?? 'ClusterIP', 'ClusterIP')
     assert.ok((container.ports as Doc[]).some((p) => p.containerPort === adminPort))
-    assert.equal(typeof validateWith(sampleSecret()).config?.admin?.token, 'string', 'the admin listener has a token (from the Secret)')
+    assert.equal(
+      typeof validateWith(sampleSecret()).config?.admin?.token,
+      'string',
+      'the admin listener has a token (from the Secret)',
+    )
   })
 
   test('terminationGracePeriodSeconds outlasts the preStop sleep plus gatehouse’s SIGTERM drain', () => {
@@ -203,7 +235,10 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     assert.ok(drain > 0, `gatehouse drains for ${drain} s (docs/deployment.md#graceful-shutdown)`)
     const sleep = preStopSleepSeconds()
     assert.ok(sleep > 0, 'the preStop hook sleeps so that the Service stops routing first')
-    assert.ok(podSpec.terminationGracePeriodSeconds > drain + sleep, `${podSpec.terminationGracePeriodSeconds} > ${drain} + ${sleep}`)
+    assert.ok(
+      podSpec.terminationGracePeriodSeconds > drain + sleep,
+      `${podSpec.terminationGracePeriodSeconds} > ${drain} + ${sleep}`,
+    )
   })
 
   test('the container runs as the Dockerfile’s numeric non-root user', () => {
@@ -263,7 +298,12 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     // `check-config --strict` warns about nothing but what a pod needs: both listeners bind 0.0.0.0
     // so that the Services (and the scraper) reach them; the network policy is the cluster's.
     const inherentToAPod = new Set(['listen_public', 'admin_listen_public'])
-    assert.deepEqual(configWarnings(config).filter((w) => w.level === 'warn' && !inherentToAPod.has(w.event)).map((w) => w.message), [])
+    assert.deepEqual(
+      configWarnings(config)
+        .filter((w) => w.level === 'warn' && !inherentToAPod.has(w.event))
+        .map((w) => w.message),
+      [],
+    )
   })
 
   test('the session store is a shared Redis from the Secret, not SQLite or memory, since replicas share sessions', () => {
@@ -292,7 +332,13 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
 
   test('every secret of the config comes from a Secret file: none in the ConfigMap or in the environment', () => {
     assert.deepEqual(placeholders(rawConfig), [], 'no ${…} left in the ConfigMap')
-    const fromFiles = new Set(fileVariables.map((e) => envVariables().find((v) => `${v.name}_FILE` === e.name)!.path.join('.')))
+    const fromFiles = new Set(
+      fileVariables.map((e) =>
+        envVariables()
+          .find((v) => `${v.name}_FILE` === e.name)!
+          .path.join('.'),
+      ),
+    )
     for (const path of ['oidc.clientSecret', 'keys', 'admin.token', 'session.store']) {
       assert.ok(fromFiles.has(path), `${path} is read from a file`)
       const value = path.split('.').reduce<unknown>((node, key) => (node as Doc | undefined)?.[key], rawConfig)
@@ -300,7 +346,10 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     }
     for (const env of container.env as Doc[]) {
       assert.equal(env.valueFrom, undefined, `${env.name}: no Secret value in the environment`)
-      assert.ok(env.name.endsWith('_FILE') || !Object.values(secret.stringData).includes(env.value), `${env.name} holds no secret`)
+      assert.ok(
+        env.name.endsWith('_FILE') || !Object.values(secret.stringData).includes(env.value),
+        `${env.name} holds no secret`,
+      )
     }
   })
 
@@ -308,7 +357,8 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     const gid: number = container.securityContext.runAsGroup ?? podSpec.securityContext.runAsGroup
     for (const volume of secretVolumes) {
       const mode: number = volume.secret.defaultMode ?? 0o644
-      for (const item of (volume.secret.items as Doc[] | undefined) ?? []) assert.equal(item.mode, undefined, `${item.key} keeps defaultMode`)
+      for (const item of (volume.secret.items as Doc[] | undefined) ?? [])
+        assert.equal(item.mode, undefined, `${item.key} keeps defaultMode`)
       // Secret files are owned by root and by the pod's fsGroup.
       assert.equal(podSpec.securityContext.fsGroup, gid, 'fsGroup is the container’s group')
       assert.notEqual(mode & 0o040, 0, `mode 0${mode.toString(8)} lets the group read`)
@@ -320,9 +370,18 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
   test('no Service-link variables: gatehouse would refuse GATEHOUSE_SERVICE_HOST and GATEHOUSE_PORT', () => {
     assert.equal(podSpec.enableServiceLinks, false)
     // What Kubernetes would set for the Service named "gatehouse" with enableServiceLinks on.
-    const links = { GATEHOUSE_SERVICE_HOST: '10.0.0.1', GATEHOUSE_SERVICE_PORT: '80', GATEHOUSE_PORT: 'tcp://10.0.0.1:80' }
+    const links = {
+      GATEHOUSE_SERVICE_HOST: '10.0.0.1',
+      GATEHOUSE_SERVICE_PORT: '80',
+      GATEHOUSE_PORT: 'tcp://10.0.0.1:80',
+    }
     const { issues } = readEnvConfig(links, () => '')
-    assert.deepEqual(issues.map((i) => i.path).sort(), Object.keys(links).map((n) => `(environment) ${n}`).sort())
+    assert.deepEqual(
+      issues.map((i) => i.path).sort(),
+      Object.keys(links)
+        .map((n) => `(environment) ${n}`)
+        .sort(),
+    )
   })
 
   test('the example Secret holds only placeholders, and gatehouse refuses to start with them', () => {
@@ -331,7 +390,10 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     }
     const { config, issues } = validateWith(secret.stringData)
     assert.equal(config, undefined)
-    assert.ok(issues.some((i) => i.path === 'keys[0]'), 'the placeholder key is not a valid key')
+    assert.ok(
+      issues.some((i) => i.path === 'keys[0]'),
+      'the placeholder key is not a valid key',
+    )
   })
 
   test('the PodDisruptionBudget keeps one pod and the autoscaler scales the Deployment on CPU', () => {
@@ -340,7 +402,11 @@ describe('Kubernetes manifests (deploy/kubernetes)', () => {
     const labels = deployment.spec.template.metadata.labels
     for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) assert.equal(labels[k], v)
     const hpa = one('HorizontalPodAutoscaler')
-    assert.deepEqual(hpa.spec.scaleTargetRef, { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name })
+    assert.deepEqual(hpa.spec.scaleTargetRef, {
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      name: deployment.metadata.name,
+    })
     assert.ok(hpa.spec.minReplicas >= 2, 'at least two replicas, so the PDB lets a node drain')
     assert.ok(hpa.spec.metrics.some((m: Doc) => m.type === 'Resource' && m.resource.name === 'cpu'))
   })

@@ -20,8 +20,16 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 interface Example {
   name: string
-  createListener(options: { gatehouse: Gatehouse; downstreamUrl?: string }): ((req: IncomingMessage, res: ServerResponse) => void) | Promise<(req: IncomingMessage, res: ServerResponse) => void>
-  start(options: { config: GatehouseOptions; port?: number; host?: string }): Promise<{ url: string; close(): Promise<void> }>
+  createListener(options: {
+    gatehouse: Gatehouse
+    downstreamUrl?: string
+  }):
+    ((req: IncomingMessage, res: ServerResponse) => void) | Promise<(req: IncomingMessage, res: ServerResponse) => void>
+  start(options: {
+    config: GatehouseOptions
+    port?: number
+    host?: string
+  }): Promise<{ url: string; close(): Promise<void> }>
 }
 
 const EXAMPLES: Example[] = [
@@ -48,7 +56,8 @@ for (const example of EXAMPLES) {
       upstream = await startUpstream()
       flow = await startFlow({
         gatehouse: { remoteApis: [{ path: '/remote', target: upstream.url, token: 'user' }] },
-        listener: (gatehouse) => example.createListener({ gatehouse, downstreamUrl: `${upstream.url}/echo/downstream` }),
+        listener: (gatehouse) =>
+          example.createListener({ gatehouse, downstreamUrl: `${upstream.url}/echo/downstream` }),
       })
     })
     after(async () => {
@@ -106,14 +115,24 @@ for (const example of EXAMPLES) {
       const forged = flow.browser()
       forged.cookies.set('__Host-gatehouse', 'not-a-session')
       assertRefused(await forged.get(`${flow.origin}/api/me`, CSRF), 'session_required')
-      assert.equal(forged.cookies.has('__Host-gatehouse'), false, "gatehouse's Set-Cookie (clearing the bad cookie) passes through the framework")
+      assert.equal(
+        forged.cookies.has('__Host-gatehouse'),
+        false,
+        "gatehouse's Set-Cookie (clearing the bad cookie) passes through the framework",
+      )
     })
 
     test('a protected POST refuses before the body matters and parses JSON when allowed', async () => {
       const json = { 'content-type': 'application/json' }
-      assertRefused(await flow.browser().request('POST', `${flow.origin}/api/notes`, '{"text":"hi"}', { ...json, ...CSRF }), 'session_required')
+      assertRefused(
+        await flow.browser().request('POST', `${flow.origin}/api/notes`, '{"text":"hi"}', { ...json, ...CSRF }),
+        'session_required',
+      )
       const browser = await loggedIn()
-      assertRefused(await browser.request('POST', `${flow.origin}/api/notes`, '{"text":"hi"}', json), 'antiforgery_failed')
+      assertRefused(
+        await browser.request('POST', `${flow.origin}/api/notes`, '{"text":"hi"}', json),
+        'antiforgery_failed',
+      )
       const res = await browser.request('POST', `${flow.origin}/api/notes`, '{"text":"hi"}', { ...json, ...CSRF })
       assert.equal(res.status, 201, res.text)
       assert.deepEqual(JSON.parse(res.text), { sub: 'alice-0001', note: { text: 'hi' } })
@@ -123,7 +142,10 @@ for (const example of EXAMPLES) {
       const browser = await loggedIn()
       const res = await browser.get(`${flow.origin}/api/downstream`, CSRF)
       assert.equal(res.status, 200, res.text)
-      const { status, body } = JSON.parse(res.text) as { status: number; body: { url: string; headers: Record<string, string> } }
+      const { status, body } = JSON.parse(res.text) as {
+        status: number
+        body: { url: string; headers: Record<string, string> }
+      }
       assert.equal(status, 200)
       assert.equal(body.url, '/echo/downstream')
       assert.match(body.headers.authorization ?? '', /^Bearer \S{20,}$/)
@@ -156,12 +178,25 @@ for (const example of EXAMPLES) {
 
     test('back-channel logout (a form POST) reaches gatehouse through the framework and ends the session', async () => {
       const browser = await loggedIn()
-      const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+      const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+        (c) => c.type === 'sid',
+      )!.value as string
       const jwk = flow.idp.signingKey as { kid: string }
-      const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), sid, events: { 'http://schemas.openid.net/event/backchannel-logout': {} } })
+      const token = await new SignJWT({
+        iss: flow.idp.issuer,
+        aud: CLIENT_ID,
+        iat: Math.floor(Date.now() / 1000),
+        jti: randomUUID(),
+        sid,
+        events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+      })
         .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
         .sign(await importJWK(flow.idp.signingKey, 'RS256'))
-      const res = await fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) })
+      const res = await fetch(`${flow.origin}/bff/backchannel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }),
+      })
       assert.equal(res.status, 200, await res.text())
       assertRefused(await browser.get(`${flow.origin}/api/me`, CSRF), 'session_required')
     })
@@ -212,7 +247,10 @@ for (const example of EXAMPLES) {
       const res = await browser.get(`${flow.origin}/api/me`, CSRF)
       assert.equal(res.status, 200, res.text)
       assert.equal((JSON.parse(res.text) as { sub: string }).sub, 'alice-0001')
-      assert.ok(res.headers.getSetCookie().some((line) => line.startsWith('__Host-gatehouse=')), 'renewed cookie on the 200')
+      assert.ok(
+        res.headers.getSetCookie().some((line) => line.startsWith('__Host-gatehouse=')),
+        'renewed cookie on the 200',
+      )
       assert.notEqual(browser.cookies.get('__Host-gatehouse'), before)
       assert.equal((await browser.get(`${flow.origin}/api/me`, CSRF)).status, 200, 'the renewed cookie works')
     })
@@ -244,14 +282,23 @@ for (const example of EXAMPLES) {
       assert.equal((await flow.browser().get(`${flow.origin}/app.js`)).text, 'console.log("spa")')
     })
 
-    test('a missing asset, which gatehouse passes on only after looking at the disk, gets the framework\'s own 404', async () => {
+    test("a missing asset, which gatehouse passes on only after looking at the disk, gets the framework's own 404", async () => {
       const res = await fetch(`${flow.origin}/missing.js`, { signal: AbortSignal.timeout(5000) })
       assert.equal(res.status, 404)
-      assert.doesNotMatch(res.headers.get('content-type') ?? '', /problem\+json/, 'answered by the framework, not gatehouse')
+      assert.doesNotMatch(
+        res.headers.get('content-type') ?? '',
+        /problem\+json/,
+        'answered by the framework, not gatehouse',
+      )
     })
 
     test('local POST routes still reach the app', async () => {
-      assertRefused(await flow.browser().request('POST', `${flow.origin}/api/notes`, '{}', { 'content-type': 'application/json', ...CSRF }), 'session_required')
+      assertRefused(
+        await flow
+          .browser()
+          .request('POST', `${flow.origin}/api/notes`, '{}', { 'content-type': 'application/json', ...CSRF }),
+        'session_required',
+      )
     })
 
     test('local GET routes still reach the app', async () => {
@@ -261,11 +308,19 @@ for (const example of EXAMPLES) {
 }
 
 test('the examples read a gatehouse.json-shaped config with ${ENV} substitution', async () => {
-  const env = { GATEHOUSE_CONFIG_JSON: '{"oidc":{"authority":"https://idp.example.com","clientId":"spa","clientSecret":"${SECRET}"},"keys":["${KEY}"]}', SECRET: 'se"cret', KEY: 'k' }
+  const env = {
+    GATEHOUSE_CONFIG_JSON:
+      '{"oidc":{"authority":"https://idp.example.com","clientId":"spa","clientSecret":"${SECRET}"},"keys":["${KEY}"]}',
+    SECRET: 'se"cret',
+    KEY: 'k',
+  }
   for (const { loadConfig } of [expressExample, fastifyExample, honoExample]) {
     const config = await loadConfig(env)
     assert.equal(config.oidc.clientSecret, 'se"cret')
     assert.deepEqual(config.keys, ['k'])
-    await assert.rejects(loadConfig({ GATEHOUSE_CONFIG_JSON: '{"keys":["${UNSET_VARIABLE_X}"]}' }), /UNSET_VARIABLE_X is not set/)
+    await assert.rejects(
+      loadConfig({ GATEHOUSE_CONFIG_JSON: '{"keys":["${UNSET_VARIABLE_X}"]}' }),
+      /UNSET_VARIABLE_X is not set/,
+    )
   }
 })

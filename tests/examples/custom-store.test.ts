@@ -20,7 +20,10 @@ describe('gatehouse on a custom SessionStore', () => {
     const browser = flow.browser()
     await flow.login(browser)
     assert.equal((await store.list({ limit: 10 }, Date.now())).length, 1, 'the session lives in the custom store')
-    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+      type: string
+      value: string
+    }>
     const logoutUrl = claims.find((c) => c.type === 'bff:logout_url')!.value
     assert.equal((await browser.get(`${flow.origin}${logoutUrl}`)).status, 302)
     assert.equal((await store.list({ limit: 10 }, Date.now())).length, 0, 'logout removed it')

@@ -35,7 +35,14 @@ before(async () => {
   const port = await freePort()
   origin = `http://127.0.0.1:${port}`
   idp = await startIdp({
-    clients: [{ client_id: CLIENT_ID, client_secret: SECRET, redirect_uris: [`${origin}/signin-oidc`], post_logout_redirect_uris: [`${origin}/signout-callback-oidc`] }],
+    clients: [
+      {
+        client_id: CLIENT_ID,
+        client_secret: SECRET,
+        redirect_uris: [`${origin}/signin-oidc`],
+        post_logout_redirect_uris: [`${origin}/signout-callback-oidc`],
+      },
+    ],
   })
   const config = JSON.parse(readFileSync(EXAMPLE, 'utf8')) as Record<string, any>
   // The three keys the README tells a user to set.
@@ -70,8 +77,16 @@ test('gatehouse.example.json starts with "$schema" and lists no API that needs a
   const config = JSON.parse(readFileSync(EXAMPLE, 'utf8')) as Record<string, any>
   assert.equal(Object.keys(config)[0], '$schema')
   assert.equal(config.$schema, './gatehouse.schema.json')
-  for (const api of config.remoteApis) assert.equal(api.resource, undefined, `${api.path}: a resource makes logins fail (invalid_target) at an IdP that does not know it`)
-  assert.ok(config.frontends?.some((f: { static?: string }) => f.static), 'the example serves the SPA from a folder')
+  for (const api of config.remoteApis)
+    assert.equal(
+      api.resource,
+      undefined,
+      `${api.path}: a resource makes logins fail (invalid_target) at an IdP that does not know it`,
+    )
+  assert.ok(
+    config.frontends?.some((f: { static?: string }) => f.static),
+    'the example serves the SPA from a folder',
+  )
 })
 
 test('the copied example passes check-config', async () => {
@@ -84,7 +99,11 @@ test('the copied example, run with `gatehouse serve --config`, logs a user in an
   gatehouse = await startCli(['serve', '--config', configFile], /"event":"listening"/, { cwd: dir })
   const browser = new BrowserJar()
   const form = await browser.follow(await browser.get(`${origin}/bff/login?returnUrl=/`, NAVIGATE))
-  assert.match(form.text, /name="password"/, `expected the IdP login form, got ${form.status} at ${form.url}: ${form.text.slice(0, 300)}`)
+  assert.match(
+    form.text,
+    /name="password"/,
+    `expected the IdP login form, got ${form.status} at ${form.url}: ${form.text.slice(0, 300)}`,
+  )
   const user = DEMO_USERS[0]!
   let res = await browser.submitForm(form, { username: user.username, password: user.password })
   for (let i = 0; i < 15 && res.status >= 300 && res.status < 400; i++) {

@@ -26,7 +26,11 @@ async function mount(handler: Gatehouse['adminHandler']): Promise<{ url: string;
   }
 }
 
-const OFFLINE: GatehouseOptions = { oidc: { authority: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' }, keys: [generateKey()], session: { store: 'memory' } }
+const OFFLINE: GatehouseOptions = {
+  oidc: { authority: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' },
+  keys: [generateKey()],
+  session: { store: 'memory' },
+}
 
 describe('admin API', () => {
   let flow: Flow
@@ -43,14 +47,21 @@ describe('admin API', () => {
   })
 
   const call = (path: string, init: { method?: string; authorization?: string } = {}) =>
-    fetch(`${admin.url}${path}`, { method: init.method ?? 'GET', headers: init.authorization === undefined ? {} : { authorization: init.authorization } })
+    fetch(`${admin.url}${path}`, {
+      method: init.method ?? 'GET',
+      headers: init.authorization === undefined ? {} : { authorization: init.authorization },
+    })
   const authed = (path: string, method = 'GET') => call(path, { method, authorization: `Bearer ${TOKEN}` })
 
   async function loggedIn(username = 'alice'): Promise<{ browser: BrowserJar; sub: string; sid: string }> {
     const browser = flow.browser()
     await flow.login(browser, { username })
     const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
-    return { browser, sub: claims.find((c) => c.type === 'sub')!.value as string, sid: claims.find((c) => c.type === 'sid')!.value as string }
+    return {
+      browser,
+      sub: claims.find((c) => c.type === 'sub')!.value as string,
+      sid: claims.find((c) => c.type === 'sid')!.value as string,
+    }
   }
 
   const refused: Array<[string, string | undefined]> = [
@@ -67,7 +78,11 @@ describe('admin API', () => {
   ]
   for (const [name, authorization] of refused) {
     test(`${name} is refused with 401 problem+json and a Bearer challenge, on /metrics and the session API`, async () => {
-      for (const [path, method] of [['/metrics', 'GET'], ['/admin/sessions', 'GET'], ['/admin/sessions?sub=alice-0001', 'DELETE']] as const) {
+      for (const [path, method] of [
+        ['/metrics', 'GET'],
+        ['/admin/sessions', 'GET'],
+        ['/admin/sessions?sub=alice-0001', 'DELETE'],
+      ] as const) {
         const res = await call(path, { method, ...(authorization === undefined ? {} : { authorization }) })
         assert.equal(res.status, 401, `${method} ${path}`)
         assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/)
@@ -80,7 +95,10 @@ describe('admin API', () => {
 
   test('a wrong token gets error="invalid_token" in the challenge, a missing one does not', async () => {
     assert.equal((await call('/metrics')).headers.get('www-authenticate'), 'Bearer realm="gatehouse-admin"')
-    assert.equal((await call('/metrics', { authorization: 'Bearer nope' })).headers.get('www-authenticate'), 'Bearer realm="gatehouse-admin", error="invalid_token"')
+    assert.equal(
+      (await call('/metrics', { authorization: 'Bearer nope' })).headers.get('www-authenticate'),
+      'Bearer realm="gatehouse-admin", error="invalid_token"',
+    )
   })
 
   test('a token in the query string is not accepted', async () => {
@@ -113,11 +131,16 @@ describe('admin API', () => {
     for (const record of stored) assert.ok(!text.includes(record.sealed), 'the sealed payload never leaves the store')
     assert.ok(!text.includes(alice.browser.cookies.get('__Host-gatehouse')!), 'nor does the cookie value')
 
-    const bySub = (await (await authed(`/admin/sessions?sub=${encodeURIComponent(bob.sub)}`)).json()) as { sessions: Array<{ sub: string; sid: string }> }
+    const bySub = (await (await authed(`/admin/sessions?sub=${encodeURIComponent(bob.sub)}`)).json()) as {
+      sessions: Array<{ sub: string; sid: string }>
+    }
     assert.ok(bySub.sessions.length >= 1)
     assert.ok(bySub.sessions.every((s) => s.sub === bob.sub))
     assert.ok(bySub.sessions.some((s) => s.sid === bob.sid))
-    assert.equal(((await (await authed('/admin/sessions?limit=1')).json()) as { sessions: unknown[] }).sessions.length, 1)
+    assert.equal(
+      ((await (await authed('/admin/sessions?limit=1')).json()) as { sessions: unknown[] }).sessions.length,
+      1,
+    )
   })
 
   for (const query of ['limit=0', 'limit=abc', 'limit=1001', 'limit=-1', 'sub=a&sub=b', 'sub=']) {
@@ -148,7 +171,9 @@ describe('admin API', () => {
     assert.deepEqual(await res.json(), { revoked: 1 })
     assert.equal((await one.browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
     assert.equal((await two.browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
-    assert.deepEqual(await (await authed(`/admin/sessions?sid=${encodeURIComponent(one.sid)}`, 'DELETE')).json(), { revoked: 0 })
+    assert.deepEqual(await (await authed(`/admin/sessions?sid=${encodeURIComponent(one.sid)}`, 'DELETE')).json(), {
+      revoked: 0,
+    })
   })
 
   for (const query of ['', '?sub=a&sid=b', '?sub=', '?sid=a&sid=b']) {
@@ -185,7 +210,10 @@ describe('admin API without a configured token', () => {
 
   test('a warning is logged at start', () => {
     const logs = log.entries()
-    assert.ok(logs.some((l) => l.level === 40 && /admin\.token is not set/.test(String(l.msg))), JSON.stringify(logs))
+    assert.ok(
+      logs.some((l) => l.level === 40 && /admin\.token is not set/.test(String(l.msg))),
+      JSON.stringify(logs),
+    )
   })
 
   test('the session API is refused with 403, even with a bearer token', async () => {
@@ -207,12 +235,17 @@ describe('admin API without a configured token', () => {
 
 describe('admin API in cookie mode', () => {
   test('has no server-side sessions to list (404) and exports no active-session gauge', async () => {
-    const gatehouse = await createGatehouse({ ...OFFLINE, session: { mode: 'cookie' }, admin: { token: TOKEN } }, { logger: pino({ level: 'silent' }) })
+    const gatehouse = await createGatehouse(
+      { ...OFFLINE, session: { mode: 'cookie' }, admin: { token: TOKEN } },
+      { logger: pino({ level: 'silent' }) },
+    )
     const admin = await mount(gatehouse.adminHandler)
     try {
       const res = await fetch(`${admin.url}/admin/sessions`, { headers: { authorization: `Bearer ${TOKEN}` } })
       assert.equal(res.status, 404)
-      const metrics = await (await fetch(`${admin.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).text()
+      const metrics = await (
+        await fetch(`${admin.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).text()
       assert.doesNotMatch(metrics, /gatehouse_active_sessions/)
     } finally {
       await admin.close()

@@ -73,7 +73,10 @@ describe('the ID token nonce (RFC 9700 §4.5.3.2)', () => {
   }
 
   for (const [name, tamper] of [
-    ['the IdP issuing an ID token with another nonce', (u: URL) => u.searchParams.set('nonce', 'a-nonce-of-the-attacker')],
+    [
+      'the IdP issuing an ID token with another nonce',
+      (u: URL) => u.searchParams.set('nonce', 'a-nonce-of-the-attacker'),
+    ],
     ['the IdP issuing an ID token without a nonce', (u: URL) => u.searchParams.delete('nonce')],
   ] as const) {
     test(`${name} is refused with 400, starts no session and uses no token`, async () => {
@@ -92,7 +95,7 @@ describe('the ID token nonce (RFC 9700 §4.5.3.2)', () => {
   }
 })
 
-describe('UserInfo answers (OIDC Core §5.3.2: its sub must be the ID token\'s)', () => {
+describe("UserInfo answers (OIDC Core §5.3.2: its sub must be the ID token's)", () => {
   let flow: Flow
   const mode = { userInfoSub: undefined as string | undefined }
   before(async () => {
@@ -110,7 +113,10 @@ describe('UserInfo answers (OIDC Core §5.3.2: its sub must be the ID token\'s)'
       const seen = flow.idp.requests.length
       const res = await browser.get(url.href)
       assert.equal(res.status, 400, res.text.slice(0, 200))
-      assert.ok(flow.idp.requests.slice(seen).some((r) => r.path === '/me'), 'UserInfo was asked')
+      assert.ok(
+        flow.idp.requests.slice(seen).some((r) => r.path === '/me'),
+        'UserInfo was asked',
+      )
       assert.equal(browser.cookies.has('__Host-gatehouse'), false)
       assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
     } finally {
@@ -122,7 +128,10 @@ describe('UserInfo answers (OIDC Core §5.3.2: its sub must be the ID token\'s)'
     const browser = flow.browser()
     const url = await callbackUrl(flow, browser)
     assert.equal((await browser.get(url.href)).status, 302)
-    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+      type: string
+      value: unknown
+    }>
     assert.equal(claims.find((c) => c.type === 'sub')?.value, 'alice-0001')
   })
 })

@@ -33,13 +33,27 @@ describe('back-channel logout while the store blinks', () => {
   test('a logout that failed with 503 is accepted when the IdP retries the same token', async () => {
     const browser = flow.browser()
     await flow.login(browser)
-    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+      (c) => c.type === 'sid',
+    )!.value as string
     const jwk = flow.idp.signingKey as { kid: string }
-    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid })
+    const token = await new SignJWT({
+      iss: flow.idp.issuer,
+      aud: CLIENT_ID,
+      iat: Math.floor(Date.now() / 1000),
+      jti: randomUUID(),
+      events: EVENT,
+      sid,
+    })
       .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
       .sign(await importJWK(flow.idp.signingKey, 'RS256'))
     const body = new URLSearchParams({ logout_token: token }).toString()
-    const post = () => fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+    const post = () =>
+      fetch(`${flow.origin}/bff/backchannel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      })
     store.failing = true
     assert.equal((await post()).status, 503)
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
@@ -56,7 +70,8 @@ describe('back-channel logout', () => {
     flow = await startFlow()
     const jwk = flow.idp.signingKey as { kid: string; alg: string }
     const key = await importJWK(flow.idp.signingKey, 'RS256')
-    sign = (payload, header = {}) => new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt', ...header }).sign(key)
+    sign = (payload, header = {}) =>
+      new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt', ...header }).sign(key)
   })
   after(() => flow.close())
 
@@ -64,15 +79,27 @@ describe('back-channel logout', () => {
     const browser = flow.browser()
     await flow.login(browser)
     const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
-    return { browser, sid: claims.find((c) => c.type === 'sid')!.value as string, sub: claims.find((c) => c.type === 'sub')!.value as string }
+    return {
+      browser,
+      sid: claims.find((c) => c.type === 'sid')!.value as string,
+      sub: claims.find((c) => c.type === 'sub')!.value as string,
+    }
   }
 
-  const valid = (extra: JWTPayload = {}): JWTPayload => ({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, ...extra })
+  const valid = (extra: JWTPayload = {}): JWTPayload => ({
+    iss: flow.idp.issuer,
+    aud: CLIENT_ID,
+    iat: Math.floor(Date.now() / 1000),
+    jti: randomUUID(),
+    events: EVENT,
+    ...extra,
+  })
 
   const post = (body: string, type = 'application/x-www-form-urlencoded') =>
     fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': type }, body })
 
-  const stillLoggedIn = async (browser: BrowserJar) => (await browser.get(`${flow.origin}/bff/user`, CSRF)).status === 200
+  const stillLoggedIn = async (browser: BrowserJar) =>
+    (await browser.get(`${flow.origin}/bff/user`, CSRF)).status === 200
 
   test('logging out at the IdP itself ends the gatehouse session through a real back-channel call', async () => {
     const { browser } = await loggedIn()
@@ -106,31 +133,60 @@ describe('back-channel logout', () => {
   })
 
   const hostile: Array<[string, (sid: string) => Promise<string>, string?]> = [
-    ['a tampered payload (signature no longer matches)', async (sid) => {
-      const [h, , s] = (await sign(valid({ sid }))).split('.')
-      return `${h}.${Buffer.from(JSON.stringify(valid({ sid, sub: 'someone-else' }))).toString('base64url')}.${s}`
-    }],
-    ['a token signed by another key with the same kid', async (sid) => {
-      const { privateKey } = await generateKeyPair('RS256')
-      return new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'RS256', kid: (flow.idp.signingKey as { kid: string }).kid }).sign(privateKey)
-    }],
-    ['a token signed by an unknown key', async (sid) => {
-      const { privateKey, publicKey } = await generateKeyPair('ES256')
-      void (await exportJWK(publicKey))
-      return new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'ES256', kid: 'unknown' }).sign(privateKey)
-    }],
-    ['alg none', async (sid) => `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'logout+jwt' })).toString('base64url')}.${Buffer.from(JSON.stringify(valid({ sid }))).toString('base64url')}.`],
-    ['HS256 signed with the client secret', async (sid) => new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(CLIENT_SECRET))],
+    [
+      'a tampered payload (signature no longer matches)',
+      async (sid) => {
+        const [h, , s] = (await sign(valid({ sid }))).split('.')
+        return `${h}.${Buffer.from(JSON.stringify(valid({ sid, sub: 'someone-else' }))).toString('base64url')}.${s}`
+      },
+    ],
+    [
+      'a token signed by another key with the same kid',
+      async (sid) => {
+        const { privateKey } = await generateKeyPair('RS256')
+        return new SignJWT(valid({ sid }))
+          .setProtectedHeader({ alg: 'RS256', kid: (flow.idp.signingKey as { kid: string }).kid })
+          .sign(privateKey)
+      },
+    ],
+    [
+      'a token signed by an unknown key',
+      async (sid) => {
+        const { privateKey, publicKey } = await generateKeyPair('ES256')
+        void (await exportJWK(publicKey))
+        return new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'ES256', kid: 'unknown' }).sign(privateKey)
+      },
+    ],
+    [
+      'alg none',
+      async (sid) =>
+        `${Buffer.from(JSON.stringify({ alg: 'none', typ: 'logout+jwt' })).toString('base64url')}.${Buffer.from(JSON.stringify(valid({ sid }))).toString('base64url')}.`,
+    ],
+    [
+      'HS256 signed with the client secret',
+      async (sid) =>
+        new SignJWT(valid({ sid })).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(CLIENT_SECRET)),
+    ],
     ['a wrong iss', async (sid) => sign(valid({ sid, iss: 'https://evil.example' }))],
     ['a wrong aud', async (sid) => sign(valid({ sid, aud: 'another-client' }))],
-    ['an expired token', async (sid) => sign(valid({ sid, exp: Math.floor(Date.now() / 1000) - 600, iat: Math.floor(Date.now() / 1000) - 700 }))],
+    [
+      'an expired token',
+      async (sid) =>
+        sign(valid({ sid, exp: Math.floor(Date.now() / 1000) - 600, iat: Math.floor(Date.now() / 1000) - 700 })),
+    ],
     ['a missing iat', async (sid) => sign((({ iat: _, ...rest }) => rest)(valid({ sid })))],
     ['an iat too old', async (sid) => sign(valid({ sid, iat: Math.floor(Date.now() / 1000) - 3600 }))],
     ['an iat in the future', async (sid) => sign(valid({ sid, iat: Math.floor(Date.now() / 1000) + 3600 }))],
     ['a missing jti', async (sid) => sign((({ jti: _, ...rest }) => rest)(valid({ sid })))],
     ['missing events', async (sid) => sign((({ events: _, ...rest }) => rest)(valid({ sid })))],
-    ['events without the back-channel member', async (sid) => sign(valid({ sid, events: { 'http://schemas.openid.net/event/other': {} } }))],
-    ['events as a string', async (sid) => sign(valid({ sid, events: 'http://schemas.openid.net/event/backchannel-logout' }))],
+    [
+      'events without the back-channel member',
+      async (sid) => sign(valid({ sid, events: { 'http://schemas.openid.net/event/other': {} } })),
+    ],
+    [
+      'events as a string',
+      async (sid) => sign(valid({ sid, events: 'http://schemas.openid.net/event/backchannel-logout' })),
+    ],
     ['an events member whose value is a string', async (sid) => sign(valid({ sid, events: { [BCL]: 'logout' } }))],
     ['an events member whose value is an array', async (sid) => sign(valid({ sid, events: { [BCL]: [] } }))],
     ['an events member whose value is null', async (sid) => sign(valid({ sid, events: { [BCL]: null } }))],
@@ -140,12 +196,22 @@ describe('back-channel logout', () => {
     ['an id_token typ', async (sid) => sign(valid({ sid }), { typ: 'at+jwt' })],
     // Encrypted logout tokens are unsupported (no ID-token encryption is ever negotiated): a JWE is
     // refused, also when it wraps a valid signed token, and whatever key it was encrypted to.
-    ['a JWE wrapping a valid signed token (nested JWT)', async (sid) =>
-      new CompactEncrypt(new TextEncoder().encode(await sign(valid({ sid })))).setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'JWT' }).encrypt(randomBytes(32))],
-    ['a JWE of the claims, encrypted to a public key', async (sid) => {
-      const { publicKey } = await generateKeyPair('RSA-OAEP-256')
-      return new EncryptJWT(valid({ sid })).setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM', typ: 'logout+jwt' }).encrypt(publicKey)
-    }],
+    [
+      'a JWE wrapping a valid signed token (nested JWT)',
+      async (sid) =>
+        new CompactEncrypt(new TextEncoder().encode(await sign(valid({ sid }))))
+          .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', cty: 'JWT' })
+          .encrypt(randomBytes(32)),
+    ],
+    [
+      'a JWE of the claims, encrypted to a public key',
+      async (sid) => {
+        const { publicKey } = await generateKeyPair('RSA-OAEP-256')
+        return new EncryptJWT(valid({ sid }))
+          .setProtectedHeader({ alg: 'RSA-OAEP-256', enc: 'A256GCM', typ: 'logout+jwt' })
+          .encrypt(publicKey)
+      },
+    ],
     ['a malformed JWT', async () => 'not.a.jwt'],
     ['garbage', async () => '%%%'],
   ]
@@ -201,7 +267,7 @@ describe('back-channel logout', () => {
   })
 })
 
-describe('back-channel logout while the IdP\'s JWKS cannot be fetched', () => {
+describe("back-channel logout while the IdP's JWKS cannot be fetched", () => {
   let flow: Flow
   before(async () => {
     flow = await startFlow({ runtime: { store: new MemoryStore() } })
@@ -215,13 +281,27 @@ describe('back-channel logout while the IdP\'s JWKS cannot be fetched', () => {
     // Its discovery is cached by starting a login; the JWKS is not fetched by that.
     await flow.restart()
     assert.equal((await flow.browser().get(`${flow.origin}/bff/login`)).status, 302)
-    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+      (c) => c.type === 'sid',
+    )!.value as string
     const jwk = flow.idp.signingKey as { kid: string }
-    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid })
+    const token = await new SignJWT({
+      iss: flow.idp.issuer,
+      aud: CLIENT_ID,
+      iat: Math.floor(Date.now() / 1000),
+      jti: randomUUID(),
+      events: EVENT,
+      sid,
+    })
       .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
       .sign(await importJWK(flow.idp.signingKey, 'RS256'))
     const body = new URLSearchParams({ logout_token: token }).toString()
-    const post = () => fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body })
+    const post = () =>
+      fetch(`${flow.origin}/bff/backchannel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body,
+      })
 
     const restart = await stopIdp(flow)
     let res: Response
@@ -243,14 +323,17 @@ describe('back-channel logout while the IdP\'s JWKS cannot be fetched', () => {
   })
 })
 
-describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
+describe("back-channel logout and the session's refresh token (§2.7)", () => {
   const stores = { bound: new MemoryStore(), offline: new MemoryStore() }
   let bound: Flow
   let offline: Flow
   before(async () => {
     // Without offline_access the refresh token belongs to the IdP session and is revoked with it.
     bound = await startFlow({ runtime: { store: stores.bound }, oidc: { scopes: ['openid', 'profile', 'email'] } })
-    offline = await startFlow({ runtime: { store: stores.offline }, oidc: { scopes: ['openid', 'profile', 'email', 'offline_access'] } })
+    offline = await startFlow({
+      runtime: { store: stores.offline },
+      oidc: { scopes: ['openid', 'profile', 'email', 'offline_access'] },
+    })
   })
   after(async () => {
     await bound.close()
@@ -261,29 +344,53 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
    * A login whose refresh token is session-bound (`bound`) or offline. oidc-provider grants
    * offline_access only with prompt=consent (OIDC Core §11), so the offline flow asks for it.
    */
-  async function loggedIn(flow: Flow, store: MemoryStore, username = 'alice', consent = flow === offline): Promise<{ browser: BrowserJar; sid: string; sub: string; refreshToken: string }> {
+  async function loggedIn(
+    flow: Flow,
+    store: MemoryStore,
+    username = 'alice',
+    consent = flow === offline,
+  ): Promise<{ browser: BrowserJar; sid: string; sub: string; refreshToken: string }> {
     const browser = flow.browser()
     await flow.login(browser, { username, ...(consent ? { prompt: 'consent' } : {}) })
     const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
     const tokens = (await storedTokens(store, flow.keys, browser.cookies.get('__Host-gatehouse')!))!
     assert.ok(tokens.refreshToken, 'the IdP issued a refresh token')
     assert.equal(tokens.scope?.split(' ').includes('offline_access'), consent, `granted scope ${tokens.scope}`)
-    return { browser, sid: claims.find((c) => c.type === 'sid')!.value as string, sub: claims.find((c) => c.type === 'sub')!.value as string, refreshToken: tokens.refreshToken }
+    return {
+      browser,
+      sid: claims.find((c) => c.type === 'sid')!.value as string,
+      sub: claims.find((c) => c.type === 'sub')!.value as string,
+      refreshToken: tokens.refreshToken,
+    }
   }
 
   async function logoutToken(flow: Flow, claims: JWTPayload): Promise<Response> {
     const jwk = flow.idp.signingKey as { kid: string }
-    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, ...claims })
+    const token = await new SignJWT({
+      iss: flow.idp.issuer,
+      aud: CLIENT_ID,
+      iat: Math.floor(Date.now() / 1000),
+      jti: randomUUID(),
+      events: EVENT,
+      ...claims,
+    })
       .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
       .sign(await importJWK(flow.idp.signingKey, 'RS256'))
-    return fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() })
+    return fetch(`${flow.origin}/bff/backchannel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ logout_token: token }).toString(),
+    })
   }
 
   /** Whether the IdP still honours the refresh token: a real refresh grant as the client (it rotates the token: call it last). */
   async function refreshWorks(flow: Flow, refreshToken: string): Promise<boolean> {
     const res = await fetch(`${flow.idp.issuer}/token`, {
       method: 'POST',
-      headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken }),
     })
     await res.body?.cancel()
@@ -296,11 +403,33 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
     // One user with 105 IdP sessions, each with a session-bound refresh token: made directly in the
     // store (105 real logins would only be slower), sealed with the flow's keys as a login would.
     const { browser } = await loggedIn(bound, stores.bound, 'bob')
-    const partition = (await stores.bound.list({ limit: 1000 }, Date.now())).find((r) => r.sub.startsWith('bob'))!.partition
-    const sessions = new Sessions({ store: stores.bound, keyRing: new KeyRing(bound.keys), policy: { lifetimeMs: 3_600_000, sliding: false, absoluteLifetimeMs: 3_600_000 } })
+    const partition = (await stores.bound.list({ limit: 1000 }, Date.now())).find((r) =>
+      r.sub.startsWith('bob'),
+    )!.partition
+    const sessions = new Sessions({
+      store: stores.bound,
+      keyRing: new KeyRing(bound.keys),
+      policy: { lifetimeMs: 3_600_000, sliding: false, absoluteLifetimeMs: 3_600_000 },
+    })
     const sub = `many-${randomUUID()}`
     for (let i = 0; i < 105; i++) {
-      await sessions.create({ sub, sid: `sid-${i}`, partition, data: { claims: [{ type: 'sub', value: sub }], tokens: { accessToken: 'at', refreshToken: `rt-${i}-${randomUUID()}`, idToken: undefined, accessTokenExpiresAt: undefined, scope: 'openid profile' }, logoutSid: `l${i}`, sessionState: undefined } })
+      await sessions.create({
+        sub,
+        sid: `sid-${i}`,
+        partition,
+        data: {
+          claims: [{ type: 'sub', value: sub }],
+          tokens: {
+            accessToken: 'at',
+            refreshToken: `rt-${i}-${randomUUID()}`,
+            idToken: undefined,
+            accessTokenExpiresAt: undefined,
+            scope: 'openid profile',
+          },
+          logoutSid: `l${i}`,
+          sessionState: undefined,
+        },
+      })
     }
     const before = revocations(bound)
     const res = await logoutToken(bound, { sub })
@@ -308,7 +437,11 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
     assert.deepEqual(await res.json(), { sessionsEnded: 105 })
     assert.equal(revocations(bound) - before, 100, 'one revocation request per session, for at most 100 sessions')
     assert.equal((await stores.bound.list({ sub, limit: 1000 }, Date.now())).length, 0, 'every session ended')
-    assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 200, 'another user\'s session is untouched')
+    assert.equal(
+      (await browser.get(`${bound.origin}/bff/user`, CSRF)).status,
+      200,
+      "another user's session is untouched",
+    )
   })
 
   test('without offline_access, a logout token with only a sid ends the session and revokes its refresh token at the IdP', async () => {
@@ -318,9 +451,17 @@ describe('back-channel logout and the session\'s refresh token (§2.7)', () => {
     const res = await logoutToken(bound, { sid })
     assert.equal(res.status, 200)
     assert.equal((await browser.get(`${bound.origin}/bff/user`, CSRF)).status, 401)
-    assert.equal((await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active, false, 'the refresh token is revoked')
+    assert.equal(
+      (await introspect(bound.idp.issuer, refreshToken, CLIENT_ID, CLIENT_SECRET)).active,
+      false,
+      'the refresh token is revoked',
+    )
     assert.equal(await refreshWorks(bound, refreshToken), false, 'it no longer refreshes')
-    assert.equal((await introspect(bound.idp.issuer, other.refreshToken, CLIENT_ID, CLIENT_SECRET)).active, true, 'another user\'s refresh token is untouched')
+    assert.equal(
+      (await introspect(bound.idp.issuer, other.refreshToken, CLIENT_ID, CLIENT_SECRET)).active,
+      true,
+      "another user's refresh token is untouched",
+    )
   })
 
   test('without offline_access, a logout token with only sub revokes the refresh tokens of every session it ends', async () => {

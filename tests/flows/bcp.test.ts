@@ -31,7 +31,7 @@ describe('BFF practices', () => {
     assert.equal(authorize.searchParams.get('response_mode'), null)
   })
 
-  test('gatehouse\'s own responses carry nosniff, no-referrer, DENY framing and no-store', async () => {
+  test("gatehouse's own responses carry nosniff, no-referrer, DENY framing and no-store", async () => {
     for (const path of ['/bff/user', '/bff/login', '/healthz']) {
       const res = await fetch(`${flow.origin}${path}`, { redirect: 'manual', headers: CSRF })
       assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
@@ -43,7 +43,14 @@ describe('BFF practices', () => {
 
   test('a CORS preflight (OPTIONS without the anti-forgery header) is refused and never reaches the API', async () => {
     const before = upstream.received.length
-    const res = await fetch(`${flow.origin}/api/echo`, { method: 'OPTIONS', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-csrf' } })
+    const res = await fetch(`${flow.origin}/api/echo`, {
+      method: 'OPTIONS',
+      headers: {
+        origin: 'https://evil.example',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'x-csrf',
+      },
+    })
     assert.equal(res.status, 401)
     assert.equal(res.headers.get('access-control-allow-origin'), null)
     assert.equal(upstream.received.length, before)

@@ -53,7 +53,10 @@ describe('a client that leaves before or during the proxied answer', () => {
 
   before(async () => {
     upstream = await startUpstream()
-    flow = await startFlow({ runtime: { store, logger }, gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] } })
+    flow = await startFlow({
+      runtime: { store, logger },
+      gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] },
+    })
     const browser = flow.browser()
     await flow.login(browser)
     cookie = browser.cookies.get(COOKIE)!

@@ -43,8 +43,15 @@ describe('cookie-mode sessions end to end', () => {
     const grantsBefore = flow.idp.grants.filter((g) => g === 'refresh_token').length
     const res = await browser.get(`${flow.origin}/api/echo`, CSRF)
     assert.equal(res.status, 200)
-    assert.ok(res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')), 'the refreshed session is written back to the cookie')
-    assert.equal(res.headers.get('cache-control'), 'no-store', 'a response carrying the session cookie is never cacheable')
+    assert.ok(
+      res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')),
+      'the refreshed session is written back to the cookie',
+    )
+    assert.equal(
+      res.headers.get('cache-control'),
+      'no-store',
+      'a response carrying the session cookie is never cacheable',
+    )
     const token = (JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization!.slice(7)
     assert.equal((await introspect(flow.idp.issuer, token, CLIENT_ID, CLIENT_SECRET)).active, true)
     assert.equal(flow.idp.grants.filter((g) => g === 'refresh_token').length, grantsBefore + 1)
@@ -64,11 +71,16 @@ describe('cookie-mode sessions end to end', () => {
     const slow = browser.get(`${flow.origin}/api/slow?ms=600`, CSRF)
     await new Promise((resolve) => setTimeout(resolve, 150))
     const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user?slide=false`, CSRF)).text) as Claims
-    const logout = await browser.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value as string}`)
+    const logout = await browser.get(
+      `${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value as string}`,
+    )
     assert.equal(logout.status, 302)
     const late = await slow
     assert.equal(late.status, 200)
-    assert.ok(!late.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=') && !/Max-Age=0/.test(c)), 'no late session cookie')
+    assert.ok(
+      !late.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=') && !/Max-Age=0/.test(c)),
+      'no late session cookie',
+    )
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
   })
 
@@ -92,7 +104,10 @@ describe('cookie-mode sessions end to end', () => {
     await flow.login(attacker, { username: 'bob' })
     const tossed = attacker.cookies.get('__Host-gatehouse')!
     const before = upstream.received.length
-    for (const cookie of [`__Host-gatehouse=${tossed}; __Host-gatehouse=${real}`, `__Host-gatehouse=${real}; __Host-gatehouse=${tossed}`]) {
+    for (const cookie of [
+      `__Host-gatehouse=${tossed}; __Host-gatehouse=${real}`,
+      `__Host-gatehouse=${real}; __Host-gatehouse=${tossed}`,
+    ]) {
       for (const path of ['/bff/user', '/api/echo']) {
         const res = await fetch(`${flow.origin}${path}`, { headers: { ...CSRF, cookie } })
         assert.equal(res.status, 401, path)
@@ -115,7 +130,11 @@ describe('cookie-mode sessions end to end', () => {
     assert.ok(res.headers.get('location')!.startsWith(flow.idp.issuer))
     assert.equal(browser.cookies.get('__Host-gatehouse'), undefined)
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
-    const backchannel = await fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'logout_token=x' })
+    const backchannel = await fetch(`${flow.origin}/bff/backchannel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'logout_token=x',
+    })
     assert.equal(backchannel.status, 404)
   })
 })

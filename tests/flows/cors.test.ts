@@ -22,7 +22,12 @@ function varies(res: JarResponse | Response): string[] {
   return (res.headers.get('vary') ?? '').split(',').map((v) => v.trim().toLowerCase())
 }
 
-function problem(res: JarResponse): { status: number; code: string; detail?: string; errors?: Record<string, string[]> } {
+function problem(res: JarResponse): {
+  status: number
+  code: string
+  detail?: string
+  errors?: Record<string, string[]>
+} {
   assert.match(res.headers.get('content-type') ?? '', /^application\/problem\+json/)
   return JSON.parse(res.text)
 }
@@ -46,7 +51,11 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
           { path: '/live', target: upstream.url, token: 'user', websockets: true },
         ],
       },
-      app: (gatehouse) => gatehouse.protect((req, res) => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ local: req.url }))),
+      app: (gatehouse) =>
+        gatehouse.protect(
+          (req, res) =>
+            void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ local: req.url })),
+        ),
     })
     alice = flow.browser()
     const done = await flow.login(alice)
@@ -59,7 +68,11 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
 
   describe('preflights', () => {
     test('a preflight of an allowed origin to /bff/user is 204 with the grant, without a session or the anti-forgery header', async () => {
-      const res = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, { origin: SPA, 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf' })
+      const res = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'x-csrf',
+      })
       assert.equal(res.status, 204)
       assert.deepEqual(corsHeaders(res), {
         ...GRANTED,
@@ -73,7 +86,11 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
 
     test('a preflight of another origin is 403 problem+json and grants nothing', async () => {
       for (const origin of [EVIL, 'null', 'https://spa.example.com.evil.com', 'http://spa.example.com']) {
-        const res = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, { origin, 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf' })
+        const res = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, {
+          origin,
+          'access-control-request-method': 'GET',
+          'access-control-request-headers': 'x-csrf',
+        })
         assert.equal(res.status, 403, origin)
         assert.equal(problem(res).code, 'forbidden')
         assert.deepEqual(corsHeaders(res), {}, origin)
@@ -81,22 +98,44 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
     })
 
     test('a preflight of an allowed origin asking for a method or header the endpoint does not take is 403', async () => {
-      const method = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, { origin: SPA, 'access-control-request-method': 'DELETE' })
+      const method = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'DELETE',
+      })
       assert.equal(method.status, 403)
       assert.match(problem(method).detail ?? '', /DELETE is not allowed/)
-      const header = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, { origin: SPA, 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf, authorization' })
+      const header = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'x-csrf, authorization',
+      })
       assert.equal(header.status, 403)
       assert.deepEqual(corsHeaders(header), {})
     })
 
-    test('a remote API preflight is answered by gatehouse with the API\'s methods and never reaches the upstream', async () => {
+    test("a remote API preflight is answered by gatehouse with the API's methods and never reaches the upstream", async () => {
       const before = upstream.received.length
-      const res = await flow.browser().request('OPTIONS', `${flow.origin}/reads/echo`, undefined, { origin: SPA, 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf, x-tenant' })
+      const res = await flow.browser().request('OPTIONS', `${flow.origin}/reads/echo`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'GET',
+        'access-control-request-headers': 'x-csrf, x-tenant',
+      })
       assert.equal(res.status, 204)
-      assert.deepEqual(corsHeaders(res), { ...GRANTED, 'access-control-allow-methods': 'GET, HEAD', 'access-control-allow-headers': 'x-csrf, x-tenant', 'access-control-max-age': '600' })
-      const refused = await flow.browser().request('OPTIONS', `${flow.origin}/reads/echo`, undefined, { origin: SPA, 'access-control-request-method': 'POST' })
+      assert.deepEqual(corsHeaders(res), {
+        ...GRANTED,
+        'access-control-allow-methods': 'GET, HEAD',
+        'access-control-allow-headers': 'x-csrf, x-tenant',
+        'access-control-max-age': '600',
+      })
+      const refused = await flow.browser().request('OPTIONS', `${flow.origin}/reads/echo`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'POST',
+      })
       assert.equal(refused.status, 403)
-      const evil = await flow.browser().request('OPTIONS', `${flow.origin}/api/cors`, undefined, { origin: EVIL, 'access-control-request-method': 'GET' })
+      const evil = await flow.browser().request('OPTIONS', `${flow.origin}/api/cors`, undefined, {
+        origin: EVIL,
+        'access-control-request-method': 'GET',
+      })
       assert.equal(evil.status, 403)
       assert.deepEqual(corsHeaders(evil), {})
       assert.equal(upstream.received.length, before, 'no preflight was forwarded')
@@ -104,21 +143,40 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
 
     test('a remote API preflight never lets the SPA send credentials or forwarding headers of its own', async () => {
       for (const name of ['authorization', 'dpop', 'x-forwarded-host', 'x-http-method-override']) {
-        const res = await flow.browser().request('OPTIONS', `${flow.origin}/api/echo`, undefined, { origin: SPA, 'access-control-request-method': 'POST', 'access-control-request-headers': `x-csrf, ${name}` })
+        const res = await flow.browser().request('OPTIONS', `${flow.origin}/api/echo`, undefined, {
+          origin: SPA,
+          'access-control-request-method': 'POST',
+          'access-control-request-headers': `x-csrf, ${name}`,
+        })
         assert.equal(res.status, 403, name)
       }
     })
 
     test('a protected local route answers the preflight itself, for the method asked', async () => {
-      const res = await flow.browser().request('OPTIONS', `${flow.origin}/local/orders`, undefined, { origin: SPA, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'x-csrf, content-type' })
+      const res = await flow.browser().request('OPTIONS', `${flow.origin}/local/orders`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'PUT',
+        'access-control-request-headers': 'x-csrf, content-type',
+      })
       assert.equal(res.status, 204)
-      assert.deepEqual(corsHeaders(res), { ...GRANTED, 'access-control-allow-methods': 'PUT', 'access-control-allow-headers': 'x-csrf, content-type', 'access-control-max-age': '600' })
-      const evil = await flow.browser().request('OPTIONS', `${flow.origin}/local/orders`, undefined, { origin: EVIL, 'access-control-request-method': 'PUT' })
+      assert.deepEqual(corsHeaders(res), {
+        ...GRANTED,
+        'access-control-allow-methods': 'PUT',
+        'access-control-allow-headers': 'x-csrf, content-type',
+        'access-control-max-age': '600',
+      })
+      const evil = await flow.browser().request('OPTIONS', `${flow.origin}/local/orders`, undefined, {
+        origin: EVIL,
+        'access-control-request-method': 'PUT',
+      })
       assert.equal(evil.status, 403)
     })
 
     test('login and logout are navigations: they grant no CORS, preflight or not', async () => {
-      const preflight = await flow.browser().request('OPTIONS', `${flow.origin}/bff/login`, undefined, { origin: SPA, 'access-control-request-method': 'GET' })
+      const preflight = await flow.browser().request('OPTIONS', `${flow.origin}/bff/login`, undefined, {
+        origin: SPA,
+        'access-control-request-method': 'GET',
+      })
       assert.notEqual(preflight.status, 204)
       assert.deepEqual(corsHeaders(preflight), {})
       const start = await flow.browser().get(`${flow.origin}/bff/login`, { origin: SPA })
@@ -166,20 +224,24 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
       assert.deepEqual(corsHeaders(api), GRANTED)
     })
 
-    test('a remote API call from the allowed origin carries gatehouse\'s grant, never the upstream\'s', async () => {
+    test("a remote API call from the allowed origin carries gatehouse's grant, never the upstream's", async () => {
       const res = await alice.get(`${flow.origin}/api/cors`, { ...CSRF, origin: SPA })
       assert.equal(res.status, 200)
       assert.equal(res.text, 'cors')
       const cors = corsHeaders(res)
       assert.equal(cors['access-control-allow-origin'], SPA)
       assert.equal(cors['access-control-allow-credentials'], 'true')
-      assert.equal(cors['access-control-max-age'], undefined, 'the upstream\'s own grant is dropped')
+      assert.equal(cors['access-control-max-age'], undefined, "the upstream's own grant is dropped")
       assert.equal(cors['access-control-allow-methods'], undefined)
       assert.doesNotMatch(cors['access-control-expose-headers'] ?? '', /x-secret/)
-      assert.deepEqual(varies(res).filter((v) => v === 'origin'), ['origin'], 'Vary names Origin once')
+      assert.deepEqual(
+        varies(res).filter((v) => v === 'origin'),
+        ['origin'],
+        'Vary names Origin once',
+      )
     })
 
-    test('a remote API answer to the allowed origin exposes the upstream\'s own headers but not Set-Cookie', async () => {
+    test("a remote API answer to the allowed origin exposes the upstream's own headers but not Set-Cookie", async () => {
       const res = await alice.get(`${flow.origin}/api/echo`, { ...CSRF, origin: SPA })
       assert.equal(res.status, 200)
       assert.equal(JSON.parse(res.text).headers.authorization?.startsWith('Bearer '), true)
@@ -196,24 +258,37 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
     })
 
     test('a protected local route answers the allowed origin with the grant, and others without', async () => {
-      const res = await alice.request('PUT', `${flow.origin}/local/orders`, '{}', { ...CSRF, origin: SPA, 'content-type': 'application/json' })
+      const res = await alice.request('PUT', `${flow.origin}/local/orders`, '{}', {
+        ...CSRF,
+        origin: SPA,
+        'content-type': 'application/json',
+      })
       assert.equal(res.status, 200)
       assert.deepEqual(JSON.parse(res.text), { local: '/local/orders' })
       assert.deepEqual(corsHeaders(res), GRANTED)
-      const evil = await alice.request('PUT', `${flow.origin}/local/orders`, '{}', { ...CSRF, origin: EVIL, 'content-type': 'application/json' })
+      const evil = await alice.request('PUT', `${flow.origin}/local/orders`, '{}', {
+        ...CSRF,
+        origin: EVIL,
+        'content-type': 'application/json',
+      })
       assert.deepEqual(corsHeaders(evil), {})
     })
 
     test('/bff/session-events streams to an EventSource of the allowed origin and refuses other sites', async () => {
       const cookie = `${COOKIE}=${alice.cookies.get(COOKIE)}`
       const abort = new AbortController()
-      const res = await fetch(`${flow.origin}/bff/session-events`, { headers: { cookie, origin: SPA, 'sec-fetch-site': 'cross-site' }, signal: abort.signal })
+      const res = await fetch(`${flow.origin}/bff/session-events`, {
+        headers: { cookie, origin: SPA, 'sec-fetch-site': 'cross-site' },
+        signal: abort.signal,
+      })
       assert.equal(res.status, 200)
       assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/)
       assert.deepEqual(corsHeaders(res), GRANTED)
       abort.abort()
       await res.body?.cancel().catch(() => {})
-      const evil = await fetch(`${flow.origin}/bff/session-events`, { headers: { cookie, origin: EVIL, 'sec-fetch-site': 'cross-site' } })
+      const evil = await fetch(`${flow.origin}/bff/session-events`, {
+        headers: { cookie, origin: EVIL, 'sec-fetch-site': 'cross-site' },
+      })
       assert.equal(evil.status, 403)
       assert.deepEqual(corsHeaders(evil), {})
       await evil.body?.cancel()
@@ -249,7 +324,9 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
       assert.equal(pending.length, 1)
       assert.match(pending[0]!, /; SameSite=Lax\b/)
       const done = await flow.login(browser)
-      const session = done.headers.getSetCookie().find((line) => line.startsWith(`${COOKIE}=`) && !line.startsWith(`${COOKIE}=;`))
+      const session = done.headers
+        .getSetCookie()
+        .find((line) => line.startsWith(`${COOKIE}=`) && !line.startsWith(`${COOKIE}=;`))
       assert.ok(session, 'the callback sets the session cookie')
       assert.match(session, /; Path=\/; Secure; HttpOnly; SameSite=None\b/)
       assert.doesNotMatch(session, /Domain=/i)
@@ -296,14 +373,25 @@ describe('cross-origin SPA (cors.allowedOrigins)', () => {
     test('a logout with a returnUrl on the allowed origin comes back there after the IdP', async () => {
       const browser = flow.browser()
       await flow.login(browser)
-      const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
+      const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+        type: string
+        value: string
+      }>
       const logoutUrl = claims.find((c) => c.type === 'bff:logout_url')!.value
       const start = await browser.get(`${flow.origin}${logoutUrl}&returnUrl=${encodeURIComponent(`${SPA}/signed-out`)}`)
       assert.equal(start.status, 302)
-      assert.doesNotMatch(start.headers.get('location')!, /spa\.example\.com/, 'the returnUrl is sealed in state, not sent in clear')
+      assert.doesNotMatch(
+        start.headers.get('location')!,
+        /spa\.example\.com/,
+        'the returnUrl is sealed in state, not sent in clear',
+      )
       const confirm = await browser.follow(start)
       let res = await browser.submitForm(confirm, { logout: 'yes' }, 'op.logoutForm')
-      for (let i = 0; i < 10 && res.status >= 300 && res.status < 400 && !res.url.startsWith(`${flow.origin}/signout-callback-oidc`); i++) {
+      for (
+        let i = 0;
+        i < 10 && res.status >= 300 && res.status < 400 && !res.url.startsWith(`${flow.origin}/signout-callback-oidc`);
+        i++
+      ) {
         res = await browser.get(new URL(res.headers.get('location')!, res.url).href)
       }
       assert.ok(res.url.startsWith(`${flow.origin}/signout-callback-oidc?`), res.url)
@@ -330,7 +418,11 @@ describe('without cors configured', () => {
   after(() => flow.close())
 
   test('a preflight from any origin gets no grant and an absolute returnUrl is refused', async () => {
-    const res = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, { origin: SPA, 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf' })
+    const res = await flow.browser().request('OPTIONS', `${flow.origin}/bff/user`, undefined, {
+      origin: SPA,
+      'access-control-request-method': 'GET',
+      'access-control-request-headers': 'x-csrf',
+    })
     assert.equal(res.status, 405)
     assert.deepEqual(corsHeaders(res), {})
     assert.equal(res.headers.get('vary'), null)

@@ -34,10 +34,17 @@ async function proofOf(request: RecordedRequest): Promise<Proof & { token: strin
   assert.ok(match, `Authorization uses the DPoP scheme (got ${String(request.headers.authorization)})`)
   const proof = request.headers.dpop
   assert.equal(typeof proof, 'string', 'one DPoP header')
-  const { payload, protectedHeader } = await jwtVerify(proof as string, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: ['ES256'] })
+  const { payload, protectedHeader } = await jwtVerify(proof as string, EmbeddedJWK, {
+    typ: 'dpop+jwt',
+    algorithms: ['ES256'],
+  })
   assert.equal((protectedHeader.jwk as JWK | undefined)?.d, undefined, 'the proof embeds the public key only')
   const token = match[1]!
-  assert.equal(payload.ath, createHash('sha256').update(token).digest('base64url'), 'ath is the hash of the access token sent with it')
+  assert.equal(
+    payload.ath,
+    createHash('sha256').update(token).digest('base64url'),
+    'ath is the hash of the access token sent with it',
+  )
   assert.ok(Math.abs((payload.iat ?? 0) - Date.now() / 1000) < 60, 'iat is now')
   assert.equal(typeof payload.jti, 'string')
   const jwk = protectedHeader.jwk!
@@ -91,7 +98,7 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     return JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData
   }
 
-  test('the IdP binds the session\'s token to the key whose proofs reach the API: cnf.jkt is that key\'s thumbprint', async () => {
+  test("the IdP binds the session's token to the key whose proofs reach the API: cnf.jkt is that key's thumbprint", async () => {
     const browser = await loggedIn()
     const res = await browser.get(`${flow.origin}/api/echo/orders?x=1#frag`, CSRF)
     assert.equal(res.status, 200, res.text)
@@ -99,7 +106,11 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     assert.equal(request.url, '/base/echo/orders?x=1')
     const proof = await proofOf(request)
     assert.equal(proof.payload.htm, 'GET')
-    assert.equal(proof.payload.htu, `${upstream.url}/base/echo/orders`, 'htu is the upstream URL requested (target and rewritten path), without the query')
+    assert.equal(
+      proof.payload.htu,
+      `${upstream.url}/base/echo/orders`,
+      'htu is the upstream URL requested (target and rewritten path), without the query',
+    )
     assert.equal(await boundTo(flow, proof.token), proof.thumbprint)
     // The session holds the same token and, sealed with it, the private key of that thumbprint.
     const data = await sessionData(browser)
@@ -108,10 +119,15 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     assert.equal(await calculateJwkThumbprint(data.dpopKey!), proof.thumbprint)
   })
 
-  test('every request gets its own proof: that request\'s method and URL, a fresh jti', async () => {
+  test("every request gets its own proof: that request's method and URL, a fresh jti", async () => {
     const browser = await loggedIn()
     const proofs: Proof[] = []
-    for (const [method, path] of [['GET', '/echo/a'], ['POST', '/body'], ['PUT', '/body'], ['GET', '/echo/a']] as const) {
+    for (const [method, path] of [
+      ['GET', '/echo/a'],
+      ['POST', '/body'],
+      ['PUT', '/body'],
+      ['GET', '/echo/a'],
+    ] as const) {
       const res = await browser.request(method, `${flow.origin}/api${path}`, method === 'GET' ? undefined : 'x=1', CSRF)
       assert.equal(res.status, 200, res.text)
       const proof = await proofOf(last(upstream))
@@ -152,7 +168,7 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     assert.equal(await boundTo(flow, after.token), before.thumbprint)
   })
 
-  test('the session\'s key survives a restart (it is sealed in the session, not held by the process)', async () => {
+  test("the session's key survives a restart (it is sealed in the session, not held by the process)", async () => {
     const browser = await loggedIn()
     await browser.get(`${flow.origin}/api/echo`, CSRF)
     const before = await proofOf(last(upstream))
@@ -165,9 +181,19 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     const browser = await loggedIn()
     const { refreshToken } = (await sessionData(browser)).tokens
     assert.equal((await introspect(flow.idp.issuer, refreshToken!, CLIENT_ID, CLIENT_SECRET)).active, true)
-    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
-    assert.equal((await browser.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value}`)).status, 302)
-    assert.equal((await introspect(flow.idp.issuer, refreshToken!, CLIENT_ID, CLIENT_SECRET)).active, false, 'revoked at the IdP')
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+      type: string
+      value: string
+    }>
+    assert.equal(
+      (await browser.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value}`)).status,
+      302,
+    )
+    assert.equal(
+      (await introspect(flow.idp.issuer, refreshToken!, CLIENT_ID, CLIENT_SECRET)).active,
+      false,
+      'revoked at the IdP',
+    )
   })
 
   test('a client-credentials token is DPoP-bound too, to a key of the process', async () => {
@@ -185,7 +211,9 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
 
   test('a WebSocket handshake carries a proof for GET on the http URL of the upstream handshake', async () => {
     const browser = await loggedIn()
-    const ws = new WebSocket(`${flow.origin.replace('http', 'ws')}/ws/ws?room=1`, { headers: { cookie: browser.cookieHeader(), origin: flow.origin } })
+    const ws = new WebSocket(`${flow.origin.replace('http', 'ws')}/ws/ws?room=1`, {
+      headers: { cookie: browser.cookieHeader(), origin: flow.origin },
+    })
     const first = await new Promise<string>((resolve, reject) => {
       ws.once('message', (data: Buffer) => resolve(data.toString()))
       ws.once('error', reject)
@@ -198,15 +226,20 @@ describe('oidc.dpop: DPoP-bound user tokens, a proof with every API call', () =>
     assert.equal(proof.payload.htu, `${upstream.url}/ws`)
   })
 
-  test('a DPoP header or Authorization from the browser never reaches the API: only gatehouse\'s own proof', async () => {
+  test("a DPoP header or Authorization from the browser never reaches the API: only gatehouse's own proof", async () => {
     const browser = await loggedIn()
     const forged = 'eyJ0eXAiOiJkcG9wK2p3dCJ9.forged.proof'
-    assert.equal((await browser.get(`${flow.origin}/api/echo`, { ...CSRF, dpop: forged, authorization: 'DPoP stolen' })).status, 200)
+    assert.equal(
+      (await browser.get(`${flow.origin}/api/echo`, { ...CSRF, dpop: forged, authorization: 'DPoP stolen' })).status,
+      200,
+    )
     const request = last(upstream)
     assert.notEqual(request.headers.dpop, forged)
     await proofOf(request)
     // An API without a token: no Authorization and no DPoP header at all.
-    const open = await startFlow({ gatehouse: { remoteApis: [{ path: '/open', target: upstream.url, token: 'none' }] } })
+    const open = await startFlow({
+      gatehouse: { remoteApis: [{ path: '/open', target: upstream.url, token: 'none' }] },
+    })
     try {
       assert.equal((await open.browser().get(`${open.origin}/open/echo`, { ...CSRF, dpop: forged })).status, 200)
       assert.equal(last(upstream).headers.dpop, undefined)
@@ -221,7 +254,10 @@ describe('oidc.dpop off (the default): Bearer tokens, no proofs', () => {
   test('the API gets a Bearer token, no DPoP header, and the session holds no key', async () => {
     const upstream = await startUpstream()
     const store = new MemoryStore()
-    const flow = await startFlow({ runtime: { store }, gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] } })
+    const flow = await startFlow({
+      runtime: { store },
+      gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] },
+    })
     try {
       const browser = flow.browser()
       await flow.login(browser)
@@ -229,7 +265,11 @@ describe('oidc.dpop off (the default): Bearer tokens, no proofs', () => {
       const request = last(upstream)
       assert.match(String(request.headers.authorization), /^Bearer /)
       assert.equal(request.headers.dpop, undefined)
-      assert.equal(await boundTo(flow, String(request.headers.authorization).slice(7)), undefined, 'the token is not bound')
+      assert.equal(
+        await boundTo(flow, String(request.headers.authorization).slice(7)),
+        undefined,
+        'the token is not bound',
+      )
       const record = (await store.get(hashSessionId(browser.cookies.get(COOKIE)!), 0))!
       const data = JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData
       assert.equal(data.dpopKey, undefined)
@@ -256,7 +296,10 @@ describe('oidc.dpop with an IdP that demands DPoP-Nonce', () => {
       const tokenCalls = () => flow.idp.requests.filter((r) => r.method === 'POST' && r.path === '/token').length
       assert.equal(tokenCalls(), 2, 'the code exchange was challenged once, then answered')
       const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string }>
-      assert.ok(claims.some((c) => c.type === 'email'), 'userinfo answered (it needs a DPoP proof too)')
+      assert.ok(
+        claims.some((c) => c.type === 'email'),
+        'userinfo answered (it needs a DPoP proof too)',
+      )
       assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200)
       const first = await proofOf(last(upstream))
       offset += PAST_EXPIRY_MS
@@ -286,10 +329,15 @@ describe('oidc.dpop with an IdP that does not offer it', () => {
         assert.equal(login.status, 502)
         assert.equal(browser.cookies.size, 0, 'no login started')
         assert.equal((await fetch(`${flow.origin}/readyz`)).status, 503)
-        const reported = lines.map((l) => JSON.parse(l) as { level: number; event?: string; msg: string }).find((e) => e.event === 'dpop_unsupported')
+        const reported = lines
+          .map((l) => JSON.parse(l) as { level: number; event?: string; msg: string })
+          .find((e) => e.event === 'dpop_unsupported')
         assert.ok(reported, `an error at start: ${lines.join('\n')}`)
         assert.equal(reported.level, 50)
-        assert.match(reported.msg, /^oidc\.dpop is on, but the identity provider does not accept DPoP proofs signed with ES(256|384)/)
+        assert.match(
+          reported.msg,
+          /^oidc\.dpop is on, but the identity provider does not accept DPoP proofs signed with ES(256|384)/,
+        )
       } finally {
         await flow.close()
       }
@@ -302,12 +350,19 @@ describe('oidc.dpop with an IdP that advertises DPoP but issues Bearer tokens', 
     const flow = await startFlow({ idp: { dpop: false }, oidc: { dpop: true } })
     try {
       // The IdP's discovery now claims DPoP; its token endpoint still ignores proofs.
-      const doc = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as Record<string, unknown>
-      const [idpListener] = flow.idp.server.listeners('request') as Array<(req: IncomingMessage, res: ServerResponse) => void>
+      const doc = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as Record<
+        string,
+        unknown
+      >
+      const [idpListener] = flow.idp.server.listeners('request') as Array<
+        (req: IncomingMessage, res: ServerResponse) => void
+      >
       flow.idp.server.removeAllListeners('request')
       flow.idp.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
         if (!req.url?.startsWith('/.well-known/openid-configuration')) return idpListener!(req, res)
-        res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ ...doc, dpop_signing_alg_values_supported: ['ES256'] }))
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ ...doc, dpop_signing_alg_values_supported: ['ES256'] }))
       })
       const browser = flow.browser()
       const res = await flow.login(browser)
@@ -324,11 +379,17 @@ describe('oidc.dpop with an IdP that advertises DPoP but issues Bearer tokens', 
 describe('oidc.dpop with pushed authorization requests', () => {
   test('a PAR-initiated login gets a DPoP-bound token as well', async () => {
     const upstream = await startUpstream()
-    const flow = await startFlow({ oidc: { dpop: true, pushedAuthorizationRequests: true }, gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] } })
+    const flow = await startFlow({
+      oidc: { dpop: true, pushedAuthorizationRequests: true },
+      gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] },
+    })
     try {
       const browser = flow.browser()
       assert.equal((await flow.login(browser)).status, 302)
-      assert.ok(flow.idp.requests.some((r) => r.method === 'POST' && r.path === '/request'), 'the authorization request was pushed')
+      assert.ok(
+        flow.idp.requests.some((r) => r.method === 'POST' && r.path === '/request'),
+        'the authorization request was pushed',
+      )
       assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200)
       const proof = await proofOf(last(upstream))
       assert.equal(await boundTo(flow, proof.token), proof.thumbprint)
@@ -356,7 +417,11 @@ describe('oidc.dpop in cookie mode', () => {
       assert.equal(await boundTo(flow, first.token), first.thumbprint)
       offset += PAST_EXPIRY_MS
       assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200)
-      assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200, 'the rewritten cookie carries the refreshed token and the key')
+      assert.equal(
+        (await browser.get(`${flow.origin}/api/echo`, CSRF)).status,
+        200,
+        'the rewritten cookie carries the refreshed token and the key',
+      )
       const second = await proofOf(last(upstream))
       assert.notEqual(second.token, first.token)
       assert.equal(second.thumbprint, first.thumbprint)
@@ -372,8 +437,14 @@ describe('the demo API checks DPoP as a resource server must (RFC 9449 §7)', ()
   test('through gatehouse it sees a token bound to the session key; a stolen token or proof gets nowhere', async () => {
     const store = new MemoryStore()
     const flow = await startFlow({ oidc: { dpop: true }, runtime: { store } })
-    const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as { introspection_endpoint: string }
-    const api = await startDemoApi({ introspectionEndpoint: meta.introspection_endpoint, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET })
+    const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as {
+      introspection_endpoint: string
+    }
+    const api = await startDemoApi({
+      introspectionEndpoint: meta.introspection_endpoint,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+    })
     await flow.restart({ remoteApis: [{ path: '/api', target: api.url, token: 'user' }] })
     try {
       const browser = flow.browser()
@@ -383,21 +454,52 @@ describe('the demo API checks DPoP as a resource server must (RFC 9449 §7)', ()
       const record = (await store.get(hashSessionId(browser.cookies.get(COOKIE)!), 0))!
       const data = JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData
       const key = await new DpopKeys().get(data.dpopKey!)
-      assert.equal((JSON.parse(res.text) as { tokenSeenByApi: { dpopBoundTo: string } }).tokenSeenByApi.dpopBoundTo, key.thumbprint)
+      assert.equal(
+        (JSON.parse(res.text) as { tokenSeenByApi: { dpopBoundTo: string } }).tokenSeenByApi.dpopBoundTo,
+        key.thumbprint,
+      )
 
       // What someone holding the access token (and maybe one proof) but not the key could try.
       const token = data.tokens.accessToken!
       const call = (headers: Record<string, string>) => fetch(`${api.url}/hello`, { headers }).then((r) => r.status)
       const proof = await dpopProof(key, 'GET', new URL(`${api.url}/hello`), token)
-      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: proof }), 200, 'the key holder\'s own proof')
+      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: proof }), 200, "the key holder's own proof")
       assert.equal(await call({ authorization: `DPoP ${token}`, dpop: proof }), 401, 'a replayed proof')
       assert.equal(await call({ authorization: `Bearer ${token}` }), 401, 'the bound token as a Bearer token')
       assert.equal(await call({ authorization: `DPoP ${token}` }), 401, 'no proof')
-      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', new URL(`${api.url}/other`), token) }), 401, 'a proof for another URL')
-      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'POST', new URL(`${api.url}/hello`), token) }), 401, 'a proof for another method')
-      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(key, 'GET', new URL(`${api.url}/hello`), 'another-token') }), 401, 'a proof for another token')
+      assert.equal(
+        await call({
+          authorization: `DPoP ${token}`,
+          dpop: await dpopProof(key, 'GET', new URL(`${api.url}/other`), token),
+        }),
+        401,
+        'a proof for another URL',
+      )
+      assert.equal(
+        await call({
+          authorization: `DPoP ${token}`,
+          dpop: await dpopProof(key, 'POST', new URL(`${api.url}/hello`), token),
+        }),
+        401,
+        'a proof for another method',
+      )
+      assert.equal(
+        await call({
+          authorization: `DPoP ${token}`,
+          dpop: await dpopProof(key, 'GET', new URL(`${api.url}/hello`), 'another-token'),
+        }),
+        401,
+        'a proof for another token',
+      )
       const attacker = await createDpopKey('ES256')
-      assert.equal(await call({ authorization: `DPoP ${token}`, dpop: await dpopProof(attacker, 'GET', new URL(`${api.url}/hello`), token) }), 401, 'a proof by another key')
+      assert.equal(
+        await call({
+          authorization: `DPoP ${token}`,
+          dpop: await dpopProof(attacker, 'GET', new URL(`${api.url}/hello`), token),
+        }),
+        401,
+        'a proof by another key',
+      )
     } finally {
       await flow.close()
       await api.close()

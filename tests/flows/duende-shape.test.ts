@@ -20,7 +20,7 @@ async function claimsOf(flow: Flow, browser: BrowserJar): Promise<ClaimRecord[]>
 }
 const find = (claims: ClaimRecord[], type: string) => claims.find((c) => c.type === type)
 
-describe('/bff/user in Duende.BFF\'s shape (the default)', () => {
+describe("/bff/user in Duende.BFF's shape (the default)", () => {
   let flow: Flow
   before(async () => {
     flow = await startFlow()
@@ -36,7 +36,8 @@ describe('/bff/user in Duende.BFF\'s shape (the default)', () => {
     assert.deepEqual(find(claims, 'sub'), { type: 'sub', value: 'alice-0001', valueType: null })
     for (const claim of claims) {
       assert.ok('valueType' in claim, `${claim.type} has a valueType member`)
-      if (claim.type !== 'bff:session_expires_in') assert.equal(typeof claim.value, 'string', `${claim.type} is a string`)
+      if (claim.type !== 'bff:session_expires_in')
+        assert.equal(typeof claim.value, 'string', `${claim.type} is a string`)
     }
   })
 
@@ -48,7 +49,11 @@ describe('/bff/user in Duende.BFF\'s shape (the default)', () => {
     assert.equal(typeof expires.value, 'number')
     assert.equal(expires.valueType, null)
     const sid = find(claims, 'sid')!.value as string
-    assert.deepEqual(find(claims, 'bff:logout_url'), { type: 'bff:logout_url', value: `/bff/logout?sid=${encodeURIComponent(sid)}`, valueType: null })
+    assert.deepEqual(find(claims, 'bff:logout_url'), {
+      type: 'bff:logout_url',
+      value: `/bff/logout?sid=${encodeURIComponent(sid)}`,
+      valueType: null,
+    })
   })
 })
 
@@ -69,7 +74,7 @@ describe('/bff/user with user.claimValues "json"', () => {
   })
 })
 
-describe('/bff/logout?sid= with the session\'s sid claim (Duende\'s documented contract)', () => {
+describe("/bff/logout?sid= with the session's sid claim (Duende's documented contract)", () => {
   let flow: Flow
   before(async () => {
     flow = await startFlow()
@@ -86,14 +91,21 @@ describe('/bff/logout?sid= with the session\'s sid claim (Duende\'s documented c
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
   })
 
-  test('a foreign sid (another user\'s session), a guessed one, one differing in case or padding is refused with 400 and nothing ends', async () => {
+  test("a foreign sid (another user's session), a guessed one, one differing in case or padding is refused with 400 and nothing ends", async () => {
     const alice = flow.browser()
     await flow.login(alice)
     const bob = flow.browser()
     await flow.login(bob, { username: 'bob' })
     const aliceSid = find(await claimsOf(flow, alice), 'sid')!.value as string
     const bobSid = find(await claimsOf(flow, bob), 'sid')!.value as string
-    for (const sid of [bobSid, 'guessed', aliceSid.toUpperCase() === aliceSid ? aliceSid.toLowerCase() : aliceSid.toUpperCase(), ` ${aliceSid}`, `${aliceSid}=`, '']) {
+    for (const sid of [
+      bobSid,
+      'guessed',
+      aliceSid.toUpperCase() === aliceSid ? aliceSid.toLowerCase() : aliceSid.toUpperCase(),
+      ` ${aliceSid}`,
+      `${aliceSid}=`,
+      '',
+    ]) {
       const res = await alice.get(`${flow.origin}/bff/logout?sid=${encodeURIComponent(sid)}`)
       assert.equal(res.status, 400, `sid ${JSON.stringify(sid)}`)
       assert.match(res.headers.get('content-type')!, /^application\/problem\+json/)
@@ -102,7 +114,7 @@ describe('/bff/logout?sid= with the session\'s sid claim (Duende\'s documented c
     assert.equal((await bob.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'bob is still logged in')
   })
 
-  test('the session\'s sid given twice is refused with 400 (ambiguous)', async () => {
+  test("the session's sid given twice is refused with 400 (ambiguous)", async () => {
     const browser = flow.browser()
     await flow.login(browser)
     const sid = encodeURIComponent(find(await claimsOf(flow, browser), 'sid')!.value as string)
@@ -111,7 +123,7 @@ describe('/bff/logout?sid= with the session\'s sid claim (Duende\'s documented c
   })
 })
 
-describe('a logout by the IdP\'s sid must come from the application', () => {
+describe("a logout by the IdP's sid must come from the application", () => {
   let flow: Flow
   const SPA = 'http://localhost:5173'
   before(async () => {
@@ -128,26 +140,38 @@ describe('a logout by the IdP\'s sid must come from the application', () => {
     await flow.login(browser)
     const sid = encodeURIComponent(await sidOf(browser))
     for (const referer of [undefined, 'https://rp.example.com/page', 'http://localhost:5174/']) {
-      const res = await browser.get(`${flow.origin}/bff/logout?sid=${sid}`, { 'sec-fetch-site': 'cross-site', 'sec-fetch-mode': 'navigate', ...(referer ? { referer } : {}) })
+      const res = await browser.get(`${flow.origin}/bff/logout?sid=${sid}`, {
+        'sec-fetch-site': 'cross-site',
+        'sec-fetch-mode': 'navigate',
+        ...(referer ? { referer } : {}),
+      })
       assert.equal(res.status, 403, `referer ${String(referer)}`)
       assert.match(res.text, /from the application/, 'the page says why')
     }
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'still logged in')
   })
 
-  test('the app\'s own navigation (same-origin, same-site, typed) and a cross-site one from an allowed CORS origin end the session', async () => {
-    const cases: Array<Record<string, string>> = [{ 'sec-fetch-site': 'same-origin' }, { 'sec-fetch-site': 'same-site' }, { 'sec-fetch-site': 'none' }, { 'sec-fetch-site': 'cross-site', referer: `${SPA}/orders` }]
+  test("the app's own navigation (same-origin, same-site, typed) and a cross-site one from an allowed CORS origin end the session", async () => {
+    const cases: Array<Record<string, string>> = [
+      { 'sec-fetch-site': 'same-origin' },
+      { 'sec-fetch-site': 'same-site' },
+      { 'sec-fetch-site': 'none' },
+      { 'sec-fetch-site': 'cross-site', referer: `${SPA}/orders` },
+    ]
     for (const headers of cases) {
       const browser = flow.browser()
       await flow.login(browser)
-      const res = await browser.get(`${flow.origin}/bff/logout?sid=${encodeURIComponent(await sidOf(browser))}`, headers)
+      const res = await browser.get(
+        `${flow.origin}/bff/logout?sid=${encodeURIComponent(await sidOf(browser))}`,
+        headers,
+      )
       assert.equal(res.status, 302, JSON.stringify(headers))
       assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401, JSON.stringify(headers))
     }
   })
 })
 
-test('a session whose IdP sent an empty sid is logged out with gatehouse\'s own value, never with an empty one', () => {
+test("a session whose IdP sent an empty sid is logged out with gatehouse's own value, never with an empty one", () => {
   const session = { sid: '', data: { logoutSid: 'random-value-0123456789' } } as unknown as Session
   assert.equal(logoutSidOf(session), 'random-value-0123456789')
   assert.equal(logoutSidOf({ ...session, sid: 'idp-sid' } as Session), 'idp-sid')

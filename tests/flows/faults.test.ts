@@ -32,8 +32,10 @@ const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => unhandled.push(reason))
 afterEach(() => assert.deepEqual(unhandled, [], 'no unhandled rejection'))
 
-const clears = (res: { headers: Headers }, name: string): boolean => res.headers.getSetCookie().some((line) => line.startsWith(`${name}=;`) && /Max-Age=0\b/.test(line))
-const setsSession = (res: { headers: Headers }): boolean => res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=`) && !/Max-Age=0\b/.test(line))
+const clears = (res: { headers: Headers }, name: string): boolean =>
+  res.headers.getSetCookie().some((line) => line.startsWith(`${name}=;`) && /Max-Age=0\b/.test(line))
+const setsSession = (res: { headers: Headers }): boolean =>
+  res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=`) && !/Max-Age=0\b/.test(line))
 
 /** A 5xx page for a browser: HTML, no stack trace, no internals. */
 function assertErrorPage(res: JarResponse, status: number, code: string): void {
@@ -56,7 +58,10 @@ async function callbackUrl(flow: Flow, browser: BrowserJar): Promise<string> {
 }
 
 async function logoutUrlOf(flow: Flow, browser: BrowserJar): Promise<string> {
-  const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
+  const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+    type: string
+    value: string
+  }>
   return `${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value}`
 }
 
@@ -82,7 +87,11 @@ describe('IdP down at login, at the callback and at logout (real IdP, stopped an
       assert.equal(ready.status, 503)
       assert.deepEqual(await ready.json(), { status: 'not_ready', checks: { store: 'ok', idp: 'failing' } })
       assert.equal((await fetch(`${flow.origin}/healthz`)).status, 200)
-      assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401, 'gatehouse keeps serving what needs no IdP')
+      assert.equal(
+        (await browser.get(`${flow.origin}/bff/user`, CSRF)).status,
+        401,
+        'gatehouse keeps serving what needs no IdP',
+      )
     } finally {
       await restart()
     }
@@ -101,7 +110,10 @@ describe('IdP down at login, at the callback and at logout (real IdP, stopped an
       const browser = flow.browser()
       const res = await browser.get(`${flow.origin}/bff/login`)
       assert.equal(res.status, 302)
-      assert.ok(res.headers.get('location')!.startsWith(`${flow.idp.issuer}/`), 'the browser meets the outage at the IdP')
+      assert.ok(
+        res.headers.get('location')!.startsWith(`${flow.idp.issuer}/`),
+        'the browser meets the outage at the IdP',
+      )
       assert.equal(setsSession(res), false)
       assert.equal(await live(), before)
     } finally {
@@ -122,7 +134,10 @@ describe('IdP down at login, at the callback and at logout (real IdP, stopped an
       await restart()
     }
     assert.equal(setsSession(res), false, 'no session cookie')
-    assert.ok(res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}.login.`) && /Max-Age=0\b/.test(line)), 'the login-state cookie is deleted')
+    assert.ok(
+      res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}.login.`) && /Max-Age=0\b/.test(line)),
+      'the login-state cookie is deleted',
+    )
     assert.equal(await live(), before, 'no session in the store')
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
     // The same callback again, IdP back: its state was single-use.
@@ -154,7 +169,9 @@ describe('IdP down at login, at the callback and at logout (real IdP, stopped an
     const location = new URL(res.headers.get('location')!)
     assert.equal(location.origin, flow.idp.issuer)
     // The IdP's post-logout redirect (once it is back) lands on gatehouse's callback, which honours returnUrl.
-    const back = await browser.get(`${flow.origin}/signout-callback-oidc?state=${encodeURIComponent(location.searchParams.get('state')!)}`)
+    const back = await browser.get(
+      `${flow.origin}/signout-callback-oidc?state=${encodeURIComponent(location.searchParams.get('state')!)}`,
+    )
     assert.equal(back.status, 302)
     assert.equal(back.headers.get('location'), '/goodbye')
   })
@@ -177,12 +194,18 @@ describe('IdP down at login, at the callback and at logout (real IdP, stopped an
     assert.equal(res.headers.get('location'), '/goodbye?x=1')
     assert.ok(clears(res, COOKIE))
     assert.equal(await live(), before - 1)
-    assert.equal((await fetch(`${flow.origin}/bff/user`, { headers: { ...CSRF, cookie: `${COOKIE}=${cookie}` } })).status, 401)
+    assert.equal(
+      (await fetch(`${flow.origin}/bff/user`, { headers: { ...CSRF, cookie: `${COOKIE}=${cookie}` } })).status,
+      401,
+    )
   })
 })
 
 /** A stand-in IdP that answers discovery with `document` (raw text) and nothing else. */
-async function fakeDiscovery(document: (origin: string) => string, contentType = 'application/json'): Promise<{ origin: string; requests: string[]; close(): Promise<void> }> {
+async function fakeDiscovery(
+  document: (origin: string) => string,
+  contentType = 'application/json',
+): Promise<{ origin: string; requests: string[]; close(): Promise<void> }> {
   const requests: string[] = []
   let origin = ''
   const server = createServer((req, res) => {
@@ -217,13 +240,21 @@ const documentFor = (origin: string, issuer: string): string =>
   })
 
 /** gatehouse (as `gatehouse serve` runs it) on a loopback port with the given authority. */
-async function gatehouseFor(authority: string): Promise<{ origin: string; gatehouse: Gatehouse; close(): Promise<void> }> {
+async function gatehouseFor(
+  authority: string,
+): Promise<{ origin: string; gatehouse: Gatehouse; close(): Promise<void> }> {
   let gatehouse: Gatehouse | undefined
   const server = createServer((req, res) => gatehouse!.handle(req, res))
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   gatehouse = await createGatehouse(
-    { publicOrigin: origin, oidc: { authority, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET }, keys: [generateKey()], session: { store: 'memory' }, log: { level: 'silent' } },
+    {
+      publicOrigin: origin,
+      oidc: { authority, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET },
+      keys: [generateKey()],
+      session: { store: 'memory' },
+      log: { level: 'silent' },
+    },
     { logger: quiet },
   )
   return {
@@ -241,10 +272,17 @@ describe('an IdP whose discovery document is unusable', () => {
   const cases: Array<[string, (origin: string) => string, string?]> = [
     ['malformed JSON', () => '{"issuer": "http://127.0.0.1", "authorization_endpoint":'],
     ['JSON that is not an object', () => '["not", "metadata"]'],
-    ['an HTML error page with status 200', () => '<html><body>Service temporarily unavailable</body></html>', 'text/html'],
-    ['a wrong issuer (another IdP\'s metadata: mix-up)', (origin) => documentFor(origin, 'https://evil.example')],
+    [
+      'an HTML error page with status 200',
+      () => '<html><body>Service temporarily unavailable</body></html>',
+      'text/html',
+    ],
+    ["a wrong issuer (another IdP's metadata: mix-up)", (origin) => documentFor(origin, 'https://evil.example')],
     ['an issuer that differs only by a path', (origin) => documentFor(origin, `${origin}/other-tenant`)],
-    ['no issuer at all', (origin) => JSON.parse(JSON.stringify(documentFor(origin, origin))).replace(/"issuer":"[^"]*",/, '')],
+    [
+      'no issuer at all',
+      (origin) => JSON.parse(JSON.stringify(documentFor(origin, origin))).replace(/"issuer":"[^"]*",/, ''),
+    ],
   ]
   for (const [name, document, contentType] of cases) {
     test(`${name}: /bff/login answers a 502 page without cookies, /readyz says the IdP is failing, gatehouse keeps serving`, async () => {
@@ -257,14 +295,25 @@ describe('an IdP whose discovery document is unusable', () => {
           assertErrorPage(res, 502, 'idp_unavailable')
           assert.deepEqual(res.headers.getSetCookie(), [])
         }
-        assert.ok(idp.requests.filter((r) => r === '/.well-known/openid-configuration').length >= 2, 'discovery is retried, not cached as failed')
+        assert.ok(
+          idp.requests.filter((r) => r === '/.well-known/openid-configuration').length >= 2,
+          'discovery is retried, not cached as failed',
+        )
         const ready = await fetch(`${g.origin}/readyz`)
         assert.equal(ready.status, 503)
         assert.deepEqual(await ready.json(), { status: 'not_ready', checks: { store: 'ok', idp: 'failing' } })
         assert.equal((await fetch(`${g.origin}/healthz`)).status, 200)
         assert.equal((await browser.get(`${g.origin}/bff/user`, CSRF)).status, 401)
-        const backchannel = await fetch(`${g.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'logout_token=a.b.c' })
-        assert.equal(backchannel.status, 502, 'a logout token cannot be checked without the IdP: 5xx, so that the IdP retries')
+        const backchannel = await fetch(`${g.origin}/bff/backchannel`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: 'logout_token=a.b.c',
+        })
+        assert.equal(
+          backchannel.status,
+          502,
+          'a logout token cannot be checked without the IdP: 5xx, so that the IdP retries',
+        )
       } finally {
         await g.close()
         await idp.close()
@@ -308,7 +357,13 @@ describe('an upstream that resets mid-stream', () => {
       socket.once('close', () => sockets.delete(socket))
     })
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-    flow = await startFlow({ gatehouse: { remoteApis: [{ path: '/api/raw', target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, token: 'none' }] } })
+    flow = await startFlow({
+      gatehouse: {
+        remoteApis: [
+          { path: '/api/raw', target: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, token: 'none' },
+        ],
+      },
+    })
   })
   after(async () => {
     await flow.close()
@@ -318,7 +373,11 @@ describe('an upstream that resets mid-stream', () => {
 
   for (const [name, path, framing] of [
     ['with a Content-Length', '/partial-length', 'the body ends before the declared length'],
-    ['chunked (an event stream)', '/partial-chunked', 'no terminating chunk: the client cannot mistake the cut for a complete answer'],
+    [
+      'chunked (an event stream)',
+      '/partial-chunked',
+      'no terminating chunk: the client cannot mistake the cut for a complete answer',
+    ],
   ] as const) {
     test(`${name}: the client sees an aborted response (${framing}); gatehouse keeps serving, other calls complete`, async () => {
       const inFlight = fetch(`${flow.origin}/api/raw/slow-and-whole`, { headers: CSRF })
@@ -352,10 +411,13 @@ describe('slow-header (slowloris) clients', () => {
     // gatehouse behind a listener with short limits (what `gatehouse serve` sets, scaled down; the
     // checking interval is how often Node looks for connections past their limit).
     // The browser's Host (publicOrigin's) is passed on, as a proxy in front would: gatehouse answers no other (421).
-    server = createServer({ headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 2_000, connectionsCheckingInterval: 100 }, (req, res) => {
-      req.headers.host = new URL(flow.origin).host
-      flow.gatehouse.handle(req, res)
-    })
+    server = createServer(
+      { headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: 2_000, connectionsCheckingInterval: 100 },
+      (req, res) => {
+        req.headers.host = new URL(flow.origin).host
+        flow.gatehouse.handle(req, res)
+      },
+    )
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
     origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
   })
@@ -398,7 +460,10 @@ describe('slow-header (slowloris) clients', () => {
       const results = await Promise.all(attackers.map((a) => a.closed))
       for (const r of results) {
         assert.ok(r.afterMs < HEADERS_TIMEOUT_MS + 2_000, `a slow client was dropped only after ${r.afterMs} ms`)
-        assert.ok(r.answer === '' || r.answer.startsWith('HTTP/1.1 408'), `a slow client got ${JSON.stringify(r.answer.slice(0, 40))}`)
+        assert.ok(
+          r.answer === '' || r.answer.startsWith('HTTP/1.1 408'),
+          `a slow client got ${JSON.stringify(r.answer.slice(0, 40))}`,
+        )
         assert.ok(r.sent < 200, 'dropped long before its headers were complete')
       }
     } finally {
@@ -418,10 +483,29 @@ describe('clock skew between gatehouse and its IdP (IdP in a child process with 
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
     const idp: SkewedIdp = await startSkewedIdp({
       offsetMs,
-      clients: [{ client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: [`${origin}/signin-oidc`], post_logout_redirect_uris: [`${origin}/signout-callback-oidc`], backchannel_logout_uri: `${origin}/bff/backchannel` }],
+      clients: [
+        {
+          client_id: CLIENT_ID,
+          client_secret: CLIENT_SECRET,
+          redirect_uris: [`${origin}/signin-oidc`],
+          post_logout_redirect_uris: [`${origin}/signout-callback-oidc`],
+          backchannel_logout_uri: `${origin}/bff/backchannel`,
+        },
+      ],
     })
     gatehouse = await createGatehouse(
-      { publicOrigin: origin, oidc: { authority: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'offline_access'] }, keys: [generateKey()], session: { store: 'memory' }, log: { level: 'silent' } },
+      {
+        publicOrigin: origin,
+        oidc: {
+          authority: idp.issuer,
+          clientId: CLIENT_ID,
+          clientSecret: CLIENT_SECRET,
+          scopes: ['openid', 'profile', 'offline_access'],
+        },
+        keys: [generateKey()],
+        session: { store: 'memory' },
+        log: { level: 'silent' },
+      },
       { logger: quiet },
     )
     const key = await importJWK(idp.signingKey, 'RS256')
@@ -442,9 +526,15 @@ describe('clock skew between gatehouse and its IdP (IdP in a child process with 
       },
       /** A logout token signed with the IdP's key, `iat` as given (seconds). */
       logoutToken: (claims: JWTPayload) =>
-        new SignJWT({ iss: idp.issuer, aud: CLIENT_ID, jti: randomUUID(), events: EVENT, ...claims }).setProtectedHeader({ alg: 'RS256', kid: idp.signingKey.kid, typ: 'logout+jwt' }).sign(key),
+        new SignJWT({ iss: idp.issuer, aud: CLIENT_ID, jti: randomUUID(), events: EVENT, ...claims })
+          .setProtectedHeader({ alg: 'RS256', kid: idp.signingKey.kid, typ: 'logout+jwt' })
+          .sign(key),
       postLogoutToken: (token: string) =>
-        fetch(`${origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) }),
+        fetch(`${origin}/bff/backchannel`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ logout_token: token }),
+        }),
       async close() {
         await gatehouse!.close()
         server.closeAllConnections()
@@ -456,16 +546,24 @@ describe('clock skew between gatehouse and its IdP (IdP in a child process with 
   type SkewedFlow = Awaited<ReturnType<typeof skewedFlow>>
   const flows = new Map<number, SkewedFlow>()
   before(async () => {
-    for (const [offset, flow] of await Promise.all([5 * MINUTE, -5 * MINUTE, -2 * 60 * MINUTE].map(async (o) => [o, await skewedFlow(o)] as const))) flows.set(offset, flow)
+    for (const [offset, flow] of await Promise.all(
+      [5 * MINUTE, -5 * MINUTE, -2 * 60 * MINUTE].map(async (o) => [o, await skewedFlow(o)] as const),
+    ))
+      flows.set(offset, flow)
   })
   after(async () => {
     await Promise.all([...flows.values()].map((f) => f.close()))
   })
 
   const sidOf = async (f: SkewedFlow, browser: BrowserJar): Promise<string> =>
-    (JSON.parse((await browser.get(`${f.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>).find((c) => c.type === 'sid')!.value
+    (JSON.parse((await browser.get(`${f.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>).find(
+      (c) => c.type === 'sid',
+    )!.value
 
-  for (const [label, offset] of [['5 minutes ahead', 5 * MINUTE], ['5 minutes behind', -5 * MINUTE]] as const) {
+  for (const [label, offset] of [
+    ['5 minutes ahead', 5 * MINUTE],
+    ['5 minutes behind', -5 * MINUTE],
+  ] as const) {
     test(`IdP clock ${label}: login works; a logout token with iat 10 minutes in the future is refused (session kept), one within the tolerance ends the session`, async () => {
       const f = flows.get(offset)!
       const browser = new BrowserJar()
@@ -486,7 +584,10 @@ describe('clock skew between gatehouse and its IdP (IdP in a child process with 
   }
 
   test('logout tokens stamped with the skewed IdP clock: 5 minutes behind is still fresh enough (≤ 300 s + 60 s), 5 minutes ahead is beyond the 60 s tolerance and refused', async () => {
-    for (const [offset, expected] of [[-5 * MINUTE, 200], [5 * MINUTE, 400]] as const) {
+    for (const [offset, expected] of [
+      [-5 * MINUTE, 200],
+      [5 * MINUTE, 400],
+    ] as const) {
       const f = flows.get(offset)!
       const browser = new BrowserJar()
       assert.equal((await f.login(browser)).status, 302)

@@ -17,7 +17,9 @@ type Claims = Array<{ type: string; value: unknown }>
 function rawGet(origin: string, target: string): Promise<{ status: number; text: string }> {
   const { hostname, port } = new URL(origin)
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname, () => socket.write(`GET ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n\r\n`))
+    const socket = connect(Number(port), hostname, () =>
+      socket.write(`GET ${target} HTTP/1.1\r\nHost: ${hostname}:${port}\r\nConnection: close\r\n\r\n`),
+    )
     let data = ''
     socket.on('data', (d) => (data += d))
     socket.on('end', () => resolve({ status: Number(data.slice(9, 12)), text: data }))
@@ -67,15 +69,27 @@ describe('a frontend served from a folder', () => {
     const first = await fetch(`${flow.origin}/robots.txt`)
     const etag = first.headers.get('etag')!
     assert.equal((await fetch(`${flow.origin}/robots.txt`, { headers: { 'if-none-match': etag } })).status, 304)
-    assert.equal((await fetch(`${flow.origin}/robots.txt`, { headers: { 'if-modified-since': 'Fri, 02 Jan 2026 00:00:00 GMT' } })).status, 304)
-    assert.equal((await fetch(`${flow.origin}/robots.txt`, { headers: { 'if-modified-since': 'Wed, 31 Dec 2025 00:00:00 GMT' } })).status, 200)
+    assert.equal(
+      (await fetch(`${flow.origin}/robots.txt`, { headers: { 'if-modified-since': 'Fri, 02 Jan 2026 00:00:00 GMT' } }))
+        .status,
+      304,
+    )
+    assert.equal(
+      (await fetch(`${flow.origin}/robots.txt`, { headers: { 'if-modified-since': 'Wed, 31 Dec 2025 00:00:00 GMT' } }))
+        .status,
+      200,
+    )
   })
 
   test('navigations to client-side routes get index.html; a missing asset is 404', async () => {
     const route = await rawRequest(`${flow.origin}/orders/42/edit`, 'GET', NAVIGATE)
     assert.equal(route.status, 200)
     assert.match(route.text, /<div id="app">/)
-    assert.equal((await fetch(`${flow.origin}/orders/42/edit`)).status, 404, 'fetch() is no navigation (tests/flows/spa-fallback.test.ts)')
+    assert.equal(
+      (await fetch(`${flow.origin}/orders/42/edit`)).status,
+      404,
+      'fetch() is no navigation (tests/flows/spa-fallback.test.ts)',
+    )
     assert.equal((await fetch(`${flow.origin}/assets/missing.js`)).status, 404)
     assert.equal((await fetch(`${flow.origin}/favicon.ico`)).status, 404)
   })
@@ -87,10 +101,24 @@ describe('a frontend served from a folder', () => {
     assert.equal(await res.text(), '')
   })
 
-  for (const target of ['/../secret.txt', '/%2e%2e/secret.txt', '/..%2fsecret.txt', '/assets/..%2f..%2fsecret.txt', '/%2e%2e%5csecret.txt', '/..\\secret.txt', '/.env', '/%2eenv', '/assets/%00.js', '/%c0%ae%c0%ae/secret.txt']) {
+  for (const target of [
+    '/../secret.txt',
+    '/%2e%2e/secret.txt',
+    '/..%2fsecret.txt',
+    '/assets/..%2f..%2fsecret.txt',
+    '/%2e%2e%5csecret.txt',
+    '/..\\secret.txt',
+    '/.env',
+    '/%2eenv',
+    '/assets/%00.js',
+    '/%c0%ae%c0%ae/secret.txt',
+  ]) {
     test(`traversal attempt ${target} never serves a file outside the folder or a dotfile`, async () => {
       const res = await rawGet(flow.origin, target)
-      assert.ok(res.status === 400 || res.status === 404 || (res.status === 200 && /<div id="app">/.test(res.text)), `${res.status}`)
+      assert.ok(
+        res.status === 400 || res.status === 404 || (res.status === 200 && /<div id="app">/.test(res.text)),
+        `${res.status}`,
+      )
       assert.doesNotMatch(res.text, /SECRET=/)
     })
   }
@@ -114,7 +142,15 @@ describe('a frontend whose index.html comes from a CDN', () => {
     })
     await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve))
     flow = await startFlow({
-      gatehouse: { frontends: [{ name: 'app', path: '/', indexHtmlUrl: `http://127.0.0.1:${(cdn.address() as AddressInfo).port}/index.html` }] },
+      gatehouse: {
+        frontends: [
+          {
+            name: 'app',
+            path: '/',
+            indexHtmlUrl: `http://127.0.0.1:${(cdn.address() as AddressInfo).port}/index.html`,
+          },
+        ],
+      },
       runtime: { now: () => Date.now() + offsetMs },
     })
   })
@@ -145,7 +181,9 @@ describe('a frontend whose index.html comes from a CDN', () => {
 })
 
 test('a CDN frontend whose first fetch fails answers 502 problem+json', async () => {
-  const flow = await startFlow({ gatehouse: { frontends: [{ name: 'app', path: '/', indexHtmlUrl: 'http://127.0.0.1:9/index.html' }] } })
+  const flow = await startFlow({
+    gatehouse: { frontends: [{ name: 'app', path: '/', indexHtmlUrl: 'http://127.0.0.1:9/index.html' }] },
+  })
   try {
     const res = await fetch(`${flow.origin}/`)
     assert.equal(res.status, 502)
@@ -176,7 +214,12 @@ describe('two frontends with separate partitions and separate clients at one IdP
       gatehouse: {
         frontends: [
           { name: 'app', path: '/', static: join(dir, 'app') },
-          { name: 'admin', path: '/admin', static: join(dir, 'admin'), oidc: { clientId: 'admin-bff', clientSecret: 'admin-bff-secret-0123456789' } },
+          {
+            name: 'admin',
+            path: '/admin',
+            static: join(dir, 'admin'),
+            oidc: { clientId: 'admin-bff', clientSecret: 'admin-bff-secret-0123456789' },
+          },
         ],
       },
     })
@@ -192,7 +235,8 @@ describe('two frontends with separate partitions and separate clients at one IdP
     const authorize = new URL(start.headers.get('location')!)
     const form = await browser.follow(await browser.get(authorize.href))
     let res = await browser.submitForm(form, { username: 'alice', password: 'alice-demo-password' })
-    while (res.status >= 300 && res.status < 400 && !res.url.includes('/signin-oidc')) res = await browser.get(new URL(res.headers.get('location')!, res.url).href)
+    while (res.status >= 300 && res.status < 400 && !res.url.includes('/signin-oidc'))
+      res = await browser.get(new URL(res.headers.get('location')!, res.url).href)
     return { browser, authorize, callback: res }
   }
 
@@ -202,7 +246,7 @@ describe('two frontends with separate partitions and separate clients at one IdP
     assert.match((await rawRequest(`${flow.origin}/admin/users/7`, 'GET', NAVIGATE)).text, /admin spa/)
   })
 
-  test('logging in at /admin uses the admin client and sets only the admin partition\'s cookie', async () => {
+  test("logging in at /admin uses the admin client and sets only the admin partition's cookie", async () => {
     const { browser, authorize, callback } = await loginAt('/admin')
     assert.equal(authorize.searchParams.get('client_id'), 'admin-bff')
     assert.equal(authorize.searchParams.get('redirect_uri'), `${flow.origin}/admin/signin-oidc`)
@@ -212,18 +256,24 @@ describe('two frontends with separate partitions and separate clients at one IdP
     const admin = JSON.parse((await browser.get(`${flow.origin}/admin/bff/user`, CSRF)).text) as Claims
     assert.equal(admin.find((c) => c.type === 'sub')?.value, 'alice-0001')
     assert.match(admin.find((c) => c.type === 'bff:logout_url')?.value as string, /^\/admin\/bff\/logout\?sid=/)
-    assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401, 'an /admin session is not a / session')
+    assert.equal(
+      (await browser.get(`${flow.origin}/bff/user`, CSRF)).status,
+      401,
+      'an /admin session is not a / session',
+    )
   })
 
   test('a session of one partition is refused by the other, even under its cookie name', async () => {
     const { browser } = await loginAt('')
     assert.equal(browser.cookies.has('__Host-gatehouse'), true)
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
-    const moved = await fetch(`${flow.origin}/admin/bff/user`, { headers: { ...CSRF, cookie: `__Host-gatehouse-admin=${browser.cookies.get('__Host-gatehouse')}` } })
+    const moved = await fetch(`${flow.origin}/admin/bff/user`, {
+      headers: { ...CSRF, cookie: `__Host-gatehouse-admin=${browser.cookies.get('__Host-gatehouse')}` },
+    })
     assert.equal(moved.status, 401)
   })
 
-  test('a login started at / cannot be finished at /admin\'s callback', async () => {
+  test("a login started at / cannot be finished at /admin's callback", async () => {
     const browser = flow.browser()
     const start = await browser.get(`${flow.origin}/bff/login`)
     const form = await browser.follow(await browser.get(start.headers.get('location')!))
@@ -265,7 +315,8 @@ describe('silent login', () => {
   test('with an IdP session the silent login creates a session and reports isLoggedIn true', async () => {
     const browser = flow.browser()
     await flow.login(browser)
-    for (const name of [...browser.cookies.keys()]) if (name.startsWith('__Host-gatehouse')) browser.cookies.delete(name)
+    for (const name of [...browser.cookies.keys()])
+      if (name.startsWith('__Host-gatehouse')) browser.cookies.delete(name)
     const page = await browser.follow(await browser.get(`${flow.origin}/bff/login?prompt=none`))
     assert.equal(new URL(page.url).pathname, '/bff/silent-login-callback')
     assert.match(page.text, /"isLoggedIn":true/)
@@ -290,12 +341,24 @@ describe('a host-based frontend gets its own origin (publicOrigin names another 
     flow = await startFlow({
       extraClients: (origin) => {
         const admin = origin.replace('127.0.0.1', 'localhost')
-        return [{ client_id: 'admin-host', client_secret: ADMIN_SECRET, redirect_uris: [`${admin}/signin-oidc`], post_logout_redirect_uris: [`${admin}/signout-callback-oidc`] }]
+        return [
+          {
+            client_id: 'admin-host',
+            client_secret: ADMIN_SECRET,
+            redirect_uris: [`${admin}/signin-oidc`],
+            post_logout_redirect_uris: [`${admin}/signout-callback-oidc`],
+          },
+        ]
       },
       gatehouse: {
         frontends: [
           { name: 'app', path: '/', static: join(dir, 'app') },
-          { name: 'admin', host: 'localhost', static: join(dir, 'admin'), oidc: { clientId: 'admin-host', clientSecret: ADMIN_SECRET } },
+          {
+            name: 'admin',
+            host: 'localhost',
+            static: join(dir, 'admin'),
+            oidc: { clientId: 'admin-host', clientSecret: ADMIN_SECRET },
+          },
         ],
         remoteApis: [{ path: '/live', target: upstream.url, token: 'none', antiForgery: false, websockets: true }],
       },
@@ -327,7 +390,7 @@ describe('a host-based frontend gets its own origin (publicOrigin names another 
     assert.match((await browser.get(`${adminOrigin}/`)).text, /admin spa/)
   })
 
-  test('a login through the second host completes: redirect_uri, callback and cookie are on that host\'s origin', async () => {
+  test("a login through the second host completes: redirect_uri, callback and cookie are on that host's origin", async () => {
     const browser = new HostJar()
     const { authorize, callbackUrl, callback } = await loginAt(browser, adminOrigin)
     assert.equal(authorize.searchParams.get('client_id'), 'admin-host')
@@ -336,7 +399,7 @@ describe('a host-based frontend gets its own origin (publicOrigin names another 
     assert.equal(callback.status, 302, callback.text)
     assert.equal(callback.headers.location, '/')
     assert.ok(browser.cookiesOf(adminOrigin).has('__Host-gatehouse-admin'))
-    assert.equal(browser.cookiesOf(flow.origin).size, 0, 'nothing was set for publicOrigin\'s host')
+    assert.equal(browser.cookiesOf(flow.origin).size, 0, "nothing was set for publicOrigin's host")
     const user = await browser.get(`${adminOrigin}/bff/user`, CSRF)
     assert.equal(user.status, 200)
     assert.equal((JSON.parse(user.text) as Claims).find((c) => c.type === 'sub')?.value, 'alice-0001')
@@ -351,17 +414,20 @@ describe('a host-based frontend gets its own origin (publicOrigin names another 
     assert.ok(browser.cookiesOf(flow.origin).has('__Host-gatehouse'))
   })
 
-  test('logout on the second host sends the IdP back to that host\'s post-logout redirect URI', async () => {
+  test("logout on the second host sends the IdP back to that host's post-logout redirect URI", async () => {
     const browser = new HostJar()
     await loginAt(browser, adminOrigin)
     const claims = JSON.parse((await browser.get(`${adminOrigin}/bff/user`, CSRF)).text) as Claims
     const logoutUrl = claims.find((c) => c.type === 'bff:logout_url')!.value as string
     const res = await browser.get(`${adminOrigin}${logoutUrl}`)
     assert.equal(res.status, 302)
-    assert.equal(new URL(browser.location(res)).searchParams.get('post_logout_redirect_uri'), `${adminOrigin}/signout-callback-oidc`)
+    assert.equal(
+      new URL(browser.location(res)).searchParams.get('post_logout_redirect_uri'),
+      `${adminOrigin}/signout-callback-oidc`,
+    )
   })
 
-  test('the silent-login page on the second host posts to that host\'s origin only', async () => {
+  test("the silent-login page on the second host posts to that host's origin only", async () => {
     const page = await new HostJar().get(`${adminOrigin}/bff/silent-login-callback`)
     assert.equal(page.status, 200)
     assert.ok(page.text.includes(`, ${JSON.stringify(adminOrigin)})`), page.text)
@@ -369,11 +435,19 @@ describe('a host-based frontend gets its own origin (publicOrigin names another 
     assert.ok(main.text.includes(`, ${JSON.stringify(flow.origin)})`))
   })
 
-  test('a WebSocket handshake on each host needs that host\'s own Origin', async () => {
+  test("a WebSocket handshake on each host needs that host's own Origin", async () => {
     const { port } = new URL(flow.origin)
     const before = upstream.received.length
-    assert.equal(await rawHandshakeAt(port, `localhost:${port}`, `Origin: ${flow.origin}`), 403, 'publicOrigin is not the admin host\'s origin')
-    assert.equal(await rawHandshakeAt(port, `127.0.0.1:${port}`, `Origin: ${adminOrigin}`), 403, 'nor the other way round')
+    assert.equal(
+      await rawHandshakeAt(port, `localhost:${port}`, `Origin: ${flow.origin}`),
+      403,
+      "publicOrigin is not the admin host's origin",
+    )
+    assert.equal(
+      await rawHandshakeAt(port, `127.0.0.1:${port}`, `Origin: ${adminOrigin}`),
+      403,
+      'nor the other way round',
+    )
     assert.equal(upstream.received.length, before, 'the refused handshakes never reached the upstream')
     assert.equal(await rawHandshakeAt(port, `localhost:${port}`, `Origin: ${adminOrigin}`), 101)
     assert.equal(await rawHandshakeAt(port, `127.0.0.1:${port}`, `Origin: ${flow.origin}`), 101)
@@ -396,6 +470,18 @@ function rawHandshakeAt(port: string, host: string, header: string): Promise<num
     })
     socket.on('error', reject)
     socket.on('end', () => resolve(0))
-    socket.write(['GET /live/ws HTTP/1.1', `Host: ${host}`, 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', header, '', ''].join('\r\n'))
+    socket.write(
+      [
+        'GET /live/ws HTTP/1.1',
+        `Host: ${host}`,
+        'Connection: Upgrade',
+        'Upgrade: websocket',
+        'Sec-WebSocket-Version: 13',
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+        header,
+        '',
+        '',
+      ].join('\r\n'),
+    )
   })
 }

@@ -18,11 +18,26 @@ describe('hooks', () => {
     enrichUser: async (session, claims) => {
       seenByEnricher.push(session)
       // A careless hook that edits what it is given, in place.
-      for (const claim of [...claims, ...session.claims]) if (claim.type === 'name') claim.value = `${String(claim.value)}!`
-      return [...claims, { type: 'role', value: session.sub === 'alice-0001' ? 'admin' : 'user' }, { type: 'bff:logout_url', value: 'https://evil.example.com/' }]
+      for (const claim of [...claims, ...session.claims])
+        if (claim.type === 'name') claim.value = `${String(claim.value)}!`
+      return [
+        ...claims,
+        { type: 'role', value: session.sub === 'alice-0001' ? 'admin' : 'user' },
+        { type: 'bff:logout_url', value: 'https://evil.example.com/' },
+      ]
     },
-    loginParams: (req: IncomingMessage) => ({ ui_locales: 'de', acr_values: new URL(req.url!, 'http://x').searchParams.get('acr') ?? 'basic', state: 'attacker-chosen', Redirect_Uri: 'https://evil.example.com/cb', ' code_challenge ': 'x' }),
-    logoutParams: (_req, session) => ({ ui_locales: 'fr', id_token_hint: 'forged', logout_hint: session?.sub ?? 'none' }),
+    loginParams: (req: IncomingMessage) => ({
+      ui_locales: 'de',
+      acr_values: new URL(req.url!, 'http://x').searchParams.get('acr') ?? 'basic',
+      state: 'attacker-chosen',
+      Redirect_Uri: 'https://evil.example.com/cb',
+      ' code_challenge ': 'x',
+    }),
+    logoutParams: (_req, session) => ({
+      ui_locales: 'fr',
+      id_token_hint: 'forged',
+      logout_hint: session?.sub ?? 'none',
+    }),
     validateReturnUrl: (url) => !url.startsWith('/forbidden') && !url.includes('evil'),
     onSessionCreated: (session) => {
       created.push(session)
@@ -37,13 +52,16 @@ describe('hooks', () => {
   })
   after(() => flow.close())
 
-  test('enrichUser adds the app\'s claims to /bff/user (in Duende\'s string shape); a bff: claim it returns is dropped', async () => {
+  test("enrichUser adds the app's claims to /bff/user (in Duende's string shape); a bff: claim it returns is dropped", async () => {
     const browser = flow.browser()
     await flow.login(browser)
     const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as ClaimRecord[]
-    assert.deepEqual(claims.find((c) => c.type === 'role'), { type: 'role', value: 'admin', valueType: null })
+    assert.deepEqual(
+      claims.find((c) => c.type === 'role'),
+      { type: 'role', value: 'admin', valueType: null },
+    )
     const logoutUrls = claims.filter((c) => c.type === 'bff:logout_url')
-    assert.equal(logoutUrls.length, 1, 'only gatehouse\'s own bff:logout_url')
+    assert.equal(logoutUrls.length, 1, "only gatehouse's own bff:logout_url")
     assert.match(String(logoutUrls[0]!.value), /^\/bff\/logout\?sid=/)
     assert.equal(seenByEnricher.at(-1)!.sub, 'alice-0001')
     assert.equal(seenByEnricher.at(-1)!.frontend, 'default')
@@ -71,13 +89,26 @@ describe('hooks', () => {
     assert.notEqual(authorize.searchParams.get('state'), 'attacker-chosen')
     assert.equal(authorize.searchParams.getAll('state').length, 1)
     assert.equal(authorize.searchParams.get('redirect_uri'), `${flow.origin}/signin-oidc`)
-    for (const name of authorize.searchParams.keys()) assert.ok(!['Redirect_Uri', ' code_challenge '].includes(name), `${name} in any spelling is gatehouse's`)
+    for (const name of authorize.searchParams.keys())
+      assert.ok(!['Redirect_Uri', ' code_challenge '].includes(name), `${name} in any spelling is gatehouse's`)
   })
 
   test('validateReturnUrl narrows the returnUrl at login and logout (400), and cannot widen the built-in rule', async () => {
     for (const endpoint of ['login', 'logout']) {
-      assert.equal((await flow.browser().get(`${flow.origin}/bff/${endpoint}?returnUrl=/forbidden/x`)).status, 400, `${endpoint} /forbidden`)
-      assert.equal((await flow.browser().get(`${flow.origin}/bff/${endpoint}?returnUrl=${encodeURIComponent('https://elsewhere.example.com/')}`)).status, 400, `${endpoint}: the hook accepts it, the built-in rule does not`)
+      assert.equal(
+        (await flow.browser().get(`${flow.origin}/bff/${endpoint}?returnUrl=/forbidden/x`)).status,
+        400,
+        `${endpoint} /forbidden`,
+      )
+      assert.equal(
+        (
+          await flow
+            .browser()
+            .get(`${flow.origin}/bff/${endpoint}?returnUrl=${encodeURIComponent('https://elsewhere.example.com/')}`)
+        ).status,
+        400,
+        `${endpoint}: the hook accepts it, the built-in rule does not`,
+      )
     }
     assert.equal((await flow.browser().get(`${flow.origin}/bff/login?returnUrl=/orders`)).status, 302)
   })
@@ -94,10 +125,14 @@ describe('hooks', () => {
     assert.notEqual(endSession.searchParams.get('id_token_hint'), 'forged')
     assert.equal(endSession.searchParams.getAll('id_token_hint').length, 1)
     const event = ended.find((e) => e.reason === 'logout')
-    assert.deepEqual(event?.session, { sub: 'alice-0001', sid: claims.find((c) => c.type === 'sid')!.value, frontend: 'default' })
+    assert.deepEqual(event?.session, {
+      sub: 'alice-0001',
+      sid: claims.find((c) => c.type === 'sid')!.value,
+      frontend: 'default',
+    })
   })
 
-  test('onSessionCreated hears every login with the session\'s sub, frontend and issuer; a hook that throws does not fail the login', async () => {
+  test("onSessionCreated hears every login with the session's sub, frontend and issuer; a hook that throws does not fail the login", async () => {
     const before = created.length
     throwOnCreate = true
     try {

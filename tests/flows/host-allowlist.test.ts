@@ -43,7 +43,12 @@ function raw(port: string | number, head: string): Promise<RawAnswer> {
         const name = line.slice(0, colon).trim().toLowerCase()
         headers.set(name, [...(headers.get(name) ?? []), line.slice(colon + 1).trim()])
       }
-      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0), head: headText, headers, body: cut === -1 ? '' : data.slice(cut + 4) })
+      resolve({
+        status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(headText)?.[1] ?? 0),
+        head: headText,
+        headers,
+        body: cut === -1 ? '' : data.slice(cut + 4),
+      })
     })
     socket.write(`${head.replace(/\n/g, '\r\n')}\r\n\r\n`)
   })
@@ -119,7 +124,10 @@ describe('TRACE and TRACK are answered 405 on every path, before anything else',
     test(`TRACE ${path} (${kind}) is 405 problem+json with Allow: ${allow}; no session read, no upstream call`, async () => {
       const reads = store.reads
       const calls = upstream.received.length
-      const res = await raw(port, `TRACE ${path} HTTP/1.1\nHost: 127.0.0.1:${port}\nX-CSRF: 1\nCookie: ${cookie}\nAuthorization: Bearer secret-in-request\nConnection: close`)
+      const res = await raw(
+        port,
+        `TRACE ${path} HTTP/1.1\nHost: 127.0.0.1:${port}\nX-CSRF: 1\nCookie: ${cookie}\nAuthorization: Bearer secret-in-request\nConnection: close`,
+      )
       assert.equal(res.status, 405)
       assert.equal(problemCode(res), 'method_not_allowed')
       assert.deepEqual(res.headers.get('allow'), [allow])
@@ -144,7 +152,10 @@ describe('TRACE and TRACK are answered 405 on every path, before anything else',
     const reads = store.reads
     for (const method of ['TRACK', 'trace', 'track', 'tRaCk']) {
       for (const path of ['/public/echo', '/api/echo', '/bff/user', '/']) {
-        const res = await raw(port, `GET ${path} HTTP/1.1\nHost: 127.0.0.1:${port}\nX-Test-Method: ${method}\nX-CSRF: 1\nCookie: ${cookie}\nConnection: close`)
+        const res = await raw(
+          port,
+          `GET ${path} HTTP/1.1\nHost: 127.0.0.1:${port}\nX-Test-Method: ${method}\nX-CSRF: 1\nCookie: ${cookie}\nConnection: close`,
+        )
         assert.equal(res.status, 405, `${method} ${path}`)
         assert.equal(problemCode(res), 'method_not_allowed')
         assert.ok(res.headers.get('allow')?.[0], 'with Allow')
@@ -156,17 +167,29 @@ describe('TRACE and TRACK are answered 405 on every path, before anything else',
 
   test('control: the same requests with GET are served (a session read, an upstream call)', async () => {
     const calls = upstream.received.length
-    const res = await raw(port, `GET /api/echo HTTP/1.1\nHost: 127.0.0.1:${port}\nX-CSRF: 1\nCookie: ${cookie}\nConnection: close`)
+    const res = await raw(
+      port,
+      `GET /api/echo HTTP/1.1\nHost: 127.0.0.1:${port}\nX-CSRF: 1\nCookie: ${cookie}\nConnection: close`,
+    )
     assert.equal(res.status, 200)
     assert.equal(upstream.received.length, calls + 1)
   })
 
   test('startFlow\'s publicOrigin http://127.0.0.1:PORT: look-alikes of its host never reach the token "none" API', async () => {
     const calls = upstream.received.length
-    const statusFor = async (host: string) => (await raw(port, `GET /public/echo HTTP/1.1\nHost: ${host}\nConnection: close`)).status
+    const statusFor = async (host: string) =>
+      (await raw(port, `GET /public/echo HTTP/1.1\nHost: ${host}\nConnection: close`)).status
     assert.equal(await statusFor(`127.0.0.1:${port}.evil`), 400, 'not a port: malformed')
     assert.equal(await statusFor(`127.0.0.1:${port}.`), 400)
-    for (const host of ['127.0.0.1', '127.0.0.1:80', `localhost:${port}`, `LOCALHOST:${port}`, `[::1]:${port}`, `127.0.0.2:${port}`, `evil.example.com:${port}`]) {
+    for (const host of [
+      '127.0.0.1',
+      '127.0.0.1:80',
+      `localhost:${port}`,
+      `LOCALHOST:${port}`,
+      `[::1]:${port}`,
+      `127.0.0.2:${port}`,
+      `evil.example.com:${port}`,
+    ]) {
       assert.equal(await statusFor(host), 421, host)
     }
     assert.equal(upstream.received.length, calls)
@@ -176,13 +199,20 @@ describe('TRACE and TRACK are answered 405 on every path, before anything else',
 
   test('check-config refuses TRACE in remoteApis[].methods', async () => {
     const { validateConfig } = await import('../../src/config/validate.ts')
-    const result = validateConfig({ oidc: { authority: 'https://idp.example.com', clientId: 'c', clientSecret: 's' }, keys: [flow.keys[0]], remoteApis: [{ path: '/api', target: 'https://api.example.com', methods: ['GET', 'TRACE'] }] })
-    assert.deepEqual(result.issues.map((i) => i.path), ['remoteApis[0].methods[1]'])
+    const result = validateConfig({
+      oidc: { authority: 'https://idp.example.com', clientId: 'c', clientSecret: 's' },
+      keys: [flow.keys[0]],
+      remoteApis: [{ path: '/api', target: 'https://api.example.com', methods: ['GET', 'TRACE'] }],
+    })
+    assert.deepEqual(
+      result.issues.map((i) => i.path),
+      ['remoteApis[0].methods[1]'],
+    )
     assert.match(result.issues[0]!.message, /never forwarded/)
   })
 })
 
-describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => {
+describe("with publicOrigin set, only gatehouse's own hosts are served", () => {
   // publicOrigin as a TLS-terminating proxy would front it; the test talks plain HTTP to the port.
   const PUBLIC = 'https://app.example.com'
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-hosts-'))
@@ -213,7 +243,12 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
   })
 
   const get = (path: string, host: string | undefined, headers: string[] = []) =>
-    raw(port, [`GET ${path} HTTP/1.1`, ...(host === undefined ? [] : [`Host: ${host}`]), ...headers, 'Connection: close'].join('\n'))
+    raw(
+      port,
+      [`GET ${path} HTTP/1.1`, ...(host === undefined ? [] : [`Host: ${host}`]), ...headers, 'Connection: close'].join(
+        '\n',
+      ),
+    )
 
   test('DNS rebinding: Host evil.example.com to a token "none" API is 421 misdirected_request and never reaches the upstream', async () => {
     const calls = upstream.received.length
@@ -253,7 +288,15 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
   ] as const) {
     test(`Host ${JSON.stringify(host)} (${why}) is 421 on management, API and frontend paths, and reaches no upstream`, async () => {
       const calls = upstream.received.length
-      for (const path of ['/bff/user', '/public/echo', '/api/echo', '/', '/assets/app.js', '/no/such/path', '/bff/login']) {
+      for (const path of [
+        '/bff/user',
+        '/public/echo',
+        '/api/echo',
+        '/',
+        '/assets/app.js',
+        '/no/such/path',
+        '/bff/login',
+      ]) {
         const res = await get(path, host, ['X-CSRF: 1'])
         assert.equal(res.status, 421, `${host} ${path}`)
         assert.equal(problemCode(res), 'misdirected_request')
@@ -263,7 +306,12 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
     })
   }
 
-  for (const host of ['app.example.com:443.evil', 'app.example.com:99999', 'app.example.com/x', 'evil.example.com@app.example.com']) {
+  for (const host of [
+    'app.example.com:443.evil',
+    'app.example.com:99999',
+    'app.example.com/x',
+    'evil.example.com@app.example.com',
+  ]) {
     test(`a malformed Host ${JSON.stringify(host)} is 400 and reaches no upstream`, async () => {
       const calls = upstream.received.length
       assert.equal((await get('/public/echo', host)).status, 400)
@@ -271,14 +319,22 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
     })
   }
 
-  test('two Host lines (one of them gatehouse\'s) are 400, in either order', async () => {
+  test("two Host lines (one of them gatehouse's) are 400, in either order", async () => {
     const calls = upstream.received.length
-    assert.equal((await raw(port, 'GET /public/echo HTTP/1.1\nHost: app.example.com\nHost: evil.example.com\nConnection: close')).status, 400)
-    assert.equal((await raw(port, 'GET /public/echo HTTP/1.1\nHost: evil.example.com\nHost: app.example.com\nConnection: close')).status, 400)
+    assert.equal(
+      (await raw(port, 'GET /public/echo HTTP/1.1\nHost: app.example.com\nHost: evil.example.com\nConnection: close'))
+        .status,
+      400,
+    )
+    assert.equal(
+      (await raw(port, 'GET /public/echo HTTP/1.1\nHost: evil.example.com\nHost: app.example.com\nConnection: close'))
+        .status,
+      400,
+    )
     assert.equal(upstream.received.length, calls)
   })
 
-  test('HTTP/1.0 without a Host names no host of gatehouse\'s: 421 (health probes still answer)', async () => {
+  test("HTTP/1.0 without a Host names no host of gatehouse's: 421 (health probes still answer)", async () => {
     const calls = upstream.received.length
     const api = await raw(port, 'GET /public/echo HTTP/1.0')
     assert.equal(api.status, 421)
@@ -306,8 +362,12 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
     // An older browser (no Sec-Fetch-Mode) navigating to a frontend path, and to a client-side route.
     const old = Object.entries(OLD_BROWSER_NAVIGATE).map(([k, v]) => `${k}: ${v}`)
     assert.deepEqual((await get('/', 'evil.example.com', old)).headers.get('location'), [`${PUBLIC}/`])
-    assert.deepEqual((await get('/orders/7?tab=2', 'evil.example.com', old)).headers.get('location'), [`${PUBLIC}/orders/7?tab=2`])
-    assert.deepEqual((await get('/signin-oidc?code=c&state=s', 'evil.example.com', navigate)).headers.get('location'), [`${PUBLIC}/signin-oidc?code=c&state=s`])
+    assert.deepEqual((await get('/orders/7?tab=2', 'evil.example.com', old)).headers.get('location'), [
+      `${PUBLIC}/orders/7?tab=2`,
+    ])
+    assert.deepEqual((await get('/signin-oidc?code=c&state=s', 'evil.example.com', navigate)).headers.get('location'), [
+      `${PUBLIC}/signin-oidc?code=c&state=s`,
+    ])
   })
 
   test('no 308 for anything but a navigation to a management or frontend path: 421', async () => {
@@ -321,7 +381,15 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
     assert.equal((await get('/bff/login', 'evil.example.com')).status, 421)
     assert.equal((await get('/bff/login', 'evil.example.com', [...navigate, 'X-CSRF: 1'])).status, 421)
     // Another method.
-    assert.equal((await raw(port, `POST /bff/backchannel HTTP/1.1\nHost: evil.example.com\nAccept: ${NAVIGATE.accept}\nContent-Length: 0\nConnection: close`)).status, 421)
+    assert.equal(
+      (
+        await raw(
+          port,
+          `POST /bff/backchannel HTTP/1.1\nHost: evil.example.com\nAccept: ${NAVIGATE.accept}\nContent-Length: 0\nConnection: close`,
+        )
+      ).status,
+      421,
+    )
     // A target that is not a plain path never becomes a Location (no open redirect through "//host").
     for (const target of ['//evil.example/x', '/\\evil.example', '/a\tb']) {
       const res = await get(target, 'evil.example.com', navigate)
@@ -337,7 +405,18 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
 
   test('a WebSocket handshake naming a foreign host is refused with 421 and never reaches the upstream', async () => {
     const calls = upstream.received.length
-    const res = await raw(port, ['GET /public/ws HTTP/1.1', 'Host: evil.example.com', 'Origin: http://evil.example.com', 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='].join('\n'))
+    const res = await raw(
+      port,
+      [
+        'GET /public/ws HTTP/1.1',
+        'Host: evil.example.com',
+        'Origin: http://evil.example.com',
+        'Connection: Upgrade',
+        'Upgrade: websocket',
+        'Sec-WebSocket-Version: 13',
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      ].join('\n'),
+    )
     assert.equal(res.status, 421)
     assert.equal(upstream.received.length, calls)
   })
@@ -351,21 +430,37 @@ describe('with publicOrigin set, only gatehouse\'s own hosts are served', () => 
     assert.equal(warnings[0]!.header, 'Host')
     assert.equal(warnings[0]!.hostKind, 'name')
     assert.ok(entries().some((e) => e.msg === 'request' && e.status === 421 && e.path === '/bff/user'))
-    assert.ok(!JSON.stringify(entries()).includes('rebind.example.net') && !JSON.stringify(entries()).includes('evil.example.com'), 'no Host value in any line')
+    assert.ok(
+      !JSON.stringify(entries()).includes('rebind.example.net') &&
+        !JSON.stringify(entries()).includes('evil.example.com'),
+      'no Host value in any line',
+    )
   })
 
   describe('behind a trusted proxy (trustProxy: the nearest X-Forwarded-Host names the host)', () => {
     before(() => flow.restart({ trustProxy: true }))
     after(() => flow.restart())
 
-    test('the proxy\'s X-Forwarded-Host decides, not the Host it connects with', async () => {
+    test("the proxy's X-Forwarded-Host decides, not the Host it connects with", async () => {
       const calls = upstream.received.length
       assert.equal((await get('/public/echo', '10.0.0.7:8080', ['X-Forwarded-Host: app.example.com'])).status, 200)
-      assert.equal((await get('/public/echo', '10.0.0.7:8080', ['X-Forwarded-Host: evil.example.com, app.example.com'])).status, 200, 'the nearest value counts')
+      assert.equal(
+        (await get('/public/echo', '10.0.0.7:8080', ['X-Forwarded-Host: evil.example.com, app.example.com'])).status,
+        200,
+        'the nearest value counts',
+      )
       assert.equal(upstream.received.length, calls + 2)
       assert.equal((await get('/public/echo', 'app.example.com', ['X-Forwarded-Host: evil.example.com'])).status, 421)
-      assert.equal((await get('/public/echo', '10.0.0.7:8080', ['X-Forwarded-Host: app.example.com, evil.example.com'])).status, 421, 'a value the client prepended does not help')
-      assert.equal((await get('/public/echo', '10.0.0.7:8080')).status, 421, 'a proxy that passes neither the Host nor X-Forwarded-Host')
+      assert.equal(
+        (await get('/public/echo', '10.0.0.7:8080', ['X-Forwarded-Host: app.example.com, evil.example.com'])).status,
+        421,
+        'a value the client prepended does not help',
+      )
+      assert.equal(
+        (await get('/public/echo', '10.0.0.7:8080')).status,
+        421,
+        'a proxy that passes neither the Host nor X-Forwarded-Host',
+      )
       assert.equal((await get('/public/echo', '10.0.0.7:8080', ['X-Forwarded-Host: app.example.com/x'])).status, 400)
       assert.equal(upstream.received.length, calls + 2)
     })
@@ -400,7 +495,10 @@ test('a login started on another name of the same gatehouse (http://localhost:PO
     assert.equal(start.status, 302)
     assert.equal(new URL(browser.location(start)).searchParams.get('redirect_uri'), `${flow.origin}/signin-oidc`)
     const form = await browser.follow(await browser.get(browser.location(start)))
-    const callback = await browser.follow(await browser.submitForm(form, { username: 'alice', password: 'alice-demo-password' }), (url) => url.startsWith(`${flow.origin}/signin-oidc`))
+    const callback = await browser.follow(
+      await browser.submitForm(form, { username: 'alice', password: 'alice-demo-password' }),
+      (url) => url.startsWith(`${flow.origin}/signin-oidc`),
+    )
     const done = await browser.get(browser.location(callback))
     assert.equal(done.status, 302, done.text)
     assert.equal(done.headers.location, '/home')

@@ -16,7 +16,11 @@ const COOKIE = '__Host-gatehouse'
 const PROBLEM_JSON = /^application\/problem\+json/
 
 function problem(res: JarResponse): { code: string; status: number; errors?: Record<string, string[]> } {
-  assert.match(res.headers.get('content-type') ?? '', PROBLEM_JSON, `problem+json expected, got ${res.status} ${res.headers.get('content-type')}`)
+  assert.match(
+    res.headers.get('content-type') ?? '',
+    PROBLEM_JSON,
+    `problem+json expected, got ${res.status} ${res.headers.get('content-type')}`,
+  )
   return JSON.parse(res.text)
 }
 
@@ -24,7 +28,14 @@ function problem(res: JarResponse): { code: string; status: number; errors?: Rec
 function clearsSessionCookie(res: JarResponse): boolean {
   return res.headers
     .getSetCookie()
-    .some((line) => line.startsWith(`${COOKIE}=;`) && /; Path=\//.test(line) && /; Secure/.test(line) && /; HttpOnly/.test(line) && /; Max-Age=0\b/.test(line))
+    .some(
+      (line) =>
+        line.startsWith(`${COOKIE}=;`) &&
+        /; Path=\//.test(line) &&
+        /; Secure/.test(line) &&
+        /; HttpOnly/.test(line) &&
+        /; Max-Age=0\b/.test(line),
+    )
 }
 
 /** A Set-Cookie line that would give the browser a (new) session. */
@@ -63,7 +74,10 @@ describe('hostile input', () => {
    * Starts a login and walks the IdP (submitting its form when it shows one) up to, but not into,
    * gatehouse's callback. Returns the callback URL and the pending-login cookie it needs.
    */
-  async function reachCallback(browser: BrowserJar, query = ''): Promise<{ callbackUrl: string; state: string; loginCookie: [string, string] }> {
+  async function reachCallback(
+    browser: BrowserJar,
+    query = '',
+  ): Promise<{ callbackUrl: string; state: string; loginCookie: [string, string] }> {
     const start = await browser.get(`${flow.origin}/bff/login${query}`)
     assert.equal(start.status, 302)
     const state = new URL(start.headers.get('location')!).searchParams.get('state')!
@@ -75,7 +89,8 @@ describe('hostile input', () => {
     for (let i = 0; i < 20; i++) {
       if (res.status >= 300 && res.status < 400) {
         const next = new URL(res.headers.get('location')!, res.url).href
-        if (next.startsWith(`${flow.origin}/signin-oidc`)) return { callbackUrl: next, state, loginCookie: [name, value] }
+        if (next.startsWith(`${flow.origin}/signin-oidc`))
+          return { callbackUrl: next, state, loginCookie: [name, value] }
         res = await browser.get(next)
       } else if (res.text.includes('name="password"')) {
         res = await browser.submitForm(res, { username: alice.username, password: alice.password })
@@ -132,7 +147,10 @@ describe('hostile input', () => {
         assert.equal(res.headers.get('location'), null)
         const body = problem(res)
         assert.equal(body.status, 400)
-        assert.ok(Array.isArray(body.errors?.returnUrl) && body.errors.returnUrl.length > 0, 'errors.returnUrl lists a message')
+        assert.ok(
+          Array.isArray(body.errors?.returnUrl) && body.errors.returnUrl.length > 0,
+          'errors.returnUrl lists a message',
+        )
         assert.equal([...browser.cookies.keys()].length, 0, 'no pending-login cookie is set')
       })
     }
@@ -150,7 +168,10 @@ describe('hostile input', () => {
         assert.equal(res.status, 400, `prompt=${JSON.stringify(prompt)}`)
         assert.equal(res.headers.get('location'), null)
         const body = problem(res)
-        assert.ok(Array.isArray(body.errors?.prompt) && body.errors.prompt.length > 0, `errors.prompt for ${JSON.stringify(prompt)}`)
+        assert.ok(
+          Array.isArray(body.errors?.prompt) && body.errors.prompt.length > 0,
+          `errors.prompt for ${JSON.stringify(prompt)}`,
+        )
       }
     })
 
@@ -180,8 +201,13 @@ describe('hostile input', () => {
         }
         // The challenge is S256 of the verifier kept in this browser's sealed pending-login cookie.
         const state = params.get('state')!
-        const pending = JSON.parse(new KeyRing(flow.keys).unseal(browser.cookies.get(loginCookieName(COOKIE, state))!, 'login-state')!) as LoginState
-        assert.equal(params.get('code_challenge'), createHash('sha256').update(pending.codeVerifier).digest('base64url'))
+        const pending = JSON.parse(
+          new KeyRing(flow.keys).unseal(browser.cookies.get(loginCookieName(COOKIE, state))!, 'login-state')!,
+        ) as LoginState
+        assert.equal(
+          params.get('code_challenge'),
+          createHash('sha256').update(pending.codeVerifier).digest('base64url'),
+        )
         assert.notEqual(pending.codeVerifier, params.get('code_challenge'))
         assert.equal(pending.nonce, params.get('nonce'))
         for (const value of [state, params.get('nonce')!, params.get('code_challenge')!]) {
@@ -192,7 +218,9 @@ describe('hostile input', () => {
     })
 
     test('a local returnUrl and a supported prompt still start the login (302 to the IdP)', async () => {
-      const res = await flow.browser().get(`${flow.origin}/bff/login?returnUrl=${encodeURIComponent('/orders?x=1#y')}&prompt=login`)
+      const res = await flow
+        .browser()
+        .get(`${flow.origin}/bff/login?returnUrl=${encodeURIComponent('/orders?x=1#y')}&prompt=login`)
       assert.equal(res.status, 302)
       const location = new URL(res.headers.get('location')!)
       assert.equal(location.origin, flow.idp.issuer)
@@ -252,7 +280,11 @@ describe('hostile input', () => {
   describe('/signin-oidc callback', () => {
     test('a forged state with no pending-login cookie is 400 and starts no session', async () => {
       const before = await sessionCount()
-      const res = await flow.browser().get(`${flow.origin}/signin-oidc?code=forged-code&state=forged-state&iss=${encodeURIComponent(flow.idp.issuer)}`)
+      const res = await flow
+        .browser()
+        .get(
+          `${flow.origin}/signin-oidc?code=forged-code&state=forged-state&iss=${encodeURIComponent(flow.idp.issuer)}`,
+        )
       assert.equal(res.status, 400)
       assert.match(res.headers.get('content-type')!, /^text\/html/)
       assert.equal(setsSession(res), false)
@@ -388,7 +420,9 @@ describe('hostile input', () => {
       const browser = flow.browser()
       const start = await browser.get(`${flow.origin}/bff/login`)
       const state = new URL(start.headers.get('location')!).searchParams.get('state')!
-      const res = await browser.get(`${flow.origin}/signin-oidc?error=${encodeURIComponent('<script>alert(1)</script>')}&state=${encodeURIComponent(state)}`)
+      const res = await browser.get(
+        `${flow.origin}/signin-oidc?error=${encodeURIComponent('<script>alert(1)</script>')}&state=${encodeURIComponent(state)}`,
+      )
       assert.equal(res.status, 400)
       assert.doesNotMatch(res.text, /<script>/i)
       assert.equal(setsSession(res), false)
@@ -429,7 +463,15 @@ describe('hostile input', () => {
     })
 
     test('a garbage session cookie is anonymous (401) and cleared', async () => {
-      for (const garbage of ['%%%%', '"quoted"', 'a.b.c.d', '../../etc/passwd', '<script>', '\u00e9\u00e8', "' OR 1=1 --"]) {
+      for (const garbage of [
+        '%%%%',
+        '"quoted"',
+        'a.b.c.d',
+        '../../etc/passwd',
+        '<script>',
+        '\u00e9\u00e8',
+        "' OR 1=1 --",
+      ]) {
         await anonymousAndCleared(`${COOKIE}=${encodeURIComponent(garbage).replace(/%25/g, '%')}`)
       }
     })
@@ -470,7 +512,17 @@ describe('hostile input', () => {
   })
 
   describe('request hygiene', () => {
-    for (const host of ['evil.example/path', 'evil example', 'user@evil.example', 'evil.example?x', 'evil\\example', '[::1', 'host:99999999', 'host:port', '']) {
+    for (const host of [
+      'evil.example/path',
+      'evil example',
+      'user@evil.example',
+      'evil.example?x',
+      'evil\\example',
+      '[::1',
+      'host:99999999',
+      'host:port',
+      '',
+    ]) {
       test(`a malformed Host header (${JSON.stringify(host)}) is 400, never served`, async () => {
         const res = await rawRequest(flow.origin, `GET /bff/user HTTP/1.1\nHost: ${host}\nX-CSRF: 1\nConnection: close`)
         assert.equal(res.status, 400)
@@ -479,7 +531,10 @@ describe('hostile input', () => {
 
     test('two Host headers are 400', async () => {
       const host = new URL(flow.origin).host
-      const res = await rawRequest(flow.origin, `GET /bff/user HTTP/1.1\nHost: ${host}\nHost: evil.example\nX-CSRF: 1\nConnection: close`)
+      const res = await rawRequest(
+        flow.origin,
+        `GET /bff/user HTTP/1.1\nHost: ${host}\nHost: evil.example\nX-CSRF: 1\nConnection: close`,
+      )
       assert.equal(res.status, 400)
     })
 
@@ -495,29 +550,42 @@ describe('hostile input', () => {
     })
 
     test('a Host that is valid but names no origin of gatehouse (e.g. a container name with "_") is 421 misdirected_request, not 400', async () => {
-      const res = await rawRequest(flow.origin, `GET /bff/user HTTP/1.1\nHost: gatehouse_app:8080\nX-CSRF: 1\nConnection: close`)
+      const res = await rawRequest(
+        flow.origin,
+        `GET /bff/user HTTP/1.1\nHost: gatehouse_app:8080\nX-CSRF: 1\nConnection: close`,
+      )
       assert.equal(res.status, 421)
       assert.equal(JSON.parse(res.body).code, 'misdirected_request')
     })
 
     test('a well-formed Host header is served normally (control)', async () => {
-      const res = await rawRequest(flow.origin, `GET /bff/user HTTP/1.1\nHost: ${new URL(flow.origin).host}\nX-CSRF: 1\nConnection: close`)
+      const res = await rawRequest(
+        flow.origin,
+        `GET /bff/user HTTP/1.1\nHost: ${new URL(flow.origin).host}\nX-CSRF: 1\nConnection: close`,
+      )
       assert.equal(res.status, 401)
     })
 
     for (const method of ['POST', 'PUT', 'DELETE', 'PATCH']) {
       test(`${method} /bff/user is 405 problem+json with Allow: GET, HEAD`, async () => {
-        const res = await flow.browser().request(method, `${flow.origin}/bff/user`, method === 'DELETE' ? undefined : '{}', { ...CSRF, 'content-type': 'application/json' })
+        const res = await flow
+          .browser()
+          .request(method, `${flow.origin}/bff/user`, method === 'DELETE' ? undefined : '{}', {
+            ...CSRF,
+            'content-type': 'application/json',
+          })
         assert.equal(res.status, 405)
         assert.equal(res.headers.get('allow'), 'GET, HEAD')
         assert.equal(problem(res).code, 'method_not_allowed')
       })
     }
 
-    test('gatehouse\'s own answers carry Referrer-Policy no-referrer, nosniff and X-Frame-Options DENY; its HTML pages a CSP that forbids framing', async () => {
+    test("gatehouse's own answers carry Referrer-Policy no-referrer, nosniff and X-Frame-Options DENY; its HTML pages a CSP that forbids framing", async () => {
       const browser = flow.browser()
       await flow.login(browser)
-      const logoutUrl = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>).find((c) => c.type === 'bff:logout_url')!.value
+      const logoutUrl = (
+        JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: string }>
+      ).find((c) => c.type === 'bff:logout_url')!.value
       const anonymous = flow.browser()
       const answers: Array<[string, JarResponse]> = [
         ['/bff/user 200', await browser.get(`${flow.origin}/bff/user`, CSRF)],
@@ -545,10 +613,13 @@ describe('hostile input', () => {
           assert.match(csp, /frame-ancestors 'none'/, name)
         }
       }
-      assert.ok(answers.some(([, res]) => /^text\/html/.test(res.headers.get('content-type') ?? '')), 'an HTML page was among them')
+      assert.ok(
+        answers.some(([, res]) => /^text\/html/.test(res.headers.get('content-type') ?? '')),
+        'an HTML page was among them',
+      )
     })
 
-    test('the silent-login page may be framed by the app alone (SAMEORIGIN, frame-ancestors \'self\'), and keeps no-referrer and nosniff', async () => {
+    test("the silent-login page may be framed by the app alone (SAMEORIGIN, frame-ancestors 'self'), and keeps no-referrer and nosniff", async () => {
       const res = await flow.browser().get(`${flow.origin}/bff/silent-login-callback`)
       assert.equal(res.status, 200)
       assert.equal(res.headers.get('x-frame-options'), 'SAMEORIGIN')
@@ -561,7 +632,10 @@ describe('hostile input', () => {
       const browser = flow.browser()
       await flow.login(browser)
       const abort = new AbortController()
-      const res = await fetch(`${flow.origin}/bff/session-events`, { headers: { cookie: browser.cookieHeader() }, signal: abort.signal })
+      const res = await fetch(`${flow.origin}/bff/session-events`, {
+        headers: { cookie: browser.cookieHeader() },
+        signal: abort.signal,
+      })
       try {
         assert.equal(res.status, 200)
         assert.match(res.headers.get('content-type')!, /^text\/event-stream/)
@@ -592,7 +666,10 @@ describe('a session cookie sent twice (cookie tossing: another path, a nameless 
 
   before(async () => {
     upstream = await startUpstream()
-    flow = await startFlow({ runtime: { logger: pino({ level: 'warn' }, log.sink) }, gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] } })
+    flow = await startFlow({
+      runtime: { logger: pino({ level: 'warn' }, log.sink) },
+      gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'user' }] },
+    })
     victim = flow.browser()
     await flow.login(victim)
     real = victim.cookies.get(COOKIE)!
@@ -610,7 +687,12 @@ describe('a session cookie sent twice (cookie tossing: another path, a nameless 
 
   test("/bff/user with the attacker's session cookie before or after the user's is 401, deletes no cookie and logs one cookie_ambiguous warning (a minute's worth) without the values", async () => {
     const pads = Array.from({ length: 250 }, (_, i) => `p${i}=x`).join('; ')
-    for (const header of [`${COOKIE}=${attackers}; ${COOKIE}=${real}`, `${COOKIE}=${real}; ${COOKIE}=${attackers}`, `${COOKIE}=${real}; theme=dark; ${COOKIE}=${real}`, `${COOKIE}=${attackers}; ${pads}; ${COOKIE}=${real}`]) {
+    for (const header of [
+      `${COOKIE}=${attackers}; ${COOKIE}=${real}`,
+      `${COOKIE}=${real}; ${COOKIE}=${attackers}`,
+      `${COOKIE}=${real}; theme=dark; ${COOKIE}=${real}`,
+      `${COOKIE}=${attackers}; ${pads}; ${COOKIE}=${real}`,
+    ]) {
       const res = await flow.browser().get(`${flow.origin}/bff/user`, { ...CSRF, cookie: header })
       assert.equal(res.status, 401, header.slice(0, 120))
       assert.equal(problem(res).code, 'session_required')
@@ -626,7 +708,9 @@ describe('a session cookie sent twice (cookie tossing: another path, a nameless 
   test('a user API call carrying the session cookie twice is 401, never reaches the upstream, and deletes no cookie', async () => {
     const before = upstream.received.length
     const warnings = ambiguousWarnings().length
-    const res = await flow.browser().get(`${flow.origin}/api/echo`, { ...CSRF, cookie: `${COOKIE}=${attackers}; ${COOKIE}=${real}` })
+    const res = await flow
+      .browser()
+      .get(`${flow.origin}/api/echo`, { ...CSRF, cookie: `${COOKIE}=${attackers}; ${COOKIE}=${real}` })
     assert.equal(res.status, 401)
     assert.equal(problem(res).code, 'session_required')
     assert.deepEqual(res.headers.getSetCookie(), [])
@@ -637,7 +721,10 @@ describe('a session cookie sent twice (cookie tossing: another path, a nameless 
   test('once the browser sends its one cookie again, the same session is served: /bff/user 200 and the API 200 as the user', async () => {
     const user = await victim.get(`${flow.origin}/bff/user`, CSRF)
     assert.equal(user.status, 200)
-    assert.equal((JSON.parse(user.text) as Array<{ type: string; value: unknown }>).find((c) => c.type === 'sub')?.value, 'alice-0001')
+    assert.equal(
+      (JSON.parse(user.text) as Array<{ type: string; value: unknown }>).find((c) => c.type === 'sub')?.value,
+      'alice-0001',
+    )
     const call = await victim.get(`${flow.origin}/api/echo`, CSRF)
     assert.equal(call.status, 200)
     assert.equal(victim.cookies.get(COOKIE), real)

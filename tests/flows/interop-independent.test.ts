@@ -11,7 +11,15 @@ import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
-import { Events, OAuth2Server, type MutableRedirectUri, type MutableResponse, type MutableToken, type StatusCodeMutableResponse, type TokenRequestIncomingMessage } from 'oauth2-mock-server'
+import {
+  Events,
+  OAuth2Server,
+  type MutableRedirectUri,
+  type MutableResponse,
+  type MutableToken,
+  type StatusCodeMutableResponse,
+  type TokenRequestIncomingMessage,
+} from 'oauth2-mock-server'
 import { createGatehouse, type Gatehouse } from '../../src/index.ts'
 import { createLogger } from '../../src/log.ts'
 import { generateKey } from '../../src/session/seal.ts'
@@ -70,7 +78,10 @@ interface Interop {
   entries(): Array<Record<string, unknown>>
   browser(): BrowserJar
   /** /bff/login → the mock's /authorize → /signin-oidc; returns each hop's answer. */
-  login(browser: BrowserJar, returnUrl?: string): Promise<{ start: JarResponse; authorize: JarResponse; callback: JarResponse }>
+  login(
+    browser: BrowserJar,
+    returnUrl?: string,
+  ): Promise<{ start: JarResponse; authorize: JarResponse; callback: JarResponse }>
   close(): Promise<void>
 }
 
@@ -78,9 +89,13 @@ interface Interop {
  * oauth2-mock-server (RS256 key) on 127.0.0.1, the echoing upstream, and gatehouse from
  * createGatehouse on node:http, all on port 0. No `oidc.clientAuth`: gatehouse chooses from discovery.
  */
-async function startInterop(options: { discovery?: (document: Record<string, unknown>) => void; trailingSlash?: boolean } = {}): Promise<Interop> {
+async function startInterop(
+  options: { discovery?: (document: Record<string, unknown>) => void; trailingSlash?: boolean } = {},
+): Promise<Interop> {
   // The mock's own option: its issuer (and so the id_token's iss) always ends with "/", or never does.
-  const mock = new OAuth2Server(undefined, undefined, { shouldIssuerUrlBeSuffixedWithATralingSlash: options.trailingSlash ?? false })
+  const mock = new OAuth2Server(undefined, undefined, {
+    shouldIssuerUrlBeSuffixedWithATralingSlash: options.trailingSlash ?? false,
+  })
   await mock.issuer.keys.generate('RS256')
   await mock.start(0, '127.0.0.1')
   // The mock names itself http://localhost:PORT when bound to a loopback address; everything in these
@@ -108,7 +123,8 @@ async function startInterop(options: { discovery?: (document: Record<string, unk
     token.payload.sub = USER.sub
     token.payload.jti = randomUUID()
     // The mock builds access tokens with a `scope` member and id_tokens without one.
-    if (!('scope' in token.payload)) Object.assign(token.payload, { name: USER.name, email: USER.email, groups: USER.groups })
+    if (!('scope' in token.payload))
+      Object.assign(token.payload, { name: USER.name, email: USER.email, groups: USER.groups })
   })
   mock.service.on(Events.BeforeResponse, (response: MutableResponse, req: TokenRequestIncomingMessage) => {
     const form = req.body as unknown as Record<string, unknown>
@@ -131,7 +147,10 @@ async function startInterop(options: { discovery?: (document: Record<string, unk
 
   let discovery: Record<string, unknown>
   try {
-    discovery = (await (await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`)).json()) as Record<string, unknown>
+    discovery = (await (await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`)).json()) as Record<
+      string,
+      unknown
+    >
   } catch (err) {
     await mock.stop()
     throw err
@@ -149,7 +168,12 @@ async function startInterop(options: { discovery?: (document: Record<string, unk
     gatehouse = await createGatehouse(
       {
         publicOrigin: origin,
-        oidc: { authority: issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+        oidc: {
+          authority: issuer,
+          clientId: CLIENT_ID,
+          clientSecret: CLIENT_SECRET,
+          scopes: ['openid', 'profile', 'email', 'offline_access'],
+        },
         keys: [generateKey()],
         session: { store: 'memory' },
         log: { level: 'debug' },
@@ -164,7 +188,10 @@ async function startInterop(options: { discovery?: (document: Record<string, unk
     throw err
   }
   const explain = (res: JarResponse): string => {
-    const problems = log.entries().filter((entry) => Number(entry.level) >= 40).slice(-8)
+    const problems = log
+      .entries()
+      .filter((entry) => Number(entry.level) >= 40)
+      .slice(-8)
     return `${res.status} ${res.url}\n${res.text.slice(0, 800)}\ngatehouse warnings/errors:\n${problems.map((entry) => JSON.stringify(entry)).join('\n') || '(none)'}`
   }
 
@@ -203,9 +230,12 @@ async function startInterop(options: { discovery?: (document: Record<string, unk
 }
 
 type Claims = Array<{ type: string; value: unknown }>
-const claimValues = (claims: Claims, type: string): unknown[] => claims.filter((c) => c.type === type).map((c) => c.value)
-const bearerOf = (res: JarResponse): string => ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
-const bodyOf = (exchange: TokenExchange): Record<string, unknown> => (exchange.response.body === '' ? {} : exchange.response.body)
+const claimValues = (claims: Claims, type: string): unknown[] =>
+  claims.filter((c) => c.type === type).map((c) => c.value)
+const bearerOf = (res: JarResponse): string =>
+  ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
+const bodyOf = (exchange: TokenExchange): Record<string, unknown> =>
+  exchange.response.body === '' ? {} : exchange.response.body
 const since = <T>(list: T[], mark: number): T[] => list.slice(mark)
 /** RFC 6749 §2.3.1: Basic credentials are the form-urlencoded client_id and secret. */
 function basicCredentials(authorization: string | undefined): { id: string; secret: string } | undefined {
@@ -223,12 +253,12 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
   })
   after(() => it?.close())
 
-  test('/readyz is 200 with the independent provider\'s discovery document', async () => {
+  test("/readyz is 200 with the independent provider's discovery document", async () => {
     const res = await it.browser().get(`${it.origin}/readyz`)
     assert.equal(res.status, 200, it.explain(res))
   })
 
-  test('a login goes to the provider\'s authorize endpoint with code flow, PKCE S256, state and nonce, and comes back with a session cookie on the returnUrl', async () => {
+  test("a login goes to the provider's authorize endpoint with code flow, PKCE S256, state and nonce, and comes back with a session cookie on the returnUrl", async () => {
     const browser = it.browser()
     const authorizeMark = it.authorizeRequests.length
     const tokenMark = it.tokenExchanges.length
@@ -253,11 +283,14 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
 
     assert.equal(callback.status, 302, it.explain(callback))
     assert.equal(callback.headers.get('location'), '/after/login?x=1')
-    assert.ok(callback.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=`)), 'session cookie set')
+    assert.ok(
+      callback.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=`)),
+      'session cookie set',
+    )
     assert.ok(browser.cookies.get(COOKIE), 'the browser keeps the session cookie')
 
     const [exchange] = since(it.tokenExchanges, tokenMark)
-    assert.ok(exchange, 'the code was exchanged at the provider\'s token endpoint')
+    assert.ok(exchange, "the code was exchanged at the provider's token endpoint")
     assert.equal(exchange.grant, 'authorization_code')
     assert.equal(exchange.form.code, back.searchParams.get('code'))
     assert.equal(exchange.form.redirect_uri, `${it.origin}/signin-oidc`)
@@ -273,7 +306,7 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     assert.equal(clientId, CLIENT_ID)
   })
 
-  test('/bff/user answers the sub and profile claims of the provider\'s id_token, the userinfo claims, and a logout URL', async () => {
+  test("/bff/user answers the sub and profile claims of the provider's id_token, the userinfo claims, and a logout URL", async () => {
     const browser = it.browser()
     const userinfoMark = it.userinfoCalls.length
     await it.login(browser)
@@ -288,7 +321,8 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     assert.deepEqual(claimValues(claims, 'zoneinfo'), [USER.zoneinfo])
     assert.equal(since(it.userinfoCalls, userinfoMark).length, 1)
     assert.equal(since(it.userinfoCalls, userinfoMark)[0], `Bearer ${bodyOf(it.tokenExchanges.at(-1)!).access_token}`)
-    for (const protocol of ['nonce', 'aud', 'iss', 'exp', 'iat', 'nbf', 'jti']) assert.deepEqual(claimValues(claims, protocol), [], `${protocol} is not a user claim`)
+    for (const protocol of ['nonce', 'aud', 'iss', 'exp', 'iat', 'nbf', 'jti'])
+      assert.deepEqual(claimValues(claims, protocol), [], `${protocol} is not a user claim`)
     assert.match(String(claimValues(claims, 'bff:logout_url')[0]), /^\/bff\/logout\?sid=[A-Za-z0-9_-]+$/)
   })
 
@@ -304,7 +338,7 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     assert.equal((await browser.get(`${it.origin}/bff/user`, CSRF)).status, 401)
   })
 
-  test('an id_token whose nonce is not the authorize request\'s is refused with a 4xx page and no session', async () => {
+  test("an id_token whose nonce is not the authorize request's is refused with a 4xx page and no session", async () => {
     const tamper = (token: MutableToken): void => {
       if ('scope' in token.payload) return // the access token
       token.payload.nonce = 'not-the-nonce-gatehouse-sent'
@@ -341,7 +375,8 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
         if (response.body === '' || typeof response.body.id_token !== 'string') return
         const [, payload] = response.body.id_token.split('.')
         const header = Buffer.from(JSON.stringify({ alg, typ: 'JWT' })).toString('base64url')
-        const signature = alg === 'none' ? '' : createHmac('sha256', CLIENT_SECRET).update(`${header}.${payload}`).digest('base64url')
+        const signature =
+          alg === 'none' ? '' : createHmac('sha256', CLIENT_SECRET).update(`${header}.${payload}`).digest('base64url')
         response.body.id_token = `${header}.${payload}.${signature}`
       })
       const browser = it.browser()
@@ -349,12 +384,15 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
       assert.ok(callback.status >= 400 && callback.status < 500, it.explain(callback))
       assert.equal(browser.cookies.has(COOKIE), false)
       assert.equal((await browser.get(`${it.origin}/bff/user`, CSRF)).status, 401)
-      const refusal = it.entries().filter((e) => e.event === 'login_failed').at(-1)
+      const refusal = it
+        .entries()
+        .filter((e) => e.event === 'login_failed')
+        .at(-1)
       assert.equal(refusal?.cause, 'id_token_invalid', it.explain(callback))
     })
   }
 
-  test('a remote API call reaches the upstream with the provider\'s access token as Bearer, and without the browser\'s cookies', async () => {
+  test("a remote API call reaches the upstream with the provider's access token as Bearer, and without the browser's cookies", async () => {
     const browser = it.browser()
     await it.login(browser)
     const accessToken = String(bodyOf(it.tokenExchanges.at(-1)!).access_token)
@@ -367,7 +405,7 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     assert.equal(decodeJwt(accessToken).sub, USER.sub)
   })
 
-  test('past the access token\'s expiry, the API call goes out with a new access token from the provider\'s refresh_token grant, and the rotated refresh token is used next', async () => {
+  test("past the access token's expiry, the API call goes out with a new access token from the provider's refresh_token grant, and the rotated refresh token is used next", async () => {
     const browser = it.browser()
     await it.login(browser)
     const login = bodyOf(it.tokenExchanges.at(-1)!)
@@ -382,7 +420,10 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     const refreshed = await browser.get(`${it.origin}/api/echo`, CSRF)
     assert.equal(refreshed.status, 200, it.explain(refreshed))
     const grants = since(it.tokenExchanges, mark)
-    assert.deepEqual(grants.map((g) => g.grant), ['refresh_token'])
+    assert.deepEqual(
+      grants.map((g) => g.grant),
+      ['refresh_token'],
+    )
     assert.equal(grants[0]!.form.refresh_token, login.refresh_token)
     const renewed = bodyOf(grants[0]!)
     assert.notEqual(bearerOf(refreshed), login.access_token)
@@ -399,7 +440,10 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     const third = await browser.get(`${it.origin}/api/echo`, CSRF)
     assert.equal(third.status, 200, it.explain(third))
     const next = since(it.tokenExchanges, mark)
-    assert.deepEqual(next.map((g) => g.grant), ['refresh_token', 'refresh_token'])
+    assert.deepEqual(
+      next.map((g) => g.grant),
+      ['refresh_token', 'refresh_token'],
+    )
     assert.equal(next[1]!.form.refresh_token, renewed.refresh_token)
     assert.equal(bearerOf(third), bodyOf(next[1]!).access_token)
 
@@ -420,7 +464,10 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     it.clock.advance((expiresIn + 1) * 1000)
     const res = await browser.get(`${it.origin}/api/echo`, CSRF)
     assert.equal(res.status, 401, it.explain(res))
-    assert.deepEqual(since(it.tokenExchanges, mark).map((g) => g.grant), ['refresh_token'])
+    assert.deepEqual(
+      since(it.tokenExchanges, mark).map((g) => g.grant),
+      ['refresh_token'],
+    )
     assert.equal((await browser.get(`${it.origin}/bff/user`, CSRF)).status, 401)
   })
 
@@ -434,13 +481,19 @@ describe('interop with oauth2-mock-server, an independent OpenID provider', () =
     // The provider issues no sid: the logout URL carries gatehouse's own random value, and nothing else ends the session.
     assert.deepEqual(claimValues(JSON.parse(user.text) as Claims, 'sid'), [])
     assert.match(logoutUrl, /^\/bff\/logout\?sid=[A-Za-z0-9_-]{22}$/)
-    for (const sid of ['', 'johndoe', 'undefined']) assert.equal((await browser.get(`${it.origin}/bff/logout?sid=${sid}`)).status, 400, `sid ${JSON.stringify(sid)}`)
+    for (const sid of ['', 'johndoe', 'undefined'])
+      assert.equal((await browser.get(`${it.origin}/bff/logout?sid=${sid}`)).status, 400, `sid ${JSON.stringify(sid)}`)
     assert.equal((await browser.get(`${it.origin}/bff/logout`)).status, 400, 'no sid at all')
 
     const revokeMark = it.revocations.length
     const res = await browser.get(`${it.origin}${logoutUrl}&returnUrl=/goodbye`)
     assert.equal(res.status, 302, it.explain(res))
-    assert.ok(res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`) || (line.startsWith(`${COOKIE}=`) && /Max-Age=0/i.test(line))), 'session cookie cleared')
+    assert.ok(
+      res.headers
+        .getSetCookie()
+        .some((line) => line.startsWith(`${COOKIE}=;`) || (line.startsWith(`${COOKIE}=`) && /Max-Age=0/i.test(line))),
+      'session cookie cleared',
+    )
     const to = new URL(res.headers.get('location')!)
     assert.equal(typeof it.discovery.end_session_endpoint, 'string', 'the provider publishes end_session_endpoint')
     assert.equal(`${to.origin}${to.pathname}`, it.discovery.end_session_endpoint)
@@ -469,7 +522,9 @@ for (const method of ['client_secret_basic', 'client_secret_post'] as const) {
   describe(`interop with oauth2-mock-server advertising ${method} only`, () => {
     let it: Interop
     before(async () => {
-      it = await startInterop({ discovery: (document) => void (document.token_endpoint_auth_methods_supported = [method]) })
+      it = await startInterop({
+        discovery: (document) => void (document.token_endpoint_auth_methods_supported = [method]),
+      })
     })
     after(() => it?.close())
 
@@ -484,7 +539,10 @@ for (const method of ['client_secret_basic', 'client_secret_post'] as const) {
       assert.equal(api.status, 200, it.explain(api))
 
       const exchanges = since(it.tokenExchanges, mark)
-      assert.deepEqual(exchanges.map((e) => e.grant), ['authorization_code', 'refresh_token'])
+      assert.deepEqual(
+        exchanges.map((e) => e.grant),
+        ['authorization_code', 'refresh_token'],
+      )
       for (const exchange of exchanges) {
         if (method === 'client_secret_basic') {
           assert.deepEqual(basicCredentials(exchange.authorization), { id: CLIENT_ID, secret: CLIENT_SECRET })
@@ -506,7 +564,7 @@ describe('interop with oauth2-mock-server whose issuer ends with a slash', () =>
   })
   after(() => it?.close())
 
-  test('a login with that issuer as the authority completes and /bff/user answers the provider\'s subject', async () => {
+  test("a login with that issuer as the authority completes and /bff/user answers the provider's subject", async () => {
     assert.match(it.issuer, /\/$/)
     const browser = it.browser()
     const { callback } = await it.login(browser)

@@ -78,7 +78,8 @@ async function startRig(shape: IdpShape, oidc?: (idp: RunningIdp) => OidcOptions
 
 type Claims = Array<{ type: string; value: unknown }>
 const claim = (claims: Claims, type: string): unknown => claims.find((c) => c.type === type)?.value
-const bearerOf = (res: JarResponse): string => ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
+const bearerOf = (res: JarResponse): string =>
+  ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
 
 async function discoveryOf(idp: RunningIdp): Promise<Record<string, string>> {
   const base = idp.issuer.endsWith('/') ? idp.issuer : `${idp.issuer}/`
@@ -90,7 +91,11 @@ async function signIn(rig: Rig): Promise<{ browser: BrowserJar; claims: Claims; 
   const { flow } = rig
   const browser = flow.browser()
   const callback = await flow.login(browser).catch((err: Error) => assert.fail(`${err.message}\n${warnings(rig)}`))
-  assert.equal(callback.status, 302, `the callback answered ${callback.status}: ${callback.text.slice(0, 300)}\n${warnings(rig)}`)
+  assert.equal(
+    callback.status,
+    302,
+    `the callback answered ${callback.status}: ${callback.text.slice(0, 300)}\n${warnings(rig)}`,
+  )
   assert.ok(browser.cookies.has(COOKIE), 'a session cookie is set')
   const user = await browser.get(`${flow.origin}/bff/user`, CSRF)
   assert.equal(user.status, 200, user.text)
@@ -106,7 +111,9 @@ async function signIn(rig: Rig): Promise<{ browser: BrowserJar; claims: Claims; 
 /** Logs out through bff:logout_url; asserts where it went and that the session is gone. Returns the Location. */
 async function signOut(rig: Rig, browser: BrowserJar, claims: Claims, endSession: boolean): Promise<URL> {
   const { flow } = rig
-  const res = await browser.get(`${flow.origin}${claim(claims, 'bff:logout_url') as string}&returnUrl=${encodeURIComponent('/signed-out')}`)
+  const res = await browser.get(
+    `${flow.origin}${claim(claims, 'bff:logout_url') as string}&returnUrl=${encodeURIComponent('/signed-out')}`,
+  )
   assert.equal(res.status, 302, `logout answered ${res.status}: ${res.text.slice(0, 300)}`)
   const location = new URL(res.headers.get('location')!, flow.origin)
   if (endSession) {
@@ -121,14 +128,25 @@ async function signOut(rig: Rig, browser: BrowserJar, claims: Claims, endSession
 /** Posts a logout token signed with the IdP's own key (what any tenant of a multi-tenant IdP gets signed). */
 async function backchannelLogout(flow: Flow, claims: Record<string, unknown>): Promise<Response> {
   const key = flow.idp.signingKey as JWK & { kid: string; alg: string }
-  const token = await new SignJWT({ aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, ...claims })
+  const token = await new SignJWT({
+    aud: CLIENT_ID,
+    iat: Math.floor(Date.now() / 1000),
+    jti: randomUUID(),
+    events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+    ...claims,
+  })
     .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'logout+jwt' })
     .sign(await importJWK(key, key.alg))
-  return fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) })
+  return fetch(`${flow.origin}/bff/backchannel`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ logout_token: token }),
+  })
 }
 
 /** Every warn-or-worse line gatehouse logged, for assertion messages. */
-const warnings = (rig: Rig): string => `warn+ log lines:\n${rig.lines.filter((l) => (JSON.parse(l) as { level: number }).level >= WARN).join('\n') || '(none)'}`
+const warnings = (rig: Rig): string =>
+  `warn+ log lines:\n${rig.lines.filter((l) => (JSON.parse(l) as { level: number }).level >= WARN).join('\n') || '(none)'}`
 
 function warnLine(rig: Rig, fields: Record<string, unknown>): Record<string, unknown> {
   const found = rig.entries().find((e) => e.level === WARN && Object.entries(fields).every(([k, v]) => e[k] === v))
@@ -145,11 +163,18 @@ function assertLogsHoldNone(rig: Rig, secrets: Array<string | undefined>): void 
 }
 
 /** A login whose callback gatehouse must refuse: the status is acceptable, no session exists, and the warn line says why. */
-async function assertLoginRefused(rig: Rig, cause: string, acceptable: (status: number) => boolean): Promise<Record<string, unknown>> {
+async function assertLoginRefused(
+  rig: Rig,
+  cause: string,
+  acceptable: (status: number) => boolean,
+): Promise<Record<string, unknown>> {
   const { flow } = rig
   const browser = flow.browser()
   const callback = await flow.login(browser).catch((err: Error) => assert.fail(`${err.message}\n${warnings(rig)}`))
-  assert.ok(acceptable(callback.status), `the callback answered ${callback.status}: ${callback.text.slice(0, 300)}\n${warnings(rig)}`)
+  assert.ok(
+    acceptable(callback.status),
+    `the callback answered ${callback.status}: ${callback.text.slice(0, 300)}\n${warnings(rig)}`,
+  )
   assert.equal(browser.cookies.has(COOKIE), false, 'no session cookie')
   assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
   return warnLine(rig, { event: 'login_failed', cause })
@@ -165,18 +190,31 @@ async function journey(rig: Rig, shape: IdpShape): Promise<void> {
   const { flow } = rig
   const { browser, claims, bearer } = await signIn(rig)
   const stored = await storedTokens(rig.store, flow.keys, browser.cookies.get(COOKIE)!)
-  assert.equal(Boolean(stored?.refreshToken), shape.offers.refreshTokens, 'a refresh token is held exactly when the IdP issues one')
+  assert.equal(
+    Boolean(stored?.refreshToken),
+    shape.offers.refreshTokens,
+    'a refresh token is held exactly when the IdP issues one',
+  )
   if (shape.offers.refreshTokens) {
     const grants = flow.idp.grants.filter((g) => g === 'refresh_token').length
     rig.advance(PAST_ACCESS_TOKEN_EXPIRY_MS)
     const res = await browser.get(`${flow.origin}/api/echo`, CSRF)
     assert.equal(res.status, 200, res.text)
     assert.notEqual(bearerOf(res), bearer, 'the API call after expiry carries a new access token')
-    assert.equal(flow.idp.grants.filter((g) => g === 'refresh_token').length, grants + 1, 'one refresh grant at the IdP')
+    assert.equal(
+      flow.idp.grants.filter((g) => g === 'refresh_token').length,
+      grants + 1,
+      'one refresh grant at the IdP',
+    )
   }
   const location = await signOut(rig, browser, claims, shape.offers.endSession)
-  if (!shape.offers.endSession) assert.equal(location.href, `${flow.origin}/signed-out`, 'a local logout goes straight to the returnUrl')
-  if (!shape.offers.revocation) assert.ok(!flow.idp.requests.some((r) => r.path.endsWith('/revocation')), 'nothing is sent to a revocation endpoint the IdP does not have')
+  if (!shape.offers.endSession)
+    assert.equal(location.href, `${flow.origin}/signed-out`, 'a local logout goes straight to the returnUrl')
+  if (!shape.offers.revocation)
+    assert.ok(
+      !flow.idp.requests.some((r) => r.path.endsWith('/revocation')),
+      'nothing is sent to a revocation endpoint the IdP does not have',
+    )
   assertLogsHoldNone(rig, [stored?.accessToken, stored?.refreshToken, stored?.idToken])
 }
 
@@ -243,7 +281,7 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
   const shape = entraMultiTenant()
   const allowing = (tenants: string[]) => () => ({ allowedTenants: tenants })
 
-  test('with allowedTenants naming the user\'s tenant, login, the API call, a refresh and logout work', async () => {
+  test("with allowedTenants naming the user's tenant, login, the API call, a refresh and logout work", async () => {
     await journey(await startRig(shape, allowing([TENANT_A])), shape)
   })
 
@@ -259,17 +297,29 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
     warnLine(open, { event: 'tenants_unrestricted' })
     const sid = claim(claims, 'sid') as string
     const other = 'another-tenant-0002'
-    const foreign = await backchannelLogout(open.flow, { iss: `${open.flow.idp.origin}/${other}/v2.0`, tid: other, sid })
+    const foreign = await backchannelLogout(open.flow, {
+      iss: `${open.flow.idp.origin}/${other}/v2.0`,
+      tid: other,
+      sid,
+    })
     assert.equal(foreign.status, 200, 'a tenant of the IdP may log out its own sessions (none here)')
     assert.deepEqual(await foreign.json(), { sessionsEnded: 0 })
-    assert.equal((await browser.get(`${open.flow.origin}/bff/user`, CSRF)).status, 200, 'the other tenant\'s token did not end this session')
+    assert.equal(
+      (await browser.get(`${open.flow.origin}/bff/user`, CSRF)).status,
+      200,
+      "the other tenant's token did not end this session",
+    )
     const own = await backchannelLogout(open.flow, { iss: `${open.flow.idp.origin}/${TENANT_A}/v2.0`, sid })
     assert.equal(own.status, 200)
     assert.deepEqual(await own.json(), { sessionsEnded: 1 })
     assert.equal((await browser.get(`${open.flow.origin}/bff/user`, CSRF)).status, 401)
 
     const restricted = await startRig(shape, allowing([TENANT_A]))
-    const refused = await backchannelLogout(restricted.flow, { iss: `${restricted.flow.idp.origin}/${other}/v2.0`, tid: other, sid })
+    const refused = await backchannelLogout(restricted.flow, {
+      iss: `${restricted.flow.idp.origin}/${other}/v2.0`,
+      tid: other,
+      sid,
+    })
     assert.equal(refused.status, 400, 'a tenant outside allowedTenants cannot send logout tokens at all')
   })
 
@@ -278,7 +328,15 @@ describe('Entra ID multi-tenant authority (/common/v2.0 with the issuer template
     const { browser } = await signIn(rig)
     const { origin } = rig.flow.idp
     // The operator narrows the tenants and restarts; the session store is kept.
-    await rig.flow.restart({ oidc: { authority: `${origin}/common/v2.0`, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'], allowedTenants: ['another-tenant-0002'] } })
+    await rig.flow.restart({
+      oidc: {
+        authority: `${origin}/common/v2.0`,
+        clientId: CLIENT_ID,
+        clientSecret: CLIENT_SECRET,
+        scopes: ['openid', 'profile', 'email', 'offline_access'],
+        allowedTenants: ['another-tenant-0002'],
+      },
+    })
     rig.advance(PAST_ACCESS_TOKEN_EXPIRY_MS)
     const res = await browser.get(`${rig.flow.origin}/api/echo`, CSRF)
     assert.equal(res.status, 401, res.text)
@@ -337,7 +395,10 @@ describe('signing algorithms', () => {
 
   test('an HS256 id_token (signed with the client secret) is refused: 4xx, no session, an id_token_invalid warning', async () => {
     const rig = await startRig(hs256IdToken())
-    assert.ok((await discoveryOf(rig.flow.idp)).id_token_signing_alg_values_supported?.includes('HS256'), 'the IdP offers HS256')
+    assert.ok(
+      (await discoveryOf(rig.flow.idp)).id_token_signing_alg_values_supported?.includes('HS256'),
+      'the IdP offers HS256',
+    )
     await assertLoginRefused(rig, 'id_token_invalid', is4xx)
   })
 })
@@ -387,7 +448,12 @@ describe('IdP whose discovery document names another issuer', () => {
     assert.equal(login.status, 502, `${login.text.slice(0, 300)}\n${warnings(rig)}`)
     const ready = await browser.get(`${rig.flow.origin}/readyz`)
     assert.equal(ready.status, 503, ready.text)
-    warnLine(rig, { event: 'discovery_failed', cause: 'issuer_mismatch', expected: rig.flow.idp.issuer, published: PUBLISHED })
+    warnLine(rig, {
+      event: 'discovery_failed',
+      cause: 'issuer_mismatch',
+      expected: rig.flow.idp.issuer,
+      published: PUBLISHED,
+    })
   })
 })
 
@@ -398,8 +464,13 @@ describe('the embedded IdP in these shapes', () => {
   })
 
   test('publishes issuers and endpoints under the realm or tenant path, or without revocation, end-session and UserInfo', async () => {
-    const client = { client_id: CLIENT_ID, client_secret: CLIENT_SECRET, redirect_uris: ['http://127.0.0.1:1/signin-oidc'] }
-    for (const shape of [keycloak(), auth0(), entraMultiTenant(), noUserinfo()]) idps.push(await startShapeIdp(shape, [client]))
+    const client = {
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+      redirect_uris: ['http://127.0.0.1:1/signin-oidc'],
+    }
+    for (const shape of [keycloak(), auth0(), entraMultiTenant(), noUserinfo()])
+      idps.push(await startShapeIdp(shape, [client]))
     const [kc, a0, entra, plain] = await Promise.all(idps.map(async (idp) => ({ idp, doc: await discoveryOf(idp) })))
     assert.equal(kc!.doc.issuer, `${kc!.idp.origin}/realms/demo`)
     assert.ok(kc!.doc.token_endpoint!.startsWith(`${kc!.idp.origin}/realms/demo/`))
@@ -408,7 +479,9 @@ describe('the embedded IdP in these shapes', () => {
     assert.equal(entra!.doc.issuer, `${entra!.idp.origin}/${TENANT_A}/v2.0`)
     assert.equal(entra!.doc.revocation_endpoint, undefined)
     assert.equal(plain!.doc.userinfo_endpoint, undefined)
-    const common = (await (await fetch(`${entra!.idp.origin}/common/v2.0/.well-known/openid-configuration`)).json()) as Record<string, string>
+    const common = (await (
+      await fetch(`${entra!.idp.origin}/common/v2.0/.well-known/openid-configuration`)
+    ).json()) as Record<string, string>
     assert.equal(common.issuer, `${entra!.idp.origin}/{tenantid}/v2.0`)
     assert.equal(common.token_endpoint, entra!.doc.token_endpoint)
   })

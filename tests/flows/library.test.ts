@@ -15,7 +15,11 @@ describe('library use inside Express', () => {
         app.get('/api/me', gatehouse.protect(), async (req, res) => {
           const session = await gatehouse.getSession(req)
           const token = await gatehouse.getAccessToken(req)
-          res.json({ sub: session?.sub, name: session?.claims.find((c) => c.type === 'name')?.value, hasAccessToken: typeof token === 'string' && token.length > 10 })
+          res.json({
+            sub: session?.sub,
+            name: session?.claims.find((c) => c.type === 'name')?.value,
+            hasAccessToken: typeof token === 'string' && token.length > 10,
+          })
         })
         app.get('/public', (_req, res) => res.send('public page'))
         return app
@@ -117,7 +121,9 @@ test('a body parser mounted before gatehouse makes proxied bodies fail loudly (5
   })
   try {
     const before = upstream.received.length
-    const res = await flow.browser().request('POST', `${flow.origin}/api/echo`, '{"a":1}', { 'content-type': 'application/json', ...CSRF })
+    const res = await flow
+      .browser()
+      .request('POST', `${flow.origin}/api/echo`, '{"a":1}', { 'content-type': 'application/json', ...CSRF })
     assert.equal(res.status, 500)
     assert.equal(upstream.received.length, before, 'nothing reached the upstream')
   } finally {

@@ -36,7 +36,12 @@ type Claims = Array<{ type: string; value: unknown }>
 class RecordingJar extends BrowserJar {
   readonly given: Array<{ name: string; value: string }> = []
 
-  override async request(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<JarResponse> {
+  override async request(
+    method: string,
+    url: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<JarResponse> {
     const res = await super.request(method, url, body, headers)
     for (const line of res.headers.getSetCookie()) {
       const pair = line.split(';')[0]!
@@ -150,7 +155,8 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
     return tokens
   }
 
-  const claimsOf = async (jar: BrowserJar): Promise<Claims> => JSON.parse((await jar.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
+  const claimsOf = async (jar: BrowserJar): Promise<Claims> =>
+    JSON.parse((await jar.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
 
   test('a full run logs what happened, and none of its secrets', async () => {
     // Login, /bff/user, a proxied call with the user's token.
@@ -166,7 +172,10 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
     secret('a token in a query string', queryToken)
     const echoed = await alice.get(`${flow.origin}/api/user/echo?access_token=${queryToken}`, CSRF)
     assert.equal(echoed.status, 200, echoed.text)
-    assert.equal((JSON.parse(echoed.text) as { headers: Record<string, string> }).headers.authorization, `Bearer ${before.accessToken}`)
+    assert.equal(
+      (JSON.parse(echoed.text) as { headers: Record<string, string> }).headers.authorization,
+      `Bearer ${before.accessToken}`,
+    )
 
     // A refresh: the access token has expired by gatehouse's clock.
     const grants = flow.idp.grants.filter((g) => g === 'refresh_token').length
@@ -196,17 +205,25 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
     const forgedState = randomBytes(32).toString('base64url')
     secret('forged code', forgedCode)
     secret('forged state', forgedState)
-    assert.equal((await anonymous.get(`${flow.origin}/signin-oidc?code=${forgedCode}&state=${forgedState}`)).status, 400)
+    assert.equal(
+      (await anonymous.get(`${flow.origin}/signin-oidc?code=${forgedCode}&state=${forgedState}`)).status,
+      400,
+    )
     assert.equal((await alice.get(callbackUrl)).status, 400)
 
     // A refused refresh: the refresh token was revoked at the IdP; the session ends (401).
     const bob = browser()
     await login(bob, 'bob')
     const bobTokens = await recordStoredTokens(bob.cookies.get(COOKIE)!)
-    const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as { revocation_endpoint: string }
+    const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as {
+      revocation_endpoint: string
+    }
     const revoked = await fetch(meta.revocation_endpoint, {
       method: 'POST',
-      headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+      headers: {
+        authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+        'content-type': 'application/x-www-form-urlencoded',
+      },
       body: new URLSearchParams({ token: bobTokens.refreshToken!, token_type_hint: 'refresh_token' }),
     })
     assert.equal(revoked.status, 200)
@@ -220,7 +237,10 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
     const confirm = await alice.follow(toIdp)
     const done = await alice.submitForm(confirm, { logout: 'yes' }, 'op.logoutForm')
     await alice.follow(done)
-    assert.ok(alice.visited.some((u) => u.startsWith(`${flow.origin}/signout-callback-oidc`)), 'back at the post-logout callback')
+    assert.ok(
+      alice.visited.some((u) => u.startsWith(`${flow.origin}/signout-callback-oidc`)),
+      'back at the post-logout callback',
+    )
     assert.equal((await alice.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
 
     // Back-channel logout: a valid token (200), a tampered one and a replay (400).
@@ -229,21 +249,35 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
     const sid = (await claimsOf(carol)).find((c) => c.type === 'sid')!.value as string
     const jwk = flow.idp.signingKey as { kid: string }
     const key = await importJWK(flow.idp.signingKey, 'RS256')
-    const sign = (payload: JWTPayload) => new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
-    const payload = { iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(now() / 1000), jti: randomUUID(), events: EVENT, sid }
+    const sign = (payload: JWTPayload) =>
+      new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
+    const payload = {
+      iss: flow.idp.issuer,
+      aud: CLIENT_ID,
+      iat: Math.floor(now() / 1000),
+      jti: randomUUID(),
+      events: EVENT,
+      sid,
+    }
     const logoutToken = await sign(payload)
     const [h, , s] = logoutToken.split('.')
     const tampered = `${h}.${Buffer.from(JSON.stringify({ ...payload, sub: 'someone-else' })).toString('base64url')}.${s}`
     secret('logout token', logoutToken)
     secret('tampered logout token', tampered)
-    const post = (token: string) => fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() })
+    const post = (token: string) =>
+      fetch(`${flow.origin}/bff/backchannel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }).toString(),
+      })
     assert.equal((await post(tampered)).status, 400)
     assert.equal((await post(logoutToken)).status, 200)
     assert.equal((await post(logoutToken)).status, 400, 'a replay is refused')
     assert.equal((await carol.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
 
     // Every cookie any browser was given (gatehouse's and the IdP's; not the test API's "upstream=1"), the client secret, the keys.
-    for (const jar of jars) for (const { name, value } of jar.given) if (value.length >= FRAGMENT) secret(`cookie ${name}`, value)
+    for (const jar of jars)
+      for (const { name, value } of jar.given) if (value.length >= FRAGMENT) secret(`cookie ${name}`, value)
     secret('client secret', CLIENT_SECRET)
     secret('client_secret_basic credentials', Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64'))
     for (const k of flow.keys) {
@@ -255,12 +289,13 @@ describe('logs never carry tokens, cookies or secrets (level trace, a full run)'
 
     // The run was logged: the test means nothing if logging were silent.
     const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
-    const has = (what: string, match: (e: Record<string, unknown>) => boolean) => assert.ok(entries.some(match), `a log line for ${what}`)
+    const has = (what: string, match: (e: Record<string, unknown>) => boolean) =>
+      assert.ok(entries.some(match), `a log line for ${what}`)
     has('GET /bff/user', (e) => e.msg === 'request' && e.path === '/bff/user' && e.status === 200)
     has('a 401 on /bff/user', (e) => e.msg === 'request' && e.path === '/bff/user' && e.status === 401)
     has('the proxied call', (e) => e.msg === 'proxy' && e.api === '/api/user' && e.status === 200)
     has('the 502', (e) => e.msg === 'proxy' && e.api === '/api/down' && e.status === 502)
-    has('the 502\'s cause', (e) => e.msg === 'request failed' && typeof e.err === 'object')
+    has("the 502's cause", (e) => e.msg === 'request failed' && typeof e.err === 'object')
     has('the login', (e) => e.event === 'login')
     has('the refresh', (e) => e.event === 'refresh' && e.result === 'ok')
     has('the refused refresh', (e) => e.event === 'refresh_failed' && e.cause === 'invalid_grant')
@@ -322,16 +357,28 @@ describe('with oidc.dpop, logs never carry DPoP proofs or keys (level trace)', (
       await recordSession(cookie)
       assert.equal((await alice.get(`${flow.origin}/api/down/x`, CSRF)).status, 502)
       const claims = JSON.parse((await alice.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
-      assert.equal((await alice.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value as string}`)).status, 302)
+      assert.equal(
+        (await alice.get(`${flow.origin}${claims.find((c) => c.type === 'bff:logout_url')!.value as string}`)).status,
+        302,
+      )
       for (const request of upstream.received) {
         secret(`DPoP proof to ${request.method} ${request.url}`, request.headers.dpop as string | undefined)
-        secret(`access token to ${request.method} ${request.url}`, String(request.headers.authorization).replace(/^DPoP /, ''))
+        secret(
+          `access token to ${request.method} ${request.url}`,
+          String(request.headers.authorization).replace(/^DPoP /, ''),
+        )
       }
       await new Promise((resolve) => setImmediate(resolve))
 
       const entries = lines.map((line) => JSON.parse(line) as Record<string, unknown>)
-      assert.ok(entries.some((e) => e.msg === 'proxy' && e.api === '/api/user' && e.status === 200), 'the proxied calls were logged')
-      assert.ok(entries.some((e) => e.event === 'refresh' && e.result === 'ok'), 'the refresh was logged')
+      assert.ok(
+        entries.some((e) => e.msg === 'proxy' && e.api === '/api/user' && e.status === 200),
+        'the proxied calls were logged',
+      )
+      assert.ok(
+        entries.some((e) => e.event === 'refresh' && e.result === 'ok'),
+        'the refresh was logged',
+      )
       assert.ok(upstream.received.filter((r) => r.headers.dpop).length >= 4, 'proofs were sent')
       assert.ok(secrets.size >= 10, `secrets collected: ${secrets.size}`)
       assert.deepEqual(leaksIn(lines, secrets), [], 'secrets in the logs')
@@ -350,7 +397,16 @@ describe('with oidc.dpop, logs never carry DPoP proofs or keys (level trace)', (
       },
     })
     const log = createLogger('info', sink)
-    log.info({ dpop: 'proof-1-secret-value', headers: { dpop: 'proof-2-secret-value' }, req: { dpop: 'proof-3-secret-value' }, dpopKey: { d: 'key-1-secret-value' }, session: { dpopKey: { d: 'key-2-secret-value' } } }, 'slipped')
+    log.info(
+      {
+        dpop: 'proof-1-secret-value',
+        headers: { dpop: 'proof-2-secret-value' },
+        req: { dpop: 'proof-3-secret-value' },
+        dpopKey: { d: 'key-1-secret-value' },
+        session: { dpopKey: { d: 'key-2-secret-value' } },
+      },
+      'slipped',
+    )
     const text = lines.join('')
     assert.ok(text.includes('slipped'))
     assert.doesNotMatch(text, /secret-value/)

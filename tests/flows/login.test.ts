@@ -42,7 +42,8 @@ describe('login', () => {
     const expiresIn = get('bff:session_expires_in')
     assert.equal(typeof expiresIn, 'number')
     assert.ok((expiresIn as number) > 8 * 3600 - 60 && (expiresIn as number) <= 8 * 3600)
-    for (const protocol of ['nonce', 'at_hash', 'aud', 'iss', 'exp', 'iat']) assert.equal(get(protocol), undefined, `${protocol} is not a user claim`)
+    for (const protocol of ['nonce', 'at_hash', 'aud', 'iss', 'exp', 'iat'])
+      assert.equal(get(protocol), undefined, `${protocol} is not a user claim`)
   })
 
   test('/bff/user without a session is 401 problem+json, never a redirect', async () => {
@@ -76,7 +77,10 @@ describe('pending logins', () => {
     const browser = flow.browser()
     const first = await browser.get(`${flow.origin}/bff/login?returnUrl=/tab1`)
     const second = await browser.get(`${flow.origin}/bff/login?returnUrl=/tab2`)
-    for (const [start, expected] of [[first, '/tab1'], [second, '/tab2']] as const) {
+    for (const [start, expected] of [
+      [first, '/tab1'],
+      [second, '/tab2'],
+    ] as const) {
       // Walk the IdP's redirects; sign in when it shows its form (only the first time: then the IdP session exists).
       let res = await browser.get(start.headers.get('location')!)
       for (let hop = 0; hop < 15 && !res.url.startsWith(`${flow.origin}/signin-oidc`); hop++) {
@@ -124,10 +128,15 @@ describe('login with session.cookieName "__Host-Http-gatehouse" (RFC 10017 §6.1
     renamed.cookies.set('__Host-gatehouse', browser.cookies.get(NAME)!)
     assert.equal((await renamed.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
 
-    const logoutUrl = (JSON.parse(user.text) as Array<{ type: string; value: string }>).find((c) => c.type === 'bff:logout_url')!.value
+    const logoutUrl = (JSON.parse(user.text) as Array<{ type: string; value: string }>).find(
+      (c) => c.type === 'bff:logout_url',
+    )!.value
     const out = await browser.get(`${flow.origin}${logoutUrl}`)
     assert.equal(out.status, 302)
-    assert.ok(out.headers.getSetCookie().some((line) => line.startsWith(`${NAME}=;`) && /Max-Age=0\b/.test(line)), 'logout deletes it by name')
+    assert.ok(
+      out.headers.getSetCookie().some((line) => line.startsWith(`${NAME}=;`) && /Max-Age=0\b/.test(line)),
+      'logout deletes it by name',
+    )
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
   })
 })

@@ -4,7 +4,8 @@ import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 
 type Claims = Array<{ type: string; value: unknown }>
-const logoutUrl = (text: string) => (JSON.parse(text) as Claims).find((c) => c.type === 'bff:logout_url')!.value as string
+const logoutUrl = (text: string) =>
+  (JSON.parse(text) as Claims).find((c) => c.type === 'bff:logout_url')!.value as string
 
 /** A store whose deletes can be made to fail, to stand in for an outage in the middle of a logout. */
 class FlakyStore extends MemoryStore {
@@ -28,7 +29,10 @@ describe('logout with SameSite=Strict sessions', () => {
     // What a browser sends on a cross-site top-level navigation: no Strict cookie at all.
     const res = await fetch(`${flow.origin}/bff/logout`, { redirect: 'manual' })
     assert.equal(res.status, 302)
-    assert.ok(!res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')), 'no deletion of the session cookie')
+    assert.ok(
+      !res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')),
+      'no deletion of the session cookie',
+    )
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
   })
 
@@ -38,7 +42,9 @@ describe('logout with SameSite=Strict sessions', () => {
     const url = logoutUrl((await browser.get(`${flow.origin}/bff/user`, CSRF)).text)
     const res = await browser.get(`${flow.origin}${url}`)
     assert.equal(res.status, 302)
-    assert.ok(res.headers.getSetCookie().includes('__Host-gatehouse=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0'))
+    assert.ok(
+      res.headers.getSetCookie().includes('__Host-gatehouse=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0'),
+    )
   })
 })
 
@@ -57,7 +63,10 @@ describe('logout during a store outage', () => {
     store.failDeletes = true
     const failed = await browser.get(`${flow.origin}${url}`)
     assert.equal(failed.status, 503)
-    assert.ok(!failed.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')), 'cookie kept so the user can retry')
+    assert.ok(
+      !failed.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=')),
+      'cookie kept so the user can retry',
+    )
     store.failDeletes = false
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
     const retried = await browser.get(`${flow.origin}${url}`)
@@ -90,7 +99,9 @@ describe('state-changing endpoints refuse HEAD', () => {
   })
 
   test('a returnUrl that grows past 2048 characters when percent-encoded is refused', async () => {
-    const res = await fetch(`${flow.origin}/bff/login?returnUrl=${encodeURIComponent(`/${'é'.repeat(500)}`)}`, { redirect: 'manual' })
+    const res = await fetch(`${flow.origin}/bff/login?returnUrl=${encodeURIComponent(`/${'é'.repeat(500)}`)}`, {
+      redirect: 'manual',
+    })
     assert.equal(res.status, 400)
   })
 

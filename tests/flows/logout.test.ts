@@ -12,7 +12,9 @@ import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers
 const COOKIE = '__Host-gatehouse'
 
 function clears(res: JarResponse, name: string): boolean {
-  return res.headers.getSetCookie().some((line) => line.startsWith(`${name}=;`) && /; Path=\//.test(line) && /; Max-Age=0\b/.test(line))
+  return res.headers
+    .getSetCookie()
+    .some((line) => line.startsWith(`${name}=;`) && /; Path=\//.test(line) && /; Max-Age=0\b/.test(line))
 }
 
 describe('logout', () => {
@@ -75,7 +77,13 @@ describe('logout', () => {
   test('logout with a wrong, empty or repeated sid while logged in is 400 and the session keeps working', async () => {
     const { browser, logoutUrl } = await loggedIn()
     const sid = new URL(logoutUrl, flow.origin).searchParams.get('sid')!
-    for (const query of ['sid=wrong', 'sid=', `sid=${encodeURIComponent(sid)}x`, `sid=${encodeURIComponent(sid.slice(0, -1))}`, `sid=${encodeURIComponent(sid)}&sid=wrong`]) {
+    for (const query of [
+      'sid=wrong',
+      'sid=',
+      `sid=${encodeURIComponent(sid)}x`,
+      `sid=${encodeURIComponent(sid.slice(0, -1))}`,
+      `sid=${encodeURIComponent(sid)}&sid=wrong`,
+    ]) {
       const res = await browser.get(`${flow.origin}/bff/logout?${query}`)
       assert.equal(res.status, 400, query)
       assert.equal(res.headers.get('location'), null, query)
@@ -120,10 +128,17 @@ describe('logout', () => {
     assert.match(confirmPage.text, /id="op\.logoutForm"/)
 
     let res = await browser.submitForm(confirmPage, { logout: 'yes' }, 'op.logoutForm')
-    for (let i = 0; i < 10 && res.status >= 300 && res.status < 400 && !res.url.startsWith(`${flow.origin}/signout-callback-oidc`); i++) {
+    for (
+      let i = 0;
+      i < 10 && res.status >= 300 && res.status < 400 && !res.url.startsWith(`${flow.origin}/signout-callback-oidc`);
+      i++
+    ) {
       res = await browser.get(new URL(res.headers.get('location')!, res.url).href)
     }
-    assert.ok(res.url.startsWith(`${flow.origin}/signout-callback-oidc?`), `came back to the post-logout callback, ended at ${res.url}`)
+    assert.ok(
+      res.url.startsWith(`${flow.origin}/signout-callback-oidc?`),
+      `came back to the post-logout callback, ended at ${res.url}`,
+    )
     assert.equal(res.status, 302)
     assert.equal(res.headers.get('location'), returnUrl)
     assert.equal(await userStatus(browser), 401)
@@ -182,7 +197,15 @@ describe('logout', () => {
 
   test('logout with a hostile returnUrl is 400, with or without a session, and the session survives', async () => {
     const { browser, logoutUrl } = await loggedIn()
-    for (const bad of ['//evil.example', 'https://evil.example/', '/\\evil.example', '/%2F%2Fevil.example', 'javascript:alert(1)', '/x\r\nSet-Cookie: a=b', '']) {
+    for (const bad of [
+      '//evil.example',
+      'https://evil.example/',
+      '/\\evil.example',
+      '/%2F%2Fevil.example',
+      'javascript:alert(1)',
+      '/x\r\nSet-Cookie: a=b',
+      '',
+    ]) {
       const withSession = await browser.get(`${flow.origin}${logoutUrl}&returnUrl=${encodeURIComponent(bad)}`)
       assert.equal(withSession.status, 400, JSON.stringify(bad))
       assert.equal(withSession.headers.get('location'), null)
@@ -202,7 +225,10 @@ describe('logout', () => {
 
     // The IdP session is still alive, so the IdP sends the browser straight back to the callback.
     const res = await browser.follow(await browser.get(`${flow.origin}/bff/login?returnUrl=/again`))
-    assert.ok(browser.visited.some((u) => u.startsWith(`${flow.origin}/signin-oidc?`)), 'went through the callback')
+    assert.ok(
+      browser.visited.some((u) => u.startsWith(`${flow.origin}/signin-oidc?`)),
+      'went through the callback',
+    )
     assert.equal(res.url, `${flow.origin}/again`)
     const newCookie = browser.cookies.get(COOKIE)!
     assert.ok(newCookie && newCookie !== oldCookie, 'a fresh session id is issued')

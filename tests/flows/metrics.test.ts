@@ -42,7 +42,12 @@ function parseMetrics(text: string): Sample[] {
 
 /** The value of the one series with exactly these labels; 0 when it does not exist (yet). */
 function valueOf(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
-  const found = samples.filter((s) => s.name === name && Object.keys(s.labels).length === Object.keys(labels).length && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+  const found = samples.filter(
+    (s) =>
+      s.name === name &&
+      Object.keys(s.labels).length === Object.keys(labels).length &&
+      Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+  )
   assert.ok(found.length <= 1, `${name} ${JSON.stringify(labels)} names one series`)
   return found[0]?.value ?? 0
 }
@@ -87,21 +92,38 @@ describe('metrics across a whole session (login, user, proxy, refresh, logout, b
   async function signLogoutToken(payload: JWTPayload): Promise<string> {
     const jwk = flow.idp.signingKey as { kid: string }
     // Issued "now" by gatehouse's clock, which the refresh step moved forward.
-    return new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor((Date.now() + offsetMs) / 1000), jti: randomUUID(), events: EVENT, ...payload })
+    return new SignJWT({
+      iss: flow.idp.issuer,
+      aud: CLIENT_ID,
+      iat: Math.floor((Date.now() + offsetMs) / 1000),
+      jti: randomUUID(),
+      events: EVENT,
+      ...payload,
+    })
       .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
       .sign(await importJWK(flow.idp.signingKey, 'RS256'))
   }
 
   const postBackchannel = (token: string) =>
-    fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }).toString() })
+    fetch(`${flow.origin}/bff/backchannel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ logout_token: token }).toString(),
+    })
 
   test('every step moves its counters by exactly what happened, and the active-session gauge follows the store', async () => {
     const start = await scrape()
     assert.equal(valueOf(start, 'gatehouse_active_sessions'), 0)
     for (const result of ['ok', 'invalid_state', 'idp_error', 'idp_unavailable', 'bad_request', 'error']) {
-      assert.ok(start.some((s) => s.name === 'gatehouse_logins_total' && s.labels.result === result), `logins_total{result="${result}"} exists before the first login`)
+      assert.ok(
+        start.some((s) => s.name === 'gatehouse_logins_total' && s.labels.result === result),
+        `logins_total{result="${result}"} exists before the first login`,
+      )
     }
-    assert.ok(start.some((s) => s.name === 'process_cpu_user_seconds_total'), 'default process metrics are exported')
+    assert.ok(
+      start.some((s) => s.name === 'process_cpu_user_seconds_total'),
+      'default process metrics are exported',
+    )
 
     // Login, /bff/user, and a proxied call.
     const browser = flow.browser()
@@ -111,18 +133,37 @@ describe('metrics across a whole session (login, user, proxy, refresh, logout, b
     assert.equal((await browser.get(`${flow.origin}/bff/user`)).status, 401, 'no anti-forgery header')
     assert.equal((await browser.get(`${flow.origin}/api/echo`, CSRF)).status, 200)
     const loggedIn = await scrape()
-    const delta = (samples: Sample[], name: string, labels: Record<string, string> = {}) => valueOf(samples, name, labels) - valueOf(start, name, labels)
+    const delta = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
+      valueOf(samples, name, labels) - valueOf(start, name, labels)
     assert.equal(delta(loggedIn, 'gatehouse_logins_total', { result: 'ok' }), 1)
-    assert.equal(delta(loggedIn, 'gatehouse_http_requests_total', { route: 'bff_login', method: 'GET', status: '302' }), 1)
-    assert.equal(delta(loggedIn, 'gatehouse_http_requests_total', { route: 'callback', method: 'GET', status: '302' }), 1)
-    assert.equal(delta(loggedIn, 'gatehouse_http_requests_total', { route: 'bff_user', method: 'GET', status: '200' }), 1)
-    assert.equal(delta(loggedIn, 'gatehouse_http_requests_total', { route: 'bff_user', method: 'GET', status: '401' }), 1)
-    assert.equal(delta(loggedIn, 'gatehouse_http_requests_total', { route: 'api:/api', method: 'GET', status: '200' }), 1)
+    assert.equal(
+      delta(loggedIn, 'gatehouse_http_requests_total', { route: 'bff_login', method: 'GET', status: '302' }),
+      1,
+    )
+    assert.equal(
+      delta(loggedIn, 'gatehouse_http_requests_total', { route: 'callback', method: 'GET', status: '302' }),
+      1,
+    )
+    assert.equal(
+      delta(loggedIn, 'gatehouse_http_requests_total', { route: 'bff_user', method: 'GET', status: '200' }),
+      1,
+    )
+    assert.equal(
+      delta(loggedIn, 'gatehouse_http_requests_total', { route: 'bff_user', method: 'GET', status: '401' }),
+      1,
+    )
+    assert.equal(
+      delta(loggedIn, 'gatehouse_http_requests_total', { route: 'api:/api', method: 'GET', status: '200' }),
+      1,
+    )
     assert.equal(delta(loggedIn, 'gatehouse_proxy_duration_seconds_count', { api: '/api' }), 1)
     assert.ok(delta(loggedIn, 'gatehouse_proxy_duration_seconds_sum', { api: '/api' }) > 0)
     assert.equal(delta(loggedIn, 'gatehouse_proxy_duration_seconds_bucket', { api: '/api', le: '+Inf' }), 1)
     assert.equal(valueOf(loggedIn, 'gatehouse_active_sessions'), 1)
-    assert.ok(!loggedIn.some((s) => s.name === 'gatehouse_http_requests_total' && /echo|\?/.test(s.labels.route ?? '')), 'no raw path in a label')
+    assert.ok(
+      !loggedIn.some((s) => s.name === 'gatehouse_http_requests_total' && /echo|\?/.test(s.labels.route ?? '')),
+      'no raw path in a label',
+    )
 
     // The access token expires: the next proxied call refreshes it once.
     offsetMs += PAST_EXPIRY_MS
@@ -130,21 +171,31 @@ describe('metrics across a whole session (login, user, proxy, refresh, logout, b
     const refreshed = await scrape()
     assert.equal(delta(refreshed, 'gatehouse_token_refreshes_total', { result: 'ok' }), 1)
     assert.equal(delta(refreshed, 'gatehouse_token_refreshes_total', { result: 'invalid_grant' }), 0)
-    assert.equal(delta(refreshed, 'gatehouse_http_requests_total', { route: 'api:/api', method: 'GET', status: '200' }), 2)
+    assert.equal(
+      delta(refreshed, 'gatehouse_http_requests_total', { route: 'api:/api', method: 'GET', status: '200' }),
+      2,
+    )
     assert.equal(delta(refreshed, 'gatehouse_proxy_duration_seconds_count', { api: '/api' }), 2)
 
     // Logout.
-    const logoutUrl = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'bff:logout_url')!.value as string
+    const logoutUrl = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+      (c) => c.type === 'bff:logout_url',
+    )!.value as string
     assert.equal((await browser.get(`${flow.origin}${logoutUrl}`)).status, 302)
     const loggedOut = await scrape()
     assert.equal(delta(loggedOut, 'gatehouse_logouts_total'), 1)
-    assert.equal(delta(loggedOut, 'gatehouse_http_requests_total', { route: 'bff_logout', method: 'GET', status: '302' }), 1)
+    assert.equal(
+      delta(loggedOut, 'gatehouse_http_requests_total', { route: 'bff_logout', method: 'GET', status: '302' }),
+      1,
+    )
     assert.equal(valueOf(loggedOut, 'gatehouse_active_sessions'), 0)
 
     // A second user, logged out by the IdP over the back channel; then a forged and a replayed token.
     const other = flow.browser()
     await flow.login(other, { username: 'bob' })
-    const sid = (JSON.parse((await other.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const sid = (JSON.parse((await other.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+      (c) => c.type === 'sid',
+    )!.value as string
     assert.equal(valueOf(await scrape(), 'gatehouse_active_sessions'), 1)
     const token = await signLogoutToken({ sid })
     assert.equal((await postBackchannel(token)).status, 200)
@@ -155,8 +206,14 @@ describe('metrics across a whole session (login, user, proxy, refresh, logout, b
     assert.equal(delta(end, 'gatehouse_backchannel_logouts_total', { result: 'ok' }), 1)
     assert.equal(delta(end, 'gatehouse_backchannel_logouts_total', { result: 'invalid' }), 2)
     assert.equal(delta(end, 'gatehouse_backchannel_logouts_total', { result: 'error' }), 0)
-    assert.equal(delta(end, 'gatehouse_http_requests_total', { route: 'bff_backchannel', method: 'POST', status: '200' }), 1)
-    assert.equal(delta(end, 'gatehouse_http_requests_total', { route: 'bff_backchannel', method: 'POST', status: '400' }), 2)
+    assert.equal(
+      delta(end, 'gatehouse_http_requests_total', { route: 'bff_backchannel', method: 'POST', status: '200' }),
+      1,
+    )
+    assert.equal(
+      delta(end, 'gatehouse_http_requests_total', { route: 'bff_backchannel', method: 'POST', status: '400' }),
+      2,
+    )
     assert.equal(delta(end, 'gatehouse_logins_total', { result: 'ok' }), 2)
     assert.equal(delta(end, 'gatehouse_logins_total', { result: 'invalid_state' }), 1)
     assert.equal(delta(end, 'gatehouse_http_requests_total', { route: 'callback', method: 'GET', status: '400' }), 1)
@@ -167,15 +224,25 @@ describe('metrics across a whole session (login, user, proxy, refresh, logout, b
 
   test('two gatehouses in one process keep separate registries', async () => {
     const second = await createGatehouse(
-      { oidc: { authority: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' }, keys: [generateKey()], session: { store: 'memory' }, admin: { token: ADMIN_TOKEN } },
+      {
+        oidc: { authority: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' },
+        keys: [generateKey()],
+        session: { store: 'memory' },
+        admin: { token: ADMIN_TOKEN },
+      },
       { logger: pino({ level: 'silent' }) },
     )
     const server = createServer((req, res) => second.adminHandler(req, res))
     const url = await listen(server)
     try {
-      const own = parseMetrics(await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text())
+      const own = parseMetrics(
+        await (await fetch(`${url}/metrics`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })).text(),
+      )
       assert.equal(valueOf(own, 'gatehouse_logins_total', { result: 'ok' }), 0)
-      assert.ok(valueOf(await scrape(), 'gatehouse_logins_total', { result: 'ok' }) >= 1, 'the first gatehouse still has its own counts')
+      assert.ok(
+        valueOf(await scrape(), 'gatehouse_logins_total', { result: 'ok' }) >= 1,
+        'the first gatehouse still has its own counts',
+      )
     } finally {
       server.closeAllConnections()
       await new Promise<void>((resolve) => server.close(() => resolve()))

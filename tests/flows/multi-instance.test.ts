@@ -5,7 +5,15 @@ import { importJWK, SignJWT, type JWTPayload } from 'jose'
 import { openStore } from '../../src/session/stores/open-store.ts'
 import type { JarResponse } from '../helpers/browser-jar.ts'
 import { CLIENT_ID, CLIENT_SECRET, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
-import { instanceOptions, startInstance, storeFixture, testClock, type Instance, type SharedStoreKind, type StoreFixture } from '../helpers/instances.ts'
+import {
+  instanceOptions,
+  startInstance,
+  storeFixture,
+  testClock,
+  type Instance,
+  type SharedStoreKind,
+  type StoreFixture,
+} from '../helpers/instances.ts'
 import { introspect, startUpstream, type Upstream } from '../helpers/upstream.ts'
 
 // SPEC §4: several instances behind a load balancer share the store and the key ring; a session revoked
@@ -20,11 +28,13 @@ const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
 
 type Claims = Array<{ type: string; value: unknown }>
 const claim = (claims: Claims, type: string): unknown => claims.find((c) => c.type === type)?.value
-const bearerOf = (res: JarResponse): string => ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
+const bearerOf = (res: JarResponse): string =>
+  ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
 const refreshGrants = (grants: readonly string[]): number => grants.filter((g) => g === 'refresh_token').length
 /** How long an instance may take to receive another's session-end notice before a test gives up (not a timing assertion). */
 const NOTICE_WAIT_MS = 5_000
-const clearsCookie = (res: JarResponse): boolean => res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`) && /; Max-Age=0\b/.test(line))
+const clearsCookie = (res: JarResponse): boolean =>
+  res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`) && /; Max-Age=0\b/.test(line))
 
 for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStoreKind[]) {
   describe(`two gatehouse instances sharing one ${kind} store`, () => {
@@ -34,11 +44,15 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
     /** Instance B: its own port and process-local state; replaced by B' in the restart test. */
     let b: Instance
     const clock = testClock()
-    let shared: { session: { store: string; cacheTtl: string }; remoteApis: Array<{ path: string; target: string; token: 'user' }> }
+    let shared: {
+      session: { store: string; cacheTtl: string }
+      remoteApis: Array<{ path: string; target: string; token: 'user' }>
+    }
     let sign: (payload: JWTPayload) => Promise<string>
 
     /** A fresh browser (no cookie jar) that presents `cookie` by hand, as a load balancer would send it to any instance. */
-    const withCookie = (origin: string, cookie: string, path = '/bff/user') => flow.browser().get(`${origin}${path}`, { ...CSRF, cookie: `${COOKIE}=${cookie}` })
+    const withCookie = (origin: string, cookie: string, path = '/bff/user') =>
+      flow.browser().get(`${origin}${path}`, { ...CSRF, cookie: `${COOKIE}=${cookie}` })
 
     /**
      * The first answer for `cookie` on `origin` that is not 200, polling briefly: the other instance
@@ -79,7 +93,8 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       b = await startInstance(instanceOptions(flow, shared), { now: clock.now })
       const jwk = flow.idp.signingKey as { kid: string }
       const key = await importJWK(flow.idp.signingKey, 'RS256')
-      sign = (payload) => new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
+      sign = (payload) =>
+        new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
     })
     after(async () => {
       await b?.close()
@@ -88,7 +103,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       await store?.cleanup()
     })
 
-    test('a login on A works on B: /bff/user on B answers 200 with the same claims for A\'s cookie', async () => {
+    test("a login on A works on B: /bff/user on B answers 200 with the same claims for A's cookie", async () => {
       const { cookie, claims } = await loggedInOnA()
       const onB = await withCookie(b.origin, cookie)
       assert.equal(onB.status, 200, onB.text)
@@ -100,10 +115,12 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       assert.equal((await withCookie(b.origin, 'x'.repeat(43))).status, 401)
     })
 
-    test('logout on A: the same cookie is refused (401) on B once the store\'s notice arrives, long before B\'s cached copy would expire, and B clears it', async () => {
+    test("logout on A: the same cookie is refused (401) on B once the store's notice arrives, long before B's cached copy would expire, and B clears it", async () => {
       const { cookie, claims } = await loggedInOnA()
       assert.equal((await withCookie(b.origin, cookie)).status, 200, 'B knows the session before the logout')
-      const logout = await flow.browser().get(`${flow.origin}${claim(claims, 'bff:logout_url') as string}`, { cookie: `${COOKIE}=${cookie}` })
+      const logout = await flow
+        .browser()
+        .get(`${flow.origin}${claim(claims, 'bff:logout_url') as string}`, { cookie: `${COOKIE}=${cookie}` })
       assert.equal(logout.status, 302, logout.text)
 
       const onB = await refusedOn(b.origin, cookie)
@@ -118,7 +135,8 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
     test('a revocation by another process (the CLI: its own store connection, delete, publish) is refused on A and B once the notice arrives, though both hold a fresh cached copy', async () => {
       const { cookie } = await loggedInOnA('bob')
       // Both instances have read the session within session.cacheTtl: each holds an in-process copy.
-      for (const origin of [flow.origin, b.origin]) assert.equal((await withCookie(origin, cookie, '/api/user/echo')).status, 200)
+      for (const origin of [flow.origin, b.origin])
+        assert.equal((await withCookie(origin, cookie, '/api/user/echo')).status, 200)
       const cli = await openStore(store.url())
       try {
         assert.equal(await cli.deleteWhere({ sub: 'bob-0002' }), 1)
@@ -149,7 +167,14 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       const { cookie, claims } = await loggedInOnA()
       const other = await loggedInOnA('bob')
       assert.equal((await withCookie(b.origin, cookie)).status, 200, 'B knows the session before the logout')
-      const token = await sign({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid: claim(claims, 'sid') as string })
+      const token = await sign({
+        iss: flow.idp.issuer,
+        aud: CLIENT_ID,
+        iat: Math.floor(Date.now() / 1000),
+        jti: randomUUID(),
+        events: EVENT,
+        sid: claim(claims, 'sid') as string,
+      })
       const res = await fetch(`${flow.origin}/bff/backchannel`, {
         method: 'POST',
         headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -162,7 +187,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       assert.equal(onB.status, 401, onB.text)
       assert.ok(clearsCookie(onB))
       assert.equal((await withCookie(flow.origin, cookie)).status, 401)
-      assert.equal((await withCookie(b.origin, other.cookie)).status, 200, 'another user\'s session is untouched')
+      assert.equal((await withCookie(b.origin, other.cookie)).status, 200, "another user's session is untouched")
 
       // The jti is remembered in the shared store: the same token replayed at B is refused.
       const replay = await fetch(`${b.origin}/bff/backchannel`, {
@@ -174,7 +199,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       assert.match(await replay.text(), /already used/)
     })
 
-    test('restart: with B closed and A restarted (no instance up for a moment), a new instance B\' serves the session', async () => {
+    test("restart: with B closed and A restarted (no instance up for a moment), a new instance B' serves the session", async () => {
       const { cookie, claims } = await loggedInOnA()
       await b.close()
       await flow.restart()
@@ -190,27 +215,42 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       const first = await withCookie(flow.origin, cookie, '/api/user/echo')
       assert.equal(first.status, 200, first.text)
       const old = bearerOf(first)
-      assert.equal(bearerOf(await withCookie(b.origin, cookie, '/api/user/echo')), old, 'before expiry both forward the login\'s token')
+      assert.equal(
+        bearerOf(await withCookie(b.origin, cookie, '/api/user/echo')),
+        old,
+        "before expiry both forward the login's token",
+      )
 
       const grantsBefore = refreshGrants(flow.idp.grants)
       clock.advance(PAST_EXPIRY_MS)
       const answers = await Promise.all(
-        Array.from({ length: 20 }, (_, i) => withCookie(i % 2 === 0 ? flow.origin : b.origin, cookie, `/api/user/echo?n=${i}`)),
+        Array.from({ length: 20 }, (_, i) =>
+          withCookie(i % 2 === 0 ? flow.origin : b.origin, cookie, `/api/user/echo?n=${i}`),
+        ),
       )
       assert.deepEqual(
         answers.map((r) => r.status),
         Array(20).fill(200),
         answers.map((r) => r.text).find((t, i) => answers[i]!.status !== 200),
       )
-      assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1, 'exactly one refresh grant across both instances, although refresh tokens rotate')
+      assert.equal(
+        refreshGrants(flow.idp.grants),
+        grantsBefore + 1,
+        'exactly one refresh grant across both instances, although refresh tokens rotate',
+      )
       const tokens = new Set(answers.map(bearerOf))
       assert.equal(tokens.size, 1, 'both instances forwarded the same refreshed token')
       const [fresh] = tokens
       assert.notEqual(fresh, old)
       assert.equal((await introspect(flow.idp.issuer, fresh!, CLIENT_ID, CLIENT_SECRET)).active, true)
 
-      for (const origin of [flow.origin, b.origin]) assert.equal(bearerOf(await withCookie(origin, cookie, '/api/user/echo')), fresh)
-      assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1, 'later calls on either instance use the stored token')
+      for (const origin of [flow.origin, b.origin])
+        assert.equal(bearerOf(await withCookie(origin, cookie, '/api/user/echo')), fresh)
+      assert.equal(
+        refreshGrants(flow.idp.grants),
+        grantsBefore + 1,
+        'later calls on either instance use the stored token',
+      )
     })
   })
 }

@@ -241,15 +241,24 @@ async function scrape(flow: Flow): Promise<Sample[]> {
 }
 
 function metric(samples: Sample[], name: string, labels: Record<string, string>): number {
-  const found = samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)
+  const found = samples.find(
+    (s) =>
+      s.name === name &&
+      Object.entries(labels).every(([k, v]) => s.labels[k] === v) &&
+      Object.keys(s.labels).length === Object.keys(labels).length,
+  )
   return found?.value ?? 0
 }
 
-const refused = async (flow: Flow, api: string, reason: string) => metric(await scrape(flow), 'gatehouse_proxy_refused_total', { api, reason })
+const refused = async (flow: Flow, api: string, reason: string) =>
+  metric(await scrape(flow), 'gatehouse_proxy_refused_total', { api, reason })
 
 /** A fetch from a client gatehouse knows by `X-Forwarded-For` (flows with trustProxy on). */
 function fetchAs(client: string, url: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(url, { ...init, headers: { ...CSRF, 'x-forwarded-for': client, ...(init.headers as Record<string, string> | undefined) } })
+  return fetch(url, {
+    ...init,
+    headers: { ...CSRF, 'x-forwarded-for': client, ...(init.headers as Record<string, string> | undefined) },
+  })
 }
 
 async function problemOf(res: Response): Promise<{ code: string }> {
@@ -273,7 +282,14 @@ describe('200 held requests from one client do not starve another client of the 
         remoteApis: [
           // The anonymous long streams' API, and the logged-in client's (which anonymous clients may call too), on one origin.
           { path: '/open', target, token: 'none', timeout: '3s', connections: CONNECTIONS, queue: 2 * CONNECTIONS },
-          { path: '/api', target, token: 'userOrNone', timeout: '3s', connections: CONNECTIONS, queue: 2 * CONNECTIONS },
+          {
+            path: '/api',
+            target,
+            token: 'userOrNone',
+            timeout: '3s',
+            connections: CONNECTIONS,
+            queue: 2 * CONNECTIONS,
+          },
         ],
         limits: { perClient: PER_CLIENT, perClientStreams: STREAMS, bodyIdleTimeout: '1s', writeIdleTimeout: '1s' },
       },
@@ -289,7 +305,10 @@ describe('200 held requests from one client do not starve another client of the 
   /** The sum of `reasons`' refusal counters of `path`. */
   async function refusedOf(path: string, reasons: readonly string[]): Promise<number> {
     const samples = await scrape(flow)
-    return reasons.reduce((sum, reason) => sum + metric(samples, 'gatehouse_proxy_refused_total', { api: path, reason }), 0)
+    return reasons.reduce(
+      (sum, reason) => sum + metric(samples, 'gatehouse_proxy_refused_total', { api: path, reason }),
+      0,
+    )
   }
 
   /**
@@ -297,17 +316,28 @@ describe('200 held requests from one client do not starve another client of the 
    * them for `reasons` (whatever the order in which they arrived and ended), then makes the logged-in
    * client's call. Afterwards every hostile socket is closed and the pools must drain.
    */
-  async function underSiege(path: string, open: () => RawClient, reasons: readonly string[], total: number): Promise<void> {
+  async function underSiege(
+    path: string,
+    open: () => RawClient,
+    reasons: readonly string[],
+    total: number,
+  ): Promise<void> {
     const before = await refusedOf(path, reasons)
     api.resetMax()
     const rssBefore = process.memoryUsage().rss
     const hostile: RawClient[] = []
     try {
       for (let i = 0; i < HELD; i++) hostile.push(open())
-      await waitFor(async () => (await refusedOf(path, reasons)) - before === total, `${total} ${reasons.join('/')} refusals on ${path}`)
+      await waitFor(
+        async () => (await refusedOf(path, reasons)) - before === total,
+        `${total} ${reasons.join('/')} refusals on ${path}`,
+      )
       const res = await browser.get(`${flow.origin}/api/echo`, CSRF)
       assert.equal(res.status, 200, res.text)
-      assert.ok(api.maxOpen <= 2 * CONNECTIONS, `gatehouse opened ${api.maxOpen} upstream connections; the pools have ${2 * CONNECTIONS}`)
+      assert.ok(
+        api.maxOpen <= 2 * CONNECTIONS,
+        `gatehouse opened ${api.maxOpen} upstream connections; the pools have ${2 * CONNECTIONS}`,
+      )
       const growthMb = (process.memoryUsage().rss - rssBefore) / 1024 / 1024
       assert.ok(growthMb < 200, `rss grew by ${Math.round(growthMb)} MB`)
     } finally {
@@ -316,13 +346,22 @@ describe('200 held requests from one client do not starve another client of the 
     // Nothing stays held once the hostile clients are gone: every place and connection comes back.
     await waitFor(async () => {
       const samples = await scrape(flow)
-      return ['/open', '/api'].every((path) => metric(samples, 'gatehouse_proxy_in_flight', { api: path }) === 0 && metric(samples, 'gatehouse_proxy_queue_length', { api: path }) === 0)
+      return ['/open', '/api'].every(
+        (path) =>
+          metric(samples, 'gatehouse_proxy_in_flight', { api: path }) === 0 &&
+          metric(samples, 'gatehouse_proxy_queue_length', { api: path }) === 0,
+      )
     }, 'the pools to drain')
   }
 
   test('(a) long streams on a token "none" API: one client keeps limits.perClientStreams of them, the rest get 429; another client is served', async () => {
     // Asked for as EventSource asks (Accept: text/event-stream): counted as streams from the start.
-    await underSiege('/open', () => new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1', 'Accept: text/event-stream']), ['per_client_streams'], HELD - STREAMS)
+    await underSiege(
+      '/open',
+      () => new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1', 'Accept: text/event-stream']),
+      ['per_client_streams'],
+      HELD - STREAMS,
+    )
     const streams = new RawClient(flow.origin, ['GET /open/stream HTTP/1.1', 'X-CSRF: 1', 'Accept: text/event-stream'])
     await waitFor(() => streams.status !== undefined, 'a stream after the siege')
     assert.equal(streams.status, 200, 'the client may stream again once its streams ended')
@@ -331,20 +370,40 @@ describe('200 held requests from one client do not starve another client of the 
 
   test('(b) uploads that declare 1 MB and send 1 byte: held at most limits.perClient at a time, then ended by the body-idle timeout; another client is served', async () => {
     // Every one of them is refused (429) or, once admitted, ended by the body-idle timeout (408).
-    await underSiege('/api', () => new RawClient(flow.origin, ['POST /api/upload HTTP/1.1', 'X-CSRF: 1', 'Content-Type: application/octet-stream', `Content-Length: ${1024 * 1024}`], { body: 'x' }), ['per_client', 'body_idle'], HELD)
+    await underSiege(
+      '/api',
+      () =>
+        new RawClient(
+          flow.origin,
+          [
+            'POST /api/upload HTTP/1.1',
+            'X-CSRF: 1',
+            'Content-Type: application/octet-stream',
+            `Content-Length: ${1024 * 1024}`,
+          ],
+          { body: 'x' },
+        ),
+      ['per_client', 'body_idle'],
+      HELD,
+    )
   })
 
   test('(c) GETs whose Content-Length body arrives a byte at a time: held at most limits.perClient at a time; another client is served', async () => {
     const drips: NodeJS.Timeout[] = []
     try {
       // Never idle (a byte every 200 ms): PER_CLIENT of them stay in flight, the rest are refused.
-      await underSiege('/api', () => {
-        const client = new RawClient(flow.origin, ['GET /api/upload HTTP/1.1', 'X-CSRF: 1', 'Content-Length: 1000'])
-        const drip = setInterval(() => client.write('x'), 200)
-        drips.push(drip)
-        client.socket.once('close', () => clearInterval(drip))
-        return client
-      }, ['per_client'], HELD - PER_CLIENT)
+      await underSiege(
+        '/api',
+        () => {
+          const client = new RawClient(flow.origin, ['GET /api/upload HTTP/1.1', 'X-CSRF: 1', 'Content-Length: 1000'])
+          const drip = setInterval(() => client.write('x'), 200)
+          drips.push(drip)
+          client.socket.once('close', () => clearInterval(drip))
+          return client
+        },
+        ['per_client'],
+        HELD - PER_CLIENT,
+      )
     } finally {
       for (const drip of drips) clearInterval(drip)
     }
@@ -352,7 +411,12 @@ describe('200 held requests from one client do not starve another client of the 
 
   test('(d) large downloads the client never reads: held at most limits.perClient at a time, then ended by the write-idle timeout; another client is served', async () => {
     // Every one of them is refused (429) or, once admitted, ended by the write-idle timeout.
-    await underSiege('/api', () => new RawClient(flow.origin, ['GET /api/download?mb=64 HTTP/1.1', 'X-CSRF: 1'], { read: false }), ['per_client', 'write_idle'], HELD)
+    await underSiege(
+      '/api',
+      () => new RawClient(flow.origin, ['GET /api/download?mb=64 HTTP/1.1', 'X-CSRF: 1'], { read: false }),
+      ['per_client', 'write_idle'],
+      HELD,
+    )
   })
 })
 
@@ -384,7 +448,10 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
   /** `count` requests from `client` that the API holds (each answers after a minute), once all have reached it. */
   async function hold(client: string, count: number): Promise<RawClient[]> {
     const before = api.active('/slow')
-    const held = Array.from({ length: count }, () => new RawClient(flow.origin, ['GET /api/slow?ms=60000 HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`]))
+    const held = Array.from(
+      { length: count },
+      () => new RawClient(flow.origin, ['GET /api/slow?ms=60000 HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`]),
+    )
     await waitFor(() => api.active('/slow') === before + count, `${count} held requests at the API`)
     return held
   }
@@ -401,15 +468,22 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
     assert.equal((await fetchAs('203.0.113.2', `${flow.origin}/api/echo`)).status, 200)
     const browser = flow.browser()
     await flow.login(browser)
-    assert.equal((await browser.get(`${flow.origin}/api/echo`, { ...CSRF, 'x-forwarded-for': '203.0.113.1' })).status, 200)
+    assert.equal(
+      (await browser.get(`${flow.origin}/api/echo`, { ...CSRF, 'x-forwarded-for': '203.0.113.1' })).status,
+      200,
+    )
     for (const client of held) client.destroy()
-    await waitFor(async () => (await fetchAs('203.0.113.1', `${flow.origin}/api/echo`)).status === 200, 'the client to be served again')
+    await waitFor(
+      async () => (await fetchAs('203.0.113.1', `${flow.origin}/api/echo`)).status === 200,
+      'the client to be served again',
+    )
   })
 
   test('every way a request ends gives its place back exactly once: afterwards the client again holds exactly limits.perClient', async () => {
     const client = '203.0.113.3'
     // Finished.
-    for (let i = 0; i < 2 * PER_CLIENT; i++) assert.equal((await fetchAs(client, `${flow.origin}/api/echo?i=${i}`)).status, 200)
+    for (let i = 0; i < 2 * PER_CLIENT; i++)
+      assert.equal((await fetchAs(client, `${flow.origin}/api/echo?i=${i}`)).status, 200)
     // Refused with 429 (over the cap), then the held ones left by the client.
     const held = await hold(client, PER_CLIENT)
     assert.equal((await fetchAs(client, `${flow.origin}/api/echo`)).status, 429)
@@ -418,18 +492,32 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
     // Refused before it takes a place (no anti-forgery header).
     assert.equal((await fetchAs(client, `${flow.origin}/api/echo`, { headers: { 'x-csrf': '' } })).status, 401)
     // Ended by the body-idle timeout (408) and by the write-idle timeout (connection closed).
-    const stalled = new RawClient(flow.origin, ['POST /api/upload HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`, 'Content-Length: 100'], { body: 'x' })
+    const stalled = new RawClient(
+      flow.origin,
+      ['POST /api/upload HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`, 'Content-Length: 100'],
+      { body: 'x' },
+    )
     await waitFor(() => stalled.status !== undefined, 'the 408')
     assert.equal(stalled.status, 408)
-    const unread = new RawClient(flow.origin, ['GET /api/download?mb=64 HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`], { read: false })
-    await waitFor(() => api.requests.some((r) => r.url.startsWith('/download') && r.closed), 'the unread download to be ended')
+    const unread = new RawClient(
+      flow.origin,
+      ['GET /api/download?mb=64 HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`],
+      { read: false },
+    )
+    await waitFor(
+      () => api.requests.some((r) => r.url.startsWith('/download') && r.closed),
+      'the unread download to be ended',
+    )
     unread.destroy()
     // An event stream answered to an ordinary request (moved to a stream place), ended by the client.
     const stream = new RawClient(flow.origin, ['GET /api/stream HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`])
     await waitFor(() => stream.text.includes('data: event 1'), 'the stream')
     stream.destroy()
     // Exactly PER_CLIENT again: no place leaked (fewer would fit) and none given back twice (more would fit).
-    await waitFor(async () => (await fetchAs(client, `${flow.origin}/api/echo`)).status === 200, 'the places to come back')
+    await waitFor(
+      async () => (await fetchAs(client, `${flow.origin}/api/echo`)).status === 200,
+      'the places to come back',
+    )
     const again = await hold(client, PER_CLIENT)
     assert.equal((await fetchAs(client, `${flow.origin}/api/echo`)).status, 429)
     for (const c of again) c.destroy()
@@ -440,7 +528,10 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
     const client = '203.0.113.4'
     const before = await refused(flow, '/api', 'per_client_streams')
     const accept = ['X-CSRF: 1', `X-Forwarded-For: ${client}`, 'Accept: text/event-stream']
-    const streams = Array.from({ length: STREAMS }, () => new RawClient(flow.origin, ['GET /api/stream HTTP/1.1', ...accept]))
+    const streams = Array.from(
+      { length: STREAMS },
+      () => new RawClient(flow.origin, ['GET /api/stream HTTP/1.1', ...accept]),
+    )
     await waitFor(() => streams.every((s) => s.text.includes('data: event 0')), 'the streams')
     // A third stream asked for by Accept is refused before any upstream call.
     const third = await fetchAs(client, `${flow.origin}/api/stream`, { headers: { accept: 'text/event-stream' } })
@@ -456,22 +547,46 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
     assert.equal(api.requests.filter((r) => r.url.startsWith('/stream')).length, streamCallsBefore + 1)
     assert.equal(await refused(flow, '/api', 'per_client_streams'), before + 1)
     // A WebSocket is a stream too.
-    const ws = new RawClient(flow.origin, ['GET /live/ws HTTP/1.1', `Origin: ${flow.origin}`, `X-Forwarded-For: ${client}`, 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=='])
+    const ws = new RawClient(flow.origin, [
+      'GET /live/ws HTTP/1.1',
+      `Origin: ${flow.origin}`,
+      `X-Forwarded-For: ${client}`,
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+    ])
     await waitFor(() => ws.status !== undefined, 'the handshake answer')
     assert.equal(ws.status, 429)
     assert.ok(ws.header('retry-after'))
     // Ordinary requests still have their own places.
     assert.equal((await fetchAs(client, `${flow.origin}/api/echo`)).status, 200)
     for (const s of streams) s.destroy()
-    await waitFor(async () => (await fetchAs(client, `${flow.origin}/api/stream?again`, { headers: { accept: 'text/event-stream' }, signal: AbortSignal.timeout(2_000) }).then((r) => (void r.body?.cancel(), r.status)).catch(() => 0)) === 200, 'a stream place to come back')
+    await waitFor(
+      async () =>
+        (await fetchAs(client, `${flow.origin}/api/stream?again`, {
+          headers: { accept: 'text/event-stream' },
+          signal: AbortSignal.timeout(2_000),
+        })
+          .then((r) => (void r.body?.cancel(), r.status))
+          .catch(() => 0)) === 200,
+      'a stream place to come back',
+    )
   })
 
   test("a request body that sends nothing for limits.bodyIdleTimeout ends that request with 408 body_idle and frees its upstream connection; the same client's other upload completes", async () => {
     const client = '203.0.113.5'
     const before = await refused(flow, '/api', 'body_idle')
     const uploadsBefore = api.requests.filter((r) => r.url === '/upload').length
-    const stalled = new RawClient(flow.origin, ['POST /api/upload HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`, `Content-Length: ${1024 * 1024}`], { body: 'x'.repeat(10) })
-    await waitFor(() => api.requests.filter((r) => r.url === '/upload').length === uploadsBefore + 1, 'the stalled upload at the API')
+    const stalled = new RawClient(
+      flow.origin,
+      ['POST /api/upload HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`, `Content-Length: ${1024 * 1024}`],
+      { body: 'x'.repeat(10) },
+    )
+    await waitFor(
+      () => api.requests.filter((r) => r.url === '/upload').length === uploadsBefore + 1,
+      'the stalled upload at the API',
+    )
     const good = await fetchAs(client, `${flow.origin}/api/upload`, { method: 'POST', body: Buffer.alloc(200_000, 1) })
     assert.equal(good.status, 200)
     assert.deepEqual(await good.json(), { bytes: 200_000 })
@@ -487,8 +602,15 @@ describe('per-client caps (limits.perClient, limits.perClientStreams) and idle t
     const client = '203.0.113.6'
     const before = await refused(flow, '/api', 'write_idle')
     const downloadsBefore = api.requests.filter((r) => r.url.startsWith('/download')).length
-    const unread = new RawClient(flow.origin, ['GET /api/download?mb=64 HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`], { read: false })
-    await waitFor(() => api.requests.filter((r) => r.url.startsWith('/download')).length === downloadsBefore + 1, 'the download at the API')
+    const unread = new RawClient(
+      flow.origin,
+      ['GET /api/download?mb=64 HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${client}`],
+      { read: false },
+    )
+    await waitFor(
+      () => api.requests.filter((r) => r.url.startsWith('/download')).length === downloadsBefore + 1,
+      'the download at the API',
+    )
     assert.equal((await fetchAs(client, `${flow.origin}/api/echo`)).status, 200)
     const read = await fetchAs(client, `${flow.origin}/api/download?mb=4`)
     assert.equal((await read.arrayBuffer()).byteLength, 4 * 1024 * 1024, 'a download that is read completes')
@@ -524,30 +646,45 @@ describe("an API's bounded wait for a connection (remoteApis[].connections, .que
     const busyBefore = metric(start, 'gatehouse_proxy_refused_total', { api: '/narrow', reason: 'upstream_busy' })
     const waitsBefore = metric(start, 'gatehouse_proxy_queue_wait_seconds_count', { api: '/narrow' })
     // Two streams from two clients hold both connections (their answers started within the timeout).
-    const held = ['198.51.100.1', '198.51.100.2'].map((ip) => new RawClient(flow.origin, ['GET /narrow/stream HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${ip}`]))
+    const held = ['198.51.100.1', '198.51.100.2'].map(
+      (ip) => new RawClient(flow.origin, ['GET /narrow/stream HTTP/1.1', 'X-CSRF: 1', `X-Forwarded-For: ${ip}`]),
+    )
     try {
       await waitFor(() => held.every((h) => h.text.includes('data: event 0')), 'the held streams')
       const queued = ['198.51.100.3', '198.51.100.4'].map((ip) => fetchAs(ip, `${flow.origin}/narrow/echo`))
-      await waitFor(async () => metric(await scrape(flow), 'gatehouse_proxy_queue_length', { api: '/narrow' }) === 2, 'two requests in the queue')
+      await waitFor(
+        async () => metric(await scrape(flow), 'gatehouse_proxy_queue_length', { api: '/narrow' }) === 2,
+        'two requests in the queue',
+      )
       const full = await fetchAs('198.51.100.5', `${flow.origin}/narrow/echo`)
       assert.equal(full.status, 503)
       assert.equal((await problemOf(full)).code, 'upstream_busy')
       assert.match(full.headers.get('retry-after') ?? '', /^[1-9]\d?$/)
-      assert.equal((await fetchAs('198.51.100.6', `${flow.origin}/wide/echo`)).status, 200, 'the other API on the same origin is not blocked')
+      assert.equal(
+        (await fetchAs('198.51.100.6', `${flow.origin}/wide/echo`)).status,
+        200,
+        'the other API on the same origin is not blocked',
+      )
       for (const res of await Promise.all(queued)) {
         assert.equal(res.status, 503)
         assert.equal((await problemOf(res)).code, 'upstream_busy')
         assert.ok(res.headers.get('retry-after'))
       }
       const samples = await scrape(flow)
-      assert.equal(metric(samples, 'gatehouse_proxy_refused_total', { api: '/narrow', reason: 'upstream_busy' }), busyBefore + 3)
+      assert.equal(
+        metric(samples, 'gatehouse_proxy_refused_total', { api: '/narrow', reason: 'upstream_busy' }),
+        busyBefore + 3,
+      )
       assert.equal(metric(samples, 'gatehouse_proxy_queue_wait_seconds_count', { api: '/narrow' }), waitsBefore + 2)
       assert.equal(metric(samples, 'gatehouse_proxy_in_flight', { api: '/narrow' }), 2)
       assert.equal(metric(samples, 'gatehouse_proxy_queue_length', { api: '/narrow' }), 0)
     } finally {
       for (const h of held) h.destroy()
     }
-    await waitFor(async () => (await fetchAs('198.51.100.7', `${flow.origin}/narrow/echo`)).status === 200, 'the API to be served again once the streams ended')
+    await waitFor(
+      async () => (await fetchAs('198.51.100.7', `${flow.origin}/narrow/echo`)).status === 200,
+      'the API to be served again once the streams ended',
+    )
   })
 
   test('the time spent waiting for a connection counts toward the API timeout; a request that gets one in time is answered', async () => {
@@ -567,7 +704,10 @@ describe("an API's bounded wait for a connection (remoteApis[].connections, .que
     const brief = ['192.0.2.1', '192.0.2.2'].map((ip) => fetchAs(ip, `${flow.origin}/narrow/hold`))
     await waitFor(() => api.active('/hold') === 2, 'two calls holding the connections')
     const queued = fetchAs('192.0.2.3', `${flow.origin}/narrow/echo`)
-    await waitFor(async () => metric(await scrape(flow), 'gatehouse_proxy_queue_length', { api: '/narrow' }) === 1, 'the call in the queue')
+    await waitFor(
+      async () => metric(await scrape(flow), 'gatehouse_proxy_queue_length', { api: '/narrow' }) === 1,
+      'the call in the queue',
+    )
     api.releaseHolds()
     assert.equal((await queued).status, 200)
     for (const res of await Promise.all(brief)) assert.equal(res.status, 200)

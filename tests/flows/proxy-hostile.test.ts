@@ -48,10 +48,19 @@ function rawRequest(origin: string, requestLine: string, headers: string[] = [],
         }
         rest = out
       }
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 0), headers: map, body: Buffer.from(rest, 'latin1').toString('utf8') })
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(statusLine)?.[1] ?? 0),
+        headers: map,
+        body: Buffer.from(rest, 'latin1').toString('utf8'),
+      })
     })
     const host = new URL(origin).host
-    const all = [requestLine, `Host: ${host}`, ...headers, ...(headers.some((h) => /^connection:/i.test(h)) ? [] : ['Connection: close'])]
+    const all = [
+      requestLine,
+      `Host: ${host}`,
+      ...headers,
+      ...(headers.some((h) => /^connection:/i.test(h)) ? [] : ['Connection: close']),
+    ]
     if (body) all.push(`Content-Length: ${Buffer.byteLength(body)}`)
     socket.write(`${all.join('\r\n')}\r\n\r\n${body}`, 'latin1')
   })
@@ -127,7 +136,12 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
     }
     // Also without the anti-forgery header, with a body, and with other methods: still refused first.
     for (const method of ['POST', 'PUT', 'DELETE', 'HEAD']) {
-      const res = await rawRequest(flow.origin, `${method} /api/%2e%2e/bff/user HTTP/1.1`, [], method === 'HEAD' ? '' : '{"a":1}')
+      const res = await rawRequest(
+        flow.origin,
+        `${method} /api/%2e%2e/bff/user HTTP/1.1`,
+        [],
+        method === 'HEAD' ? '' : '{"a":1}',
+      )
       assert.equal(res.status, 400, method)
     }
     assert.equal(upstream.received.length, before, JSON.stringify(upstream.received.slice(before).map((r) => r.url)))
@@ -136,13 +150,20 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
   test('the upstream host never comes from the request: absolute-form targets and foreign Host headers reach no other host', async () => {
     const before = upstream.received.length
     const upstreamHost = new URL(upstream.url).host
-    for (const target of [`http://${upstreamHost}/api/echo`, `http://${upstreamHost}/echo`, 'http://evil.example/api/echo']) {
+    for (const target of [
+      `http://${upstreamHost}/api/echo`,
+      `http://${upstreamHost}/echo`,
+      'http://evil.example/api/echo',
+    ]) {
       const res = await rawRequest(flow.origin, `GET ${target} HTTP/1.1`, ['X-CSRF: 1'])
       assert.ok(res.status === 400 || res.status === 404, `${target}: ${res.status}`)
     }
     assert.equal(upstream.received.length, before)
     // A Host header naming another host changes nothing about where the call goes.
-    const res = await rawRequest(flow.origin, 'GET /api/echo/host HTTP/1.1', ['X-CSRF: 1', 'X-Forwarded-Host: evil.example'])
+    const res = await rawRequest(flow.origin, 'GET /api/echo/host HTTP/1.1', [
+      'X-CSRF: 1',
+      'X-Forwarded-Host: evil.example',
+    ])
     assert.equal(res.status, 200)
     assert.equal(upstream.received.at(-1)?.headers.host, upstreamHost)
     assert.equal(upstream.received.at(-1)?.headers['x-forwarded-host'], new URL(flow.origin).host)
@@ -216,7 +237,8 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
     assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1')
     assert.equal(seen.headers.host, new URL(upstream.url).host)
     const everything = JSON.stringify(seen.headers)
-    for (const secret of [session, 'theme=dark', 'pending', 'forged-by-the-browser', 'evil.example', '10.9.8.7']) assert.ok(!everything.includes(secret), secret)
+    for (const secret of [session, 'theme=dark', 'pending', 'forged-by-the-browser', 'evil.example', '10.9.8.7'])
+      assert.ok(!everything.includes(secret), secret)
   })
 
   test("an upstream Set-Cookie for gatehouse's session cookie is not passed to the browser, other cookies are", async () => {
@@ -231,7 +253,10 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
     const session = browser.cookies.get(COOKIE)
     const res = await browser.get(`${flow.origin}/api/echo`, CSRF)
     assert.equal(res.status, 200)
-    assert.ok(!res.headers.getSetCookie().some((line) => line.includes('planted')), JSON.stringify(res.headers.getSetCookie()))
+    assert.ok(
+      !res.headers.getSetCookie().some((line) => line.includes('planted')),
+      JSON.stringify(res.headers.getSetCookie()),
+    )
     assert.equal(browser.cookies.get(COOKIE), session)
     assert.equal(browser.cookies.get('upstream'), '1')
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
@@ -252,7 +277,8 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
     assert.equal(res.status, 200, res.body)
     const seen = upstream.received.at(-1)!
     assert.equal(seen.url, '/echo/hop')
-    for (const name of ['x-secret', 'keep-alive', 'te', 'upgrade', 'proxy-authorization', 'proxy-connection']) assert.equal(seen.headers[name], undefined, name)
+    for (const name of ['x-secret', 'keep-alive', 'te', 'upgrade', 'proxy-authorization', 'proxy-connection'])
+      assert.equal(seen.headers[name], undefined, name)
     assert.ok(!JSON.stringify(seen.headers).includes('s3cret'))
     assert.notEqual(seen.headers.connection?.toLowerCase().includes('x-secret'), true)
     assert.equal(seen.headers['x-kept'], 'yes')
@@ -261,7 +287,11 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
   test('a POST with a JSON body arrives at the upstream intact', async () => {
     const payload = { order: 7, items: ['ä', '€', '😀'], note: 'x'.repeat(10_000) }
     const body = JSON.stringify(payload)
-    const res = await fetch(`${flow.origin}/api/body?x=1`, { method: 'POST', headers: { ...CSRF, 'content-type': 'application/json' }, body })
+    const res = await fetch(`${flow.origin}/api/body?x=1`, {
+      method: 'POST',
+      headers: { ...CSRF, 'content-type': 'application/json' },
+      body,
+    })
     assert.equal(res.status, 200)
     const seen = (await res.json()) as { method: string; url: string; headers: Record<string, string>; body: string }
     assert.equal(seen.method, 'POST')
@@ -274,7 +304,11 @@ describe('remote API proxy: hostile input and failing upstreams', () => {
 
   test('PUT, PATCH and DELETE bodies arrive too, and a bodyless DELETE stays bodyless', async () => {
     for (const method of ['PUT', 'PATCH', 'DELETE']) {
-      const res = await fetch(`${flow.origin}/api/body`, { method, headers: { ...CSRF, 'content-type': 'application/json' }, body: `{"m":"${method}"}` })
+      const res = await fetch(`${flow.origin}/api/body`, {
+        method,
+        headers: { ...CSRF, 'content-type': 'application/json' },
+        body: `{"m":"${method}"}`,
+      })
       const seen = (await res.json()) as { method: string; body: string }
       assert.equal(seen.method, method)
       assert.equal(seen.body, `{"m":"${method}"}`)
@@ -332,7 +366,11 @@ describe('remote API proxy: CORS preflights and upstream redirects', () => {
     await upstream.close()
   })
 
-  const PREFLIGHT = { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-csrf, content-type' }
+  const PREFLIGHT = {
+    origin: 'https://evil.example',
+    'access-control-request-method': 'POST',
+    'access-control-request-headers': 'x-csrf, content-type',
+  }
   const grantsCors = (headers: Headers) => {
     const names: string[] = []
     headers.forEach((_value, name) => void (name.startsWith('access-control-') && names.push(name)))
@@ -353,7 +391,7 @@ describe('remote API proxy: CORS preflights and upstream redirects', () => {
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200, 'the session is untouched')
   })
 
-  test('no gatehouse answer carries Access-Control-Allow-*, even to a request with an Origin, nor relays an upstream\'s grant', async () => {
+  test("no gatehouse answer carries Access-Control-Allow-*, even to a request with an Origin, nor relays an upstream's grant", async () => {
     const browser = flow.browser()
     await flow.login(browser)
     const origin = { origin: 'https://evil.example' }
@@ -366,7 +404,11 @@ describe('remote API proxy: CORS preflights and upstream redirects', () => {
       await browser.request('OPTIONS', `${flow.origin}/open/cors`, undefined, PREFLIGHT),
       await browser.get(`${flow.origin}/open/cors`, origin),
     ]
-    assert.equal(upstream.received.filter((r) => r.url === '/cors').length >= 3, true, 'the upstream did answer with its grants')
+    assert.equal(
+      upstream.received.filter((r) => r.url === '/cors').length >= 3,
+      true,
+      'the upstream did answer with its grants',
+    )
     for (const res of answers) assert.deepEqual(grantsCors(res.headers), [], `${res.status} ${res.url}`)
   })
 
@@ -380,7 +422,11 @@ describe('remote API proxy: CORS preflights and upstream redirects', () => {
         assert.equal(res.status, status)
         assert.equal(res.headers.get('location'), to, 'Location is not rewritten')
         assert.equal(res.text, 'redirect')
-        assert.deepEqual(upstream.received.slice(before).map((r) => r.url), [`/redirect?status=${status}&to=${encodeURIComponent(to)}`], 'only the one request: nothing followed')
+        assert.deepEqual(
+          upstream.received.slice(before).map((r) => r.url),
+          [`/redirect?status=${status}&to=${encodeURIComponent(to)}`],
+          'only the one request: nothing followed',
+        )
       }
     })
   }
@@ -416,7 +462,12 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
       const before = upstream.received.length
       for (const headers of [CSRF, {}]) {
         for (const jar of [browser, flow.browser()]) {
-          const res = await jar.request(method, `${flow.origin}/ro/echo`, ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined, { ...headers, 'content-type': 'application/json' })
+          const res = await jar.request(
+            method,
+            `${flow.origin}/ro/echo`,
+            ['POST', 'PUT', 'PATCH'].includes(method) ? '{}' : undefined,
+            { ...headers, 'content-type': 'application/json' },
+          )
           assert.equal(res.status, 405)
           assert.equal(res.headers.get('allow'), 'GET, HEAD')
           assert.equal(problemCode(res), 'method_not_allowed')
@@ -433,14 +484,19 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
     await flow.login(browser)
     assert.equal((await browser.get(`${flow.origin}/ro/echo`, CSRF)).status, 200)
     assert.equal(upstream.received.at(-1)?.method, 'GET')
-    const head = await fetch(`${flow.origin}/ro/echo`, { method: 'HEAD', headers: { ...CSRF, cookie: browser.cookieHeader() } })
+    const head = await fetch(`${flow.origin}/ro/echo`, {
+      method: 'HEAD',
+      headers: { ...CSRF, cookie: browser.cookieHeader() },
+    })
     assert.equal(head.status, 200)
     assert.equal(upstream.received.at(-1)?.method, 'HEAD')
   })
 
   test('the listed methods pass and others get an Allow header naming exactly the configured ones (HEAD added with GET)', async () => {
     for (const method of ['GET', 'POST', 'DELETE']) {
-      const res = await flow.browser().request(method, `${flow.origin}/rw/echo`, method === 'POST' ? '{}' : undefined, CSRF)
+      const res = await flow
+        .browser()
+        .request(method, `${flow.origin}/rw/echo`, method === 'POST' ? '{}' : undefined, CSRF)
       assert.equal(res.status, 200, method)
       assert.equal(upstream.received.at(-1)?.method, method)
     }
@@ -455,8 +511,11 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
     assert.equal(upstream.received.length, before)
   })
 
-  test('OPTIONS is a method like any other: forwarded only where listed, and then the upstream\'s CORS grant is still not passed on', async () => {
-    const res = await flow.browser().request('OPTIONS', `${flow.origin}/preflight/cors`, undefined, { origin: 'https://evil.example', 'access-control-request-method': 'POST' })
+  test("OPTIONS is a method like any other: forwarded only where listed, and then the upstream's CORS grant is still not passed on", async () => {
+    const res = await flow.browser().request('OPTIONS', `${flow.origin}/preflight/cors`, undefined, {
+      origin: 'https://evil.example',
+      'access-control-request-method': 'POST',
+    })
     assert.equal(res.status, 204)
     assert.equal(upstream.received.at(-1)?.method, 'OPTIONS')
     assert.equal(res.headers.get('access-control-allow-origin'), null)
@@ -464,7 +523,11 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
 
   test('OPTIONS listed on an anti-forgery API: a preflight (no X-CSRF) still gets 401 and never reaches the upstream', async () => {
     const before = upstream.received.length
-    const res = await flow.browser().request('OPTIONS', `${flow.origin}/guarded/cors`, undefined, { origin: 'https://evil.example', 'access-control-request-method': 'GET', 'access-control-request-headers': 'x-csrf' })
+    const res = await flow.browser().request('OPTIONS', `${flow.origin}/guarded/cors`, undefined, {
+      origin: 'https://evil.example',
+      'access-control-request-method': 'GET',
+      'access-control-request-headers': 'x-csrf',
+    })
     assert.equal(res.status, 401)
     assert.equal(problemCode(res), 'antiforgery_failed')
     assert.equal(upstream.received.length, before)
@@ -472,7 +535,9 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
 
   test('without methods every method is forwarded (the default), also a WebDAV one', async () => {
     for (const method of ['PUT', 'PATCH', 'OPTIONS', 'PROPFIND']) {
-      const res = await flow.browser().request(method, `${flow.origin}/all/echo`, method === 'PUT' || method === 'PATCH' ? '{}' : undefined, CSRF)
+      const res = await flow
+        .browser()
+        .request(method, `${flow.origin}/all/echo`, method === 'PUT' || method === 'PATCH' ? '{}' : undefined, CSRF)
       assert.equal(res.status, 200, method)
       assert.equal(upstream.received.at(-1)?.method, method)
     }
@@ -480,7 +545,16 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
 
   test('hostile method tokens (lower case, unknown, over-long, with spaces) are refused with 400 by the HTTP parser and never reach the upstream', async () => {
     const before = upstream.received.length
-    for (const line of ['get /ro/echo HTTP/1.1', 'Get /rw/echo HTTP/1.1', 'post /rw/echo HTTP/1.1', 'FETCH /all/echo HTTP/1.1', 'GETT /ro/echo HTTP/1.1', `${'G'.repeat(300)} /all/echo HTTP/1.1`, 'G ET /ro/echo HTTP/1.1', 'GET\t/ro/echo HTTP/1.1']) {
+    for (const line of [
+      'get /ro/echo HTTP/1.1',
+      'Get /rw/echo HTTP/1.1',
+      'post /rw/echo HTTP/1.1',
+      'FETCH /all/echo HTTP/1.1',
+      'GETT /ro/echo HTTP/1.1',
+      `${'G'.repeat(300)} /all/echo HTTP/1.1`,
+      'G ET /ro/echo HTTP/1.1',
+      'GET\t/ro/echo HTTP/1.1',
+    ]) {
       const res = await rawRequest(flow.origin, line, ['X-CSRF: 1'])
       assert.equal(res.status, 400, line)
     }
@@ -488,7 +562,13 @@ describe('remote API proxy: per-API method allowlist (remoteApis[].methods, RFC 
   })
 
   test('a WebSocket handshake with a method other than GET is refused with 405 (RFC 6455 §4.1), never upgraded upstream; a GET one upgrades', async () => {
-    const handshake = ['Upgrade: websocket', 'Connection: Upgrade', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', `Origin: ${flow.origin}`]
+    const handshake = [
+      'Upgrade: websocket',
+      'Connection: Upgrade',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      `Origin: ${flow.origin}`,
+    ]
     const before = upstream.received.length
     for (const method of ['POST', 'PUT', 'OPTIONS']) {
       const res = await rawRequest(flow.origin, `${method} /live/ws HTTP/1.1`, handshake)

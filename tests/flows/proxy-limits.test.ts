@@ -7,11 +7,15 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 /** A POST whose body is sent in chunks without a Content-Length (Transfer-Encoding: chunked). */
 function chunkedPost(url: string, chunks: Buffer[]): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { ...CSRF, 'content-type': 'application/octet-stream' } }, (res) => {
-      let body = ''
-      res.on('data', (d) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode!, body }))
-    })
+    const req = request(
+      url,
+      { method: 'POST', headers: { ...CSRF, 'content-type': 'application/octet-stream' } },
+      (res) => {
+        let body = ''
+        res.on('data', (d) => (body += d))
+        res.on('end', () => resolve({ status: res.statusCode!, body }))
+      },
+    )
     req.on('error', reject)
     for (const chunk of chunks) req.write(chunk)
     req.end()
@@ -23,7 +27,14 @@ describe('remoteApis[].maxBodySize', () => {
   let flow: Flow
   before(async () => {
     upstream = await startUpstream()
-    flow = await startFlow({ gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'none', maxBodySize: '1kb' }, { path: '/big', target: upstream.url, token: 'none' }] } })
+    flow = await startFlow({
+      gatehouse: {
+        remoteApis: [
+          { path: '/api', target: upstream.url, token: 'none', maxBodySize: '1kb' },
+          { path: '/big', target: upstream.url, token: 'none' },
+        ],
+      },
+    })
   })
   after(async () => {
     await flow.close()
@@ -44,10 +55,18 @@ describe('remoteApis[].maxBodySize', () => {
   })
 
   test('bodies within the limit, and APIs without one, pass', async () => {
-    const small = await fetch(`${flow.origin}/api/upload`, { method: 'POST', headers: CSRF, body: Buffer.alloc(1024, 1) })
+    const small = await fetch(`${flow.origin}/api/upload`, {
+      method: 'POST',
+      headers: CSRF,
+      body: Buffer.alloc(1024, 1),
+    })
     assert.equal(small.status, 200)
     assert.equal(((await small.json()) as { bytes: number }).bytes, 1024)
-    const big = await fetch(`${flow.origin}/big/upload`, { method: 'POST', headers: CSRF, body: Buffer.alloc(200_000, 1) })
+    const big = await fetch(`${flow.origin}/big/upload`, {
+      method: 'POST',
+      headers: CSRF,
+      body: Buffer.alloc(200_000, 1),
+    })
     assert.equal(((await big.json()) as { bytes: number }).bytes, 200_000)
   })
 })

@@ -60,16 +60,24 @@ const mb = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`
  * chunk of a streamed request body until the response is complete, which would hide what gatehouse
  * does behind what the client does.
  */
-function streamUpload(url: string, total: number, headers: Record<string, string>): Promise<{ status: number; text: string; sha256: string }> {
+function streamUpload(
+  url: string,
+  total: number,
+  headers: Record<string, string>,
+): Promise<{ status: number; text: string; sha256: string }> {
   const hash = createHash('sha256')
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: 'POST', headers: { ...headers, 'content-type': 'application/octet-stream' } }, (res) => {
-      let text = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (text += chunk))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text, sha256: hash.digest('hex') }))
-      res.on('error', reject)
-    })
+    const req = request(
+      url,
+      { method: 'POST', headers: { ...headers, 'content-type': 'application/octet-stream' } },
+      (res) => {
+        let text = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (text += chunk))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, text, sha256: hash.digest('hex') }))
+        res.on('error', reject)
+      },
+    )
     req.on('error', reject)
     let sent = 0
     let n = 0
@@ -94,7 +102,9 @@ describe('remote API proxy: streaming bodies', () => {
 
   before(async () => {
     upstream = await startUpstream()
-    upstream.server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => upstreamResponses.set(req.url ?? '', res))
+    upstream.server.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
+      upstreamResponses.set(req.url ?? '', res),
+    )
     flow = await startFlow({ gatehouse: { remoteApis: [{ path: '/api', target: upstream.url, token: 'none' }] } })
   })
   after(async () => {
@@ -169,7 +179,10 @@ describe('remote API proxy: streaming bodies', () => {
       text += next.value
     }
     assert.equal(upstreamRes.writableEnded, true)
-    assert.deepEqual([...text.matchAll(/data: (event \d)/g)].map((m) => m[1]), ['event 0', 'event 1', 'event 2'])
+    assert.deepEqual(
+      [...text.matchAll(/data: (event \d)/g)].map((m) => m[1]),
+      ['event 0', 'event 1', 'event 2'],
+    )
   })
 
   test('a client that aborts a long download ends the upstream call, and gatehouse keeps serving', async () => {
@@ -181,7 +194,11 @@ describe('remote API proxy: streaming bodies', () => {
     let bytes = 0
     while (bytes < 4 * MiB) bytes += (await reader.read()).value!.length
     const upstreamRes = upstreamResponses.get(url)!
-    const upstreamClosed = new Promise<boolean>((resolve) => (upstreamRes.destroyed ? resolve(upstreamRes.writableFinished) : upstreamRes.once('close', () => resolve(upstreamRes.writableFinished))))
+    const upstreamClosed = new Promise<boolean>((resolve) =>
+      upstreamRes.destroyed
+        ? resolve(upstreamRes.writableFinished)
+        : upstreamRes.once('close', () => resolve(upstreamRes.writableFinished)),
+    )
     controller.abort()
     await assert.rejects(reader.read())
     // The upstream connection is closed long before 2000 MiB were sent.
@@ -204,7 +221,11 @@ describe('remote API proxy: streaming bodies', () => {
       check()
     })
     const upstreamRes = upstreamResponses.get(url)!
-    const upstreamClosed = new Promise<boolean>((resolve) => (upstreamRes.destroyed ? resolve(upstreamRes.writableFinished) : upstreamRes.once('close', () => resolve(upstreamRes.writableFinished))))
+    const upstreamClosed = new Promise<boolean>((resolve) =>
+      upstreamRes.destroyed
+        ? resolve(upstreamRes.writableFinished)
+        : upstreamRes.once('close', () => resolve(upstreamRes.writableFinished)),
+    )
     controller.abort()
     await assert.rejects(pending)
     assert.equal(await upstreamClosed, false)
@@ -214,7 +235,10 @@ describe('remote API proxy: streaming bodies', () => {
 
   test('a client that aborts an upload midway ends the upstream call, and gatehouse keeps serving', async () => {
     const url = '/upload?aborted'
-    const req = request(`${flow.origin}/api${url}`, { method: 'POST', headers: { ...CSRF, 'content-type': 'application/octet-stream', 'content-length': String(100 * MiB) } })
+    const req = request(`${flow.origin}/api${url}`, {
+      method: 'POST',
+      headers: { ...CSRF, 'content-type': 'application/octet-stream', 'content-length': String(100 * MiB) },
+    })
     req.on('error', () => undefined)
     const chunk = Buffer.alloc(64 * 1024, 0x62)
     for (let i = 0; i < 32; i++) req.write(chunk)
@@ -223,7 +247,11 @@ describe('remote API proxy: streaming bodies', () => {
       check()
     })
     const upstreamRes = upstreamResponses.get(url)!
-    const upstreamClosed = new Promise<boolean>((resolve) => (upstreamRes.destroyed ? resolve(upstreamRes.writableFinished) : upstreamRes.once('close', () => resolve(upstreamRes.writableFinished))))
+    const upstreamClosed = new Promise<boolean>((resolve) =>
+      upstreamRes.destroyed
+        ? resolve(upstreamRes.writableFinished)
+        : upstreamRes.once('close', () => resolve(upstreamRes.writableFinished)),
+    )
     req.destroy()
     assert.equal(await upstreamClosed, false)
     const next = await fetch(`${flow.origin}/api/upload`, { method: 'POST', headers: CSRF, body: 'after' })

@@ -77,7 +77,15 @@ function rawHandshake(origin: string, target: string, headers: string[] = []): P
     })
     socket.on('error', reject)
     socket.on('end', () => resolve(0))
-    const lines = [`GET ${target} HTTP/1.1`, `Host: ${host}`, 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==', ...headers]
+    const lines = [
+      `GET ${target} HTTP/1.1`,
+      `Host: ${host}`,
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==',
+      ...headers,
+    ]
     socket.write(`${lines.join('\r\n')}\r\n\r\n`)
   })
 }
@@ -111,15 +119,28 @@ describe('remote API proxy: WebSockets', () => {
 
   test('a logged-in browser on the app origin connects; the upstream gets the user token and no cookie, and messages echo both ways', async () => {
     const before = upstream.received.length
-    const opened = await handshake(`${wsOrigin}/live/ws?room=1`, { cookie, origin: flow.origin, 'x-csrf': '1', authorization: 'Bearer forged' })
+    const opened = await handshake(`${wsOrigin}/live/ws?room=1`, {
+      cookie,
+      origin: flow.origin,
+      'x-csrf': '1',
+      authorization: 'Bearer forged',
+    })
     assert.ok(opened.client, `handshake refused with ${opened.status}`)
     const { client } = opened
     try {
-      const first = JSON.parse((await client.next()).data.toString('utf8')) as { authorization: string | null; cookie: string | null }
+      const first = JSON.parse((await client.next()).data.toString('utf8')) as {
+        authorization: string | null
+        cookie: string | null
+      }
       assert.equal(first.cookie, null)
       assert.match(first.authorization ?? '', /^Bearer /)
       assert.notEqual(first.authorization, 'Bearer forged')
-      const info = await introspect(flow.idp.issuer, first.authorization!.slice('Bearer '.length), CLIENT_ID, CLIENT_SECRET)
+      const info = await introspect(
+        flow.idp.issuer,
+        first.authorization!.slice('Bearer '.length),
+        CLIENT_ID,
+        CLIENT_SECRET,
+      )
       assert.equal(info.active, true)
       assert.equal(info.sub, 'alice-0001')
 
@@ -148,7 +169,12 @@ describe('remote API proxy: WebSockets', () => {
 
   test('a handshake from a foreign Origin is refused with 403 and never reaches the upstream', async () => {
     const before = upstream.received.length
-    for (const origin of ['https://evil.example', 'null', flow.origin.replace('127.0.0.1', 'localhost'), `${flow.origin}.evil.example`]) {
+    for (const origin of [
+      'https://evil.example',
+      'null',
+      flow.origin.replace('127.0.0.1', 'localhost'),
+      `${flow.origin}.evil.example`,
+    ]) {
       const res = await handshake(`${wsOrigin}/live/ws`, { cookie, origin })
       assert.equal(res.status, 403, origin)
     }
@@ -165,7 +191,10 @@ describe('remote API proxy: WebSockets', () => {
   test('a handshake without a session to an API that needs the user token is refused with 401', async () => {
     const before = upstream.received.length
     assert.equal((await handshake(`${wsOrigin}/live/ws`, { origin: flow.origin })).status, 401)
-    assert.equal((await handshake(`${wsOrigin}/live/ws`, { origin: flow.origin, cookie: '__Host-gatehouse=forged' })).status, 401)
+    assert.equal(
+      (await handshake(`${wsOrigin}/live/ws`, { origin: flow.origin, cookie: '__Host-gatehouse=forged' })).status,
+      401,
+    )
     assert.equal(upstream.received.length, before)
   })
 
@@ -173,7 +202,10 @@ describe('remote API proxy: WebSockets', () => {
     const opened = await handshake(`${wsOrigin}/public-live/ws`, { origin: flow.origin, cookie })
     assert.ok(opened.client, `handshake refused with ${opened.status}`)
     try {
-      const first = JSON.parse((await opened.client.next()).data.toString('utf8')) as { authorization: string | null; cookie: string | null }
+      const first = JSON.parse((await opened.client.next()).data.toString('utf8')) as {
+        authorization: string | null
+        cookie: string | null
+      }
       assert.deepEqual(first, { authorization: null, cookie: null })
     } finally {
       await opened.client.close()
@@ -194,7 +226,11 @@ describe('remote API proxy: WebSockets', () => {
       assert.equal((await handshake(`${wsOrigin}${path}`, { cookie, origin: flow.origin })).status, 400, path)
     }
     for (const target of ['/live/../bff/user', '/live/%2e%2e/ws', '/live/./ws', '/live/ws/..']) {
-      assert.equal(await rawHandshake(flow.origin, target, [`Origin: ${flow.origin}`, `Cookie: ${cookie}`]), 400, target)
+      assert.equal(
+        await rawHandshake(flow.origin, target, [`Origin: ${flow.origin}`, `Cookie: ${cookie}`]),
+        400,
+        target,
+      )
     }
     assert.equal(upstream.received.length, before)
   })
@@ -230,7 +266,12 @@ describe('remote API proxy: WebSockets', () => {
  * A WebSocket upstream that holds each handshake until the test lets it through: `reached` resolves
  * once one arrived, `release()` answers it with 101. Sequencing by events, no timing.
  */
-async function startHeldUpstream(): Promise<{ url: string; reached(): Promise<void>; release(): void; close(): Promise<void> }> {
+async function startHeldUpstream(): Promise<{
+  url: string
+  reached(): Promise<void>
+  release(): void
+  close(): Promise<void>
+}> {
   const wss = new WebSocketServer({ noServer: true })
   let arrived: () => void = () => {}
   let arrival = new Promise<void>((resolve) => (arrived = resolve))
@@ -259,7 +300,10 @@ async function startHeldUpstream(): Promise<{ url: string; reached(): Promise<vo
 }
 
 /** Opens a WebSocket and resolves with the 101's headers once it is open. */
-function openWith(url: string, headers: Record<string, string>): Promise<{ ws: WebSocket; headers: IncomingHttpHeaders }> {
+function openWith(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ ws: WebSocket; headers: IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { headers })
     let answer: IncomingHttpHeaders = {}
@@ -278,7 +322,10 @@ describe('remote API proxy: WebSockets in cookie mode', () => {
   before(async () => {
     upstream = await startHeldUpstream()
     flow = await startFlow({
-      gatehouse: { session: { mode: 'cookie' }, remoteApis: [{ path: '/held', target: upstream.url, token: 'user', websockets: true }] },
+      gatehouse: {
+        session: { mode: 'cookie' },
+        remoteApis: [{ path: '/held', target: upstream.url, token: 'user', websockets: true }],
+      },
       runtime: { now: () => Date.now() + offsetMs },
     })
   })
@@ -292,12 +339,19 @@ describe('remote API proxy: WebSockets in cookie mode', () => {
     offsetMs = 0
     const browser = flow.browser()
     await flow.login(browser)
-    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+      type: string
+      value: unknown
+    }>
     offsetMs = 2 * 3_600_000 // past the access token's expiry
-    return { cookie: browser.cookieHeader(), logoutUrl: claims.find((c) => c.type === 'bff:logout_url')!.value as string }
+    return {
+      cookie: browser.cookieHeader(),
+      logoutUrl: claims.find((c) => c.type === 'bff:logout_url')!.value as string,
+    }
   }
 
-  const sessionCookies = (headers: IncomingHttpHeaders) => (headers['set-cookie'] ?? []).filter((c) => c.startsWith('__Host-gatehouse'))
+  const sessionCookies = (headers: IncomingHttpHeaders) =>
+    (headers['set-cookie'] ?? []).filter((c) => c.startsWith('__Host-gatehouse'))
 
   test('a handshake that refreshed the session carries the rewritten session cookie in its 101', async () => {
     const { cookie } = await expiredSession()

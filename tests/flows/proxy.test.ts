@@ -27,12 +27,17 @@ describe('remote API proxy: token types', () => {
     await upstream.close()
   })
 
-  const bearerOf = (text: string) => ((JSON.parse(text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
+  const bearerOf = (text: string) =>
+    ((JSON.parse(text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
 
   test('token "user" with a session sends the session access token, which the IdP accepts', async () => {
     const browser = flow.browser()
     await flow.login(browser)
-    const res = await browser.get(`${flow.origin}/api/user/echo/7?x=1&y=%20`, { ...CSRF, authorization: 'Bearer from-the-browser', 'x-custom': 'kept' })
+    const res = await browser.get(`${flow.origin}/api/user/echo/7?x=1&y=%20`, {
+      ...CSRF,
+      authorization: 'Bearer from-the-browser',
+      'x-custom': 'kept',
+    })
     assert.equal(res.status, 200, res.text)
     const seen = JSON.parse(res.text) as { url: string; headers: Record<string, string> }
     assert.equal(seen.url, '/v2/echo/7?x=1&y=%20')
@@ -63,7 +68,9 @@ describe('remote API proxy: token types', () => {
   })
 
   test('token "none" sends no Authorization header', async () => {
-    const res = await flow.browser().get(`${flow.origin}/api/none/echo`, { ...CSRF, authorization: 'Basic Zm9vOmJhcg==' })
+    const res = await flow
+      .browser()
+      .get(`${flow.origin}/api/none/echo`, { ...CSRF, authorization: 'Basic Zm9vOmJhcg==' })
     assert.equal(res.status, 200)
     assert.equal((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization, undefined)
   })
@@ -71,12 +78,22 @@ describe('remote API proxy: token types', () => {
   test('userOrClient and userOrNone pick the user token with a session and fall back without', async () => {
     const anonymous = flow.browser()
     assert.equal(bearerOf((await anonymous.get(`${flow.origin}/api/user-or-none/echo`, CSRF)).text), '')
-    const clientInfo = await introspect(flow.idp.issuer, bearerOf((await anonymous.get(`${flow.origin}/api/user-or-client/echo`, CSRF)).text), CLIENT_ID, CLIENT_SECRET)
+    const clientInfo = await introspect(
+      flow.idp.issuer,
+      bearerOf((await anonymous.get(`${flow.origin}/api/user-or-client/echo`, CSRF)).text),
+      CLIENT_ID,
+      CLIENT_SECRET,
+    )
     assert.equal(clientInfo.sub, undefined)
     const browser = flow.browser()
     await flow.login(browser)
     for (const path of ['/api/user-or-none/echo', '/api/user-or-client/echo']) {
-      const info = await introspect(flow.idp.issuer, bearerOf((await browser.get(`${flow.origin}${path}`, CSRF)).text), CLIENT_ID, CLIENT_SECRET)
+      const info = await introspect(
+        flow.idp.issuer,
+        bearerOf((await browser.get(`${flow.origin}${path}`, CSRF)).text),
+        CLIENT_ID,
+        CLIENT_SECRET,
+      )
       assert.equal(info.sub, 'alice-0001', path)
     }
   })
@@ -178,7 +195,10 @@ describe('remote API proxy: upstream cookies and caching, client header spelling
     for (const path of ['/api/user', '/api/user-or-none', '/api/user-or-client']) {
       const res = await browser.get(`${flow.origin}${path}/data`, CSRF)
       assert.equal(res.status, 200, path)
-      assert.ok((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization?.startsWith('Bearer '), path)
+      assert.ok(
+        (JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization?.startsWith('Bearer '),
+        path,
+      )
       assert.equal(res.headers.get('cache-control'), 'private', path)
     }
     for (const cc of ['public, max-age=60', 'no-store', 'max-age=0, must-revalidate']) {
@@ -225,12 +245,24 @@ describe('remote API proxy: upstream cookies and caching, client header spelling
       'Proxy_Authorization: Basic c2VjcmV0',
     ]
     const before = seen.length
-    const res = await rawRequest(flow.origin, [`GET /api/none/echo HTTP/1.1`, `Host: ${new URL(flow.origin).host}`, 'X-CSRF: 1', 'X_Custom_Kept: yes', ...hostile, 'Connection: close'].join('\n'))
+    const res = await rawRequest(
+      flow.origin,
+      [
+        `GET /api/none/echo HTTP/1.1`,
+        `Host: ${new URL(flow.origin).host}`,
+        'X-CSRF: 1',
+        'X_Custom_Kept: yes',
+        ...hostile,
+        'Connection: close',
+      ].join('\n'),
+    )
     assert.equal(res.status, 200, 'Node accepted every name, and the request was forwarded')
     assert.equal(seen.length, before + 1)
     const received = seen.at(-1)!
     assert.equal(received.x_custom_kept, 'yes', 'an underscore header does pass the parser and reach the upstream')
-    const leaked = Object.keys(received).filter((name) => name !== 'x_custom_kept' && (name.includes('_') || /ip$|url$|path$|override$|method$/.test(name)))
+    const leaked = Object.keys(received).filter(
+      (name) => name !== 'x_custom_kept' && (name.includes('_') || /ip$|url$|path$|override$|method$/.test(name)),
+    )
     assert.deepEqual(leaked, [])
     assert.equal(received['x-forwarded-for'], '127.0.0.1')
     assert.equal(received['x-forwarded-host'], new URL(flow.origin).host)

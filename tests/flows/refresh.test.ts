@@ -33,7 +33,8 @@ function testClock(): { now: () => number; advance(ms: number): void } {
   }
 }
 
-const bearerOf = (res: JarResponse): string => ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
+const bearerOf = (res: JarResponse): string =>
+  ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^Bearer /, '')
 const refreshGrants = (grants: readonly string[]): number => grants.filter((g) => g === 'refresh_token').length
 
 function clearsCookie(res: JarResponse, name: string): boolean {
@@ -55,7 +56,10 @@ async function endpointsOf(issuer: string): Promise<Endpoints> {
 async function revokeAtIdp(endpoints: Endpoints, token: string): Promise<void> {
   const res = await fetch(endpoints.revocation_endpoint, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: {
+      authorization: `Basic ${Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
     body: new URLSearchParams({ token, token_type_hint: 'refresh_token' }),
   })
   assert.equal(res.status, 200)
@@ -108,7 +112,13 @@ function holdNextRefresh(tokenEndpoint: string, at: 'before' | 'after') {
   globalThis.fetch = async (input, init) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url
     const body = init?.body
-    if (!armed || url !== tokenEndpoint || !(body instanceof URLSearchParams) || body.get('grant_type') !== 'refresh_token') return original(input, init)
+    if (
+      !armed ||
+      url !== tokenEndpoint ||
+      !(body instanceof URLSearchParams) ||
+      body.get('grant_type') !== 'refresh_token'
+    )
+      return original(input, init)
     armed = false
     sent()
     if (at === 'before') await gate
@@ -205,12 +215,18 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     const grantsBefore = refreshGrants(flow.idp.grants)
     clock.advance(PAST_EXPIRY_MS)
 
-    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => browser.get(`${flow.origin}/api/user/echo?n=${i}`, CSRF)))
+    const answers = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => browser.get(`${flow.origin}/api/user/echo?n=${i}`, CSRF)),
+    )
     assert.deepEqual(
       answers.map((r) => r.status),
       Array(20).fill(200),
     )
-    assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1, 'exactly one refresh grant, although refresh tokens rotate')
+    assert.equal(
+      refreshGrants(flow.idp.grants),
+      grantsBefore + 1,
+      'exactly one refresh grant, although refresh tokens rotate',
+    )
     const tokens = new Set(answers.map(bearerOf))
     assert.equal(tokens.size, 1, 'every call carried the same token')
     const [fresh] = tokens
@@ -253,7 +269,9 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
       assert.deepEqual(await tokensOf(cookie), storedBefore, 'the session and its tokens are unchanged in the store')
     } finally {
       // Same port, same provider and token storage: the IdP comes back as it was.
-      await new Promise<void>((resolve, reject) => flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()))
+      await new Promise<void>((resolve, reject) =>
+        flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()),
+      )
     }
     assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)
     const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
@@ -285,7 +303,11 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     }
     const entries = await loggedSince(logs, mark)
     const failed = entries.filter((e) => e.event === 'refresh_failed')
-    assert.equal(failed.length, 2, 'the first and the third call tried the refresh; the second, within the pause, did not')
+    assert.equal(
+      failed.length,
+      2,
+      'the first and the third call tried the refresh; the second, within the pause, did not',
+    )
     for (const e of failed) {
       assert.equal(e.cause, 'idp_unavailable')
       assert.match(String(e.err), /ECONNREFUSED/)
@@ -295,9 +317,17 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     for (const e of deferred) {
       assert.equal(e.level, 40, 'logged as a warning')
       assert.equal(e.cause, 'idp_unavailable')
-      assert.ok(typeof e.expiresInSec === 'number' && e.expiresInSec > 0 && e.expiresInSec <= 30, `expiresInSec ${String(e.expiresInSec)}`)
+      assert.ok(
+        typeof e.expiresInSec === 'number' && e.expiresInSec > 0 && e.expiresInSec <= 30,
+        `expiresInSec ${String(e.expiresInSec)}`,
+      )
     }
-    assert.ok(!entries.some((e) => [storedBefore.accessToken, storedBefore.refreshToken].some((t) => JSON.stringify(e).includes(t!))), 'no token in the lines')
+    assert.ok(
+      !entries.some((e) =>
+        [storedBefore.accessToken, storedBefore.refreshToken].some((t) => JSON.stringify(e).includes(t!)),
+      ),
+      'no token in the lines',
+    )
 
     clock.advance(6_000)
     const res = await browser.get(`${flow.origin}/api/user/echo`, CSRF)
@@ -349,13 +379,16 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     assert.equal(JSON.parse(res.text).code, 'session_ended')
     assert.ok(clearsCookie(res, COOKIE), 'the session cookie is cleared')
     assert.equal(await tokensOf(cookie), undefined, 'the session record is gone')
-    assert.ok(!upstream.received.slice(seenBefore).some((r) => r.headers.authorization === `Bearer ${old}`), 'the upstream was not called with the old token')
+    assert.ok(
+      !upstream.received.slice(seenBefore).some((r) => r.headers.authorization === `Bearer ${old}`),
+      'the upstream was not called with the old token',
+    )
     const entries = await loggedSince(logs, mark)
     assert.ok(entries.some((e) => e.event === 'refresh_failed' && e.cause === 'invalid_grant' && e.level === 40))
     assert.ok(!entries.some((e) => e.event === 'refresh_deferred'))
   })
 
-  test('a request waiting for another instance\'s refresh that does not finish sends the current access token while it is valid, and refreshes once that instance lets go', async () => {
+  test("a request waiting for another instance's refresh that does not finish sends the current access token while it is valid, and refreshes once that instance lets go", async () => {
     const { browser, cookie, token: old } = await loggedIn()
     const grantsBefore = refreshGrants(flow.idp.grants)
     // 50 s before expiry: inside the skew, and still valid once the wait for the lease (oidc.timeout
@@ -402,7 +435,10 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
     })
 
     async function logoutUrlOf(browser: BrowserJar): Promise<string> {
-      const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+      const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+        type: string
+        value: unknown
+      }>
       return claims.find((c) => c.type === 'bff:logout_url')!.value as string
     }
 
@@ -440,7 +476,11 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
       const late = await hold.answered
       assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1, 'the IdP completed the refresh')
       assert.equal(typeof late.refresh_token, 'string')
-      assert.equal((await introspect(flow.idp.issuer, late.refresh_token as string, CLIENT_ID, CLIENT_SECRET)).active, true, 'the late refresh token is live before gatehouse sees it')
+      assert.equal(
+        (await introspect(flow.idp.issuer, late.refresh_token as string, CLIENT_ID, CLIENT_SECRET)).active,
+        true,
+        'the late refresh token is live before gatehouse sees it',
+      )
 
       const logout = await flow.browser().get(`${flow.origin}${logoutUrl}`, { cookie: `${COOKIE}=${cookie}` })
       assert.equal(logout.status, 302)
@@ -453,12 +493,19 @@ describe('access-token refresh (one gatehouse, real IdP, real upstream)', () => 
       assert.equal(JSON.parse(res.text).code, 'session_ended')
       assert.ok(clearsCookie(res, COOKIE))
       assert.equal(await tokensOf(cookie), undefined, 'the session was not written back by the late refresh')
-      assert.ok(!upstream.received.some((r) => r.headers.authorization === `Bearer ${late.access_token as string}`), 'the late access token never reached the upstream')
+      assert.ok(
+        !upstream.received.some((r) => r.headers.authorization === `Bearer ${late.access_token as string}`),
+        'the late access token never reached the upstream',
+      )
       assert.ok(
         flow.idp.requests.slice(requestsAtLogout).some((r) => r.method === 'POST' && r.path === '/token/revocation'),
         'gatehouse called the revocation endpoint after the late refresh',
       )
-      assert.equal((await introspect(flow.idp.issuer, late.refresh_token as string, CLIENT_ID, CLIENT_SECRET)).active, false, 'the late refresh token was revoked')
+      assert.equal(
+        (await introspect(flow.idp.issuer, late.refresh_token as string, CLIENT_ID, CLIENT_SECRET)).active,
+        false,
+        'the late refresh token was revoked',
+      )
       assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 401)
     })
 
@@ -522,7 +569,11 @@ describe('a resource token (remoteApis[].resource) whose renewal finds the IdP d
     flow = await startFlow({
       runtime: { now: clock.now, store, logger: createLogger('info', logs.sink) },
       idp: { resourceServers: { [ORDERS]: { scope: 'orders:read', accessTokenTtlSec: ORDERS_TTL_MS / 1000 } } },
-      gatehouse: { remoteApis: [{ path: '/api/orders', target: upstream.url, token: 'user', resource: ORDERS, scopes: ['orders:read'] }] },
+      gatehouse: {
+        remoteApis: [
+          { path: '/api/orders', target: upstream.url, token: 'user', resource: ORDERS, scopes: ['orders:read'] },
+        ],
+      },
     })
   })
   after(async () => {
@@ -532,7 +583,8 @@ describe('a resource token (remoteApis[].resource) whose renewal finds the IdP d
 
   async function resourceTokensOf(cookie: string): Promise<SessionData['resourceTokens']> {
     const record = (await store.get(hashSessionId(cookie), 0))!
-    return (JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData).resourceTokens
+    return (JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData)
+      .resourceTokens
   }
 
   test('a held resource token inside the skew is still sent while the IdP is down, the call answers 502 once it has expired, and the token is renewed once the IdP is back', async () => {
@@ -543,7 +595,10 @@ describe('a resource token (remoteApis[].resource) whose renewal finds the IdP d
     assert.equal(first.status, 200, first.text)
     const held = bearerOf(first)
     const storedBefore = await resourceTokensOf(cookie)
-    assert.deepEqual(Object.values(storedBefore ?? {}).map((t) => t.accessToken), [held])
+    assert.deepEqual(
+      Object.values(storedBefore ?? {}).map((t) => t.accessToken),
+      [held],
+    )
 
     clock.advance(ORDERS_TTL_MS - 30_000)
     const mark = logs.lines.length
@@ -552,7 +607,11 @@ describe('a resource token (remoteApis[].resource) whose renewal finds the IdP d
       const res = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
       assert.equal(res.status, 200, res.text)
       assert.equal(bearerOf(res), held, 'the upstream got the held resource token')
-      assert.deepEqual(await resourceTokensOf(cookie), storedBefore, 'the held resource token is unchanged in the store')
+      assert.deepEqual(
+        await resourceTokensOf(cookie),
+        storedBefore,
+        'the held resource token is unchanged in the store',
+      )
       const deferred = (await loggedSince(logs, mark)).find((e) => e.event === 'refresh_deferred')
       assert.equal(deferred?.cause, 'idp_unavailable')
       assert.equal(deferred?.resource, ORDERS)
@@ -592,7 +651,12 @@ describe('access-token refresh across two gatehouse instances sharing one SQLite
     second = await createGatehouse(
       {
         publicOrigin: flow.origin,
-        oidc: { authority: flow.idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+        oidc: {
+          authority: flow.idp.issuer,
+          clientId: CLIENT_ID,
+          clientSecret: CLIENT_SECRET,
+          scopes: ['openid', 'profile', 'email', 'offline_access'],
+        },
         keys: flow.keys,
         log: { level: 'silent' },
         ...shared,
@@ -628,7 +692,9 @@ describe('access-token refresh across two gatehouse instances sharing one SQLite
     const grantsBefore = refreshGrants(flow.idp.grants)
     clock.advance(PAST_EXPIRY_MS)
     const answers = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => browser.get(`${i % 2 === 0 ? flow.origin : secondOrigin}/api/user/echo?n=${i}`, CSRF)),
+      Array.from({ length: 20 }, (_, i) =>
+        browser.get(`${i % 2 === 0 ? flow.origin : secondOrigin}/api/user/echo?n=${i}`, CSRF),
+      ),
     )
     assert.deepEqual(
       answers.map((r) => r.status),
@@ -642,7 +708,8 @@ describe('access-token refresh across two gatehouse instances sharing one SQLite
     assert.equal((await introspect(flow.idp.issuer, fresh!, CLIENT_ID, CLIENT_SECRET)).active, true)
 
     // Later calls on either instance use the stored token without another grant.
-    for (const origin of [flow.origin, secondOrigin]) assert.equal(bearerOf(await browser.get(`${origin}/api/user/echo`, CSRF)), fresh)
+    for (const origin of [flow.origin, secondOrigin])
+      assert.equal(bearerOf(await browser.get(`${origin}/api/user/echo`, CSRF)), fresh)
     assert.equal(refreshGrants(flow.idp.grants), grantsBefore + 1)
   })
 })

@@ -38,14 +38,24 @@ const resourceServers = (): Record<string, { scope?: string; accessTokenTtlSec?:
 
 type Apis = NonNullable<GatehouseOptions['remoteApis']>
 
-const tokenOf = (res: JarResponse): string => ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(/^(Bearer|DPoP) /, '')
+const tokenOf = (res: JarResponse): string =>
+  ((JSON.parse(res.text) as { headers: Record<string, string> }).headers.authorization ?? '').replace(
+    /^(Bearer|DPoP) /,
+    '',
+  )
 const refreshGrants = (flow: Flow): number => flow.idp.grants.filter((g) => g === 'refresh_token').length
-const tokensSeenBy = (upstream: Upstream): Set<string> => new Set(upstream.received.map((r) => String(r.headers.authorization ?? '').replace(/^(Bearer|DPoP) /, '')))
+const tokensSeenBy = (upstream: Upstream): Set<string> =>
+  new Set(upstream.received.map((r) => String(r.headers.authorization ?? '').replace(/^(Bearer|DPoP) /, '')))
 
 /** The token's claims after checking it as a resource server would: the IdP's signature, issuer, and `aud` = `resource`. */
 async function verifiedFor(flow: Flow, token: string, resource: string): Promise<JWTPayload> {
-  const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as { jwks_uri: string }
-  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(meta.jwks_uri)), { issuer: flow.idp.issuer, audience: resource })
+  const meta = (await (await fetch(`${flow.idp.issuer}/.well-known/openid-configuration`)).json()) as {
+    jwks_uri: string
+  }
+  const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(meta.jwks_uri)), {
+    issuer: flow.idp.issuer,
+    audience: resource,
+  })
   assert.deepEqual([payload.aud].flat(), [resource], 'the audience is this resource only')
   return payload
 }
@@ -57,9 +67,16 @@ async function sessionData(store: SessionStore, flow: Flow, browser: BrowserJar)
 }
 
 /** Rewrites the session's sealed data in the store, as if the login had produced it. */
-async function rewriteSession(store: SessionStore, flow: Flow, browser: BrowserJar, change: (data: SessionData) => SessionData): Promise<void> {
+async function rewriteSession(
+  store: SessionStore,
+  flow: Flow,
+  browser: BrowserJar,
+  change: (data: SessionData) => SessionData,
+): Promise<void> {
   const record = (await store.get(hashSessionId(browser.cookies.get(COOKIE)!), 0))!
-  const data = change(JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData)
+  const data = change(
+    JSON.parse(new KeyRing(flow.keys).unseal(record.sealed, sessionSealPurpose(record))!) as SessionData,
+  )
   const sealed = new KeyRing(flow.keys).seal(JSON.stringify(data), sessionSealPurpose(record))
   assert.equal(await store.set({ ...record, sealed, version: record.version + 1 }, record.version), true)
 }
@@ -75,15 +92,31 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
   const clock = testClock()
 
   before(async () => {
-    ;[orders, billing, general, reports] = await Promise.all([startUpstream(), startUpstream(), startUpstream(), startUpstream()])
+    ;[orders, billing, general, reports] = await Promise.all([
+      startUpstream(),
+      startUpstream(),
+      startUpstream(),
+      startUpstream(),
+    ])
     apis = [
       { path: '/api/orders', target: orders.url, token: 'user', resource: ORDERS, scopes: ['orders:read'] },
       { path: '/api/billing', target: billing.url, token: 'user', resource: BILLING },
       { path: '/api/general', target: general.url, token: 'user' },
       { path: '/client/orders', target: orders.url, token: 'client', resource: ORDERS, scopes: ['orders:read'] },
-      { path: '/live/orders', target: orders.url, token: 'user', resource: ORDERS, scopes: ['orders:read'], websockets: true },
+      {
+        path: '/live/orders',
+        target: orders.url,
+        token: 'user',
+        resource: ORDERS,
+        scopes: ['orders:read'],
+        websockets: true,
+      },
     ]
-    flow = await startFlow({ runtime: { now: clock.now, store }, idp: { resourceServers: resourceServers() }, gatehouse: { remoteApis: apis } })
+    flow = await startFlow({
+      runtime: { now: clock.now, store },
+      idp: { resourceServers: resourceServers() },
+      gatehouse: { remoteApis: apis },
+    })
   })
   after(async () => {
     await flow.close()
@@ -102,14 +135,20 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     return tokenOf(res)
   }
 
-  test('the authorization request names every resource once and asks for the APIs\' scopes on top of oidc.scopes', async () => {
+  test("the authorization request names every resource once and asks for the APIs' scopes on top of oidc.scopes", async () => {
     const start = await flow.browser().get(`${flow.origin}/bff/login`)
     const authorize = new URL(start.headers.get('location')!)
     assert.deepEqual(authorize.searchParams.getAll('resource'), [ORDERS, BILLING])
-    assert.deepEqual(authorize.searchParams.get('scope')!.split(' '), ['openid', 'profile', 'email', 'offline_access', 'orders:read'])
+    assert.deepEqual(authorize.searchParams.get('scope')!.split(' '), [
+      'openid',
+      'profile',
+      'email',
+      'offline_access',
+      'orders:read',
+    ])
   })
 
-  test('two APIs with different resources each get a token whose aud is only their own resource, never the other\'s or the general token', async () => {
+  test("two APIs with different resources each get a token whose aud is only their own resource, never the other's or the general token", async () => {
     const browser = await loggedIn()
     const ordersToken = await call(browser, '/api/orders/echo')
     const billingToken = await call(browser, '/api/billing/echo')
@@ -119,12 +158,18 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     assert.equal(ordersClaims.client_id, CLIENT_ID)
     const billingClaims = await verifiedFor(flow, billingToken, BILLING)
     assert.equal(billingClaims.scope, undefined, 'no scopes configured: none asked for, none granted')
-    await assert.rejects(jwtVerify(ordersToken, createRemoteJWKSet(new URL(`${flow.idp.issuer}/jwks`)), { audience: BILLING }), 'the orders token is no good at billing')
+    await assert.rejects(
+      jwtVerify(ordersToken, createRemoteJWKSet(new URL(`${flow.idp.issuer}/jwks`)), { audience: BILLING }),
+      'the orders token is no good at billing',
+    )
 
     const data = await sessionData(store, flow, browser)
     const general = data.tokens.accessToken!
     assert.ok(![ordersToken, billingToken].includes(general))
-    for (const [upstream, own] of [[orders, ordersToken], [billing, billingToken]] as const) {
+    for (const [upstream, own] of [
+      [orders, ordersToken],
+      [billing, billingToken],
+    ] as const) {
       const seen = tokensSeenBy(upstream)
       assert.ok(seen.has(own))
       assert.ok(!seen.has(general), 'a resource API never receives the general token')
@@ -133,7 +178,7 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     assert.ok(!tokensSeenBy(billing).has(ordersToken), 'billing never receives the orders token')
   })
 
-  test('an API without resource still gets the session\'s general token, which the IdP accepts', async () => {
+  test("an API without resource still gets the session's general token, which the IdP accepts", async () => {
     const browser = await loggedIn()
     await call(browser, '/api/orders/echo')
     const token = await call(browser, '/api/general/echo')
@@ -151,8 +196,15 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     const first = await call(browser, '/api/orders/echo')
     assert.equal(refreshGrants(flow), before + 1, 'one refresh-token grant for the resource')
     const stored = (await sessionData(store, flow, browser)).resourceTokens ?? {}
-    assert.deepEqual(Object.values(stored).map((t) => t.accessToken), [first], 'kept sealed in the session')
-    assert.ok(Object.values(stored)[0]!.expiresAt! <= clock.now() + ORDERS_TTL_MS, 'with the resource token\'s own expiry')
+    assert.deepEqual(
+      Object.values(stored).map((t) => t.accessToken),
+      [first],
+      'kept sealed in the session',
+    )
+    assert.ok(
+      Object.values(stored)[0]!.expiresAt! <= clock.now() + ORDERS_TTL_MS,
+      "with the resource token's own expiry",
+    )
     assert.equal(await call(browser, '/api/orders/echo'), first, 'reused')
     assert.equal(refreshGrants(flow), before + 1, 'no second grant')
 
@@ -176,7 +228,11 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     await call(browser, '/api/billing/echo')
     const rt2 = (await sessionData(store, flow, browser)).tokens.refreshToken!
     assert.notEqual(rt2, rt1)
-    assert.equal((await introspect(flow.idp.issuer, rt0, CLIENT_ID, CLIENT_SECRET)).active, false, 'the spent refresh token is dead')
+    assert.equal(
+      (await introspect(flow.idp.issuer, rt0, CLIENT_ID, CLIENT_SECRET)).active,
+      false,
+      'the spent refresh token is dead',
+    )
     assert.equal((await introspect(flow.idp.issuer, rt2, CLIENT_ID, CLIENT_SECRET)).active, true)
 
     const oldGeneral = (await sessionData(store, flow, browser)).tokens.accessToken
@@ -195,7 +251,10 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     const before = refreshGrants(flow)
     const ordersCalls = Array.from({ length: 10 }, (_, i) => browser.get(`${flow.origin}/api/orders/echo?n=${i}`, CSRF))
     const answers = await Promise.all(ordersCalls)
-    assert.deepEqual(answers.map((r) => r.status), Array(10).fill(200))
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      Array(10).fill(200),
+    )
     assert.equal(new Set(answers.map(tokenOf)).size, 1, 'every call carried the same orders token')
     assert.equal(refreshGrants(flow), before + 1, 'exactly one grant for 10 concurrent calls')
 
@@ -203,19 +262,32 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     // spending the refresh token the previous one rotated.
     clock.advance(GENERAL_TTL_MS + 60_000)
     const paths = ['/api/orders/echo', '/api/billing/echo', '/api/general/echo']
-    const mixed = await Promise.all(Array.from({ length: 18 }, (_, i) => browser.get(`${flow.origin}${paths[i % 3]}?m=${i}`, CSRF)))
-    assert.deepEqual(mixed.map((r) => r.status), Array(18).fill(200), mixed.find((r) => r.status !== 200)?.text)
+    const mixed = await Promise.all(
+      Array.from({ length: 18 }, (_, i) => browser.get(`${flow.origin}${paths[i % 3]}?m=${i}`, CSRF)),
+    )
+    assert.deepEqual(
+      mixed.map((r) => r.status),
+      Array(18).fill(200),
+      mixed.find((r) => r.status !== 200)?.text,
+    )
     assert.equal(refreshGrants(flow), before + 4, 'one grant each for orders, billing and the general token')
-    for (const [i, resource] of [[0, ORDERS], [1, BILLING]] as const) {
+    for (const [i, resource] of [
+      [0, ORDERS],
+      [1, BILLING],
+    ] as const) {
       const tokens = new Set(mixed.filter((_, n) => n % 3 === i).map(tokenOf))
       assert.equal(tokens.size, 1)
       await verifiedFor(flow, [...tokens][0]!, resource)
     }
     const rt = (await sessionData(store, flow, browser)).tokens.refreshToken!
-    assert.equal((await introspect(flow.idp.issuer, rt, CLIENT_ID, CLIENT_SECRET)).active, true, 'the grant is intact: no refresh token was used twice')
+    assert.equal(
+      (await introspect(flow.idp.issuer, rt, CLIENT_ID, CLIENT_SECRET)).active,
+      true,
+      'the grant is intact: no refresh token was used twice',
+    )
   })
 
-  test('an API configured after the session\'s login: 403 resource_refused without asking the IdP, the upstream is never called, the session is kept; a new login covers it', async () => {
+  test("an API configured after the session's login: 403 resource_refused without asking the IdP, the upstream is never called, the session is kept; a new login covers it", async () => {
     const browser = await loggedIn()
     const withReports: Apis = [...apis, { path: '/api/reports', target: reports.url, token: 'user', resource: REPORTS }]
     await flow.restart({ remoteApis: withReports })
@@ -243,7 +315,10 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
 
   test('a session without a refresh token: 403 resource_refused for a resource API, the upstream is never called, the general API still works', async () => {
     const browser = await loggedIn()
-    await rewriteSession(store, flow, browser, (data) => ({ ...data, tokens: { ...data.tokens, refreshToken: undefined } }))
+    await rewriteSession(store, flow, browser, (data) => ({
+      ...data,
+      tokens: { ...data.tokens, refreshToken: undefined },
+    }))
     const seenBefore = billing.received.length
     const res = await browser.get(`${flow.origin}/api/billing/echo`, CSRF)
     assert.equal(res.status, 403, res.text)
@@ -264,9 +339,11 @@ describe('remoteApis[].resource: audience-restricted tokens per API (real IdP, r
     assert.equal(orders.received.length, seenBefore)
   })
 
-  test('a WebSocket to an API with resource carries the session\'s token for that resource', async () => {
+  test("a WebSocket to an API with resource carries the session's token for that resource", async () => {
     const browser = await loggedIn()
-    const ws = new WebSocket(`${flow.origin.replace(/^http/, 'ws')}/live/orders/ws`, { headers: { cookie: browser.cookieHeader(), origin: flow.origin } })
+    const ws = new WebSocket(`${flow.origin.replace(/^http/, 'ws')}/live/orders/ws`, {
+      headers: { cookie: browser.cookieHeader(), origin: flow.origin },
+    })
     try {
       const first = await new Promise<string>((resolve, reject) => {
         ws.once('message', (data: Buffer) => resolve(data.toString('utf8')))
@@ -307,7 +384,9 @@ describe('remoteApis[].resource with oidc.dpop', () => {
       oidc: { dpop: true },
       runtime: { store },
       idp: { resourceServers: resourceServers() },
-      gatehouse: { remoteApis: [{ path: '/api/orders', target: `${upstream.url}/base`, token: 'user', resource: ORDERS }] },
+      gatehouse: {
+        remoteApis: [{ path: '/api/orders', target: `${upstream.url}/base`, token: 'user', resource: ORDERS }],
+      },
     })
   })
   after(async () => {
@@ -315,7 +394,7 @@ describe('remoteApis[].resource with oidc.dpop', () => {
     await upstream.close()
   })
 
-  test('the resource token is DPoP-bound to the session\'s key (cnf.jkt) and sent with a proof for the API\'s URL', async () => {
+  test("the resource token is DPoP-bound to the session's key (cnf.jkt) and sent with a proof for the API's URL", async () => {
     const browser = flow.browser()
     await flow.login(browser)
     const res = await browser.get(`${flow.origin}/api/orders/echo`, CSRF)
@@ -330,7 +409,7 @@ describe('remoteApis[].resource with oidc.dpop', () => {
     const thumbprint = await calculateJwkThumbprint(protectedHeader.jwk!)
     assert.equal((claims.cnf as { jkt?: string }).jkt, thumbprint, 'bound to the key whose proof came with it')
     const data = await sessionData(store, flow, browser)
-    assert.equal(await calculateJwkThumbprint(data.dpopKey!), thumbprint, 'the session\'s own key')
+    assert.equal(await calculateJwkThumbprint(data.dpopKey!), thumbprint, "the session's own key")
   })
 })
 
@@ -363,7 +442,10 @@ describe('remoteApis[].resource with pushed authorization requests', () => {
     assert.ok(authorize.searchParams.has('request_uri'), 'the browser carries only a request_uri')
     assert.ok(!authorize.searchParams.has('resource'))
     await flow.login(browser)
-    for (const [path, resource, scope] of [['/api/orders/echo', ORDERS, 'orders:read'], ['/api/billing/echo', BILLING, 'billing:read']] as const) {
+    for (const [path, resource, scope] of [
+      ['/api/orders/echo', ORDERS, 'orders:read'],
+      ['/api/billing/echo', BILLING, 'billing:read'],
+    ] as const) {
       const res = await browser.get(`${flow.origin}${path}`, CSRF)
       assert.equal(res.status, 200, res.text)
       assert.equal((await verifiedFor(flow, tokenOf(res), resource)).scope, scope)
@@ -421,7 +503,16 @@ describe('remoteApis[].resource unknown to the IdP', () => {
   before(async () => {
     flow = await startFlow({
       idp: { resourceServers: resourceServers() },
-      gatehouse: { remoteApis: [{ path: '/api/unknown', target: 'http://127.0.0.1:9', token: 'user', resource: 'https://unknown.example.test' }] },
+      gatehouse: {
+        remoteApis: [
+          {
+            path: '/api/unknown',
+            target: 'http://127.0.0.1:9',
+            token: 'user',
+            resource: 'https://unknown.example.test',
+          },
+        ],
+      },
     })
   })
   after(() => flow.close())
@@ -430,7 +521,10 @@ describe('remoteApis[].resource unknown to the IdP', () => {
     const browser = flow.browser()
     const res = await browser.follow(await browser.get(`${flow.origin}/bff/login`))
     assert.equal(res.status, 400, res.text)
-    assert.ok(res.url.startsWith(`${flow.origin}/signin-oidc?`), `answered by gatehouse's callback, not the IdP (${res.url})`)
+    assert.ok(
+      res.url.startsWith(`${flow.origin}/signin-oidc?`),
+      `answered by gatehouse's callback, not the IdP (${res.url})`,
+    )
     assert.match(res.text, /The identity provider refused the login/)
     assert.match(res.text, /invalid_target/)
     assert.equal(browser.cookies.get(COOKIE), undefined)
@@ -470,8 +564,14 @@ describe('remoteApis[].resource in cookie mode', () => {
     const before = refreshGrants(flow)
     const paths = ['/api/orders/echo', '/api/billing/echo', '/api/general/echo']
     clock.advance(GENERAL_TTL_MS + 60_000)
-    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => browser.get(`${flow.origin}${paths[i % 3]}?n=${i}`, CSRF)))
-    assert.deepEqual(answers.map((r) => r.status), Array(12).fill(200), answers.find((r) => r.status !== 200)?.text)
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, (_, i) => browser.get(`${flow.origin}${paths[i % 3]}?n=${i}`, CSRF)),
+    )
+    assert.deepEqual(
+      answers.map((r) => r.status),
+      Array(12).fill(200),
+      answers.find((r) => r.status !== 200)?.text,
+    )
     assert.equal(refreshGrants(flow), before + 3, 'one grant each for orders, billing and the general token')
     await verifiedFor(flow, tokenOf(answers[0]!), ORDERS)
     await verifiedFor(flow, tokenOf(answers[1]!), BILLING)
@@ -499,7 +599,11 @@ describe('remoteApis[].resource across two gatehouse instances sharing one SQLit
         { path: '/api/general', target: general.url, token: 'user' },
       ],
     }
-    flow = await startFlow({ runtime: { now: clock.now }, idp: { resourceServers: resourceServers() }, gatehouse: shared })
+    flow = await startFlow({
+      runtime: { now: clock.now },
+      idp: { resourceServers: resourceServers() },
+      gatehouse: shared,
+    })
     b = await startInstance(instanceOptions(flow, shared), { now: clock.now })
   })
   after(async () => {
@@ -513,16 +617,32 @@ describe('remoteApis[].resource across two gatehouse instances sharing one SQLit
     const browser = flow.browser()
     await flow.login(browser)
     const before = refreshGrants(flow)
-    const targets = [`${flow.origin}/api/orders/echo`, `${b.origin}/api/orders/echo`, `${flow.origin}/api/general/echo`, `${b.origin}/api/general/echo`]
+    const targets = [
+      `${flow.origin}/api/orders/echo`,
+      `${b.origin}/api/orders/echo`,
+      `${flow.origin}/api/general/echo`,
+      `${b.origin}/api/general/echo`,
+    ]
     const first = await Promise.all(Array.from({ length: 16 }, (_, i) => browser.get(`${targets[i % 2]}?n=${i}`, CSRF)))
-    assert.deepEqual(first.map((r) => r.status), Array(16).fill(200))
+    assert.deepEqual(
+      first.map((r) => r.status),
+      Array(16).fill(200),
+    )
     assert.equal(new Set(first.map(tokenOf)).size, 1, 'both instances forwarded the same orders token')
     assert.equal(refreshGrants(flow), before + 1, 'one resource grant across both instances')
 
     clock.advance(GENERAL_TTL_MS + 60_000)
     const mixed = await Promise.all(Array.from({ length: 16 }, (_, i) => browser.get(`${targets[i % 4]}?m=${i}`, CSRF)))
-    assert.deepEqual(mixed.map((r) => r.status), Array(16).fill(200), mixed.find((r) => r.status !== 200)?.text)
-    assert.equal(refreshGrants(flow), before + 3, 'one more grant for orders and one for the general token, across both instances')
+    assert.deepEqual(
+      mixed.map((r) => r.status),
+      Array(16).fill(200),
+      mixed.find((r) => r.status !== 200)?.text,
+    )
+    assert.equal(
+      refreshGrants(flow),
+      before + 3,
+      'one more grant for orders and one for the general token, across both instances',
+    )
     const ordersTokens = new Set(mixed.filter((_, i) => i % 4 < 2).map(tokenOf))
     assert.equal(ordersTokens.size, 1)
     await verifiedFor(flow, [...ordersTokens][0]!, ORDERS)

@@ -25,7 +25,8 @@ describe('restart with the SQLite store', () => {
   })
 
   /** /bff/user with exactly this session cookie, independent of any jar. */
-  const userWith = (cookie: string): Promise<JarResponse> => flow.browser().get(`${flow.origin}/bff/user`, { ...CSRF, cookie: `${COOKIE}=${cookie}` })
+  const userWith = (cookie: string): Promise<JarResponse> =>
+    flow.browser().get(`${flow.origin}/bff/user`, { ...CSRF, cookie: `${COOKIE}=${cookie}` })
 
   async function loggedIn(): Promise<{ browser: BrowserJar; cookie: string }> {
     const browser = flow.browser()
@@ -35,12 +36,16 @@ describe('restart with the SQLite store', () => {
     return { browser, cookie }
   }
 
-  const clearsSessionCookie = (res: JarResponse) => res.headers.getSetCookie().some((l) => l.startsWith(`${COOKIE}=;`) && /; Max-Age=0\b/.test(l))
+  const clearsSessionCookie = (res: JarResponse) =>
+    res.headers.getSetCookie().some((l) => l.startsWith(`${COOKIE}=;`) && /; Max-Age=0\b/.test(l))
 
   test('a session survives a restart: the same cookie still gets 200 from /bff/user', async () => {
     await flow.restart()
     const { browser } = await loggedIn()
-    const before = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+    const before = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+      type: string
+      value: unknown
+    }>
     assert.ok(existsSync(dbPath), 'the session store is a file on disk')
 
     await flow.restart()
@@ -48,7 +53,8 @@ describe('restart with the SQLite store', () => {
     assert.equal(res.status, 200)
     const after = JSON.parse(res.text) as Array<{ type: string; value: unknown }>
     const pick = (claims: typeof after, type: string) => claims.find((c) => c.type === type)?.value
-    for (const type of ['sub', 'sid', 'name', 'bff:logout_url']) assert.deepEqual(pick(after, type), pick(before, type), type)
+    for (const type of ['sub', 'sid', 'name', 'bff:logout_url'])
+      assert.deepEqual(pick(after, type), pick(before, type), type)
   })
 
   test('after a restart with a new key first and the old key second, the session still works', async () => {
@@ -89,7 +95,10 @@ describe('restart with the SQLite store', () => {
   test('a logout before a restart stays a logout after it', async () => {
     await flow.restart()
     const { browser, cookie } = await loggedIn()
-    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{ type: string; value: unknown }>
+    const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Array<{
+      type: string
+      value: unknown
+    }>
     const logoutUrl = claims.find((c) => c.type === 'bff:logout_url')!.value as string
     assert.equal((await browser.get(`${flow.origin}${logoutUrl}`)).status, 302)
     await flow.restart()
@@ -100,7 +109,10 @@ describe('restart with the SQLite store', () => {
     await flow.restart()
     const { cookie } = await loggedIn()
     await flow.restart() // closing the store checkpoints the WAL into the main file
-    const bytes = [dbPath, `${dbPath}-wal`].filter(existsSync).map((p) => readFileSync(p).toString('latin1')).join('')
+    const bytes = [dbPath, `${dbPath}-wal`]
+      .filter(existsSync)
+      .map((p) => readFileSync(p).toString('latin1'))
+      .join('')
     assert.ok(bytes.length > 0)
     assert.equal(bytes.includes(cookie), false, 'no raw session id')
     assert.equal(bytes.includes('alice@example.test'), false, 'no claims in clear')

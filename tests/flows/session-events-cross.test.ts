@@ -2,7 +2,14 @@ import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { openStore } from '../../src/session/stores/open-store.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
-import { instanceOptions, startInstance, storeFixture, type Instance, type SharedStoreKind, type StoreFixture } from '../helpers/instances.ts'
+import {
+  instanceOptions,
+  startInstance,
+  storeFixture,
+  type Instance,
+  type SharedStoreKind,
+  type StoreFixture,
+} from '../helpers/instances.ts'
 import { openEvents } from '../helpers/session-events.ts'
 
 // SPEC §8: an open tab learns at once that its session ended, also when the ending happened on
@@ -18,8 +25,13 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
     let b: Instance
     before(async () => {
       store = await storeFixture(kind, 'gatehouse-push')
-      flow = await startFlow({ gatehouse: { session: { store: store.url() } }, runtime: { sessionCheckMs: NO_PERIODIC_CHECK } })
-      b = await startInstance(instanceOptions(flow, { session: { store: store.url() } }), { sessionCheckMs: NO_PERIODIC_CHECK })
+      flow = await startFlow({
+        gatehouse: { session: { store: store.url() } },
+        runtime: { sessionCheckMs: NO_PERIODIC_CHECK },
+      })
+      b = await startInstance(instanceOptions(flow, { session: { store: store.url() } }), {
+        sessionCheckMs: NO_PERIODIC_CHECK,
+      })
     })
     after(async () => {
       await b?.close()

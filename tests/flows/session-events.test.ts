@@ -18,13 +18,18 @@ describe('GET /bff/session-events', () => {
   })
   after(() => flow.close())
 
-  const logoutUrl = async (browser: BrowserJar) => (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'bff:logout_url')!.value as string
+  const logoutUrl = async (browser: BrowserJar) =>
+    (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+      (c) => c.type === 'bff:logout_url',
+    )!.value as string
 
   test('without a session it answers 401; a cross-site request is refused with 403', async () => {
     assert.equal((await fetch(`${flow.origin}/bff/session-events`)).status, 401)
     const browser = flow.browser()
     await flow.login(browser)
-    const cross = await fetch(`${flow.origin}/bff/session-events`, { headers: { cookie: browser.cookieHeader(), 'sec-fetch-site': 'cross-site' } })
+    const cross = await fetch(`${flow.origin}/bff/session-events`, {
+      headers: { cookie: browser.cookieHeader(), 'sec-fetch-site': 'cross-site' },
+    })
     assert.equal(cross.status, 403)
   })
 
@@ -45,14 +50,27 @@ describe('GET /bff/session-events', () => {
     offsetMs = 0
     const browser = flow.browser()
     await flow.login(browser)
-    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find((c) => c.type === 'sid')!.value as string
+    const sid = (JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims).find(
+      (c) => c.type === 'sid',
+    )!.value as string
     const events = await openEvents(flow.origin, browser.cookieHeader())
     await events.next('session')
     const jwk = flow.idp.signingKey as { kid: string }
-    const token = await new SignJWT({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sid })
+    const token = await new SignJWT({
+      iss: flow.idp.issuer,
+      aud: CLIENT_ID,
+      iat: Math.floor(Date.now() / 1000),
+      jti: randomUUID(),
+      events: { 'http://schemas.openid.net/event/backchannel-logout': {} },
+      sid,
+    })
       .setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' })
       .sign(await importJWK(flow.idp.signingKey, 'RS256'))
-    const res = await fetch(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) })
+    const res = await fetch(`${flow.origin}/bff/backchannel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ logout_token: token }),
+    })
     assert.equal(res.status, 200)
     assert.deepEqual(await events.next('session-end'), { reason: 'backchannel' })
     events.close()

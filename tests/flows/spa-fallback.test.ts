@@ -38,7 +38,9 @@ function spaFolder(label: string): string {
 /** A fake CDN answering every GET with the page of `label`. */
 async function startCdn(label: string): Promise<{ server: Server; url: string }> {
   const server = createServer((_req: IncomingMessage, res: ServerResponse) => {
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><div id="${label}-spa"></div>`)
+    res
+      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      .end(`<!doctype html><div id="${label}-spa"></div>`)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/index.html` }
@@ -97,9 +99,21 @@ after(async () => {
 
 const SPAS: Spa[] = [
   { label: 'a folder SPA at /', prefix: '', marker: /id="app-spa"/, asset: '/app.js', flow: () => staticRootFlow },
-  { label: 'a folder SPA at /admin', prefix: '/admin', marker: /id="admin-spa"/, asset: '/app.js', flow: () => cdnRootFlow },
+  {
+    label: 'a folder SPA at /admin',
+    prefix: '/admin',
+    marker: /id="admin-spa"/,
+    asset: '/app.js',
+    flow: () => cdnRootFlow,
+  },
   { label: 'a CDN index.html at /', prefix: '', marker: /id="cdn-app-spa"/, asset: undefined, flow: () => cdnRootFlow },
-  { label: 'a CDN index.html at /shop', prefix: '/shop', marker: /id="shop-spa"/, asset: undefined, flow: () => staticRootFlow },
+  {
+    label: 'a CDN index.html at /shop',
+    prefix: '/shop',
+    marker: /id="shop-spa"/,
+    asset: undefined,
+    flow: () => staticRootFlow,
+  },
 ]
 
 for (const spa of SPAS) {
@@ -111,17 +125,32 @@ for (const spa of SPAS) {
       assertPage(res, spa.marker, 'navigate')
       assert.equal(res.headers['cache-control'], 'no-cache')
       const vary = String(res.headers.vary).toLowerCase()
-      for (const name of ['sec-fetch-mode', 'accept', 'x-csrf']) assert.ok(vary.split(/\s*,\s*/).includes(name), `Vary: ${vary}`)
+      for (const name of ['sec-fetch-mode', 'accept', 'x-csrf'])
+        assert.ok(vary.split(/\s*,\s*/).includes(name), `Vary: ${vary}`)
     })
 
     test('a navigation from a browser without Sec-Fetch headers (Accept: text/html) gets index.html', async () => {
       assertPage(await rawRequest(url('/orders/7'), 'GET', OLD_BROWSER_NAVIGATE), spa.marker, 'old browser')
-      assertPage(await rawRequest(url('/orders/7?tab=items'), 'GET', { accept: 'text/html' }), spa.marker, 'text/html only')
+      assertPage(
+        await rawRequest(url('/orders/7?tab=items'), 'GET', { accept: 'text/html' }),
+        spa.marker,
+        'text/html only',
+      )
     })
 
     test("the SPA's fetch() of an unknown path gets 404 problem+json, never index.html", async () => {
       const res = await fetch(url('/orders/7'))
-      assertNotFound({ status: res.status, headers: { 'content-type': res.headers.get('content-type') ?? undefined, 'cache-control': res.headers.get('cache-control') ?? undefined }, text: await res.text() }, 'node fetch()')
+      assertNotFound(
+        {
+          status: res.status,
+          headers: {
+            'content-type': res.headers.get('content-type') ?? undefined,
+            'cache-control': res.headers.get('cache-control') ?? undefined,
+          },
+          text: await res.text(),
+        },
+        'node fetch()',
+      )
       assertNotFound(await rawRequest(url('/orders/7'), 'GET', SPA_FETCH), 'Sec-Fetch-Mode: cors')
       for (const mode of ['same-origin', 'no-cors']) {
         assertNotFound(await rawRequest(url('/orders/7'), 'GET', { 'sec-fetch-mode': mode, accept: 'text/html' }), mode)
@@ -133,13 +162,22 @@ for (const spa of SPAS) {
     test('a request with the anti-forgery header gets 404 problem+json even when it asks for text/html', async () => {
       assertNotFound(await rawRequest(url('/orders/7'), 'GET', { ...CSRF, accept: 'text/html' }), 'X-CSRF + text/html')
       assertNotFound(await rawRequest(url('/orders/7'), 'GET', { ...NAVIGATE, ...CSRF }), 'X-CSRF + navigate')
-      assertNotFound(await rawRequest(url('/orders/7'), 'GET', { 'x-csrf': 'anything', accept: 'text/html' }), 'X-CSRF with another value')
+      assertNotFound(
+        await rawRequest(url('/orders/7'), 'GET', { 'x-csrf': 'anything', accept: 'text/html' }),
+        'X-CSRF with another value',
+      )
     })
 
     test('a request that prefers JSON gets 404 problem+json', async () => {
       assertNotFound(await rawRequest(url('/orders/7'), 'GET', { accept: 'application/json' }), 'application/json')
-      assertNotFound(await rawRequest(url('/orders/7'), 'GET', { 'sec-fetch-mode': 'navigate', accept: 'application/json' }), 'navigate + application/json')
-      assertNotFound(await rawRequest(url('/orders/7'), 'GET', { accept: 'application/json, text/html;q=0.5' }), 'JSON preferred over HTML')
+      assertNotFound(
+        await rawRequest(url('/orders/7'), 'GET', { 'sec-fetch-mode': 'navigate', accept: 'application/json' }),
+        'navigate + application/json',
+      )
+      assertNotFound(
+        await rawRequest(url('/orders/7'), 'GET', { accept: 'application/json, text/html;q=0.5' }),
+        'JSON preferred over HTML',
+      )
       assertNotFound(await rawRequest(url('/orders/7'), 'GET', { accept: 'text/html;q=0, */*' }), 'HTML refused')
     })
 
@@ -171,21 +209,37 @@ for (const spa of SPAS) {
 
     test('a missing asset (a path with a file extension) is 404 problem+json, even to a navigation', async () => {
       assertNotFound(await rawRequest(url('/assets/missing.js'), 'GET', NAVIGATE), 'navigate')
-      assertNotFound(await rawRequest(url('/assets/missing.js'), 'GET', { 'sec-fetch-mode': 'no-cors', accept: '*/*' }), 'script')
+      assertNotFound(
+        await rawRequest(url('/assets/missing.js'), 'GET', { 'sec-fetch-mode': 'no-cors', accept: '*/*' }),
+        'script',
+      )
     })
 
     test('a conditional fetch() of a client-side route gets 404, not the 304 that would let a cached index.html through', async () => {
       const page = await rawRequest(url('/orders/7'), 'GET', NAVIGATE)
       const etag = String(page.headers.etag)
       assert.ok(etag.length > 2)
-      assert.equal((await rawRequest(url('/orders/7'), 'GET', { ...NAVIGATE, 'if-none-match': etag })).status, 304, 'the navigation revalidates')
-      assertNotFound(await rawRequest(url('/orders/7'), 'GET', { ...SPA_FETCH, 'if-none-match': etag }), 'fetch with the page etag')
+      assert.equal(
+        (await rawRequest(url('/orders/7'), 'GET', { ...NAVIGATE, 'if-none-match': etag })).status,
+        304,
+        'the navigation revalidates',
+      )
+      assertNotFound(
+        await rawRequest(url('/orders/7'), 'GET', { ...SPA_FETCH, 'if-none-match': etag }),
+        'fetch with the page etag',
+      )
     })
 
     if (spa.asset !== undefined) {
       const asset = spa.asset
       test('an existing file is served to any GET or HEAD: fetch(), a script load, the anti-forgery header', async () => {
-        const requests: Record<string, string>[] = [SPA_FETCH, { 'sec-fetch-mode': 'no-cors', accept: '*/*' }, { ...SPA_FETCH, ...CSRF }, { accept: 'application/json' }, {}]
+        const requests: Record<string, string>[] = [
+          SPA_FETCH,
+          { 'sec-fetch-mode': 'no-cors', accept: '*/*' },
+          { ...SPA_FETCH, ...CSRF },
+          { accept: 'application/json' },
+          {},
+        ]
         for (const headers of requests) {
           const res = await rawRequest(url(asset), 'GET', headers)
           assert.equal(res.status, 200, JSON.stringify(headers))
@@ -202,7 +256,11 @@ for (const spa of SPAS) {
 }
 
 test("a path that only starts like a frontend's (/shopping, not /shop) falls back to the root SPA's index.html, by the same rule", async () => {
-  assertPage(await rawRequest(`${staticRootFlow.origin}/shopping/cart`, 'GET', NAVIGATE), /id="app-spa"/, '/shopping navigate')
+  assertPage(
+    await rawRequest(`${staticRootFlow.origin}/shopping/cart`, 'GET', NAVIGATE),
+    /id="app-spa"/,
+    '/shopping navigate',
+  )
   assertNotFound(await rawRequest(`${staticRootFlow.origin}/shopping/cart`, 'GET', SPA_FETCH), '/shopping fetch')
 })
 
@@ -220,7 +278,10 @@ describe('gatehouse as middleware with frontendFallback', () => {
         gatehouse.frontendFallback(req, res, () => res.writeHead(404, { 'content-type': 'text/plain' }).end('app 404'))
       },
     })
-    withoutNext = await startFlow({ gatehouse: { frontends }, app: (gatehouse) => (req, res) => gatehouse.frontendFallback(req, res) })
+    withoutNext = await startFlow({
+      gatehouse: { frontends },
+      app: (gatehouse) => (req, res) => gatehouse.frontendFallback(req, res),
+    })
   })
   after(async () => {
     await withNext?.close()
@@ -228,8 +289,9 @@ describe('gatehouse as middleware with frontendFallback', () => {
     rmSync(dir, { recursive: true, force: true })
   })
 
-  test('a navigation to a client-side route gets index.html from frontendFallback; the app\'s own routes come first', async () => {
-    for (const flow of [withNext, withoutNext]) assertPage(await rawRequest(`${flow.origin}/orders/7`, 'GET', NAVIGATE), /id="lib-spa"/, 'navigate')
+  test("a navigation to a client-side route gets index.html from frontendFallback; the app's own routes come first", async () => {
+    for (const flow of [withNext, withoutNext])
+      assertPage(await rawRequest(`${flow.origin}/orders/7`, 'GET', NAVIGATE), /id="lib-spa"/, 'navigate')
     assert.equal((await rawRequest(`${withNext.origin}/local`, 'GET', NAVIGATE)).text, 'local route')
   })
 

@@ -60,7 +60,10 @@ async function poll(attempt: () => Promise<Answer>, done: (a: Answer) => boolean
 function settleWithin<T>(promise: Promise<T>, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   const limit = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} neither resolved nor rejected within ${REQUEST_LIMIT_MS} ms (hangs)`)), REQUEST_LIMIT_MS)
+    timer = setTimeout(
+      () => reject(new Error(`${what} neither resolved nor rejected within ${REQUEST_LIMIT_MS} ms (hangs)`)),
+      REQUEST_LIMIT_MS,
+    )
   })
   return Promise.race([promise, limit]).finally(() => clearTimeout(timer))
 }
@@ -71,7 +74,8 @@ function assertProblem(answer: Answer, status: number, code: string): void {
   assert.equal(answer.json().code, code)
 }
 
-const clearsCookie = (answer: Answer): boolean => answer.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`))
+const clearsCookie = (answer: Answer): boolean =>
+  answer.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`))
 
 for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStoreKind[]) {
   describe(`${kind} store outage`, () => {
@@ -82,9 +86,17 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
     let cookie: string
     let sign: (payload: JWTPayload) => Promise<string>
 
-    const asUser = (path: string, init: RequestInit = {}) => request(`${flow.origin}${path}`, { ...init, headers: { ...CSRF, cookie: `${COOKIE}=${cookie}`, ...init.headers } })
+    const asUser = (path: string, init: RequestInit = {}) =>
+      request(`${flow.origin}${path}`, {
+        ...init,
+        headers: { ...CSRF, cookie: `${COOKIE}=${cookie}`, ...init.headers },
+      })
     const postLogoutToken = (token: string) =>
-      request(`${flow.origin}/bff/backchannel`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ logout_token: token }) })
+      request(`${flow.origin}/bff/backchannel`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ logout_token: token }),
+      })
 
     before(async () => {
       store = await storeFixture(kind, 'gatehouse_outage')
@@ -104,7 +116,8 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       assert.ok(proxy.accepted > 0, 'gatehouse reaches the store through the proxy')
       const jwk = flow.idp.signingKey as { kid: string }
       const key = await importJWK(flow.idp.signingKey, 'RS256')
-      sign = (payload) => new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
+      sign = (payload) =>
+        new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
     })
     after(async () => {
       await proxy?.restore()
@@ -120,7 +133,10 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       try {
         // A session read in the last session.cacheTtl (1 s) may be answered from the in-process copy
         // until gatehouse sees its store link go down; from then on every read needs the store.
-        const user = await poll(() => asUser('/bff/user'), (a) => a.status !== 200)
+        const user = await poll(
+          () => asUser('/bff/user'),
+          (a) => a.status !== 200,
+        )
         assertProblem(user, 503, 'store_unavailable')
         assert.equal(clearsCookie(user), false, 'a store fault does not log the user out')
         assert.equal(user.json().detail, undefined, 'no internals in the 5xx problem')
@@ -137,16 +153,30 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
         assert.equal(health.status, 200)
 
         // Still answering, still 503, on repeated requests while the store stays away.
-        const again = await Promise.all([asUser('/bff/user'), asUser('/api/user/echo'), asUser('/bff/user?slide=false')])
+        const again = await Promise.all([
+          asUser('/bff/user'),
+          asUser('/api/user/echo'),
+          asUser('/bff/user?slide=false'),
+        ])
         for (const answer of again) assertProblem(answer, 503, 'store_unavailable')
       } finally {
         await proxy.restore()
       }
 
-      const back = await poll(() => asUser('/bff/user'), (a) => a.status === 200)
-      assert.equal(back.status, 200, `within ${RECOVERY_MS} ms of the store coming back, /bff/user works with the same cookie: ${back.status} ${back.body}`)
+      const back = await poll(
+        () => asUser('/bff/user'),
+        (a) => a.status === 200,
+      )
+      assert.equal(
+        back.status,
+        200,
+        `within ${RECOVERY_MS} ms of the store coming back, /bff/user works with the same cookie: ${back.status} ${back.body}`,
+      )
       assert.ok(Array.isArray(back.json()) && back.json().some((c: { type: string }) => c.type === 'sub'))
-      const ready = await poll(() => request(`${flow.origin}/readyz`), (a) => a.status === 200)
+      const ready = await poll(
+        () => request(`${flow.origin}/readyz`),
+        (a) => a.status === 200,
+      )
       assert.equal(ready.status, 200, ready.body)
       assert.deepEqual(ready.json(), { status: 'ready', checks: { store: 'ok', idp: 'ok' } })
       const api = await asUser('/api/user/echo')
@@ -155,14 +185,24 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
 
     test('a back-channel logout during the outage answers 503 (so the IdP retries), and the retried token is accepted once the store is back', async () => {
       const sid = (await asUser('/bff/user')).json().find((c: { type: string }) => c.type === 'sid').value as string
-      const token = await sign({ iss: flow.idp.issuer, aud: CLIENT_ID, iat: Math.floor(Date.now() / 1000), jti: randomUUID(), events: EVENT, sid })
+      const token = await sign({
+        iss: flow.idp.issuer,
+        aud: CLIENT_ID,
+        iat: Math.floor(Date.now() / 1000),
+        jti: randomUUID(),
+        events: EVENT,
+        sid,
+      })
       await proxy.cut()
       try {
         assertProblem(await postLogoutToken(token), 503, 'store_unavailable')
       } finally {
         await proxy.restore()
       }
-      const retried = await poll(() => postLogoutToken(token), (a) => a.status !== 503)
+      const retried = await poll(
+        () => postLogoutToken(token),
+        (a) => a.status !== 503,
+      )
       assert.equal(retried.status, 200, `the IdP's retry is not taken for a replay: ${retried.body}`)
       assert.deepEqual(retried.json(), { sessionsEnded: 1 })
       assert.equal((await asUser('/bff/user')).status, 401, 'the session is ended')
@@ -174,13 +214,19 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       let started: Gatehouse | undefined
       await assert.rejects(
         settleWithin(
-          createGatehouse(instanceOptions(flow, { session: { store: location } }), { logger: pino({ level: 'silent' }) }).then((g) => (started = g)),
+          createGatehouse(instanceOptions(flow, { session: { store: location } }), {
+            logger: pino({ level: 'silent' }),
+          }).then((g) => (started = g)),
           'createGatehouse',
         ),
         (err: unknown) => {
           assert.ok(err instanceof GatehouseError, `a GatehouseError, got ${String(err)}`)
           assert.equal(err.code, 'store_unavailable')
-          assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`), 'the message names where the store was expected')
+          assert.match(
+            err.message,
+            new RegExp(`127\\.0\\.0\\.1:${port}`),
+            'the message names where the store was expected',
+          )
           return true
         },
       )
@@ -193,9 +239,10 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       try {
         await assert.rejects(
           settleWithin(
-            createGatehouse(instanceOptions(flow, { session: { store: store.url({ host: '127.0.0.1', port: silent.port }) } }), { logger: pino({ level: 'silent' }) }).then(
-              (g) => (started = g),
-            ),
+            createGatehouse(
+              instanceOptions(flow, { session: { store: store.url({ host: '127.0.0.1', port: silent.port }) } }),
+              { logger: pino({ level: 'silent' }) },
+            ).then((g) => (started = g)),
             'createGatehouse',
           ),
           (err: unknown) => {

@@ -4,7 +4,8 @@ import { exportJWK, generateKeyPair } from 'jose'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 
 type Claims = Array<{ type: string; value: unknown }>
-const expiresIn = (text: string) => (JSON.parse(text) as Claims).find((c) => c.type === 'bff:session_expires_in')!.value as number
+const expiresIn = (text: string) =>
+  (JSON.parse(text) as Claims).find((c) => c.type === 'bff:session_expires_in')!.value as number
 
 describe('/bff/user and sliding sessions', () => {
   let flow: Flow
@@ -44,7 +45,10 @@ describe('/bff/user and sliding sessions', () => {
     offsetMs = 24 * 3600_000 + 1000
     const res = await browser.get(`${flow.origin}/bff/user`, CSRF)
     assert.equal(res.status, 401)
-    assert.ok(res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=;') && /Max-Age=0/.test(c)), 'dead cookie cleared')
+    assert.ok(
+      res.headers.getSetCookie().some((c) => c.startsWith('__Host-gatehouse=;') && /Max-Age=0/.test(c)),
+      'dead cookie cleared',
+    )
   })
 })
 
@@ -69,7 +73,10 @@ describe('anonymousSessionResponse: 200', () => {
 
 describe('client authentication methods', () => {
   test('client_secret_post logs in', async () => {
-    const flow = await startFlow({ client: { token_endpoint_auth_method: 'client_secret_post' }, oidc: { clientAuth: 'client_secret_post' } })
+    const flow = await startFlow({
+      client: { token_endpoint_auth_method: 'client_secret_post' },
+      oidc: { clientAuth: 'client_secret_post' },
+    })
     try {
       const browser = flow.browser()
       assert.equal((await flow.login(browser)).status, 302)
@@ -83,15 +90,27 @@ describe('client authentication methods', () => {
     const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true })
     const kid = 'test-client-key'
     const flow = await startFlow({
-      client: { client_secret: undefined, token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256', jwks: { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }] } },
-      oidc: { clientSecret: undefined, clientAuth: 'private_key_jwt', privateKeyJwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES256' } },
+      client: {
+        client_secret: undefined,
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: 'ES256',
+        jwks: { keys: [{ ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' }] },
+      },
+      oidc: {
+        clientSecret: undefined,
+        clientAuth: 'private_key_jwt',
+        privateKeyJwk: { ...(await exportJWK(privateKey)), kid, alg: 'ES256' },
+      },
     })
     try {
       const browser = flow.browser()
       assert.equal((await flow.login(browser)).status, 302)
       const claims = JSON.parse((await browser.get(`${flow.origin}/bff/user`, CSRF)).text) as Claims
       assert.equal(claims.find((c) => c.type === 'sub')?.value, 'alice-0001')
-      assert.ok(flow.idp.requests.some((r) => r.path === '/token'), 'the token endpoint was called')
+      assert.ok(
+        flow.idp.requests.some((r) => r.path === '/token'),
+        'the token endpoint was called',
+      )
     } finally {
       await flow.close()
     }
@@ -106,8 +125,12 @@ describe('pushed authorization requests (RFC 9126)', () => {
       const start = await browser.get(`${flow.origin}/bff/login?returnUrl=/par`)
       const authorize = new URL(start.headers.get('location')!)
       assert.ok(authorize.searchParams.get('request_uri')?.startsWith('urn:ietf:params:oauth:request_uri:'))
-      for (const leaked of ['state', 'nonce', 'code_challenge', 'redirect_uri', 'scope']) assert.equal(authorize.searchParams.get(leaked), null, `${leaked} is not in the front channel`)
-      assert.ok(flow.idp.requests.some((r) => r.method === 'POST' && r.path === '/request'), 'the parameters were pushed to the IdP')
+      for (const leaked of ['state', 'nonce', 'code_challenge', 'redirect_uri', 'scope'])
+        assert.equal(authorize.searchParams.get(leaked), null, `${leaked} is not in the front channel`)
+      assert.ok(
+        flow.idp.requests.some((r) => r.method === 'POST' && r.path === '/request'),
+        'the parameters were pushed to the IdP',
+      )
       const res = await flow.login(browser, { returnUrl: '/par' })
       assert.equal(res.headers.get('location'), '/par')
       assert.equal((await browser.get(`${flow.origin}/bff/user`, CSRF)).status, 200)

@@ -36,7 +36,13 @@ function sessionData(rng: Rng, size: number): SessionData {
       { type: 'name', value: rng.string(30) },
       ...(size ? [{ type: 'filler', value: rng.string(size, 'abcdefghijklmnopqrstuvwxyz') }] : []),
     ],
-    tokens: { accessToken: `AT-${rng.string(20, 'abc')}`, refreshToken: `RT-${rng.string(20, 'abc')}`, idToken: 'IT', accessTokenExpiresAt: NOW + HOUR, scope: 'openid' },
+    tokens: {
+      accessToken: `AT-${rng.string(20, 'abc')}`,
+      refreshToken: `RT-${rng.string(20, 'abc')}`,
+      idToken: 'IT',
+      accessTokenExpiresAt: NOW + HOUR,
+      scope: 'openid',
+    },
     logoutSid: rng.string(22, 'abcdefghij0123456789'),
     sessionState: undefined,
   }
@@ -70,25 +76,37 @@ function reassembled(cookies: ReadonlyMap<string, string>): string | undefined {
 }
 
 /** Equal as JSON (what the cookie carries), whatever the key order. */
-const sameSession = (a: unknown, b: unknown): boolean => a !== undefined && b !== undefined && isDeepStrictEqual(JSON.parse(JSON.stringify(a)), JSON.parse(JSON.stringify(b)))
+const sameSession = (a: unknown, b: unknown): boolean =>
+  a !== undefined && b !== undefined && isDeepStrictEqual(JSON.parse(JSON.stringify(a)), JSON.parse(JSON.stringify(b)))
 
 export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzStats> {
   const setup = new Rng(options.seed)
   const keyText = randomBytes(32).toString('base64url')
   const keyRing = new KeyRing([keyText])
   const key = keyRing.current()
-  const sessions = new CookieSessions({ keyRing, policy, now: () => NOW, cookie: { name: COOKIE, sameSite: 'lax', maxAgeSec: 86_400 } })
+  const sessions = new CookieSessions({
+    keyRing,
+    policy,
+    now: () => NOW,
+    cookie: { name: COOKIE, sameSite: 'lax', maxAgeSec: 86_400 },
+  })
 
   // A pool of genuine sessions (single-cookie and chunked), to damage and to splice with each other.
   const pool: Array<{ session: Session; header: string; jwe: string }> = []
   for (const size of [0, 50, 1_000, 3_000, 4_500, 6_000, 8_000]) {
     const writes: string[] = []
     // start() takes "now" from the sessions object: sessions expire 8 h after NOW.
-    const { session } = await sessions.start({ sub: `sub-${size}`, sid: `sid-${size}`, partition: 'default', data: sessionData(setup, size) }, writes)
+    const { session } = await sessions.start(
+      { sub: `sub-${size}`, sid: `sid-${size}`, partition: 'default', data: sessionData(setup, size) },
+      writes,
+    )
     const header = headerAfter(writes)
     pool.push({ session, header, jwe: reassembled(parseCookies(header))! })
   }
-  const sealed = Array.from({ length: 4 }, (_, i) => ({ plain: `${setup.string(40 * i, 'abcdefghij {}":,')}é💥`, purpose: `purpose-${i}` })).map((s) => ({ ...s, value: keyRing.seal(s.plain, s.purpose) }))
+  const sealed = Array.from({ length: 4 }, (_, i) => ({
+    plain: `${setup.string(40 * i, 'abcdefghij {}":,')}é💥`,
+    purpose: `purpose-${i}`,
+  })).map((s) => ({ ...s, value: keyRing.seal(s.plain, s.purpose) }))
 
   const stats: FuzzStats = { iterations: 0, outcomes: {}, strategies: {} }
   const started = Date.now()
@@ -114,11 +132,18 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
       const sameBytes =
         parts.length === 4 &&
         parts[0] === s.value.split('.')[0] &&
-        parts.slice(1).every((part, j) => Buffer.from(part, 'base64url').equals(Buffer.from(s.value.split('.')[j + 1]!, 'base64url')))
+        parts
+          .slice(1)
+          .every((part, j) =>
+            Buffer.from(part, 'base64url').equals(Buffer.from(s.value.split('.')[j + 1]!, 'base64url')),
+          )
       if (opened !== undefined && !(sameBytes && purpose === s.purpose && opened === s.plain)) {
-        throw new FuzzFailure(`unseal opened a changed value or under another purpose (${show({ purpose, sealedFor: s.purpose, original: s.value })}) — ${context('sealed value', mutated)}`)
+        throw new FuzzFailure(
+          `unseal opened a changed value or under another purpose (${show({ purpose, sealedFor: s.purpose, original: s.value })}) — ${context('sealed value', mutated)}`,
+        )
       }
-      if (mutated === s.value && purpose === s.purpose && opened !== s.plain) throw new FuzzFailure(`unseal refused its own value — ${context('sealed value', mutated)}`)
+      if (mutated === s.value && purpose === s.purpose && opened !== s.plain)
+        throw new FuzzFailure(`unseal refused its own value — ${context('sealed value', mutated)}`)
       count(stats.outcomes, opened === undefined ? 'unseal refused' : 'unseal opened')
       stats.iterations++
       continue
@@ -150,13 +175,30 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
           else cookies.set(COOKIE, `chunks-${rng.range(1, 3)}`)
           break
         case 1: {
-          const [a, b] = [rng.pick(chunkNames.length ? chunkNames : names), rng.pick(chunkNames.length ? chunkNames : names)]
+          const [a, b] = [
+            rng.pick(chunkNames.length ? chunkNames : names),
+            rng.pick(chunkNames.length ? chunkNames : names),
+          ]
           const va = cookies.get(a)!
           cookies.set(a, cookies.get(b)!).set(b, va)
           break
         }
         case 2:
-          cookies.set(COOKIE, rng.pick(['chunks-0', 'chunks-1', 'chunks-2', 'chunks-3', 'chunks-4', 'chunks-99', 'chunks-100', 'chunks-01', 'chunks-', `chunks-${rng.int(10)}`]))
+          cookies.set(
+            COOKIE,
+            rng.pick([
+              'chunks-0',
+              'chunks-1',
+              'chunks-2',
+              'chunks-3',
+              'chunks-4',
+              'chunks-99',
+              'chunks-100',
+              'chunks-01',
+              'chunks-',
+              `chunks-${rng.int(10)}`,
+            ]),
+          )
           break
         case 3:
           // chunks of another session in place of this one's
@@ -169,10 +211,20 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
     } else if (roll < 70) {
       strategy = 'header mutation'
       for (let n = rng.range(1, 3); n > 0; n--) header = mutateString(rng, header, other.header)
-      if (rng.chance(0.3)) header = rng.pick([`${header}; ${COOKIE}=x`, `${COOKIE}=x; ${header}`, `${header};;; =; ${COOKIE}C1=`, header.replace(/; /g, ';')])
+      if (rng.chance(0.3))
+        header = rng.pick([
+          `${header}; ${COOKIE}=x`,
+          `${COOKIE}=x; ${header}`,
+          `${header};;; =; ${COOKIE}C1=`,
+          header.replace(/; /g, ';'),
+        ])
     } else {
       // --- JWEs gatehouse did not write ---
-      const payload: Record<string, unknown> = { v: 1, ...structuredClone({ ...original.session, idHash: undefined }), id: original.session.idHash }
+      const payload: Record<string, unknown> = {
+        v: 1,
+        ...structuredClone({ ...original.session, idHash: undefined }),
+        id: original.session.idHash,
+      }
       delete payload.idHash
       let alg = 'dir'
       let enc = 'A256GCM'
@@ -181,7 +233,7 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
       let body: unknown = payload
       const kind = rng.int(6)
       if (kind === 0) {
-        strategy = 'JWE under a wrong key with the ring\'s kid'
+        strategy = "JWE under a wrong key with the ring's kid"
         secret = randomBytes(32)
       } else if (kind === 1) {
         strategy = 'JWE with other algorithms'
@@ -194,7 +246,14 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
         ])
       } else if (kind === 2) {
         strategy = 'JWE with an unknown or odd kid'
-        kid = rng.pick<unknown>(['', 'unknown', createHash('sha256').update('x').digest('base64url').slice(0, 8), 5, null, [key.id]])
+        kid = rng.pick<unknown>([
+          '',
+          'unknown',
+          createHash('sha256').update('x').digest('base64url').slice(0, 8),
+          5,
+          null,
+          [key.id],
+        ])
       } else {
         strategy = 'JWE under the right key around a foreign payload'
         const variants: Array<() => unknown> = [
@@ -219,13 +278,23 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
       if (kid !== undefined) protectedHeader.kid = kid
       let jwe: string
       try {
-        const plaintext = rng.chance(0.05) ? Buffer.from([0xff, 0xfe, 0x00]) : new TextEncoder().encode(JSON.stringify(body) ?? 'undefined')
-        jwe = await new CompactEncrypt(plaintext).setProtectedHeader(protectedHeader as { alg: string; enc: string }).encrypt(secret)
+        const plaintext = rng.chance(0.05)
+          ? Buffer.from([0xff, 0xfe, 0x00])
+          : new TextEncoder().encode(JSON.stringify(body) ?? 'undefined')
+        jwe = await new CompactEncrypt(plaintext)
+          .setProtectedHeader(protectedHeader as { alg: string; enc: string })
+          .encrypt(secret)
       } catch {
         stats.iterations++
         continue // jose would not build it: nothing to feed
       }
-      header = jwe.length <= 3_800 ? `${COOKIE}=${jwe}` : `${COOKIE}=chunks-${Math.ceil(jwe.length / 3_800)}; ${jwe.match(/.{1,3800}/g)!.map((c, n) => `${COOKIE}C${n + 1}=${c}`).join('; ')}`
+      header =
+        jwe.length <= 3_800
+          ? `${COOKIE}=${jwe}`
+          : `${COOKIE}=chunks-${Math.ceil(jwe.length / 3_800)}; ${jwe
+              .match(/.{1,3800}/g)!
+              .map((c, n) => `${COOKIE}C${n + 1}=${c}`)
+              .join('; ')}`
     }
     count(stats.strategies, strategy)
 
@@ -235,27 +304,47 @@ export async function fuzzCookieDecoder(options: FuzzRunOptions): Promise<FuzzSt
     try {
       read = await sessions.read(parsed, 'default', { slide: false }, clear)
     } catch (err) {
-      throw new FuzzFailure(`read threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} — ${context(strategy, header)}`, { cause: err })
+      throw new FuzzFailure(
+        `read threw ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)} — ${context(strategy, header)}`,
+        { cause: err },
+      )
     }
     const value = reassembled(parsed)
     // A cookie name sent twice is ambiguous (one may be tossed by another site): no session, nothing cleared.
     const ambiguous = [...repeatedCookieNames(parsed)].some((name) => name.startsWith(COOKIE))
     if (ambiguous) {
-      if (read || clear.length) throw new FuzzFailure(`an ambiguous cookie header read as a session or cleared cookies — ${context(strategy, header)}`)
+      if (read || clear.length)
+        throw new FuzzFailure(
+          `an ambiguous cookie header read as a session or cleared cookies — ${context(strategy, header)}`,
+        )
     } else if (foreign) {
       const p = foreign.payload as Record<string, unknown> | null
       // Only gatehouse holds the key, so an authentic payload's shape is trusted beyond these checks
       // (a payload from another version or format must not be a session, nor an error).
-      const shaped = p !== null && typeof p === 'object' && !Array.isArray(p) && p.v === 1 && typeof p.id === 'string' && p.partition === 'default' && Number(p.expiresAt) > NOW
-      if (read && !shaped) throw new FuzzFailure(`a JWE with a payload that is not a session opened as one — ${context(strategy, foreign.payload)}`)
+      const shaped =
+        p !== null &&
+        typeof p === 'object' &&
+        !Array.isArray(p) &&
+        p.v === 1 &&
+        typeof p.id === 'string' &&
+        p.partition === 'default' &&
+        Number(p.expiresAt) > NOW
+      if (read && !shaped)
+        throw new FuzzFailure(
+          `a JWE with a payload that is not a session opened as one — ${context(strategy, foreign.payload)}`,
+        )
     } else if (strategy.startsWith('JWE')) {
-      if (read) throw new FuzzFailure(`a JWE gatehouse did not write opened as a session — ${context(strategy, header)}`)
+      if (read)
+        throw new FuzzFailure(`a JWE gatehouse did not write opened as a session — ${context(strategy, header)}`)
     } else if (pool.some((p) => p.jwe === value)) {
       // Unchanged, or exactly another genuine session's cookie (all of its chunks spliced in): that session.
       const genuine = pool.find((p) => p.jwe === value)!
-      if (!sameSession(read, genuine.session)) throw new FuzzFailure(`an unchanged cookie did not read as its session — ${context(strategy, header)}`)
+      if (!sameSession(read, genuine.session))
+        throw new FuzzFailure(`an unchanged cookie did not read as its session — ${context(strategy, header)}`)
     } else if (read) {
-      throw new FuzzFailure(`a changed cookie read as a session (${show({ cookies: [...parsed].map(([k, v]) => `${k}: ${v.length} chars, ${v.slice(0, 12)}…${v.slice(-12)}`), original: original.jwe.length, other: other.jwe.length, value: value?.length })}) — ${context(strategy, header)}`)
+      throw new FuzzFailure(
+        `a changed cookie read as a session (${show({ cookies: [...parsed].map(([k, v]) => `${k}: ${v.length} chars, ${v.slice(0, 12)}…${v.slice(-12)}`), original: original.jwe.length, other: other.jwe.length, value: value?.length })}) — ${context(strategy, header)}`,
+      )
     }
     if (!read && parsed.has(COOKIE) && !ambiguous && !clear.some((line) => line.startsWith(`${COOKIE}=;`))) {
       throw new FuzzFailure(`a cookie that is no session was not cleared — ${context(strategy, header)}`)

@@ -1,7 +1,20 @@
-import { constants, createHmac, generateKeyPairSync, randomUUID, sign as cryptoSign, verify as cryptoVerify, type KeyObject } from 'node:crypto'
+import {
+  constants,
+  createHmac,
+  generateKeyPairSync,
+  randomUUID,
+  sign as cryptoSign,
+  verify as cryptoVerify,
+  type KeyObject,
+} from 'node:crypto'
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { BACKCHANNEL_EVENT, createLogoutTokenVerifier, LogoutTokenError, type LogoutClaims } from '../../src/oidc/logout-token.ts'
+import {
+  BACKCHANNEL_EVENT,
+  createLogoutTokenVerifier,
+  LogoutTokenError,
+  type LogoutClaims,
+} from '../../src/oidc/logout-token.ts'
 import { count, FuzzFailure, mutateString, Rng, show, type FuzzStats } from './rng.ts'
 
 /**
@@ -52,13 +65,27 @@ function ecKey(kid: string): Key {
 const b64 = (data: string | Buffer): string => Buffer.from(data).toString('base64url')
 
 /** Signs `header`/`payload` exactly as given (any JSON, any bytes) with `alg` and `key`. */
-function signRaw(headerText: string, payloadBytes: string | Buffer, alg: string, key: KeyObject | Buffer | undefined): string {
+function signRaw(
+  headerText: string,
+  payloadBytes: string | Buffer,
+  alg: string,
+  key: KeyObject | Buffer | undefined,
+): string {
   const input = `${b64(headerText)}.${b64(payloadBytes)}`
   let signature: Buffer
   if (alg === 'none' || key === undefined) signature = Buffer.alloc(0)
-  else if (alg.startsWith('HS')) signature = createHmac('sha256', key as Buffer).update(input).digest()
-  else if (alg === 'PS256') signature = cryptoSign('sha256', Buffer.from(input), { key: key as KeyObject, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 })
-  else if (alg === 'ES256') signature = cryptoSign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' })
+  else if (alg.startsWith('HS'))
+    signature = createHmac('sha256', key as Buffer)
+      .update(input)
+      .digest()
+  else if (alg === 'PS256')
+    signature = cryptoSign('sha256', Buffer.from(input), {
+      key: key as KeyObject,
+      padding: constants.RSA_PKCS1_PSS_PADDING,
+      saltLength: 32,
+    })
+  else if (alg === 'ES256')
+    signature = cryptoSign('sha256', Buffer.from(input), { key: key as KeyObject, dsaEncoding: 'ieee-p1363' })
   else signature = cryptoSign('sha256', Buffer.from(input), key as KeyObject)
   return `${input}.${b64(signature)}`
 }
@@ -84,20 +111,30 @@ function parseJsonObject(bytes: Buffer | undefined): Record<string, unknown> | u
   } catch {
     return undefined
   }
-  return value !== null && typeof value === 'object' && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined
 }
 
 function signatureVerifies(alg: string, key: Key, input: string, signature: Buffer): boolean {
   try {
-    if (alg === 'ES256') return cryptoVerify('sha256', Buffer.from(input), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, signature)
-    if (alg === 'PS256') return cryptoVerify('sha256', Buffer.from(input), { key: key.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature)
+    if (alg === 'ES256')
+      return cryptoVerify('sha256', Buffer.from(input), { key: key.publicKey, dsaEncoding: 'ieee-p1363' }, signature)
+    if (alg === 'PS256')
+      return cryptoVerify(
+        'sha256',
+        Buffer.from(input),
+        { key: key.publicKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 },
+        signature,
+      )
     return cryptoVerify('sha256', Buffer.from(input), key.publicKey, signature)
   } catch {
     return false
   }
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value)
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  value !== null && typeof value === 'object' && !Array.isArray(value)
 const nonEmptyString = (value: unknown): boolean => typeof value === 'string' && value.length > 0
 
 function oracle(token: string, jwks: readonly Key[]): Verdict {
@@ -109,26 +146,34 @@ function oracle(token: string, jwks: readonly Key[]): Verdict {
     // The only extension a JWS library knows is b64, and a JWT must not use an unencoded payload:
     // crit may name b64 (RFC 7515 does not forbid repeating it) only when b64 is true, a no-op.
     const crit = header.crit
-    if (!(Array.isArray(crit) && crit.length > 0 && crit.every((name) => name === 'b64') && header.b64 === true)) return refuse('crit')
+    if (!(Array.isArray(crit) && crit.length > 0 && crit.every((name) => name === 'b64') && header.b64 === true))
+      return refuse('crit')
   }
   const alg = header.alg
   if (typeof alg !== 'string' || !ALLOWED.has(alg)) return refuse(`alg ${show(alg)} not allowed`)
   const kid = header.kid
   const family = alg === 'ES256' ? 'EC' : 'RSA'
-  const candidates = jwks.filter((k) => k.kty === family && (k.jwkAlg === undefined || k.jwkAlg === alg) && (kid === undefined || (typeof kid === 'string' && kid === k.kid)))
+  const candidates = jwks.filter(
+    (k) =>
+      k.kty === family &&
+      (k.jwkAlg === undefined || k.jwkAlg === alg) &&
+      (kid === undefined || (typeof kid === 'string' && kid === k.kid)),
+  )
   // OIDC Core §10.1: with several keys a kid is required; a JWKS client must not guess.
   if (candidates.length !== 1) return refuse(`${candidates.length} keys match`)
   const signature = unb64(s)
   if (!signature || !signatureVerifies(alg, candidates[0]!, `${h}.${p}`, signature)) return refuse('signature')
   const claims = parseJsonObject(unb64(p))
   if (!claims) return refuse('payload is not a JSON object')
-  for (const name of ['iss', 'aud', 'iat', 'jti', 'events']) if (!Object.hasOwn(claims, name)) return refuse(`${name} missing`)
+  for (const name of ['iss', 'aud', 'iat', 'jti', 'events'])
+    if (!Object.hasOwn(claims, name)) return refuse(`${name} missing`)
   if (claims.iss !== ISSUER) return refuse('iss')
   const aud = claims.aud
   if (!(aud === CLIENT_ID || (Array.isArray(aud) && aud.includes(CLIENT_ID)))) return refuse('aud')
   if (typeof claims.iat !== 'number') return refuse('iat type')
   if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || claims.nbf > NOW + TOLERANCE)) return refuse('nbf')
-  if (claims.exp !== undefined && (typeof claims.exp !== 'number' || claims.exp <= NOW - TOLERANCE)) return refuse('exp')
+  if (claims.exp !== undefined && (typeof claims.exp !== 'number' || claims.exp <= NOW - TOLERANCE))
+    return refuse('exp')
   const age = NOW - claims.iat
   if (age - TOLERANCE > MAX_AGE) return refuse('iat too old')
   if (age < -TOLERANCE) return refuse('iat in the future')
@@ -184,10 +229,27 @@ function mutateClaims(rng: Rng, claims: Record<string, unknown>): string {
   }
   const edges: Record<string, unknown[]> = {
     iss: [`${ISSUER}/`, ISSUER.toUpperCase(), 'https://evil.example', '', null, [ISSUER]],
-    aud: [[], ['other'], [CLIENT_ID], [null, CLIENT_ID], `${CLIENT_ID} `, CLIENT_ID.toUpperCase(), { [CLIENT_ID]: true }],
+    aud: [
+      [],
+      ['other'],
+      [CLIENT_ID],
+      [null, CLIENT_ID],
+      `${CLIENT_ID} `,
+      CLIENT_ID.toUpperCase(),
+      { [CLIENT_ID]: true },
+    ],
     iat: [String(NOW), null, true, NOW * 1000, -1],
     jti: ['', 'x'.repeat(256), 'x'.repeat(257), 5, null, ['a']],
-    events: [{ [BACKCHANNEL_EVENT]: null }, { [BACKCHANNEL_EVENT]: [] }, { [BACKCHANNEL_EVENT]: 'yes' }, { [BACKCHANNEL_EVENT]: { extra: 1 } }, [], BACKCHANNEL_EVENT, { 'http://schemas.openid.net/event/other': {} }, null],
+    events: [
+      { [BACKCHANNEL_EVENT]: null },
+      { [BACKCHANNEL_EVENT]: [] },
+      { [BACKCHANNEL_EVENT]: 'yes' },
+      { [BACKCHANNEL_EVENT]: { extra: 1 } },
+      [],
+      BACKCHANNEL_EVENT,
+      { 'http://schemas.openid.net/event/other': {} },
+      null,
+    ],
     sub: ['', null, 5, ['s'], 'someone-else'],
     sid: ['', null, 5, {}, 'another-sid'],
     exp: [NOW - 61, NOW - 60, NOW - 59, NOW, null, String(NOW + 100)],
@@ -208,7 +270,20 @@ function validHeader(rng: Rng, key: Key, alg: string): Record<string, unknown> {
 function mutateHeader(rng: Rng, header: Record<string, unknown>): string {
   switch (rng.int(6)) {
     case 0:
-      header.typ = rng.pick<unknown>(['at+jwt', 'JOSE', '', 'logout+jwt ', 'application/jwt', 5, null, true, [], {}, ['logout+jwt'], rng.json()])
+      header.typ = rng.pick<unknown>([
+        'at+jwt',
+        'JOSE',
+        '',
+        'logout+jwt ',
+        'application/jwt',
+        5,
+        null,
+        true,
+        [],
+        {},
+        ['logout+jwt'],
+        rng.json(),
+      ])
       return 'typ'
     case 1:
       if (rng.chance(0.5)) delete header.kid
@@ -222,7 +297,21 @@ function mutateHeader(rng: Rng, header: Record<string, unknown>): string {
       header[rng.pick(['jku', 'x5u', 'jwk', 'x5c', 'cty', 'zip', '__proto__'])] = rng.json()
       return 'extra header member'
     case 4:
-      header.alg = rng.pick<unknown>(['RS256', 'PS256', 'ES256', 'RS384', 'RS512', 'ES384', 'HS256', 'none', 'None', 'rs256', '', null, 5])
+      header.alg = rng.pick<unknown>([
+        'RS256',
+        'PS256',
+        'ES256',
+        'RS384',
+        'RS512',
+        'ES384',
+        'HS256',
+        'none',
+        'None',
+        'rs256',
+        '',
+        null,
+        5,
+      ])
       return 'alg'
     default:
       header.b64 = false
@@ -233,7 +322,8 @@ function mutateHeader(rng: Rng, header: Record<string, unknown>): string {
 function serialise(value: unknown, rng: Rng): string {
   const text = JSON.stringify(value)
   // Sometimes a duplicate member (JSON.parse keeps the last): `{"iss":"evil","iss":"<real>"}` and vice versa.
-  if (rng.chance(0.05) && text.startsWith('{"')) return `{"iss":${JSON.stringify(rng.pick([ISSUER, 'https://evil.example']))},${text.slice(1)}`
+  if (rng.chance(0.05) && text.startsWith('{"'))
+    return `{"iss":${JSON.stringify(rng.pick([ISSUER, 'https://evil.example']))},${text.slice(1)}`
   return text
 }
 
@@ -251,21 +341,39 @@ export interface FuzzRunOptions {
 export async function fuzzLogoutToken(options: FuzzRunOptions): Promise<FuzzStats> {
   // The IdP's JWKS: an RSA key without alg (RS256 and PS256), a second RSA key for RS256, an EC key.
   const idpKeys = [rsaKey('rsa-1', undefined), rsaKey('rsa-2', 'RS256'), ecKey('ec-1')]
-  const jwks = { keys: idpKeys.map((k) => ({ ...k.publicKey.export({ format: 'jwk' }), kid: k.kid, use: 'sig', ...(k.jwkAlg ? { alg: k.jwkAlg } : {}) })) }
+  const jwks = {
+    keys: idpKeys.map((k) => ({
+      ...k.publicKey.export({ format: 'jwk' }),
+      kid: k.kid,
+      use: 'sig',
+      ...(k.jwkAlg ? { alg: k.jwkAlg } : {}),
+    })),
+  }
   const server = createServer((req, res) => {
     if (req.url !== '/jwks') return void res.writeHead(404).end()
     res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(jwks))
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const jwksUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks`
-  const verify = createLogoutTokenVerifier({ issuer: ISSUER, clientId: CLIENT_ID, jwks: jwksUri, algorithms: IDP_ALGORITHMS, now: () => NOW * 1000 })
+  const verify = createLogoutTokenVerifier({
+    issuer: ISSUER,
+    clientId: CLIENT_ID,
+    jwks: jwksUri,
+    algorithms: IDP_ALGORITHMS,
+    now: () => NOW * 1000,
+  })
 
   // Wrong keys: same kids, other key material; a symmetric secret; the IdP's public key as an HMAC secret.
   const impostors = [rsaKey('rsa-1', undefined), rsaKey('rsa-2', 'RS256'), ecKey('ec-1')]
   const publicPem = Buffer.from(idpKeys[0]!.publicKey.export({ format: 'pem', type: 'spki' }) as string)
   const stats: FuzzStats = { iterations: 0, outcomes: {}, strategies: {} }
   const started = Date.now()
-  let previous = signRaw(JSON.stringify({ alg: 'RS256', kid: 'rsa-1' }), JSON.stringify(validClaims(new Rng(options.seed))), 'RS256', idpKeys[0]!.privateKey)
+  let previous = signRaw(
+    JSON.stringify({ alg: 'RS256', kid: 'rsa-1' }),
+    JSON.stringify(validClaims(new Rng(options.seed))),
+    'RS256',
+    idpKeys[0]!.privateKey,
+  )
 
   const rightKeyAndAlg = (rng: Rng): [Key, string] => {
     const key = rng.pick(idpKeys)
@@ -292,12 +400,15 @@ export async function fuzzLogoutToken(options: FuzzRunOptions): Promise<FuzzStat
       } else if (roll < 70) {
         const changes = Array.from({ length: rng.range(1, 3) }, () => mutateClaims(rng, claims))
         strategy = `claims re-signed (${changes[0]})`
-        const payload = rng.chance(0.03) ? rng.pick([Buffer.from([0xff, 0xfe]), '[]', '"x"', 'null', '{"iss":']) : serialise(claims, rng)
+        const payload = rng.chance(0.03)
+          ? rng.pick([Buffer.from([0xff, 0xfe]), '[]', '"x"', 'null', '{"iss":'])
+          : serialise(claims, rng)
         token = signRaw(JSON.stringify(header), payload, alg, key.privateKey)
       } else if (roll < 80) {
         strategy = `header re-signed (${mutateHeader(rng, header)})`
         if (rng.chance(0.3)) mutateClaims(rng, claims)
-        const signingAlg = typeof header.alg === 'string' && ['RS256', 'PS256', 'ES256'].includes(header.alg) ? header.alg : alg
+        const signingAlg =
+          typeof header.alg === 'string' && ['RS256', 'PS256', 'ES256'].includes(header.alg) ? header.alg : alg
         const signingKey = signingAlg === 'ES256' ? idpKeys[2]! : key.kty === 'RSA' ? key : idpKeys[0]!
         token = signRaw(JSON.stringify(header), JSON.stringify(claims), signingAlg, signingKey.privateKey)
       } else if (roll < 95) {
@@ -307,16 +418,31 @@ export async function fuzzLogoutToken(options: FuzzRunOptions): Promise<FuzzStat
           const impostor = rng.pick(impostors)
           const impostorAlg = impostor.kty === 'EC' ? 'ES256' : 'RS256'
           strategy = 'wrong key, IdP kid'
-          token = signRaw(JSON.stringify({ ...header, alg: impostorAlg, kid: impostor.kid }), JSON.stringify(claims), impostorAlg, impostor.privateKey)
+          token = signRaw(
+            JSON.stringify({ ...header, alg: impostorAlg, kid: impostor.kid }),
+            JSON.stringify(claims),
+            impostorAlg,
+            impostor.privateKey,
+          )
         } else if (wrong === 1) {
           strategy = 'HS256 with the client secret'
-          token = signRaw(JSON.stringify({ alg: 'HS256', typ: 'logout+jwt' }), JSON.stringify(claims), 'HS256', Buffer.from(CLIENT_SECRET))
+          token = signRaw(
+            JSON.stringify({ alg: 'HS256', typ: 'logout+jwt' }),
+            JSON.stringify(claims),
+            'HS256',
+            Buffer.from(CLIENT_SECRET),
+          )
         } else if (wrong === 2) {
           strategy = 'HS256 with the IdP public key (alg confusion)'
           token = signRaw(JSON.stringify({ alg: 'HS256', kid: 'rsa-1' }), JSON.stringify(claims), 'HS256', publicPem)
         } else if (wrong === 3) {
           strategy = 'alg none'
-          token = signRaw(JSON.stringify({ alg: rng.pick(['none', 'None', 'NONE']), typ: 'logout+jwt' }), JSON.stringify(claims), 'none', undefined)
+          token = signRaw(
+            JSON.stringify({ alg: rng.pick(['none', 'None', 'NONE']), typ: 'logout+jwt' }),
+            JSON.stringify(claims),
+            'none',
+            undefined,
+          )
           if (rng.chance(0.5)) token += rng.pick(['A', 'sig', previous.split('.')[2] ?? 'x'])
         } else {
           strategy = 'signature of another token'
@@ -325,7 +451,9 @@ export async function fuzzLogoutToken(options: FuzzRunOptions): Promise<FuzzStat
         }
       } else {
         strategy = 'garbage'
-        token = rng.chance(0.5) ? rng.string(200) : Array.from({ length: rng.range(1, 5) }, () => b64(rng.bytes(rng.int(60)))).join('.')
+        token = rng.chance(0.5)
+          ? rng.string(200)
+          : Array.from({ length: rng.range(1, 5) }, () => b64(rng.bytes(rng.int(60)))).join('.')
       }
       count(stats.strategies, strategy.replace(/ \(.*\)$/, ''))
       previous = token
@@ -339,13 +467,25 @@ export async function fuzzLogoutToken(options: FuzzRunOptions): Promise<FuzzStat
       }
       const context = () => `seed ${options.seed}, iteration ${i}, ${strategy}: ${show(token)}`
       if (outcome instanceof Error) {
-        if (!(outcome instanceof LogoutTokenError)) throw new FuzzFailure(`the verifier threw ${outcome.name}: ${outcome.message} (not a LogoutTokenError) — ${context()}`, { cause: outcome })
-        if (expected.verdict === 'accept') throw new FuzzFailure(`a valid token was refused (${outcome.message}) — ${context()}`)
+        if (!(outcome instanceof LogoutTokenError))
+          throw new FuzzFailure(
+            `the verifier threw ${outcome.name}: ${outcome.message} (not a LogoutTokenError) — ${context()}`,
+            { cause: outcome },
+          )
+        if (expected.verdict === 'accept')
+          throw new FuzzFailure(`a valid token was refused (${outcome.message}) — ${context()}`)
         count(stats.outcomes, 'refused')
       } else {
-        if (expected.verdict === 'refuse') throw new FuzzFailure(`a token was accepted although ${expected.why} — ${context()}`)
+        if (expected.verdict === 'refuse')
+          throw new FuzzFailure(`a token was accepted although ${expected.why} — ${context()}`)
         const payload = parseJsonObject(unb64(token.split('.')[1]!))!
-        if (outcome.jti !== payload.jti || outcome.iss !== payload.iss || outcome.sub !== payload.sub || outcome.sid !== payload.sid || outcome.iat !== payload.iat) {
+        if (
+          outcome.jti !== payload.jti ||
+          outcome.iss !== payload.iss ||
+          outcome.sub !== payload.sub ||
+          outcome.sid !== payload.sid ||
+          outcome.iat !== payload.iat
+        ) {
           throw new FuzzFailure(`the returned claims differ from the token's: ${show(outcome)} — ${context()}`)
         }
         count(stats.outcomes, 'accepted')

@@ -68,7 +68,10 @@ export class Rng {
   string(maxLength: number, alphabet?: string): string {
     const length = this.int(maxLength + 1)
     let out = ''
-    for (let i = 0; i < length; i++) out += alphabet ? alphabet[this.int(alphabet.length)]! : String.fromCharCode(this.chance(0.7) ? this.range(0x20, 0x7e) : this.int(0x10000))
+    for (let i = 0; i < length; i++)
+      out += alphabet
+        ? alphabet[this.int(alphabet.length)]!
+        : String.fromCharCode(this.chance(0.7) ? this.range(0x20, 0x7e) : this.int(0x10000))
     return out
   }
 
@@ -81,18 +84,50 @@ export class Rng {
       case 1:
         return this.chance(0.5)
       case 2:
-        return this.pick([0, -1, 1, 1.5, -0, 2 ** 31, 2 ** 53, -(2 ** 53), 1e308, -1e308, 5e-324, Number.MAX_SAFE_INTEGER])
+        return this.pick([
+          0,
+          -1,
+          1,
+          1.5,
+          -0,
+          2 ** 31,
+          2 ** 53,
+          -(2 ** 53),
+          1e308,
+          -1e308,
+          5e-324,
+          Number.MAX_SAFE_INTEGER,
+        ])
       case 3:
         return this.range(-1_000_000, 1_000_000)
       case 4:
         return this.string(12)
       case 5:
-        return this.pick(['', ' ', '0', 'null', 'true', '[]', '{}', '__proto__', 'constructor', 'a'.repeat(300), '\u0000', '\ud800', '💥'])
+        return this.pick([
+          '',
+          ' ',
+          '0',
+          'null',
+          'true',
+          '[]',
+          '{}',
+          '__proto__',
+          'constructor',
+          'a'.repeat(300),
+          '\u0000',
+          '\ud800',
+          '💥',
+        ])
       case 6:
       case 7: {
         const out: Record<string, unknown> = {}
         const n = this.int(4)
-        for (let i = 0; i < n; i++) Object.defineProperty(out, this.chance(0.2) ? this.pick(['__proto__', 'constructor', 'toString']) : this.string(6), { value: this.json(depth - 1), enumerable: true, writable: true, configurable: true })
+        for (let i = 0; i < n; i++)
+          Object.defineProperty(
+            out,
+            this.chance(0.2) ? this.pick(['__proto__', 'constructor', 'toString']) : this.string(6),
+            { value: this.json(depth - 1), enumerable: true, writable: true, configurable: true },
+          )
         return out
       }
       default:
@@ -144,7 +179,8 @@ export function mutateString(rng: Rng, text: string, other = ''): string {
       const b = rng.int(Math.max(1, text.length - len))
       if (a === b) return mutateString(rng, text, other)
       const chars = [...text]
-      for (let i = 0; i < len && a + i < chars.length && b + i < chars.length; i++) [chars[a + i], chars[b + i]] = [chars[b + i]!, chars[a + i]!]
+      for (let i = 0; i < len && a + i < chars.length && b + i < chars.length; i++)
+        [chars[a + i], chars[b + i]] = [chars[b + i]!, chars[a + i]!]
       return chars.join('')
     }
     case 8:
@@ -174,6 +210,9 @@ export function count(record: Record<string, number>, key: string): void {
 
 /** Truncates long inputs for failure messages. */
 export function show(value: unknown, max = 600): string {
-  const text = typeof value === 'string' ? value : JSON.stringify(value, (_k, v: unknown) => (v instanceof Map ? Object.fromEntries(v) : v))
+  const text =
+    typeof value === 'string'
+      ? value
+      : JSON.stringify(value, (_k, v: unknown) => (v instanceof Map ? Object.fromEntries(v) : v))
   return text === undefined ? String(value) : text.length > max ? `${text.slice(0, max)}… (${text.length} chars)` : text
 }

@@ -6,7 +6,10 @@ import { fuzzCookieDecoder } from './cookie-decoder.fuzz.ts'
 import { fuzzLogoutToken } from './logout-token.fuzz.ts'
 import type { FuzzStats } from './rng.ts'
 
-const TARGETS: Record<string, (options: { iterations: number; seed: number; timeLimitMs?: number }) => Promise<FuzzStats>> = {
+const TARGETS: Record<
+  string,
+  (options: { iterations: number; seed: number; timeLimitMs?: number }) => Promise<FuzzStats>
+> = {
   'logout-token': fuzzLogoutToken,
   'cookie-decoder': fuzzCookieDecoder,
 }
@@ -38,7 +41,9 @@ async function main(): Promise<number> {
     console.log(`fuzz ${name}: ${iterations} iterations, seed ${seed}`)
     try {
       const stats = await TARGETS[name]!({ iterations, seed })
-      console.log(`  ok in ${((Date.now() - started) / 1000).toFixed(1)} s — outcomes ${JSON.stringify(stats.outcomes)}`)
+      console.log(
+        `  ok in ${((Date.now() - started) / 1000).toFixed(1)} s — outcomes ${JSON.stringify(stats.outcomes)}`,
+      )
       console.log(`  strategies ${JSON.stringify(stats.strategies)}`)
     } catch (err) {
       failed = true

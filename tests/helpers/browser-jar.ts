@@ -18,7 +18,12 @@ export class BrowserJar {
     return this.request('GET', url, undefined, headers)
   }
 
-  async request(method: string, url: string, body?: string, headers: Record<string, string> = {}): Promise<JarResponse> {
+  async request(
+    method: string,
+    url: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<JarResponse> {
     this.visited.push(url)
     const all: Record<string, string> = { ...headers }
     const cookie = this.cookieHeader()
@@ -73,5 +78,8 @@ export class BrowserJar {
 }
 
 function decodeEntities(text: string): string {
-  return text.replace(/&amp;/g, '&').replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n))).replace(/&quot;/g, '"')
+  return text
+    .replace(/&amp;/g, '&')
+    .replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)))
+    .replace(/&quot;/g, '"')
 }

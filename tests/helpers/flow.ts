@@ -45,7 +45,9 @@ export interface FlowOptions {
    */
   listener?: (gatehouse: Gatehouse) => NodeListener | Promise<NodeListener>
   /** Extra node:http handling after gatehouse (local API routes). */
-  app?: (gatehouse: Gatehouse) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
+  app?: (
+    gatehouse: Gatehouse,
+  ) => (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
 }
 
 type NodeListener = (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
@@ -54,7 +56,13 @@ const quiet = pino({ level: 'silent' })
 
 /** A real gatehouse on a loopback port in front of a real oidc-provider IdP. */
 export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
-  let current: { gatehouse: Gatehouse; app?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void; listener?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void } | undefined
+  let current:
+    | {
+        gatehouse: Gatehouse
+        app?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
+        listener?: (req: import('node:http').IncomingMessage, res: import('node:http').ServerResponse) => void
+      }
+    | undefined
   const server = createServer((req, res) => {
     const g = current!
     if (g.listener) return g.listener(req, res)
@@ -104,7 +112,11 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
   const build = async (overrides: Partial<GatehouseOptions> = {}): Promise<void> => {
     const merged = { ...base, ...extra, ...overrides } as GatehouseOptions
     const gatehouse = await createGatehouse(merged, { logger: quiet, ...options.runtime })
-    current = { gatehouse, ...(options.app ? { app: options.app(gatehouse) } : {}), ...(options.listener ? { listener: await options.listener(gatehouse) } : {}) }
+    current = {
+      gatehouse,
+      ...(options.app ? { app: options.app(gatehouse) } : {}),
+      ...(options.listener ? { listener: await options.listener(gatehouse) } : {}),
+    }
   }
   try {
     await build()
@@ -132,7 +144,8 @@ export async function startFlow(options: FlowOptions = {}): Promise<Flow> {
       if (opts.prompt !== undefined) params.set('prompt', opts.prompt)
       const query = params.size ? `?${params}` : ''
       const form = await browser.follow(await browser.get(`${origin}/bff/login${query}`))
-      if (!form.text.includes('name="password"')) throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
+      if (!form.text.includes('name="password"'))
+        throw new Error(`expected the IdP login form, got ${form.status} at ${form.url}`)
       const afterLogin = await browser.submitForm(form, { username: user.username, password: user.password })
       // Follow the IdP's redirects up to, and including, gatehouse's callback; stop at its redirect.
       let res = afterLogin
@@ -163,11 +176,18 @@ export async function stopIdp(flow: Flow): Promise<() => Promise<void>> {
   const { port } = flow.idp.server.address() as AddressInfo
   flow.idp.server.closeAllConnections()
   await new Promise<void>((resolve, reject) => flow.idp.server.close((err) => (err ? reject(err) : resolve())))
-  return () => new Promise<void>((resolve, reject) => flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()))
+  return () =>
+    new Promise<void>((resolve, reject) =>
+      flow.idp.server.once('error', reject).listen(port, '127.0.0.1', () => resolve()),
+    )
 }
 
 /** The session's tokens as gatehouse keeps them, read straight from the store; undefined when no record exists. */
-export async function storedTokens(store: SessionStore, keys: string[], cookie: string): Promise<SessionData['tokens'] | undefined> {
+export async function storedTokens(
+  store: SessionStore,
+  keys: string[],
+  cookie: string,
+): Promise<SessionData['tokens'] | undefined> {
   // now = 0: whatever a test clock says, only a missing record reads as undefined.
   const record = await store.get(hashSessionId(cookie), 0)
   if (!record) return undefined

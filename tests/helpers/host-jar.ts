@@ -15,7 +15,10 @@ export interface HostJarResponse {
 }
 
 const toLoopback: LookupFunction = (_hostname, options, callback) => {
-  if (options.all) return (callback as unknown as (err: null, addresses: Array<{ address: string; family: number }>) => void)(null, [{ address: '127.0.0.1', family: 4 }])
+  if (options.all)
+    return (callback as unknown as (err: null, addresses: Array<{ address: string; family: number }>) => void)(null, [
+      { address: '127.0.0.1', family: 4 },
+    ])
   callback(null, '127.0.0.1', 4)
 }
 
@@ -70,7 +73,11 @@ export class HostJar {
   }
 
   /** Follows 3xx Location headers (GET) until a non-redirect answer, or until `stop` says so. */
-  async follow(first: HostJarResponse, stop: (url: string) => boolean = () => false, limit = 15): Promise<HostJarResponse> {
+  async follow(
+    first: HostJarResponse,
+    stop: (url: string) => boolean = () => false,
+    limit = 15,
+  ): Promise<HostJarResponse> {
     let res = first
     for (let i = 0; i < limit && res.status >= 300 && res.status < 400 && res.headers.location; i++) {
       const next = this.location(res)
@@ -97,5 +104,8 @@ export class HostJar {
 }
 
 function decodeEntities(text: string): string {
-  return text.replace(/&amp;/g, '&').replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n))).replace(/&quot;/g, '"')
+  return text
+    .replace(/&amp;/g, '&')
+    .replace(/&#(\d+);/g, (_, n: string) => String.fromCharCode(Number(n)))
+    .replace(/&quot;/g, '"')
 }

@@ -113,7 +113,11 @@ export function noUserinfo(): IdpShape {
 }
 
 export function noRefreshToken(): IdpShape {
-  return { name: 'IdP that issues no refresh token', idp: { refreshTokens: false }, offers: { ...ALL, refreshTokens: false } }
+  return {
+    name: 'IdP that issues no refresh token',
+    idp: { refreshTokens: false },
+    offers: { ...ALL, refreshTokens: false },
+  }
 }
 
 /** Signs with ES256 while its discovery still lists only RS256 in id_token_signing_alg_values_supported. */
@@ -152,16 +156,28 @@ export async function foreignJwks(): Promise<IdpShape> {
 
 /** The client is registered for HS256 id_tokens, which the IdP signs with the client secret. */
 export function hs256IdToken(): IdpShape {
-  return { name: 'IdP signing id_tokens with HS256 (the client secret)', idp: {}, client: { id_token_signed_response_alg: 'HS256' }, offers: ALL }
+  return {
+    name: 'IdP signing id_tokens with HS256 (the client secret)',
+    idp: {},
+    client: { id_token_signed_response_alg: 'HS256' },
+    offers: ALL,
+  }
 }
 
 /** Its discovery document names another issuer than the URL it is served under. */
 export function issuerMismatch(published = 'http://127.0.0.1:1/other'): IdpShape {
-  return { name: 'IdP whose discovery names another issuer', idp: { discovery: (doc) => ({ ...doc, issuer: published }) }, offers: ALL }
+  return {
+    name: 'IdP whose discovery names another issuer',
+    idp: { discovery: (doc) => ({ ...doc, issuer: published }) },
+    offers: ALL,
+  }
 }
 
 /** FlowOptions for a shape, with more options merged in (`oidc` on top of the shape's own). */
-export function shapeFlow(shape: IdpShape, more: Omit<FlowOptions, 'oidc'> & { oidc?: (idp: RunningIdp) => OidcOptions } = {}): FlowOptions {
+export function shapeFlow(
+  shape: IdpShape,
+  more: Omit<FlowOptions, 'oidc'> & { oidc?: (idp: RunningIdp) => OidcOptions } = {},
+): FlowOptions {
   return {
     ...more,
     idp: { ...shape.idp, ...more.idp },
@@ -171,7 +187,11 @@ export function shapeFlow(shape: IdpShape, more: Omit<FlowOptions, 'oidc'> & { o
 }
 
 /** Starts an IdP of this shape on its own (clients as given, the shape's client settings merged into each). */
-export function startShapeIdp(shape: IdpShape, clients: IdpClient[], more: Partial<IdpOptions> = {}): Promise<RunningIdp> {
+export function startShapeIdp(
+  shape: IdpShape,
+  clients: IdpClient[],
+  more: Partial<IdpOptions> = {},
+): Promise<RunningIdp> {
   return startIdp({ ...shape.idp, ...more, clients: clients.map((c) => ({ ...c, ...shape.client })) })
 }
 

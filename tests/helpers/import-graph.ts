@@ -36,7 +36,9 @@ export interface ImportGraph {
 
 function sourceFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true })
-    .flatMap((e) => (e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []))
+    .flatMap((e) =>
+      e.isDirectory() ? sourceFiles(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+    )
     .sort()
 }
 
@@ -60,23 +62,47 @@ function resolveRelative(root: string, fromFile: string, specifier: string): str
 }
 
 /** The imports one file makes, as the parser sees them. */
-export function importsOf(fileName: string, code: string): { specifier: string | undefined; form: ImportForm; runtime: boolean; line: number }[] {
+export function importsOf(
+  fileName: string,
+  code: string,
+): { specifier: string | undefined; form: ImportForm; runtime: boolean; line: number }[] {
   const source = ts.createSourceFile(fileName, code, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS)
   const found: { specifier: string | undefined; form: ImportForm; runtime: boolean; line: number }[] = []
   const lineOf = (node: ts.Node): number => source.getLineAndCharacterOfPosition(node.getStart(source)).line + 1
-  const textOf = (node: ts.Expression | undefined): string | undefined => (node && ts.isStringLiteralLike(node) ? node.text : undefined)
+  const textOf = (node: ts.Expression | undefined): string | undefined =>
+    node && ts.isStringLiteralLike(node) ? node.text : undefined
 
   const visit = (node: ts.Node): void => {
     if (ts.isImportDeclaration(node)) {
-      found.push({ specifier: textOf(node.moduleSpecifier), form: 'import', runtime: !node.importClause?.isTypeOnly, line: lineOf(node) })
+      found.push({
+        specifier: textOf(node.moduleSpecifier),
+        form: 'import',
+        runtime: !node.importClause?.isTypeOnly,
+        line: lineOf(node),
+      })
     } else if (ts.isExportDeclaration(node) && node.moduleSpecifier) {
-      found.push({ specifier: textOf(node.moduleSpecifier), form: 'export-from', runtime: !node.isTypeOnly, line: lineOf(node) })
+      found.push({
+        specifier: textOf(node.moduleSpecifier),
+        form: 'export-from',
+        runtime: !node.isTypeOnly,
+        line: lineOf(node),
+      })
     } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
-      found.push({ specifier: textOf(node.moduleReference.expression), form: 'import', runtime: !node.isTypeOnly, line: lineOf(node) })
+      found.push({
+        specifier: textOf(node.moduleReference.expression),
+        form: 'import',
+        runtime: !node.isTypeOnly,
+        line: lineOf(node),
+      })
     } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
       found.push({ specifier: textOf(node.arguments[0]), form: 'dynamic-import', runtime: true, line: lineOf(node) })
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
-      found.push({ specifier: textOf(node.argument.literal as ts.Expression), form: 'import-type-node', runtime: false, line: lineOf(node) })
+      found.push({
+        specifier: textOf(node.argument.literal as ts.Expression),
+        form: 'import-type-node',
+        runtime: false,
+        line: lineOf(node),
+      })
     }
     ts.forEachChild(node, visit)
   }

@@ -39,7 +39,12 @@ function withHost(base: string, via: { host: string; port: number } | undefined)
 export async function storeFixture(kind: SharedStoreKind, label = 'gatehouse-test'): Promise<StoreFixture> {
   const run = randomBytes(6).toString('hex')
   if (kind === 'redis') {
-    const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 })
+    const admin = new Redis(REDIS_URL, {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      connectTimeout: 3000,
+    })
     let connectError: unknown
     admin.on('error', (err) => {
       connectError = err
@@ -49,7 +54,9 @@ export async function storeFixture(kind: SharedStoreKind, label = 'gatehouse-tes
       await admin.ping()
     } catch (err) {
       admin.disconnect()
-      throw new Error(`these tests need a Redis server at ${REDIS_URL} (set GATEHOUSE_TEST_REDIS_URL to use another): ${String(connectError ?? err)}`)
+      throw new Error(
+        `these tests need a Redis server at ${REDIS_URL} (set GATEHOUSE_TEST_REDIS_URL to use another): ${String(connectError ?? err)}`,
+      )
     }
     const prefix = `${label}:${run}:`
     const base = new URL(REDIS_URL)
@@ -83,7 +90,9 @@ export async function storeFixture(kind: SharedStoreKind, label = 'gatehouse-tes
     await admin.query('SELECT 1')
   } catch (err) {
     await admin.end().catch(() => {})
-    throw new Error(`these tests need a PostgreSQL server at ${POSTGRES_URL} (set GATEHOUSE_TEST_POSTGRES_URL to use another): ${String(err)}`)
+    throw new Error(
+      `these tests need a PostgreSQL server at ${POSTGRES_URL} (set GATEHOUSE_TEST_POSTGRES_URL to use another): ${String(err)}`,
+    )
   }
   const schema = `${label.replace(/[^A-Za-z0-9_]/g, '_')}_${run}`
   const base = new URL(POSTGRES_URL)
@@ -121,7 +130,12 @@ export interface Instance {
 export function instanceOptions(flow: Flow, overrides: Partial<GatehouseOptions> = {}): GatehouseOptions {
   return {
     publicOrigin: flow.origin,
-    oidc: { authority: flow.idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, scopes: ['openid', 'profile', 'email', 'offline_access'] },
+    oidc: {
+      authority: flow.idp.issuer,
+      clientId: CLIENT_ID,
+      clientSecret: CLIENT_SECRET,
+      scopes: ['openid', 'profile', 'email', 'offline_access'],
+    },
     keys: flow.keys,
     log: { level: 'silent' },
     ...overrides,

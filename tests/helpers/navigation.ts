@@ -4,7 +4,8 @@ import { request } from 'node:http'
 export const NAVIGATE = {
   'sec-fetch-mode': 'navigate',
   'sec-fetch-dest': 'document',
-  accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
+  accept:
+    'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7',
 }
 
 /** What a browser without Sec-Fetch headers (Safari before 16.4, Firefox before 90) sends on a navigation. */

@@ -1,7 +1,13 @@
 /** A client of GET /bff/session-events for tests: the events, in order, as they arrive. */
-export async function openEvents(origin: string, cookie: string): Promise<{ status: number; next(name: string): Promise<Record<string, unknown>>; close(): void }> {
+export async function openEvents(
+  origin: string,
+  cookie: string,
+): Promise<{ status: number; next(name: string): Promise<Record<string, unknown>>; close(): void }> {
   const abort = new AbortController()
-  const res = await fetch(`${origin}/bff/session-events`, { headers: { cookie, 'sec-fetch-site': 'same-origin' }, signal: abort.signal })
+  const res = await fetch(`${origin}/bff/session-events`, {
+    headers: { cookie, 'sec-fetch-site': 'same-origin' },
+    signal: abort.signal,
+  })
   const events: Array<{ name: string; data: Record<string, unknown> }> = []
   const waiters: Array<() => void> = []
   if (res.status === 200) {
@@ -38,4 +44,3 @@ export async function openEvents(origin: string, cookie: string): Promise<{ stat
     close: () => abort.abort(),
   }
 }
-

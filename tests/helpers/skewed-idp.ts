@@ -20,7 +20,11 @@ const self = fileURLToPath(import.meta.url)
 
 export async function startSkewedIdp(options: { offsetMs: number; clients: IdpClient[] }): Promise<SkewedIdp> {
   const child: ChildProcess = spawn(process.execPath, [self], {
-    env: { ...process.env, SKEWED_IDP_OFFSET_MS: String(options.offsetMs), SKEWED_IDP_CLIENTS: JSON.stringify(options.clients) },
+    env: {
+      ...process.env,
+      SKEWED_IDP_OFFSET_MS: String(options.offsetMs),
+      SKEWED_IDP_CLIENTS: JSON.stringify(options.clients),
+    },
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
   })
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))

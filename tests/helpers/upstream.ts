@@ -40,9 +40,15 @@ export async function startUpstream(): Promise<Upstream> {
     const url = new URL(req.url ?? '/', 'http://upstream.invalid')
     const path = url.pathname
     if (path === '/reset') return void req.socket.destroy()
-    if (path.startsWith('/status/')) return void res.writeHead(Number(path.slice(8)), { 'content-type': 'text/plain' }).end('status')
+    if (path.startsWith('/status/'))
+      return void res.writeHead(Number(path.slice(8)), { 'content-type': 'text/plain' }).end('status')
     if (path === '/redirect') {
-      return void res.writeHead(Number(url.searchParams.get('status') ?? 302), { location: url.searchParams.get('to') ?? '/', 'content-type': 'text/plain' }).end('redirect')
+      return void res
+        .writeHead(Number(url.searchParams.get('status') ?? 302), {
+          location: url.searchParams.get('to') ?? '/',
+          'content-type': 'text/plain',
+        })
+        .end('redirect')
     }
     if (path === '/cors') {
       const origin = req.headers.origin ?? '*'
@@ -60,10 +66,13 @@ export async function startUpstream(): Promise<Upstream> {
         .end(req.method === 'OPTIONS' ? undefined : 'cors')
     }
     if (path === '/slow') {
-      const timer = setTimeout(() => {
-        slowTimers.delete(timer)
-        res.end('slow')
-      }, Number(url.searchParams.get('ms') ?? 1000))
+      const timer = setTimeout(
+        () => {
+          slowTimers.delete(timer)
+          res.end('slow')
+        },
+        Number(url.searchParams.get('ms') ?? 1000),
+      )
       slowTimers.add(timer)
       return
     }
@@ -88,13 +97,26 @@ export async function startUpstream(): Promise<Upstream> {
         bytes += d.length
         hash.update(d)
       })
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ bytes, sha256: hash.digest('hex') })))
+      req.on('end', () =>
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ bytes, sha256: hash.digest('hex') })),
+      )
       return
     }
     if (path === '/body') {
       const chunks: Buffer[] = []
       req.on('data', (d: Buffer) => chunks.push(d))
-      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString('utf8') })))
+      req.on('end', () =>
+        res.writeHead(200, { 'content-type': 'application/json' }).end(
+          JSON.stringify({
+            method: req.method,
+            url: req.url,
+            headers: req.headers,
+            body: Buffer.concat(chunks).toString('utf8'),
+          }),
+        ),
+      )
       return
     }
     if (path === '/sse') {
@@ -111,7 +133,10 @@ export async function startUpstream(): Promise<Upstream> {
     }
     req.resume()
     req.on('end', () => {
-      res.writeHead(200, { 'content-type': 'application/json', 'set-cookie': ['upstream=1; Path=/', '__Host-gatehouse=planted; Path=/; Secure'] })
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'set-cookie': ['upstream=1; Path=/', '__Host-gatehouse=planted; Path=/; Secure'],
+      })
       res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers }))
     })
   })
@@ -141,11 +166,21 @@ export async function startUpstream(): Promise<Upstream> {
 }
 
 /** Asks the IdP whether it accepts a token (RFC 7662), as the test client. */
-export async function introspect(issuer: string, token: string, clientId: string, clientSecret: string): Promise<Record<string, unknown>> {
-  const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { introspection_endpoint: string }
+export async function introspect(
+  issuer: string,
+  token: string,
+  clientId: string,
+  clientSecret: string,
+): Promise<Record<string, unknown>> {
+  const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as {
+    introspection_endpoint: string
+  }
   const res = await fetch(meta.introspection_endpoint, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: {
+      authorization: `Basic ${Buffer.from(`${clientId}:${clientSecret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
     body: new URLSearchParams({ token }),
   })
   return (await res.json()) as Record<string, unknown>

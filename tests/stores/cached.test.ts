@@ -44,7 +44,12 @@ runStoreContract('cached (memory)', () => listening(new CachedStore(new NoticeMe
 
 const run = randomBytes(4).toString('hex')
 let n = 0
-const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 })
+const admin = new Redis(REDIS_URL, {
+  lazyConnect: true,
+  maxRetriesPerRequest: 0,
+  retryStrategy: () => null,
+  connectTimeout: 3000,
+})
 after(async () => {
   const prefix = `gatehouse-test:${run}:`
   let cursor = '0'
@@ -57,4 +62,11 @@ after(async () => {
 })
 
 // The contract runs at a fixed instant in 2023: the store's TTL clock sits a day earlier so keys outlive the test.
-runStoreContract('cached (redis)', async () => listening(new CachedStore(await openRedisStore(REDIS_URL, { keyPrefix: `gatehouse-test:${run}:${n++}:`, now: () => NOW - DAY }), { ttlMs: TTL_MS })))
+runStoreContract('cached (redis)', async () =>
+  listening(
+    new CachedStore(
+      await openRedisStore(REDIS_URL, { keyPrefix: `gatehouse-test:${run}:${n++}:`, now: () => NOW - DAY }),
+      { ttlMs: TTL_MS },
+    ),
+  ),
+)

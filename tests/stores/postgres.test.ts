@@ -18,7 +18,9 @@ admin.on('error', () => {})
 try {
   await admin.query('SELECT 1')
 } catch (err) {
-  throw new Error(`the PostgreSQL store tests need a server at ${POSTGRES_URL} (set GATEHOUSE_TEST_POSTGRES_URL to use another): ${String(err)}`)
+  throw new Error(
+    `the PostgreSQL store tests need a server at ${POSTGRES_URL} (set GATEHOUSE_TEST_POSTGRES_URL to use another): ${String(err)}`,
+  )
 }
 
 after(async () => {
@@ -47,7 +49,10 @@ async function catalog(schema: string): Promise<unknown> {
     `SELECT c.oid::int AS oid, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 ORDER BY c.relname`,
     [schema],
   )
-  const indexes = await admin.query('SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname', [schema])
+  const indexes = await admin.query(
+    'SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = $1 ORDER BY indexname',
+    [schema],
+  )
   return { relations: relations.rows, indexes: indexes.rows }
 }
 
@@ -71,7 +76,10 @@ describe('postgres store specifics', () => {
     const schema = freshSchema()
     const store = await openPostgresStore(urlWithSchema(schema))
     await store.close()
-    const { rows } = await admin.query<{ indexdef: string }>("SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'gatehouse_sessions'", [schema])
+    const { rows } = await admin.query<{ indexdef: string }>(
+      "SELECT indexdef FROM pg_indexes WHERE schemaname = $1 AND tablename = 'gatehouse_sessions'",
+      [schema],
+    )
     const definitions = rows.map((r) => r.indexdef).join('\n')
     assert.match(definitions, /UNIQUE INDEX .* \(id_hash\)/)
     assert.match(definitions, /INDEX gatehouse_sessions_sub .* \(sub\)$/m)
@@ -81,10 +89,17 @@ describe('postgres store specifics', () => {
     try {
       // The table is empty, so forbid the sequential scan the planner would rightly prefer.
       await client.query('SET enable_seqscan = off')
-      const plan = async (sql: string) => (await client.query(`EXPLAIN ${sql}`)).rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')
-      assert.match(await plan(`DELETE FROM "${schema}".gatehouse_sessions WHERE sub = 'a' AND sid = 'b'`), /Index|Bitmap/)
+      const plan = async (sql: string) =>
+        (await client.query(`EXPLAIN ${sql}`)).rows.map((r: { 'QUERY PLAN': string }) => r['QUERY PLAN']).join('\n')
+      assert.match(
+        await plan(`DELETE FROM "${schema}".gatehouse_sessions WHERE sub = 'a' AND sid = 'b'`),
+        /Index|Bitmap/,
+      )
       assert.match(await plan(`DELETE FROM "${schema}".gatehouse_sessions WHERE sid = 'b'`), /gatehouse_sessions_sid/)
-      assert.match(await plan(`SELECT id_hash FROM "${schema}".gatehouse_sessions WHERE expires_at <= 5 LIMIT 10`), /gatehouse_sessions_expires/)
+      assert.match(
+        await plan(`SELECT id_hash FROM "${schema}".gatehouse_sessions WHERE expires_at <= 5 LIMIT 10`),
+        /gatehouse_sessions_expires/,
+      )
     } finally {
       client.release()
     }

@@ -44,7 +44,10 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
     test('link lost: onLink(false); back: onLink(true) only once notices arrive again', async () => {
       const notices: SessionEndNotice[] = []
       const links: boolean[] = []
-      const stop = await subscriber.subscribeEnded!((notice) => notices.push(notice), (listening) => links.push(listening))
+      const stop = await subscriber.subscribeEnded!(
+        (notice) => notices.push(notice),
+        (listening) => links.push(listening),
+      )
       try {
         await publisher.publishEnded!({ idHash: 'before', reason: 'logout', origin: 'test' })
         await until('a notice while connected', () => notices.some((n) => n.idHash === 'before'))

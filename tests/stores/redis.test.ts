@@ -16,7 +16,12 @@ const DAY = 24 * HOUR
 const run = randomBytes(4).toString('hex')
 let n = 0
 
-const admin = new Redis(REDIS_URL, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 })
+const admin = new Redis(REDIS_URL, {
+  lazyConnect: true,
+  maxRetriesPerRequest: 0,
+  retryStrategy: () => null,
+  connectTimeout: 3000,
+})
 let connectError: unknown
 admin.on('error', (err) => {
   connectError = err
@@ -25,7 +30,9 @@ try {
   await admin.connect()
   await admin.ping()
 } catch (err) {
-  throw new Error(`the Redis store tests need a Redis server at ${REDIS_URL} (set GATEHOUSE_TEST_REDIS_URL to use another): ${String(connectError ?? err)}`)
+  throw new Error(
+    `the Redis store tests need a Redis server at ${REDIS_URL} (set GATEHOUSE_TEST_REDIS_URL to use another): ${String(connectError ?? err)}`,
+  )
 }
 
 after(async () => {
@@ -91,17 +98,25 @@ async function assertIndexesConsistent(prefix: string): Promise<void> {
   const expected = new Map<string, string[]>()
   const expectedMembers: string[] = []
   for (const [id, hash] of records) {
-    const sets = [`${prefix}{u:${part(hash.sub!)}}`, ...(hash.sid === undefined ? [] : [`${prefix}{d:${part(hash.sid)}}`])]
+    const sets = [
+      `${prefix}{u:${part(hash.sub!)}}`,
+      ...(hash.sid === undefined ? [] : [`${prefix}{d:${part(hash.sid)}}`]),
+    ]
     for (const set of sets) expected.set(set, [...(expected.get(set) ?? []), id])
     expectedMembers.push(JSON.stringify([id, hash.sub, hash.sid ?? null]))
   }
   const sets = new Map<string, string[]>()
   const members: string[] = []
   for (const key of keys) {
-    if (key.startsWith(`${prefix}{u:`) || key.startsWith(`${prefix}{d:`)) sets.set(key, (await admin.smembers(key)).sort())
+    if (key.startsWith(`${prefix}{u:`) || key.startsWith(`${prefix}{d:`))
+      sets.set(key, (await admin.smembers(key)).sort())
     if (key.startsWith(`${prefix}{x:`)) members.push(...(await admin.zrange(key, '0', '-1')))
   }
-  assert.deepEqual(sets, new Map([...expected].map(([k, ids]) => [k, ids.sort()])), 'sub/sid sets hold exactly the stored records')
+  assert.deepEqual(
+    sets,
+    new Map([...expected].map(([k, ids]) => [k, ids.sort()])),
+    'sub/sid sets hold exactly the stored records',
+  )
   assert.deepEqual(members.sort(), expectedMembers.sort(), 'the expiry index holds exactly the stored records')
 }
 
@@ -152,7 +167,10 @@ describe('redis store specifics', () => {
       assert.equal(await store.get(short.idHash, now), undefined)
       assert.equal(await store.deleteExpired(Date.now(), 10), 1)
       await assertIndexesConsistent(prefix)
-      assert.deepEqual((await store.list({ sub: 'alice', limit: 10 }, Date.now())).map((r) => r.idHash), [long.idHash])
+      assert.deepEqual(
+        (await store.list({ sub: 'alice', limit: 10 }, Date.now())).map((r) => r.idHash),
+        [long.idHash],
+      )
     } finally {
       await store.close()
     }
@@ -165,7 +183,8 @@ describe('redis store specifics', () => {
       const records: SessionRecord[] = []
       for (const sub of ['alice', 'bob', 'carol']) {
         for (const sid of ['s1', 's2', undefined]) {
-          for (const partition of ['app', 'admin']) records.push(sampleRecord({ sub, sid: sid === undefined ? undefined : `${sub}-${sid}`, partition }))
+          for (const partition of ['app', 'admin'])
+            records.push(sampleRecord({ sub, sid: sid === undefined ? undefined : `${sub}-${sid}`, partition }))
         }
       }
       records.push(sampleRecord({ sub: 'dave', sid: 'shared' }), sampleRecord({ sub: 'erin', sid: 'shared' }))
@@ -191,8 +210,14 @@ describe('redis store specifics', () => {
       // every read re-checks the record, so they change nothing.
       const moved = records.find((r) => r.sub === 'bob' && r.sid === 'bob-s2' && r.partition === 'app')!
       assert.equal(await store.set({ ...moved, sub: 'frank', sid: 'frank-s1', version: 2 }, 1), true)
-      assert.equal((await store.list({ sub: 'bob', limit: 100 }, NOW)).some((r) => r.idHash === moved.idHash), false)
-      assert.deepEqual((await store.list({ sub: 'frank', limit: 100 }, NOW)).map((r) => r.idHash), [moved.idHash])
+      assert.equal(
+        (await store.list({ sub: 'bob', limit: 100 }, NOW)).some((r) => r.idHash === moved.idHash),
+        false,
+      )
+      assert.deepEqual(
+        (await store.list({ sub: 'frank', limit: 100 }, NOW)).map((r) => r.idHash),
+        [moved.idHash],
+      )
       assert.equal(await store.deleteWhere({ sid: 'bob-s2' }), 1, 'only the admin session still has sid bob-s2')
       assert.deepEqual((await store.get(moved.idHash, NOW))?.sub, 'frank')
 
@@ -244,7 +269,8 @@ describe('redis store specifics', () => {
         assert.equal(new Set(keys.map(hashSlot)).size, 1, `${args[0]} touches one slot: ${keys.join(' ')}`)
       }
       const verbs = new Set(commands.map((args) => args[0]!.toLowerCase()))
-      for (const verb of ['evalsha', 'hgetall', 'sadd', 'srem', 'smembers', 'zadd', 'zrem', 'zrangebyscore']) assert.ok(verbs.has(verb), `workload used ${verb}`)
+      for (const verb of ['evalsha', 'hgetall', 'sadd', 'srem', 'smembers', 'zadd', 'zrem', 'zrangebyscore'])
+        assert.ok(verbs.has(verb), `workload used ${verb}`)
     } finally {
       monitor.disconnect()
       await store.close()
@@ -259,12 +285,19 @@ describe('redis store specifics', () => {
       const plain = sampleRecord({ sub: 'a', sid: 'x}' })
       const percent = sampleRecord({ sub: 'a%7D:d:x', sid: '%7Bx%7D' })
       for (const r of [odd, plain, percent]) await store.set(r)
-      for (const key of await keysUnder(prefix)) assert.match(key, /^[^{}]*\{[^{}]*\}$/, `${key} has one well-formed tag`)
-      assert.deepEqual((await store.list({ sub: 'a}:d:x', limit: 10 }, NOW)).map((r) => r.idHash), [odd.idHash])
+      for (const key of await keysUnder(prefix))
+        assert.match(key, /^[^{}]*\{[^{}]*\}$/, `${key} has one well-formed tag`)
+      assert.deepEqual(
+        (await store.list({ sub: 'a}:d:x', limit: 10 }, NOW)).map((r) => r.idHash),
+        [odd.idHash],
+      )
       assert.equal(await store.deleteWhere({ sid: '{x}' }), 1)
       assert.deepEqual(await store.get(plain.idHash, NOW), plain)
       assert.deepEqual(await store.get(percent.idHash, NOW), percent)
-      assert.deepEqual((await store.list({ limit: 10 }, NOW)).map((r) => r.idHash).sort(), [plain.idHash, percent.idHash].sort())
+      assert.deepEqual(
+        (await store.list({ limit: 10 }, NOW)).map((r) => r.idHash).sort(),
+        [plain.idHash, percent.idHash].sort(),
+      )
       await assertIndexesConsistent(prefix)
     } finally {
       await store.close()

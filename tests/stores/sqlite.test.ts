@@ -60,7 +60,11 @@ describe('sqlite file layout', () => {
       // Reads served from a's own copy while nothing changed elsewhere must not hide b's writes.
       assert.equal(await b.set({ ...record, version: 2, sealed: 'by-b' }, 1), true)
       assert.equal((await a.get(record.idHash, NOW))?.sealed, 'by-b')
-      assert.equal(await a.set({ ...record, version: 2, sealed: 'stale' }, 1), false, 'a\'s compare-and-set sees b\'s version')
+      assert.equal(
+        await a.set({ ...record, version: 2, sealed: 'stale' }, 1),
+        false,
+        "a's compare-and-set sees b's version",
+      )
       assert.equal(await b.delete(record.idHash), true)
       assert.equal(await a.get(record.idHash, NOW), undefined)
       const other = sampleRecord()
@@ -112,10 +116,17 @@ describe('sqlite file layout', () => {
     await store.close()
     const db = new DatabaseSync(path)
     try {
-      const rows = db.prepare("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'gatehouse_sessions' AND sql IS NOT NULL").all() as Array<{ sql: string }>
+      const rows = db
+        .prepare(
+          "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'gatehouse_sessions' AND sql IS NOT NULL",
+        )
+        .all() as Array<{ sql: string }>
       const indexedColumns = rows.map((r) => /\(([^)]*)\)/.exec(r.sql)?.[1]?.trim())
-      for (const column of ['sub', 'sid', 'expires_at']) assert.ok(indexedColumns.includes(column), `an index on ${column} (found ${indexedColumns.join(', ')})`)
-      const plan = db.prepare("EXPLAIN QUERY PLAN SELECT * FROM gatehouse_sessions WHERE sub = 'a' AND sid = 'b'").all() as Array<{ detail: string }>
+      for (const column of ['sub', 'sid', 'expires_at'])
+        assert.ok(indexedColumns.includes(column), `an index on ${column} (found ${indexedColumns.join(', ')})`)
+      const plan = db
+        .prepare("EXPLAIN QUERY PLAN SELECT * FROM gatehouse_sessions WHERE sub = 'a' AND sid = 'b'")
+        .all() as Array<{ detail: string }>
       assert.match(plan.map((p) => p.detail).join('\n'), /USING INDEX/)
     } finally {
       db.close()
@@ -132,7 +143,13 @@ describe('sqlite file layout', () => {
     })
     const data: SessionData = {
       claims: [{ type: 'sub', value: 'alice' }],
-      tokens: { accessToken: 'at-PLAINTEXT-ACCESS', refreshToken: 'rt-PLAINTEXT-REFRESH', idToken: 'it-PLAINTEXT-ID', accessTokenExpiresAt: undefined, scope: 'openid' },
+      tokens: {
+        accessToken: 'at-PLAINTEXT-ACCESS',
+        refreshToken: 'rt-PLAINTEXT-REFRESH',
+        idToken: 'it-PLAINTEXT-ID',
+        accessTokenExpiresAt: undefined,
+        scope: 'openid',
+      },
       logoutSid: 'sid-1',
       sessionState: undefined,
     }
@@ -143,7 +160,8 @@ describe('sqlite file layout', () => {
       const text = bytes()
       assert.ok(text.includes(hashSessionId(cookieValue)), `${when}: the hash is stored`)
       assert.ok(!text.includes(cookieValue), `${when}: the raw cookie id is not stored`)
-      for (const secret of ['at-PLAINTEXT-ACCESS', 'rt-PLAINTEXT-REFRESH', 'it-PLAINTEXT-ID']) assert.ok(!text.includes(secret), `${when}: ${secret} is sealed`)
+      for (const secret of ['at-PLAINTEXT-ACCESS', 'rt-PLAINTEXT-REFRESH', 'it-PLAINTEXT-ID'])
+        assert.ok(!text.includes(secret), `${when}: ${secret} is sealed`)
     }
     check('before close')
     await store.close()

@@ -59,7 +59,22 @@ describe('Redis start-up errors', () => {
   before(async () => {
     await admin.connect()
     securedPort = await freePort()
-    server = spawn('redis-server', ['--port', String(securedPort), '--requirepass', password, '--save', '', '--appendonly', 'no', '--bind', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    server = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(securedPort),
+        '--requirepass',
+        password,
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--bind',
+        '127.0.0.1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    )
     await new Promise<void>((resolve, reject) => {
       let out = ''
       server.stdout!.on('data', (chunk: Buffer) => {
@@ -79,13 +94,19 @@ describe('Redis start-up errors', () => {
   test('nothing listening: connection refused, naming the address', async () => {
     const port = await freePort()
     const err = await startupError(`redis://:s3cret-pw@127.0.0.1:${port}`, ['s3cret-pw'])
-    assert.equal(err.message, `session store redis://127.0.0.1:${port}/0: connection refused (is Redis running at 127.0.0.1:${port}?)`)
+    assert.equal(
+      err.message,
+      `session store redis://127.0.0.1:${port}/0: connection refused (is Redis running at 127.0.0.1:${port}?)`,
+    )
   })
 
   test('a wrong password: authentication failed, the password shown nowhere', async () => {
     const wrong = `wrong-${randomBytes(6).toString('hex')}`
     const err = await startupError(`redis://:${wrong}@127.0.0.1:${securedPort}`, [wrong, password])
-    assert.equal(err.message, `session store redis://127.0.0.1:${securedPort}/0: authentication failed (check the user and password in session.store)`)
+    assert.equal(
+      err.message,
+      `session store redis://127.0.0.1:${securedPort}/0: authentication failed (check the user and password in session.store)`,
+    )
     const withUser = await startupError(`redis://default:${wrong}@127.0.0.1:${securedPort}/2`, [wrong, password])
     assert.match(withUser.message, /^session store redis:\/\/127\.0\.0\.1:\d+\/2: authentication failed/)
   })
@@ -106,10 +127,13 @@ describe('Redis start-up errors', () => {
     }
   })
 
-  test('a database index beyond the server\'s: out of range, with how many it has (not a silent database 0)', async () => {
+  test("a database index beyond the server's: out of range, with how many it has (not a silent database 0)", async () => {
     const [, databases] = (await admin.config('GET', 'databases')) as [string, string]
     const err = await startupError(`${REDIS_URL}/99`)
-    assert.equal(err.message, `session store ${REDIS_URL}/99: database index 99 is out of range (this server has ${databases} databases: 0 to ${Number(databases) - 1})`)
+    assert.equal(
+      err.message,
+      `session store ${REDIS_URL}/99: database index 99 is out of range (this server has ${databases} databases: 0 to ${Number(databases) - 1})`,
+    )
   })
 
   test('/3 selects database 3: a key written through the store is in database 3, not 0', async () => {
@@ -135,8 +159,14 @@ describe('Redis start-up errors', () => {
 
   test('a path that is not a database number is refused before connecting', async () => {
     const err = await startupError(`${REDIS_URL}/sessions`)
-    assert.equal(err.message, `session store ${REDIS_URL}/sessions: the path must be a database number such as /0 or /3, not "sessions"`)
-    assert.match((await startupError(`${REDIS_URL}/-1`)).message, /the path must be a database number such as \/0 or \/3, not "-1"/)
+    assert.equal(
+      err.message,
+      `session store ${REDIS_URL}/sessions: the path must be a database number such as /0 or /3, not "sessions"`,
+    )
+    assert.match(
+      (await startupError(`${REDIS_URL}/-1`)).message,
+      /the path must be a database number such as \/0 or \/3, not "-1"/,
+    )
     assert.match((await startupError(`${REDIS_URL}/1.5`)).message, /not "1\.5"/)
   })
 
@@ -155,8 +185,14 @@ describe('PostgreSQL start-up errors', () => {
 
   test('nothing listening: connection refused, naming the address, never the password', async () => {
     const port = await freePort()
-    const err = await startupError(`postgres://gh:s3cret-pw@127.0.0.1:${port}/test?password=other-s3cret`, ['s3cret-pw', 'other-s3cret'])
-    assert.equal(err.message, `session store postgres://127.0.0.1:${port}/test: connection refused (is PostgreSQL running at 127.0.0.1:${port}?)`)
+    const err = await startupError(`postgres://gh:s3cret-pw@127.0.0.1:${port}/test?password=other-s3cret`, [
+      's3cret-pw',
+      'other-s3cret',
+    ])
+    assert.equal(
+      err.message,
+      `session store postgres://127.0.0.1:${port}/test: connection refused (is PostgreSQL running at 127.0.0.1:${port}?)`,
+    )
   })
 
   test('a missing database is named', async () => {
@@ -176,7 +212,12 @@ describe('PostgreSQL start-up errors', () => {
     await admin.query(`CREATE ROLE ${role} LOGIN`)
     try {
       const err = await startupError(`postgres://${role}@${base.host}/test?schema=gh_never_${run}`)
-      assert.match(err.message, new RegExp(`: schema gh_never_${run} lacks the session tables and this user may not create them \\(permission denied for database test\\): run gatehouse migrate as a user that may`))
+      assert.match(
+        err.message,
+        new RegExp(
+          `: schema gh_never_${run} lacks the session tables and this user may not create them \\(permission denied for database test\\): run gatehouse migrate as a user that may`,
+        ),
+      )
     } finally {
       await admin.query(`DROP ROLE ${role}`)
     }
@@ -191,7 +232,10 @@ describe('PostgreSQL start-up errors', () => {
     try {
       if (rows[0]!.ssl === 'off') {
         const err = await startupError(url, ['pw-x3'])
-        assert.equal(err.message, `session store postgres://${base.host}/test: TLS failed: the server does not support SSL connections (sslmode in session.store asks for TLS)`)
+        assert.equal(
+          err.message,
+          `session store postgres://${base.host}/test: TLS failed: the server does not support SSL connections (sslmode in session.store asks for TLS)`,
+        )
       } else {
         // A server with SSL: its certificate is checked (pg's meaning of require), so either it opens or the handshake fails.
         const outcome = await openStore(url).then(
@@ -202,10 +246,14 @@ describe('PostgreSQL start-up errors', () => {
           },
           (e: unknown) => e,
         )
-        if (outcome !== 'opened') await startupError(url, ['pw-x3']).then((err) => assert.match(err.message, /TLS handshake failed \(/))
+        if (outcome !== 'opened')
+          await startupError(url, ['pw-x3']).then((err) => assert.match(err.message, /TLS handshake failed \(/))
       }
       await new Promise((resolve) => setImmediate(resolve))
-      assert.deepEqual(warnings.filter((w) => /sslmode|SSL modes/i.test(w)), [])
+      assert.deepEqual(
+        warnings.filter((w) => /sslmode|SSL modes/i.test(w)),
+        [],
+      )
     } finally {
       process.off('warning', onWarning)
     }
@@ -217,7 +265,10 @@ describe('SQLite start-up errors', () => {
     const file = join(dir, 'a-file')
     writeFileSync(file, 'not a folder')
     const err = await startupError(`sqlite:${join(file, 'sub', 'sessions.db')}`)
-    assert.equal(err.message, `session store sqlite:${join(file, 'sub', 'sessions.db')}: folder ${join(file, 'sub')} cannot be created: ${file} is a file, not a folder`)
+    assert.equal(
+      err.message,
+      `session store sqlite:${join(file, 'sub', 'sessions.db')}: folder ${join(file, 'sub')} cannot be created: ${file} is a file, not a folder`,
+    )
     const direct = await startupError(`sqlite:${join(file, 'sessions.db')}`)
     assert.equal(direct.message, `session store sqlite:${join(file, 'sessions.db')}: ${file} is a file, not a folder`)
   })
@@ -231,10 +282,16 @@ describe('SQLite start-up errors', () => {
   test('a folder where the file should be, and a file that is not a database', async () => {
     const folder = join(dir, 'folder.db')
     mkdirSync(folder)
-    assert.equal((await startupError(`sqlite:${folder}`)).message, `session store sqlite:${folder}: ${folder} is a folder, not a database file`)
+    assert.equal(
+      (await startupError(`sqlite:${folder}`)).message,
+      `session store sqlite:${folder}: ${folder} is a folder, not a database file`,
+    )
     const junk = join(dir, 'junk.db')
     writeFileSync(junk, 'this is not SQLite, and long enough to be read as a header: '.repeat(10))
-    assert.equal((await startupError(`sqlite:${junk}`)).message, `session store sqlite:${junk}: ${junk} is not a SQLite database`)
+    assert.equal(
+      (await startupError(`sqlite:${junk}`)).message,
+      `session store sqlite:${junk}: ${junk} is not a SQLite database`,
+    )
   })
 
   test('a folder this user may not write to', async () => {
@@ -249,14 +306,21 @@ describe('SQLite start-up errors', () => {
     const script = `import { openStore } from ${JSON.stringify(new URL('../../src/session/stores/open-store.ts', import.meta.url).pathname)}
 ${asRoot ? 'process.setgid(65534); process.setuid(65534)' : ''}
 openStore(${JSON.stringify(`sqlite:${path}`)}).then(() => console.log('opened'), (e) => console.log(e.message))`
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      cwd: tmpdir(),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d) => (stdout += d))
     child.stderr.on('data', (d) => (stderr += d))
     await new Promise((resolve) => child.on('close', resolve))
     chmodSync(readOnly, 0o755)
-    assert.equal(stdout.trim(), `session store sqlite:${path}: folder ${readOnly} is not writable (the database file cannot be created there)`, stderr)
+    assert.equal(
+      stdout.trim(),
+      `session store sqlite:${path}: folder ${readOnly} is not writable (the database file cannot be created there)`,
+      stderr,
+    )
   })
 })
 
@@ -281,14 +345,23 @@ async function locationError(location: string, secret: string): Promise<Gatehous
 
 describe('store locations a password broke, and Redis query parameters (issue #15 review F1, F6, F8)', () => {
   const secret = 'Zm9vSECRET'
-  for (const location of [`redis://gatehouse:${secret}/YmFy+=@127.0.0.1:6379/0`, `postgres://gatehouse:${secret}/YmFy@127.0.0.1:5432/test`]) {
+  for (const location of [
+    `redis://gatehouse:${secret}/YmFy+=@127.0.0.1:6379/0`,
+    `postgres://gatehouse:${secret}/YmFy@127.0.0.1:5432/test`,
+  ]) {
     test(`a URL that does not parse (${location.split(':')[0]}): names session.store, not "Invalid URL" with the URL attached`, async () => {
       const err = await locationError(location, secret)
-      assert.match(err.message, /^session\.store is not a valid URL: percent-encode the user name and password \(encodeURIComponent\)$/)
+      assert.match(
+        err.message,
+        /^session\.store is not a valid URL: percent-encode the user name and password \(encodeURIComponent\)$/,
+      )
     })
   }
 
-  for (const location of [`redis://gatehouse:6379/${secret}@127.0.0.1:6379/0`, `postgres://gatehouse:5432/${secret}@127.0.0.1:5432/test`]) {
+  for (const location of [
+    `redis://gatehouse:6379/${secret}@127.0.0.1:6379/0`,
+    `postgres://gatehouse:5432/${secret}@127.0.0.1:5432/test`,
+  ]) {
     test(`a password that parses as port and path (${location.split(':')[0]}): refused before connecting to the wrong host, without it`, async () => {
       const err = await locationError(location, secret)
       assert.match(err.message, /^session\.store has "@" after the host: percent-encode/)
@@ -297,7 +370,10 @@ describe('store locations a password broke, and Redis query parameters (issue #1
 
   test('publicLocation leaves out a path holding "@" (the tail of such a password)', () => {
     assert.equal(publicLocation(new URL(`redis://gatehouse:6379/${secret}@127.0.0.1:6379/0`)), 'redis://gatehouse:6379')
-    assert.equal(publicLocation(new URL('postgres://u:pw@db.internal:5432/app?password=x')), 'postgres://db.internal:5432/app')
+    assert.equal(
+      publicLocation(new URL('postgres://u:pw@db.internal:5432/app?password=x')),
+      'postgres://db.internal:5432/app',
+    )
   })
 
   test('a "%" that starts no escape in a PostgreSQL password: refused naming session.store, not pg\'s "URI malformed"', async () => {
@@ -307,7 +383,10 @@ describe('store locations a password broke, and Redis query parameters (issue #1
 
   test('Redis ?db= and driver options are refused: ioredis would let them override the database and bounds gatehouse set', async () => {
     const db = await locationError(`${REDIS_URL}?db=5`, secret)
-    assert.match(db.message, /^session\.store has the query parameter "db", which gatehouse does not read \(the database is the path/)
+    assert.match(
+      db.message,
+      /^session\.store has the query parameter "db", which gatehouse does not read \(the database is the path/,
+    )
     const timeout = await locationError(`${REDIS_URL}/0?connectTimeout=60000&prefix=x:`, secret)
     assert.match(timeout.message, /query parameter "connectTimeout"/)
   })
@@ -315,7 +394,11 @@ describe('store locations a password broke, and Redis query parameters (issue #1
   test('a percent-encoded password with "/", "@" and "%" reaches Redis decoded', async () => {
     const password = `a/b@c%d+${randomBytes(4).toString('hex')}`
     const port = await freePort()
-    const server = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--requirepass', password], { stdio: ['ignore', 'pipe', 'ignore'] })
+    const server = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--requirepass', password],
+      { stdio: ['ignore', 'pipe', 'ignore'] },
+    )
     try {
       await new Promise<void>((resolve, reject) => {
         let out = ''

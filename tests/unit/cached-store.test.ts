@@ -30,7 +30,10 @@ class PubSubMemoryStore extends MemoryStore {
     this.listener?.(notice)
   }
 
-  async subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
+  async subscribeEnded(
+    listener: (notice: SessionEndNotice) => void,
+    onLink?: (listening: boolean) => void,
+  ): Promise<() => Promise<void>> {
     this.listener = listener
     this.link = onLink
     return async () => {
@@ -40,7 +43,18 @@ class PubSubMemoryStore extends MemoryStore {
 }
 
 function record(id: string, overrides: Partial<SessionRecord> = {}): SessionRecord {
-  return { idHash: id, sub: `sub-${id}`, sid: `sid-${id}`, partition: 'app', createdAt: NOW, renewedAt: NOW, expiresAt: NOW + 3_600_000, version: 1, sealed: `sealed-${id}`, ...overrides }
+  return {
+    idHash: id,
+    sub: `sub-${id}`,
+    sid: `sid-${id}`,
+    partition: 'app',
+    createdAt: NOW,
+    renewedAt: NOW,
+    expiresAt: NOW + 3_600_000,
+    version: 1,
+    sealed: `sealed-${id}`,
+    ...overrides,
+  }
 }
 
 async function setup(): Promise<{ inner: PubSubMemoryStore; cache: CachedStore; clock: { t: number } }> {
@@ -148,7 +162,7 @@ test('writes and deletes through the cache update or drop the copy at once', asy
   assert.equal(await cache.set(renewed, 1), true)
   assert.equal((await cache.get('a', NOW))?.sealed, 'v2', 'a compare-and-set that won is the new copy')
   assert.equal(await cache.set({ ...first, version: 2, sealed: 'stale' }, 1), false)
-  assert.equal((await cache.get('a', NOW))?.sealed, 'v2', 'a lost compare-and-set leaves the store\'s record')
+  assert.equal((await cache.get('a', NOW))?.sealed, 'v2', "a lost compare-and-set leaves the store's record")
   await cache.delete('a')
   assert.equal(await cache.get('a', NOW), undefined)
   await cache.set(record('b'))

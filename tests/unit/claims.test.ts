@@ -4,7 +4,18 @@ import { toClaimRecords, toClaims } from '../../src/oidc/claims.ts'
 
 test('id_token claims come first in order, protocol claims are dropped, arrays repeat and objects become JSON', () => {
   const claims = toClaims(
-    { iss: 'https://idp', aud: 'c', exp: 1, iat: 1, nonce: 'n', at_hash: 'h', sub: 'u1', sid: 's1', amr: ['pwd', 'otp'], address: { country: 'NZ' } },
+    {
+      iss: 'https://idp',
+      aud: 'c',
+      exp: 1,
+      iat: 1,
+      nonce: 'n',
+      at_hash: 'h',
+      sub: 'u1',
+      sid: 's1',
+      amr: ['pwd', 'otp'],
+      address: { country: 'NZ' },
+    },
     undefined,
   )
   assert.deepEqual(claims, [
@@ -17,7 +28,10 @@ test('id_token claims come first in order, protocol claims are dropped, arrays r
 })
 
 test('userinfo adds only claim types the id_token did not carry', () => {
-  const claims = toClaims({ sub: 'u1', name: 'From id_token' }, { sub: 'u1', name: 'From userinfo', email: 'u1@example.test' })
+  const claims = toClaims(
+    { sub: 'u1', name: 'From id_token' },
+    { sub: 'u1', name: 'From userinfo', email: 'u1@example.test' },
+  )
   assert.deepEqual(claims, [
     { type: 'sub', value: 'u1' },
     { type: 'name', value: 'From id_token' },
@@ -25,12 +39,15 @@ test('userinfo adds only claim types the id_token did not carry', () => {
   ])
 })
 
-test('an IdP cannot supply bff: claims (they would steer the SPA\'s logout navigation)', () => {
-  const claims = toClaims({ sub: 'u1', 'bff:logout_url': 'https://evil.example/' }, { 'bff:logout_url': 'javascript:alert(1)//', 'bff:session_expires_in': 99999 })
+test("an IdP cannot supply bff: claims (they would steer the SPA's logout navigation)", () => {
+  const claims = toClaims(
+    { sub: 'u1', 'bff:logout_url': 'https://evil.example/' },
+    { 'bff:logout_url': 'javascript:alert(1)//', 'bff:session_expires_in': 99999 },
+  )
   assert.deepEqual(claims, [{ type: 'sub', value: 'u1' }])
 })
 
-describe('claims in Duende.BFF\'s /bff/user shape', () => {
+describe("claims in Duende.BFF's /bff/user shape", () => {
   const XSD = 'http://www.w3.org/2001/XMLSchema#'
 
   test('values become strings with the type ASP.NET would name; strings get valueType null and objects "JSON"', () => {
@@ -59,10 +76,17 @@ describe('claims in Duende.BFF\'s /bff/user shape', () => {
   })
 
   test('a string that looks like another type stays a plain string (the IdP sent a string)', () => {
-    assert.deepEqual(toClaimRecords([{ type: 'x', value: 'true' }, { type: 'y', value: '42' }, { type: 'z', value: '{"a":1}' }]), [
-      { type: 'x', value: 'true', valueType: null },
-      { type: 'y', value: '42', valueType: null },
-      { type: 'z', value: '{"a":1}', valueType: null },
-    ])
+    assert.deepEqual(
+      toClaimRecords([
+        { type: 'x', value: 'true' },
+        { type: 'y', value: '42' },
+        { type: 'z', value: '{"a":1}' },
+      ]),
+      [
+        { type: 'x', value: 'true', valueType: null },
+        { type: 'y', value: '42', valueType: null },
+        { type: 'z', value: '{"a":1}', valueType: null },
+      ],
+    )
   })
 })

@@ -2,7 +2,13 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { test } from 'node:test'
 import { ApiPool } from '../../src/proxy/api-pool.ts'
-import { addressKey, clientAddress, ClientLimits, isEventStreamAnswer, isEventStreamRequest } from '../../src/proxy/client-limits.ts'
+import {
+  addressKey,
+  clientAddress,
+  ClientLimits,
+  isEventStreamAnswer,
+  isEventStreamRequest,
+} from '../../src/proxy/client-limits.ts'
 
 test('a client gets limits.perClient places and no more; a place given back any number of times counts once', () => {
   const limits = new ClientLimits({ perClient: 2, perClientStreams: 1 })
@@ -56,18 +62,23 @@ test('a forwarded address with a port or brackets is keyed by the address alone;
   assert.equal(addressKey('[2001:db8::1]:443'), '2001:db8:0:0::/64')
   assert.equal(addressKey('[2001:db8::1]'), '2001:db8:0:0::/64')
   assert.equal(addressKey(' 203.0.113.7 '), '203.0.113.7')
-  for (const garbage of ['', 'unknown', 'not-an-ip', '1.2.3', '203.0.113.7:x', '[nope]:1', '999.1.1.1']) assert.equal(addressKey(garbage), 'unknown', garbage)
+  for (const garbage of ['', 'unknown', 'not-an-ip', '1.2.3', '203.0.113.7:x', '[nope]:1', '999.1.1.1'])
+    assert.equal(addressKey(garbage), 'unknown', garbage)
 })
 
 test('the client address is the peer, or with trustProxy the X-Forwarded-For value the proxy appended (the last), never one the client prepended', () => {
-  const req = (forwarded?: string) => ({ headers: forwarded === undefined ? {} : { 'x-forwarded-for': forwarded }, socket: { remoteAddress: '10.0.0.2' } }) as unknown as IncomingMessage
+  const req = (forwarded?: string) =>
+    ({
+      headers: forwarded === undefined ? {} : { 'x-forwarded-for': forwarded },
+      socket: { remoteAddress: '10.0.0.2' },
+    }) as unknown as IncomingMessage
   assert.equal(clientAddress(req('198.51.100.1, 203.0.113.9'), false), '10.0.0.2')
   assert.equal(clientAddress(req('198.51.100.1, 203.0.113.9'), true), '203.0.113.9')
   assert.equal(clientAddress(req(), true), '10.0.0.2')
   assert.equal(clientAddress(req(' '), true), '10.0.0.2')
 })
 
-test('event streams are recognised by Accept or by the answer\'s media type', () => {
+test("event streams are recognised by Accept or by the answer's media type", () => {
   assert.equal(isEventStreamRequest({ accept: 'text/event-stream' }), true)
   assert.equal(isEventStreamRequest({ accept: 'application/json' }), false)
   assert.equal(isEventStreamRequest({}), false)

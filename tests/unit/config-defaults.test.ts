@@ -7,11 +7,19 @@ import { parseDuration } from '../../src/config/duration.ts'
 import { validateConfig } from '../../src/config/validate.ts'
 import { generateKey } from '../../src/session/seal.ts'
 
-const minimal = () => ({ oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff', clientSecret: 's3cret' }, keys: [generateKey()] })
+const minimal = () => ({
+  oidc: { authority: 'https://idp.example.com', clientId: 'spa-bff', clientSecret: 's3cret' },
+  keys: [generateKey()],
+})
 const ms = (text: string) => parseDuration(text)!
 
 test('a configuration that sets nothing optional gets every default of DEFAULTS', () => {
-  const { config, issues } = validateConfig({ ...minimal(), admin: {}, remoteApis: [{ path: '/api', target: 'https://api.example.com' }], frontends: [{ name: 'app', indexHtmlUrl: 'https://cdn.example.com/index.html' }] })
+  const { config, issues } = validateConfig({
+    ...minimal(),
+    admin: {},
+    remoteApis: [{ path: '/api', target: 'https://api.example.com' }],
+    frontends: [{ name: 'app', indexHtmlUrl: 'https://cdn.example.com/index.html' }],
+  })
   assert.deepEqual(issues, [])
   assert.ok(config)
   assert.deepEqual(config.listen, DEFAULTS.listen)
@@ -59,13 +67,26 @@ test('DEFAULTS cannot be changed, and no configuration shares a list or object w
 
 test('the cross-checks take a key left out at its default', () => {
   // Left out, oidc.redirectPath is its default: a post-logout path equal to it is refused.
-  const same = validateConfig({ ...minimal(), oidc: { ...minimal().oidc, postLogoutRedirectPath: DEFAULTS.oidc.redirectPath } })
-  assert.deepEqual(same.issues, [{ path: 'oidc.postLogoutRedirectPath', message: 'must differ from oidc.redirectPath' }])
+  const same = validateConfig({
+    ...minimal(),
+    oidc: { ...minimal().oidc, postLogoutRedirectPath: DEFAULTS.oidc.redirectPath },
+  })
+  assert.deepEqual(same.issues, [
+    { path: 'oidc.postLogoutRedirectPath', message: 'must differ from oidc.redirectPath' },
+  ])
   // Left out, session.lifetime is its default (8h): an absolute lifetime below it is refused while sliding.
   const shorter = validateConfig({ ...minimal(), session: { absoluteLifetime: '1h' } })
-  assert.deepEqual(shorter.issues, [{ path: 'session.absoluteLifetime', message: 'must not be shorter than session.lifetime' }])
+  assert.deepEqual(shorter.issues, [
+    { path: 'session.absoluteLifetime', message: 'must not be shorter than session.lifetime' },
+  ])
   assert.deepEqual(validateConfig({ ...minimal(), session: { absoluteLifetime: '1h', sliding: false } }).issues, [])
   // Left out, managementBasePath is its default: a remote API under it is refused.
-  const overlap = validateConfig({ ...minimal(), remoteApis: [{ path: DEFAULTS.managementBasePath, target: 'https://api.example.com' }] })
-  assert.deepEqual(overlap.issues.map((i) => i.path), ['remoteApis[0].path'])
+  const overlap = validateConfig({
+    ...minimal(),
+    remoteApis: [{ path: DEFAULTS.managementBasePath, target: 'https://api.example.com' }],
+  })
+  assert.deepEqual(
+    overlap.issues.map((i) => i.path),
+    ['remoteApis[0].path'],
+  )
 })

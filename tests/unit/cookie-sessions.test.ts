@@ -12,7 +12,13 @@ const cookie = { name: '__Host-gatehouse', sameSite: 'lax' as const, maxAgeSec: 
 function data(claimBytes = 0): SessionData {
   return {
     claims: [{ type: 'sub', value: 'alice' }, ...(claimBytes ? [{ type: 'big', value: 'x'.repeat(claimBytes) }] : [])],
-    tokens: { accessToken: 'AT', refreshToken: 'refresh-token-plaintext', idToken: 'IT', accessTokenExpiresAt: Date.now() + HOUR, scope: 'openid' },
+    tokens: {
+      accessToken: 'AT',
+      refreshToken: 'refresh-token-plaintext',
+      idToken: 'IT',
+      accessTokenExpiresAt: Date.now() + HOUR,
+      scope: 'openid',
+    },
     logoutSid: 'logout-sid',
     sessionState: undefined,
   }
@@ -41,12 +47,16 @@ describe('cookie-mode sessions', () => {
   test('a session round-trips through one encrypted cookie (a JWE, no plaintext tokens)', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data() },
+      writes,
+    )
     assert.equal(writes.length, 1)
     const value = writes[0]!.split(';')[0]!.split('=')[1]!
     assert.equal(value.split('.').length, 5, 'compact JWE')
     const bytes = Buffer.concat(value.split('.').map((part) => Buffer.from(part, 'base64url')))
-    for (const plain of ['refresh-token-plaintext', 'alice']) assert.equal(bytes.includes(plain), false, `${plain} is not readable in the cookie`)
+    for (const plain of ['refresh-token-plaintext', 'alice'])
+      assert.equal(bytes.includes(plain), false, `${plain} is not readable in the cookie`)
     assert.match(writes[0]!, /; Path=\/; Secure; HttpOnly; SameSite=Lax; Max-Age=86400/)
     const read = await sessions.read(browserCookies(writes), 'default', { slide: false }, [])
     same(read, started)
@@ -55,7 +65,10 @@ describe('cookie-mode sessions', () => {
   test('a large session is split into chunks and reassembled; a missing chunk reads as no session', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, writes)
+    const { session: started } = await sessions.start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) },
+      writes,
+    )
     const jar = browserCookies(writes)
     const head = jar.get('__Host-gatehouse')!
     assert.match(head, /^chunks-\d$/)
@@ -68,7 +81,10 @@ describe('cookie-mode sessions', () => {
     missing.delete('__Host-gatehouseC2')
     const clear: string[] = []
     assert.equal(await sessions.read(missing, 'default', { slide: false }, clear), undefined)
-    assert.ok(clear.some((line) => line.startsWith('__Host-gatehouse=;') && /Max-Age=0/.test(line)), 'the broken cookie is cleared')
+    assert.ok(
+      clear.some((line) => line.startsWith('__Host-gatehouse=;') && /Max-Age=0/.test(line)),
+      'the broken cookie is cleared',
+    )
   })
 
   test('tampered, truncated, reordered or garbage cookies read as no session and never throw', async () => {
@@ -78,14 +94,17 @@ describe('cookie-mode sessions', () => {
     const jar = browserCookies(writes)
     const variants: Array<Map<string, string>> = []
     const c1 = jar.get('__Host-gatehouseC1')!
-    variants.push(new Map([...jar, ['__Host-gatehouseC1', `${c1.slice(0, 50)}${c1[50] === 'A' ? 'B' : 'A'}${c1.slice(51)}`]]))
+    variants.push(
+      new Map([...jar, ['__Host-gatehouseC1', `${c1.slice(0, 50)}${c1[50] === 'A' ? 'B' : 'A'}${c1.slice(51)}`]]),
+    )
     variants.push(new Map([...jar, ['__Host-gatehouseC1', c1.slice(0, -10)]]))
     variants.push(new Map([...jar, ['__Host-gatehouseC1', jar.get('__Host-gatehouseC2')!], ['__Host-gatehouseC2', c1]]))
     variants.push(new Map([['__Host-gatehouse', 'chunks-99']]))
     variants.push(new Map([['__Host-gatehouse', 'garbage']]))
     variants.push(new Map([['__Host-gatehouse', 'a.b.c.d.e']]))
     variants.push(new Map([['__Host-gatehouse', '']]))
-    for (const cookies of variants) assert.equal(await sessions.read(cookies, 'default', { slide: true }, []), undefined)
+    for (const cookies of variants)
+      assert.equal(await sessions.read(cookies, 'default', { slide: true }, []), undefined)
   })
 
   test('the head cookie or a chunk sent twice reads as no session, clears nothing and reports the ambiguity once', async () => {
@@ -96,10 +115,19 @@ describe('cookie-mode sessions', () => {
     const small: string[] = []
     await sessions.start({ sub: 'mallory', sid: 's2', partition: 'default', data: data() }, small)
     const tossed = small[0]!.split(';')[0]!
-    for (const cookies of [`${tossed}; ${header}`, `${header}; ${tossed}`, `${header}; __Host-gatehouseC1=x`, `__Host-gatehouseC2=x; ${header}`, `${header}; __Host-gatehouseC9=x; __Host-gatehouseC9=y`]) {
+    for (const cookies of [
+      `${tossed}; ${header}`,
+      `${header}; ${tossed}`,
+      `${header}; __Host-gatehouseC1=x`,
+      `__Host-gatehouseC2=x; ${header}`,
+      `${header}; __Host-gatehouseC9=x; __Host-gatehouseC9=y`,
+    ]) {
       const writes: string[] = []
       let reports = 0
-      assert.equal(await sessions.read(parseCookies(cookies), 'default', { slide: true, onAmbiguous: () => reports++ }, writes), undefined)
+      assert.equal(
+        await sessions.read(parseCookies(cookies), 'default', { slide: true, onAmbiguous: () => reports++ }, writes),
+        undefined,
+      )
       assert.deepEqual(writes, [], 'no cookie is deleted')
       assert.equal(reports, 1)
     }
@@ -110,7 +138,10 @@ describe('cookie-mode sessions', () => {
     const oldKey = generateKey()
     const newKey = generateKey()
     const writes: string[] = []
-    const { session: started } = await setup([oldKey]).start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await setup([oldKey]).start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data() },
+      writes,
+    )
     same(await setup([newKey, oldKey]).read(browserCookies(writes), 'default', { slide: false }, []), started)
     assert.equal(await setup([newKey]).read(browserCookies(writes), 'default', { slide: false }, []), undefined)
   })
@@ -129,7 +160,10 @@ describe('cookie-mode sessions', () => {
     let now = Date.now()
     const sessions = setup(undefined, () => now)
     const writes: string[] = []
-    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data() },
+      writes,
+    )
     now += 5 * HOUR
     const renewal: string[] = []
     const renewed = await sessions.read(browserCookies(writes), 'default', { slide: true }, renewal)
@@ -144,8 +178,14 @@ describe('cookie-mode sessions', () => {
   test('after a refresh, a request still carrying the older cookie sees the refreshed tokens', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
-    const refreshed = await sessions.modify(started, (d) => ({ ...d, tokens: { ...d.tokens, accessToken: 'AT2', refreshToken: 'RT2' } }))
+    const { session: started } = await sessions.start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data() },
+      writes,
+    )
+    const refreshed = await sessions.modify(started, (d) => ({
+      ...d,
+      tokens: { ...d.tokens, accessToken: 'AT2', refreshToken: 'RT2' },
+    }))
     const rewrite: string[] = []
     const seen = await sessions.read(browserCookies(writes), 'default', { slide: false }, rewrite)
     assert.equal(seen!.data.tokens.refreshToken, 'RT2')
@@ -156,7 +196,10 @@ describe('cookie-mode sessions', () => {
   test('a session ended in this process stays ended: no read, refresh or rewrite brings it back', async () => {
     const sessions = setup()
     const writes: string[] = []
-    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data() }, writes)
+    const { session: started } = await sessions.start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data() },
+      writes,
+    )
     await sessions.end(started, 'logout')
     assert.equal(sessions.hasEnded(started), true)
     assert.equal(await sessions.read(browserCookies(writes), 'default', { slide: true }, []), undefined)
@@ -169,13 +212,19 @@ describe('cookie-mode sessions', () => {
 
   test('a session too large for three cookie chunks is refused with a clear error instead of unreadable cookies', async () => {
     const sessions = setup()
-    await assert.rejects(sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(20_000) }, []), /too large for cookie mode/)
+    await assert.rejects(
+      sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(20_000) }, []),
+      /too large for cookie mode/,
+    )
   })
 
   test('a shrinking session deletes the chunks it no longer needs', async () => {
     const sessions = setup()
     const big: string[] = []
-    const { session: started } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) }, big)
+    const { session: started } = await sessions.start(
+      { sub: 'alice', sid: 's1', partition: 'default', data: data(7_000) },
+      big,
+    )
     const jar = browserCookies(big)
     const small = await sessions.modify(started, () => data())
     const writes: string[] = []

@@ -22,10 +22,13 @@ describe('parseCookies', () => {
 
   test('garbage pairs are skipped without throwing and the good ones kept', () => {
     const cookies = parseCookies(';;; =nameless; novalue; ==; \u0000; a=1; ;b=2;=;c')
-    assert.deepEqual([...cookies], [
-      ['a', '1'],
-      ['b', '2'],
-    ])
+    assert.deepEqual(
+      [...cookies],
+      [
+        ['a', '1'],
+        ['b', '2'],
+      ],
+    )
     for (const header of ['%', '%E0%A4%A', '"', '=', ';', '\uffff=\ud800', 'a'.repeat(100_000)]) {
       assert.doesNotThrow(() => parseCookies(header), JSON.stringify(header.slice(0, 20)))
     }
@@ -45,8 +48,14 @@ describe('parseCookies', () => {
   })
 
   test('names are repeated when equal after trimming, also with equal values; names differing in case are different cookies', () => {
-    assert.deepEqual([...repeatedCookieNames(parseCookies('__Host-gatehouse=a;  __Host-gatehouse =a'))], ['__Host-gatehouse'])
-    assert.equal(repeatedCookieNames(parseCookies('__Host-gatehouse=a; __HOST-GATEHOUSE=b; __host-gatehouse=c')).size, 0)
+    assert.deepEqual(
+      [...repeatedCookieNames(parseCookies('__Host-gatehouse=a;  __Host-gatehouse =a'))],
+      ['__Host-gatehouse'],
+    )
+    assert.equal(
+      repeatedCookieNames(parseCookies('__Host-gatehouse=a; __HOST-GATEHOUSE=b; __host-gatehouse=c')).size,
+      0,
+    )
   })
 
   test('a nameless pair ("=value") is skipped and repeats nothing', () => {
@@ -84,8 +93,14 @@ describe('parseCookies', () => {
 
 describe('serializeCookie', () => {
   test('a session cookie carries Path=/, Secure, HttpOnly and SameSite, and no Domain', () => {
-    assert.equal(serializeCookie('__Host-gatehouse', 'abc', { sameSite: 'lax' }), '__Host-gatehouse=abc; Path=/; Secure; HttpOnly; SameSite=Lax')
-    assert.equal(serializeCookie('__Host-gatehouse', 'abc', { sameSite: 'strict' }), '__Host-gatehouse=abc; Path=/; Secure; HttpOnly; SameSite=Strict')
+    assert.equal(
+      serializeCookie('__Host-gatehouse', 'abc', { sameSite: 'lax' }),
+      '__Host-gatehouse=abc; Path=/; Secure; HttpOnly; SameSite=Lax',
+    )
+    assert.equal(
+      serializeCookie('__Host-gatehouse', 'abc', { sameSite: 'strict' }),
+      '__Host-gatehouse=abc; Path=/; Secure; HttpOnly; SameSite=Strict',
+    )
   })
 
   test('Max-Age is a whole, non-negative number of seconds', () => {
@@ -109,6 +124,9 @@ describe('deleteCookie', () => {
       const del = deleteCookie('__Host-gatehouse', sameSite)
       assert.equal(del, `__Host-gatehouse=; ${set.split('; ').slice(1).join('; ')}; Max-Age=0`)
     }
-    assert.equal(deleteCookie('__Host-gatehouse', 'lax'), '__Host-gatehouse=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0')
+    assert.equal(
+      deleteCookie('__Host-gatehouse', 'lax'),
+      '__Host-gatehouse=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0',
+    )
   })
 })

@@ -28,22 +28,51 @@ const HOUR = 3_600_000
 const BROKEN_SESSION_KEY: JWK = { kty: 'EC', crv: 'P-256', x: 'AAAA', y: 'AAAA', d: 'AAAA', alg: 'ES256' }
 
 function setup(clientKeyAlg: string = 'ES256') {
-  const { config, issues } = validateConfig({ oidc: { authority: 'https://idp.example.invalid', clientId: 'spa-bff', clientSecret: 'spa-bff-secret', dpop: true }, keys: [generateKey()] })
+  const { config, issues } = validateConfig({
+    oidc: { authority: 'https://idp.example.invalid', clientId: 'spa-bff', clientSecret: 'spa-bff-secret', dpop: true },
+    keys: [generateKey()],
+  })
   assert.deepEqual(issues, [])
   const oidc = new OidcClient(config!.oidc)
   const now = () => NOW
-  const clientCredentials = new ClientCredentials({ oidc, scopes: [], skewMs: 60_000, now, dpop: { signingAlg: clientKeyAlg as DpopSigningAlg } })
-  const sessions = new Sessions({ store: new MemoryStore(), keyRing: new KeyRing([generateKey()]), policy: { lifetimeMs: HOUR, sliding: false, absoluteLifetimeMs: HOUR }, now })
+  const clientCredentials = new ClientCredentials({
+    oidc,
+    scopes: [],
+    skewMs: 60_000,
+    now,
+    dpop: { signingAlg: clientKeyAlg as DpopSigningAlg },
+  })
+  const sessions = new Sessions({
+    store: new MemoryStore(),
+    keyRing: new KeyRing([generateKey()]),
+    policy: { lifetimeMs: HOUR, sliding: false, absoluteLifetimeMs: HOUR },
+    now,
+  })
   const log = logLines()
   const telemetry = new Telemetry()
-  const tokens = new TokenService({ sessions, clients: () => ({ oidc, clientCredentials }), dpopKeys: new DpopKeys(), telemetry, skewMs: 60_000, idpTimeoutMs: 1_000, now, log: createLogger('info', log.sink) })
+  const tokens = new TokenService({
+    sessions,
+    clients: () => ({ oidc, clientCredentials }),
+    dpopKeys: new DpopKeys(),
+    telemetry,
+    skewMs: 60_000,
+    idpTimeoutMs: 1_000,
+    now,
+    log: createLogger('info', log.sink),
+  })
   return { sessions, tokens, telemetry, log }
 }
 
 function sessionData(accessTokenExpiresAt: number): SessionData {
   return {
     claims: [{ type: 'sub', value: 'alice' }],
-    tokens: { accessToken: 'at-SECRET', refreshToken: 'rt-SECRET', idToken: 'it-SECRET', accessTokenExpiresAt, scope: 'openid' },
+    tokens: {
+      accessToken: 'at-SECRET',
+      refreshToken: 'rt-SECRET',
+      idToken: 'it-SECRET',
+      accessTokenExpiresAt,
+      scope: 'openid',
+    },
     logoutSid: 'sid-1',
     sessionState: undefined,
     dpopKey: BROKEN_SESSION_KEY,
@@ -58,7 +87,12 @@ async function refreshCount(telemetry: Telemetry, result: string): Promise<numbe
 describe('DPoP keys that fail', () => {
   test('an expired token whose session key fails to import: 502 idp_unavailable, a refresh_failed line naming the import, the unavailable metric, the session kept', async () => {
     const { sessions, tokens, telemetry, log } = setup()
-    const { session } = await sessions.create({ sub: 'alice', sid: 'sid-1', partition: 'app', data: sessionData(NOW - 1_000) })
+    const { session } = await sessions.create({
+      sub: 'alice',
+      sid: 'sid-1',
+      partition: 'app',
+      data: sessionData(NOW - 1_000),
+    })
     const err = await tokens.tokenFor(session, 'user', 'app').then(
       () => assert.fail('no token without its key'),
       (e: unknown) => e,

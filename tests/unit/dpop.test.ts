@@ -10,7 +10,12 @@ for (const alg of ['ES256', 'ES384', 'ES512'] as const) {
   test(`an ${alg} proof verifies with its embedded public key and says which request it is for (RFC 9449 §4.2)`, async () => {
     const key = await createDpopKey(alg)
     const signedFrom = Math.floor(Date.now() / 1000)
-    const proof = await dpopProof(key, 'PATCH', new URL('https://api.example:8443/v2/orders/7?x=1#top'), 'the-access-token')
+    const proof = await dpopProof(
+      key,
+      'PATCH',
+      new URL('https://api.example:8443/v2/orders/7?x=1#top'),
+      'the-access-token',
+    )
     const signedBy = Math.ceil(Date.now() / 1000)
     const { payload, protectedHeader } = await jwtVerify(proof, EmbeddedJWK, { typ: 'dpop+jwt', algorithms: [alg] })
     assert.equal(protectedHeader.alg, alg)
@@ -27,17 +32,25 @@ for (const alg of ['ES256', 'ES384', 'ES512'] as const) {
 test('every proof has its own jti, also for the same request', async () => {
   const key = await createDpopKey('ES256')
   const url = new URL('http://127.0.0.1:5000/x')
-  const jtis = await Promise.all(Array.from({ length: 20 }, async () => (await jwtVerify(await dpopProof(key, 'GET', url, 't'), EmbeddedJWK)).payload.jti))
+  const jtis = await Promise.all(
+    Array.from(
+      { length: 20 },
+      async () => (await jwtVerify(await dpopProof(key, 'GET', url, 't'), EmbeddedJWK)).payload.jti,
+    ),
+  )
   assert.equal(new Set(jtis).size, 20)
 })
 
 test('a default port is left out of htu, as the URL standard writes it', async () => {
   const key = await createDpopKey('ES256')
-  const { payload } = await jwtVerify(await dpopProof(key, 'GET', new URL('https://api.example:443/a'), 't'), EmbeddedJWK)
+  const { payload } = await jwtVerify(
+    await dpopProof(key, 'GET', new URL('https://api.example:443/a'), 't'),
+    EmbeddedJWK,
+  )
   assert.equal(payload.htu, 'https://api.example/a')
 })
 
-test('an upstream call\'s htu is the path exactly as sent upstream, without query or fragment (not re-encoded by the URL parser)', async () => {
+test("an upstream call's htu is the path exactly as sent upstream, without query or fragment (not re-encoded by the URL parser)", async () => {
   const key = await createDpopKey('ES256')
   for (const [upstreamPath, htu] of [
     ['/v2/x{y}^z?q=1', 'http://127.0.0.1:5000/v2/x{y}^z'],
@@ -57,7 +70,11 @@ test('a generated JWK is a private key with its alg; DpopKeys imports it once, a
   assert.equal(typeof jwk.d, 'string')
   const keys = new DpopKeys()
   const first = await keys.get(jwk)
-  assert.equal(await keys.get(JSON.parse(JSON.stringify(jwk))), first, 'the same imported key for the same JWK read anew (a session re-read from the store or cookie)')
+  assert.equal(
+    await keys.get(JSON.parse(JSON.stringify(jwk))),
+    first,
+    'the same imported key for the same JWK read anew (a session re-read from the store or cookie)',
+  )
   assert.notEqual(await keys.get(await generateDpopJwk('ES384')), first)
   assert.equal(first.keyPair.privateKey.extractable, false, 'the imported private key cannot be exported again')
   assert.equal(first.keyPair.publicKey.extractable, true)

@@ -11,7 +11,13 @@ import { generateKey } from '../../src/session/seal.ts'
 // its checks (the route spec has no defaults), so nothing is left open by omission.
 
 /** path, methods, antiForgery, session, slide — one endpoint route. */
-type Row = [path: string, methods: string, antiForgery: Route['antiForgery'], session: Route['session'], slide: Route['slide']]
+type Row = [
+  path: string,
+  methods: string,
+  antiForgery: Route['antiForgery'],
+  session: Route['session'],
+  slide: Route['slide'],
+]
 
 function rows(routes: Map<string, Route>): Row[] {
   return [...routes].map(([path, r]) => [path, r.methods.join(','), r.antiForgery, r.session, r.slide])
@@ -74,17 +80,23 @@ describe('the endpoint route table', () => {
     })
   })
 
-  test('every route that requires a session before it runs also checks that the request is the app\'s own', () => {
+  test("every route that requires a session before it runs also checks that the request is the app's own", () => {
     const config = everythingOn()
     for (const frontend of new Frontends(config, Date.now).all) {
       for (const [path, route] of endpointRoutes(config, frontend)) {
-        if (route.session === 'required') assert.notEqual(route.antiForgery, 'none', `${path} reads a required session: it needs an anti-forgery check`)
+        if (route.session === 'required')
+          assert.notEqual(route.antiForgery, 'none', `${path} reads a required session: it needs an anti-forgery check`)
       }
     }
   })
 
-  test('what the configuration changes: cookie mode has no back-channel logout; anonymousSessionResponse 200 makes /bff/user\'s session optional', () => {
-    const config = everythingOn({ session: { mode: 'cookie' }, anonymousSessionResponse: 200, diagnostics: false, frontends: [] })
+  test("what the configuration changes: cookie mode has no back-channel logout; anonymousSessionResponse 200 makes /bff/user's session optional", () => {
+    const config = everythingOn({
+      session: { mode: 'cookie' },
+      anonymousSessionResponse: 200,
+      diagnostics: false,
+      frontends: [],
+    })
     const [frontend] = new Frontends(config, Date.now).all
     assert.deepEqual(rows(endpointRoutes(config, frontend!)), [
       ['/bff/login', 'GET', 'none', 'none', 'never'],

@@ -5,7 +5,15 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { test } from 'node:test'
-import { configKeys, GENERATED_PARTS, markers, renderConfigKeys, renderErrors, root, withGenerated } from '../../scripts/generate-docs.ts'
+import {
+  configKeys,
+  GENERATED_PARTS,
+  markers,
+  renderConfigKeys,
+  renderErrors,
+  root,
+  withGenerated,
+} from '../../scripts/generate-docs.ts'
 import { COMPUTED_DEFAULTS } from '../../src/config/defaults.ts'
 import { configJsonSchema } from '../../src/config/json-schema.ts'
 import { ERRORS } from '../../src/errors.ts'
@@ -27,9 +35,14 @@ for (const part of GENERATED_PARTS) {
     const text = readFileSync(join(root, part.file), 'utf8')
     const { start, end } = markers(part.name)
     const expected = withGenerated(text, part.name, part.render())
-    assert.ok(expected !== undefined, `${part.file} needs exactly one ${start} … ${end} pair; run \`npm run docs:update\` once they are there`)
+    assert.ok(
+      expected !== undefined,
+      `${part.file} needs exactly one ${start} … ${end} pair; run \`npm run docs:update\` once they are there`,
+    )
     if (text !== expected) {
-      assert.fail(`${part.file} differs from what the code generates:\n${firstDifferences(text, expected)}\nRun \`npm run docs:update\` and commit the result (descriptions live in src/config/validate.ts, meanings in src/errors.ts).`)
+      assert.fail(
+        `${part.file} differs from what the code generates:\n${firstDifferences(text, expected)}\nRun \`npm run docs:update\` and commit the result (descriptions live in src/config/validate.ts, meanings in src/errors.ts).`,
+      )
     }
   })
 }
@@ -49,15 +62,31 @@ test('missing, reversed or repeated markers are refused rather than written some
   assert.equal(withGenerated(`${start}\nonly a start`, 'errors', 'x'), undefined)
   assert.equal(withGenerated(`${end}\n${start}\n`, 'errors', 'x'), undefined)
   assert.equal(withGenerated(`${start}\n${end}\n${start}\n${end}\n`, 'errors', 'x'), undefined)
-  assert.equal(withGenerated(`${markers('config-keys').start}\n${markers('config-keys').end}`, 'errors', 'x'), undefined, 'another part\'s markers are not these')
+  assert.equal(
+    withGenerated(`${markers('config-keys').start}\n${markers('config-keys').end}`, 'errors', 'x'),
+    undefined,
+    "another part's markers are not these",
+  )
 })
 
 test('every key of the configuration has a description (objects that only group keys excepted)', () => {
   const rows = configKeys()
   assert.ok(rows.length > 60, `${rows.length} keys`)
-  assert.deepEqual(rows.filter((r) => !r.object && !r.description).map((r) => r.path), [])
-  for (const path of ['oidc.clientId', 'session.cacheTtl', 'remoteApis[].queue', 'frontends[].oidc.clientId', 'admin.listen.port']) {
-    assert.ok(rows.some((r) => r.path === path), `${path} is in the reference`)
+  assert.deepEqual(
+    rows.filter((r) => !r.object && !r.description).map((r) => r.path),
+    [],
+  )
+  for (const path of [
+    'oidc.clientId',
+    'session.cacheTtl',
+    'remoteApis[].queue',
+    'frontends[].oidc.clientId',
+    'admin.listen.port',
+  ]) {
+    assert.ok(
+      rows.some((r) => r.path === path),
+      `${path} is in the reference`,
+    )
   }
 })
 
@@ -79,7 +108,11 @@ test('every computed default names a key of the schema that has no default of it
   for (const path of Object.keys(COMPUTED_DEFAULTS)) {
     const row = rows.get(path)
     assert.ok(row, `COMPUTED_DEFAULTS names ${path}, which is not a key of the schema`)
-    assert.equal(row.schemaDefault, false, `${path} has a default in the schema, so COMPUTED_DEFAULTS must not word another`)
+    assert.equal(
+      row.schemaDefault,
+      false,
+      `${path} has a default in the schema, so COMPUTED_DEFAULTS must not word another`,
+    )
   }
 })
 
@@ -96,7 +129,14 @@ test('every error code is in docs/errors.md once, with its status and a meaning'
 function anchorsOf(file: string): Set<string> {
   const text = readFileSync(file, 'utf8').replace(/```[\s\S]*?```/g, '')
   const headings = [...text.matchAll(/^#{1,6} (.+)$/gm)].map((m) => m[1]!)
-  return new Set(headings.map((h) => h.toLowerCase().replace(/[^\p{L}\p{N} _-]/gu, '').replace(/ /g, '-')))
+  return new Set(
+    headings.map((h) =>
+      h
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N} _-]/gu, '')
+        .replace(/ /g, '-'),
+    ),
+  )
 }
 
 test('every link in the generated parts names a file of docs/ and a heading in it', () => {
@@ -110,7 +150,9 @@ test('every link in the generated parts names a file of docs/ and a heading in i
 })
 
 test('the descriptions reach the JSON Schema editors read', () => {
-  const schema = configJsonSchema() as { properties: Record<string, { description?: string; properties?: Record<string, { description?: string }> }> }
+  const schema = configJsonSchema() as {
+    properties: Record<string, { description?: string; properties?: Record<string, { description?: string }> }>
+  }
   assert.match(schema.properties.oidc!.properties!.clientId!.description ?? '', /client id registered at the IdP/)
   assert.match(schema.properties.publicOrigin!.description ?? '', /host allowlist/)
 })

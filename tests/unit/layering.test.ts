@@ -33,14 +33,41 @@ const LAYERS: Record<string, Layer> = {
   hooks: { files: ['hooks.ts'], mayImport: ['session', 'config', 'errors'] },
   proxy: { files: ['proxy/'], mayImport: ['tokens', 'session', 'ops', 'config', 'errors'] },
   frontends: { files: ['frontends/'], mayImport: ['oidc', 'tokens', 'config', 'errors'] },
-  http: { files: ['http/'], mayImport: ['frontends', 'proxy', 'hooks', 'tokens', 'oidc', 'session', 'ops', 'log', 'config', 'errors'] },
-  endpoints: { files: ['endpoints/'], mayImport: ['http', 'frontends', 'hooks', 'tokens', 'oidc', 'session', 'ops', 'log', 'config', 'errors'] },
+  http: {
+    files: ['http/'],
+    mayImport: ['frontends', 'proxy', 'hooks', 'tokens', 'oidc', 'session', 'ops', 'log', 'config', 'errors'],
+  },
+  endpoints: {
+    files: ['endpoints/'],
+    mayImport: ['http', 'frontends', 'hooks', 'tokens', 'oidc', 'session', 'ops', 'log', 'config', 'errors'],
+  },
   'ops/admin': { files: ['ops/admin.ts'], mayImport: ['http', 'session', 'ops', 'log', 'config', 'errors'] },
-  gatehouse: { files: ['gatehouse.ts'], mayImport: ['endpoints', 'ops/admin', 'http', 'frontends', 'proxy', 'hooks', 'tokens', 'oidc', 'session/stores', 'session', 'ops', 'log', 'config', 'errors'] },
+  gatehouse: {
+    files: ['gatehouse.ts'],
+    mayImport: [
+      'endpoints',
+      'ops/admin',
+      'http',
+      'frontends',
+      'proxy',
+      'hooks',
+      'tokens',
+      'oidc',
+      'session/stores',
+      'session',
+      'ops',
+      'log',
+      'config',
+      'errors',
+    ],
+  },
   index: { files: ['index.ts'], mayImport: ['gatehouse', 'hooks', 'session', 'config', 'errors'] },
   testing: { files: ['testing/'], mayImport: ['session/store.ts'] },
   demo: { files: ['demo/'], mayImport: ['gatehouse', 'http', 'session', 'log', 'config', 'errors'] },
-  cli: { files: ['cli/'], mayImport: ['demo', 'gatehouse', 'frontends', 'oidc', 'session/stores', 'session', 'log', 'config', 'errors'] },
+  cli: {
+    files: ['cli/'],
+    mayImport: ['demo', 'gatehouse', 'frontends', 'oidc', 'session/stores', 'session', 'log', 'config', 'errors'],
+  },
   client: { files: ['client/'], mayImport: [] },
 }
 
@@ -50,32 +77,41 @@ const LAYERS: Record<string, Layer> = {
  */
 const KNOWN_VIOLATIONS: Record<string, string> = {
   // Pure HTTP helpers live in http/ but are needed below it. Fix: move them down (config/ or a small shared module).
-  'config/validate.ts → http/origin.ts': 'validation reuses the origin helpers (originKeys, isLoopbackHost, isOriginOfHost, derivedFrontendOrigin)',
+  'config/validate.ts → http/origin.ts':
+    'validation reuses the origin helpers (originKeys, isLoopbackHost, isOriginOfHost, derivedFrontendOrigin)',
   'config/warnings.ts → http/origin.ts': 'the start-up warnings reuse isLoopbackHost and OwnOrigins',
   'session/sessions.ts → http/cookies.ts': 'Sessions writes its own Set-Cookie headers with the cookie serializer',
-  'session/cookie-sessions.ts → http/cookies.ts': 'cookie-mode sessions write their Set-Cookie headers with the cookie serializer',
-  'frontends/frontends.ts → http/origin.ts': 'each frontend builds its OwnOrigins (the origin helper) while http needs the Frontend type',
+  'session/cookie-sessions.ts → http/cookies.ts':
+    'cookie-mode sessions write their Set-Cookie headers with the cookie serializer',
+  'frontends/frontends.ts → http/origin.ts':
+    'each frontend builds its OwnOrigins (the origin helper) while http needs the Frontend type',
   // The key ring is a crypto primitive kept in session/. Fix: move seal.ts below config, oidc and session.
   'config/validate.ts → session/seal.ts': 'validation decodes the session keys with decodeKey',
   'oidc/login-state.ts → session/seal.ts': 'the login-state cookie is sealed with the session key ring (type KeyRing)',
   'oidc/logout-state.ts → session/seal.ts': 'the logout-state value is sealed with the session key ring (type KeyRing)',
   // Constants of the IdP rules read by validation. Fix: declare them in config/ and import them from there in oidc/.
-  'config/validate.ts → oidc/end-session.ts': 'validation checks the end-session placeholders against END_SESSION_PLACEHOLDERS',
+  'config/validate.ts → oidc/end-session.ts':
+    'validation checks the end-session placeholders against END_SESSION_PLACEHOLDERS',
   'config/validate.ts → oidc/issuer.ts': 'validation checks tenant ids against TENANT_ID',
   // oidc/ is below tokens/ (TokenService refreshes through OidcClient). Fix: issue #16 item 4 moves the request building into oidc/.
-  'oidc/client.ts → tokens/resource.ts': 'the IdP client builds RFC 8707 resource parameters with resourceParameters from tokens/',
+  'oidc/client.ts → tokens/resource.ts':
+    'the IdP client builds RFC 8707 resource parameters with resourceParameters from tokens/',
   'oidc/client.ts → tokens/dpop.ts': 'the IdP client signs DPoP proofs with the DpopKey type from tokens/',
-  'oidc/claims.ts → session/session.ts': 'the Claim type is declared with the session. Fix: declare it in oidc/claims.ts and let session import it',
+  'oidc/claims.ts → session/session.ts':
+    'the Claim type is declared with the session. Fix: declare it in oidc/claims.ts and let session import it',
   // The only cross-layer cycle in the tree (type-only): hooks.ts ↔ session/session-events.ts.
-  'session/session-events.ts → hooks.ts': 'the audit event type SessionEndEvent is declared in hooks.ts. Fix: declare it beside EndReason and re-export it from hooks.ts',
+  'session/session-events.ts → hooks.ts':
+    'the audit event type SessionEndEvent is declared in hooks.ts. Fix: declare it beside EndReason and re-export it from hooks.ts',
   // cli is the top; demo sits below it (cli/run.ts loads it for `gatehouse demo`).
-  'demo/demo.ts → cli/serve.ts': 'the demo reuses listen() and closeServer() from the serve command. Fix: move them to a module below both',
+  'demo/demo.ts → cli/serve.ts':
+    'the demo reuses listen() and closeServer() from the serve command. Fix: move them to a module below both',
 }
 
 /** Endpoints do not import each other, with these exceptions. */
 const ENDPOINT_IMPORTS: Record<string, string> = {
   'endpoints/endpoint-routes.ts → *': 'the route table of the endpoints imports each one',
-  'endpoints/logout.ts → endpoints/user.ts': 'one definition of the logout sid (logoutSidOf): /bff/user publishes it in the logout URL, /bff/logout checks it',
+  'endpoints/logout.ts → endpoints/user.ts':
+    'one definition of the logout sid (logoutSidOf): /bff/user publishes it in the logout URL, /bff/logout checks it',
 }
 
 const layerPaths = Object.entries(LAYERS).flatMap(([name, layer]) => layer.files.map((path) => ({ name, path })))
@@ -98,31 +134,55 @@ function isAllowed(edge: ImportEdge): boolean {
 
 const graph = readImportGraph(srcRoot)
 const key = (e: { from: string; to: string }): string => `${e.from} → ${e.to}`
-const where = (e: ImportEdge): string => `${e.from}:${e.line} imports ${e.to}${e.runtime ? '' : ' (type only)'} (${layerOf(e.from)} → ${layerOf(e.to)})`
+const where = (e: ImportEdge): string =>
+  `${e.from}:${e.line} imports ${e.to}${e.runtime ? '' : ' (type only)'} (${layerOf(e.from)} → ${layerOf(e.to)})`
 
 test('every file of src/ belongs to a layer of the table (a new folder or top-level file is placed in it)', () => {
-  assert.deepEqual(graph.files.filter((f) => layerOf(f) === undefined), [])
+  assert.deepEqual(
+    graph.files.filter((f) => layerOf(f) === undefined),
+    [],
+  )
 })
 
 test('every import in src/ resolves to a file, and every import() names its module as a string literal', () => {
-  assert.deepEqual(graph.unresolved.map((u) => `${u.from}:${u.line} ${u.specifier}`), [])
+  assert.deepEqual(
+    graph.unresolved.map((u) => `${u.from}:${u.line} ${u.specifier}`),
+    [],
+  )
 })
 
 test('no import cycle between the files of src/ (runtime imports)', () => {
-  const cycles = findCycles(graph.files, graph.edges.filter((e) => e.internal && e.runtime))
-  assert.deepEqual(cycles.map((c) => c.join(' → ')), [], 'break each cycle: move what both files need into a third, lower module')
+  const cycles = findCycles(
+    graph.files,
+    graph.edges.filter((e) => e.internal && e.runtime),
+  )
+  assert.deepEqual(
+    cycles.map((c) => c.join(' → ')),
+    [],
+    'break each cycle: move what both files need into a third, lower module',
+  )
 })
 
 test('the layer table is acyclic and names only its own layers, so no two layers can import each other', () => {
   for (const [name, layer] of Object.entries(LAYERS)) {
     for (const target of layer.mayImport) {
-      assert.ok(target in LAYERS || (target.endsWith('.ts') && layerOf(target) !== undefined), `${name} may import ${target}, which is neither a layer nor a file of one`)
+      assert.ok(
+        target in LAYERS || (target.endsWith('.ts') && layerOf(target) !== undefined),
+        `${name} may import ${target}, which is neither a layer nor a file of one`,
+      )
     }
   }
-  const dependsOn = (l: string): string[] => LAYERS[l]!.mayImport.map((t) => (t in LAYERS ? t : layerOf(t)!)).filter((t) => t !== l)
+  const dependsOn = (l: string): string[] =>
+    LAYERS[l]!.mayImport.map((t) => (t in LAYERS ? t : layerOf(t)!)).filter((t) => t !== l)
   const files = Object.keys(LAYERS)
-  const cycles = findCycles(files, files.flatMap((from) => dependsOn(from).map((to) => ({ from, to }))))
-  assert.deepEqual(cycles.map((c) => c.join(' → ')), [])
+  const cycles = findCycles(
+    files,
+    files.flatMap((from) => dependsOn(from).map((to) => ({ from, to }))),
+  )
+  assert.deepEqual(
+    cycles.map((c) => c.join(' → ')),
+    [],
+  )
 })
 
 test('every import in src/ (type-only ones too) goes to a layer its own layer may import', () => {
@@ -130,8 +190,16 @@ test('every import in src/ (type-only ones too) goes to a layer its own layer ma
   const found = new Set(violations.map(key))
   const unexpected = violations.filter((e) => !(key(e) in KNOWN_VIOLATIONS)).map(where)
   const fixed = Object.keys(KNOWN_VIOLATIONS).filter((k) => !found.has(k))
-  assert.deepEqual(unexpected, [], 'an import against the layering (docs/architecture.md, "Layering rules"): import from a lower layer instead, or move the code')
-  assert.deepEqual(fixed, [], 'these known violations no longer happen: remove them from KNOWN_VIOLATIONS and docs/architecture.md')
+  assert.deepEqual(
+    unexpected,
+    [],
+    'an import against the layering (docs/architecture.md, "Layering rules"): import from a lower layer instead, or move the code',
+  )
+  assert.deepEqual(
+    fixed,
+    [],
+    'these known violations no longer happen: remove them from KNOWN_VIOLATIONS and docs/architecture.md',
+  )
 })
 
 test('endpoints do not import each other (only the route table, and logout.ts for the logout sid)', () => {
@@ -143,15 +211,23 @@ test('endpoints do not import each other (only the route table, and logout.ts fo
 })
 
 test('the browser module (src/client) imports no other module at all: no server code, no node:, no package', () => {
-  const offenders = graph.edges.filter((e) => layerOf(e.from) === 'client' && (!e.internal || layerOf(e.to) !== 'client')).map((e) => `${e.from}:${e.line} imports ${e.to}`)
+  const offenders = graph.edges
+    .filter((e) => layerOf(e.from) === 'client' && (!e.internal || layerOf(e.to) !== 'client'))
+    .map((e) => `${e.from}:${e.line} imports ${e.to}`)
   assert.deepEqual(offenders, [])
 })
 
 test('a package the install may lack (optional peer, devDependency) is loaded with import(), never by a static import', () => {
-  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { dependencies?: Record<string, string> }
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    dependencies?: Record<string, string>
+  }
   const installed = new Set(Object.keys(manifest.dependencies ?? {}))
   const builtins = new Set(builtinModules)
-  const packageOf = (specifier: string): string => specifier.split('/').slice(0, specifier.startsWith('@') ? 2 : 1).join('/')
+  const packageOf = (specifier: string): string =>
+    specifier
+      .split('/')
+      .slice(0, specifier.startsWith('@') ? 2 : 1)
+      .join('/')
   const offenders = graph.edges
     .filter((e) => !e.internal && e.runtime && e.form !== 'dynamic-import')
     .filter((e) => !e.to.startsWith('node:') && !builtins.has(e.to) && !installed.has(packageOf(e.to)))
@@ -163,15 +239,30 @@ test('docs/architecture.md states the same layer table as this test', () => {
   const doc = readFileSync(new URL('../../docs/architecture.md', import.meta.url), 'utf8')
   const section = doc.split(/^## Layering rules$/m)[1]?.split(/^## /m)[0]
   assert.ok(section, 'docs/architecture.md has no "## Layering rules" section')
-  const cells = (text: string): string[] => text.replace(/`/g, '').split(',').map((s) => s.trim()).filter((s) => s !== '' && s !== '—').sort()
+  const cells = (text: string): string[] =>
+    text
+      .replace(/`/g, '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '' && s !== '—')
+      .sort()
   const documented: Record<string, { files: string[]; mayImport: string[] }> = {}
   for (const line of section.split('\n')) {
     const row = /^\|\s*`([^`]+)`\s*\|([^|]*)\|([^|]*)\|\s*$/.exec(line)
     if (row) documented[row[1]!] = { files: cells(row[2]!), mayImport: cells(row[3]!) }
   }
-  const tested = Object.fromEntries(Object.entries(LAYERS).map(([name, l]) => [name, { files: [...l.files].sort(), mayImport: [...l.mayImport].sort() }]))
+  const tested = Object.fromEntries(
+    Object.entries(LAYERS).map(([name, l]) => [
+      name,
+      { files: [...l.files].sort(), mayImport: [...l.mayImport].sort() },
+    ]),
+  )
   assert.deepEqual(documented, tested)
-  for (const known of Object.keys(KNOWN_VIOLATIONS)) assert.ok(section.includes(known.replace(' → ', '` → `')), `docs/architecture.md does not list the known violation ${known}`)
+  for (const known of Object.keys(KNOWN_VIOLATIONS))
+    assert.ok(
+      section.includes(known.replace(' → ', '` → `')),
+      `docs/architecture.md does not list the known violation ${known}`,
+    )
 })
 
 test('the import reader sees every import form, and nothing in comments or strings', () => {
@@ -186,7 +277,7 @@ test('the import reader sees every import form, and nothing in comments or strin
     "type H = typeof import('./h.ts')",
     "import './i.ts'",
     "// import x from './not-a.ts'",
-    "const s = \"import y from './not-b.ts'\"",
+    'const s = "import y from \'./not-b.ts\'"',
     'const t = `${"export { z } from \'./not-c.ts\'"}`',
     'const u = await import(name)',
   ].join('\n')
@@ -220,6 +311,8 @@ test('the cycle finder reports each cycle once, as a path back to its first file
     ['a', 'b', 'c', 'a'],
   ])
   assert.deepEqual(findCycles(['a', 'b'], [{ from: 'a', to: 'b' }]), [])
-  const everyToEvery = ['a', 'b', 'c', 'd', 'e'].flatMap((from, _, all) => all.filter((to) => to !== from).map((to) => ({ from, to })))
+  const everyToEvery = ['a', 'b', 'c', 'd', 'e'].flatMap((from, _, all) =>
+    all.filter((to) => to !== from).map((to) => ({ from, to })),
+  )
   assert.equal(findCycles(['a', 'b', 'c', 'd', 'e'], everyToEvery, 7).length, 7, 'stops at the limit')
 })

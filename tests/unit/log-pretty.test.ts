@@ -24,8 +24,26 @@ const TIME = /^\d\d:\d\d:\d\d\.\d{3} /
 describe('pretty log lines', () => {
   test('one line per event: local time, level name, message, then key=value', () => {
     const at = new Date(2026, 0, 2, 3, 4, 5, 67).getTime()
-    const line = formatLine(JSON.stringify({ level: 30, time: at, pid: 42, hostname: 'box', name: 'gatehouse', msg: 'gatehouse 0.1.0 started', event: 'listening', url: 'http://127.0.0.1:8080', remoteApis: 2, publicOrigin: null, ok: true }), false)
-    assert.equal(line, '03:04:05.067 INFO  gatehouse 0.1.0 started event=listening url=http://127.0.0.1:8080 remoteApis=2 publicOrigin=null ok=true')
+    const line = formatLine(
+      JSON.stringify({
+        level: 30,
+        time: at,
+        pid: 42,
+        hostname: 'box',
+        name: 'gatehouse',
+        msg: 'gatehouse 0.1.0 started',
+        event: 'listening',
+        url: 'http://127.0.0.1:8080',
+        remoteApis: 2,
+        publicOrigin: null,
+        ok: true,
+      }),
+      false,
+    )
+    assert.equal(
+      line,
+      '03:04:05.067 INFO  gatehouse 0.1.0 started event=listening url=http://127.0.0.1:8080 remoteApis=2 publicOrigin=null ok=true',
+    )
   })
 
   test('every level gets its name, from a real logger writing in the pretty format', () => {
@@ -50,17 +68,37 @@ describe('pretty log lines', () => {
 
   test('strings with spaces, quotes or = are quoted; nested objects and arrays are compact JSON', () => {
     const out = sink()
-    createLogger('info', out.stream, 'pretty').info({ event: 'login_failed', hint: 'check the redirect URI', eq: 'a=b', empty: '', err: { error: 'TypeError: fetch failed', cause1: 'Error(ECONNREFUSED): connect' }, origins: ['https://a.example', 'https://b.example'] }, 'login failed')
+    createLogger('info', out.stream, 'pretty').info(
+      {
+        event: 'login_failed',
+        hint: 'check the redirect URI',
+        eq: 'a=b',
+        empty: '',
+        err: { error: 'TypeError: fetch failed', cause1: 'Error(ECONNREFUSED): connect' },
+        origins: ['https://a.example', 'https://b.example'],
+      },
+      'login failed',
+    )
     const [line] = out.lines()
-    assert.ok(line!.endsWith(
-      'INFO  login failed event=login_failed hint="check the redirect URI" eq="a=b" empty="" err={"error":"TypeError: fetch failed","cause1":"Error(ECONNREFUSED): connect"} origins=["https://a.example","https://b.example"]',
-    ), line)
+    assert.ok(
+      line!.endsWith(
+        'INFO  login failed event=login_failed hint="check the redirect URI" eq="a=b" empty="" err={"error":"TypeError: fetch failed","cause1":"Error(ECONNREFUSED): connect"} origins=["https://a.example","https://b.example"]',
+      ),
+      line,
+    )
   })
 
   test('redaction applies before formatting: a redacted key reads [redacted]', () => {
     const out = sink()
     const log = createLogger('info', out.stream, 'pretty')
-    log.info({ token: 'tok-SECRET-1', headers: { authorization: 'Bearer tok-SECRET-2', cookie: '__Host-gatehouse=SECRET-3' }, session: { refreshToken: 'tok-SECRET-4' } }, 'slipped')
+    log.info(
+      {
+        token: 'tok-SECRET-1',
+        headers: { authorization: 'Bearer tok-SECRET-2', cookie: '__Host-gatehouse=SECRET-3' },
+        session: { refreshToken: 'tok-SECRET-4' },
+      },
+      'slipped',
+    )
     const text = out.text()
     assert.match(text, / token=\[redacted\] /)
     assert.match(text, /headers=\{"authorization":"\[redacted\]","cookie":"\[redacted\]"\}/)
@@ -84,7 +122,10 @@ describe('pretty log lines', () => {
     assert.equal(formatLine('42', false), '42')
     assert.equal(formatLine('null', false), 'null')
     assert.match(formatLine('{}', false), /^\d\d:\d\d:\d\d\.\d{3} LOG$/)
-    assert.match(formatLine('{"level":35,"time":"not a time","msg":{"an":"object"}}', false), /^\d\d:\d\d:\d\d\.\d{3} LEVEL35 \{"an":"object"\}$/)
+    assert.match(
+      formatLine('{"level":35,"time":"not a time","msg":{"an":"object"}}', false),
+      /^\d\d:\d\d:\d\d\.\d{3} LEVEL35 \{"an":"object"\}$/,
+    )
     assert.match(formatLine('{"level":"warn","msg":"labelled"}', false), /^\d\d:\d\d:\d\d\.\d{3} WARN  labelled$/)
     const out = sink()
     const destination = prettyDestination(out.stream, { colors: false })
@@ -100,20 +141,52 @@ describe('pretty log lines', () => {
 
   test('control characters in a message or value cannot fake a line or drive the terminal', () => {
     const out = sink()
-    createLogger('info', out.stream, 'pretty').info({ path: '/x\n12:00:00.000 INFO  forged', reason: `\u001b[2Jcleared`, rtl: 'abc\u202Edef' }, 'bad\r\nmessage\u001b[31m')
+    createLogger('info', out.stream, 'pretty').info(
+      { path: '/x\n12:00:00.000 INFO  forged', reason: `\u001b[2Jcleared`, rtl: 'abc\u202Edef' },
+      'bad\r\nmessage\u001b[31m',
+    )
     const lines = out.lines()
     assert.equal(lines.length, 1, 'still one line')
     assert.ok(!lines[0]!.includes(ESC), 'no escape character reaches the terminal')
     assert.ok(!lines[0]!.includes('\u202E'), 'no right-to-left override')
-    assert.match(lines[0]!, /bad\\r\\nmessage\\u001b\[31m path="\/x\\n12:00:00\.000 INFO  forged" reason="\\u001b\[2Jcleared" rtl="abc\\u202edef"/)
+    assert.match(
+      lines[0]!,
+      /bad\\r\\nmessage\\u001b\[31m path="\/x\\n12:00:00\.000 INFO  forged" reason="\\u001b\[2Jcleared" rtl="abc\\u202edef"/,
+    )
     assert.equal(formatLine('raw \u001b[2J line', false), 'raw \\u001b[2J line')
   })
 
   test('a message or key cannot fake a field within the line: a message with "=" and keys that are not plain words are quoted', () => {
-    const line = formatLine(JSON.stringify({ level: 30, time: 0, msg: 'login ok event=login_ok sub=admin', event: 'login_failed', 'a=1 user': 'x', 'k\nINFO fake': 'v', 'with space': 1, 'remoteApis[0].path': '/api' }), false)
-    assert.equal(line.replace(TIME, ''), 'INFO  "login ok event=login_ok sub=admin" event=login_failed "a=1 user"=x "k\\nINFO fake"=v "with space"=1 remoteApis[0].path=/api')
+    const line = formatLine(
+      JSON.stringify({
+        level: 30,
+        time: 0,
+        msg: 'login ok event=login_ok sub=admin',
+        event: 'login_failed',
+        'a=1 user': 'x',
+        'k\nINFO fake': 'v',
+        'with space': 1,
+        'remoteApis[0].path': '/api',
+      }),
+      false,
+    )
+    assert.equal(
+      line.replace(TIME, ''),
+      'INFO  "login ok event=login_ok sub=admin" event=login_failed "a=1 user"=x "k\\nINFO fake"=v "with space"=1 remoteApis[0].path=/api',
+    )
     // What a person reads stays as it was for the usual lines.
-    assert.equal(formatLine(JSON.stringify({ level: 40, time: 0, msg: 'publicOrigin is not set: redirect URIs are built from the Host header', event: 'public_origin_unset' }), false).replace(TIME, ''), 'WARN  publicOrigin is not set: redirect URIs are built from the Host header event=public_origin_unset')
+    assert.equal(
+      formatLine(
+        JSON.stringify({
+          level: 40,
+          time: 0,
+          msg: 'publicOrigin is not set: redirect URIs are built from the Host header',
+          event: 'public_origin_unset',
+        }),
+        false,
+      ).replace(TIME, ''),
+      'WARN  publicOrigin is not set: redirect URIs are built from the Host header event=public_origin_unset',
+    )
   })
 
   test('colours only when asked for: level and key colours, reset after each', () => {

@@ -5,12 +5,14 @@ import fc from 'fast-check'
 import { isNavigation } from '../../src/http/navigation.ts'
 import { anyString, hostileString, SEED } from './properties/arbitraries.ts'
 
-const CHROME = 'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7'
+const CHROME =
+  'text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7'
 const FIREFOX = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
 const SAFARI = 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8'
 
 /** As node:http hands them over: names lower-cased; a test may still pass odd shapes on purpose. */
-const nav = (headers: Record<string, string | string[] | undefined>, antiForgery = 'X-CSRF') => isNavigation(headers as IncomingHttpHeaders, antiForgery)
+const nav = (headers: Record<string, string | string[] | undefined>, antiForgery = 'X-CSRF') =>
+  isNavigation(headers as IncomingHttpHeaders, antiForgery)
 
 describe('isNavigation', () => {
   test('what browsers send when the user opens a page is a navigation', () => {
@@ -34,7 +36,16 @@ describe('isNavigation', () => {
   })
 
   test('what fetch(), XHR, curl and API clients send without Sec-Fetch-Mode is not a navigation', () => {
-    for (const accept of [undefined, '', '*/*', 'application/json', 'application/json, text/plain, */*', 'text/*', 'text/plain', 'image/webp,*/*']) {
+    for (const accept of [
+      undefined,
+      '',
+      '*/*',
+      'application/json',
+      'application/json, text/plain, */*',
+      'text/*',
+      'text/plain',
+      'image/webp,*/*',
+    ]) {
       assert.equal(nav({ accept }), false, String(accept))
     }
   })
@@ -90,7 +101,11 @@ describe('isNavigation', () => {
       assert.equal(nav({ accept: `text/html ; Q=${q}` }), true, `Q ${q}`)
     }
     assert.equal(nav({ accept: 'text/html;level=1;q=0.8, */*;q=0.1' }), true)
-    assert.equal(nav({ accept: 'text/html;charset="a,b;q=0";q=0.8' }), true, 'a comma and q inside a quoted string are not separators')
+    assert.equal(
+      nav({ accept: 'text/html;charset="a,b;q=0";q=0.8' }),
+      true,
+      'a comma and q inside a quoted string are not separators',
+    )
     assert.equal(nav({ accept: 'text/html;charset="a\\"b,c";q=0' }), false, 'an escaped quote stays inside the string')
     assert.equal(nav({ accept: 'TEXT/HTML' }), true, 'media types are case-insensitive')
     assert.equal(nav({ accept: '\ttext/html\t;\tq=0.7\t,\t*/*;q=0.1' }), true)
@@ -107,7 +122,11 @@ describe('isNavigation', () => {
     assert.equal(nav({ accept: ['*/*', 'text/html'] }), true)
     assert.equal(nav({ accept: [] }), false)
     assert.equal(nav({ 'sec-fetch-mode': 'navigate, cors', accept: '*/*' }), false, 'then Accept must name text/html')
-    assert.equal(nav({ 'sec-fetch-mode': 'cors, navigate', accept: FIREFOX }), true, 'as an old browser would be judged')
+    assert.equal(
+      nav({ 'sec-fetch-mode': 'cors, navigate', accept: FIREFOX }),
+      true,
+      'as an old browser would be judged',
+    )
     assert.equal(nav({ 'sec-fetch-mode': ['navigate', 'navigate'], accept: '*/*' }), false)
     assert.equal(nav({ 'sec-fetch-mode': ['navigate'], accept: '*/*' }), true)
     assert.equal(nav({ 'sec-fetch-mode': ['cors'], accept: FIREFOX }), false)
@@ -144,7 +163,8 @@ describe('isNavigation', () => {
     ]
     const started = performance.now()
     for (const accept of hostile) {
-      for (const mode of [undefined, 'navigate']) assert.equal(typeof nav({ 'sec-fetch-mode': mode, accept }), 'boolean')
+      for (const mode of [undefined, 'navigate'])
+        assert.equal(typeof nav({ 'sec-fetch-mode': mode, accept }), 'boolean')
     }
     // Far above what node:http lets through (16 KiB of headers); anything quadratic would take minutes.
     assert.ok(performance.now() - started < 2000, 'linear in the header length')
@@ -159,16 +179,45 @@ describe('isNavigation', () => {
   })
 
   test('for any Accept: never throws; the anti-forgery header and API fetch modes are never navigations; adding JSON never makes one', () => {
-    const accept = fc.oneof(anyString(60), hostileString(), fc.array(fc.constantFrom('text/html', '*/*', 'application/json', 'text/*', ';', ',', 'q=', '0.5', '1', '"', '\\', ' ', 'Q', '+json', 'application/'), { maxLength: 20 }).map((parts) => parts.join('')))
+    const accept = fc.oneof(
+      anyString(60),
+      hostileString(),
+      fc
+        .array(
+          fc.constantFrom(
+            'text/html',
+            '*/*',
+            'application/json',
+            'text/*',
+            ';',
+            ',',
+            'q=',
+            '0.5',
+            '1',
+            '"',
+            '\\',
+            ' ',
+            'Q',
+            '+json',
+            'application/',
+          ),
+          { maxLength: 20 },
+        )
+        .map((parts) => parts.join('')),
+    )
     fc.assert(
-      fc.property(accept, fc.constantFrom(undefined, 'navigate', 'cors', 'no-cors', 'same-origin', 'websocket', 'nested-navigate'), (value, mode) => {
-        const result = nav({ accept: value, 'sec-fetch-mode': mode })
-        assert.equal(typeof result, 'boolean')
-        assert.equal(nav({ accept: value, 'sec-fetch-mode': mode, 'x-csrf': '1' }), false)
-        if (mode !== undefined && mode !== 'navigate' && mode !== 'nested-navigate') assert.equal(result, false)
-        // Also accepting JSON can only turn a navigation into an API call, never the other way round.
-        if (nav({ accept: [value, 'application/json'], 'sec-fetch-mode': mode })) assert.equal(result, true)
-      }),
+      fc.property(
+        accept,
+        fc.constantFrom(undefined, 'navigate', 'cors', 'no-cors', 'same-origin', 'websocket', 'nested-navigate'),
+        (value, mode) => {
+          const result = nav({ accept: value, 'sec-fetch-mode': mode })
+          assert.equal(typeof result, 'boolean')
+          assert.equal(nav({ accept: value, 'sec-fetch-mode': mode, 'x-csrf': '1' }), false)
+          if (mode !== undefined && mode !== 'navigate' && mode !== 'nested-navigate') assert.equal(result, false)
+          // Also accepting JSON can only turn a navigation into an API call, never the other way round.
+          if (nav({ accept: [value, 'application/json'], 'sec-fetch-mode': mode })) assert.equal(result, true)
+        },
+      ),
       { seed: SEED, numRuns: 5_000 },
     )
   })

@@ -8,7 +8,9 @@ import { storeCall } from '../../src/session/store-call.ts'
 const root = new URL('../../src', import.meta.url).pathname
 
 function sources(dir: string): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []))
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  )
 }
 
 /** Static imports, re-exports and dynamic import() of a module name. */
@@ -21,16 +23,22 @@ test('one door to the IdP: nothing outside src/oidc imports openid-client or oau
   for (const file of sources(root)) {
     const path = relative(root, file)
     if (path.startsWith('oidc/')) continue
-    for (const name of importsOf(readFileSync(file, 'utf8'))) if (name === 'openid-client' || name === 'oauth4webapi') offenders.push(`${path} imports ${name}`)
+    for (const name of importsOf(readFileSync(file, 'utf8')))
+      if (name === 'openid-client' || name === 'oauth4webapi') offenders.push(`${path} imports ${name}`)
   }
   assert.deepEqual(offenders, [])
 })
 
 test('the boundary check sees the import forms it guards against', () => {
-  assert.deepEqual(importsOf("import * as oidc from 'openid-client'\nimport type { X } from \"oauth4webapi\"\nconst m = await import('openid-client')\nexport { Y } from 'oauth4webapi'\nimport 'openid-client'"), ['openid-client', 'oauth4webapi', 'openid-client', 'oauth4webapi', 'openid-client'])
+  assert.deepEqual(
+    importsOf(
+      "import * as oidc from 'openid-client'\nimport type { X } from \"oauth4webapi\"\nconst m = await import('openid-client')\nexport { Y } from 'oauth4webapi'\nimport 'openid-client'",
+    ),
+    ['openid-client', 'oauth4webapi', 'openid-client', 'oauth4webapi', 'openid-client'],
+  )
 })
 
-test('storeCall: a store failure becomes store_unavailable (503) with the store\'s error as its cause', async () => {
+test("storeCall: a store failure becomes store_unavailable (503) with the store's error as its cause", async () => {
   const failure = new Error('connection reset')
   const err = await storeCall(() => Promise.reject(failure)).then(
     () => assert.fail('resolved'),
@@ -44,7 +52,15 @@ test('storeCall: a store failure becomes store_unavailable (503) with the store\
 })
 
 test('storeCall: a synchronous throw and a non-Error rejection are store_unavailable too; a result passes through', async () => {
-  await assert.rejects(storeCall(() => { throw new TypeError('driver bug') }), (e: unknown) => e instanceof GatehouseError && e.code === 'store_unavailable')
-  await assert.rejects(storeCall(() => Promise.reject('a string')), (e: unknown) => e instanceof GatehouseError && e.code === 'store_unavailable' && e.cause === 'a string')
+  await assert.rejects(
+    storeCall(() => {
+      throw new TypeError('driver bug')
+    }),
+    (e: unknown) => e instanceof GatehouseError && e.code === 'store_unavailable',
+  )
+  await assert.rejects(
+    storeCall(() => Promise.reject('a string')),
+    (e: unknown) => e instanceof GatehouseError && e.code === 'store_unavailable' && e.cause === 'a string',
+  )
   assert.equal(await storeCall(() => Promise.resolve(42)), 42)
 })

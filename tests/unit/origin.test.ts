@@ -1,26 +1,49 @@
 import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { test } from 'node:test'
-import { derivedFrontendOrigin, hasUsableHostHeader, isOriginOfHost, OwnOrigins, requestedHost, requestOrigin } from '../../src/http/origin.ts'
+import {
+  derivedFrontendOrigin,
+  hasUsableHostHeader,
+  isOriginOfHost,
+  OwnOrigins,
+  requestedHost,
+  requestOrigin,
+} from '../../src/http/origin.ts'
 
 /** As node:http builds it: `headers` keeps the first of repeated Host lines, `rawHeaders` has them all. */
 function request(headers: Record<string, string | string[]>): IncomingMessage {
-  const rawHeaders = Object.entries(headers).flatMap(([name, value]) => (Array.isArray(value) ? value : [value]).flatMap((v) => [name === 'host' ? 'Host' : name, v]))
+  const rawHeaders = Object.entries(headers).flatMap(([name, value]) =>
+    (Array.isArray(value) ? value : [value]).flatMap((v) => [name === 'host' ? 'Host' : name, v]),
+  )
   const host = headers.host
   const first = Array.isArray(host) ? { ...headers, host: host[0] } : headers
   return { headers: first, rawHeaders, socket: {} } as unknown as IncomingMessage
 }
 
 test('publicOrigin wins over Host and forwarded headers', () => {
-  assert.equal(requestOrigin(request({ host: 'evil.example', 'x-forwarded-host': 'evil2.example' }), 'https://app.example', true), 'https://app.example')
+  assert.equal(
+    requestOrigin(request({ host: 'evil.example', 'x-forwarded-host': 'evil2.example' }), 'https://app.example', true),
+    'https://app.example',
+  )
 })
 
 test('without trustProxy, X-Forwarded-* are ignored', () => {
-  assert.equal(requestOrigin(request({ host: 'app.example:8080', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' }), undefined, false), 'http://app.example:8080')
+  assert.equal(
+    requestOrigin(
+      request({ host: 'app.example:8080', 'x-forwarded-host': 'evil.example', 'x-forwarded-proto': 'https' }),
+      undefined,
+      false,
+    ),
+    'http://app.example:8080',
+  )
 })
 
 test('with trustProxy, the value nearest to gatehouse (the last) is used, not one the client prepended', () => {
-  const req = request({ host: 'internal:8080', 'x-forwarded-host': 'evil.example, app.example', 'x-forwarded-proto': 'http, https' })
+  const req = request({
+    host: 'internal:8080',
+    'x-forwarded-host': 'evil.example, app.example',
+    'x-forwarded-proto': 'http, https',
+  })
   assert.equal(requestOrigin(req, undefined, true), 'https://app.example')
 })
 
@@ -39,8 +62,24 @@ test('two Host lines or a malformed Host are not usable; an absent one is left t
 
 test('OwnOrigins: a host matches an origin case-insensitively, with the default port normalised; a trailing dot, another port or name does not', () => {
   const own = new OwnOrigins(['https://app.example.com'])
-  for (const host of ['app.example.com', 'APP.EXAMPLE.COM', 'App.Example.Com:443', 'app.example.com:0443']) assert.equal(own.match(host), 'https://app.example.com', host)
-  for (const host of ['app.example.com.', 'app.example.com.:443', 'app.example.com:80', 'app.example.com:8443', 'evil.example.com', 'app.example.com.evil', 'xapp.example.com', 'example.com', '[::1]', '127.0.0.1', 'app.example.com:443.evil', 'app.example.com/x', 'a b', '']) {
+  for (const host of ['app.example.com', 'APP.EXAMPLE.COM', 'App.Example.Com:443', 'app.example.com:0443'])
+    assert.equal(own.match(host), 'https://app.example.com', host)
+  for (const host of [
+    'app.example.com.',
+    'app.example.com.:443',
+    'app.example.com:80',
+    'app.example.com:8443',
+    'evil.example.com',
+    'app.example.com.evil',
+    'xapp.example.com',
+    'example.com',
+    '[::1]',
+    '127.0.0.1',
+    'app.example.com:443.evil',
+    'app.example.com/x',
+    'a b',
+    '',
+  ]) {
     assert.equal(own.match(host), undefined, host)
   }
   assert.equal(own.match(undefined), undefined)
@@ -73,14 +112,24 @@ test('requestedHost: the Host header, or with trustProxy the nearest X-Forwarded
   assert.equal(requestedHost(req, true), 'app.example.com')
   assert.equal(requestedHost(request({ host: '10.0.0.7:8080' }), true), '10.0.0.7:8080')
   assert.equal(requestedHost(request({}), true), undefined)
-  assert.equal(requestedHost(request({ ':authority': 'app.example.com' }), false), 'app.example.com', 'HTTP/2 sends :authority instead of Host')
+  assert.equal(
+    requestedHost(request({ ':authority': 'app.example.com' }), false),
+    'app.example.com',
+    'HTTP/2 sends :authority instead of Host',
+  )
 })
 
-test('a host-based frontend\'s default origin: publicOrigin\'s scheme, and its port when the host names none', () => {
+test("a host-based frontend's default origin: publicOrigin's scheme, and its port when the host names none", () => {
   assert.equal(derivedFrontendOrigin('https://app.example.com', 'admin.example.com'), 'https://admin.example.com')
-  assert.equal(derivedFrontendOrigin('https://app.example.com', 'admin.example.com:8443'), 'https://admin.example.com:8443')
+  assert.equal(
+    derivedFrontendOrigin('https://app.example.com', 'admin.example.com:8443'),
+    'https://admin.example.com:8443',
+  )
   assert.equal(derivedFrontendOrigin('https://app.example.com', 'admin.example.com:443'), 'https://admin.example.com')
-  assert.equal(derivedFrontendOrigin('https://app.example.com:8443', 'admin.example.com'), 'https://admin.example.com:8443')
+  assert.equal(
+    derivedFrontendOrigin('https://app.example.com:8443', 'admin.example.com'),
+    'https://admin.example.com:8443',
+  )
   assert.equal(derivedFrontendOrigin('http://127.0.0.1:8080', 'localhost'), 'http://localhost:8080')
   assert.equal(derivedFrontendOrigin('http://127.0.0.1:8080', 'localhost:9000'), 'http://localhost:9000')
 })

@@ -1,7 +1,17 @@
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
 import { describe, test } from 'node:test'
-import { CLIENT_IP_HEADERS, downstreamResponseHeaders, HOP_BY_HOP, isGatehouseCookieLine, METHOD_OVERRIDES, normalHeaderName, upstreamRequestHeaders, URL_REWRITE_HEADERS, type UpstreamHeaderOptions } from '../../src/proxy/headers.ts'
+import {
+  CLIENT_IP_HEADERS,
+  downstreamResponseHeaders,
+  HOP_BY_HOP,
+  isGatehouseCookieLine,
+  METHOD_OVERRIDES,
+  normalHeaderName,
+  upstreamRequestHeaders,
+  URL_REWRITE_HEADERS,
+  type UpstreamHeaderOptions,
+} from '../../src/proxy/headers.ts'
 
 const COOKIE = '__Host-gatehouse'
 
@@ -34,7 +44,12 @@ test('hop-by-hop request headers are not forwarded to the upstream', () => {
 })
 
 test('headers the browser lists in Connection are hop-by-hop and not forwarded, whatever their case', () => {
-  const incoming: IncomingHttpHeaders = { connection: 'X-Secret , x-other,keep-alive', 'x-secret': 's3cret', 'x-other': 'o', 'x-kept': 'k' }
+  const incoming: IncomingHttpHeaders = {
+    connection: 'X-Secret , x-other,keep-alive',
+    'x-secret': 's3cret',
+    'x-other': 'o',
+    'x-kept': 'k',
+  }
   const out = upstreamRequestHeaders(incoming, options())
   assert.equal(out['x-secret'], undefined)
   assert.equal(out['x-other'], undefined)
@@ -62,7 +77,10 @@ test("the browser's Cookie, Authorization, anti-forgery header, Host and Expect 
 })
 
 test('a configured anti-forgery header name is the one removed', () => {
-  const out = upstreamRequestHeaders({ 'x-requested-by': 'app', 'x-csrf': '1' }, options({ antiForgeryHeader: 'x-requested-by' }))
+  const out = upstreamRequestHeaders(
+    { 'x-requested-by': 'app', 'x-csrf': '1' },
+    options({ antiForgeryHeader: 'x-requested-by' }),
+  )
   assert.equal(out['x-requested-by'], undefined)
   assert.equal(out['x-csrf'], '1')
 })
@@ -82,7 +100,11 @@ test("the browser's DPoP header is never forwarded: without a token, with a Bear
   assert.equal(bearer.authorization, 'Bearer the-access-token')
   const bound = upstreamRequestHeaders(incoming, options({ dpopProof: 'gatehouse-proof' }))
   assert.equal(bound.dpop, 'gatehouse-proof')
-  assert.equal(bound.authorization, 'DPoP the-access-token', 'a DPoP-bound token goes with the DPoP scheme (RFC 9449 §7.1)')
+  assert.equal(
+    bound.authorization,
+    'DPoP the-access-token',
+    'a DPoP-bound token goes with the DPoP scheme (RFC 9449 §7.1)',
+  )
 })
 
 test('Forwarded and X-Forwarded-* from the browser are replaced by values from the origin and the socket', () => {
@@ -120,12 +142,26 @@ test('without trustProxy an incoming X-Forwarded-For chain is discarded', () => 
 })
 
 test('without a known client address X-Forwarded-For is absent unless a trusted chain exists', () => {
-  assert.equal(upstreamRequestHeaders({ 'x-forwarded-for': '198.51.100.1' }, options({ clientIp: undefined }))['x-forwarded-for'], undefined)
-  assert.equal(upstreamRequestHeaders({ 'x-forwarded-for': '198.51.100.1' }, options({ clientIp: undefined, trustProxy: true }))['x-forwarded-for'], '198.51.100.1')
+  assert.equal(
+    upstreamRequestHeaders({ 'x-forwarded-for': '198.51.100.1' }, options({ clientIp: undefined }))['x-forwarded-for'],
+    undefined,
+  )
+  assert.equal(
+    upstreamRequestHeaders({ 'x-forwarded-for': '198.51.100.1' }, options({ clientIp: undefined, trustProxy: true }))[
+      'x-forwarded-for'
+    ],
+    '198.51.100.1',
+  )
 })
 
 test('WebSocket handshake fields are forwarded only for a WebSocket upgrade', () => {
-  const incoming: IncomingHttpHeaders = { 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13', 'sec-websocket-protocol': 'chat', connection: 'Upgrade', upgrade: 'websocket' }
+  const incoming: IncomingHttpHeaders = {
+    'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+    'sec-websocket-version': '13',
+    'sec-websocket-protocol': 'chat',
+    connection: 'Upgrade',
+    upgrade: 'websocket',
+  }
   const plain = upstreamRequestHeaders(incoming, options())
   assert.equal(plain['sec-websocket-key'], undefined)
   assert.equal(plain['sec-websocket-protocol'], undefined)
@@ -140,7 +176,14 @@ test('WebSocket handshake fields are forwarded only for a WebSocket upgrade', ()
 })
 
 test('ordinary request headers pass through unchanged', () => {
-  const incoming: IncomingHttpHeaders = { accept: 'text/html', 'accept-language': 'de', 'user-agent': 'test', 'if-none-match': '"abc"', 'x-custom': 'kept', range: 'bytes=0-9' }
+  const incoming: IncomingHttpHeaders = {
+    accept: 'text/html',
+    'accept-language': 'de',
+    'user-agent': 'test',
+    'if-none-match': '"abc"',
+    'x-custom': 'kept',
+    range: 'bytes=0-9',
+  }
   const out = upstreamRequestHeaders(incoming, options())
   for (const [name, value] of Object.entries(incoming)) assert.equal(out[name], value, name)
 })
@@ -180,12 +223,21 @@ test("an upstream Set-Cookie for gatehouse's session or login cookies is dropped
 })
 
 test("a lone Set-Cookie for gatehouse's cookie leaves no Set-Cookie header at all", () => {
-  assert.equal(downstreamResponseHeaders({ 'set-cookie': `${COOKIE}=planted; Path=/` }, COOKIE)['set-cookie'], undefined)
-  assert.equal(downstreamResponseHeaders({ 'set-cookie': [`${COOKIE}=a`, `${COOKIE}.login.x=b`] }, COOKIE)['set-cookie'], undefined)
+  assert.equal(
+    downstreamResponseHeaders({ 'set-cookie': `${COOKIE}=planted; Path=/` }, COOKIE)['set-cookie'],
+    undefined,
+  )
+  assert.equal(
+    downstreamResponseHeaders({ 'set-cookie': [`${COOKIE}=a`, `${COOKIE}.login.x=b`] }, COOKIE)['set-cookie'],
+    undefined,
+  )
 })
 
 test('the session cookie name in use is the one protected', () => {
-  const out = downstreamResponseHeaders({ 'set-cookie': ['__Host-gatehouse=ok', '__Host-custom=planted', '__Host-custom.login.x=planted'] }, '__Host-custom')
+  const out = downstreamResponseHeaders(
+    { 'set-cookie': ['__Host-gatehouse=ok', '__Host-custom=planted', '__Host-custom.login.x=planted'] },
+    '__Host-custom',
+  )
   assert.deepEqual(out['set-cookie'], ['__Host-gatehouse=ok'])
 })
 
@@ -196,19 +248,49 @@ test('undefined header values are skipped both ways', () => {
   assert.equal(out['x-b'], 'b')
 })
 
-test('client-address headers other than gatehouse\'s X-Forwarded-For are not forwarded', () => {
+test("client-address headers other than gatehouse's X-Forwarded-For are not forwarded", () => {
   const out = upstreamRequestHeaders(
-    { 'x-real-ip': '1.2.3.4', 'true-client-ip': '1.2.3.4', 'x-client-ip': '1.2.3.4', 'cf-connecting-ip': '1.2.3.4', 'fastly-client-ip': '1.2.3.4', 'x-cluster-client-ip': '1.2.3.4' },
-    { antiForgeryHeader: 'x-csrf', bearer: undefined, clientIp: '10.0.0.9', origin: 'https://app.example', trustProxy: false },
+    {
+      'x-real-ip': '1.2.3.4',
+      'true-client-ip': '1.2.3.4',
+      'x-client-ip': '1.2.3.4',
+      'cf-connecting-ip': '1.2.3.4',
+      'fastly-client-ip': '1.2.3.4',
+      'x-cluster-client-ip': '1.2.3.4',
+    },
+    {
+      antiForgeryHeader: 'x-csrf',
+      bearer: undefined,
+      clientIp: '10.0.0.9',
+      origin: 'https://app.example',
+      trustProxy: false,
+    },
   )
-  for (const name of ['x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip']) assert.equal(out[name], undefined, name)
+  for (const name of [
+    'x-real-ip',
+    'true-client-ip',
+    'x-client-ip',
+    'cf-connecting-ip',
+    'fastly-client-ip',
+    'x-cluster-client-ip',
+  ])
+    assert.equal(out[name], undefined, name)
   assert.equal(out['x-forwarded-for'], '10.0.0.9')
 })
 
 test('method-override headers never reach the upstream: it acts on the method gatehouse checked (remoteApis[].methods)', () => {
   // node:http hands header names over in lower case, whatever the client sent.
-  const out = upstreamRequestHeaders({ 'x-http-method-override': 'DELETE', 'x-http-method': 'PUT', 'x-method-override': 'PATCH', accept: 'application/json' }, options())
-  for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override']) assert.equal(out[name], undefined, name)
+  const out = upstreamRequestHeaders(
+    {
+      'x-http-method-override': 'DELETE',
+      'x-http-method': 'PUT',
+      'x-method-override': 'PATCH',
+      accept: 'application/json',
+    },
+    options(),
+  )
+  for (const name of ['x-http-method-override', 'x-http-method', 'x-method-override'])
+    assert.equal(out[name], undefined, name)
   assert.equal(out.accept, 'application/json')
 })
 
@@ -235,7 +317,9 @@ function underscoreSpellings(name: string): string[] {
   const parts = name.split('-')
   const spellings: string[] = []
   for (let mask = 0; mask < 2 ** (parts.length - 1); mask++) {
-    spellings.push(parts.reduce((out, part, i) => (i === 0 ? part : `${out}${mask & (1 << (i - 1)) ? '_' : '-'}${part}`), ''))
+    spellings.push(
+      parts.reduce((out, part, i) => (i === 0 ? part : `${out}${mask & (1 << (i - 1)) ? '_' : '-'}${part}`), ''),
+    )
   }
   return spellings
 }
@@ -284,41 +368,100 @@ test('every underscore/dash spelling of a header gatehouse strips or sets never 
 })
 
 test('the spellings the issue names are all stripped, also without a WebSocket upgrade', () => {
-  const names = ['X_Forwarded_For', 'X-Forwarded_Host', 'X_Forwarded_Proto', 'X_Real_IP', 'Client_IP', 'Client-IP', 'X_HTTP_Method_Override', 'X-HTTP_Method', 'X_Method_Override', 'X_Original_URL', 'X_Rewrite_URL', 'X_Envoy_Original_Path', 'Proxy_Authorization', 'Transfer_Encoding', 'X_CSRF']
-  const out = upstreamRequestHeaders(Object.fromEntries(names.map((name) => [name.toLowerCase(), 'hostile'])), options())
+  const names = [
+    'X_Forwarded_For',
+    'X-Forwarded_Host',
+    'X_Forwarded_Proto',
+    'X_Real_IP',
+    'Client_IP',
+    'Client-IP',
+    'X_HTTP_Method_Override',
+    'X-HTTP_Method',
+    'X_Method_Override',
+    'X_Original_URL',
+    'X_Rewrite_URL',
+    'X_Envoy_Original_Path',
+    'Proxy_Authorization',
+    'Transfer_Encoding',
+    'X_CSRF',
+  ]
+  const out = upstreamRequestHeaders(
+    Object.fromEntries(names.map((name) => [name.toLowerCase(), 'hostile'])),
+    options(),
+  )
   for (const name of names) assert.equal(out[name.toLowerCase()], undefined, name)
 })
 
 test('an underscore X-Forwarded-For is never taken for the trusted chain, even with trustProxy', () => {
-  const out = upstreamRequestHeaders({ x_forwarded_for: '198.51.100.66', 'x-forwarded_for': '198.51.100.67' }, options({ trustProxy: true }))
+  const out = upstreamRequestHeaders(
+    { x_forwarded_for: '198.51.100.66', 'x-forwarded_for': '198.51.100.67' },
+    options({ trustProxy: true }),
+  )
   assert.equal(out['x-forwarded-for'], '203.0.113.7')
 })
 
 test('a configured anti-forgery header is stripped in its underscore spelling too', () => {
-  const out = upstreamRequestHeaders({ x_requested_by: 'app', 'x-requested_by': 'app', 'x-requested-by': 'app' }, options({ antiForgeryHeader: 'x-requested-by' }))
-  assert.deepEqual(Object.keys(out).filter((name) => name.startsWith('x-requested') || name.startsWith('x_requested')), [])
+  const out = upstreamRequestHeaders(
+    { x_requested_by: 'app', 'x-requested_by': 'app', 'x-requested-by': 'app' },
+    options({ antiForgeryHeader: 'x-requested-by' }),
+  )
+  assert.deepEqual(
+    Object.keys(out).filter((name) => name.startsWith('x-requested') || name.startsWith('x_requested')),
+    [],
+  )
 })
 
 test('a name listed in Connection is dropped in every spelling, whichever spelling Connection used', () => {
-  const out = upstreamRequestHeaders({ connection: 'X_Secret', 'x-secret': 's', x_secret: 's', 'x-kept': 'k' }, options())
+  const out = upstreamRequestHeaders(
+    { connection: 'X_Secret', 'x-secret': 's', x_secret: 's', 'x-kept': 'k' },
+    options(),
+  )
   assert.equal(out['x-secret'], undefined)
   assert.equal(out.x_secret, undefined)
   assert.equal(out['x-kept'], 'k')
 })
 
 test('URL-rewrite headers (X-Original-URL, X-Rewrite-URL, X-Original-URI, X-Envoy-Original-Path) never reach the upstream', () => {
-  const out = upstreamRequestHeaders({ 'x-original-url': '/admin', 'x-rewrite-url': '/admin', 'x-original-uri': '/admin', 'x-envoy-original-path': '/admin', accept: '*/*' }, options())
+  const out = upstreamRequestHeaders(
+    {
+      'x-original-url': '/admin',
+      'x-rewrite-url': '/admin',
+      'x-original-uri': '/admin',
+      'x-envoy-original-path': '/admin',
+      accept: '*/*',
+    },
+    options(),
+  )
   assert.deepEqual(out.accept, '*/*')
   for (const name of URL_REWRITE_HEADERS) assert.equal(out[name], undefined, name)
 })
 
 test('Proxy (httpoxy: HTTP_PROXY in CGI-style upstreams) and host-override headers never reach the upstream, in any spelling', () => {
-  const out = upstreamRequestHeaders({ proxy: 'http://evil:3128', PROXY: 'http://evil:3128', 'x-host': 'evil', x_original_host: 'evil', 'x-http-host-override': 'evil', 'x-forwarded-server': 'evil', accept: '*/*' }, options())
-  assert.deepEqual(Object.keys(out).filter((name) => !name.startsWith('x-forwarded-') && name !== 'authorization').sort(), ['accept'])
+  const out = upstreamRequestHeaders(
+    {
+      proxy: 'http://evil:3128',
+      PROXY: 'http://evil:3128',
+      'x-host': 'evil',
+      x_original_host: 'evil',
+      'x-http-host-override': 'evil',
+      'x-forwarded-server': 'evil',
+      accept: '*/*',
+    },
+    options(),
+  )
+  assert.deepEqual(
+    Object.keys(out)
+      .filter((name) => !name.startsWith('x-forwarded-') && name !== 'authorization')
+      .sort(),
+    ['accept'],
+  )
 })
 
 test('a WebSocket upgrade forwards Sec-WebSocket-* only as spelt with dashes, never Sec_WebSocket_*', () => {
-  const out = upstreamRequestHeaders({ 'sec-websocket-protocol': 'chat', sec_websocket_protocol: 'evil', 'sec-websocket_key': 'evil' }, options({ websocket: true }))
+  const out = upstreamRequestHeaders(
+    { 'sec-websocket-protocol': 'chat', sec_websocket_protocol: 'evil', 'sec-websocket_key': 'evil' },
+    options({ websocket: true }),
+  )
   assert.equal(out['sec-websocket-protocol'], 'chat')
   assert.equal(out.sec_websocket_protocol, undefined)
   assert.equal(out['sec-websocket_key'], undefined)
@@ -369,11 +512,14 @@ describe("the upstream Set-Cookie filter (gatehouse's cookies, nameless cookies,
   for (const [line, why] of dropped) {
     test(`${JSON.stringify(line)} is dropped: ${why}`, () => {
       assert.equal(isGatehouseCookieLine(line, COOKIE), true)
-      assert.equal(downstreamResponseHeaders({ 'set-cookie': ['upstream=1', line] }, COOKIE)['set-cookie']?.toString(), 'upstream=1')
+      assert.equal(
+        downstreamResponseHeaders({ 'set-cookie': ['upstream=1', line] }, COOKIE)['set-cookie']?.toString(),
+        'upstream=1',
+      )
     })
   }
 
-  test('cookies that only resemble gatehouse\'s elsewhere (in an attribute, inside the value, a shorter or other name) pass', () => {
+  test("cookies that only resemble gatehouse's elsewhere (in an attribute, inside the value, a shorter or other name) pass", () => {
     for (const line of kept) assert.equal(isGatehouseCookieLine(line, COOKIE), false, line)
     assert.deepEqual(downstreamResponseHeaders({ 'set-cookie': kept }, COOKIE)['set-cookie'], kept)
   })
@@ -381,22 +527,46 @@ describe("the upstream Set-Cookie filter (gatehouse's cookies, nameless cookies,
 
 describe('Cache-Control on answers to calls that carried a user token', () => {
   test('without an upstream Cache-Control the answer becomes private', () => {
-    assert.equal(downstreamResponseHeaders({ 'content-type': 'application/json' }, COOKIE, { userToken: true })['cache-control'], 'private')
+    assert.equal(
+      downstreamResponseHeaders({ 'content-type': 'application/json' }, COOKIE, { userToken: true })['cache-control'],
+      'private',
+    )
   })
 
   test('a blank upstream Cache-Control says nothing and is made private too', () => {
-    assert.equal(downstreamResponseHeaders({ 'cache-control': ' ' }, COOKIE, { userToken: true })['cache-control'], 'private')
+    assert.equal(
+      downstreamResponseHeaders({ 'cache-control': ' ' }, COOKIE, { userToken: true })['cache-control'],
+      'private',
+    )
   })
 
   test("an upstream's own Cache-Control is never changed, even public or a list of lines", () => {
-    for (const value of ['public, max-age=60', 'no-store', 'max-age=0', 's-maxage=600', 'no-cache', 'private, max-age=5']) {
-      assert.equal(downstreamResponseHeaders({ 'cache-control': value }, COOKIE, { userToken: true })['cache-control'], value)
+    for (const value of [
+      'public, max-age=60',
+      'no-store',
+      'max-age=0',
+      's-maxage=600',
+      'no-cache',
+      'private, max-age=5',
+    ]) {
+      assert.equal(
+        downstreamResponseHeaders({ 'cache-control': value }, COOKIE, { userToken: true })['cache-control'],
+        value,
+      )
     }
-    assert.deepEqual(downstreamResponseHeaders({ 'cache-control': ['public', 'max-age=60'] }, COOKIE, { userToken: true })['cache-control'], ['public', 'max-age=60'])
+    assert.deepEqual(
+      downstreamResponseHeaders({ 'cache-control': ['public', 'max-age=60'] }, COOKIE, { userToken: true })[
+        'cache-control'
+      ],
+      ['public', 'max-age=60'],
+    )
   })
 
   test('without a user token (no token, a client token) nothing is added', () => {
     assert.equal(downstreamResponseHeaders({ 'content-type': 'text/plain' }, COOKIE)['cache-control'], undefined)
-    assert.equal(downstreamResponseHeaders({ 'content-type': 'text/plain' }, COOKIE, { userToken: false })['cache-control'], undefined)
+    assert.equal(
+      downstreamResponseHeaders({ 'content-type': 'text/plain' }, COOKIE, { userToken: false })['cache-control'],
+      undefined,
+    )
   })
 })

@@ -4,7 +4,20 @@ import type { RemoteApiConfig } from '../../src/config/types.ts'
 import { isPlainSubpath, RemoteApiRoutes, type ApiMatch } from '../../src/proxy/routes.ts'
 
 function api(path: string, target: string): RemoteApiConfig {
-  return { path, target, token: 'none', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }
+  return {
+    path,
+    target,
+    token: 'none',
+    antiForgery: true,
+    timeoutMs: 30_000,
+    websockets: false,
+    methods: undefined,
+    maxBodyBytes: undefined,
+    resource: undefined,
+    scopes: [],
+    connections: 128,
+    queue: 256,
+  }
 }
 
 function routed(routes: RemoteApiRoutes, target: string): ApiMatch {
@@ -103,7 +116,17 @@ test('the longest matching prefix wins, whatever the configuration order', () =>
 
 test('a path that only shares the prefix as a string is not under it', () => {
   const routes = new RemoteApiRoutes([api('/api', 'http://h')])
-  for (const path of ['/apiX', '/apix/1', '/api-v2/orders', '/api.json', '/ap', '/', '/bff/user', '/API/orders', '/x/api/orders']) {
+  for (const path of [
+    '/apiX',
+    '/apix/1',
+    '/api-v2/orders',
+    '/api.json',
+    '/ap',
+    '/',
+    '/bff/user',
+    '/API/orders',
+    '/x/api/orders',
+  ]) {
     assert.equal(routes.match(path), undefined, path)
   }
 })
@@ -123,7 +146,16 @@ test('a path that becomes an API path only after normalisation is not routed', (
 
 test('the query string is passed on verbatim, encodings and odd characters included', () => {
   const routes = new RemoteApiRoutes([api('/api', 'http://h/base')])
-  for (const query of ['?x=1&y=%20', '?a=%2e%2e%2f..&b=../..', '?q=a+b&q=%2B', '?redirect=https%3A%2F%2Fevil.example', '?', '?x=1?y=2', '?%zz=1', '?k=%E2%82%AC']) {
+  for (const query of [
+    '?x=1&y=%20',
+    '?a=%2e%2e%2f..&b=../..',
+    '?q=a+b&q=%2B',
+    '?redirect=https%3A%2F%2Fevil.example',
+    '?',
+    '?x=1?y=2',
+    '?%zz=1',
+    '?k=%E2%82%AC',
+  ]) {
     assert.equal(routed(routes, `/api/orders${query}`).upstreamPath, `/base/orders${query}`, query)
   }
 })
@@ -155,7 +187,24 @@ test('escape payloads are refused also under a nested prefix and a target base p
 
 test('legitimate paths with encodings, spaces encoded and trailing slashes are routed unchanged', () => {
   const routes = new RemoteApiRoutes([api('/api', 'http://h/v2')])
-  for (const rest of ['/file%2Ejson', '/100%25', '/a%20b', '/x/', '/x', '/orders/7', '/...', '/..foo', '/foo..', '/.well-known/x', '/a.b.c', '/%E2%82%AC', '/a;b=1', "/it's~fine!$&'()*+,=:@", '/%41', '/x%2520y']) {
+  for (const rest of [
+    '/file%2Ejson',
+    '/100%25',
+    '/a%20b',
+    '/x/',
+    '/x',
+    '/orders/7',
+    '/...',
+    '/..foo',
+    '/foo..',
+    '/.well-known/x',
+    '/a.b.c',
+    '/%E2%82%AC',
+    '/a;b=1',
+    "/it's~fine!$&'()*+,=:@",
+    '/%41',
+    '/x%2520y',
+  ]) {
     const match = routed(routes, `/api${rest}`)
     assert.equal(match.upstreamPath, `/v2${rest}`, rest)
     assert.equal(isPlainSubpath(rest), true, rest)
@@ -170,8 +219,30 @@ test('isPlainSubpath accepts the empty rest and refuses a rest that does not sta
 })
 
 test('a raw "#" or a double-encoded separator next to invalid UTF-8 escapes cannot slip through', () => {
-  const routes = new RemoteApiRoutes([{ path: '/api', target: 'http://127.0.0.1:5000/tenant/42/v2', token: 'user', antiForgery: true, timeoutMs: 1000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }])
-  for (const target of ['/api/..#', '/api/x#y', '/api/%252e%252e%252f%25ff/admin', '/api/%2523x', '/api/%253fx', '/api/%e0%80%ae%e0%80%ae/x']) {
+  const routes = new RemoteApiRoutes([
+    {
+      path: '/api',
+      target: 'http://127.0.0.1:5000/tenant/42/v2',
+      token: 'user',
+      antiForgery: true,
+      timeoutMs: 1000,
+      websockets: false,
+      methods: undefined,
+      maxBodyBytes: undefined,
+      resource: undefined,
+      scopes: [],
+      connections: 128,
+      queue: 256,
+    },
+  ])
+  for (const target of [
+    '/api/..#',
+    '/api/x#y',
+    '/api/%252e%252e%252f%25ff/admin',
+    '/api/%2523x',
+    '/api/%253fx',
+    '/api/%e0%80%ae%e0%80%ae/x',
+  ]) {
     assert.equal(routes.match(target), 'escape', target)
   }
   assert.notEqual(routes.match('/api/%25ff'), 'escape', 'a literal percent sign before "ff" is still a plain path')

@@ -139,7 +139,10 @@ describe('toLocalPath accepts local paths and normalises them', () => {
       for (const form of [out, ...decodedForms(out)]) {
         const target = browserTarget(form)
         assert.equal(target.origin, 'https://app.example', `${JSON.stringify(value)} → ${JSON.stringify(form)}`)
-        assert.ok(!target.pathname.startsWith('//'), `${JSON.stringify(value)} → ${JSON.stringify(form)} keeps a single leading slash`)
+        assert.ok(
+          !target.pathname.startsWith('//'),
+          `${JSON.stringify(value)} → ${JSON.stringify(form)} keeps a single leading slash`,
+        )
       }
     }
   })

@@ -150,7 +150,14 @@ describe('decodeKey and generateKey', () => {
 
   test('decodeKey refuses keys of the wrong length', () => {
     const key = generateKey()
-    for (const text of ['', key.slice(0, 42), `${key}A`, `${key}AA`, Buffer.alloc(16).toString('base64url'), Buffer.alloc(64).toString('base64url')]) {
+    for (const text of [
+      '',
+      key.slice(0, 42),
+      `${key}A`,
+      `${key}AA`,
+      Buffer.alloc(16).toString('base64url'),
+      Buffer.alloc(64).toString('base64url'),
+    ]) {
       assert.equal(decodeKey(text), undefined, `length ${text.length}`)
     }
   })

@@ -8,7 +8,12 @@ import { KeyRing, generateKey } from '../../src/session/seal.ts'
 import type { ExpiryPolicy, SessionData } from '../../src/session/session.ts'
 import { SessionEvents, type EndReason } from '../../src/session/session-events.ts'
 import { Sessions } from '../../src/session/sessions.ts'
-import { capabilities, incompleteCapabilities, type SessionEndNotice, type SessionStore } from '../../src/session/store.ts'
+import {
+  capabilities,
+  incompleteCapabilities,
+  type SessionEndNotice,
+  type SessionStore,
+} from '../../src/session/store.ts'
 import { MemoryStore } from '../../src/session/stores/memory.ts'
 import { logLines } from '../helpers/log-lines.ts'
 
@@ -20,7 +25,18 @@ const HOUR = 3_600_000
 const policy: ExpiryPolicy = { lifetimeMs: HOUR, sliding: false, absoluteLifetimeMs: HOUR }
 
 function data(): SessionData {
-  return { claims: [{ type: 'sub', value: 'alice' }], tokens: { accessToken: 'at', refreshToken: 'rt', idToken: undefined, accessTokenExpiresAt: undefined, scope: 'openid' }, logoutSid: 'l', sessionState: undefined }
+  return {
+    claims: [{ type: 'sub', value: 'alice' }],
+    tokens: {
+      accessToken: 'at',
+      refreshToken: 'rt',
+      idToken: undefined,
+      accessTokenExpiresAt: undefined,
+      scope: 'openid',
+    },
+    logoutSid: 'l',
+    sessionState: undefined,
+  }
 }
 
 /** The memory store with notices: what it publishes is recorded (another instance would receive it). */
@@ -52,8 +68,14 @@ describe('Sessions: endings are told', () => {
     await sessions.end(session, 'logout')
     assert.equal(await store.get(session.idHash, Date.now()), undefined)
     assert.deepEqual(heard, ['logout'])
-    assert.deepEqual(hooked.map((e) => [e.reason, e.session?.sub]), [['logout', 'alice']])
-    assert.deepEqual(store.published.map((n) => [n.idHash, n.reason]), [[session.idHash, 'logout']])
+    assert.deepEqual(
+      hooked.map((e) => [e.reason, e.session?.sub]),
+      [['logout', 'alice']],
+    )
+    assert.deepEqual(
+      store.published.map((n) => [n.idHash, n.reason]),
+      [[session.idHash, 'logout']],
+    )
   })
 
   test('endWhere ends only the sessions the filter names, returns how many, and publishes the filter', async () => {
@@ -62,10 +84,19 @@ describe('Sessions: endings are told', () => {
     await login('alice', 's2')
     const { session: bob } = await login('bob', 's3')
     assert.equal(await sessions.endWhere({ sub: 'alice' }, 'revoked'), 2)
-    assert.deepEqual((await store.list({ limit: 10 }, Date.now())).map((r) => r.sub), ['bob'])
+    assert.deepEqual(
+      (await store.list({ limit: 10 }, Date.now())).map((r) => r.sub),
+      ['bob'],
+    )
     assert.ok(await store.get(bob.idHash, Date.now()))
-    assert.deepEqual(store.published.map((n) => [n.filter, n.reason]), [[{ sub: 'alice' }, 'revoked']])
-    assert.deepEqual(hooked.map((e) => [e.reason, e.filter]), [['revoked', { sub: 'alice' }]])
+    assert.deepEqual(
+      store.published.map((n) => [n.filter, n.reason]),
+      [[{ sub: 'alice' }, 'revoked']],
+    )
+    assert.deepEqual(
+      hooked.map((e) => [e.reason, e.filter]),
+      [['revoked', { sub: 'alice' }]],
+    )
   })
 
   test('a login that replaces an older session of the same sub and sid tells of it as replaced', async () => {
@@ -74,7 +105,10 @@ describe('Sessions: endings are told', () => {
     assert.equal(store.published.length, 0, 'a first login replaces nothing')
     const { replaced } = await login('alice', 's1')
     assert.equal(replaced, 1)
-    assert.deepEqual(store.published.map((n) => [n.filter, n.reason]), [[{ sub: 'alice', sid: 's1', partition: 'app' }, 'replaced']])
+    assert.deepEqual(
+      store.published.map((n) => [n.filter, n.reason]),
+      [[{ sub: 'alice', sid: 's1', partition: 'app' }, 'replaced']],
+    )
   })
 
   test('a login whose new session cannot be written still tells of the older ones it deleted: other instances stop serving them', async () => {
@@ -90,9 +124,15 @@ describe('Sessions: endings are told', () => {
     await assert.rejects(login('alice', 's1'), (err: Error & { code?: string }) => err.code === 'store_unavailable')
     store.set = set
     assert.equal(await store.get(older.idHash, Date.now()), undefined, 'the older session was deleted')
-    assert.deepEqual(store.published.map((n) => [n.filter, n.reason]), [[{ sub: 'alice', sid: 's1', partition: 'app' }, 'replaced']])
+    assert.deepEqual(
+      store.published.map((n) => [n.filter, n.reason]),
+      [[{ sub: 'alice', sid: 's1', partition: 'app' }, 'replaced']],
+    )
     assert.deepEqual(heard, ['replaced'], 'its open streams are told')
-    assert.deepEqual(hooked.map((e) => [e.reason, e.filter]), [['replaced', { sub: 'alice', sid: 's1', partition: 'app' }]])
+    assert.deepEqual(
+      hooked.map((e) => [e.reason, e.filter]),
+      [['replaced', { sub: 'alice', sid: 's1', partition: 'app' }]],
+    )
   })
 
   test('without events of its own (the CLI), Sessions publishes through the store it was given', async () => {
@@ -100,7 +140,10 @@ describe('Sessions: endings are told', () => {
     const sessions = new Sessions({ store, keyRing: new KeyRing([generateKey()]), policy })
     await sessions.create({ sub: 'alice', sid: 's1', partition: 'app', data: data() })
     assert.equal(await sessions.endWhere({ sid: 's1' }, 'revoked'), 1)
-    assert.deepEqual(store.published.map((n) => [n.filter, n.reason]), [[{ sid: 's1' }, 'revoked']])
+    assert.deepEqual(
+      store.published.map((n) => [n.filter, n.reason]),
+      [[{ sid: 's1' }, 'revoked']],
+    )
   })
 
   test('a store failure while ending publishes nothing: the session was not ended', async () => {
@@ -131,7 +174,10 @@ describe('Sessions: claimOnce (the logout-token replay check)', () => {
     assert.equal(await sessions.claimOnce('jti:a', 60_000), undefined)
     assert.ok(await sessions.claimOnce('jti:b', 60_000))
     await claim.release()
-    assert.ok(await sessions.claimOnce('jti:a', 60_000), 'a released claim can be taken again (the IdP retries a failed logout)')
+    assert.ok(
+      await sessions.claimOnce('jti:a', 60_000),
+      'a released claim can be taken again (the IdP retries a failed logout)',
+    )
   })
 
   test('over a store without leases, claims are kept in this process and no shared leases are offered', async () => {
@@ -156,7 +202,12 @@ describe('cookie-mode endings', () => {
   test('end remembers the session ended and tells its streams and the audit hook; endWhere ends none', async () => {
     const hooked: SessionEndEvent[] = []
     const events = new SessionEvents({ onEnded: (event) => hooked.push(event) })
-    const sessions = new CookieSessions({ keyRing: new KeyRing([generateKey()]), policy, cookie: { name: '__Host-g', sameSite: 'lax', maxAgeSec: 3600 }, events })
+    const sessions = new CookieSessions({
+      keyRing: new KeyRing([generateKey()]),
+      policy,
+      cookie: { name: '__Host-g', sameSite: 'lax', maxAgeSec: 3600 },
+      events,
+    })
     const { session } = await sessions.start({ sub: 'alice', sid: 's1', partition: 'app', data: data() }, [])
     const heard: EndReason[] = []
     events.subscribe(session, (reason) => heard.push(reason))
@@ -164,7 +215,10 @@ describe('cookie-mode endings', () => {
     assert.equal(sessions.hasEnded(session), true)
     assert.deepEqual(heard, ['logout'])
     assert.equal(await sessions.endWhere({ sub: 'alice' }, 'revoked'), 0)
-    assert.deepEqual(hooked.map((e) => e.reason), ['logout', 'revoked'])
+    assert.deepEqual(
+      hooked.map((e) => e.reason),
+      ['logout', 'revoked'],
+    )
     assert.equal(sessions.leases, undefined, 'refreshes are coordinated in-process')
   })
 })
@@ -187,13 +241,19 @@ describe('store capabilities', () => {
   test('a store with half a capability is told: the methods it has and the one it lacks; whole or absent ones are not', () => {
     const publishOnly = new MemoryStore() as SessionStore
     publishOnly.publishEnded = async () => {}
-    assert.deepEqual(incompleteCapabilities(publishOnly), [{ capability: 'notices', has: ['publishEnded'], missing: ['subscribeEnded'] }])
+    assert.deepEqual(incompleteCapabilities(publishOnly), [
+      { capability: 'notices', has: ['publishEnded'], missing: ['subscribeEnded'] },
+    ])
     const subscribeOnly = new MemoryStore() as SessionStore
     subscribeOnly.subscribeEnded = async () => async () => {}
-    assert.deepEqual(incompleteCapabilities(subscribeOnly), [{ capability: 'notices', has: ['subscribeEnded'], missing: ['publishEnded'] }])
+    assert.deepEqual(incompleteCapabilities(subscribeOnly), [
+      { capability: 'notices', has: ['subscribeEnded'], missing: ['publishEnded'] },
+    ])
     const halfLeases = new MemoryStore() as SessionStore
     halfLeases.releaseLease = undefined
-    assert.deepEqual(incompleteCapabilities(halfLeases), [{ capability: 'leases', has: ['acquireLease'], missing: ['releaseLease'] }])
+    assert.deepEqual(incompleteCapabilities(halfLeases), [
+      { capability: 'leases', has: ['acquireLease'], missing: ['releaseLease'] },
+    ])
     assert.deepEqual(incompleteCapabilities(new MemoryStore()), [], 'leases whole, notices absent')
     assert.deepEqual(incompleteCapabilities(new NoticeMemoryStore()), [], 'both whole')
   })
@@ -203,7 +263,10 @@ describe('store capabilities', () => {
     publishOnly.publishEnded = async () => {}
     const log = logLines()
     const gatehouse = await createGatehouse(
-      { oidc: { authority: 'http://127.0.0.1:1', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' }, keys: [generateKey()] },
+      {
+        oidc: { authority: 'http://127.0.0.1:1', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' },
+        keys: [generateKey()],
+      },
       { store: publishOnly, logger: createLogger('info', log.sink) },
     )
     try {
@@ -217,11 +280,18 @@ describe('store capabilities', () => {
     }
     const whole = logLines()
     const quiet = await createGatehouse(
-      { oidc: { authority: 'http://127.0.0.1:1', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' }, keys: [generateKey()] },
+      {
+        oidc: { authority: 'http://127.0.0.1:1', clientId: 'spa-bff', clientSecret: 'spa-bff-secret' },
+        keys: [generateKey()],
+      },
       { store: new NoticeMemoryStore(), logger: createLogger('info', whole.sink) },
     )
     await quiet.close()
-    assert.equal(whole.entries().filter((e) => e.event === 'session_store_incomplete_capability').length, 0, 'a store with both methods gets no warning')
+    assert.equal(
+      whole.entries().filter((e) => e.event === 'session_store_incomplete_capability').length,
+      0,
+      'a store with both methods gets no warning',
+    )
   })
 
   test('a handle is the store itself, so a method replaced later is the one called', async () => {

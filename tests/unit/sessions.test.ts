@@ -17,8 +17,17 @@ const NO_SLIDE = { slide: false }
 
 function sessionData(overrides: Partial<SessionData> = {}): SessionData {
   return {
-    claims: [{ type: 'sub', value: 'alice' }, { type: 'name', value: 'Alice' }],
-    tokens: { accessToken: 'at-SECRET', refreshToken: 'rt-SECRET', idToken: 'it-SECRET', accessTokenExpiresAt: START + HOUR, scope: 'openid' },
+    claims: [
+      { type: 'sub', value: 'alice' },
+      { type: 'name', value: 'Alice' },
+    ],
+    tokens: {
+      accessToken: 'at-SECRET',
+      refreshToken: 'rt-SECRET',
+      idToken: 'it-SECRET',
+      accessTokenExpiresAt: START + HOUR,
+      scope: 'openid',
+    },
     logoutSid: 'sid-1',
     sessionState: undefined,
     ...overrides,
@@ -116,7 +125,8 @@ describe('Sessions', () => {
       'x'.repeat(10_000),
       hashSessionId(cookieValue) + 'x',
     ]
-    for (const value of malformed) assert.equal(await sessions.resolve(value, 'app', SLIDE), undefined, JSON.stringify(value?.slice(0, 50)))
+    for (const value of malformed)
+      assert.equal(await sessions.resolve(value, 'app', SLIDE), undefined, JSON.stringify(value?.slice(0, 50)))
     assert.equal(store.calls, 0)
   })
 
@@ -124,17 +134,30 @@ describe('Sessions', () => {
     const { store, sessions, login } = setup()
     const { cookieValue } = await login()
     const { cookieValue: other } = await login({ sub: 'mallory', sid: 'sid-m' })
-    for (const header of [`__Host-gatehouse=${other}; __Host-gatehouse=${cookieValue}`, `__Host-gatehouse=${cookieValue}; __Host-gatehouse=garbage`, `__Host-gatehouse=${cookieValue}; x=1; __Host-gatehouse=${cookieValue}`]) {
+    for (const header of [
+      `__Host-gatehouse=${other}; __Host-gatehouse=${cookieValue}`,
+      `__Host-gatehouse=${cookieValue}; __Host-gatehouse=garbage`,
+      `__Host-gatehouse=${cookieValue}; x=1; __Host-gatehouse=${cookieValue}`,
+    ]) {
       store.calls = 0
       const writes: string[] = []
       let reports = 0
-      assert.equal(await sessions.read(parseCookies(header), 'app', { slide: true, onAmbiguous: () => reports++ }, writes), undefined, header)
+      assert.equal(
+        await sessions.read(parseCookies(header), 'app', { slide: true, onAmbiguous: () => reports++ }, writes),
+        undefined,
+        header,
+      )
       assert.deepEqual(writes, [], 'the real cookie is not deleted')
       assert.equal(reports, 1)
       assert.equal(store.calls, 0)
     }
     let reports = 0
-    const once = await sessions.read(parseCookies(`__Host-gatehouse=${cookieValue}; __Host-gatehouse-admin=x; __Host-gatehouse-admin=y`), 'app', { slide: false, onAmbiguous: () => reports++ }, [])
+    const once = await sessions.read(
+      parseCookies(`__Host-gatehouse=${cookieValue}; __Host-gatehouse-admin=x; __Host-gatehouse-admin=y`),
+      'app',
+      { slide: false, onAmbiguous: () => reports++ },
+      [],
+    )
     assert.equal(once?.sub, 'alice', "another partition's cookie repeated does not matter here")
     assert.equal(reports, 0)
   })
@@ -261,7 +284,10 @@ describe('Sessions', () => {
     const { cookieValue, session } = await login()
     store.writes = []
     clock.now = START + 0.6 * HOUR
-    const [a, b] = await Promise.all([sessions.resolve(cookieValue, 'app', SLIDE), sessions.resolve(cookieValue, 'app', SLIDE)])
+    const [a, b] = await Promise.all([
+      sessions.resolve(cookieValue, 'app', SLIDE),
+      sessions.resolve(cookieValue, 'app', SLIDE),
+    ])
     assert.ok(a && b)
     assert.equal(a.version, 2)
     assert.equal(b.version, 2)
@@ -288,7 +314,17 @@ describe('Sessions', () => {
     await sessions.update(session, sessionData({ tokens: { ...session.data.tokens, accessToken: 'at-REFRESHED' } }))
     assert.equal(store.writes.length, 1)
     const written = store.writes[0]!
-    assert.deepEqual(Object.keys(written).sort(), ['createdAt', 'expiresAt', 'idHash', 'partition', 'renewedAt', 'sealed', 'sid', 'sub', 'version'])
+    assert.deepEqual(Object.keys(written).sort(), [
+      'createdAt',
+      'expiresAt',
+      'idHash',
+      'partition',
+      'renewedAt',
+      'sealed',
+      'sid',
+      'sub',
+      'version',
+    ])
     const text = JSON.stringify(written)
     for (const secret of ['at-REFRESHED', 'rt-SECRET', 'it-SECRET']) assert.ok(!text.includes(secret), secret)
   })
@@ -391,7 +427,11 @@ describe('Sessions', () => {
     broken.get = async () => {
       throw new Error('connection refused')
     }
-    const sessions = new Sessions({ store: broken as SessionStore, keyRing: new KeyRing([generateKey()]), policy: SLIDING })
+    const sessions = new Sessions({
+      store: broken as SessionStore,
+      keyRing: new KeyRing([generateKey()]),
+      policy: SLIDING,
+    })
     await assert.rejects(sessions.resolve(cookieValue, 'app', SLIDE), (err: unknown) => {
       assert.ok(err instanceof GatehouseError)
       assert.equal(err.code, 'store_unavailable')

@@ -4,7 +4,12 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { SpanStatusCode, trace } from '@opentelemetry/api'
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base'
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+  type ReadableSpan,
+} from '@opentelemetry/sdk-trace-base'
 import { span } from '../../src/ops/tracing.ts'
 import { KeyRing } from '../../src/session/seal.ts'
 import type { SessionData } from '../../src/session/session.ts'
@@ -19,7 +24,10 @@ const PAST_EXPIRY_MS = 3600_000 + 60_000
 describe('tracing without an SDK', () => {
   test('span() runs its function with a non-recording span and passes results and errors through', async () => {
     assert.equal(await span('gatehouse.test', { a: 1 }, async (s) => s.isRecording()), false)
-    await assert.rejects(span('gatehouse.test', {}, async () => Promise.reject(new Error('boom'))), /boom/)
+    await assert.rejects(
+      span('gatehouse.test', {}, async () => Promise.reject(new Error('boom'))),
+      /boom/,
+    )
   })
 })
 
@@ -94,19 +102,47 @@ describe('tracing with an SDK registered (after gatehouse loaded: the tracer pic
 
     const spans = exporter.getFinishedSpans()
     const named = (name: string) => spans.filter((s) => s.name === name)
-    const one = (name: string, match: (s: ReadableSpan) => boolean) => assert.ok(named(name).some(match), `a ${name} span like that: ${JSON.stringify(named(name).map((s) => s.attributes))}`)
-    one('gatehouse.login', (s) => s.status.code !== SpanStatusCode.ERROR && s.attributes['gatehouse.frontend'] !== undefined)
-    one('gatehouse.login', (s) => s.status.code === SpanStatusCode.ERROR && s.attributes['gatehouse.error'] === 'login_state_invalid')
-    one('gatehouse.proxy', (s) => s.attributes['gatehouse.api'] === '/api/user' && s.attributes['http.request.method'] === 'GET' && s.attributes['http.response.status_code'] === 200)
-    one('gatehouse.proxy', (s) => s.attributes['gatehouse.api'] === '/api/down' && s.attributes['http.response.status_code'] === 502 && s.attributes['gatehouse.error'] === 'upstream_unavailable')
+    const one = (name: string, match: (s: ReadableSpan) => boolean) =>
+      assert.ok(
+        named(name).some(match),
+        `a ${name} span like that: ${JSON.stringify(named(name).map((s) => s.attributes))}`,
+      )
+    one(
+      'gatehouse.login',
+      (s) => s.status.code !== SpanStatusCode.ERROR && s.attributes['gatehouse.frontend'] !== undefined,
+    )
+    one(
+      'gatehouse.login',
+      (s) => s.status.code === SpanStatusCode.ERROR && s.attributes['gatehouse.error'] === 'login_state_invalid',
+    )
+    one(
+      'gatehouse.proxy',
+      (s) =>
+        s.attributes['gatehouse.api'] === '/api/user' &&
+        s.attributes['http.request.method'] === 'GET' &&
+        s.attributes['http.response.status_code'] === 200,
+    )
+    one(
+      'gatehouse.proxy',
+      (s) =>
+        s.attributes['gatehouse.api'] === '/api/down' &&
+        s.attributes['http.response.status_code'] === 502 &&
+        s.attributes['gatehouse.error'] === 'upstream_unavailable',
+    )
     assert.equal(named('gatehouse.refresh').length, 1, 'one refresh grant, one span')
     one('gatehouse.refresh', (s) => s.attributes['gatehouse.result'] === 'ok' && s.status.code !== SpanStatusCode.ERROR)
 
     // Nothing a span carries (name, attributes, status, events) holds a secret or a 16-character piece of one.
-    const text = JSON.stringify(spans.map((s) => ({ name: s.name, attributes: s.attributes, status: s.status, events: s.events })))
+    const text = JSON.stringify(
+      spans.map((s) => ({ name: s.name, attributes: s.attributes, status: s.status, events: s.events })),
+    )
     for (const value of secrets) {
       assert.ok(value.length >= 16)
-      for (let i = 0; i + 16 <= value.length; i++) assert.ok(!text.includes(value.slice(i, i + 16)), `a span carries a piece of a secret: ${value.slice(i, i + 16)}`)
+      for (let i = 0; i + 16 <= value.length; i++)
+        assert.ok(
+          !text.includes(value.slice(i, i + 16)),
+          `a span carries a piece of a secret: ${value.slice(i, i + 16)}`,
+        )
     }
   })
 })

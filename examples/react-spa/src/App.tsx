@@ -4,7 +4,11 @@ import { bffFetch, claimValue, getUser, login, logout, onSessionEnd, type Claim 
 /** The path the "Call the API" button asks by default: the demo API's /hello behind gatehouse's /api. */
 const DEFAULT_API_PATH = import.meta.env.VITE_API_PATH ?? '/api/hello'
 
-type UserState = { status: 'loading' } | { status: 'anonymous' } | { status: 'signed-in'; claims: Claim[] } | { status: 'error'; message: string }
+type UserState =
+  | { status: 'loading' }
+  | { status: 'anonymous' }
+  | { status: 'signed-in'; claims: Claim[] }
+  | { status: 'error'; message: string }
 
 interface ApiAnswer {
   status: number
@@ -20,7 +24,8 @@ export function App() {
     let cancelled = false
     getUser().then(
       (claims) => !cancelled && setUser(claims ? { status: 'signed-in', claims } : { status: 'anonymous' }),
-      (err: unknown) => !cancelled && setUser({ status: 'error', message: err instanceof Error ? err.message : String(err) }),
+      (err: unknown) =>
+        !cancelled && setUser({ status: 'error', message: err instanceof Error ? err.message : String(err) }),
     )
     return () => {
       cancelled = true
@@ -101,8 +106,8 @@ function Profile({ claims }: { claims: Claim[] }) {
       </p>
       <h2>Your claims</h2>
       <p className="hint">
-        From <code>GET /bff/user</code>. The browser holds no token — only an HttpOnly cookie it cannot read
-        (<code>document.cookie</code> is <code>{JSON.stringify(document.cookie)}</code>).
+        From <code>GET /bff/user</code>. The browser holds no token — only an HttpOnly cookie it cannot read (
+        <code>document.cookie</code> is <code>{JSON.stringify(document.cookie)}</code>).
       </p>
       <table id="claims">
         <thead>

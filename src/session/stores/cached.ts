@@ -1,4 +1,15 @@
-import { capabilities, matchesFilter, type Countable, type FreshReadable, type LeaseCapable, type NoticeCapable, type SessionEndNotice, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
+import {
+  capabilities,
+  matchesFilter,
+  type Countable,
+  type FreshReadable,
+  type LeaseCapable,
+  type NoticeCapable,
+  type SessionEndNotice,
+  type SessionFilter,
+  type SessionRecord,
+  type SessionStore,
+} from '../store.ts'
 
 const MAX_ENTRIES = 10_000
 
@@ -89,7 +100,9 @@ export class CachedStore implements SessionStore, FreshReadable {
 
   #usable(idHash: string, now: number): Entry | undefined {
     const entry = this.#listening ? this.#entries.get(idHash) : undefined
-    return entry !== undefined && this.#clock() - entry.at < this.#ttlMs && entry.record.expiresAt > now ? entry : undefined
+    return entry !== undefined && this.#clock() - entry.at < this.#ttlMs && entry.record.expiresAt > now
+      ? entry
+      : undefined
   }
 
   async getFresh(idHash: string, now: number): Promise<SessionRecord | undefined> {

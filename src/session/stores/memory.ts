@@ -1,4 +1,11 @@
-import { matchesFilter, type Countable, type LeaseCapable, type SessionFilter, type SessionRecord, type SessionStore } from '../store.ts'
+import {
+  matchesFilter,
+  type Countable,
+  type LeaseCapable,
+  type SessionFilter,
+  type SessionRecord,
+  type SessionStore,
+} from '../store.ts'
 
 /** In-process store: for tests, the demo's throwaway runs and single-instance setups that accept losing sessions on restart. */
 export class MemoryStore implements SessionStore, LeaseCapable, Countable {
@@ -32,7 +39,8 @@ export class MemoryStore implements SessionStore, LeaseCapable, Countable {
 
   async deleteWhere(filter: SessionFilter): Promise<number> {
     let count = 0
-    const candidates = filter.sub !== undefined ? (this.#bySub.get(filter.sub) ?? []) : (this.#bySid.get(filter.sid!) ?? [])
+    const candidates =
+      filter.sub !== undefined ? (this.#bySub.get(filter.sub) ?? []) : (this.#bySid.get(filter.sid!) ?? [])
     for (const idHash of [...candidates]) {
       if (!matchesFilter(filter, this.#records.get(idHash)!)) continue
       await this.delete(idHash)
@@ -42,8 +50,16 @@ export class MemoryStore implements SessionStore, LeaseCapable, Countable {
   }
 
   async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
-    const index = filter.sid !== undefined ? this.#bySid.get(filter.sid) : filter.sub !== undefined ? this.#bySub.get(filter.sub) : undefined
-    const ids = filter.sid === undefined && filter.sub === undefined ? this.#records.keys() : (index ?? new Set<string>()).values()
+    const index =
+      filter.sid !== undefined
+        ? this.#bySid.get(filter.sid)
+        : filter.sub !== undefined
+          ? this.#bySub.get(filter.sub)
+          : undefined
+    const ids =
+      filter.sid === undefined && filter.sub === undefined
+        ? this.#records.keys()
+        : (index ?? new Set<string>()).values()
     const out: SessionRecord[] = []
     for (const idHash of ids) {
       const record = this.#records.get(idHash)!

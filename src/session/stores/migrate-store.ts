@@ -14,7 +14,8 @@ import { publicLocation, storeUrl } from './startup-error.ts'
  * A store that cannot be opened throws the same one-line error as at start.
  */
 export async function migrateStore(location: string): Promise<string> {
-  if (location === 'memory') return 'nothing to do: session.store is "memory": sessions live in the process\'s memory, which has no schema\n'
+  if (location === 'memory')
+    return 'nothing to do: session.store is "memory": sessions live in the process\'s memory, which has no schema\n'
   if (location.startsWith('sqlite:') && isSqliteInMemory(location.slice('sqlite:'.length))) {
     return `nothing to do: session.store "${location}" is an in-memory SQLite database: every process that opens it gets new, empty tables, and nothing of it outlives the process\n`
   }
@@ -26,7 +27,10 @@ export async function migrateStore(location: string): Promise<string> {
     }
     const url = storeUrl(location)
     if (/^postgres(ql)?:/.test(location)) {
-      return describeMigration((store as PostgresStore).migration ?? { created: [] }, `${publicLocation(url)}, schema ${url.searchParams.get('schema') ?? DEFAULTS.storeUrl.postgresSchema}`)
+      return describeMigration(
+        (store as PostgresStore).migration ?? { created: [] },
+        `${publicLocation(url)}, schema ${url.searchParams.get('schema') ?? DEFAULTS.storeUrl.postgresSchema}`,
+      )
     }
     const prefix = url.searchParams.get('prefix') ?? DEFAULTS.storeUrl.redisPrefix
     const db = databaseOf(url)

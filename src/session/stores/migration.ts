@@ -26,6 +26,7 @@ export function missingObjects(present: Iterable<string>): string[] {
 
 /** `gatehouse migrate`'s report: what was created, or that nothing was needed. */
 export function describeMigration(result: MigrationResult, where: string): string {
-  if (result.created.length === 0) return `nothing to do: schema version ${SCHEMA_VERSION} is already in place (${where})\n`
+  if (result.created.length === 0)
+    return `nothing to do: schema version ${SCHEMA_VERSION} is already in place (${where})\n`
   return `created schema version ${SCHEMA_VERSION} (${where}):\n${result.created.map((c) => `  ${c}\n`).join('')}`
 }

@@ -7,7 +7,13 @@ export function parseNotice(text: string): SessionEndNotice | undefined {
     if (typeof value.reason !== 'string' || typeof value.origin !== 'string') return undefined
     if (value.idHash !== undefined && typeof value.idHash !== 'string') return undefined
     const filter = value.filter
-    if (filter !== undefined && (typeof filter !== 'object' || filter === null || (typeof filter.sub !== 'string' && typeof filter.sid !== 'string'))) return undefined
+    if (
+      filter !== undefined &&
+      (typeof filter !== 'object' ||
+        filter === null ||
+        (typeof filter.sub !== 'string' && typeof filter.sid !== 'string'))
+    )
+      return undefined
     if (value.idHash === undefined && filter === undefined) return undefined
     return value as SessionEndNotice
   } catch {

@@ -11,7 +11,11 @@ export const CONNECT_TIMEOUT_MS = 2_000
  */
 export function withoutSslModeWarning(url: URL): void {
   const mode = url.searchParams.get('sslmode')
-  if ((mode === 'prefer' || mode === 'require' || mode === 'verify-ca') && url.searchParams.get('uselibpqcompat') !== 'true') url.searchParams.set('sslmode', 'verify-full')
+  if (
+    (mode === 'prefer' || mode === 'require' || mode === 'verify-ca') &&
+    url.searchParams.get('uselibpqcompat') !== 'true'
+  )
+    url.searchParams.set('sslmode', 'verify-full')
 }
 
 /** The open failed: one line naming the cause, from pg's error (a server's error code, a socket's, or its own message). */
@@ -26,13 +30,19 @@ export function postgresStartupError(url: URL, schema: string, err: unknown): Ga
     case '28P01': // invalid_password
       return fail(`${message} (check the user and password in session.store)`)
     case '42501': // insufficient_privilege, while creating the schema or its tables
-      return fail(`schema ${schema} lacks the session tables and this user may not create them (${message}): run gatehouse migrate as a user that may, such as the schema's owner`)
+      return fail(
+        `schema ${schema} lacks the session tables and this user may not create them (${message}): run gatehouse migrate as a user that may, such as the schema's owner`,
+      )
   }
-  if (/does not support SSL/i.test(message)) return fail(`TLS failed: the server does not support SSL connections (sslmode in session.store asks for TLS)`)
+  if (/does not support SSL/i.test(message))
+    return fail(`TLS failed: the server does not support SSL connections (sslmode in session.store asks for TLS)`)
   const network = networkCause(err, 'PostgreSQL', url, CONNECT_TIMEOUT_MS)
   if (network) return fail(network)
-  if (/connection timeout|timeout expired/i.test(message)) return fail(`no answer from ${url.host} within ${CONNECT_TIMEOUT_MS / 1000} s (is it a PostgreSQL server?)`)
-  if (/password must be a string/i.test(message)) return fail('authentication failed: the server asks for a password and session.store gives none')
-  if (/terminated unexpectedly|ECONNRESET/i.test(message)) return fail('the server closed the connection while connecting')
+  if (/connection timeout|timeout expired/i.test(message))
+    return fail(`no answer from ${url.host} within ${CONNECT_TIMEOUT_MS / 1000} s (is it a PostgreSQL server?)`)
+  if (/password must be a string/i.test(message))
+    return fail('authentication failed: the server asks for a password and session.store gives none')
+  if (/terminated unexpectedly|ECONNRESET/i.test(message))
+    return fail('the server closed the connection while connecting')
   return fail(message)
 }

@@ -1,7 +1,15 @@
 import type { Pool, PoolClient } from 'pg'
 import { DEFAULTS } from '../../config/defaults.ts'
 import { GatehouseError } from '../../errors.ts'
-import type { Countable, LeaseCapable, NoticeCapable, SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type {
+  Countable,
+  LeaseCapable,
+  NoticeCapable,
+  SessionEndNotice,
+  SessionFilter,
+  SessionRecord,
+  SessionStore,
+} from '../store.ts'
 import { missingObjects, SCHEMA_OBJECTS, type MigrationResult } from './migration.ts'
 import { parseNotice } from './notice.ts'
 import { CONNECT_TIMEOUT_MS, postgresStartupError, withoutSslModeWarning } from './postgres-open.ts'
@@ -42,7 +50,10 @@ const COLUMNS = 'id_hash, sub, sid, partition, created_at, renewed_at, expires_a
  * again, and from several instances starting at once: CREATE … IF NOT EXISTS alone races on the
  * catalog, so the whole migration holds a transaction-scoped advisory lock per schema.
  */
-export async function migratePostgres(pool: Pool, schema: string = DEFAULTS.storeUrl.postgresSchema): Promise<MigrationResult> {
+export async function migratePostgres(
+  pool: Pool,
+  schema: string = DEFAULTS.storeUrl.postgresSchema,
+): Promise<MigrationResult> {
   checkSchemaName(schema)
   const client = await pool.connect()
   try {
@@ -108,15 +119,31 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    const { rows } = await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE id_hash = $1 AND expires_at > $2`, [idHash, now])
+    const { rows } = await this.#pool.query<SessionRow>(
+      `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE id_hash = $1 AND expires_at > $2`,
+      [idHash, now],
+    )
     return rows[0] && rowToRecord(rows[0])
   }
 
   async set(r: SessionRecord, expectedVersion?: number): Promise<boolean> {
-    const values = [r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed]
+    const values = [
+      r.idHash,
+      r.sub,
+      r.sid ?? null,
+      r.partition,
+      r.createdAt,
+      r.renewedAt,
+      r.expiresAt,
+      r.version,
+      r.sealed,
+    ]
     const result =
       expectedVersion === undefined
-        ? await this.#pool.query(`INSERT INTO ${this.#sessions} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id_hash) DO NOTHING`, values)
+        ? await this.#pool.query(
+            `INSERT INTO ${this.#sessions} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id_hash) DO NOTHING`,
+            values,
+          )
         : await this.#pool.query(
             `UPDATE ${this.#sessions} SET sub = $2, sid = $3, partition = $4, created_at = $5, renewed_at = $6, expires_at = $7, version = $8, sealed = $9
              WHERE id_hash = $1 AND version = $10`,
@@ -147,23 +174,31 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
       const values: Array<string | number> = [filter.sid, now, filter.limit]
       if (filter.sub !== undefined) values.push(filter.sub)
       const bySub = filter.sub === undefined ? '' : ' AND sub = $4'
-      const { rows } = await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sid = $1${bySub} AND expires_at > $2 ORDER BY created_at LIMIT $3`, values)
+      const { rows } = await this.#pool.query<SessionRow>(
+        `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sid = $1${bySub} AND expires_at > $2 ORDER BY created_at LIMIT $3`,
+        values,
+      )
       return rows.map(rowToRecord)
     }
     const { rows } =
       filter.sub === undefined
-        ? await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`, [now, filter.limit])
-        : await this.#pool.query<SessionRow>(`SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`, [
-            filter.sub,
-            now,
-            filter.limit,
-          ])
+        ? await this.#pool.query<SessionRow>(
+            `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`,
+            [now, filter.limit],
+          )
+        : await this.#pool.query<SessionRow>(
+            `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`,
+            [filter.sub, now, filter.limit],
+          )
     return rows.map(rowToRecord)
   }
 
   async count(now: number): Promise<number> {
     // An index-only count on gatehouse_sessions_expires; count(*) is a bigint, which pg hands over as a string.
-    const { rows } = await this.#pool.query<{ live: string }>(`SELECT count(*) AS live FROM ${this.#sessions} WHERE expires_at > $1`, [now])
+    const { rows } = await this.#pool.query<{ live: string }>(
+      `SELECT count(*) AS live FROM ${this.#sessions} WHERE expires_at > $1`,
+      [now],
+    )
     return Number(rows[0]!.live)
   }
 
@@ -201,7 +236,10 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
   }
 
   /** LISTEN on a connection of its own, reconnecting after it breaks (notices sent meanwhile are missed). */
-  async subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
+  async subscribeEnded(
+    listener: (notice: SessionEndNotice) => void,
+    onLink?: (listening: boolean) => void,
+  ): Promise<() => Promise<void>> {
     let stopped = false
     let current: PoolClient | undefined
     const retryLater = (): void => {
@@ -346,19 +384,31 @@ async function connect(location: string): Promise<{ pool: Pool; url: URL; schema
   try {
     driver = await import('pg')
   } catch (err) {
-    throw new GatehouseError('config_invalid', `session.store is a ${url.protocol}// URL, which needs the optional package "pg": npm install pg`, { cause: err })
+    throw new GatehouseError(
+      'config_invalid',
+      `session.store is a ${url.protocol}// URL, which needs the optional package "pg": npm install pg`,
+      { cause: err },
+    )
   }
   // pg before 8.15 is CommonJS only, without named exports.
   const { Pool } = driver.Pool ? driver : (driver as unknown as { default: typeof import('pg') }).default
   // Fail fast while PostgreSQL is away (requests answer 503 within seconds); the pool reconnects by itself.
-  const pool = new Pool({ connectionString: url.toString(), max: 20, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, query_timeout: 5_000 })
+  const pool = new Pool({
+    connectionString: url.toString(),
+    max: 20,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: 5_000,
+  })
   // An idle connection that breaks emits 'error' on the pool (fatal if unheard); the next query reconnects.
   pool.on('error', () => {})
   return { pool, url, schema }
 }
 
 function checkSchemaName(schema: string): void {
-  if (!SCHEMA_NAME.test(schema)) throw new TypeError(`PostgreSQL schema "${schema}" must be letters, digits and _ (at most 63), not starting with a digit`)
+  if (!SCHEMA_NAME.test(schema))
+    throw new TypeError(
+      `PostgreSQL schema "${schema}" must be letters, digits and _ (at most 63), not starting with a digit`,
+    )
 }
 
 function quote(identifier: string): string {

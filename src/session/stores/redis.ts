@@ -1,10 +1,25 @@
 import type { Redis } from 'ioredis'
 import { GatehouseError } from '../../errors.ts'
-import type { Countable, LeaseCapable, NoticeCapable, SessionEndNotice, SessionFilter, SessionRecord, SessionStore } from '../store.ts'
+import type {
+  Countable,
+  LeaseCapable,
+  NoticeCapable,
+  SessionEndNotice,
+  SessionFilter,
+  SessionRecord,
+  SessionStore,
+} from '../store.ts'
 import { parseNotice } from './notice.ts'
 import { DEFAULTS } from '../../config/defaults.ts'
 import { redisQueryProblem } from '../../config/store-url.ts'
-import { CONNECT_TIMEOUT_MS, COMMAND_TIMEOUT_MS, databaseOf, isSelectError, redisStartupError, selectError } from './redis-open.ts'
+import {
+  CONNECT_TIMEOUT_MS,
+  COMMAND_TIMEOUT_MS,
+  databaseOf,
+  isSelectError,
+  redisStartupError,
+  selectError,
+} from './redis-open.ts'
 import { decodeCredential, storeUrl } from './startup-error.ts'
 
 /*
@@ -182,7 +197,10 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
   /** Takes over `client` (closes it on close()). */
   constructor(client: Redis, options: RedisStoreOptions = {}) {
     const prefix = options.keyPrefix ?? DEFAULTS.storeUrl.redisPrefix
-    if (/[{}]/.test(prefix)) throw new TypeError(`Redis key prefix "${prefix}" must not contain { or }: they would change the keys' hash slots`)
+    if (/[{}]/.test(prefix))
+      throw new TypeError(
+        `Redis key prefix "${prefix}" must not contain { or }: they would change the keys' hash slots`,
+      )
     for (const [name, definition] of Object.entries(SCRIPTS)) client.defineCommand(name, definition)
     this.#client = client as Client
     this.#prefix = prefix
@@ -235,11 +253,22 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     if (sub === undefined && sid === undefined) throw new TypeError('deleteWhere needs a sub or a sid')
     // An IdP session (sid) spans a handful of records; a sub may have more: the sid set is the narrower.
     const ids = await this.#client.smembers(sid === undefined ? this.#subKey(sub!) : this.#sidKey(sid))
-    const results = await Promise.all(ids.map((id) => this.#client.ghDeleteIf(this.#recordKey(id), encodeOptional(sub), encodeOptional(sid), encodeOptional(partition))))
+    const results = await Promise.all(
+      ids.map((id) =>
+        this.#client.ghDeleteIf(
+          this.#recordKey(id),
+          encodeOptional(sub),
+          encodeOptional(sid),
+          encodeOptional(partition),
+        ),
+      ),
+    )
     // Only what this call deleted is unindexed here. An entry whose record is missing may belong to a
     // login in flight (indexed, record not yet written): deleteExpired prunes it once it has expired.
     const removals = results.flatMap(([status, recordSub, recordSid], i) =>
-      status === 1 ? [this.#removal({ idHash: ids[i]!, sub: String(recordSub), sid: decodeSid(String(recordSid)) })] : [],
+      status === 1
+        ? [this.#removal({ idHash: ids[i]!, sub: String(recordSub), sid: decodeSid(String(recordSid)) })]
+        : [],
     )
     await this.#unindex(removals)
     return removals.length
@@ -251,7 +280,13 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
       const hashes = await Promise.all(ids.map((id) => this.#client.hgetall(this.#recordKey(id))))
       hashes.forEach((hash, i) => {
         const record = toRecord(ids[i]!, hash)
-        if (record && record.expiresAt > now && (filter.sub === undefined || record.sub === filter.sub) && (filter.sid === undefined || record.sid === filter.sid)) live.push(record)
+        if (
+          record &&
+          record.expiresAt > now &&
+          (filter.sub === undefined || record.sub === filter.sub) &&
+          (filter.sid === undefined || record.sid === filter.sid)
+        )
+          live.push(record)
       })
     }
     if (filter.sid !== undefined) {
@@ -277,7 +312,11 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
    * it, and leftovers of interrupted writes count until cleanup prunes them.
    */
   async count(now: number): Promise<number> {
-    const counts = await Promise.all(Array.from({ length: EXPIRY_SHARDS }, (_, shard) => this.#client.zcount(this.#shardKey(shard), `(${now}`, '+inf')))
+    const counts = await Promise.all(
+      Array.from({ length: EXPIRY_SHARDS }, (_, shard) =>
+        this.#client.zcount(this.#shardKey(shard), `(${now}`, '+inf'),
+      ),
+    )
     return counts.reduce((sum, n) => sum + n, 0)
   }
 
@@ -288,12 +327,18 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     for (let round = 0; removed.size < limit && round < 4; round++) {
       const want = limit - removed.size
       const shards = await Promise.all(
-        Array.from({ length: EXPIRY_SHARDS }, (_, shard) => this.#client.zrangebyscore(this.#shardKey(shard), '-inf', now, 'LIMIT', 0, want)),
+        Array.from({ length: EXPIRY_SHARDS }, (_, shard) =>
+          this.#client.zrangebyscore(this.#shardKey(shard), '-inf', now, 'LIMIT', 0, want),
+        ),
       )
-      const candidates = shards.flatMap((members, shard) => members.map((member) => ({ key: this.#shardKey(shard), member, entry: parseExpiryMember(member) })))
+      const candidates = shards.flatMap((members, shard) =>
+        members.map((member) => ({ key: this.#shardKey(shard), member, entry: parseExpiryMember(member) })),
+      )
       if (candidates.length === 0) break
       const batch = candidates.slice(0, want)
-      const results = await Promise.all(batch.map(({ entry }) => (entry ? this.#client.ghExpire(this.#recordKey(entry.idHash), now) : [0])))
+      const results = await Promise.all(
+        batch.map(({ entry }) => (entry ? this.#client.ghExpire(this.#recordKey(entry.idHash), now) : [0])),
+      )
       const removals: Removal[] = []
       const fixes: Array<Promise<unknown>> = []
       results.forEach(([status, sub, sid, expiresAt], i) => {
@@ -334,7 +379,10 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     await this.#client.publish(this.#channel(), JSON.stringify(notice))
   }
 
-  async subscribeEnded(listener: (notice: SessionEndNotice) => void, onLink?: (listening: boolean) => void): Promise<() => Promise<void>> {
+  async subscribeEnded(
+    listener: (notice: SessionEndNotice) => void,
+    onLink?: (listening: boolean) => void,
+  ): Promise<() => Promise<void>> {
     // A connection in subscriber mode can do nothing else: it gets its own.
     const subscriber = this.#client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
     let subscribed = false
@@ -450,7 +498,11 @@ export async function openRedisStore(location: string, options: RedisStoreOption
   try {
     Driver = (await import('ioredis')).Redis
   } catch (err) {
-    throw new GatehouseError('config_invalid', `session.store is a ${url.protocol}// URL, which needs the optional package "ioredis": npm install ioredis`, { cause: err })
+    throw new GatehouseError(
+      'config_invalid',
+      `session.store is a ${url.protocol}// URL, which needs the optional package "ioredis": npm install ioredis`,
+      { cause: err },
+    )
   }
   // The URL is read here, not by ioredis: it would copy the query into its options over these ones
   // (`?db=5` writing to another database than the one checked, `?connectTimeout=` lifting the bounds),
@@ -484,7 +536,10 @@ export async function openRedisStore(location: string, options: RedisStoreOption
   client.on('error', () => {})
   const failedSelect = errors.find(isSelectError)
   if (failedSelect) {
-    const databases = await client.config('GET', 'databases').then((reply) => Number((reply as string[])[1]), () => NaN)
+    const databases = await client.config('GET', 'databases').then(
+      (reply) => Number((reply as string[])[1]),
+      () => NaN,
+    )
     client.disconnect()
     throw selectError(url, db, failedSelect, databases)
   }
@@ -518,7 +573,8 @@ function expiryMember(e: Entry): string {
 function parseExpiryMember(member: string): Entry | undefined {
   try {
     const [idHash, sub, sid] = JSON.parse(member) as unknown[]
-    if (typeof idHash === 'string' && typeof sub === 'string' && (typeof sid === 'string' || sid === null)) return { idHash, sub, sid: sid ?? undefined }
+    if (typeof idHash === 'string' && typeof sub === 'string' && (typeof sid === 'string' || sid === null))
+      return { idHash, sub, sid: sid ?? undefined }
   } catch {}
   return undefined
 }

@@ -19,7 +19,9 @@ export function isSqliteInMemory(path: string): boolean {
   if (!path.startsWith('file:')) return false
   const query = path.indexOf('?')
   const name = query === -1 ? path : path.slice(0, query)
-  return name === 'file::memory:' || (query !== -1 && new URLSearchParams(path.slice(query + 1)).get('mode') === 'memory')
+  return (
+    name === 'file::memory:' || (query !== -1 && new URLSearchParams(path.slice(query + 1)).get('mode') === 'memory')
+  )
 }
 
 /**
@@ -27,7 +29,10 @@ export function isSqliteInMemory(path: string): boolean {
  * it, which returns what it created. Every failure becomes one line naming the cause: a folder that
  * cannot be created, a folder or file that is not writable, a file that is not a database.
  */
-export function openSqliteFile(path: string, prepare: (db: DatabaseSync) => string[]): { db: DatabaseSync; created: string[] } {
+export function openSqliteFile(
+  path: string,
+  prepare: (db: DatabaseSync) => string[],
+): { db: DatabaseSync; created: string[] } {
   if (isSqliteUri(path)) {
     let db: DatabaseSync | undefined
     try {
@@ -35,7 +40,11 @@ export function openSqliteFile(path: string, prepare: (db: DatabaseSync) => stri
       return { db, created: prepare(db) }
     } catch (err) {
       db?.close()
-      throw startupError(`sqlite:${path}`, `cannot open the database (${oneLine((err as Error).message ?? String(err))})`, err)
+      throw startupError(
+        `sqlite:${path}`,
+        `cannot open the database (${oneLine((err as Error).message ?? String(err))})`,
+        err,
+      )
     }
   }
   const file = resolve(path)
@@ -80,8 +89,20 @@ export function inspectSqliteFile(path: string): SqliteInspection {
     if (!existsSync(file)) {
       const folder = dirname(file)
       const existing = nearestExisting(folder)
-      if (!isFolder(existing)) throw startupError(location, existing === folder ? `${folder} is a file, not a folder` : `folder ${folder} cannot be created: ${existing} is a file, not a folder`)
-      if (!writable(existing)) throw startupError(location, existing === folder ? `folder ${folder} is not writable (the database file cannot be created there)` : `folder ${folder} does not exist and cannot be created: ${existing} is not writable`)
+      if (!isFolder(existing))
+        throw startupError(
+          location,
+          existing === folder
+            ? `${folder} is a file, not a folder`
+            : `folder ${folder} cannot be created: ${existing} is a file, not a folder`,
+        )
+      if (!writable(existing))
+        throw startupError(
+          location,
+          existing === folder
+            ? `folder ${folder} is not writable (the database file cannot be created there)`
+            : `folder ${folder} does not exist and cannot be created: ${existing} is not writable`,
+        )
       return { state: 'absent', file, folder: existing === folder ? undefined : folder }
     }
     if (isFolder(file)) throw startupError(location, `${file} is a folder, not a database file`)
@@ -93,7 +114,9 @@ export function inspectSqliteFile(path: string): SqliteInspection {
   let db: DatabaseSync | undefined
   try {
     db = new DatabaseSync(target, { readOnly: true })
-    const present = (db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").all() as Array<{ name: string }>).map((r) => r.name)
+    const present = (
+      db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").all() as Array<{ name: string }>
+    ).map((r) => r.name)
     return { state: 'present', file, missing: missingObjects(present) }
   } catch (err) {
     const message = oneLine((err as Error).message ?? String(err))
@@ -109,9 +132,14 @@ export function inspectSqliteFile(path: string): SqliteInspection {
 function folderCause(folder: string, err: unknown): string {
   const code = (err as NodeJS.ErrnoException).code
   const existing = nearestExisting(folder)
-  if (code === 'ENOTDIR' || code === 'EEXIST') return existing === folder ? `${folder} is a file, not a folder` : `folder ${folder} cannot be created: ${existing} is a file, not a folder`
-  if (code === 'EACCES' || code === 'EPERM') return `folder ${folder} does not exist and cannot be created: ${existing} is not writable`
-  if (code === 'EROFS') return `folder ${folder} does not exist and cannot be created: ${existing} is on a read-only file system`
+  if (code === 'ENOTDIR' || code === 'EEXIST')
+    return existing === folder
+      ? `${folder} is a file, not a folder`
+      : `folder ${folder} cannot be created: ${existing} is a file, not a folder`
+  if (code === 'EACCES' || code === 'EPERM')
+    return `folder ${folder} does not exist and cannot be created: ${existing} is not writable`
+  if (code === 'EROFS')
+    return `folder ${folder} does not exist and cannot be created: ${existing} is on a read-only file system`
   if (code === 'ENOENT') return `folder ${folder} does not exist`
   return `folder ${folder} cannot be created (${oneLine((err as Error).message)})`
 }

@@ -62,7 +62,9 @@ export class SqliteStore implements SessionStore, LeaseCapable, Countable {
   constructor(path: string) {
     const opened = openSqliteFile(path, (db) => {
       db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;')
-      const present = (db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").all() as Array<{ name: string }>).map((r) => r.name)
+      const present = (
+        db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").all() as Array<{ name: string }>
+      ).map((r) => r.name)
       const missing = missingObjects(present)
       if (missing.length > 0) db.exec(SCHEMA)
       return missing
@@ -80,7 +82,9 @@ export class SqliteStore implements SessionStore, LeaseCapable, Countable {
     this.#deleteExpired = this.#db.prepare(
       'DELETE FROM gatehouse_sessions WHERE id_hash IN (SELECT id_hash FROM gatehouse_sessions WHERE expires_at <= ? LIMIT ?)',
     )
-    this.#listAll = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE expires_at > ? ORDER BY created_at LIMIT ?')
+    this.#listAll = this.#db.prepare(
+      'SELECT * FROM gatehouse_sessions WHERE expires_at > ? ORDER BY created_at LIMIT ?',
+    )
     // One statement, so two processes on the same file cannot both take the lease.
     this.#acquireLease = this.#db.prepare(
       `INSERT INTO gatehouse_leases (name, owner, expires_at) VALUES (?, ?, ?)
@@ -88,9 +92,15 @@ export class SqliteStore implements SessionStore, LeaseCapable, Countable {
        WHERE gatehouse_leases.expires_at <= ? OR gatehouse_leases.owner = excluded.owner`,
     )
     this.#releaseLease = this.#db.prepare('DELETE FROM gatehouse_leases WHERE name = ? AND owner = ?')
-    this.#listBySub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
-    this.#listBySid = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sid = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
-    this.#listBySidAndSub = this.#db.prepare('SELECT * FROM gatehouse_sessions WHERE sid = ? AND sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?')
+    this.#listBySub = this.#db.prepare(
+      'SELECT * FROM gatehouse_sessions WHERE sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?',
+    )
+    this.#listBySid = this.#db.prepare(
+      'SELECT * FROM gatehouse_sessions WHERE sid = ? AND expires_at > ? ORDER BY created_at LIMIT ?',
+    )
+    this.#listBySidAndSub = this.#db.prepare(
+      'SELECT * FROM gatehouse_sessions WHERE sid = ? AND sub = ? AND expires_at > ? ORDER BY created_at LIMIT ?',
+    )
     this.#dataVersion = this.#db.prepare('PRAGMA data_version')
   }
 
@@ -110,8 +120,29 @@ export class SqliteStore implements SessionStore, LeaseCapable, Countable {
     this.#recent.delete(r.idHash)
     const result =
       expectedVersion === undefined
-        ? this.#insert.run(r.idHash, r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed)
-        : this.#update.run(r.sub, r.sid ?? null, r.partition, r.createdAt, r.renewedAt, r.expiresAt, r.version, r.sealed, r.idHash, expectedVersion)
+        ? this.#insert.run(
+            r.idHash,
+            r.sub,
+            r.sid ?? null,
+            r.partition,
+            r.createdAt,
+            r.renewedAt,
+            r.expiresAt,
+            r.version,
+            r.sealed,
+          )
+        : this.#update.run(
+            r.sub,
+            r.sid ?? null,
+            r.partition,
+            r.createdAt,
+            r.renewedAt,
+            r.expiresAt,
+            r.version,
+            r.sealed,
+            r.idHash,
+            expectedVersion,
+          )
     const written = Number(result.changes) === 1
     if (written) this.#remember({ ...r })
     return written
@@ -143,28 +174,39 @@ export class SqliteStore implements SessionStore, LeaseCapable, Countable {
       where.push(`${column} = ?`)
       params.push(filter[column])
     }
-    if (!where.some((w) => w.startsWith('sub') || w.startsWith('sid'))) throw new TypeError('deleteWhere needs a sub or a sid')
+    if (!where.some((w) => w.startsWith('sub') || w.startsWith('sid')))
+      throw new TypeError('deleteWhere needs a sub or a sid')
     this.#recent.clear()
-    return Number(this.#db.prepare(`DELETE FROM gatehouse_sessions WHERE ${where.join(' AND ')}`).run(...params).changes)
+    return Number(
+      this.#db.prepare(`DELETE FROM gatehouse_sessions WHERE ${where.join(' AND ')}`).run(...params).changes,
+    )
   }
 
   async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
     const { sub, sid, limit } = filter
     let rows
-    if (sid !== undefined) rows = sub === undefined ? this.#listBySid.all(sid, now, limit) : this.#listBySidAndSub.all(sid, sub, now, limit)
+    if (sid !== undefined)
+      rows = sub === undefined ? this.#listBySid.all(sid, now, limit) : this.#listBySidAndSub.all(sid, sub, now, limit)
     else rows = sub === undefined ? this.#listAll.all(now, limit) : this.#listBySub.all(sub, now, limit)
     return (rows as unknown as SessionRow[]).map(rowToRecord)
   }
 
   async count(now: number): Promise<number> {
     // Counted on the expires_at index, without reading a row.
-    return Number((this.#db.prepare('SELECT count(*) AS live FROM gatehouse_sessions WHERE expires_at > ?').get(now) as { live: number | bigint }).live)
+    return Number(
+      (
+        this.#db.prepare('SELECT count(*) AS live FROM gatehouse_sessions WHERE expires_at > ?').get(now) as {
+          live: number | bigint
+        }
+      ).live,
+    )
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
     this.#db.prepare('DELETE FROM gatehouse_leases WHERE expires_at <= ?').run(now)
     const removed = Number(this.#deleteExpired.run(now, limit).changes)
-    if (removed > 0) for (const [idHash, record] of this.#recent) if (record.expiresAt <= now) this.#recent.delete(idHash)
+    if (removed > 0)
+      for (const [idHash, record] of this.#recent) if (record.expiresAt <= now) this.#recent.delete(idHash)
     return removed
   }
 

@@ -28,7 +28,10 @@ export function decodeCredential(text: string): string {
   try {
     return decodeURIComponent(text)
   } catch {
-    throw new GatehouseError('config_invalid', 'session.store has a "%" that starts no percent-escape in its user name or password (write % as %25)')
+    throw new GatehouseError(
+      'config_invalid',
+      'session.store has a "%" that starts no percent-escape in its user name or password (write % as %25)',
+    )
   }
 }
 
@@ -37,7 +40,11 @@ export function decodeCredential(text: string): string {
  * CLI prints as it is. `original` stays attached for logs (describeError), so it must hold no secret.
  */
 export function startupError(location: string, cause: string, original?: unknown): GatehouseError {
-  return new GatehouseError('store_unavailable', `session store ${location}: ${oneLine(cause)}`, original === undefined ? undefined : { cause: original })
+  return new GatehouseError(
+    'store_unavailable',
+    `session store ${location}: ${oneLine(cause)}`,
+    original === undefined ? undefined : { cause: original },
+  )
 }
 
 /** The first line of a driver's message (a few span several, with hints meant for other tools). */
@@ -72,7 +79,11 @@ export function networkCause(err: unknown, server: string, url: URL, timeoutMs: 
 /** Node's TLS and certificate errors: codes ERR_TLS_*, ERR_SSL_*, and OpenSSL's verification codes. */
 function isTlsError(err: Error): boolean {
   const code = String((err as NodeJS.ErrnoException).code ?? '')
-  return /^ERR_(TLS|SSL)_|CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(code) || 'library' in err || /\bSSL routines\b|\bTLS\b/.test(err.message)
+  return (
+    /^ERR_(TLS|SSL)_|CERT|SELF_SIGNED|UNABLE_TO_(GET|VERIFY)/.test(code) ||
+    'library' in err ||
+    /\bSSL routines\b|\bTLS\b/.test(err.message)
+  )
 }
 
 /**

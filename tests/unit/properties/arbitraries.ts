@@ -19,29 +19,128 @@ export const anyString = (maxLength = 40): fc.Arbitrary<string> =>
 
 /** C0 controls, DEL and C1 controls: Unicode's "control characters" (general category Cc). */
 export const CONTROL = /[\u0000-\u001F\u007F-\u009F]/
-export const controlChar = fc.oneof(fc.integer({ min: 0, max: 0x1f }), fc.integer({ min: 0x7f, max: 0x9f })).map((c) => String.fromCharCode(c))
+export const controlChar = fc
+  .oneof(fc.integer({ min: 0, max: 0x1f }), fc.integer({ min: 0x7f, max: 0x9f }))
+  .map((c) => String.fromCharCode(c))
 
 /** Pieces that open redirects and path escapes are made of: separators, dot segments, their encodings, schemes, hosts. */
 export const HOSTILE_ATOMS = [
-  '/', '//', '\\', '.', '..', '...', ';', '?', '#', '&', '=', ':', '@', '%', '+', ' ', '~',
-  '%2e', '%2E', '%2f', '%2F', '%5c', '%5C', '%3f', '%3F', '%23', '%3b', '%25', '%20', '%40', '%3a',
-  '%252e', '%252f', '%255c', '%25252f', '%2525252f', '%25%32%66',
-  '%00', '%0a', '%0d', '%09', '%1f', '%7f', '%C2%85', '%c2%9f', '%E2%80%AE', '%EF%BC%8F', '%e3%80%82',
-  '%zz', '%c0%af', '%c0%ae', '%e0%80%ae', '%ff', '%C0%2F',
-  'http:', 'https:', 'javascript:', 'data:', 'HTTP:', 'evil.example', 'localhost', '127.0.0.1', '[::1]', 'a@b',
-  'a', 'b', 'x', 'é', '\u3002', '\uFF0F', '\uFF3C', '\u2215', '\u2028', '\uFEFF',
-  '\t', '\n', '\r', '\u0000', '\u007F', '\u0085',
+  '/',
+  '//',
+  '\\',
+  '.',
+  '..',
+  '...',
+  ';',
+  '?',
+  '#',
+  '&',
+  '=',
+  ':',
+  '@',
+  '%',
+  '+',
+  ' ',
+  '~',
+  '%2e',
+  '%2E',
+  '%2f',
+  '%2F',
+  '%5c',
+  '%5C',
+  '%3f',
+  '%3F',
+  '%23',
+  '%3b',
+  '%25',
+  '%20',
+  '%40',
+  '%3a',
+  '%252e',
+  '%252f',
+  '%255c',
+  '%25252f',
+  '%2525252f',
+  '%25%32%66',
+  '%00',
+  '%0a',
+  '%0d',
+  '%09',
+  '%1f',
+  '%7f',
+  '%C2%85',
+  '%c2%9f',
+  '%E2%80%AE',
+  '%EF%BC%8F',
+  '%e3%80%82',
+  '%zz',
+  '%c0%af',
+  '%c0%ae',
+  '%e0%80%ae',
+  '%ff',
+  '%C0%2F',
+  'http:',
+  'https:',
+  'javascript:',
+  'data:',
+  'HTTP:',
+  'evil.example',
+  'localhost',
+  '127.0.0.1',
+  '[::1]',
+  'a@b',
+  'a',
+  'b',
+  'x',
+  'é',
+  '\u3002',
+  '\uFF0F',
+  '\uFF3C',
+  '\u2215',
+  '\u2028',
+  '\uFEFF',
+  '\t',
+  '\n',
+  '\r',
+  '\u0000',
+  '\u007F',
+  '\u0085',
 ]
 
 /** Strings assembled from HOSTILE_ATOMS and short arbitrary runs. */
 export const hostileString = (maxParts = 12): fc.Arbitrary<string> =>
-  fc.array(fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...HOSTILE_ATOMS) }, { weight: 1, arbitrary: anyString(4) }), { maxLength: maxParts }).map((parts) => parts.join(''))
+  fc
+    .array(
+      fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...HOSTILE_ATOMS) }, { weight: 1, arbitrary: anyString(4) }),
+      { maxLength: maxParts },
+    )
+    .map((parts) => parts.join(''))
 
 /**
  * Strings over a small alphabet of separators and dot segments (raw, encoded, double-encoded): a small
  * alphabet makes the dangerous combinations (`/.//x`, `/%2e/%2fx`, `/..%5cx`) likely, not lucky.
  */
-export const STRUCTURAL_ATOMS = ['/', '\\', '.', '..', '%2e', '%2E', '%2f', '%2F', '%5c', '%252e', '%252f', '%255c', ';', '?', '#', '@', ':', 'evil.example', 'x']
+export const STRUCTURAL_ATOMS = [
+  '/',
+  '\\',
+  '.',
+  '..',
+  '%2e',
+  '%2E',
+  '%2f',
+  '%2F',
+  '%5c',
+  '%252e',
+  '%252f',
+  '%255c',
+  ';',
+  '?',
+  '#',
+  '@',
+  ':',
+  'evil.example',
+  'x',
+]
 export const structuralString = (maxParts = 7): fc.Arbitrary<string> =>
   fc.array(fc.constantFrom(...STRUCTURAL_ATOMS), { minLength: 1, maxLength: maxParts }).map((parts) => parts.join(''))
 

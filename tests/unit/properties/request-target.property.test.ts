@@ -22,6 +22,8 @@ test('isMalformedTarget agrees with the WHATWG URL parser on every "/…" target
 })
 
 test('the targets that name a host or carry a backslash are the ones checked by the parser', () => {
-  for (const path of ['//[', '/\\[', '//a b', '/\\\\x y']) assert.equal(isMalformedTarget(path, 'http://app.example'), true, path)
-  for (const path of ['/api/orders?x=1', '/%2e%2e/', '/a:b@c', '/[::1]', '//evil.example/x']) assert.equal(isMalformedTarget(path, 'http://app.example'), false, path)
+  for (const path of ['//[', '/\\[', '//a b', '/\\\\x y'])
+    assert.equal(isMalformedTarget(path, 'http://app.example'), true, path)
+  for (const path of ['/api/orders?x=1', '/%2e%2e/', '/a:b@c', '/[::1]', '//evil.example/x'])
+    assert.equal(isMalformedTarget(path, 'http://app.example'), false, path)
 })

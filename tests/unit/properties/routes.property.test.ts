@@ -14,7 +14,20 @@ import { anyString, decodings, encodeAll, HOSTILE_ATOMS, SEED, STRUCTURAL_ATOMS 
 const RUNS = 3_000
 
 function api(path: string, target: string): RemoteApiConfig {
-  return { path, target, token: 'none', antiForgery: true, timeoutMs: 30_000, websockets: false, methods: undefined, maxBodyBytes: undefined, resource: undefined, scopes: [], connections: 128, queue: 256 }
+  return {
+    path,
+    target,
+    token: 'none',
+    antiForgery: true,
+    timeoutMs: 30_000,
+    websockets: false,
+    methods: undefined,
+    maxBodyBytes: undefined,
+    resource: undefined,
+    scopes: [],
+    connections: 128,
+    queue: 256,
+  }
 }
 
 /** Configurations: a root target, a base path, a base path with a trailing slash, nested prefixes. */
@@ -40,21 +53,35 @@ const dotty: fc.Arbitrary<string> = fc
 
 const segment: fc.Arbitrary<string> = fc.oneof(
   { weight: 2, arbitrary: dotty },
-  { weight: 3, arbitrary: fc.array(fc.constantFrom(...HOSTILE_ATOMS.filter((a) => !a.includes('/'))), { minLength: 0, maxLength: 3 }).map((parts) => parts.join('')) },
+  {
+    weight: 3,
+    arbitrary: fc
+      .array(fc.constantFrom(...HOSTILE_ATOMS.filter((a) => !a.includes('/'))), { minLength: 0, maxLength: 3 })
+      .map((parts) => parts.join('')),
+  },
   { weight: 1, arbitrary: anyString(6) },
   { weight: 1, arbitrary: fc.webSegment() },
 )
-const query = fc.oneof(fc.constant(''), fc.webQueryParameters().map((q) => `?${q}`), anyString(10).map((q) => `?${q}`))
+const query = fc.oneof(
+  fc.constant(''),
+  fc.webQueryParameters().map((q) => `?${q}`),
+  anyString(10).map((q) => `?${q}`),
+)
 
 /** `prefix` + arbitrary segments (+ query), or a raw arbitrary string after the prefix. */
 function targets(prefixes: string[]): fc.Arbitrary<string> {
   return fc.oneof(
-    fc.tuple(fc.constantFrom(...prefixes), fc.array(segment, { maxLength: 6 }), query).map(([prefix, segments, q]) => `${prefix}${segments.map((s) => `/${s}`).join('')}${q}`),
-    fc.tuple(fc.constantFrom(...prefixes), fc.oneof(anyString(30), fc.webPath())).map(([prefix, rest]) => `${prefix}${rest}`),
+    fc
+      .tuple(fc.constantFrom(...prefixes), fc.array(segment, { maxLength: 6 }), query)
+      .map(([prefix, segments, q]) => `${prefix}${segments.map((s) => `/${s}`).join('')}${q}`),
+    fc
+      .tuple(fc.constantFrom(...prefixes), fc.oneof(anyString(30), fc.webPath()))
+      .map(([prefix, rest]) => `${prefix}${rest}`),
   )
 }
 
-const under = (path: string, base: string): boolean => (base === '' ? path.startsWith('/') : path === base || path.startsWith(`${base}/`))
+const under = (path: string, base: string): boolean =>
+  base === '' ? path.startsWith('/') : path === base || path.startsWith(`${base}/`)
 
 /**
  * Every way a later hop could read `path`, resolved: normalised as a POSIX path and as a URL path,
@@ -79,16 +106,33 @@ function checkMatch(target: string, match: ApiMatch): void {
   const { api: matched, upstreamPath } = match
   assert.ok(under(path, matched.path), `${target} routed to ${matched.path} although it is not under it`)
   for (const form of resolvedForms(path, 'http://gatehouse.example')) {
-    assert.ok(under(form, matched.path), `${JSON.stringify(target)} resolves to ${JSON.stringify(form)}, outside ${matched.path}`)
+    assert.ok(
+      under(form, matched.path),
+      `${JSON.stringify(target)} resolves to ${JSON.stringify(form)}, outside ${matched.path}`,
+    )
   }
-  assert.ok(upstreamPath.startsWith('/') && !upstreamPath.startsWith('//'), `upstream path ${JSON.stringify(upstreamPath)}`)
-  assert.equal(new URL(upstreamPath, matched.origin).origin, matched.origin, 'the upstream host never comes from the request')
+  assert.ok(
+    upstreamPath.startsWith('/') && !upstreamPath.startsWith('//'),
+    `upstream path ${JSON.stringify(upstreamPath)}`,
+  )
+  assert.equal(
+    new URL(upstreamPath, matched.origin).origin,
+    matched.origin,
+    'the upstream host never comes from the request',
+  )
   const uq = upstreamPath.indexOf('?')
   const upPath = uq === -1 ? upstreamPath : upstreamPath.slice(0, uq)
   for (const form of resolvedForms(upPath, matched.origin)) {
-    assert.ok(under(form, matched.basePath), `${JSON.stringify(target)} → upstream ${JSON.stringify(upPath)} resolves to ${JSON.stringify(form)}, outside base path ${JSON.stringify(matched.basePath)}`)
+    assert.ok(
+      under(form, matched.basePath),
+      `${JSON.stringify(target)} → upstream ${JSON.stringify(upPath)} resolves to ${JSON.stringify(form)}, outside base path ${JSON.stringify(matched.basePath)}`,
+    )
   }
-  assert.equal(q === -1 ? '' : target.slice(q), uq === -1 ? '' : upstreamPath.slice(uq), 'the query is passed on verbatim')
+  assert.equal(
+    q === -1 ? '' : target.slice(q),
+    uq === -1 ? '' : upstreamPath.slice(uq),
+    'the query is passed on verbatim',
+  )
 }
 
 describe('remote API routing properties', () => {
@@ -127,39 +171,57 @@ describe('remote API routing properties', () => {
   test('any request target: match never throws, routes only paths under a prefix, refuses only paths under a prefix', () => {
     const routes = new RemoteApiRoutes(CONFIGS[3]!)
     fc.assert(
-      fc.property(fc.oneof(anyString(40), fc.webPath(), targets(['/api', '/api/orders', '/apiX', '/', '//api', '/./api'])), (target) => {
-        const match = routes.match(target)
-        const path = target.split('?', 1)[0]!
-        if (match === undefined) return
-        assert.ok(under(path, '/api'), `${JSON.stringify(target)} → ${match === 'escape' ? 'escape' : match.api.path}`)
-        if (match !== 'escape') checkMatch(target, match)
-      }),
+      fc.property(
+        fc.oneof(anyString(40), fc.webPath(), targets(['/api', '/api/orders', '/apiX', '/', '//api', '/./api'])),
+        (target) => {
+          const match = routes.match(target)
+          const path = target.split('?', 1)[0]!
+          if (match === undefined) return
+          assert.ok(
+            under(path, '/api'),
+            `${JSON.stringify(target)} → ${match === 'escape' ? 'escape' : match.api.path}`,
+          )
+          if (match !== 'escape') checkMatch(target, match)
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     )
   })
 
   test('plain segments: the prefix is replaced by the target base path, query kept, longest prefix wins', () => {
     const plain = fc
-      .string({ unit: fc.constantFrom(...'abcxyzABCXYZ0189-_.~!$&\'()*+,;=:@'), minLength: 1, maxLength: 10 })
+      .string({ unit: fc.constantFrom(..."abcxyzABCXYZ0189-_.~!$&'()*+,;=:@"), minLength: 1, maxLength: 10 })
       .filter((s) => !/^\.\.?(;|$)/.test(s))
-    const plainQuery = fc.oneof(fc.constant(''), fc.webQueryParameters().map((q) => `?${q.replace(/[#\\]/g, '')}`))
+    const plainQuery = fc.oneof(
+      fc.constant(''),
+      fc.webQueryParameters().map((q) => `?${q.replace(/[#\\]/g, '')}`),
+    )
     for (const config of CONFIGS) {
       const routes = new RemoteApiRoutes(config)
       const byLength = [...config].sort((a, b) => b.path.length - a.path.length)
       fc.assert(
-        fc.property(fc.constantFrom(...config.map((a) => a.path)), fc.array(plain, { maxLength: 6 }), fc.boolean(), plainQuery, (prefix, segments, trailing, search) => {
-          const rest = `${segments.map((s) => `/${s}`).join('')}${trailing ? '/' : ''}`
-          const target = `${prefix}${rest}${search}`
-          const match = routes.match(target)
-          assert.ok(match !== undefined && match !== 'escape', `${target} should be routed, got ${String(match)}`)
-          const path = `${prefix}${rest}`
-          const expected = byLength.find((a) => path === a.path || path.startsWith(`${a.path}/`))!
-          assert.equal(match.api.path, expected.path)
-          const basePath = new URL(expected.target).pathname.replace(/\/+$/, '')
-          const stripped = path.slice(expected.path.length)
-          assert.equal(match.upstreamPath, `${basePath}${stripped}` === '' ? `/${search}` : `${basePath}${stripped}${search}`)
-          assert.equal(isPlainSubpath(stripped), true)
-        }),
+        fc.property(
+          fc.constantFrom(...config.map((a) => a.path)),
+          fc.array(plain, { maxLength: 6 }),
+          fc.boolean(),
+          plainQuery,
+          (prefix, segments, trailing, search) => {
+            const rest = `${segments.map((s) => `/${s}`).join('')}${trailing ? '/' : ''}`
+            const target = `${prefix}${rest}${search}`
+            const match = routes.match(target)
+            assert.ok(match !== undefined && match !== 'escape', `${target} should be routed, got ${String(match)}`)
+            const path = `${prefix}${rest}`
+            const expected = byLength.find((a) => path === a.path || path.startsWith(`${a.path}/`))!
+            assert.equal(match.api.path, expected.path)
+            const basePath = new URL(expected.target).pathname.replace(/\/+$/, '')
+            const stripped = path.slice(expected.path.length)
+            assert.equal(
+              match.upstreamPath,
+              `${basePath}${stripped}` === '' ? `/${search}` : `${basePath}${stripped}${search}`,
+            )
+            assert.equal(isPlainSubpath(stripped), true)
+          },
+        ),
         { seed: SEED, numRuns: 300 },
       )
     }
@@ -167,10 +229,17 @@ describe('remote API routing properties', () => {
 
   test('isPlainSubpath never throws, and a rest it accepts stays below any prefix however it is read', () => {
     fc.assert(
-      fc.property(fc.oneof(anyString(40), fc.array(segment, { maxLength: 6 }).map((s) => s.map((x) => `/${x}`).join(''))), (rest) => {
-        if (!isPlainSubpath(rest)) return
-        for (const form of resolvedForms(`/p${rest}`, 'http://h.example')) assert.ok(under(form, '/p'), `${JSON.stringify(rest)} → ${JSON.stringify(form)}`)
-      }),
+      fc.property(
+        fc.oneof(
+          anyString(40),
+          fc.array(segment, { maxLength: 6 }).map((s) => s.map((x) => `/${x}`).join('')),
+        ),
+        (rest) => {
+          if (!isPlainSubpath(rest)) return
+          for (const form of resolvedForms(`/p${rest}`, 'http://h.example'))
+            assert.ok(under(form, '/p'), `${JSON.stringify(rest)} → ${JSON.stringify(form)}`)
+        },
+      ),
       { seed: SEED, numRuns: RUNS },
     )
   })
