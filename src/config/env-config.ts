@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import type { ConfigIssue } from './types.ts'
 import { configSchema } from './validate.ts'
+import { unwrap, type ZodLike } from './zod-walk.ts'
 
 /**
  * Configuration from the environment (docs/configuration.md#from-the-environment): every key of the
@@ -48,29 +49,6 @@ export function toUpperSnake(key: string): string {
 /** `['oidc', 'clientId']` → `GATEHOUSE_OIDC__CLIENT_ID`. */
 export function envNameOf(path: readonly string[]): string {
   return ENV_PREFIX + path.map(toUpperSnake).join('__')
-}
-
-interface ZodLike {
-  _zod: { def: { type: string; [key: string]: unknown } }
-}
-
-/** Through optional/default/prefault/nullable wrappers and transforms to the shape the input must have. */
-function unwrap(node: ZodLike): ZodLike {
-  for (;;) {
-    const def = node._zod.def
-    if (
-      def.type === 'optional' ||
-      def.type === 'default' ||
-      def.type === 'prefault' ||
-      def.type === 'nullable' ||
-      def.type === 'readonly' ||
-      def.type === 'nonoptional' ||
-      def.type === 'catch'
-    )
-      node = def.innerType as ZodLike
-    else if (def.type === 'pipe') node = def.in as ZodLike
-    else return node
-  }
 }
 
 function kindOf(node: ZodLike): EnvKind {

@@ -1,5 +1,6 @@
 import type { ConfigSources } from './read-config.ts'
 import { configSchema, formatKeyPath } from './validate.ts'
+import { unwrap, type ZodLike } from './zod-walk.ts'
 
 /** Where one effective value came from. */
 export type ValueSource =
@@ -20,10 +21,6 @@ export interface ExplainedKey {
 export const MASK = '***'
 
 type Segment = string | number
-
-interface ZodLike {
-  _zod: { def: { type: string; [key: string]: unknown } }
-}
 
 /**
  * Every effective key of a valid configuration, leaf by leaf, with its value (secrets masked) and its
@@ -206,25 +203,6 @@ export function decode(text: string): string {
     return decodeURIComponent(text)
   } catch {
     return text
-  }
-}
-
-/** Through optional/default/prefault/nullable wrappers and pipes to the shape the input must have. */
-function unwrap(node: ZodLike): ZodLike {
-  for (;;) {
-    const def = node._zod.def
-    if (
-      def.type === 'optional' ||
-      def.type === 'default' ||
-      def.type === 'prefault' ||
-      def.type === 'nullable' ||
-      def.type === 'readonly' ||
-      def.type === 'nonoptional' ||
-      def.type === 'catch'
-    )
-      node = def.innerType as ZodLike
-    else if (def.type === 'pipe') node = def.in as ZodLike
-    else return node
   }
 }
 
