@@ -1,8 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
 import type { Claim, Session } from './session/session.ts'
-import type { EndReason } from './session/session-events.ts'
-import type { SessionFilter } from './session/store.ts'
+import type { SessionEndEvent } from './session/session-events.ts'
 
 /** What local API handlers and hooks may know about the user: never the tokens themselves. */
 export interface SessionInfo {
@@ -17,20 +16,13 @@ export interface SessionInfo {
   issuer: string | undefined
 }
 
-/** A session ending, for audit: one session, or every session a filter names (back-channel logout, revocation). */
-export interface SessionEndEvent {
-  reason: EndReason
-  /** The session that ended, when it was one known session. */
-  session?: { sub: string; sid: string | undefined; frontend: string }
-  /** The sessions that ended, when a filter named them (they are not read one by one). */
-  filter?: SessionFilter
-}
-
 /**
  * Extension points for library mode (Duende.BFF's IUserEndpointClaimsEnricher, ILoginEndpoint and
  * ILogoutEndpoint customisation, IReturnUrlValidator, session events). Each is optional; a hook
  * that throws fails only its own request (login, logout, /bff/user) — audit hooks never fail one.
  */
+export type { SessionEndEvent }
+
 export interface Hooks {
   /** The claims /bff/user returns for a session, before gatehouse's own `bff:` claims are added (any `bff:` claim returned is dropped). */
   enrichUser?(session: SessionInfo, claims: Claim[]): Claim[] | Promise<Claim[]>

@@ -1,9 +1,17 @@
 import { randomUUID } from 'node:crypto'
-import type { SessionEndEvent } from '../hooks.ts'
 import { matchesFilter, type NoticeCapable, type SessionEndNotice, type SessionFilter } from './store.ts'
 
 /** Why a session ended, as the browser is told (GET /bff/session-events, SPEC §8). */
 export type EndReason = 'logout' | 'backchannel' | 'revoked' | 'expired' | 'refresh_refused' | 'replaced'
+
+/** A session ending, for audit: one session, or every session a filter names (back-channel logout, revocation). */
+export interface SessionEndEvent {
+  reason: EndReason
+  /** The session that ended, when it was one known session. */
+  session?: { sub: string; sid: string | undefined; frontend: string }
+  /** The sessions that ended, when a filter named them (they are not read one by one). */
+  filter?: SessionFilter
+}
 
 interface Subscriber {
   idHash: string

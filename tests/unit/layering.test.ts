@@ -99,9 +99,6 @@ const KNOWN_VIOLATIONS: Record<string, string> = {
   'oidc/client.ts → tokens/dpop.ts': 'the IdP client signs DPoP proofs with the DpopKey type from tokens/',
   'oidc/claims.ts → session/session.ts':
     'the Claim type is declared with the session. Fix: declare it in oidc/claims.ts and let session import it',
-  // The only cross-layer cycle in the tree (type-only): hooks.ts ↔ session/session-events.ts.
-  'session/session-events.ts → hooks.ts':
-    'the audit event type SessionEndEvent is declared in hooks.ts. Fix: declare it beside EndReason and re-export it from hooks.ts',
   // cli is the top; demo sits below it (cli/run.ts loads it for `gatehouse demo`).
   'demo/demo.ts → cli/serve.ts':
     'the demo reuses listen() and closeServer() from the serve command. Fix: move them to a module below both',
