@@ -645,7 +645,7 @@ async function measure(
     (i) => ({ sid: sidOf(i), sub: subOf(i), partition: recordOf(i).partition }),
     async () =>
       assert.equal(
-        await store.acquireLease(`jti:https://idp.example/:${randomUUID()}`, randomUUID(), 60_000, Date.now()),
+        await store.acquireLease!(`jti:https://idp.example/:${randomUUID()}`, randomUUID(), 60_000, Date.now()),
         true,
       ),
   )
