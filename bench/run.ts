@@ -5,16 +5,17 @@
  * Starts on loopback, each in its own child process (bench/target.ts): a fast upstream, the embedded
  * IdP, the bare proxy (the baseline) and gatehouse as `gatehouse serve` runs it — one gatehouse child
  * per session store. Logs in once per store through the real flow (IdP login form, callback), then
- * drives every target with autocannon from this process, one after the other: a fixed number of
- * connections for a fixed time after a warm-up (longer for a fresh process, which keeps speeding
- * up for 10–15 s). Latency is taken from every response with sub-millisecond resolution
- * (autocannon's own histogram is in whole milliseconds). RSS and CPU time are read from /proc for
+ * drives every target at max load, one after the other: a fixed number of connections for a fixed
+ * time after a warm-up (longer for a fresh process, which keeps speeding up for 10–15 s), with wrk
+ * when it is on PATH (--load wrk|autocannon), else with autocannon from this process. Latency has
+ * sub-millisecond resolution (wrk's --latency percentiles; with autocannon, taken from every
+ * response, as its own histogram is in whole milliseconds). RSS and CPU time are read from /proc for
  * the measured child only, never for the load generator. The fixed-rate rows use an evenly paced
- * undici load instead (see paced()).
+ * undici load instead (see paced()), never wrk.
  *
  *   node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50]
  *                     [--stores memory,sqlite,redis,postgres] [--login-concurrency 4]
- *                     [--rate-mode paced|autocannon] [--soak 0] [--profile] [--profile-store memory]
+ *                     [--rate-mode paced|autocannon] [--load wrk|autocannon] [--soak 0] [--profile] [--profile-store memory]
  *                     [--no-costs] [--no-pin] [--out bench/results/…json]
  *
  * On Linux with taskset and ≥ 2 CPUs the measured proxy runs alone on the last CPU (--no-pin: off).
@@ -29,7 +30,7 @@
  * its row says why. Everything created (SQLite file, Postgres schema gh_proxybench_<rand>, Redis keys
  * under ghproxybench<rand>:) is removed at the end, also on failure or Ctrl-C.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import {
   existsSync,
   mkdirSync,
@@ -61,6 +62,12 @@ const require = createRequire(import.meta.url)
 // ---------------------------------------------------------------------------------------------
 // Options
 
+/** A bad flag: one line naming it, no stack trace. */
+function bad(message: string): never {
+  console.error(message)
+  process.exit(2)
+}
+
 const { values: flags } = parseArgs({
   options: {
     duration: { type: 'string' },
@@ -71,6 +78,7 @@ const { values: flags } = parseArgs({
     'login-concurrency': { type: 'string' },
     soak: { type: 'string' },
     'rate-mode': { type: 'string' },
+    load: { type: 'string' },
     profile: { type: 'boolean' },
     'profile-store': { type: 'string' },
     'no-costs': { type: 'boolean' },
@@ -81,13 +89,13 @@ const { values: flags } = parseArgs({
 })
 if (flags.help) {
   console.log(
-    'usage: node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres] [--login-concurrency 4] [--rate-mode paced|autocannon] [--soak SECONDS] [--profile] [--profile-store memory] [--no-costs] [--no-pin] [--out FILE]',
+    'usage: node bench/run.ts [--duration 8] [--warmup 1] [--warmup-fresh 8] [--connections 50] [--stores memory,sqlite,redis,postgres] [--login-concurrency 4] [--rate-mode paced|autocannon] [--load wrk|autocannon] [--soak SECONDS] [--profile] [--profile-store memory] [--no-costs] [--no-pin] [--out FILE]',
   )
   process.exit(0)
 }
 const positive = (name: string, text: string | undefined, fallback: number, min = 1): number => {
   const value = text === undefined ? fallback : Number(text)
-  if (!Number.isFinite(value) || value < min) throw new TypeError(`--${name}: "${text}" is not a number >= ${min}`)
+  if (!Number.isFinite(value) || value < min) bad(`--${name}: "${text}" is not a number >= ${min}`)
   return value
 }
 const DURATION_S = positive('duration', flags.duration, 8)
@@ -99,17 +107,28 @@ const LOGIN_CONCURRENCY = positive('login-concurrency', flags['login-concurrency
 const SOAK_S = positive('soak', flags.soak, 0, 0)
 /** paced: requests evenly spaced (an open-loop load); autocannon: its overallRate, which sends each second's quota in a burst. */
 const RATE_MODE = (flags['rate-mode'] ?? 'paced') as 'paced' | 'autocannon'
-if (RATE_MODE !== 'paced' && RATE_MODE !== 'autocannon') throw new TypeError('--rate-mode: paced or autocannon')
+if (RATE_MODE !== 'paced' && RATE_MODE !== 'autocannon') bad('--rate-mode: paced or autocannon')
+/** wrk's version when it is on PATH (`wrk -v` prints it and exits 1). */
+const WRK_VERSION = (() => {
+  const run = spawnSync('wrk', ['-v'], { encoding: 'utf8' })
+  return run.error ? undefined : (/^wrk (\S+)/.exec(run.stdout)?.[1] ?? 'unknown version')
+})()
+/**
+ * The generator of the max-load rows. wrk (C) gets ~40% more requests per second out of one core than
+ * autocannon (Node), so with autocannon the generator, not the proxy, can be the bottleneck and every
+ * ratio is pressed toward 1. The fixed-rate rows never use wrk: they need an open-loop generator.
+ */
+const LOAD = (flags.load ?? (WRK_VERSION ? 'wrk' : 'autocannon')) as 'wrk' | 'autocannon'
+if (LOAD !== 'wrk' && LOAD !== 'autocannon') bad('--load: wrk or autocannon')
+if (LOAD === 'wrk' && !WRK_VERSION) bad('--load wrk: wrk is not on PATH')
 const STORE_NAMES = ['memory', 'sqlite', 'redis', 'postgres'] as const
 type StoreName = (typeof STORE_NAMES)[number]
 const STORES = (flags.stores ?? STORE_NAMES.join(',')).split(',').map((s) => s.trim()) as StoreName[]
-for (const s of STORES)
-  if (!STORE_NAMES.includes(s)) throw new TypeError(`--stores: unknown store "${s}" (${STORE_NAMES.join(', ')})`)
-if (!STORES.includes('memory'))
-  throw new TypeError('--stores must include memory (the 64 KB, /bff/user and login rows run on it)')
+for (const s of STORES) if (!STORE_NAMES.includes(s)) bad(`--stores: unknown store "${s}" (${STORE_NAMES.join(', ')})`)
+if (!STORES.includes('memory')) bad('--stores must include memory (the 64 KB, /bff/user and login rows run on it)')
 /** The store of the profiled gatehouse (--profile). */
 const PROFILE_STORE = (flags['profile-store'] ?? 'memory') as StoreName
-if (!STORE_NAMES.includes(PROFILE_STORE)) throw new TypeError(`--profile-store: unknown store "${PROFILE_STORE}"`)
+if (!STORE_NAMES.includes(PROFILE_STORE)) bad(`--profile-store: unknown store "${PROFILE_STORE}"`)
 const REDIS_URL = process.env.GATEHOUSE_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
 const POSTGRES_URL = process.env.GATEHOUSE_BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
@@ -273,11 +292,22 @@ function machineCpu(): { busyMs: number; totalMs: number } | undefined {
   }
 }
 
-/** CPU ms used so far by this process and every child the bench started. */
+/** CPU ms used so far by this process and every child the bench started (wrk runs included, once they ended). */
 function benchCpuMs(): number {
-  let ms = usage(process.pid)?.cpuMs ?? 0
+  let ms = (usage(process.pid)?.cpuMs ?? 0) + endedChildrenCpuMs()
   for (const target of children) ms += usage(target.pid)?.cpuMs ?? 0
   return ms
+}
+
+/** CPU ms of this process's children that have ended and been waited for (cutime + cstime). */
+function endedChildrenCpuMs(): number {
+  try {
+    const stat = readFileSync(`/proc/${process.pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[13]) + Number(fields[14])) * 1000) / CLK_TCK
+  } catch {
+    return 0
+  }
 }
 
 /**
@@ -398,6 +428,89 @@ function drive(
   })
 }
 
+/** What wrk reports for a run; latencies in ms. */
+interface WrkResult {
+  duration: number
+  requests: number
+  rps: number
+  p50: number
+  p99: number
+  max: number
+  errors: number
+  non2xx: number
+}
+
+/** A Lua string literal: printable ASCII as is, every other byte as a three-digit decimal escape. */
+function luaString(text: string): string {
+  let out = '"'
+  for (const byte of Buffer.from(text, 'utf8'))
+    out +=
+      byte >= 0x20 && byte < 0x7f && byte !== 0x22 && byte !== 0x5c
+        ? String.fromCharCode(byte)
+        : `\\${String(byte).padStart(3, '0')}`
+  return `${out}"`
+}
+
+/** A wrk time (850.00us, 1.23ms, 2.00s, 1.00m, 1.00h) in ms. */
+function wrkMs(text: string): number {
+  const m = /^([\d.]+)(us|ms|s|m|h)$/.exec(text)
+  if (!m) throw new Error(`wrk: unreadable time "${text}"`)
+  return Number(m[1]) * { us: 0.001, ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'us']
+}
+
+/** Reads `wrk --latency` output. wrk counts 3xx answers as fine; the bench's targets never send one. */
+function parseWrk(output: string): WrkResult {
+  const find = (re: RegExp, what: string): string => {
+    const m = re.exec(output)
+    if (!m) throw new Error(`wrk: no ${what} in its output:\n${output}`)
+    return m[1]!
+  }
+  const requests = Number(find(/(\d+) requests in /, 'request count'))
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(output)
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0)
+  const answered = requests > non2xx
+  return {
+    duration: wrkMs(find(/ requests in (\S+?),/, 'duration')) / 1000,
+    requests,
+    // Requests/sec counts every answer; the table counts 2xx answers only, as for autocannon.
+    rps: requests ? (Number(find(/Requests\/sec:\s+([\d.]+)/, 'Requests/sec')) * (requests - non2xx)) / requests : 0,
+    p50: answered ? wrkMs(find(/^\s*50%\s+(\S+)/m, '50% latency')) : NaN,
+    p99: answered ? wrkMs(find(/^\s*99%\s+(\S+)/m, '99% latency')) : NaN,
+    max: answered ? wrkMs(find(/^\s*Latency\s+\S+\s+\S+\s+(\S+)/m, 'Latency Max')) : NaN,
+    errors: socket ? socket.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0,
+    non2xx,
+  }
+}
+
+/** A closed-loop max load with wrk (one thread, CONNECTIONS connections); the headers go in through a Lua script. */
+async function wrk(url: string, headers: Record<string, string>, seconds: number): Promise<WrkResult> {
+  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-bench-wrk-'))
+  try {
+    const script = join(dir, 'headers.lua')
+    writeFileSync(
+      script,
+      Object.entries(headers)
+        .map(([name, value]) => `wrk.headers[${luaString(name)}] = ${luaString(value)}\n`)
+        .join(''),
+    )
+    // wrk takes whole seconds only.
+    const args = ['-t1', `-c${CONNECTIONS}`, `-d${Math.max(1, Math.round(seconds))}s`, '--latency', '-s', script, url]
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk))
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk))
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once('error', reject)
+      child.once('close', resolve)
+    })
+    if (code !== 0) throw new Error(`wrk exited with ${code}: ${(stderr || stdout).trim()}`)
+    return parseWrk(stdout)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
 /**
  * An open-loop load at `rate` requests/s, evenly spaced (a timer every millisecond sends what is
  * due), over at most CONNECTIONS keep-alive connections of an undici Pool; latency from send to the
@@ -488,8 +601,21 @@ async function measure(
   target: Target,
   overallRate?: number,
 ): Promise<LoadResult & { window: { startUs: number; endUs: number } }> {
-  const load = async (seconds: number) => {
+  const load = async (
+    seconds: number,
+  ): Promise<{
+    duration: number
+    ok: number
+    errors: number
+    non2xx: number
+    /** Every 2xx answer's latency (ms), or wrk's own figures. */
+    latencies: Float64Array | WrkResult
+  }> => {
     if (overallRate && RATE_MODE === 'paced') return paced(url, headers, seconds, overallRate)
+    if (!overallRate && LOAD === 'wrk') {
+      const r = await wrk(url, headers, seconds)
+      return { duration: r.duration, ok: r.requests - r.non2xx, errors: r.errors, non2xx: r.non2xx, latencies: r }
+    }
     const { result, latencies, ok } = await drive(url, headers, seconds, overallRate)
     return { duration: result.duration, latencies, ok, errors: result.errors, non2xx: result.non2xx }
   }
@@ -503,14 +629,18 @@ async function measure(
   const endUs = Number(process.hrtime.bigint() / 1000n)
   const { maxRss, cpuMs, otherCores, threads } = watcher.end()
   const stats = await processStats(target)
-  latencies.sort()
-  const at = (q: number) => (ok ? round(latencies[Math.min(ok - 1, Math.floor(q * ok))]!, 3) : NaN)
+  let figures: { rps: number; p50: number; p99: number; max: number }
+  if (latencies instanceof Float64Array) {
+    latencies.sort()
+    const at = (q: number) => (ok ? round(latencies[Math.min(ok - 1, Math.floor(q * ok))]!, 3) : NaN)
+    figures = { rps: ok / duration, p50: at(0.5), p99: at(0.99), max: ok ? latencies[ok - 1]! : NaN }
+  } else figures = latencies
   return {
     requests: ok,
-    rps: Math.round(ok / duration),
-    p50: at(0.5),
-    p99: at(0.99),
-    max: ok ? round(latencies[ok - 1]!, 2) : NaN,
+    rps: Math.round(figures.rps),
+    p50: round(figures.p50, 3),
+    p99: round(figures.p99, 3),
+    max: round(figures.max, 2),
     errors,
     non2xx,
     maxRssMiB: maxRss === undefined ? undefined : round(maxRss / 2 ** 20, 1),
@@ -753,6 +883,7 @@ function machine(): Record<string, unknown> {
     node: process.version,
     undici: version('undici'),
     autocannon: version('autocannon'),
+    wrk: WRK_VERSION,
     loadavgAtStart: loadavg().map((l) => round(l, 2)),
     pinning: PIN ? `measured proxy on CPU ${PIN.target}; load generator, upstream and IdP on CPU ${PIN.load}` : 'none',
   }
@@ -770,7 +901,7 @@ async function main(): Promise<void> {
       `measuring gatehouse at ${sourceAtStart.commit.slice(0, 12)}${sourceAtStart.modified.length ? ` with ${sourceAtStart.modified.length} modified file(s) in src/: ${sourceAtStart.modified.join(', ')}` : ''}`,
     )
   print(
-    `gatehouse proxy bench — ${env.logicalCpus}× ${env.cpu}, ${env.memGiB} GiB, Node ${env.node}, undici ${env.undici}, autocannon ${env.autocannon}`,
+    `gatehouse proxy bench — ${env.logicalCpus}× ${env.cpu}, ${env.memGiB} GiB, Node ${env.node}, undici ${env.undici}, autocannon ${env.autocannon}${WRK_VERSION ? `, wrk ${WRK_VERSION}` : ''}`,
   )
   print(
     `${CONNECTIONS} connections, ${DURATION_S} s per row after a warm-up (${WARMUP_FRESH_S} s on a fresh process, else ${WARMUP_S} s); ${env.pinning === 'none' ? 'no CPU pinning' : env.pinning}; load average at start ${(env.loadavgAtStart as number[]).join(' ')}`,
@@ -837,6 +968,15 @@ async function main(): Promise<void> {
   })
   const anonymous = browserHeaders('0'.repeat(43))
 
+  const loadGenerator =
+    LOAD === 'wrk'
+      ? `wrk ${WRK_VERSION} (1 thread, ${CONNECTIONS} connections)`
+      : `autocannon ${env.autocannon} (${CONNECTIONS} connections)`
+  // The fixed-rate rows need an open-loop generator, which wrk is not: they never use it.
+  const rateGenerator =
+    RATE_MODE === 'paced'
+      ? `evenly paced undici load from this process (open loop; not ${LOAD})`
+      : `autocannon ${env.autocannon} overallRate (not ${LOAD})`
   const rows: Row[] = []
   const rateRows: RateRow[] = []
   const cookies = new Map<StoreName, string>()
@@ -887,6 +1027,7 @@ async function main(): Promise<void> {
   }
 
   print('\nthroughput (max load)')
+  print(`  load generator: ${loadGenerator}`)
   await run(
     { row: 'direct upstream', target: 'upstream', path: '/small' },
     `${upstream.url}/small`,
@@ -970,6 +1111,7 @@ async function main(): Promise<void> {
         print(
           `\nlatency at half the bare proxy's max throughput (${halfRate} req/s offered, ${RATE_MODE === 'paced' ? 'evenly paced' : 'autocannon overallRate'})`,
         )
+        print(`  load generator: ${rateGenerator}`)
         await rateRun(
           { row: 'bare proxy at half rate', offeredRps: halfRate },
           `${bare.url}/api/small`,
@@ -1211,7 +1353,9 @@ async function main(): Promise<void> {
       loginConcurrency: LOGIN_CONCURRENCY,
       halfRate,
       rateMode: RATE_MODE,
+      load: LOAD,
     },
+    loadGenerator: { maxLoad: loadGenerator, fixedRate: rateGenerator },
     rows,
     rateRows,
     login: loginResult,
@@ -1344,6 +1488,7 @@ function latestStoreScale(): unknown {
 }
 
 function printReport(report: {
+  loadGenerator: { maxLoad: string; fixedRate: string }
   rows: Row[]
   rateRows: RateRow[]
   login: LoginResult | undefined
@@ -1366,6 +1511,7 @@ function printReport(report: {
   print(
     `\n${'target'.padEnd(44)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'RSS MiB'.padStart(8)} ${'CPU µs/req'.padStart(10)} ${'× bare'.padStart(7)} ${'others'.padStart(6)}  ${'CPU µs/req: main v8 libuv'}`,
   )
+  print(`max load by ${report.loadGenerator.maxLoad}`)
   for (const r of report.rows) {
     if (r.skipped) {
       print(`${r.row.padEnd(44)} skipped: ${r.skipped}`)
@@ -1387,6 +1533,7 @@ function printReport(report: {
   print(
     `\n${'at a fixed offered rate'.padEnd(44)} ${'offered'.padStart(7)} ${'req/s'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'+p99 ms'.padStart(8)} ${'others'.padStart(6)}  loop delay p99/max ms, GCs, longest GC ms`,
   )
+  print(`load: ${report.loadGenerator.fixedRate}`)
   for (const r of report.rateRows) {
     if (r.skipped) {
       print(`${r.row.padEnd(44)} skipped`)
