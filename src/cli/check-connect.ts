@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import { pino } from 'pino'
 import { DEFAULTS } from '../config/defaults.ts'
-import { decode, MASK, maskCredentials, maskUrlsIn } from '../config/explain.ts'
+import { decode, MASK, maskCredentials, maskUrlsIn } from '../config/mask.ts'
 import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
 import type { ConfigWarning } from '../config/warnings.ts'

@@ -1,6 +1,7 @@
 import type { SessionStore } from '../store.ts'
 import { MemoryStore } from './memory.ts'
 import { SqliteStore } from './sqlite.ts'
+import { maskCredentials } from '../../config/mask.ts'
 
 /**
  * `"memory"` | `"sqlite:PATH"` | `"redis://…"` / `"rediss://…"` | `"postgres://…"` / `"postgresql://…"`
@@ -17,11 +18,5 @@ export async function openStore(location: string): Promise<SessionStore> {
     const { openPostgresStore } = await import('./postgres.ts')
     return openPostgresStore(location)
   }
-  throw new TypeError(`unsupported session store "${withoutCredentials(location)}"`)
-}
-
-/** The location as it may appear in messages: user and password of a URL never do. */
-function withoutCredentials(location: string): string {
-  // Up to the last "@": a password may hold "/" (or whatever else ends a host).
-  return location.replace(/\/\/.*@/, '//***@')
+  throw new TypeError(`unsupported session store "${maskCredentials(location)}"`)
 }
