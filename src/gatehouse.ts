@@ -11,7 +11,8 @@ import { createHandle, type Next } from './http/dispatch.ts'
 import { createLibrary, type Middleware, type NodeHandler } from './http/library.ts'
 import { RouteTable } from './http/routes.ts'
 import { createUpgrade } from './http/upgrade.ts'
-import { createLogger } from './log.ts'
+import { loggerAccessLog, type AccessLog } from './access-log.ts'
+import { createLogger, stdoutAccessLog } from './log.ts'
 import { KeyRing } from './session/seal.ts'
 import { notify, type Hooks, type SessionInfo } from './hooks.ts'
 import type { SessionBackend } from './session/backend.ts'
@@ -90,6 +91,11 @@ export interface Gatehouse {
 
 export interface RuntimeOptions {
   logger?: Logger
+  /**
+   * Where the one line per request goes; the caller flushes and closes it. Default: through `logger`
+   * when one is given, else batched JSON to stdout, flushed at close() and before the process exits.
+   */
+  accessLog?: AccessLog
   /** A store instance instead of `session.store` (a custom SessionStore, or one shared in tests). */
   store?: SessionStore
   now?: () => number
@@ -113,6 +119,10 @@ export async function createGatehouse(options: GatehouseOptions, runtime: Runtim
 /** Builds gatehouse from an already validated config (the CLI validates first to print its issues). */
 export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {}): Promise<Gatehouse> {
   const log = runtime.logger ?? createLogger(config.log.level, undefined, config.log.format)
+  const ownAccess = runtime.accessLog || runtime.logger ? undefined : stdoutAccessLog(log, config.log.format)
+  const access = runtime.accessLog ?? ownAccess ?? loggerAccessLog(runtime.logger ?? log)
+  const flushAccessAtExit = () => ownAccess?.flushSync()
+  if (ownAccess) process.once('exit', flushAccessAtExit)
   const now = runtime.now ?? Date.now
   const cookieMode = config.session.mode === 'cookie'
   // Cookie mode keeps no sessions on the server: no store is opened.
@@ -176,7 +186,10 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     serverSessions ?? new CookieSessions({ keyRing, now, policy: config.session, cookie, events: sessionEvents })
   const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
   const count = can?.count
-  const telemetry = new Telemetry({ activeSessions: count && (() => count.count(now())) })
+  const telemetry = new Telemetry({
+    activeSessions: count && (() => count.count(now())),
+    droppedLogLines: () => access.dropped,
+  })
   const dpopKeys = new DpopKeys()
   const tokens = new TokenService({
     sessions,
@@ -195,6 +208,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
     hooks,
     config,
     log,
+    access,
     oidc: frontends.default.oidc,
     frontends,
     sessions,
@@ -246,6 +260,10 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
       await upstreams.close()
       await cache?.stop()
       if (!runtime.store) await opened?.close()
+      if (ownAccess) {
+        process.off('exit', flushAccessAtExit)
+        await ownAccess.close()
+      }
     },
   }
 }

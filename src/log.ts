@@ -1,6 +1,7 @@
 import { isatty } from 'node:tty'
 import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import type { Config } from './config/types.ts'
+import { batchedAccessLog, loggerAccessLog, type AccessLog } from './access-log.ts'
 import { prettyDestination } from './log-pretty.ts'
 
 /**
@@ -51,7 +52,7 @@ export function createLogger(
   // asynchronous.) Asynchronous writes saved 1–3 µs a line in the bench; security events are worth more.
   const out = destination ?? pino.destination({ dest: 1, sync: true })
   const terminal = destination ? (destination as { isTTY?: boolean }).isTTY === true : isatty(1)
-  const pretty = format === 'pretty' || (format === 'auto' && terminal)
+  const pretty = isPretty(format, terminal)
   return pino(options, pretty ? prettyDestination(out, { colors: terminal && colorsWanted(process.env) }) : out)
 }
 
@@ -61,10 +62,14 @@ function colorsWanted(env: NodeJS.ProcessEnv): boolean {
 }
 
 /**
- * For the one access line per request, whose fields are fixed (request id, method, path without
- * query, status, duration): redaction would walk each line for nothing, and costs about as much as
- * writing it. Nothing else may log through this logger.
+ * The access log for a logger createLogger made for stdout: JSON lines written in batches, or line by
+ * line through the logger when the output is pretty (a person at a terminal) or info is not logged.
  */
-export function accessLogger(log: Logger): Logger {
-  return log.child({}, { redact: [] })
+export function stdoutAccessLog(log: Logger, format: Config['log']['format'] = 'json'): AccessLog {
+  if (isPretty(format, isatty(1))) return loggerAccessLog(log)
+  return batchedAccessLog(log, { fd: 1 }) ?? loggerAccessLog(log)
+}
+
+function isPretty(format: Config['log']['format'], terminal: boolean): boolean {
+  return format === 'pretty' || (format === 'auto' && terminal)
 }

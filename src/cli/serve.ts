@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
+import type { AccessLog } from '../access-log.ts'
 import { maskCredentials } from '../config/mask.ts'
 import type { Config } from '../config/types.ts'
 import { buildGatehouse, type Gatehouse } from '../gatehouse.ts'
-import { createLogger } from '../log.ts'
+import { createLogger, stdoutAccessLog } from '../log.ts'
 
 export interface RunningServer {
   server: Server
@@ -15,6 +16,14 @@ export interface RunningServer {
   admin?: { server: Server; url: string } | undefined
   /** Drains and stops, logging `draining` (with the signal that asked, if one did) and `stopped`. */
   close(signal?: NodeJS.Signals): Promise<void>
+}
+
+/** How `gatehouse serve --workers` runs one worker (src/cli/workers.ts); without it, the single process of today. */
+export interface ServeOptions {
+  /** This worker's number, bound as `worker` into every log line. */
+  worker?: number | undefined
+  /** false: no admin listener even when `admin` is configured (only one worker opens it). */
+  admin?: boolean | undefined
 }
 
 /*
@@ -36,9 +45,13 @@ const ADMIN_REQUEST_TIMEOUT_MS = 30_000
 const DISCOVERY_WAIT_MS = 2_000
 
 /** Listens with gatehouse as the whole request handler (the standalone server), plus the admin listener when configured. */
-export async function startServer(config: Config): Promise<RunningServer> {
-  const log = createLogger(config.log.level, undefined, config.log.format)
-  const gatehouse = await buildGatehouse(config, { logger: log })
+export async function startServer(config: Config, options: ServeOptions = {}): Promise<RunningServer> {
+  const root = createLogger(config.log.level, undefined, config.log.format)
+  const log = options.worker === undefined ? root : root.child({ worker: options.worker })
+  // Access lines are batched: the last ones are written at close, or before exit on a fatal error.
+  const access = stdoutAccessLog(log, config.log.format)
+  process.once('exit', () => access.flushSync())
+  const gatehouse = await buildGatehouse(config, { logger: log, accessLog: access })
   // Waited for before listening, not after: until the caller's exitOnSignal runs, right after this
   // returns, a SIGTERM ends the process without draining what is in flight.
   const discovery = await discoveryStatus(gatehouse.discovery, DISCOVERY_WAIT_MS)
@@ -52,7 +65,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
   let admin: RunningServer['admin']
   try {
     await listen(server, config.listen.port, config.listen.host)
-    if (config.admin) {
+    if (config.admin && options.admin !== false) {
       const adminServer = createServer(
         {
           headersTimeout: HEADERS_TIMEOUT_MS,
@@ -95,7 +108,7 @@ export async function startServer(config: Config): Promise<RunningServer> {
     gatehouse,
     url,
     admin,
-    close: (signal) => closeServer(server, gatehouse, undefined, admin?.server, { log, signal }),
+    close: (signal) => closeServer(server, gatehouse, undefined, admin?.server, { log, signal, access }),
   }
 }
 
@@ -155,7 +168,7 @@ export async function closeServer(
   gatehouse: Gatehouse,
   graceMs = 10_000,
   admin?: Server,
-  report?: { log: Logger; signal?: NodeJS.Signals | undefined },
+  report?: { log: Logger; signal?: NodeJS.Signals | undefined; access?: AccessLog },
 ): Promise<void> {
   const servers = admin && admin.listening ? [server, admin] : [server]
   const startedAt = performance.now()
@@ -189,6 +202,7 @@ export async function closeServer(
   clearInterval(sweep)
   clearTimeout(timer)
   await gatehouse.close()
+  await report?.access?.close()
   if (report) {
     const stopped = { event: 'stopped', ms: Math.round(performance.now() - startedAt), connectionsCut: cut }
     if (cut)
@@ -202,8 +216,8 @@ function openConnections(server: Server): Promise<number> {
   return new Promise((resolve) => server.getConnections((err, count) => resolve(err ? 0 : count)))
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down (`close` learns which signal) and exits 0. */
-export function exitOnSignal(close: (signal: NodeJS.Signals) => Promise<void>): void {
+/** Runs until SIGTERM/SIGINT, then shuts down (`close` learns which signal) and exits 0. Returns the same stop, for other ways of asking. */
+export function exitOnSignal(close: (signal: NodeJS.Signals) => Promise<void>): (signal: NodeJS.Signals) => void {
   let stopping = false
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return
@@ -215,4 +229,5 @@ export function exitOnSignal(close: (signal: NodeJS.Signals) => Promise<void>): 
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
+  return stop
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { Logger } from 'pino'
+import type { AccessLog } from '../access-log.ts'
 import { GatehouseError } from '../errors.ts'
 import type { Config } from '../config/types.ts'
 import type { Frontend, Frontends } from '../frontends/frontends.ts'
@@ -26,6 +27,8 @@ export interface Services {
   /** Library-mode extension points (all optional). */
   hooks: Hooks
   log: Logger
+  /** One line per answered request (batched JSON when gatehouse writes its own log to stdout). */
+  access: AccessLog
   /** The default frontend's IdP client (readiness); endpoints use `ctx.frontend.oidc`. */
   oidc: OidcClient
   frontends: Frontends

@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Logger } from 'pino'
+import type { AccessLog } from '../access-log.ts'
 import { GatehouseError } from '../errors.ts'
-import { accessLogger } from '../log.ts'
 import { forward } from '../proxy/forward.ts'
 import type { ApiMatch } from '../proxy/routes.ts'
 import { credentialsFor } from '../tokens/credentials.ts'
@@ -36,7 +35,7 @@ export function createHandle(
   services: Services,
   routes: RouteTable,
 ): (req: IncomingMessage, res: ServerResponse, next?: Next) => void {
-  const access = accessLogger(services.log)
+  const { access } = services
   const refuseMisdirected = createMisdirectedRefusal(services, routes, access)
   return (req, res, next) => {
     // Before routing, every session read or upstream call: TRACE/TRACK, and requests for a host not served here.
@@ -100,7 +99,7 @@ function slides(route: Route | ApiRoute, ctx: RequestContext): boolean {
 }
 
 /** One of gatehouse's endpoints: checks → handler → its Reply, written here. */
-async function runEndpoint(route: Route, ctx: RequestContext, res: ServerResponse, access: Logger): Promise<void> {
+async function runEndpoint(route: Route, ctx: RequestContext, res: ServerResponse, access: AccessLog): Promise<void> {
   const started = performance.now()
   const { req, services } = ctx
   let reply: Reply
@@ -138,16 +137,13 @@ async function runEndpoint(route: Route, ctx: RequestContext, res: ServerRespons
   } catch (err) {
     abort(res, ctx, err)
   }
-  access.info(
-    {
-      requestId: ctx.requestId,
-      method: req.method,
-      path: pathOf(req.url),
-      status: reply.status,
-      ms: Math.round(performance.now() - started),
-    },
-    'request',
-  )
+  access.line('request', {
+    requestId: ctx.requestId,
+    method: req.method,
+    path: pathOf(req.url),
+    status: reply.status,
+    ms: Math.round(performance.now() - started),
+  })
 }
 
 /** A remote API call: anti-forgery → session → one of the client's places → credentials → forward (one store read). */
@@ -156,7 +152,7 @@ async function callApi(
   route: ApiRoute | undefined,
   ctx: RequestContext,
   res: ServerResponse,
-  access: Logger,
+  access: AccessLog,
 ): Promise<void> {
   const started = performance.now()
   const { req, services } = ctx
@@ -191,17 +187,14 @@ async function callApi(
     status = abort(res, ctx, err, match === 'escape' ? undefined : match.api.allowHeader)
   }
   // The raw path, as received: a refused escape must show up in the log as what it was.
-  access.info(
-    {
-      requestId: ctx.requestId,
-      method: req.method,
-      path: pathOf(req.url),
-      api: match === 'escape' ? undefined : match.api.path,
-      status,
-      ms: Math.round(performance.now() - started),
-    },
-    'proxy',
-  )
+  access.line('proxy', {
+    requestId: ctx.requestId,
+    method: req.method,
+    path: pathOf(req.url),
+    api: match === 'escape' ? undefined : match.api.path,
+    status,
+    ms: Math.round(performance.now() - started),
+  })
 }
 
 /**
@@ -261,7 +254,7 @@ function refuseTrace(
   res: ServerResponse,
   services: Services,
   routes: RouteTable,
-  access: Logger,
+  access: AccessLog,
 ): void {
   services.telemetry.response(res, 'other')
   const requestId = randomUUID()
@@ -275,7 +268,7 @@ function refuseTrace(
   const path = pathOf(req.url)
   reply.headers.allow = routes.allowFor(req.url ?? '/', path)
   writeReply(res, reply, { req, setCookies: NO_COOKIES })
-  access.info({ requestId, method: req.method, path, status: reply.status }, 'request')
+  access.line('request', { requestId, method: req.method, path, status: reply.status })
 }
 
 /** At most one warning a minute about misdirected requests: a scanner or a rebinding page must not flood the log. */
@@ -289,7 +282,7 @@ const MISDIRECTED_WARN_EVERY_MS = 60_000
 function createMisdirectedRefusal(
   services: Services,
   routes: RouteTable,
-  access: Logger,
+  access: AccessLog,
 ): (req: IncomingMessage, res: ServerResponse, refusal: GatehouseError) => void {
   const { config } = services
   /** A navigation a 308 to publicOrigin helps: to a management endpoint, or a path a host-less frontend serves. */
@@ -310,7 +303,7 @@ function createMisdirectedRefusal(
       ? { status: 308, headers: { location: `${config.publicOrigin}${target}`, ...NO_STORE } }
       : problemJson(refusal, requestId)
     writeReply(res, reply, { req, setCookies: NO_COOKIES })
-    access.info({ requestId, method: req.method, path, status: reply.status }, 'request')
+    access.line('request', { requestId, method: req.method, path, status: reply.status })
     const now = services.now()
     if (now - warnedAt >= MISDIRECTED_WARN_EVERY_MS) {
       warnedAt = now

@@ -59,6 +59,8 @@ const LARGE_STORE = 10_000
 export interface TelemetryOptions {
   /** Live sessions now (SessionStore.count); without it `gatehouse_active_sessions` is not exported. */
   activeSessions?: (() => Promise<number>) | undefined
+  /** Access lines dropped so far because the log output could not keep up. */
+  droppedLogLines?: (() => number) | undefined
 }
 
 /**
@@ -134,6 +136,20 @@ export class Telemetry {
     for (const result of REFRESH_RESULTS) this.#refreshes.inc({ result }, 0)
     for (const result of BACKCHANNEL_RESULTS) this.#backchannel.inc({ result }, 0)
 
+    const dropped = options.droppedLogLines
+    if (dropped) {
+      let counted = 0
+      new Counter({
+        name: 'gatehouse_log_dropped_lines_total',
+        help: 'Access log lines dropped because the log output did not keep up (its buffer was full) or failed; security events are never dropped',
+        registers,
+        collect() {
+          const now = dropped()
+          this.inc(now - counted)
+          counted = now
+        },
+      })
+    }
     const count = options.activeSessions
     if (count) {
       // Counting is O(sessions) in SQL stores (31 ms on SQLite, up to ~0.5 s on PostgreSQL at a million

@@ -24,7 +24,7 @@ interface Layer {
 const LAYERS: Record<string, Layer> = {
   errors: { files: ['errors.ts'], mayImport: [] },
   config: { files: ['config/'], mayImport: ['errors'] },
-  log: { files: ['log.ts', 'log-pretty.ts'], mayImport: ['config', 'errors'] },
+  log: { files: ['log.ts', 'log-pretty.ts', 'access-log.ts'], mayImport: ['config', 'errors'] },
   ops: { files: ['ops/'], mayImport: ['config', 'errors'] },
   session: { files: ['session/'], mayImport: ['config', 'errors'] },
   'session/stores': { files: ['session/stores/'], mayImport: ['session/store.ts', 'config', 'errors'] },

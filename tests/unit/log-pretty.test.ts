@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { describe, test } from 'node:test'
-import { accessLogger, createLogger } from '../../src/log.ts'
+import { loggerAccessLog } from '../../src/access-log.ts'
+import { createLogger } from '../../src/log.ts'
 import { formatLine, prettyDestination } from '../../src/log-pretty.ts'
 
 /** A destination that keeps what is written to it; `isTTY` makes it look like a terminal. */
@@ -108,8 +109,8 @@ describe('pretty log lines', () => {
 
   test('the access logger writes through the same pretty destination', () => {
     const out = sink()
-    const access = accessLogger(createLogger('info', out.stream, 'pretty'))
-    access.info({ requestId: 'r-1', method: 'GET', path: '/bff/user', status: 401, ms: 3 }, 'request')
+    const access = loggerAccessLog(createLogger('info', out.stream, 'pretty'))
+    access.line('request', { requestId: 'r-1', method: 'GET', path: '/bff/user', status: 401, ms: 3 })
     const [line] = out.lines()
     assert.match(line!, TIME)
     assert.ok(line!.endsWith('INFO  request requestId=r-1 method=GET path=/bff/user status=401 ms=3'), line)
