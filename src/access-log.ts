@@ -1,4 +1,4 @@
-import { write, writeSync } from 'node:fs'
+import { fstatSync, write, writeSync } from 'node:fs'
 import type { Logger } from 'pino'
 
 /** What the one access line per request says. Never headers, query strings, cookies or tokens. */
@@ -57,11 +57,13 @@ const FLUSH_MS = 100
 /** About 6,000 lines: a minute of a stalled log reader at 100 requests a second, or under a second at 10k. */
 const MAX_BUFFER_BYTES = 1024 * 1024
 /**
- * Bytes per write. Security events are written synchronously by the main logger to the same file
- * descriptor; a write to a pipe of at most PIPE_BUF (4096 on Linux) bytes is never split, so an
- * access batch and a security line never interleave mid-line.
+ * Bytes per write into a pipe or socket. Security events are written synchronously by the main logger
+ * to the same file descriptor; a write to a pipe of at most PIPE_BUF (4096 on Linux) bytes is never
+ * split, so an access batch and a security line never interleave mid-line.
  */
-const CHUNK_BYTES = 4096
+const PIPE_CHUNK_BYTES = 4096
+/** Into a file (or /dev/null), where each write lands whole at the file's end: fewer, larger writes. */
+const FILE_CHUNK_BYTES = 64 * 1024
 /** A path longer than this is cut in the log (with "…"): the line must stay one write. */
 const MAX_PATH_CHARS = 1024
 const EAGAIN_RETRY_MS = 10
@@ -90,7 +92,8 @@ class BatchedAccessLog implements AccessLog {
   /** `{"level":30,"time":` … then the time … then `,"name":"gatehouse",` and any other bindings. */
   readonly #head: string
   readonly #bindings: string
-  /** Whole lines waiting, in chunks of at most CHUNK_BYTES (one longer line makes a chunk of its own). */
+  readonly #chunkBytes: number
+  /** Whole lines waiting, in chunks of at most #chunkBytes (one longer line makes a chunk of its own). */
   #chunks: string[] = []
   #pendingBytes = 0
   /** The lines of the write in flight, kept until it completed (a failed write drops and counts them). */
@@ -104,6 +107,7 @@ class BatchedAccessLog implements AccessLog {
     this.#flushMs = options.flushMs ?? FLUSH_MS
     this.#maxBytes = options.maxBufferBytes ?? MAX_BUFFER_BYTES
     this.#now = options.now ?? Date.now
+    this.#chunkBytes = isFileOrDevice(options.fd) ? FILE_CHUNK_BYTES : PIPE_CHUNK_BYTES
     this.#head = `{"level":${log.levels.values.info},"time":`
     const bindings = JSON.stringify(log.bindings())
     this.#bindings = bindings === '{}' ? ',' : `,${bindings.slice(1, -1)},`
@@ -121,7 +125,7 @@ class BatchedAccessLog implements AccessLog {
       return
     }
     const last = this.#chunks.length - 1
-    if (last >= 0 && this.#chunks[last]!.length + text.length <= CHUNK_BYTES) this.#chunks[last] += text
+    if (last >= 0 && this.#chunks[last]!.length + text.length <= this.#chunkBytes) this.#chunks[last] += text
     else this.#chunks.push(text)
     this.#pendingBytes += text.length
     if (this.#writing) return
@@ -225,4 +229,14 @@ function countLines(text: string): number {
   let lines = 0
   for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) lines++
   return lines
+}
+
+/** A regular file or a character device (/dev/null, a terminal): not a pipe or socket, where PIPE_BUF matters. */
+function isFileOrDevice(fd: number): boolean {
+  try {
+    const stat = fstatSync(fd)
+    return stat.isFile() || stat.isCharacterDevice()
+  } catch {
+    return false
+  }
 }

@@ -1,5 +1,13 @@
 import type { ServerResponse } from 'node:http'
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import {
+  collectDefaultMetrics,
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  type MetricObjectWithValues,
+  type MetricValue,
+} from 'prom-client'
 import { GatehouseError } from '../errors.ts'
 
 export type LoginResult = 'ok' | 'invalid_state' | 'idp_error' | 'idp_unavailable' | 'bad_request' | 'error'
@@ -70,7 +78,11 @@ export interface TelemetryOptions {
  */
 export class Telemetry {
   readonly registry = new Registry()
-  readonly #requests: Counter<'route' | 'method' | 'status'>
+  /**
+   * Answers not yet added to gatehouse_http_requests_total, by label set: per request one Map update
+   * instead of prom-client's label validation and hashing; the counter takes them at scrape time.
+   */
+  readonly #answered = new Map<string, { labels: Record<'route' | 'method' | 'status', string>; count: number }>()
   readonly #proxyDuration: Histogram<'api'>
   readonly #logins: Counter<'result'>
   readonly #logouts: Counter
@@ -82,11 +94,19 @@ export class Telemetry {
 
   constructor(options: TelemetryOptions = {}) {
     const registers = [this.registry]
-    this.#requests = new Counter({
+    const answered = this.#answered
+    new Counter({
       name: 'gatehouse_http_requests_total',
       help: 'Requests answered by gatehouse, by route (endpoint name, "api:<path>", "frontend" or "other"), method and status; 499 = the client left before an answer',
       labelNames: ['route', 'method', 'status'],
       registers,
+      collect() {
+        for (const entry of answered.values()) {
+          if (entry.count === 0) continue
+          this.inc(entry.labels, entry.count)
+          entry.count = 0
+        }
+      },
     })
     this.#proxyDuration = new Histogram({
       name: 'gatehouse_proxy_duration_seconds',
@@ -159,6 +179,8 @@ export class Telemetry {
         name: 'gatehouse_active_sessions',
         help: 'Live (unexpired) sessions in the session store, counted at scrape time (a slow count is reused for up to 30 s); NaN when the store did not answer',
         registers,
+        // With `serve --workers`, every worker counts the same shared store: not added up.
+        aggregator: 'max',
         async collect() {
           const started = Date.now()
           if (
@@ -178,10 +200,15 @@ export class Telemetry {
 
   /** Counts the response once it is over (finished, or abandoned by the client). */
   response(res: ServerResponse, route: string): void {
-    const method = METHODS.has(res.req.method ?? '') ? res.req.method! : 'other'
-    res.once('close', () =>
-      this.#requests.inc({ route, method, status: res.headersSent ? String(res.statusCode) : '499' }),
-    )
+    // 'close' comes once per response: `on`, not `once`, spares a wrapper and its removal.
+    res.on('close', () => {
+      const method = METHODS.has(res.req.method ?? '') ? res.req.method! : 'other'
+      const status = res.headersSent ? res.statusCode : 499
+      const key = `${status} ${method} ${route}`
+      const entry = this.#answered.get(key)
+      if (entry) entry.count++
+      else this.#answered.set(key, { labels: { route, method, status: String(status) }, count: 1 })
+    })
   }
 
   proxied(api: string, durationMs: number): void {
@@ -269,11 +296,20 @@ export class Telemetry {
 
   /** The Prometheus text exposition. Process and Node.js metrics start with the first scrape. */
   async metrics(): Promise<string> {
-    if (!this.#processMetrics) {
-      this.#processMetrics = true
-      collectDefaultMetrics({ register: this.registry })
-    }
+    this.#startProcessMetrics()
     return this.registry.metrics()
+  }
+
+  /** The same as prom-client JSON, which `gatehouse serve --workers` adds up over the workers (AggregatorRegistry.aggregate). */
+  async metricsJson(): Promise<MetricObjectWithValues<MetricValue<string>>[]> {
+    this.#startProcessMetrics()
+    return this.registry.getMetricsAsJSON()
+  }
+
+  #startProcessMetrics(): void {
+    if (this.#processMetrics) return
+    this.#processMetrics = true
+    collectDefaultMetrics({ register: this.registry })
   }
 
   get contentType(): string {

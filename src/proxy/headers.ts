@@ -15,13 +15,16 @@ export const HOP_BY_HOP = new Set([
 ])
 
 const NONE_LISTED: ReadonlySet<string> = new Set()
+const CLOSE_LISTED: ReadonlySet<string> = new Set(['close'])
 
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1); compared in their normal spelling. */
 function connectionListed(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
 ): ReadonlySet<string> {
   const value = headers.connection
-  if (value === undefined) return NONE_LISTED
+  // The two usual values, without a Set per message ("keep-alive" is hop-by-hop anyway).
+  if (value === undefined || value === 'keep-alive') return NONE_LISTED
+  if (value === 'close') return CLOSE_LISTED
   const text = Array.isArray(value) ? value.join(',') : (value ?? '')
   return new Set(
     text
@@ -113,34 +116,17 @@ export function upstreamRequestHeaders(
   o: UpstreamHeaderOptions,
 ): Record<string, string | string[]> {
   const listed = connectionListed(incoming)
-  const antiForgery = normalHeaderName(o.antiForgeryHeader)
+  const antiForgery = verdictOf(o.antiForgeryHeader).normal
   const out: Record<string, string | string[]> = {}
   for (const name in incoming) {
     const value = incoming[name]
     if (value === undefined) continue
-    // Every check below is on the normal spelling: `X_Forwarded_For` goes where `X-Forwarded-For` goes.
-    const normal = normalHeaderName(name)
-    if (HOP_BY_HOP.has(normal) || listed.has(normal)) continue
-    // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
-    if (
-      normal === 'host' ||
-      normal === 'cookie' ||
-      normal === 'authorization' ||
-      normal === 'dpop' ||
-      normal === antiForgery
-    )
-      continue
-    // undici does not implement 100-continue; the body is streamed anyway.
-    if (
-      normal === 'expect' ||
-      METHOD_OVERRIDES.has(normal) ||
-      URL_REWRITE_HEADERS.has(normal) ||
-      HOST_OVERRIDE_HEADERS.has(normal)
-    )
-      continue
-    if (normal === 'forwarded' || normal.startsWith('x-forwarded-') || CLIENT_IP_HEADERS.has(normal)) continue
+    const verdict = verdictOf(name)
+    if (verdict.drop) continue
+    // Every check is on the normal spelling: `X_Forwarded_For` goes where `X-Forwarded-For` goes.
+    if (listed.has(verdict.normal) || verdict.normal === antiForgery) continue
     // The handshake fields pass for a WebSocket upgrade only, and only as themselves (never `Sec_WebSocket_Key`).
-    if (normal.startsWith('sec-websocket-') && (!o.websocket || name.includes('_'))) continue
+    if (verdict.websocket && (!o.websocket || name.includes('_'))) continue
     out[name] = value
   }
   const previousFor = o.trustProxy ? incoming['x-forwarded-for'] : undefined
@@ -155,6 +141,52 @@ export function upstreamRequestHeaders(
     out.dpop = o.dpopProof
   } else if (o.bearer !== undefined) out.authorization = `Bearer ${o.bearer}`
   return out
+}
+
+/** What the request-header filter decides from a header's name alone. */
+interface NameVerdict {
+  /** `normalHeaderName(name)`. */
+  normal: string
+  /** Never forwarded, whatever the request. */
+  drop: boolean
+  /** A WebSocket handshake field (`sec-websocket-*`). */
+  websocket: boolean
+}
+
+/** Browsers send the same dozen names on every request; the verdict is made once per name. */
+const NAME_VERDICTS_LIMIT = 4096
+const nameVerdicts = new Map<string, NameVerdict>()
+
+function verdictOf(name: string): NameVerdict {
+  let verdict = nameVerdicts.get(name)
+  if (verdict === undefined) {
+    const normal = normalHeaderName(name)
+    verdict = { normal, drop: alwaysDropped(normal), websocket: normal.startsWith('sec-websocket-') }
+    // Made-up names (up to ~100 a request) can only fill it: then it starts over.
+    if (nameVerdicts.size >= NAME_VERDICTS_LIMIT) nameVerdicts.clear()
+    nameVerdicts.set(name, verdict)
+  }
+  return verdict
+}
+
+/** Names (in their normal spelling) that never go upstream: gatehouse's, the connection's, and those an upstream could be misled by. */
+function alwaysDropped(normal: string): boolean {
+  return (
+    HOP_BY_HOP.has(normal) ||
+    // A browser's DPoP header is dropped with its Authorization: only gatehouse's own proofs go upstream.
+    normal === 'host' ||
+    normal === 'cookie' ||
+    normal === 'authorization' ||
+    normal === 'dpop' ||
+    // undici does not implement 100-continue; the body is streamed anyway.
+    normal === 'expect' ||
+    METHOD_OVERRIDES.has(normal) ||
+    URL_REWRITE_HEADERS.has(normal) ||
+    HOST_OVERRIDE_HEADERS.has(normal) ||
+    normal === 'forwarded' ||
+    normal.startsWith('x-forwarded-') ||
+    CLIENT_IP_HEADERS.has(normal)
+  )
 }
 
 /** A handful of origins at most (publicOrigin, the frontends', the Host-derived ones): bounded all the same. */

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { hash, randomBytes } from 'node:crypto'
 import { DEFAULTS } from '../config/defaults.ts'
 import { GatehouseError } from '../errors.ts'
 import { deleteCookie, repeatedCookieNames, serializeCookie, type SameSite } from '../http/cookies.ts'
@@ -46,7 +46,7 @@ export function sessionSealPurpose(record: {
 }
 
 export function hashSessionId(id: string): string {
-  return createHash('sha256').update(id).digest('base64url')
+  return hash('sha256', id, 'base64url')
 }
 
 /** What a sealed value was opened as: the identity columns its seal is bound to, the text and the data. */
@@ -108,6 +108,8 @@ export class Sessions implements SessionBackend {
   readonly #now: () => number
   /** Decrypted session data by id hash, with what it was opened from (never modified in place: changes make new objects). */
   readonly #opened = new Map<string, OpenedData>()
+  /** Id hashes by cookie value: every request of a session would hash the same value again. */
+  readonly #idHashes = new Map<string, string>()
 
   constructor(options: SessionsOptions) {
     this.#store = options.store
@@ -185,7 +187,7 @@ export class Sessions implements SessionBackend {
     options: { slide: boolean },
   ): Promise<Session | undefined> {
     if (!cookieValue || !SESSION_ID.test(cookieValue)) return undefined
-    const idHash = hashSessionId(cookieValue)
+    const idHash = this.#idHashOf(cookieValue)
     const now = this.#now()
     const record = await storeCall(() => this.#store.get(idHash, now))
     if (!record || record.partition !== partition) return undefined
@@ -339,6 +341,17 @@ export class Sessions implements SessionBackend {
     }
     const { sealed: _sealed, ...meta } = record
     return { ...meta, data }
+  }
+
+  #idHashOf(cookieValue: string): string {
+    let idHash = this.#idHashes.get(cookieValue)
+    if (idHash === undefined) {
+      idHash = hashSessionId(cookieValue)
+      // Bounded like #opened, oldest out first: made-up cookie values can only push out entries, costing a hash each.
+      if (this.#idHashes.size >= OPENED_CACHE_SIZE) this.#idHashes.delete(this.#idHashes.keys().next().value!)
+      this.#idHashes.set(cookieValue, idHash)
+    }
+    return idHash
   }
 
   #fresh(idHash: string, now: number): Promise<SessionRecord | undefined> {
