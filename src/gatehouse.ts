@@ -89,13 +89,23 @@ export interface Gatehouse {
   close(): Promise<void>
 }
 
-export interface RuntimeOptions {
-  logger?: Logger
+/** What `gatehouse serve` passes beyond the public options. */
+export interface ServeRuntimeOptions extends RuntimeOptions {
   /**
    * Where the one line per request goes; the caller flushes and closes it. Default: through `logger`
    * when one is given, else batched JSON to stdout, flushed at close() and before the process exits.
    */
   accessLog?: AccessLog
+}
+
+/** What `gatehouse serve` uses beyond the public interface. */
+export interface ServedGatehouse extends Gatehouse {
+  /** This process's metrics: with `serve --workers`, the admin listener reports every worker's (src/cli/workers.ts). */
+  readonly telemetry: Telemetry
+}
+
+export interface RuntimeOptions {
+  logger?: Logger
   /** A store instance instead of `session.store` (a custom SessionStore, or one shared in tests). */
   store?: SessionStore
   now?: () => number
@@ -117,7 +127,7 @@ export async function createGatehouse(options: GatehouseOptions, runtime: Runtim
 }
 
 /** Builds gatehouse from an already validated config (the CLI validates first to print its issues). */
-export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {}): Promise<Gatehouse> {
+export async function buildGatehouse(config: Config, runtime: ServeRuntimeOptions = {}): Promise<ServedGatehouse> {
   const log = runtime.logger ?? createLogger(config.log.level, undefined, config.log.format)
   const ownAccess = runtime.accessLog || runtime.logger ? undefined : stdoutAccessLog(log, config.log.format)
   const access = runtime.accessLog ?? ownAccess ?? loggerAccessLog(runtime.logger ?? log)
@@ -245,6 +255,7 @@ export async function buildGatehouse(config: Config, runtime: RuntimeOptions = {
   let closed = false
   return {
     config,
+    telemetry,
     handle,
     ...library,
     upgrade,

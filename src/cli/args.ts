@@ -22,20 +22,24 @@ export interface CommandSpec {
   maxPositionals: number
 }
 
+/** The most `serve --workers` accepts: far more than a machine has cores; a larger number is a typo. */
+export const MAX_WORKERS = 256
+
 const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const satisfies ParseArgsOptionsConfig
 const CONFIG_HELP = `-c, --config FILE   configuration file (default: $GATEHOUSE_CONFIG, else ${DEFAULT_CONFIG_PATH})`
 
 export const COMMANDS: readonly CommandSpec[] = [
   {
     name: 'serve',
-    synopsis: 'serve [FILE | --config FILE] [--port N] [--host H]',
+    synopsis: 'serve [FILE | --config FILE] [--port N] [--host H] [--workers N|auto]',
     summary: 'run the gateway',
     help: [
       CONFIG_HELP,
       '--port N            listen on this port instead of listen.port (0 picks a free one)',
       '--host H            listen on this address instead of listen.host',
+      `--workers N|auto    processes sharing the port, 1 to ${MAX_WORKERS} (default auto: one per available CPU when sessions are shared between processes, else 1)`,
     ],
-    options: { ...CONFIG_OPTION, port: { type: 'string' }, host: { type: 'string' } },
+    options: { ...CONFIG_OPTION, port: { type: 'string' }, host: { type: 'string' }, workers: { type: 'string' } },
     maxPositionals: 1,
   },
   {
@@ -291,4 +295,13 @@ export function portOption(spec: CommandSpec, flag: string, value: string | unde
   if (!(port >= 0 && port <= 65535))
     throw new UsageError(`--${flag} must be a whole number from 0 to 65535 (got "${value}")`, spec)
   return port
+}
+
+/** `serve --workers`: a whole number from 1 to MAX_WORKERS, or "auto" (also when absent). */
+export function workersOption(spec: CommandSpec, value: string | undefined): number | 'auto' {
+  if (value === undefined || value === 'auto') return 'auto'
+  const workers = /^\d{1,3}$/.test(value) ? Number(value) : NaN
+  if (!(workers >= 1 && workers <= MAX_WORKERS))
+    throw new UsageError(`--workers must be a whole number from 1 to ${MAX_WORKERS}, or "auto" (got "${value}")`, spec)
+  return workers
 }

@@ -10,6 +10,7 @@ import {
   portOption,
   subcommandsOf,
   UsageError,
+  workersOption,
   type CommandSpec,
 } from './args.ts'
 import { checkConfig, loadOrReport } from './check-config.ts'
@@ -17,6 +18,7 @@ import { keysGenerate } from './keys.ts'
 import { printSchema } from './schema.ts'
 import { migrate, sessionsList, sessionsRevoke } from './sessions.ts'
 import { exitOnSignal, startServer } from './serve.ts'
+import { isWorker, runWorker, startWorkers, workerCount } from './workers.ts'
 
 const GROUPS = ['keys', 'sessions']
 
@@ -127,10 +129,21 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
       const path = configFileOf(spec, args)
       const port = portOption(spec, 'port', value('port'))
       const host = value('host')
+      const workers = workersOption(spec, value('workers'))
+      // A worker of `--workers`: the primary has read the configuration and sends it.
+      if (isWorker()) return runWorker(failureLine, (running) => running.gatehouse.telemetry)
       const config = await loadOrReport(path)
       if (!config) return 1
       const listen = { host: host ?? config.listen.host, port: port ?? config.listen.port }
-      const running = await startServer(port === undefined && host === undefined ? config : { ...config, listen })
+      const served = port === undefined && host === undefined ? config : { ...config, listen }
+      const plan = workerCount(served, workers)
+      if ('refused' in plan) {
+        process.stderr.write(`gatehouse serve: ${plan.refused}\n`)
+        return 2
+      }
+      // One worker is no cluster at all: the single process of gatehouse serve.
+      if (plan.count > 1) return startWorkers(served, plan.count)
+      const running = await startServer(served)
       exitOnSignal(running.close)
       return 'running'
     }
@@ -169,11 +182,16 @@ main(process.argv.slice(2)).then(
       process.exitCode = 2
       return
     }
-    if (err instanceof GatehouseError && err.code === 'config_invalid')
-      process.stderr.write(`gatehouse: configuration is invalid:\n${err.message}\n`)
-    else if ((err as NodeJS.ErrnoException)?.code === 'EADDRINUSE')
-      process.stderr.write(`gatehouse: ${(err as Error).message} — is another server using that port?\n`)
-    else process.stderr.write(`gatehouse: ${err instanceof Error ? err.message : String(err)}\n`)
+    process.stderr.write(failureLine(err))
     process.exitCode = 1
   },
 )
+
+/** What stderr says when a command fails (exit 1); a `serve --workers` worker sends it to the primary instead. */
+function failureLine(err: unknown): string {
+  if (err instanceof GatehouseError && err.code === 'config_invalid')
+    return `gatehouse: configuration is invalid:\n${err.message}\n`
+  if ((err as NodeJS.ErrnoException)?.code === 'EADDRINUSE')
+    return `gatehouse: ${(err as Error).message} — is another server using that port?\n`
+  return `gatehouse: ${err instanceof Error ? err.message : String(err)}\n`
+}

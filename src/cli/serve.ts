@@ -5,12 +5,12 @@ import type { Logger } from 'pino'
 import type { AccessLog } from '../access-log.ts'
 import { maskCredentials } from '../config/mask.ts'
 import type { Config } from '../config/types.ts'
-import { buildGatehouse, type Gatehouse } from '../gatehouse.ts'
+import { buildGatehouse, type Gatehouse, type ServedGatehouse } from '../gatehouse.ts'
 import { createLogger, stdoutAccessLog } from '../log.ts'
 
 export interface RunningServer {
   server: Server
-  gatehouse: Gatehouse
+  gatehouse: ServedGatehouse
   url: string
   /** The admin listener (`/metrics`, session API) when `admin` is configured. */
   admin?: { server: Server; url: string } | undefined

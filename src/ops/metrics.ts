@@ -91,6 +91,7 @@ export class Telemetry {
   readonly #proxyRefused: Counter<'api' | 'reason'>
   readonly #proxyWait: Histogram<'api'>
   #processMetrics = false
+  #reportFrom: (() => Promise<string>) | undefined
 
   constructor(options: TelemetryOptions = {}) {
     const registers = [this.registry]
@@ -296,8 +297,14 @@ export class Telemetry {
 
   /** The Prometheus text exposition. Process and Node.js metrics start with the first scrape. */
   async metrics(): Promise<string> {
+    if (this.#reportFrom) return this.#reportFrom()
     this.#startProcessMetrics()
     return this.registry.metrics()
+  }
+
+  /** From now on metrics() reports what `source` gives: with `serve --workers`, every worker's metrics added up. */
+  reportFrom(source: () => Promise<string>): void {
+    this.#reportFrom = source
   }
 
   /** The same as prom-client JSON, which `gatehouse serve --workers` adds up over the workers (AggregatorRegistry.aggregate). */
