@@ -1,4 +1,4 @@
-import { fstatSync, write, writeSync } from 'node:fs'
+import { fstatSync, writeSync } from 'node:fs'
 import type { Logger } from 'pino'
 
 /** What the one access line per request says. Never headers, query strings, cookies or tokens. */
@@ -54,35 +54,43 @@ export interface BatchedAccessLogOptions {
 
 /** A lone line waits at most this long. */
 const FLUSH_MS = 100
-/** About 6,000 lines: a minute of a stalled log reader at 100 requests a second, or under a second at 10k. */
+/** About 6,000 lines: what may wait while the output refuses writes (a non-blocking pipe that is full). */
 const MAX_BUFFER_BYTES = 1024 * 1024
 /**
- * Bytes per write into a pipe or socket. Security events are written synchronously by the main logger
- * to the same file descriptor; a write to a pipe of at most PIPE_BUF (4096 on Linux) bytes is never
- * split, so an access batch and a security line never interleave mid-line.
+ * Bytes per write into a pipe or socket. Security events are written by the main logger to the same
+ * file descriptor; a write to a pipe of at most PIPE_BUF (4096 on Linux) bytes is never split, so an
+ * access batch and a security line never interleave mid-line.
  */
 const PIPE_CHUNK_BYTES = 4096
 /** Into a file (or /dev/null), where each write lands whole at the file's end: fewer, larger writes. */
 const FILE_CHUNK_BYTES = 64 * 1024
-/** A path longer than this is cut in the log (with "…"): the line must stay one write. */
+/** A longer path is logged as its first and last 512 characters around "...": the line stays one write. */
 const MAX_PATH_CHARS = 1024
+const PATH_END_CHARS = 512
+/** While the output answers EAGAIN (a full non-blocking pipe), try again this often. */
 const EAGAIN_RETRY_MS = 10
-/** At exit, a reader that does not take the remaining lines within this long loses them. */
+/** At exit, a non-blocking output that does not take the remaining lines within this long loses them. */
 const EXIT_FLUSH_BUDGET_MS = 1_000
-const CLOSE_BUDGET_MS = 2_000
 
 /**
  * The access log as pino JSON lines identical to the main logger's (same level, time, bindings and
- * key order), serialised by hand — the fields are fixed — and written in batches: asynchronously, one
- * write in flight at a time, at most `flushMs` after a line arrives. A slow reader never blocks a
- * request: past `maxBufferBytes` waiting, lines are dropped and counted (`dropped`, exported as
- * `gatehouse_log_dropped_lines_total`). Only the access log is batched: security events stay
- * synchronous on the main logger. Undefined when `log` does not log at `info`.
+ * key order), serialised by hand — the fields are fixed — and written in batches: a chunk of whole
+ * lines (4 KiB into a pipe, 64 KiB into a file) is written as soon as it is full, whatever is left at
+ * most `flushMs` after it arrived, so one write carries ~27 lines or more instead of one each. The
+ * writes are synchronous, from the event loop's thread, as the main logger's are: the threadpool
+ * would take one write per loop iteration and fall behind a busy server. Past `maxBufferBytes`
+ * waiting — only when the output refuses writes (EAGAIN) or fails — lines are dropped and counted
+ * (`dropped`, exported as `gatehouse_log_dropped_lines_total`). Undefined when `log` does not log at
+ * `info`.
  */
 export function batchedAccessLog(log: Logger, options: BatchedAccessLogOptions): AccessLog | undefined {
   if (!log.isLevelEnabled('info')) return undefined
   return new BatchedAccessLog(log, options)
 }
+
+/** Open batched access logs, flushed before the process exits (a fatal error, process.exit()). */
+const open = new Set<BatchedAccessLog>()
+let exitHook = false
 
 class BatchedAccessLog implements AccessLog {
   readonly #fd: number
@@ -93,13 +101,14 @@ class BatchedAccessLog implements AccessLog {
   readonly #head: string
   readonly #bindings: string
   readonly #chunkBytes: number
-  /** Whole lines waiting, in chunks of at most #chunkBytes (one longer line makes a chunk of its own). */
+  /** Whole lines waiting, in chunks of at most #chunkBytes bytes (one longer line makes a chunk of its own). */
   #chunks: string[] = []
+  /** Byte length of each chunk. */
+  #sizes: number[] = []
   #pendingBytes = 0
-  /** The lines of the write in flight, kept until it completed (a failed write drops and counts them). */
-  #writing: { data: Buffer; lines: number; written: number } | undefined
+  /** What is left of a chunk a write took only part of (the first to go). */
+  #rest: Buffer | undefined
   #timer: NodeJS.Timeout | undefined
-  #closed: (() => void) | undefined
   #dropped = 0
 
   constructor(log: Logger, options: BatchedAccessLogOptions) {
@@ -107,10 +116,17 @@ class BatchedAccessLog implements AccessLog {
     this.#flushMs = options.flushMs ?? FLUSH_MS
     this.#maxBytes = options.maxBufferBytes ?? MAX_BUFFER_BYTES
     this.#now = options.now ?? Date.now
-    this.#chunkBytes = isFileOrDevice(options.fd) ? FILE_CHUNK_BYTES : PIPE_CHUNK_BYTES
+    this.#chunkBytes = Math.min(this.#maxBytes, isFileOrDevice(options.fd) ? FILE_CHUNK_BYTES : PIPE_CHUNK_BYTES)
     this.#head = `{"level":${log.levels.values.info},"time":`
     const bindings = JSON.stringify(log.bindings())
     this.#bindings = bindings === '{}' ? ',' : `,${bindings.slice(1, -1)},`
+    open.add(this)
+    if (!exitHook) {
+      exitHook = true
+      process.once('exit', () => {
+        for (const access of open) access.flushSync()
+      })
+    }
   }
 
   get dropped(): number {
@@ -119,22 +135,28 @@ class BatchedAccessLog implements AccessLog {
 
   line(kind: AccessKind, entry: AccessEntry): void {
     const text = this.#serialise(kind, entry)
-    // Counted in UTF-16 units: a path is percent-encoded ASCII in practice, and the bound is a memory bound.
-    if (this.#pendingBytes + text.length > this.#maxBytes) {
+    const bytes = Buffer.byteLength(text)
+    if (this.#pendingBytes + bytes > this.#maxBytes) {
       this.#dropped++
       return
     }
     const last = this.#chunks.length - 1
-    if (last >= 0 && this.#chunks[last]!.length + text.length <= this.#chunkBytes) this.#chunks[last] += text
-    else this.#chunks.push(text)
-    this.#pendingBytes += text.length
-    if (this.#writing) return
-    if (this.#chunks.length > 1) this.#writeNext()
-    else this.#timer ??= setTimeout(() => this.#flush(), this.#flushMs).unref()
+    if (last >= 0 && this.#sizes[last]! + bytes <= this.#chunkBytes) {
+      this.#chunks[last] += text
+      this.#sizes[last] = this.#sizes[last]! + bytes
+    } else {
+      this.#chunks.push(text)
+      this.#sizes.push(bytes)
+    }
+    this.#pendingBytes += bytes
+    // A full chunk goes now; the one being filled waits for more lines, at most #flushMs.
+    if (this.#chunks.length > 1) this.#write(this.#chunks.length - 1)
+    if (this.#chunks.length > 0) this.#timer ??= setTimeout(() => this.#flush(), this.#flushMs).unref()
   }
 
   #serialise(kind: AccessKind, e: AccessEntry): string {
-    const path = e.path.length > MAX_PATH_CHARS ? `${e.path.slice(0, MAX_PATH_CHARS)}…` : e.path
+    const path =
+      e.path.length > MAX_PATH_CHARS ? `${e.path.slice(0, PATH_END_CHARS)}...${e.path.slice(-PATH_END_CHARS)}` : e.path
     let text = `${this.#head}${this.#now()}${this.#bindings}"requestId":${JSON.stringify(e.requestId)}`
     if (e.method !== undefined) text += `,"method":${JSON.stringify(e.method)}`
     text += `,"path":${JSON.stringify(path)}`
@@ -146,81 +168,52 @@ class BatchedAccessLog implements AccessLog {
 
   #flush(): void {
     this.#timer = undefined
-    if (!this.#writing && this.#chunks.length > 0) this.#writeNext()
+    this.#write(this.#chunks.length)
+    // The output refused (EAGAIN): try again soon; lines arriving meanwhile wait, up to the bound.
+    if (this.#chunks.length > 0) this.#timer = setTimeout(() => this.#flush(), EAGAIN_RETRY_MS).unref()
   }
 
-  /** Writes the oldest chunk. */
-  #writeNext(): void {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-    const text = this.#chunks.shift()!
-    this.#pendingBytes -= text.length
-    this.#writing = { data: Buffer.from(text), lines: countLines(text), written: 0 }
-    this.#send()
-  }
-
-  #send(): void {
-    const writing = this.#writing!
-    write(this.#fd, writing.data, writing.written, writing.data.length - writing.written, null, (err, n) => {
-      if (this.#writing !== writing) return // flushSync at exit took over
-      if (err) {
-        // A pipe that is full (non-blocking fd): try again shortly; lines arriving meanwhile wait, up to the bound.
-        if ((err as NodeJS.ErrnoException).code === 'EAGAIN')
-          return void setTimeout(() => this.#send(), EAGAIN_RETRY_MS).unref()
-        // The output is gone (EPIPE, disk full): these lines are lost, and counted.
-        this.#dropped += writing.lines
-        return this.#done()
+  /**
+   * Writes the first `count` chunks, in order, until the output refuses one (EAGAIN: it stays first).
+   * A chunk the output failed (EPIPE, disk full) is lost, and its lines counted as dropped.
+   */
+  #write(count: number): boolean {
+    for (let i = 0; i < count; i++) {
+      const data = this.#rest ?? Buffer.from(this.#chunks[0]!)
+      let written: number
+      try {
+        written = writeSync(this.#fd, data)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return false
+        this.#dropped += countLines(this.#chunks[0]!)
+        written = data.length
       }
-      writing.written += n
-      if (writing.written < writing.data.length) return this.#send()
-      this.#done()
-    })
-  }
-
-  #done(): void {
-    this.#writing = undefined
-    if (this.#chunks.length > 1 || (this.#closed && this.#chunks.length > 0)) return this.#writeNext()
-    if (this.#closed) return this.#closed()
-    if (this.#chunks.length > 0) this.#timer ??= setTimeout(() => this.#flush(), this.#flushMs).unref()
+      if (written < data.length) {
+        this.#rest = data.subarray(written)
+        return false
+      }
+      this.#rest = undefined
+      this.#pendingBytes -= this.#sizes[0]!
+      this.#chunks.shift()
+      this.#sizes.shift()
+    }
+    return true
   }
 
   flushSync(): void {
     clearTimeout(this.#timer)
     this.#timer = undefined
-    // A write in flight may or may not have reached the file; writing its remainder again risks a
-    // duplicate line, skipping it a lost one. A duplicate is the lesser harm in an access log.
-    const inFlight = this.#writing
-    this.#writing = undefined
-    const parts: Buffer[] = inFlight ? [inFlight.data.subarray(inFlight.written)] : []
-    for (const chunk of this.#chunks) parts.push(Buffer.from(chunk))
-    this.#chunks = []
-    this.#pendingBytes = 0
-    let data = Buffer.concat(parts)
     const deadline = performance.now() + EXIT_FLUSH_BUDGET_MS
-    while (data.length > 0) {
-      try {
-        data = data.subarray(writeSync(this.#fd, data))
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || performance.now() > deadline) return
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
-      }
+    while (!this.#write(this.#chunks.length)) {
+      if (performance.now() > deadline) return
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1)
     }
   }
 
   close(): Promise<void> {
-    clearTimeout(this.#timer)
-    this.#timer = undefined
-    if (!this.#writing && this.#chunks.length === 0) return Promise.resolve()
-    return new Promise((resolve) => {
-      // A reader that takes nothing (EAGAIN for ever) must not hold the shutdown: the exit flush has the last word.
-      const giveUp = setTimeout(resolve, CLOSE_BUDGET_MS)
-      giveUp.unref()
-      this.#closed = () => {
-        clearTimeout(giveUp)
-        resolve()
-      }
-      if (!this.#writing) this.#writeNext()
-    })
+    this.flushSync()
+    open.delete(this)
+    return Promise.resolve()
   }
 }
 

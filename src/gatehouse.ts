@@ -129,10 +129,6 @@ export async function createGatehouse(options: GatehouseOptions, runtime: Runtim
 /** Builds gatehouse from an already validated config (the CLI validates first to print its issues). */
 export async function buildGatehouse(config: Config, runtime: ServeRuntimeOptions = {}): Promise<ServedGatehouse> {
   const log = runtime.logger ?? createLogger(config.log.level, undefined, config.log.format)
-  const ownAccess = runtime.accessLog || runtime.logger ? undefined : stdoutAccessLog(log, config.log.format)
-  const access = runtime.accessLog ?? ownAccess ?? loggerAccessLog(runtime.logger ?? log)
-  const flushAccessAtExit = () => ownAccess?.flushSync()
-  if (ownAccess) process.once('exit', flushAccessAtExit)
   const now = runtime.now ?? Date.now
   const cookieMode = config.session.mode === 'cookie'
   // Cookie mode keeps no sessions on the server: no store is opened.
@@ -196,6 +192,9 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
     serverSessions ?? new CookieSessions({ keyRing, now, policy: config.session, cookie, events: sessionEvents })
   const clients = (partition: string) => frontends.byName(partition) ?? frontends.default
   const count = can?.count
+  // Made once the awaits that can fail are over: an open batched access log is flushed at process exit until closed.
+  const ownAccess = runtime.accessLog || runtime.logger ? undefined : stdoutAccessLog(log, config.log.format)
+  const access = runtime.accessLog ?? ownAccess ?? loggerAccessLog(log)
   const telemetry = new Telemetry({
     activeSessions: count && (() => count.count(now())),
     droppedLogLines: () => access.dropped,
@@ -271,10 +270,7 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
       await upstreams.close()
       await cache?.stop()
       if (!runtime.store) await opened?.close()
-      if (ownAccess) {
-        process.off('exit', flushAccessAtExit)
-        await ownAccess.close()
-      }
+      await ownAccess?.close()
     },
   }
 }

@@ -50,7 +50,6 @@ export async function startServer(config: Config, options: ServeOptions = {}): P
   const log = options.worker === undefined ? root : root.child({ worker: options.worker })
   // Access lines are batched: the last ones are written at close, or before exit on a fatal error.
   const access = stdoutAccessLog(log, config.log.format)
-  process.once('exit', () => access.flushSync())
   const gatehouse = await buildGatehouse(config, { logger: log, accessLog: access })
   // Waited for before listening, not after: until the caller's exitOnSignal runs, right after this
   // returns, a SIGTERM ends the process without draining what is in flight.

@@ -16,14 +16,17 @@ export const HOP_BY_HOP = new Set([
 
 const NONE_LISTED: ReadonlySet<string> = new Set()
 const CLOSE_LISTED: ReadonlySet<string> = new Set(['close'])
+// Also what a `keep_alive` header is read as (normalHeaderName), which the raw-name hop-by-hop check misses.
+const KEEP_ALIVE_LISTED: ReadonlySet<string> = new Set(['keep-alive'])
 
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 §7.6.1); compared in their normal spelling. */
 function connectionListed(
   headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
 ): ReadonlySet<string> {
   const value = headers.connection
-  // The two usual values, without a Set per message ("keep-alive" is hop-by-hop anyway).
-  if (value === undefined || value === 'keep-alive') return NONE_LISTED
+  // The two usual values, without a Set per message.
+  if (value === undefined) return NONE_LISTED
+  if (value === 'keep-alive') return KEEP_ALIVE_LISTED
   if (value === 'close') return CLOSE_LISTED
   const text = Array.isArray(value) ? value.join(',') : (value ?? '')
   return new Set(
@@ -155,6 +158,8 @@ interface NameVerdict {
 
 /** Browsers send the same dozen names on every request; the verdict is made once per name. */
 const NAME_VERDICTS_LIMIT = 4096
+/** Longer names (up to the 16 KiB header limit) are judged every time: a client must not pin memory with them. */
+const MEMO_NAME_CHARS = 64
 const nameVerdicts = new Map<string, NameVerdict>()
 
 function verdictOf(name: string): NameVerdict {
@@ -162,6 +167,7 @@ function verdictOf(name: string): NameVerdict {
   if (verdict === undefined) {
     const normal = normalHeaderName(name)
     verdict = { normal, drop: alwaysDropped(normal), websocket: normal.startsWith('sec-websocket-') }
+    if (name.length > MEMO_NAME_CHARS) return verdict
     // Made-up names (up to ~100 a request) can only fill it: then it starts over.
     if (nameVerdicts.size >= NAME_VERDICTS_LIMIT) nameVerdicts.clear()
     nameVerdicts.set(name, verdict)

@@ -570,3 +570,23 @@ describe('Cache-Control on answers to calls that carried a user token', () => {
     )
   })
 })
+
+test('an upstream header spelled keep_alive is dropped under Connection: keep-alive, like every name it lists', () => {
+  const out = downstreamResponseHeaders(
+    { connection: 'keep-alive', keep_alive: 'timeout=5', close: 'x', 'content-type': 'text/plain' },
+    '__Host-gatehouse',
+  )
+  assert.deepEqual(Object.keys(out), ['close', 'content-type'], 'close is no hop-by-hop name unless listed')
+  const closing = downstreamResponseHeaders({ connection: 'close', close: 'x', 'content-type': 'text/plain' }, 'g')
+  assert.deepEqual(Object.keys(closing), ['content-type'])
+})
+
+test('long header names (not remembered between requests) are judged the same every time', () => {
+  const forwarded = `x-forwarded-${'a'.repeat(100)}`
+  const custom = `x-app-${'b'.repeat(100)}`
+  for (let round = 0; round < 3; round++) {
+    const out = upstreamRequestHeaders({ [forwarded]: '1', [custom]: '2', accept: '*/*' }, options())
+    assert.equal(out[forwarded], undefined, `round ${round}: a client-sent X-Forwarded-* never passes`)
+    assert.equal(out[custom], '2', `round ${round}`)
+  }
+})
