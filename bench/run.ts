@@ -283,6 +283,7 @@ async function startTarget(
 ): Promise<Target> {
   const args = [...nodeFlags, TARGET_SCRIPT, kind]
   const measured = kind === 'bare' || kind === 'gatehouse'
+  const sink = kind === 'gatehouse' ? logReader() : undefined
   // taskset execs node in place: the child's pid is node's.
   const child = spawn(
     PIN ? 'taskset' : process.execPath,
@@ -290,10 +291,11 @@ async function startTarget(
     {
       cwd: ROOT,
       env: { ...process.env, BENCH_TARGET: JSON.stringify(options) },
-      // gatehouse logs at its default level (info): one JSON line per request, written to /dev/null.
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      // gatehouse logs at its default level (info), one JSON line per request, into a pipe (logReader).
+      stdio: ['ignore', sink?.stdin ?? 'ignore', 'inherit', 'ipc'],
     },
   )
+  sink?.stdin!.destroy()
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
   child.on('message', (m: { uncaught?: string }) => {
     if (!m.uncaught) return
@@ -332,6 +334,24 @@ async function startTarget(
  * with it, so no event-loop or GC figures. Up once `/healthz` answers 200 (then everyWorkerServes()).
  * Stopped as a deployment stops it: SIGTERM to the primary, which drains every worker.
  */
+/**
+ * What reads gatehouse's log, as a container runtime does: a pipe into `cat > /dev/null` on the load
+ * generator's CPU. (Into /dev/null directly, the access log would write 64 KiB chunks, as into a file,
+ * instead of the 4 KiB a pipe gets.) It ends when gatehouse closes its end; the bench's own copy of
+ * the write end is closed once gatehouse has it.
+ */
+function logReader(): ChildProcess {
+  const reader = spawn(PIN ? 'taskset' : 'cat', PIN ? ['-c', PIN.load, 'cat'] : [], {
+    stdio: ['pipe', 'ignore', 'ignore'],
+  })
+  logReaders.add(reader)
+  reader.once('exit', () => logReaders.delete(reader))
+  return reader
+}
+
+/** The log readers running now: their CPU is the bench's own, not "others". */
+const logReaders = new Set<ChildProcess>()
+
 async function startCliTarget(
   name: string,
   config: Record<string, unknown> & { listen: { host: string; port: number } },
@@ -341,11 +361,13 @@ async function startCliTarget(
   const file = join(benchDir, `${name.replace(/[^a-z0-9]+/gi, '-')}.json`)
   writeFileSync(file, `${JSON.stringify(config, null, 2)}\n`)
   const args = [CLI_SCRIPT, 'serve', '--config', file, '--workers', String(workers)]
+  const sink = logReader()
   const child = spawn(
     cpuSet ? 'taskset' : process.execPath,
     cpuSet ? ['-c', cpuSet, process.execPath, ...args] : args,
-    { cwd: ROOT, env: process.env, stdio: ['ignore', 'ignore', 'pipe'] },
+    { cwd: ROOT, env: process.env, stdio: ['ignore', sink.stdin!, 'pipe'] },
   )
+  sink.stdin!.destroy()
   let stderr = ''
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr = (stderr + chunk).slice(-8192)))
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
@@ -512,6 +534,7 @@ function machineCpu(): { busyMs: number; totalMs: number } | undefined {
 function benchCpuMs(): number {
   let ms = (usage(process.pid)?.cpuMs ?? 0) + endedChildrenCpuMs()
   for (const target of children) for (const pid of target.pids()) ms += usage(pid)?.cpuMs ?? 0
+  for (const reader of logReaders) if (reader.pid !== undefined) ms += usage(reader.pid)?.cpuMs ?? 0
   return ms
 }
 

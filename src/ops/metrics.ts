@@ -51,7 +51,15 @@ export interface ProxyPoolState {
 }
 
 /** Methods get their own label value; anything else is "other", so a client cannot mint label values. */
-const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])
+const METHOD_NAMES = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'other']
+const OTHER_METHOD = METHOD_NAMES.length - 1
+const METHOD_INDEX = new Map(METHOD_NAMES.slice(0, OTHER_METHOD).map((name, i) => [name, i]))
+
+/** Answers of one route, method and status not yet handed to prom-client. */
+interface AnsweredCount {
+  labels: Record<'route' | 'method' | 'status', string>
+  count: number
+}
 
 /** Upstream answers are usually fast; the top buckets catch slow APIs up to the default 30 s timeout. */
 const PROXY_BUCKETS_SEC = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
@@ -82,7 +90,7 @@ export class Telemetry {
    * Answers not yet added to gatehouse_http_requests_total, by label set: per request one Map update
    * instead of prom-client's label validation and hashing; the counter takes them at scrape time.
    */
-  readonly #answered = new Map<string, { labels: Record<'route' | 'method' | 'status', string>; count: number }>()
+  readonly #answered = new Map<string, Map<number, AnsweredCount>>()
   readonly #proxyDuration: Histogram<'api'>
   readonly #logins: Counter<'result'>
   readonly #logouts: Counter
@@ -102,11 +110,12 @@ export class Telemetry {
       labelNames: ['route', 'method', 'status'],
       registers,
       collect() {
-        for (const entry of answered.values()) {
-          if (entry.count === 0) continue
-          this.inc(entry.labels, entry.count)
-          entry.count = 0
-        }
+        for (const byRoute of answered.values())
+          for (const entry of byRoute.values()) {
+            if (entry.count === 0) continue
+            this.inc(entry.labels, entry.count)
+            entry.count = 0
+          }
       },
     })
     this.#proxyDuration = new Histogram({
@@ -203,12 +212,15 @@ export class Telemetry {
   response(res: ServerResponse, route: string): void {
     // 'close' comes once per response: `on`, not `once`, spares a wrapper and its removal.
     res.on('close', () => {
-      const method = METHODS.has(res.req.method ?? '') ? res.req.method! : 'other'
+      const method = METHOD_INDEX.get(res.req.method ?? '') ?? OTHER_METHOD
       const status = res.headersSent ? res.statusCode : 499
-      const key = `${status} ${method} ${route}`
-      const entry = this.#answered.get(key)
+      let byRoute = this.#answered.get(route)
+      if (byRoute === undefined) this.#answered.set(route, (byRoute = new Map()))
+      // A status is 100–999: one number keys the pair without building a string per request.
+      const key = method * 1000 + status
+      const entry = byRoute.get(key)
       if (entry) entry.count++
-      else this.#answered.set(key, { labels: { route, method, status: String(status) }, count: 1 })
+      else byRoute.set(key, { labels: { route, method: METHOD_NAMES[method]!, status: String(status) }, count: 1 })
     })
   }
 
