@@ -37,7 +37,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       CONFIG_HELP,
       '--port N            listen on this port instead of listen.port (0 picks a free one)',
       '--host H            listen on this address instead of listen.host',
-      `--workers N|auto    processes sharing the port, 1 to ${MAX_WORKERS} (default auto: one per available CPU when sessions are shared between processes, else 1)`,
+      `--workers N|auto    processes sharing the port, 1 to ${MAX_WORKERS} (default auto: one per available CPU with sessions in a shared store, else 1)`,
     ],
     options: { ...CONFIG_OPTION, port: { type: 'string' }, host: { type: 'string' }, workers: { type: 'string' } },
     maxPositionals: 1,

@@ -173,19 +173,24 @@ function groupUsage(group: string): string {
 
 main(process.argv.slice(2)).then(
   (code) => {
-    if (code !== 'running') process.exitCode = code
+    if (code !== 'running') finish(code)
   },
   (err: unknown) => {
     if (err instanceof UsageError) {
       const where = err.spec ? `gatehouse ${err.spec.name}` : 'gatehouse'
       process.stderr.write(`${where}: ${err.message}\n\n${err.spec ? commandUsage(err.spec) : overallUsage()}`)
-      process.exitCode = 2
-      return
+      return finish(2)
     }
     process.stderr.write(failureLine(err))
-    process.exitCode = 1
+    finish(1)
   },
 )
+
+/** Exits with `code` once the output is written. An IPC channel from a supervisor (pm2) would hold the process open. */
+function finish(code: number): void {
+  process.exitCode = code
+  process.channel?.unref()
+}
 
 /** What stderr says when a command fails (exit 1); a `serve --workers` worker sends it to the primary instead. */
 function failureLine(err: unknown): string {

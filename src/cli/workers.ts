@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster'
 import { availableParallelism } from 'node:os'
 import type { Logger } from 'pino'
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
+import { AggregatorRegistry, Gauge, Registry, type MetricObjectWithValues, type MetricValue } from 'prom-client'
 import type { Config } from '../config/types.ts'
 import { createLogger } from '../log.ts'
 import { isSqliteInMemory } from '../session/stores/sqlite-open.ts'
@@ -17,9 +17,19 @@ import { exitOnSignal, startServer, type RunningServer } from './serve.ts'
 /** A worker that served this long was not crashing in a loop: its next death is replaced at once. */
 const STABLE_MS = 30_000
 const MAX_RESTART_DELAY_MS = 30_000
-/** The workers' drain is bounded by its grace period (10 s) and closing the store; past this they are killed. */
-const STOP_BACKSTOP_MS = 30_000
+/**
+ * The workers' drain is bounded by its grace period (10 s) and closing the store; past this they are
+ * killed. Under Kubernetes' default terminationGracePeriodSeconds (30 s, the preStop sleep inside it).
+ */
+const STOP_BACKSTOP_MS = 20_000
 const METRICS_TIMEOUT_MS = 5_000
+/** How long a forked worker waits for its configuration before it gives up. */
+const START_TIMEOUT_MS = 10_000
+/**
+ * Set in the environment of the workers the primary forks, to the primary's pid: a process that is a
+ * node:cluster worker without it (pm2's cluster mode) is a `serve` of its own, not waiting for a primary.
+ */
+const WORKER_OF = 'GATEHOUSE_WORKER_OF'
 
 type MetricsJson = MetricObjectWithValues<MetricValue<string>>[]
 
@@ -48,9 +58,9 @@ function isMessage<M extends { kind: string }, K extends M['kind']>(
   return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === kind
 }
 
-/** Whether this process is a worker forked by `serve --workers`. */
+/** Whether this process is a worker forked by `serve --workers` (not one of another cluster supervisor). */
 export function isWorker(): boolean {
-  return cluster.isWorker
+  return cluster.isWorker && process.env[WORKER_OF] === String(process.ppid)
 }
 
 /** Why the sessions of `config` live in one process and cannot be shared by workers, or undefined. */
@@ -65,14 +75,24 @@ function unsharedSessions(config: Config): string | undefined {
 
 /**
  * How many workers: `auto` is one per CPU this process may use (os.availableParallelism(): the
- * affinity mask and, on Linux, a cgroup CPU limit) when sessions are shared between processes,
- * else 1; more than one with sessions in the process is refused.
+ * affinity mask and, on Linux, a cgroup CPU limit) when sessions and their refreshes are shared
+ * between processes (server mode with a shared store), else 1; more than one with sessions in the
+ * process is refused. In cookie mode refreshes are coordinated per process: more than one only when
+ * asked for (the primary warns). A worker of another node:cluster supervisor cannot fork its own.
  */
 export function workerCount(config: Config, requested: number | 'auto'): { count: number } | { refused: string } {
   const unshared = unsharedSessions(config)
-  if (requested === 'auto') return { count: unshared === undefined ? availableParallelism() : 1 }
+  const supervised = cluster.isWorker
+  if (requested === 'auto')
+    return {
+      count: unshared === undefined && config.session.mode !== 'cookie' && !supervised ? availableParallelism() : 1,
+    }
   if (requested > 1 && unshared !== undefined)
     return { refused: `--workers ${requested}: ${unshared}; use --workers 1 or a shared store` }
+  if (requested > 1 && supervised)
+    return {
+      refused: `--workers ${requested}: this process is a worker of another node:cluster supervisor (such as pm2's cluster mode), which cannot fork workers of its own; use --workers 1 and let the supervisor run the processes`,
+    }
   return { count: requested }
 }
 
@@ -87,6 +107,8 @@ interface Slot {
   /** The one-line error the worker sent before exiting, when it could not start. */
   failure: string | undefined
   restart: NodeJS.Timeout | undefined
+  /** The metrics this worker last reported: its counters outlive it in the group's /metrics. */
+  reported: MetricsJson | undefined
 }
 
 /**
@@ -111,12 +133,29 @@ class Primary {
   #stopStartedAt = 0
   #adminUrl: string | undefined
   #metricsRequests = 0
-  readonly #metricsWaiting = new Map<string, { worker: Worker; resolve(metrics: MetricsJson): void }>()
+  readonly #metricsWaiting = new Map<
+    string,
+    { worker: Worker; resolve(metrics: MetricsJson): void; reject(err: Error): void }
+  >()
+  readonly #retired = new RetiredCounters()
+  /** The primary's own metrics, about the group. */
+  readonly #group = new Registry()
+  readonly #reporting: Gauge
 
   constructor(config: Config, count: number, log: Logger, started: (result: number | 'running') => void) {
     this.#config = config
     this.#log = log
     this.#started = started
+    new Gauge({
+      name: 'gatehouse_workers',
+      help: 'Worker processes of gatehouse serve --workers (as configured)',
+      registers: [this.#group],
+    }).set(count)
+    this.#reporting = new Gauge({
+      name: 'gatehouse_workers_reporting',
+      help: 'Workers whose metrics this scrape added up as they are now: fewer than gatehouse_workers while one is starting, stuck or replaced',
+      registers: [this.#group],
+    })
     this.#slots = Array.from({ length: count }, (_, i) => ({
       n: i + 1,
       worker: undefined,
@@ -125,6 +164,7 @@ class Primary {
       crashes: 0,
       failure: undefined,
       restart: undefined,
+      reported: undefined,
     }))
   }
 
@@ -132,6 +172,14 @@ class Primary {
     const stop = (signal: NodeJS.Signals) => this.#stop(signal)
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
+    if (this.#config.session.mode === 'cookie')
+      this.#log.warn(
+        { event: 'workers_cookie_mode', workers: this.#slots.length },
+        `session.mode "cookie" with ${this.#slots.length} workers: token refreshes are coordinated within each worker only; ` +
+          'with refresh-token rotation at the IdP, calls of one session that reach different workers after its access ' +
+          'token expires each redeem the same refresh token, all but one fail (invalid_grant) and the user is logged out: ' +
+          'use --workers 1 or server mode with a shared store',
+      )
     // Worker 1 alone first: it creates what the store lacks (a new SQLite file, its tables) with no
     // other process racing it, and a start-up error (a port in use, a store down) is met once.
     this.#fork(this.#slots[0]!)
@@ -141,7 +189,8 @@ class Primary {
     slot.restart = undefined
     slot.listening = false
     slot.failure = undefined
-    const worker = cluster.fork()
+    slot.reported = undefined
+    const worker = cluster.fork({ [WORKER_OF]: String(process.pid) })
     slot.worker = worker
     // A message to a worker that has just died fails with EPIPE; its exit is handled below.
     worker.on('error', () => {})
@@ -188,11 +237,14 @@ class Primary {
       const { id } = message
       this.#gatherMetrics().then(
         (text) => send(worker, { kind: 'gatehouse:metrics', id, text }),
-        (err: unknown) => send(worker, { kind: 'gatehouse:metrics', id, error: String(err) }),
+        (err: unknown) =>
+          send(worker, { kind: 'gatehouse:metrics', id, error: err instanceof Error ? err.message : String(err) }),
       )
       return
     }
     if (isMessage<FromWorker, 'gatehouse:metrics-json'>(message, 'gatehouse:metrics-json')) {
+      // Kept even when the scrape that asked has given up on it: it is this worker's latest count.
+      if (slot.worker === worker) slot.reported = message.metrics
       const key = `${worker.id}:${message.id}`
       this.#metricsWaiting.get(key)?.resolve(message.metrics)
       this.#metricsWaiting.delete(key)
@@ -204,11 +256,13 @@ class Primary {
     const wasListening = slot.listening
     slot.worker = undefined
     slot.listening = false
-    // A worker gone before answering a scrape adds nothing to it.
+    this.#retired.add(slot.reported)
+    slot.reported = undefined
+    // A worker gone before answering a scrape is not waited for: what it last reported is retired above.
     for (const [key, waiting] of this.#metricsWaiting) {
       if (waiting.worker !== worker) continue
       this.#metricsWaiting.delete(key)
-      waiting.resolve([])
+      waiting.reject(new Error(`worker ${slot.n} exited`))
     }
     if (this.#phase === 'stopping') {
       // One still starting was killed by #stop: that is no failure to drain.
@@ -292,11 +346,36 @@ class Primary {
     process.exit(this.#exitCode)
   }
 
-  /** Every serving worker's metrics, added up (gauges of the shared store excepted: they carry their own aggregator). */
+  /**
+   * Every serving worker's metrics, added up (gauges of the shared store excepted: they carry their
+   * own aggregator), as far as they answer within METRICS_TIMEOUT_MS. Counters never go down, which
+   * Prometheus would read as a reset: one that did not answer adds its counters and histograms as it
+   * last reported them, and those of the workers that died stay in (RetiredCounters).
+   */
   async #gatherMetrics(): Promise<string> {
     const id = ++this.#metricsRequests
     const serving = this.#slots.filter((s) => s.listening && s.worker)
-    const parts = await Promise.all(serving.map((slot) => this.#metricsOf(slot, slot.worker!, id)))
+    const settled = await Promise.allSettled(serving.map((slot) => this.#metricsOf(slot, slot.worker!, id)))
+    const silent = serving.filter((_, i) => settled[i]!.status === 'rejected')
+    const reporting = serving.length - silent.length
+    if (silent.length > 0)
+      this.#log.warn(
+        {
+          event: 'workers_metrics_missing',
+          workers: silent.map((s) => s.n),
+          causes: settled.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : [])),
+        },
+        `/metrics without worker(s) ${silent.map((s) => s.n).join(', ')}: their counters are added as last reported, their gauges left out`,
+      )
+    this.#reporting.set(reporting)
+    const group = await this.#group.getMetricsAsJSON()
+    // From here to the aggregation nothing awaits: a worker's numbers are either its own or retired, never both.
+    const parts: MetricsJson[] = [group]
+    for (const slot of this.#slots) {
+      if (!slot.worker || !slot.reported) continue
+      parts.push(silent.includes(slot) ? counting(slot.reported) : slot.reported)
+    }
+    parts.push(...this.#retired.parts())
     return AggregatorRegistry.aggregate(parts).metrics()
   }
 
@@ -313,9 +392,57 @@ class Primary {
           clearTimeout(timer)
           resolve(metrics)
         },
+        reject: (err) => {
+          clearTimeout(timer)
+          reject(err)
+        },
       })
       send(worker, { kind: 'gatehouse:metrics-json', id })
     })
+  }
+}
+
+/** The counters and histograms of a worker's metrics: what only grows. Its gauges are no longer true once it stops answering. */
+function counting(metrics: MetricsJson): MetricsJson {
+  // prom-client's typings give `type` as a numeric enum; at run time it is 'counter', 'gauge'…
+  return metrics.filter((m) => ['counter', 'histogram'].includes(String(m.type)))
+}
+
+/**
+ * The counters and histograms of the workers that died, as each last reported them, added into
+ * every later /metrics: without them the group's sums would drop when a replacement starts from 0.
+ * What a worker counted after its last report is lost (an undercount, never a decrease). Merged into
+ * one baseline in the background; until a merge is done, its inputs are reported as they are.
+ */
+class RetiredCounters {
+  #baseline: MetricsJson = []
+  readonly #unmerged: MetricsJson[] = []
+  #merging = false
+
+  add(reported: MetricsJson | undefined): void {
+    if (!reported) return
+    this.#unmerged.push(counting(reported))
+    void this.#merge()
+  }
+
+  parts(): MetricsJson[] {
+    return [this.#baseline, ...this.#unmerged]
+  }
+
+  async #merge(): Promise<void> {
+    if (this.#merging) return
+    this.#merging = true
+    try {
+      while (this.#unmerged.length > 0) {
+        const taken = this.#unmerged.length
+        this.#baseline = await AggregatorRegistry.aggregate([this.#baseline, ...this.#unmerged]).getMetricsAsJSON()
+        this.#unmerged.splice(0, taken)
+      }
+    } catch {
+      // Left unmerged: still reported as they are.
+    } finally {
+      this.#merging = false
+    }
   }
 }
 
@@ -328,18 +455,26 @@ function how(code: number | null, signal: NodeJS.Signals | null): string {
 }
 
 /**
- * A worker: waits for its configuration from the primary, starts gatehouse as `serve` does (its
- * log lines carry `worker`), tells the primary it listens — or sends it the one-line error and
- * exits 1 — then drains on SIGTERM/SIGINT, whether the signal came to it or through the primary.
+ * A worker: waits for its configuration from the primary (exits 1 with one line if none comes within
+ * START_TIMEOUT_MS), starts gatehouse as `serve` does (its log lines carry `worker`), tells the
+ * primary it listens — or sends it the one-line error and exits 1 — then drains on SIGTERM/SIGINT,
+ * whether the signal came to it or through the primary.
  */
 export async function runWorker(
   describe: (err: unknown) => string,
   metricsOf: (running: RunningServer) => WorkerMetrics | undefined,
 ): Promise<'running'> {
   const start = await new Promise<Extract<ToWorker, { kind: 'gatehouse:start' }>>((resolve) => {
+    const timer = setTimeout(() => {
+      process.stderr.write(
+        `gatehouse: a worker of gatehouse serve --workers (${WORKER_OF}=${process.env[WORKER_OF]}) got no start message from its primary within ${START_TIMEOUT_MS / 1000} s\n`,
+      )
+      process.exit(1)
+    }, START_TIMEOUT_MS)
     const onMessage = (message: unknown) => {
       if (!isMessage<ToWorker, 'gatehouse:start'>(message, 'gatehouse:start')) return
       process.off('message', onMessage)
+      clearTimeout(timer)
       resolve(message)
     }
     process.on('message', onMessage)

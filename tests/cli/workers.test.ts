@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
 import { request, type IncomingHttpHeaders } from 'node:http'
 import { createServer, type AddressInfo } from 'node:net'
 import { availableParallelism, tmpdir } from 'node:os'
@@ -14,7 +15,7 @@ import { importJWK, SignJWT } from 'jose'
 import { DEMO_USERS, startIdp, type RunningIdp } from '../../src/demo/idp.ts'
 import { generateKey } from '../../src/session/seal.ts'
 import { BrowserJar } from '../helpers/browser-jar.ts'
-import { runCli, startCli } from '../helpers/cli.ts'
+import { CLI, runCli, startCli } from '../helpers/cli.ts'
 import { storeFixture, type SharedStoreKind, type StoreFixture } from '../helpers/instances.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 
@@ -28,7 +29,6 @@ const REFRESH_SKEW_S = 60
 const ACCESS_TOKEN_TTL_S = REFRESH_SKEW_S + 4
 /** How long a test waits for something that happens in another process (a log line, a notice): never a timing assertion. */
 const WAIT_MS = 10_000
-/** Until gatehouse.ts hands `serve` its Telemetry, the admin listener of worker 1 reports worker 1's metrics only. */
 
 type Line = Record<string, unknown>
 type Running = Awaited<ReturnType<typeof startCli>>
@@ -270,6 +270,40 @@ async function scrape(cluster: Cluster): Promise<string> {
   return res.text
 }
 
+const HEALTHZ_SERIES = 'gatehouse_http_requests_total{route="healthz",method="GET",status="200"}'
+
+/** The pid of worker `n` now: from workers_started, or the last worker_restarted of that number. */
+function workerPid(cluster: Cluster, n: number): number {
+  const lines = cluster.lines()
+  const restarted = lines.filter((l) => l.event === 'worker_restarted' && l.worker === n).at(-1)
+  const started = lines.find((l) => l.event === 'workers_started')!
+  return (restarted?.pid ?? (started.pids as number[])[n - 1]) as number
+}
+
+/**
+ * GET /healthz on new connections until worker 2 has answered some, then scrapes until /metrics has
+ * counted every one of them (counted when each response closes): worker 2 has reported its share.
+ * Returns the count of the series then.
+ */
+async function healthzCountedOnWorker2(cluster: Cluster): Promise<number> {
+  const base = sample(await scrape(cluster), HEALTHZ_SERIES) ?? 0
+  const from = cluster.lines().length
+  const served = () =>
+    cluster
+      .lines()
+      .slice(from)
+      .filter((l) => l.path === '/healthz')
+  await until('worker 2 to answer /healthz', async () => {
+    assert.equal((await call(`${cluster.origin}/healthz`)).status, 200)
+    return served().some((l) => l.worker === 2)
+  })
+  const sent = served().length
+  return until('the requests counted', async () => {
+    const count = sample(await scrape(cluster), HEALTHZ_SERIES) ?? 0
+    return count >= base + sent && count
+  })
+}
+
 describe('gatehouse serve --workers 2 with a SQLite file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-workers-'))
   let cluster: Cluster
@@ -442,6 +476,62 @@ describe('gatehouse serve --workers 2 with a SQLite file', () => {
     assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([200]), 'the new worker 2 serves the session')
   })
 
+  test("a worker killed with SIGKILL: the group's counters keep what it had reported, they do not go down when its replacement starts from 0", async () => {
+    const before = await healthzCountedOnWorker2(cluster)
+    const pid = workerPid(cluster, 2)
+    const from = cluster.lines().length
+    process.kill(pid, 'SIGKILL')
+    await until('the primary to see worker 2 exit', () =>
+      cluster
+        .lines()
+        .slice(from)
+        .find((l) => l.event === 'worker_exited' && l.pid === pid),
+    )
+    const meanwhile = sample(await scrape(cluster), HEALTHZ_SERIES)
+    assert.ok(meanwhile! >= before, `${meanwhile} >= ${before} with worker 2 gone`)
+    await until('a new worker 2', () =>
+      cluster
+        .lines()
+        .slice(from)
+        .find((l) => l.event === 'worker_restarted' && l.worker === 2),
+    )
+    const text = await scrape(cluster)
+    const after = sample(text, HEALTHZ_SERIES)
+    assert.ok(after! >= before, `${after} >= ${before} with a new worker 2`)
+    assert.equal(sample(text, 'gatehouse_workers_reporting'), 2)
+  })
+
+  test('a stuck worker (SIGSTOP): /metrics answers 200 with the others added up, gatehouse_workers_reporting 1 of gatehouse_workers 2, its counters as last reported', async () => {
+    const before = await healthzCountedOnWorker2(cluster)
+    const whole = await scrape(cluster)
+    assert.deepEqual(
+      [sample(whole, 'gatehouse_workers'), sample(whole, 'gatehouse_workers_reporting')],
+      [2, 2],
+      'both report while neither is stuck',
+    )
+    const pid = workerPid(cluster, 2)
+    const from = cluster.lines().length
+    process.kill(pid, 'SIGSTOP')
+    try {
+      const partial = await scrape(cluster)
+      assert.deepEqual([sample(partial, 'gatehouse_workers'), sample(partial, 'gatehouse_workers_reporting')], [2, 1])
+      const count = sample(partial, HEALTHZ_SERIES)
+      assert.ok(count! >= before, `${count} >= ${before}: worker 2's requests as it last reported them`)
+      const missing = cluster
+        .lines()
+        .slice(from)
+        .find((l) => l.event === 'workers_metrics_missing')
+      assert.deepEqual({ level: missing?.level, workers: missing?.workers }, { level: 40, workers: [2] })
+    } finally {
+      process.kill(pid, 'SIGCONT')
+    }
+    const resumed = await until('worker 2 to report again', async () => {
+      const text = await scrape(cluster)
+      return sample(text, 'gatehouse_workers_reporting') === 2 && text
+    })
+    assert.equal(sample(resumed, 'gatehouse_workers'), 2)
+  })
+
   test('SIGTERM to the primary: a slow call in flight completes 200, every worker drains and stops, the primary exits 0 and no worker is left', async () => {
     const { cookie } = await cluster.login()
     const primary = cluster.running.child.pid!
@@ -521,7 +611,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
 
 describe('gatehouse serve --workers: the choice of workers', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-workers-choice-'))
-  const config = (name: string, store: string) => {
+  const config = (name: string, store: string, session: Record<string, unknown> = {}) => {
     const file = join(dir, `${name}.json`)
     writeFileSync(
       file,
@@ -529,11 +619,36 @@ describe('gatehouse serve --workers: the choice of workers', () => {
         listen: { host: '127.0.0.1', port: 0 },
         oidc: { authority: 'http://127.0.0.1:9', clientId: 'spa', clientSecret: 'x' },
         keys: [generateKey()],
-        session: { store },
+        session: { store, ...session },
         log: { level: 'info' },
       }),
     )
     return file
+  }
+  /**
+   * The CLI forked by a node:cluster primary of its own, as pm2's cluster mode runs a script: with
+   * `marker`, the environment a gatehouse primary gives its workers, but no start message ever.
+   */
+  const supervisor = join(dir, 'supervisor.mjs')
+  writeFileSync(
+    supervisor,
+    [
+      "import cluster from 'node:cluster'",
+      'const [marker, exec, ...args] = process.argv.slice(2)',
+      'cluster.setupPrimary({ exec, args })',
+      "const worker = cluster.fork(marker === 'marker' ? { GATEHOUSE_WORKER_OF: String(process.pid) } : {})",
+      'worker.on("exit", (code, signal) => process.exit(signal ? 1 : code))',
+      "process.on('SIGTERM', () => worker.process.kill('SIGTERM'))",
+    ].join('\n'),
+  )
+  const supervised = (marker: 'marker' | 'none', args: string[]) => {
+    const child = spawn(process.execPath, [supervisor, marker, CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+    return { child, exited, stdout: () => stdout, stderr: () => stderr }
   }
   after(() => rmSync(dir, { recursive: true, force: true }))
 
@@ -602,6 +717,124 @@ describe('gatehouse serve --workers: the choice of workers', () => {
       running.child.kill('SIGTERM')
       assert.equal(await running.exited, 0)
     } finally {
+      running.child.kill('SIGKILL')
+    }
+  })
+
+  test('the default in cookie mode is one process: refreshes are coordinated per process, no cluster', async () => {
+    const running = await startCli(
+      ['serve', '--config', config('cookie-auto', 'memory', { mode: 'cookie' })],
+      /"event":"(workers_started|listening)"/,
+    )
+    try {
+      assert.deepEqual(childrenOf(running.child.pid!), [], 'no worker processes')
+      const lines = jsonLines(running.output())
+      assert.ok(!lines.some((l) => l.event === 'workers_started' || l.event === 'workers_cookie_mode'))
+      assert.ok(lines.every((l) => !('worker' in l)))
+      running.child.kill('SIGTERM')
+      assert.equal(await running.exited, 0)
+    } finally {
+      running.child.kill('SIGKILL')
+    }
+  })
+
+  test('--workers 2 in cookie mode runs two, and the primary warns once that refreshes are per process', async () => {
+    const running = await startCli(
+      ['serve', '--config', config('cookie-two', 'memory', { mode: 'cookie' }), '--workers', '2'],
+      /"event":"workers_started"/,
+    )
+    try {
+      assert.equal(childrenOf(running.child.pid!).length, 2)
+      const warnings = jsonLines(running.output()).filter((l) => l.event === 'workers_cookie_mode')
+      assert.equal(warnings.length, 1, running.output())
+      const [warning] = warnings
+      assert.deepEqual(
+        { level: warning!.level, worker: warning!.worker, workers: warning!.workers },
+        { level: 40, worker: undefined, workers: 2 },
+      )
+      assert.match(
+        warning!.msg as string,
+        /coordinated within each worker only.*refresh-token rotation.*invalid_grant.*logged out/,
+      )
+      running.child.kill('SIGTERM')
+      assert.equal(await running.exited, 0)
+    } finally {
+      running.child.kill('SIGKILL')
+    }
+  })
+
+  test('forked by another node:cluster supervisor (pm2 cluster mode), serve runs as a single process: it listens and answers /healthz', async () => {
+    for (const extra of [['--workers', '1'], []]) {
+      const proc = supervised('none', ['serve', '--config', config('pm2', `sqlite:${join(dir, 'pm2.db')}`), ...extra])
+      try {
+        const listening = await until('the listening line', () =>
+          jsonLines(proc.stdout()).find((l) => l.event === 'listening'),
+        ).catch((err: Error) => assert.fail(`${err.message}: ${proc.stdout()}${proc.stderr()}`))
+        assert.equal(listening.worker, undefined, 'not a gatehouse worker')
+        assert.ok(!jsonLines(proc.stdout()).some((l) => l.event === 'workers_started'))
+        const health = await call(`${listening.url as string}/healthz`)
+        assert.equal(health.status, 200, health.text)
+        proc.child.kill('SIGTERM')
+        assert.equal(await proc.exited, 0, proc.stderr())
+      } finally {
+        proc.child.kill('SIGKILL')
+      }
+    }
+  })
+
+  test('under another node:cluster supervisor, --workers 2 is refused: exit 2, one line', async () => {
+    const proc = supervised('none', [
+      'serve',
+      '--config',
+      config('pm2-two', `sqlite:${join(dir, 'pm2.db')}`),
+      '--workers',
+      '2',
+    ])
+    assert.equal(await proc.exited, 2, proc.stderr())
+    assert.equal(
+      proc.stderr(),
+      "gatehouse serve: --workers 2: this process is a worker of another node:cluster supervisor (such as pm2's cluster mode), which cannot fork workers of its own; use --workers 1 and let the supervisor run the processes\n",
+    )
+    assert.equal(proc.stdout(), '')
+  })
+
+  test('a gatehouse worker that gets no start message from its primary exits 1 with one line', async () => {
+    const proc = supervised('marker', ['serve', '--config', config('orphan', `sqlite:${join(dir, 'orphan.db')}`)])
+    try {
+      assert.equal(await proc.exited, 1)
+      assert.match(
+        proc.stderr(),
+        /^gatehouse: a worker of gatehouse serve --workers \(GATEHOUSE_WORKER_OF=\d+\) got no start message from its primary within 10 s\n$/,
+      )
+      assert.equal(proc.stdout(), '')
+    } finally {
+      proc.child.kill('SIGKILL')
+    }
+  })
+
+  test('a worker that does not drain (SIGSTOP) is killed 20 s after SIGTERM to the primary, which exits 1', async () => {
+    const running = await startCli(
+      ['serve', '--config', config('stuck', `sqlite:${join(dir, 'stuck.db')}`), '--workers', '2'],
+      /"event":"workers_started"/,
+    )
+    const pids = jsonLines(running.output()).find((l) => l.event === 'workers_started')!.pids as number[]
+    try {
+      process.kill(pids[1]!, 'SIGSTOP')
+      running.child.kill('SIGTERM')
+      assert.equal(await running.exited, 1)
+      const lines = jsonLines(running.output())
+      const killed = lines.find((l) => l.event === 'workers_killed')
+      assert.deepEqual(
+        { level: killed?.level, workers: killed?.workers, msg: killed?.msg },
+        { level: 50, workers: [2], msg: '1 worker(s) still running 20 s after SIGTERM were killed' },
+      )
+      assert.ok(
+        lines.some((l) => l.event === 'stopped' && l.worker === 1),
+        'worker 1 drained',
+      )
+      for (const pid of pids) assert.equal(alive(pid), false, `process ${pid} is gone`)
+    } finally {
+      for (const pid of pids) if (alive(pid)) process.kill(pid, 'SIGKILL')
       running.child.kill('SIGKILL')
     }
   })
