@@ -167,7 +167,8 @@ const SQL = {
   get: 'SELECT * FROM gatehouse_sessions WHERE id_hash = $1 AND expires_at > $2',
   sid: 'DELETE FROM gatehouse_sessions WHERE sid = $1',
   backchannel: 'DELETE FROM gatehouse_sessions WHERE sub = $1 AND sid = $2 AND partition = $3',
-  count: 'SELECT count(*) AS live FROM gatehouse_sessions WHERE expires_at > $1',
+  // count(): the stores read their trigger-kept counter and subtract this range (schema version 2).
+  count: 'SELECT count(*) AS expired FROM gatehouse_sessions WHERE expires_at <= $1',
   sub: 'DELETE FROM gatehouse_sessions WHERE sub = $1',
 }
 

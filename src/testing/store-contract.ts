@@ -283,6 +283,52 @@ export function runStoreContract(name: string, open: () => Promise<SessionStore>
       assert.equal(await store.count(NOW), 1)
     })
 
+    test('count stays exact through every kind of write: refused inserts, replaces, deletes, deleteWhere, deleteExpired', async () => {
+      assert.ok(store.count, 'the built-in stores implement count')
+      const count = (at = NOW) => store.count!(at)
+      const a = sampleRecord({ sub: 'alice', sid: 's1' })
+      const b = sampleRecord({ sub: 'bob', sid: 's2' })
+      const c = sampleRecord({ sub: 'carol', sid: undefined })
+      const old = sampleRecord({ sub: 'dave', sid: 's4', expiresAt: NOW - 1 })
+      for (const r of [a, b, c, old]) assert.equal(await store.set(r), true)
+      assert.equal(await count(), 3)
+      assert.equal(await store.set({ ...a, sealed: 'again' }), false)
+      assert.equal(await count(), 3, 'an insert of an id already stored adds nothing')
+      assert.equal(await store.set({ ...a, version: 2, expiresAt: NOW + 2 * HOUR, sealed: 'renewed' }, 1), true)
+      assert.equal(await count(), 3, 'a replace is not a second session')
+      assert.equal(await store.set({ ...b, version: 2, expiresAt: NOW - 1 }, 1), true)
+      assert.equal(await count(), 2, 'a replace that moves the expiry into the past ends it')
+      assert.equal(await store.set({ ...c, version: 6 }, 5), false)
+      assert.equal(await store.delete('no-such-id'), false)
+      assert.equal(await count(), 2, 'refused writes change nothing')
+      assert.equal(await store.delete(c.idHash), true)
+      assert.equal(await count(), 1)
+      assert.equal(await count(NOW - 2 * HOUR), 3, 'the expired ones are still stored, and were live then')
+      assert.equal(await store.deleteExpired(NOW, 10), 2)
+      assert.equal(await count(), 1, 'removing expired sessions does not change the live count')
+      assert.equal(await count(NOW - 2 * HOUR), 1, 'they are gone')
+      assert.equal(await store.deleteWhere({ sub: 'alice' }), 1)
+      assert.equal(await count(), 0)
+      assert.equal(await count(NOW - 2 * HOUR), 0)
+    })
+
+    test('count stays exact through concurrent inserts and deletes', async () => {
+      assert.ok(store.count, 'the built-in stores implement count')
+      const records = Array.from({ length: 40 }, (_, i) => sampleRecord({ sub: `u${i}`, sid: `s${i}` }))
+      const inserted = await Promise.all(records.map((r) => store.set(r)))
+      assert.ok(inserted.every(Boolean))
+      assert.equal(await store.count(NOW), 40)
+      const ending = records.slice(0, 30)
+      const deleted = await Promise.all(
+        ending.map((r, i) => (i % 2 === 0 ? store.delete(r.idHash) : store.deleteWhere({ sub: r.sub }))),
+      )
+      assert.deepEqual(
+        deleted.map((d) => Number(d)),
+        ending.map(() => 1),
+      )
+      assert.equal(await store.count(NOW), 10)
+    })
+
     test('deleteExpired removes only expired records, at most limit per call, until none are left', async () => {
       const expired = Array.from({ length: 5 }, (_, i) => sampleRecord({ sub: `u${i}`, expiresAt: NOW - i }))
       const live = [sampleRecord({ sub: 'alice', expiresAt: NOW + 1 }), sampleRecord({ sub: 'bob' })]

@@ -528,7 +528,7 @@ describe('check-config --connect', () => {
       configFile(withIdp({ session: { store: `sqlite:${migrated}` } })),
     ])
     assert.equal(ok.code, 0, ok.stderr)
-    assert.match(ok.stdout, /^ {2}state: schema version 1 in place$/m)
+    assert.match(ok.stdout, /^ {2}state: schema version 2 in place$/m)
 
     const empty = join(folder, 'empty.db')
     new DatabaseSync(empty).close()

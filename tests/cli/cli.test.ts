@@ -229,7 +229,7 @@ describe('gatehouse migrate', () => {
         assert.equal(res.code, 0, res.stderr)
         assert.match(
           res.stdout,
-          i === 0 ? /^created schema version 1 / : /^nothing to do: schema version 1 is already in place/,
+          i === 0 ? /^created schema version 2 / : /^nothing to do: schema version 2 is already in place/,
         )
       }
       const tables = await client.query(
@@ -238,7 +238,7 @@ describe('gatehouse migrate', () => {
       )
       assert.deepEqual(
         tables.rows.map((r: { table_name: string }) => r.table_name),
-        ['gatehouse_leases', 'gatehouse_sessions'],
+        ['gatehouse_leases', 'gatehouse_session_count', 'gatehouse_sessions'],
       )
       const redis = await runCli(
         ['migrate', '--config', file('migrate-redis.json', { ...valid, session: { store: 'redis://127.0.0.1:6379' } })],

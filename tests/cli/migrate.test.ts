@@ -5,9 +5,17 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { DatabaseSync } from 'node:sqlite'
 import { after, describe, test } from 'node:test'
 import pg from 'pg'
 import { generateKey } from '../../src/session/seal.ts'
+import {
+  POSTGRES_SCHEMA_V1,
+  SQLITE_SCHEMA_V1,
+  insertPostgresV1,
+  insertSqliteV1,
+  type RawSession,
+} from '../stores/schema-v1.ts'
 
 // The CLI from its sources, as `gatehouse …` runs it: what `migrate` reports, and how `serve` stops
 // on a store it cannot open.
@@ -30,6 +38,13 @@ function gatehouse(args: string[]): Promise<{ code: number | null; stdout: strin
     child.on('close', (code) => resolve({ code, stdout, stderr }))
   })
 }
+
+/** Sessions a version-1 gatehouse left, one of them expired (still a row, counted as one). */
+const V1_SESSIONS: RawSession[] = [
+  { idHash: 'a', sub: 'alice', sid: 's1', expiresAt: Date.now() + 3_600_000 },
+  { idHash: 'b', sub: 'bob', sid: null, expiresAt: Date.now() + 3_600_000 },
+  { idHash: 'c', sub: 'carol', sid: 's3', expiresAt: 1 },
+]
 
 let n = 0
 /** A config file with this session block (the rest valid). */
@@ -61,7 +76,12 @@ const SHIPPED = [
   'index gatehouse_sessions_sid',
   'index gatehouse_sessions_expires',
   'table gatehouse_leases',
+  'table gatehouse_session_count',
+  'trigger gatehouse_sessions_count_insert',
+  'trigger gatehouse_sessions_count_delete',
 ]
+/** What upgrading a version-1 schema creates. */
+const VERSION_2 = SHIPPED.slice(-3)
 
 describe('gatehouse migrate says what it did', () => {
   test('PostgreSQL: the schema, tables and indexes it created, then that nothing was needed', async () => {
@@ -77,22 +97,31 @@ describe('gatehouse migrate says what it did', () => {
       assert.equal(first.code, 0, first.stderr)
       assert.equal(
         first.stdout,
-        `created schema version 1 (${where}):\n${[`schema ${schema}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`,
+        `created schema version 2 (${where}):\n${[`schema ${schema}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`,
       )
       const tables = await admin.query('SELECT tablename FROM pg_tables WHERE schemaname = $1 ORDER BY 1', [schema])
       assert.deepEqual(
         tables.rows.map((r: { tablename: string }) => r.tablename),
-        ['gatehouse_leases', 'gatehouse_sessions'],
+        ['gatehouse_leases', 'gatehouse_session_count', 'gatehouse_sessions'],
       )
 
       const again = await gatehouse(['migrate', '--config', cfg])
       assert.equal(again.code, 0, again.stderr)
-      assert.equal(again.stdout, `nothing to do: schema version 1 is already in place (${where})\n`)
+      assert.equal(again.stdout, `nothing to do: schema version 2 is already in place (${where})\n`)
 
       // An index dropped by hand is put back, and only it is reported.
       await admin.query(`DROP INDEX "${schema}".gatehouse_sessions_sid`)
       const repaired = await gatehouse(['migrate', '--config', cfg])
-      assert.equal(repaired.stdout, `created schema version 1 (${where}):\n  index gatehouse_sessions_sid\n`)
+      assert.equal(repaired.stdout, `created schema version 2 (${where}):\n  index gatehouse_sessions_sid\n`)
+
+      // A counter trigger dropped by hand is put back, and the counter set again from a count.
+      await admin.query(`DROP TRIGGER gatehouse_sessions_count_insert ON "${schema}".gatehouse_sessions`)
+      await insertPostgresV1(admin, schema, [{ idHash: 'by-hand', sub: 'a', sid: null, expiresAt: 1 }])
+      const recounted = await gatehouse(['migrate', '--config', cfg])
+      assert.equal(
+        recounted.stdout,
+        `created schema version 2 (${where}):\n  trigger gatehouse_sessions_count_insert\n  gatehouse_session_count set from a count of gatehouse_sessions: 1 row\n`,
+      )
     } finally {
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
       await admin.end()
@@ -106,10 +135,61 @@ describe('gatehouse migrate says what it did', () => {
     assert.equal(first.code, 0, first.stderr)
     assert.equal(
       first.stdout,
-      `created schema version 1 (sqlite:${path}):\n${[`file ${path}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`,
+      `created schema version 2 (sqlite:${path}):\n${[`file ${path}`, ...SHIPPED].map((o) => `  ${o}\n`).join('')}`,
     )
     const again = await gatehouse(['migrate', '--config', cfg])
-    assert.equal(again.stdout, `nothing to do: schema version 1 is already in place (sqlite:${path})\n`)
+    assert.equal(again.stdout, `nothing to do: schema version 2 is already in place (sqlite:${path})\n`)
+  })
+
+  test('PostgreSQL version 1: upgraded in place to version 2, the sessions counted', async () => {
+    const schema = `gh_migrate_v1_${run}`
+    const url = new URL(POSTGRES_URL)
+    url.searchParams.set('schema', schema)
+    const cfg = config({ store: url.toString() })
+    const where = `postgres://${url.host}${url.pathname}, schema ${schema}`
+    const admin = new pg.Client({ connectionString: POSTGRES_URL })
+    await admin.connect()
+    try {
+      await admin.query(`CREATE SCHEMA "${schema}"; SET search_path TO "${schema}"; ${POSTGRES_SCHEMA_V1}`)
+      await insertPostgresV1(admin, schema, V1_SESSIONS)
+      const upgraded = await gatehouse(['migrate', '--config', cfg])
+      assert.equal(upgraded.code, 0, upgraded.stderr)
+      assert.equal(
+        upgraded.stdout,
+        `upgraded schema version 1 to 2 (${where}):\n${VERSION_2.map((o) => `  ${o}\n`).join('')}  gatehouse_session_count set from a count of gatehouse_sessions: 3 rows\n`,
+      )
+      const { rows } = await admin.query(`SELECT sum(n)::int AS n FROM "${schema}".gatehouse_session_count`)
+      assert.equal(rows[0].n, 3)
+      const again = await gatehouse(['migrate', '--config', cfg])
+      assert.equal(again.stdout, `nothing to do: schema version 2 is already in place (${where})\n`)
+    } finally {
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`)
+      await admin.end()
+    }
+  })
+
+  test('SQLite version 1: upgraded in place to version 2, the sessions counted', async () => {
+    const path = join(dir, 'v1-sessions.db')
+    const db = new DatabaseSync(path)
+    db.exec(`PRAGMA journal_mode = WAL; ${SQLITE_SCHEMA_V1}`)
+    insertSqliteV1(db, V1_SESSIONS)
+    db.close()
+    const cfg = config({ store: `sqlite:${path}` })
+    const upgraded = await gatehouse(['migrate', '--config', cfg])
+    assert.equal(upgraded.code, 0, upgraded.stderr)
+    assert.equal(
+      upgraded.stdout,
+      `upgraded schema version 1 to 2 (sqlite:${path}):\n${VERSION_2.map((o) => `  ${o}\n`).join('')}  gatehouse_session_count set from a count of gatehouse_sessions: 3 rows\n`,
+    )
+    const check = new DatabaseSync(path, { readOnly: true })
+    try {
+      assert.equal((check.prepare('SELECT n FROM gatehouse_session_count').get() as { n: number }).n, 3)
+      assert.equal((check.prepare('SELECT count(*) AS n FROM gatehouse_sessions').get() as { n: number }).n, 3)
+    } finally {
+      check.close()
+    }
+    const again = await gatehouse(['migrate', '--config', cfg])
+    assert.equal(again.stdout, `nothing to do: schema version 2 is already in place (sqlite:${path})\n`)
   })
 
   test('Redis, memory and cookie mode: why nothing is needed', async () => {
@@ -151,7 +231,7 @@ describe('gatehouse migrate says what it did', () => {
     assert.equal(res.code, 0, res.stderr)
     assert.equal(
       res.stdout,
-      `created schema version 1 (sqlite:file:${path}):\n${SHIPPED.map((o) => `  ${o}\n`).join('')}`,
+      `created schema version 2 (sqlite:file:${path}):\n${SHIPPED.map((o) => `  ${o}\n`).join('')}`,
     )
     assert.ok(existsSync(path))
   })

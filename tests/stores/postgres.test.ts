@@ -4,7 +4,8 @@ import { after, describe, test } from 'node:test'
 import pg from 'pg'
 import { GatehouseError } from '../../src/errors.ts'
 import { openStore } from '../../src/session/stores/open-store.ts'
-import { PostgresStore, migratePostgres, openPostgresStore } from '../../src/session/stores/postgres.ts'
+import { PostgresStore, openPostgresStore } from '../../src/session/stores/postgres.ts'
+import { migratePostgres } from '../../src/session/stores/postgres-schema.ts'
 import { runStoreContract, sampleRecord } from './contract.ts'
 
 // Runs against a real PostgreSQL (CI starts one). An unreachable server fails this file; it never skips.

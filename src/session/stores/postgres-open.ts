@@ -1,4 +1,5 @@
 import type { GatehouseError } from '../../errors.ts'
+import { SCHEMA_VERSION } from './migration.ts'
 import { networkCause, oneLine, publicLocation, startupError } from './startup-error.ts'
 
 /** How long the PostgreSQL store waits for a connection. */
@@ -18,8 +19,11 @@ export function withoutSslModeWarning(url: URL): void {
     url.searchParams.set('sslmode', 'verify-full')
 }
 
-/** The open failed: one line naming the cause, from pg's error (a server's error code, a socket's, or its own message). */
-export function postgresStartupError(url: URL, schema: string, err: unknown): GatehouseError {
+/**
+ * The open failed: one line naming the cause, from pg's error (a server's error code, a socket's, or
+ * its own message). `olderVersion`: the schema found was a complete older version, to be upgraded.
+ */
+export function postgresStartupError(url: URL, schema: string, err: unknown, olderVersion?: number): GatehouseError {
   const location = publicLocation(url)
   const fail = (cause: string) => startupError(location, cause, err)
   const message = oneLine(err instanceof Error ? err.message : String(err))
@@ -30,6 +34,10 @@ export function postgresStartupError(url: URL, schema: string, err: unknown): Ga
     case '28P01': // invalid_password
       return fail(`${message} (check the user and password in session.store)`)
     case '42501': // insufficient_privilege, while creating the schema or its tables
+      if (olderVersion !== undefined)
+        return fail(
+          `schema ${schema} holds version ${olderVersion} of the session schema and this user may not upgrade it to version ${SCHEMA_VERSION} (${message}): run gatehouse migrate as a user that may, such as the schema's owner`,
+        )
       return fail(
         `schema ${schema} lacks the session tables and this user may not create them (${message}): run gatehouse migrate as a user that may, such as the schema's owner`,
       )

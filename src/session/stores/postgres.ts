@@ -10,101 +10,57 @@ import type {
   SessionRecord,
   SessionStore,
 } from '../store.ts'
-import { missingObjects, SCHEMA_OBJECTS, type MigrationResult } from './migration.ts'
+import { missingObjects, olderVersion, type MigrationResult } from './migration.ts'
 import { parseNotice } from './notice.ts'
 import { CONNECT_TIMEOUT_MS, postgresStartupError, withoutSslModeWarning } from './postgres-open.ts'
+import { checkSchemaName, migratePostgres, presentObjects, quote } from './postgres-schema.ts'
 import { rowToRecord, type SessionRow } from './sql-row.ts'
 import { decodeCredential, storeUrl } from './startup-error.ts'
 
-/**
- * The tables and indexes, idempotent, with unqualified names: migratePostgres() runs it with the
- * search_path set to the target schema (and it is what a `gatehouse migrate` verb would print).
- */
-export const POSTGRES_SCHEMA = `
-CREATE TABLE IF NOT EXISTS gatehouse_sessions (
-  id_hash    text PRIMARY KEY,
-  sub        text NOT NULL,
-  sid        text,
-  partition  text NOT NULL,
-  created_at bigint NOT NULL,
-  renewed_at bigint NOT NULL,
-  expires_at bigint NOT NULL,
-  version    integer NOT NULL,
-  sealed     text NOT NULL
-);
-CREATE INDEX IF NOT EXISTS gatehouse_sessions_sub ON gatehouse_sessions (sub);
-CREATE INDEX IF NOT EXISTS gatehouse_sessions_sid ON gatehouse_sessions (sid) WHERE sid IS NOT NULL;
-CREATE INDEX IF NOT EXISTS gatehouse_sessions_expires ON gatehouse_sessions (expires_at);
-CREATE TABLE IF NOT EXISTS gatehouse_leases (
-  name       text PRIMARY KEY,
-  owner      text NOT NULL,
-  expires_at bigint NOT NULL
-);
-`
-
-const SCHEMA_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/
 const COLUMNS = 'id_hash, sub, sid, partition, created_at, renewed_at, expires_at, version, sealed'
 
-/**
- * Applies POSTGRES_SCHEMA to `schema` (created when missing) and says what it created. Safe to run
- * again, and from several instances starting at once: CREATE … IF NOT EXISTS alone races on the
- * catalog, so the whole migration holds a transaction-scoped advisory lock per schema.
- */
-export async function migratePostgres(
-  pool: Pool,
-  schema: string = DEFAULTS.storeUrl.postgresSchema,
-): Promise<MigrationResult> {
-  checkSchemaName(schema)
-  const client = await pool.connect()
-  try {
-    await client.query('BEGIN')
-    await client.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`gatehouse_migrate:${schema}`])
-    const created: string[] = []
-    // Only create a missing schema: CREATE SCHEMA IF NOT EXISTS still needs the CREATE privilege on the database.
-    const found = await client.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema])
-    if (found.rowCount === 0) {
-      await client.query(`CREATE SCHEMA ${quote(schema)}`)
-      created.push(`schema ${schema}`)
-    }
-    const missing = missingObjects(await presentObjects(client, schema))
-    if (missing.length > 0) {
-      await client.query(`SET LOCAL search_path TO ${quote(schema)}`)
-      await client.query(POSTGRES_SCHEMA)
-    }
-    await client.query('COMMIT')
-    return { created: [...created, ...missing] }
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {})
-    throw err
-  } finally {
-    client.release()
+/** The statements of one schema, built once. */
+function statementsFor(schema: string) {
+  const sessions = `${quote(schema)}.gatehouse_sessions`
+  const leases = `${quote(schema)}.gatehouse_leases`
+  return {
+    get: `SELECT ${COLUMNS} FROM ${sessions} WHERE id_hash = $1 AND expires_at > $2`,
+    insert: `INSERT INTO ${sessions} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id_hash) DO NOTHING`,
+    update: `UPDATE ${sessions} SET sub = $2, sid = $3, partition = $4, created_at = $5, renewed_at = $6, expires_at = $7, version = $8, sealed = $9
+             WHERE id_hash = $1 AND version = $10`,
+    delete: `DELETE FROM ${sessions} WHERE id_hash = $1`,
+    deleteWhere: (columns: readonly string[]) =>
+      `DELETE FROM ${sessions} WHERE ${columns.map((c, i) => `${c} = $${i + 1}`).join(' AND ')}`,
+    listBySid: `SELECT ${COLUMNS} FROM ${sessions} WHERE sid = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`,
+    listBySidAndSub: `SELECT ${COLUMNS} FROM ${sessions} WHERE sid = $1 AND sub = $4 AND expires_at > $2 ORDER BY created_at LIMIT $3`,
+    listAll: `SELECT ${COLUMNS} FROM ${sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`,
+    listBySub: `SELECT ${COLUMNS} FROM ${sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`,
+    // Every row, kept by the triggers (postgres-schema.ts), less the expired rows cleanup has not
+    // removed yet (a range of gatehouse_sessions_expires, which cleanup keeps short); one statement,
+    // so one snapshot. The sum is numeric and count(*) a bigint: pg hands both over as strings.
+    count: `SELECT (SELECT coalesce(sum(n), 0)::bigint FROM ${quote(schema)}.gatehouse_session_count)
+                 - (SELECT count(*) FROM ${sessions} WHERE expires_at <= $1) AS live`,
+    deleteExpiredLeases: `DELETE FROM ${leases} WHERE expires_at <= $1`,
+    // SKIP LOCKED: instances cleaning up at the same moment take disjoint batches instead of queueing.
+    deleteExpired: `DELETE FROM ${sessions} WHERE id_hash IN (SELECT id_hash FROM ${sessions} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+    // One statement: of two instances racing for the lease, exactly one inserts or takes over.
+    acquireLease: `INSERT INTO ${leases} AS held (name, owner, expires_at) VALUES ($1, $2, $3)
+       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+       WHERE held.expires_at <= $4 OR held.owner = excluded.owner`,
+    releaseLease: `DELETE FROM ${leases} WHERE name = $1 AND owner = $2`,
   }
-}
-
-/** True when every table and index of the shipped schema exists (a read-only catalog query). */
-export async function isMigrated(pool: Pool, schema: string = DEFAULTS.storeUrl.postgresSchema): Promise<boolean> {
-  return missingObjects(await presentObjects(pool, schema)).length === 0
-}
-
-/** The shipped schema's tables and indexes that exist in `schema`. */
-async function presentObjects(db: Pool | PoolClient, schema: string): Promise<string[]> {
-  const { rows } = await db.query<{ relname: string }>(
-    'SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = ANY($2)',
-    [schema, SCHEMA_OBJECTS.map((o) => o.name)],
-  )
-  return rows.map((r) => r.relname)
 }
 
 /** Sessions in PostgreSQL, shared by several gatehouse instances; every write is one statement. */
 export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable, Countable {
   readonly #pool: Pool
-  readonly #sessions: string
-  readonly #leases: string
+  readonly #sql: ReturnType<typeof statementsFor>
+  readonly #deleteWhere = new Map<string, string>()
   /** NOTIFY channel: one per schema, so two deployments in one database do not hear each other. */
   readonly #channel: string
   readonly #listeners = new Set<() => Promise<void>>()
   #closed = false
-  /** What opening the store created (openPostgresStore); undefined when it was handed a migrated pool. */
+  /** What opening the store created or upgraded (openPostgresStore); undefined when it was handed a migrated pool. */
   readonly migration: MigrationResult | undefined
 
   /** Takes over `pool` (ends it on close()); the schema must already be migrated. */
@@ -113,16 +69,12 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
     checkSchemaName(schema)
     this.#pool = pool
     this.migration = options.migration
-    this.#sessions = `${quote(schema)}.gatehouse_sessions`
-    this.#leases = `${quote(schema)}.gatehouse_leases`
+    this.#sql = statementsFor(schema)
     this.#channel = `gatehouse_ended_${schema}`.slice(0, 63)
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
-    const { rows } = await this.#pool.query<SessionRow>(
-      `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE id_hash = $1 AND expires_at > $2`,
-      [idHash, now],
-    )
+    const { rows } = await this.#pool.query<SessionRow>(this.#sql.get, [idHash, now])
     return rows[0] && rowToRecord(rows[0])
   }
 
@@ -138,93 +90,65 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
       r.version,
       r.sealed,
     ]
-    const result =
-      expectedVersion === undefined
-        ? await this.#pool.query(
-            `INSERT INTO ${this.#sessions} (${COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (id_hash) DO NOTHING`,
-            values,
-          )
-        : await this.#pool.query(
-            `UPDATE ${this.#sessions} SET sub = $2, sid = $3, partition = $4, created_at = $5, renewed_at = $6, expires_at = $7, version = $8, sealed = $9
-             WHERE id_hash = $1 AND version = $10`,
-            [...values, expectedVersion],
-          )
+    if (expectedVersion !== undefined) values.push(expectedVersion)
+    const result = await this.#pool.query(expectedVersion === undefined ? this.#sql.insert : this.#sql.update, values)
     return result.rowCount === 1
   }
 
   async delete(idHash: string): Promise<boolean> {
-    return (await this.#pool.query(`DELETE FROM ${this.#sessions} WHERE id_hash = $1`, [idHash])).rowCount === 1
+    return (await this.#pool.query(this.#sql.delete, [idHash])).rowCount === 1
   }
 
   async deleteWhere(filter: SessionFilter): Promise<number> {
     if (filter.sub === undefined && filter.sid === undefined) throw new TypeError('deleteWhere needs a sub or a sid')
-    const where: string[] = []
+    const columns: string[] = []
     const values: string[] = []
     for (const column of ['sub', 'sid', 'partition'] as const) {
       const value = filter[column]
       if (value === undefined) continue
+      columns.push(column)
       values.push(value)
-      where.push(`${column} = $${values.length}`)
     }
-    return (await this.#pool.query(`DELETE FROM ${this.#sessions} WHERE ${where.join(' AND ')}`, values)).rowCount ?? 0
+    const shape = columns.join(',')
+    let sql = this.#deleteWhere.get(shape)
+    if (sql === undefined) {
+      sql = this.#sql.deleteWhere(columns)
+      this.#deleteWhere.set(shape, sql)
+    }
+    return (await this.#pool.query(sql, values)).rowCount ?? 0
   }
 
   async list(filter: { sub?: string; sid?: string; limit: number }, now: number): Promise<SessionRecord[]> {
-    if (filter.sid !== undefined) {
-      const values: Array<string | number> = [filter.sid, now, filter.limit]
-      if (filter.sub !== undefined) values.push(filter.sub)
-      const bySub = filter.sub === undefined ? '' : ' AND sub = $4'
-      const { rows } = await this.#pool.query<SessionRow>(
-        `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sid = $1${bySub} AND expires_at > $2 ORDER BY created_at LIMIT $3`,
-        values,
-      )
-      return rows.map(rowToRecord)
-    }
-    const { rows } =
-      filter.sub === undefined
-        ? await this.#pool.query<SessionRow>(
-            `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE expires_at > $1 ORDER BY created_at LIMIT $2`,
-            [now, filter.limit],
-          )
-        : await this.#pool.query<SessionRow>(
-            `SELECT ${COLUMNS} FROM ${this.#sessions} WHERE sub = $1 AND expires_at > $2 ORDER BY created_at LIMIT $3`,
-            [filter.sub, now, filter.limit],
-          )
-    return rows.map(rowToRecord)
+    let result
+    if (filter.sid !== undefined)
+      result =
+        filter.sub === undefined
+          ? await this.#pool.query<SessionRow>(this.#sql.listBySid, [filter.sid, now, filter.limit])
+          : await this.#pool.query<SessionRow>(this.#sql.listBySidAndSub, [filter.sid, now, filter.limit, filter.sub])
+    else
+      result =
+        filter.sub === undefined
+          ? await this.#pool.query<SessionRow>(this.#sql.listAll, [now, filter.limit])
+          : await this.#pool.query<SessionRow>(this.#sql.listBySub, [filter.sub, now, filter.limit])
+    return result.rows.map(rowToRecord)
   }
 
   async count(now: number): Promise<number> {
-    // An index-only count on gatehouse_sessions_expires; count(*) is a bigint, which pg hands over as a string.
-    const { rows } = await this.#pool.query<{ live: string }>(
-      `SELECT count(*) AS live FROM ${this.#sessions} WHERE expires_at > $1`,
-      [now],
-    )
+    const { rows } = await this.#pool.query<{ live: string }>(this.#sql.count, [now])
     return Number(rows[0]!.live)
   }
 
   async deleteExpired(now: number, limit: number): Promise<number> {
-    await this.#pool.query(`DELETE FROM ${this.#leases} WHERE expires_at <= $1`, [now])
-    // SKIP LOCKED: instances cleaning up at the same moment take disjoint batches instead of queueing.
-    const result = await this.#pool.query(
-      `DELETE FROM ${this.#sessions} WHERE id_hash IN (SELECT id_hash FROM ${this.#sessions} WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`,
-      [now, limit],
-    )
-    return result.rowCount ?? 0
+    await this.#pool.query(this.#sql.deleteExpiredLeases, [now])
+    return (await this.#pool.query(this.#sql.deleteExpired, [now, limit])).rowCount ?? 0
   }
 
   async acquireLease(name: string, owner: string, ttlMs: number, now: number): Promise<boolean> {
-    // One statement: of two instances racing for the lease, exactly one inserts or takes over.
-    const result = await this.#pool.query(
-      `INSERT INTO ${this.#leases} AS held (name, owner, expires_at) VALUES ($1, $2, $3)
-       ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-       WHERE held.expires_at <= $4 OR held.owner = excluded.owner`,
-      [name, owner, now + ttlMs, now],
-    )
-    return result.rowCount === 1
+    return (await this.#pool.query(this.#sql.acquireLease, [name, owner, now + ttlMs, now])).rowCount === 1
   }
 
   async releaseLease(name: string, owner: string): Promise<void> {
-    await this.#pool.query(`DELETE FROM ${this.#leases} WHERE name = $1 AND owner = $2`, [name, owner])
+    await this.#pool.query(this.#sql.releaseLease, [name, owner])
   }
 
   async ping(): Promise<void> {
@@ -334,37 +258,49 @@ export class PostgresStore implements SessionStore, LeaseCapable, NoticeCapable,
 export async function openPostgresStore(location: string): Promise<PostgresStore> {
   const { pool, url, schema } = await connect(location)
   let migration: MigrationResult = { created: [] }
+  let older: number | undefined
   try {
     // A runtime role that may use but not alter the tables (migrated by `gatehouse migrate` as their owner) must still start.
-    if (!(await isMigrated(pool, schema))) migration = await migratePostgres(pool, schema)
+    const present = await presentObjects(pool, schema)
+    if (missingObjects(present).length > 0) {
+      older = olderVersion(present)
+      migration = await migratePostgres(pool, schema)
+    }
   } catch (err) {
     await pool.end().catch(() => {})
-    throw postgresStartupError(url, schema, err)
+    throw postgresStartupError(url, schema, err, older)
   }
   return new PostgresStore(pool, { schema, migration })
 }
 
 /**
  * `check-config --connect`: connects as openPostgresStore does and reads the catalog, creating
- * nothing. The shipped tables and indexes missing from the schema (empty: all in place); a server
- * that cannot be used throws openPostgresStore's one-line error, and so do missing tables this user
- * may not create (serve would fail on them).
+ * nothing. The shipped tables, indexes and triggers missing from the schema (empty: all in place); a
+ * server that cannot be used throws openPostgresStore's one-line error, and so do missing objects
+ * this user may not create (serve would fail on them).
  */
 export async function inspectPostgresStore(location: string): Promise<{ missing: string[] }> {
   const { pool, url, schema } = await connect(location)
+  let older: number | undefined
   try {
-    const missing = missingObjects(await presentObjects(pool, schema))
+    const present = await presentObjects(pool, schema)
+    const missing = missingObjects(present)
     if (missing.length > 0) {
-      // Creating the tables needs CREATE on the schema, or on the database while the schema is missing.
-      const { rows } = await pool.query<{ may: boolean }>(
-        "SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) THEN has_schema_privilege($1, 'CREATE') ELSE has_database_privilege(current_database(), 'CREATE') END AS may",
+      older = olderVersion(present)
+      // Creating the tables needs CREATE on the schema, or on the database while the schema is missing;
+      // the counter's triggers need TRIGGER on a sessions table that exists already.
+      const { rows } = await pool.query<{ may: boolean; trigger: boolean }>(
+        `SELECT CASE WHEN EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) THEN has_schema_privilege($1, 'CREATE') ELSE has_database_privilege(current_database(), 'CREATE') END AS may,
+                coalesce((SELECT has_table_privilege(c.oid, 'TRIGGER') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                          WHERE n.nspname = $1 AND c.relname = 'gatehouse_sessions'), true) AS trigger`,
         [schema],
       )
       if (!rows[0]?.may) throw Object.assign(new Error('no CREATE privilege'), { code: '42501' })
+      if (!rows[0].trigger) throw Object.assign(new Error('no TRIGGER privilege'), { code: '42501' })
     }
     return { missing }
   } catch (err) {
-    throw postgresStartupError(url, schema, err)
+    throw postgresStartupError(url, schema, err, older)
   } finally {
     await pool.end().catch(() => {})
   }
@@ -402,15 +338,4 @@ async function connect(location: string): Promise<{ pool: Pool; url: URL; schema
   // An idle connection that breaks emits 'error' on the pool (fatal if unheard); the next query reconnects.
   pool.on('error', () => {})
   return { pool, url, schema }
-}
-
-function checkSchemaName(schema: string): void {
-  if (!SCHEMA_NAME.test(schema))
-    throw new TypeError(
-      `PostgreSQL schema "${schema}" must be letters, digits and _ (at most 63), not starting with a digit`,
-    )
-}
-
-function quote(identifier: string): string {
-  return `"${identifier}"`
 }

@@ -2,7 +2,8 @@ import { accessSync, constants, existsSync, mkdirSync, statSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { DatabaseSync } from 'node:sqlite'
 import { pathToFileURL } from 'node:url'
-import { missingObjects } from './migration.ts'
+import { missingObjects, type MigrationResult } from './migration.ts'
+import { presentSqliteObjects } from './sqlite-schema.ts'
 import { oneLine, startupError } from './startup-error.ts'
 
 /**
@@ -26,18 +27,19 @@ export function isSqliteInMemory(path: string): boolean {
 
 /**
  * Opens (creating it and its folders when missing) the SQLite file at `path` and runs `prepare` on
- * it, which returns what it created. Every failure becomes one line naming the cause: a folder that
- * cannot be created, a folder or file that is not writable, a file that is not a database.
+ * it, which returns what it created or upgraded; `location` is what was opened (the file's absolute
+ * path, or the URI as given). Every failure becomes one line naming the cause: a folder that cannot
+ * be created, a folder or file that is not writable, a file that is not a database.
  */
 export function openSqliteFile(
   path: string,
-  prepare: (db: DatabaseSync) => string[],
-): { db: DatabaseSync; created: string[] } {
+  prepare: (db: DatabaseSync) => MigrationResult,
+): { db: DatabaseSync; location: string; migration: MigrationResult } {
   if (isSqliteUri(path)) {
     let db: DatabaseSync | undefined
     try {
       db = new DatabaseSync(path)
-      return { db, created: prepare(db) }
+      return { db, location: path, migration: prepare(db) }
     } catch (err) {
       db?.close()
       throw startupError(
@@ -59,8 +61,9 @@ export function openSqliteFile(
   let db: DatabaseSync | undefined
   try {
     db = new DatabaseSync(file)
-    const created = prepare(db)
-    return { db, created: fileIsNew ? [`file ${file}`, ...created] : created }
+    const migration = prepare(db)
+    if (fileIsNew) migration.created.unshift(`file ${file}`)
+    return { db, location: file, migration }
   } catch (err) {
     db?.close()
     throw startupError(location, fileCause(file, err), err)
@@ -72,7 +75,7 @@ export type SqliteInspection =
   | { state: 'memory' }
   /** `folder`: the folder serve would create too, when it is missing. */
   | { state: 'absent'; file: string; folder: string | undefined }
-  /** The shipped tables and indexes missing from the file (empty: all in place). */
+  /** The shipped tables, indexes and triggers missing from the file (empty: all in place). */
   | { state: 'present'; file: string; missing: string[] }
 
 /**
@@ -114,10 +117,7 @@ export function inspectSqliteFile(path: string): SqliteInspection {
   let db: DatabaseSync | undefined
   try {
     db = new DatabaseSync(target, { readOnly: true })
-    const present = (
-      db.prepare("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')").all() as Array<{ name: string }>
-    ).map((r) => r.name)
-    return { state: 'present', file, missing: missingObjects(present) }
+    return { state: 'present', file, missing: missingObjects(presentSqliteObjects(db)) }
   } catch (err) {
     const message = oneLine((err as Error).message ?? String(err))
     if (uri && /unable to open/i.test(message)) return { state: 'absent', file, folder: undefined }
