@@ -114,19 +114,21 @@ describe('postgres session counter (schema version 2)', () => {
     const schema = freshSchema()
     const stores = await Promise.all([0, 1, 2, 3].map(() => openPostgresStore(urlOf(schema))))
     try {
-      const records = Array.from({ length: 200 }, (_, i) => sampleRecord({ sub: `u${i}` }))
+      // A few writes in flight per pool: enough for several server processes, few enough that the
+      // four pools do not crowd a PostgreSQL that other test files use at the same time.
+      const records = Array.from({ length: 48 }, (_, i) => sampleRecord({ sub: `u${i}` }))
       const written = await Promise.all(records.map((r, i) => stores[i % 4]!.set(r)))
       assert.ok(written.every(Boolean))
-      const ended = await Promise.all(records.slice(0, 50).map((r, i) => stores[(i + 1) % 4]!.delete(r.idHash)))
+      const ended = await Promise.all(records.slice(0, 12).map((r, i) => stores[(i + 1) % 4]!.delete(r.idHash)))
       assert.ok(ended.every(Boolean))
-      for (const store of stores) assert.equal(await store.count(NOW), 150)
+      for (const store of stores) assert.equal(await store.count(NOW), 36)
       const slots = await counterRows(schema)
       assert.ok(slots.every((s) => s.slot >= 0 && s.slot < COUNTER_SLOTS))
       // Four pools, dozens of server processes: all of them landing on one slot of 32 would mean one hot row.
       assert.ok(slots.length > 1, `writes spread over ${slots.length} slot(s)`)
       assert.equal(
         slots.reduce((sum, s) => sum + s.n, 0),
-        150,
+        36,
       )
     } finally {
       await Promise.all(stores.map((s) => s.close()))
