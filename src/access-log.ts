@@ -141,7 +141,8 @@ class BatchedAccessLog implements AccessLog {
       return
     }
     const last = this.#chunks.length - 1
-    if (last >= 0 && this.#sizes[last]! + bytes <= this.#chunkBytes) {
+    // Never onto a chunk a write has taken part of: its rest is already cut.
+    if (last >= 0 && this.#sizes[last]! + bytes <= this.#chunkBytes && !(last === 0 && this.#rest)) {
       this.#chunks[last] += text
       this.#sizes[last] = this.#sizes[last]! + bytes
     } else {
