@@ -171,11 +171,23 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
     maxAgeSec: (config.session.sliding ? config.session.absoluteLifetimeMs : config.session.lifetimeMs) / 1000,
   }
   const hooks = runtime.hooks ?? {}
+  let noticeLinkLosses = 0
   const sessionEvents = new SessionEvents({
     notices: can?.notices,
     onEnded: hooks.onSessionEnded && ((event) => notify(hooks.onSessionEnded, event, log, 'onSessionEnded')),
     onError: () =>
       log.warn({ event: 'session_end_publish_failed' }, 'could not tell other instances that a session ended'),
+    onLink: (listening) => {
+      if (listening) {
+        log.info({ event: 'session_notice_link_restored' }, "listening to other instances' session endings again")
+        return
+      }
+      noticeLinkLosses++
+      log.warn(
+        { event: 'session_notice_link_lost' },
+        "lost the session store's link that carries other instances' session endings: until it is back, open tabs learn of them by the periodic check and every request reads the store",
+      )
+    },
   })
   await sessionEvents
     .start()
@@ -198,6 +210,7 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
   const telemetry = new Telemetry({
     activeSessions: count && (() => count.count(now())),
     droppedLogLines: () => access.dropped,
+    noticeLinkLosses: can?.notices && (() => noticeLinkLosses),
   })
   const dpopKeys = new DpopKeys()
   const tokens = new TokenService({

@@ -10,6 +10,10 @@ const ENCODE_HINT =
  * parameter name: a password that breaks the URL lands anywhere in it (a `/` moves it into the path).
  */
 export function storeUrlProblem(location: string): string | undefined {
+  if (isRedisTopologyUrl(location)) {
+    const parsed = parseRedisTopologyUrl(location)
+    return typeof parsed === 'string' ? parsed : undefined
+  }
   const redis = /^rediss?:\/\//.test(location)
   if (!redis && !/^postgres(ql)?:\/\//.test(location)) return undefined
   if (!URL.canParse(location)) return `is not a valid URL (check the host and port; ${ENCODE_HINT})`
@@ -42,4 +46,105 @@ export function redisQueryProblem(url: URL): string | undefined {
 /** Whether a parsed store URL has an "@" after its host: a password with "/", "?" or "#" that ended the host early. */
 export function hasAtAfterHost(url: URL): boolean {
   return `${url.pathname}${url.search}${url.hash}`.includes('@')
+}
+
+/** The query parameters of a `redis-cluster://` and of a `redis-sentinel://` store URL. */
+export const REDIS_CLUSTER_URL_PARAMS: readonly string[] = ['prefix']
+export const REDIS_SENTINEL_URL_PARAMS: readonly string[] = ['prefix', 'db', 'sentinelUser', 'sentinelPassword']
+
+const TOPOLOGY_SCHEME = /^(rediss?)-(cluster|sentinel):\/\//
+
+/** A `redis-cluster://` or `redis-sentinel://` location, read (credentials still percent-encoded). */
+export interface RedisTopologyUrl {
+  kind: 'cluster' | 'sentinel'
+  tls: boolean
+  username: string
+  password: string
+  /** The seed nodes (cluster) or the sentinels, in the order given. */
+  nodes: Array<{ host: string; port: number }>
+  /** Sentinel: the name the sentinels monitor the primary under. */
+  masterName: string
+  prefix: string | undefined
+  /** Sentinel: the database (`?db=`), 0 when absent. */
+  db: number
+  sentinelUsername: string
+  sentinelPassword: string
+  /** `scheme://host:port,…[/masterName]`, as messages may show it: no credential, no query. */
+  shown: string
+}
+
+/** Whether a store location names a Redis Cluster or Redis Sentinel deployment. */
+export function isRedisTopologyUrl(location: string): boolean {
+  return TOPOLOGY_SCHEME.test(location)
+}
+
+/**
+ * Reads `redis[s]-cluster://[user:pass@]h1:p1,h2:p2[,…][/][?prefix=…]` or
+ * `redis[s]-sentinel://[user:pass@]h1:p1[,…]/masterName[?prefix=…&db=N&sentinelUser=…&sentinelPassword=…]`;
+ * a string is the problem (for `session.store …`). WHATWG URLs hold one host, so the host list is
+ * split here and every host checked as a `redis://` URL's. Problems never repeat a credential.
+ */
+export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | string {
+  const scheme = TOPOLOGY_SCHEME.exec(location)
+  if (!scheme) return 'is not a redis-cluster:// or redis-sentinel:// URL'
+  const kind = scheme[2] as 'cluster' | 'sentinel'
+  const rest = location.slice(scheme[0].length)
+  const authorityEnd = /[/?#]/.exec(rest)?.index ?? rest.length
+  const authority = rest.slice(0, authorityEnd)
+  const tail = rest.slice(authorityEnd)
+  if (tail.includes('@'))
+    return `has "@" after the hosts: a password holding "/", "?" or "#" ends the hosts early; ${ENCODE_HINT}`
+  const at = authority.lastIndexOf('@')
+  const userInfo = at === -1 ? '' : authority.slice(0, at)
+  const colon = userInfo.indexOf(':')
+  const username = colon === -1 ? userInfo : userInfo.slice(0, colon)
+  const password = colon === -1 ? '' : userInfo.slice(colon + 1)
+  if (/%(?![0-9A-Fa-f]{2})/.test(userInfo))
+    return `has a "%" that starts no percent-escape in its user name or password: ${ENCODE_HINT} (% is %25)`
+  const defaultPort = kind === 'cluster' ? 6379 : 26379
+  const nodes: RedisTopologyUrl['nodes'] = []
+  const hosts = authority.slice(at + 1)
+  if (hosts === '')
+    return `names no ${kind === 'cluster' ? 'seed node' : 'sentinel'} (${kind === 'cluster' ? 'redis-cluster://host1:6379,host2:6379' : 'redis-sentinel://host1:26379,host2:26379/masterName'})`
+  for (const [i, hostPort] of hosts.split(',').entries()) {
+    const node = `redis://${hostPort}`
+    if (hostPort === '' || !URL.canParse(node) || new URL(node).hostname === '' || new URL(node).pathname !== '')
+      return `has an invalid host:port as its host number ${i + 1} (hosts are separated by ",")`
+    const url = new URL(node)
+    nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || defaultPort) })
+  }
+  const rel = new URL(`http://h${tail}`)
+  const path = rel.pathname
+  let masterName = ''
+  if (kind === 'cluster') {
+    if (path !== '/')
+      return 'has a path: a Redis Cluster has one database, so the URL ends after its hosts (redis-cluster://h1:6379,h2:6379)'
+  } else {
+    masterName = path.slice(1)
+    if (masterName === '') return 'names no master: the path is the name the sentinels monitor (…:26379/mymaster)'
+    if (!/^[A-Za-z0-9._-]{1,128}$/.test(masterName))
+      return 'has a master name of other characters than letters, digits, ".", "_" and "-"'
+  }
+  const allowed = kind === 'cluster' ? REDIS_CLUSTER_URL_PARAMS : REDIS_SENTINEL_URL_PARAMS
+  for (const name of new Set(rel.searchParams.keys())) {
+    if (allowed.includes(name)) continue
+    const shown = /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? `"${name}"` : 'a parameter'
+    return `has the query parameter ${shown}, which gatehouse does not read (a ${scheme[1]}-${kind}:// URL takes only ${allowed.map((p) => `?${p}=`).join(', ')})`
+  }
+  const dbText = rel.searchParams.get('db')
+  if (dbText !== null && !(/^\d{1,9}$/.test(dbText) && Number.isSafeInteger(Number(dbText))))
+    return '?db= must be a database number such as 0 or 3'
+  return {
+    kind,
+    tls: scheme[1] === 'rediss',
+    username,
+    password,
+    nodes,
+    masterName,
+    prefix: rel.searchParams.get('prefix') ?? undefined,
+    db: dbText === null ? 0 : Number(dbText),
+    sentinelUsername: rel.searchParams.get('sentinelUser') ?? '',
+    sentinelPassword: rel.searchParams.get('sentinelPassword') ?? '',
+    shown: `${scheme[1]}-${kind}://${hosts}${kind === 'sentinel' ? `/${masterName}` : ''}`,
+  }
 }

@@ -333,15 +333,19 @@ const fileSchema = z.strictObject({
         .string()
         .default(DEFAULTS.session.store)
         .refine(
-          (s) => s === 'memory' || /^sqlite:.+/.test(s) || /^rediss?:\/\//.test(s) || /^postgres(ql)?:\/\//.test(s),
-          'must be "memory", "sqlite:PATH", "redis://…" or "postgres://…"',
+          (s) =>
+            s === 'memory' ||
+            /^sqlite:.+/.test(s) ||
+            /^rediss?(-cluster|-sentinel)?:\/\//.test(s) ||
+            /^postgres(ql)?:\/\//.test(s),
+          'must be "memory", "sqlite:PATH", "redis://…", "redis-cluster://…", "redis-sentinel://…" or "postgres://…"',
         )
         .superRefine((s, ctx) => {
           const problem = storeUrlProblem(s)
           if (problem) ctx.addIssue({ code: 'custom', message: problem })
         })
         .describe(
-          '`"memory"`, `"sqlite:PATH"`, `"redis://…"` / `"rediss://…"` (needs `ioredis`), `"postgres://…"` (needs `pg`) — see docs/sessions.md',
+          '`"memory"`, `"sqlite:PATH"`, `"redis://…"` / `"rediss://…"`, `"redis-cluster://h1:p1,h2:p2"`, `"redis-sentinel://h1:p1,h2:p2/masterName"` (these need `ioredis`), `"postgres://…"` (needs `pg`) — see docs/sessions.md',
         ),
       cookieName: z
         .string()

@@ -77,6 +77,8 @@ export interface TelemetryOptions {
   activeSessions?: (() => Promise<number>) | undefined
   /** Access lines dropped so far because the log output could not keep up. */
   droppedLogLines?: (() => number) | undefined
+  /** Times so far the store's link carrying other instances' session endings was lost (stores with notices only). */
+  noticeLinkLosses?: (() => number) | undefined
 }
 
 /**
@@ -175,6 +177,20 @@ export class Telemetry {
         registers,
         collect() {
           const now = dropped()
+          this.inc(now - counted)
+          counted = now
+        },
+      })
+    }
+    const losses = options.noticeLinkLosses
+    if (losses) {
+      let counted = 0
+      new Counter({
+        name: 'gatehouse_session_notice_link_losses_total',
+        help: "Times the session store's pub/sub link that carries other instances' session endings was lost; until it is back, endings elsewhere reach this instance by the periodic check and its read cache is off",
+        registers,
+        collect() {
+          const now = losses()
           this.inc(now - counted)
           counted = now
         },

@@ -30,6 +30,7 @@ interface Subscriber {
 export class SessionEvents {
   readonly #byId = new Map<string, Set<Subscriber>>()
   readonly #notices: NoticeCapable | undefined
+  readonly #onLink: ((listening: boolean) => void) | undefined
   readonly #origin = randomUUID()
   readonly #onError: (err: unknown) => void
   #unsubscribe: (() => Promise<void>) | undefined
@@ -45,8 +46,11 @@ export class SessionEvents {
       notices?: NoticeCapable | undefined
       onError?: (err: unknown) => void
       onEnded?: (event: SessionEndEvent) => void
+      /** Told when the link carrying other instances' notices is lost (false) and back (true). */
+      onLink?: (listening: boolean) => void
     } = {},
   ) {
+    this.#onLink = options.onLink
     this.#notices = options.notices
     this.#onError = options.onError ?? (() => {})
     this.#onEnded = options.onEnded
@@ -59,7 +63,7 @@ export class SessionEvents {
       if (notice.origin === this.#origin) return // told our own listeners already
       if (notice.idHash !== undefined) this.#deliver(notice.idHash, notice.reason as EndReason)
       else if (notice.filter) this.#deliverWhere(notice.filter, notice.reason as EndReason)
-    })
+    }, this.#onLink)
   }
 
   async close(): Promise<void> {

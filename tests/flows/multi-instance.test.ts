@@ -36,7 +36,12 @@ const NOTICE_WAIT_MS = 5_000
 const clearsCookie = (res: JarResponse): boolean =>
   res.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`) && /; Max-Age=0\b/.test(line))
 
-for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStoreKind[]) {
+for (const kind of [
+  'redis',
+  'postgres',
+  'redis-cluster',
+  'redis-sentinel',
+] as const satisfies readonly SharedStoreKind[]) {
   describe(`two gatehouse instances sharing one ${kind} store`, () => {
     let store: StoreFixture
     let upstream: Upstream

@@ -6,25 +6,73 @@ import pg from 'pg'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse, type GatehouseOptions, type RuntimeOptions } from '../../src/index.ts'
 import { CLIENT_ID, CLIENT_SECRET, type Flow } from './flow.ts'
+import { startRedisCluster, startRedisSentinel, type RedisCluster, type RedisSentinel } from './redis-topology.ts'
 
 /** The real servers the shared-store tests run against (CI starts them). Unreachable → the test file fails; it never skips. */
 export const REDIS_URL = process.env.GATEHOUSE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
 export const POSTGRES_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
 
-export type SharedStoreKind = 'redis' | 'postgres'
+/** 'redis-cluster' and 'redis-sentinel' start private servers of their own (see redis-topology.ts). */
+export type SharedStoreKind = 'redis' | 'postgres' | 'redis-cluster' | 'redis-sentinel'
 
-/** An isolated place in a real Redis or PostgreSQL: a key prefix or a schema of its own, removed by cleanup(). */
+/**
+ * An isolated place in a real Redis or PostgreSQL: a key prefix or a schema of its own, removed by cleanup().
+ * For 'redis-cluster' and 'redis-sentinel', a private topology (its own servers), stopped by cleanup().
+ */
 export interface StoreFixture {
   kind: SharedStoreKind
-  /** `session.store` for gatehouse, optionally through another host:port (e.g. a TCP proxy in front of the server). */
+  /**
+   * `session.store` for gatehouse, optionally through another host:port (e.g. a TCP proxy in front of the server).
+   * Cluster and Sentinel URLs take no `via` (the servers hand out their own addresses to clients): it throws.
+   */
   url(via?: { host: string; port: number }): string
-  /** Where the real server listens. */
+  /** Where the real server listens (Cluster: the first seed; Sentinel: the sentinel). */
   target: { host: string; port: number }
-  /** Deletes every key with the prefix (SCAN + UNLINK) or drops the schema (CASCADE). */
+  /** Deletes every key with the prefix (SCAN + UNLINK) or drops the schema (CASCADE); stops a private topology. */
   cleanup(): Promise<void>
+  /** 'redis-cluster': the private cluster, to kill nodes and wait for failover. */
+  cluster?: RedisCluster
+  /** 'redis-sentinel': the private primary, replica and sentinel, to kill the primary and wait for failover. */
+  sentinel?: RedisSentinel
 }
 
-const defaultPort = (kind: SharedStoreKind) => (kind === 'redis' ? 6379 : 5432)
+const defaultPort = (kind: SharedStoreKind) => (kind === 'postgres' ? 5432 : 6379)
+
+function noVia(kind: SharedStoreKind, via: { host: string; port: number } | undefined): void {
+  if (via) {
+    throw new Error(
+      `storeFixture('${kind}').url(via): not supported (the servers hand their own addresses to clients, past any proxy)`,
+    )
+  }
+}
+
+async function topologyFixture(kind: 'redis-cluster' | 'redis-sentinel', prefix: string): Promise<StoreFixture> {
+  if (kind === 'redis-cluster') {
+    const cluster = await startRedisCluster()
+    const [seed = ''] = cluster.seeds().split(',')
+    return {
+      kind,
+      cluster,
+      target: { host: '127.0.0.1', port: Number(seed.split(':')[1]) },
+      url(via) {
+        noVia(kind, via)
+        return cluster.url(prefix)
+      },
+      cleanup: () => cluster.stop(),
+    }
+  }
+  const sentinel = await startRedisSentinel()
+  return {
+    kind,
+    sentinel,
+    target: { host: '127.0.0.1', port: sentinel.sentinelPort },
+    url(via) {
+      noVia(kind, via)
+      return sentinel.url(prefix)
+    },
+    cleanup: () => sentinel.stop(),
+  }
+}
 
 function withHost(base: string, via: { host: string; port: number } | undefined): URL {
   const url = new URL(base)
@@ -38,6 +86,7 @@ function withHost(base: string, via: { host: string; port: number } | undefined)
 /** Opens an admin connection first, so an absent server fails the caller loudly (with how to point at another). */
 export async function storeFixture(kind: SharedStoreKind, label = 'gatehouse-test'): Promise<StoreFixture> {
   const run = randomBytes(6).toString('hex')
+  if (kind === 'redis-cluster' || kind === 'redis-sentinel') return topologyFixture(kind, `${label}:${run}:`)
   if (kind === 'redis') {
     const admin = new Redis(REDIS_URL, {
       lazyConnect: true,

@@ -1,4 +1,5 @@
-import type { GatehouseError } from '../../errors.ts'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import { GatehouseError } from '../../errors.ts'
 import { networkCause, oneLine, publicLocation, startupError, tcpOpens } from './startup-error.ts'
 
 /** How long the Redis store waits for a connection, and for a command (the handshake's included). */
@@ -47,10 +48,17 @@ export function selectError(url: URL, db: number, err: unknown, databases: numbe
  * connect()'s own, mostly "Connection is closed."). Authentication first: it explains the rest.
  */
 export async function redisStartupError(url: URL, db: number, errors: unknown[]): Promise<GatehouseError> {
-  const location = publicLocation(url, `/${db}`)
+  const select = errors.find(isSelectError)
+  if (select) return selectError(url, db, select, NaN)
+  const { cause, err } = await redisFailure(url, db, errors)
+  return startupError(publicLocation(url, `/${db}`), cause, copyOf(err))
+}
+
+/** What redisStartupError says, without the location: the cause, and the error it was read from. */
+export async function redisFailure(url: URL, db: number, errors: unknown[]): Promise<{ cause: string; err: unknown }> {
   const messages = errors.map((e) => oneLine(e instanceof Error ? e.message : String(e)))
   const first = (pattern: RegExp) => errors[messages.findIndex((m) => pattern.test(m))]
-  const fail = (cause: string, err: unknown) => startupError(location, cause, copyOf(err))
+  const fail = (cause: string, err: unknown) => ({ cause, err })
 
   const wrongPassword = first(/^WRONGPASS/)
   if (wrongPassword) return fail('authentication failed (check the user and password in session.store)', wrongPassword)
@@ -64,7 +72,7 @@ export async function redisStartupError(url: URL, db: number, errors: unknown[])
   if (noPermission)
     return fail(`the user may not connect as configured (${oneLine((noPermission as Error).message)})`, noPermission)
   const select = errors.find(isSelectError)
-  if (select) return selectError(url, db, select, NaN)
+  if (select) return fail(`database ${db} cannot be selected (${oneLine((select as Error).message)})`, select)
 
   const tls = url.protocol === 'rediss:'
   for (const err of errors) {
@@ -100,11 +108,67 @@ export async function redisStartupError(url: URL, db: number, errors: unknown[])
  * The driver's error without what it carries besides name, code and message: a failed AUTH or HELLO
  * holds the password in its `command.args`.
  */
-function copyOf(err: unknown): Error {
+export function copyOf(err: unknown): Error {
   const source = err instanceof Error ? err : new Error(String(err))
   const copy = new Error(oneLine(source.message))
   copy.name = source.name
   const code = (source as NodeJS.ErrnoException).code
   if (code !== undefined) Object.assign(copy, { code })
   return copy
+}
+
+/** The optional peer `ioredis`, or an error naming session.store and how to install it. */
+export async function loadRedisDriver(scheme: string): Promise<{ Redis: typeof Redis; Cluster: typeof Cluster }> {
+  try {
+    const { Redis, Cluster } = await import('ioredis')
+    return { Redis, Cluster }
+  } catch (err) {
+    throw new GatehouseError(
+      'config_invalid',
+      `session.store is a ${scheme}// URL, which needs the optional package "ioredis": npm install ioredis`,
+      { cause: err },
+    )
+  }
+}
+
+/** A connection's options for one server: fail fast while it is away, reconnect in the background. */
+export function serverOptions(credentials: { username?: string; password?: string; tls: boolean }): RedisOptions {
+  return {
+    ...(credentials.username ? { username: credentials.username } : {}),
+    ...(credentials.password ? { password: credentials.password } : {}),
+    ...(credentials.tls ? { tls: {} } : {}),
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+  }
+}
+
+/**
+ * One connection for a start-up check of a node of a deployment (a cluster's seed, a sentinel): the
+ * connected client, or why it could not connect (redisFailure's cause), with no reconnect attempt.
+ */
+export async function probeNode(
+  Driver: typeof Redis,
+  node: { host: string; port: number },
+  options: RedisOptions & { tls?: object },
+): Promise<{ client: Redis } | { cause: string }> {
+  const client = new Driver({
+    ...options,
+    host: node.host,
+    port: node.port,
+    lazyConnect: true,
+    retryStrategy: () => null,
+  })
+  const errors: unknown[] = []
+  client.on('error', (err) => errors.push(err))
+  try {
+    await client.connect()
+    return { client }
+  } catch (err) {
+    client.disconnect()
+    const host = node.host.includes(':') ? `[${node.host}]` : node.host
+    const url = new URL(`${options.tls ? 'rediss' : 'redis'}://${host}:${node.port}`)
+    return { cause: (await redisFailure(url, 0, [...errors, err])).cause }
+  }
 }

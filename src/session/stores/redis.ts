@@ -13,12 +13,12 @@ import { parseNotice } from './notice.ts'
 import { DEFAULTS } from '../../config/defaults.ts'
 import { redisQueryProblem } from '../../config/store-url.ts'
 import {
-  CONNECT_TIMEOUT_MS,
-  COMMAND_TIMEOUT_MS,
   databaseOf,
   isSelectError,
+  loadRedisDriver,
   redisStartupError,
   selectError,
+  serverOptions,
 } from './redis-open.ts'
 import { decodeCredential, storeUrl } from './startup-error.ts'
 
@@ -66,6 +66,28 @@ export interface RedisStoreOptions {
   keyPrefix?: string
   /** The clock that turns expiresAt into a key TTL; default Date.now (tests run at a fixed instant). */
   now?: () => number
+  /** What differs on a deployment of several nodes (Redis Cluster: redis-cluster.ts); default: one server. */
+  deployment?: (client: Redis) => RedisDeployment
+}
+
+/**
+ * What the store does differently on one server and on a Redis Cluster, whose keyed commands the
+ * driver routes alone: where a SCAN of every key runs, what "reachable" means, how notices travel.
+ */
+export interface RedisDeployment {
+  /** The servers that together hold every key (each one SCANned). */
+  scanNodes(): Redis[]
+  /** Resolves when every key can be read and written now; rejects otherwise. */
+  ping(): Promise<void>
+  /** The pub/sub channel for session-end notices, given the key prefix. */
+  channel(prefix: string): string
+  publish(channel: string, message: string): Promise<unknown>
+  /** As NoticeCapable.subscribeEnded, for raw messages; the returned function stops listening. */
+  subscribe(
+    channel: string,
+    onMessage: (message: string) => void,
+    onLink?: (listening: boolean) => void,
+  ): Promise<() => void>
 }
 
 const EXPIRY_SHARDS = 16
@@ -191,10 +213,11 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
   readonly #client: Client
   readonly #prefix: string
   readonly #now: () => number
-  readonly #subscribers = new Set<Redis>()
+  readonly #deployment: RedisDeployment
+  readonly #unsubscribes = new Set<() => void>()
   #closed = false
 
-  /** Takes over `client` (closes it on close()). */
+  /** Takes over `client` (closes it on close()): a Redis, or a Cluster with `options.deployment`. */
   constructor(client: Redis, options: RedisStoreOptions = {}) {
     const prefix = options.keyPrefix ?? DEFAULTS.storeUrl.redisPrefix
     if (/[{}]/.test(prefix))
@@ -205,6 +228,7 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     this.#client = client as Client
     this.#prefix = prefix
     this.#now = options.now ?? Date.now
+    this.#deployment = (options.deployment ?? singleServer)(client)
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
@@ -296,12 +320,15 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     } else {
       // No index of all sessions (it would be one hot key): SCAN the record keys, stopping at limit.
       const pattern = `${this.#prefix.replace(/[*?[\]\\]/g, '\\$&')}{s:*`
-      let cursor = '0'
-      do {
-        const [next, keys] = await this.#client.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT)
-        cursor = next
-        await collect(keys.map((key) => unescapeKeyPart(key.slice(this.#prefix.length + '{s:'.length, -'}'.length))))
-      } while (cursor !== '0' && live.length < filter.limit)
+      for (const node of this.#deployment.scanNodes()) {
+        let cursor = '0'
+        do {
+          const [next, keys] = await node.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT)
+          cursor = next
+          await collect(keys.map((key) => unescapeKeyPart(key.slice(this.#prefix.length + '{s:'.length, -'}'.length))))
+        } while (cursor !== '0' && live.length < filter.limit)
+        if (live.length >= filter.limit) break
+      }
     }
     return live.sort((a, b) => a.createdAt - b.createdAt).slice(0, filter.limit)
   }
@@ -372,61 +399,46 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
   }
 
   async ping(): Promise<void> {
-    await this.#client.ping()
+    await this.#deployment.ping()
   }
 
   async publishEnded(notice: SessionEndNotice): Promise<void> {
-    await this.#client.publish(this.#channel(), JSON.stringify(notice))
+    await this.#deployment.publish(this.#channel(), JSON.stringify(notice))
   }
 
   async subscribeEnded(
     listener: (notice: SessionEndNotice) => void,
     onLink?: (listening: boolean) => void,
   ): Promise<() => Promise<void>> {
-    // A connection in subscriber mode can do nothing else: it gets its own.
-    const subscriber = this.#client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
-    let subscribed = false
-    subscriber.on('error', () => {})
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel !== this.#channel()) return
-      const notice = parseNotice(message)
-      if (notice) listener(notice)
-    })
-    subscriber.on('close', () => {
-      if (subscribed) onLink?.(false)
-    })
-    // ioredis says "ready" before its own resubscription is confirmed: listening again is only
-    // reported once a SUBSCRIBE of ours has been answered.
-    subscriber.on('ready', () => {
-      if (!subscribed) return
-      subscriber.subscribe(this.#channel()).then(
-        () => onLink?.(true),
-        () => {},
-      )
-    })
-    await subscriber.subscribe(this.#channel())
-    subscribed = true
-    this.#subscribers.add(subscriber)
+    const unsubscribe = await this.#deployment.subscribe(
+      this.#channel(),
+      (message) => {
+        const notice = parseNotice(message)
+        if (notice) listener(notice)
+      },
+      onLink,
+    )
+    this.#unsubscribes.add(unsubscribe)
     return async () => {
-      this.#subscribers.delete(subscriber)
-      subscriber.disconnect()
+      this.#unsubscribes.delete(unsubscribe)
+      unsubscribe()
     }
   }
 
   #channel(): string {
-    return `${this.#prefix}session-ended`
+    return this.#deployment.channel(this.#prefix)
   }
 
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    for (const subscriber of this.#subscribers) subscriber.disconnect()
-    this.#subscribers.clear()
+    for (const unsubscribe of this.#unsubscribes) unsubscribe()
+    this.#unsubscribes.clear()
     try {
       await this.#client.quit()
-    } catch {
-      this.#client.disconnect()
-    }
+    } catch {}
+    // After QUIT too: a Sentinel client's links to the sentinels close only on disconnect().
+    this.#client.disconnect()
   }
 
   /** Expiry index first, then the sub/sid sets: an entry is never in a set without being reachable by deleteExpired. */
@@ -482,6 +494,47 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
   }
 }
 
+/** One Redis server (or the primary Sentinel names, which the driver follows). */
+function singleServer(client: Redis): RedisDeployment {
+  return {
+    scanNodes: () => [client],
+    ping: async () => {
+      await client.ping()
+    },
+    channel: (prefix) => `${prefix}session-ended`,
+    publish: (channel, message) => client.publish(channel, message),
+    async subscribe(channel, onMessage, onLink) {
+      // A connection in subscriber mode can do nothing else: it gets its own.
+      const subscriber = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+      let subscribed = false
+      subscriber.on('error', () => {})
+      subscriber.on('message', (from: string, message: string) => {
+        if (from === channel) onMessage(message)
+      })
+      subscriber.on('close', () => {
+        if (subscribed) onLink?.(false)
+      })
+      // ioredis says "ready" before its own resubscription is confirmed: listening again is only
+      // reported once a SUBSCRIBE of ours has been answered.
+      subscriber.on('ready', () => {
+        if (!subscribed) return
+        subscriber.subscribe(channel).then(
+          () => onLink?.(true),
+          () => {},
+        )
+      })
+      try {
+        await subscriber.subscribe(channel)
+      } catch (err) {
+        subscriber.disconnect()
+        throw err
+      }
+      subscribed = true
+      return () => subscriber.disconnect()
+    },
+  }
+}
+
 /**
  * Opens a store on `redis://` or `rediss://` (TLS) URL; the path picks the database (`/3`, default 0),
  * `?prefix=` sets the key prefix, and no other parameter is accepted. The optional peer `ioredis` is
@@ -494,16 +547,7 @@ export async function openRedisStore(location: string, options: RedisStoreOption
   const problem = redisQueryProblem(url)
   if (problem) throw new GatehouseError('config_invalid', `session.store ${problem}`)
   const keyPrefix = options.keyPrefix ?? url.searchParams.get('prefix') ?? undefined
-  let Driver: typeof Redis
-  try {
-    Driver = (await import('ioredis')).Redis
-  } catch (err) {
-    throw new GatehouseError(
-      'config_invalid',
-      `session.store is a ${url.protocol}// URL, which needs the optional package "ioredis": npm install ioredis`,
-      { cause: err },
-    )
-  }
+  const { Redis: Driver } = await loadRedisDriver(url.protocol)
   // The URL is read here, not by ioredis: it would copy the query into its options over these ones
   // (`?db=5` writing to another database than the one checked, `?connectTimeout=` lifting the bounds),
   // and take the database as a string that, when SELECT fails, leaves it in database 0.
@@ -511,15 +555,13 @@ export async function openRedisStore(location: string, options: RedisStoreOption
   const client = new Driver({
     host: url.hostname.replace(/^\[|\]$/g, ''),
     port: Number(url.port || 6379),
-    ...(url.username ? { username: decodeCredential(url.username) } : {}),
-    ...(url.password ? { password: decodeCredential(url.password) } : {}),
-    ...(url.protocol === 'rediss:' ? { tls: {} } : {}),
+    ...serverOptions({
+      username: url.username ? decodeCredential(url.username) : undefined,
+      password: url.password ? decodeCredential(url.password) : undefined,
+      tls: url.protocol === 'rediss:',
+    }),
     db,
     lazyConnect: true,
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: CONNECT_TIMEOUT_MS,
-    commandTimeout: COMMAND_TIMEOUT_MS,
   })
   // Without a listener ioredis prints every reconnect error; failures reach callers as rejected commands.
   const errors: unknown[] = []
