@@ -88,6 +88,8 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
   const scheme = TOPOLOGY_SCHEME.exec(location)
   if (!scheme) return 'is not a redis-cluster:// or redis-sentinel:// URL'
   const kind = scheme[2] as 'cluster' | 'sentinel'
+  if (/[\s\x00-\x1f\x7f]/.test(location))
+    return 'holds white space or a control character (a trailing newline from a secret file?)'
   const rest = location.slice(scheme[0].length)
   const authorityEnd = /[/?#]/.exec(rest)?.index ?? rest.length
   const authority = rest.slice(0, authorityEnd)
@@ -111,7 +113,9 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
     if (hostPort === '' || !URL.canParse(node) || new URL(node).hostname === '' || new URL(node).pathname !== '')
       return `has an invalid host:port as its host number ${i + 1} (hosts are separated by ",")`
     const url = new URL(node)
-    nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || defaultPort) })
+    const port = Number(url.port || defaultPort)
+    if (port === 0) return `has port 0 as its host number ${i + 1}`
+    nodes.push({ host: url.hostname.replace(/^\[|\]$/g, ''), port })
   }
   const rel = new URL(`http://h${tail}`)
   const path = rel.pathname
@@ -126,11 +130,14 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
       return 'has a master name of other characters than letters, digits, ".", "_" and "-"'
   }
   const allowed = kind === 'cluster' ? REDIS_CLUSTER_URL_PARAMS : REDIS_SENTINEL_URL_PARAMS
-  for (const name of new Set(rel.searchParams.keys())) {
-    if (allowed.includes(name)) continue
-    const shown = /^[A-Za-z0-9_.-]{1,64}$/.test(name) ? `"${name}"` : 'a parameter'
-    return `has the query parameter ${shown}, which gatehouse does not read (a ${scheme[1]}-${kind}:// URL takes only ${allowed.map((p) => `?${p}=`).join(', ')})`
-  }
+  // No parameter name is repeated: an unencoded "&" in ?sentinelPassword= turns the password's tail into one.
+  const takes = `a ${scheme[1]}-${kind}:// URL takes only ${allowed.map((p) => `?${p}=`).join(', ')}`
+  const secretHint = kind === 'sentinel' ? '; percent-encode & # + % in ?sentinelPassword=' : ''
+  if (rel.hash !== '' || tail.includes('#')) return `has a "#" fragment (${takes}${secretHint})`
+  const names = [...rel.searchParams.keys()]
+  if (names.some((name) => !allowed.includes(name)))
+    return `has a query parameter gatehouse does not read (${takes}${secretHint})`
+  if (new Set(names).size !== names.length) return `repeats a query parameter (${takes}${secretHint})`
   const dbText = rel.searchParams.get('db')
   if (dbText !== null && !(/^\d{1,9}$/.test(dbText) && Number.isSafeInteger(Number(dbText))))
     return '?db= must be a database number such as 0 or 3'
@@ -145,6 +152,6 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
     db: dbText === null ? 0 : Number(dbText),
     sentinelUsername: rel.searchParams.get('sentinelUser') ?? '',
     sentinelPassword: rel.searchParams.get('sentinelPassword') ?? '',
-    shown: `${scheme[1]}-${kind}://${hosts}${kind === 'sentinel' ? `/${masterName}` : ''}`,
+    shown: `${scheme[1]}-${kind}://${nodes.map((n) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`).join(',')}${kind === 'sentinel' ? `/${masterName}` : ''}`,
   }
 }

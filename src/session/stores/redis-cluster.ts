@@ -28,7 +28,11 @@ const SHARDED_COMMANDS = ['spublish', 'ssubscribe'] as const
 /** How often the notice link checks that its node still serves the channel's slot (failover, resharding). */
 const OWNER_CHECK_MS = 1_000
 const SLOTS_REFRESH_MS = 2_000
+/** How long opening waits for the driver to see every slot's primary. */
+const CLUSTER_READY_MS = 10_000
 const RELINK_MAX_DELAY_MS = 2_000
+/** Retries of a subscription's first link (100 ms doubling to 2 s: about 7 s in all). */
+const FIRST_LINK_ATTEMPTS = 6
 
 /** Reads `redis[s]-cluster://` or `redis[s]-sentinel://` into what the openers need, or fails naming session.store. */
 export function topologyOf(location: string, kind: 'cluster' | 'sentinel'): RedisTopologyUrl {
@@ -75,13 +79,15 @@ export async function openRedisClusterStore(location: string, options: RedisStor
       seed = { client: probe.client, node: hostPort(node) }
       break
     }
-    causes.push(`${hostPort(node)}: ${probe.cause}`)
+    causes.push(
+      `${hostPort(node)}: ${probe.cause.replace('(redis://:PASSWORD@host:port)', '(redis-cluster://:PASSWORD@host:port,…)')}`,
+    )
   }
   if (!seed)
     throw fail(
       topology.nodes.length === 1
         ? causes[0]!.replace(`${hostPort(topology.nodes[0]!)}: `, '')
-        : `no seed node answers (${causes.join('; ')})`,
+        : `no seed node can be used (${causes.join('; ')})`,
     )
   let sharded: boolean
   try {
@@ -97,7 +103,14 @@ export async function openRedisClusterStore(location: string, options: RedisStor
     const state = /cluster_state:(\w+)/.exec(info)?.[1]
     if (state !== 'ok')
       throw fail(`the cluster's state is "${state ?? 'unknown'}" at ${seed.node}: not every hash slot is served`)
-    const known = (await seed.client.call('COMMAND', 'INFO', ...NEEDED_COMMANDS, ...SHARDED_COMMANDS)) as unknown[]
+    const known = (await seed.client
+      .call('COMMAND', 'INFO', ...NEEDED_COMMANDS, ...SHARDED_COMMANDS)
+      .catch((err: unknown) => {
+        throw fail(
+          `${seed.node} refused COMMAND INFO (${oneLine(err instanceof Error ? err.message : String(err))})`,
+          err,
+        )
+      })) as unknown[]
     const missing = NEEDED_COMMANDS.filter((_, i) => known[i] == null)
     if (missing.length > 0)
       throw fail(
@@ -126,12 +139,19 @@ export async function openRedisClusterStore(location: string, options: RedisStor
   const collect = (err: unknown) => errors.push(err)
   cluster.on('error', collect)
   cluster.on('node error', () => {})
+  // The driver retries a cluster it cannot make ready (nodes announcing no address, say) forever: bounded here.
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`not ready within ${CLUSTER_READY_MS / 1000} s`)), CLUSTER_READY_MS)
+  })
   try {
-    await cluster.connect()
+    await Promise.race([cluster.connect(), timeout])
   } catch (err) {
     cluster.disconnect()
     const last = [...errors, err].map((e) => oneLine(e instanceof Error ? e.message : String(e)))
     throw fail(`cannot connect to the cluster (${last.at(-1) ?? 'unknown error'})`, err)
+  } finally {
+    clearTimeout(timer)
   }
   cluster.off('error', collect)
   cluster.on('error', () => {})
@@ -160,14 +180,10 @@ export function clusterDeployment(
   sharded: boolean,
 ): RedisDeployment {
   return {
-    scanNodes: () => cluster.nodes('master'),
+    scanNodes: () => slotPrimaries(cluster),
     async ping() {
-      const primaries = cluster.nodes('master')
-      if (primaries.length === 0) throw new Error('no primary of the cluster is reachable')
+      const primaries = slotPrimaries(cluster)
       await Promise.all(primaries.map((node) => node.ping()))
-      const held = new Set(primaries.map((node) => hostPort({ host: node.options.host!, port: node.options.port! })))
-      for (const owners of cluster.slots)
-        if (owners?.[0] === undefined || !held.has(owners[0])) throw new Error('a hash slot has no reachable primary')
       const info = String(await primaries[0]!.call('CLUSTER', 'INFO'))
       if (!/cluster_state:ok/.test(info)) throw new Error('the cluster is not serving every hash slot')
     },
@@ -177,6 +193,26 @@ export function clusterDeployment(
     subscribe: (channel, onMessage, onLink) =>
       subscribeOnCluster({ cluster, Driver, perNode, sharded }, channel, onMessage, onLink),
   }
+}
+
+/**
+ * The primary of every slot, as the driver's links: each once. Throws while a slot has no primary the
+ * driver holds a link to (a dead primary's slots have none until its replica is promoted and the
+ * driver has refreshed its slot map), so a SCAN never silently skips a shard.
+ */
+function slotPrimaries(cluster: Cluster): Redis[] {
+  // Keyed as the driver keys cluster.slots: "host:port", an IPv6 host unbracketed.
+  const pool = new Map(cluster.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]))
+  const owners = new Map<string, Redis>()
+  for (const slotNodes of cluster.slots) {
+    const key = slotNodes?.[0]
+    if (key !== undefined && owners.has(key)) continue
+    const node = key === undefined ? undefined : pool.get(key)
+    if (!node) throw new Error('a hash slot has no reachable primary')
+    owners.set(key!, node)
+  }
+  if (owners.size === 0) throw new Error('no primary of the cluster is reachable')
+  return [...owners.values()]
 }
 
 /**
@@ -263,7 +299,17 @@ async function subscribeOnCluster(
     retry.unref()
   }
 
-  await link()
+  // A first link may meet a failover in progress: retried for a while before the subscription fails.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await link()
+      break
+    } catch (err) {
+      if (attempt >= FIRST_LINK_ATTEMPTS) throw err
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, RELINK_MAX_DELAY_MS)))
+      cluster.refreshSlotsCache()
+    }
+  }
   listening = true
   // A failover or a resharding moves the slot: the node left behind delivers nothing more.
   const watch = setInterval(() => {

@@ -33,7 +33,7 @@ export async function openRedisSentinelStore(location: string, options: RedisSto
   for (const sentinel of topology.nodes) {
     const probe = await probeNode(Driver, sentinel, perSentinel)
     if (!('client' in probe)) {
-      causes.push(`${hostPort(sentinel)}: ${probe.cause}`)
+      causes.push(`${hostPort(sentinel)}: ${sentinelCause(probe.cause)}`)
       continue
     }
     try {
@@ -62,7 +62,7 @@ export async function openRedisSentinelStore(location: string, options: RedisSto
     throw fail(
       topology.nodes.length === 1
         ? causes[0]!.replace(`${hostPort(topology.nodes[0]!)}: `, '')
-        : `no sentinel answers (${causes.join('; ')})`,
+        : `no sentinel can be asked (${causes.join('; ')})`,
     )
   }
 
@@ -112,4 +112,13 @@ export async function openRedisSentinelStore(location: string, options: RedisSto
     client.disconnect()
     throw err
   }
+}
+
+/** A probe's cause, said of a sentinel: its credentials are the URL's ?sentinelUser= and ?sentinelPassword=. */
+function sentinelCause(cause: string): string {
+  if (/^authentication required/.test(cause))
+    return 'the sentinel needs a password: give it as ?sentinelPassword= (and ?sentinelUser=), percent-encoded'
+  if (/^authentication failed/.test(cause))
+    return 'the sentinel refused the credentials (check ?sentinelUser= and ?sentinelPassword=)'
+  return cause
 }

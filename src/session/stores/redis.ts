@@ -229,6 +229,7 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     this.#prefix = prefix
     this.#now = options.now ?? Date.now
     this.#deployment = (options.deployment ?? singleServer)(client)
+    if (!options.deployment) reviveAfterEnd(client, () => this.#closed)
   }
 
   async get(idHash: string, now: number): Promise<SessionRecord | undefined> {
@@ -410,6 +411,7 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
     listener: (notice: SessionEndNotice) => void,
     onLink?: (listening: boolean) => void,
   ): Promise<() => Promise<void>> {
+    if (this.#closed) throw new GatehouseError('store_unavailable', 'the session store is closed')
     const unsubscribe = await this.#deployment.subscribe(
       this.#channel(),
       (message) => {
@@ -418,6 +420,10 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
       },
       onLink,
     )
+    if (this.#closed) {
+      unsubscribe()
+      throw new GatehouseError('store_unavailable', 'the session store is closed')
+    }
     this.#unsubscribes.add(unsubscribe)
     return async () => {
       this.#unsubscribes.delete(unsubscribe)
@@ -494,6 +500,20 @@ export class RedisStore implements SessionStore, LeaseCapable, NoticeCapable, Co
   }
 }
 
+/**
+ * Reconnects a client that ended without its owner closing it. ioredis 6 with Sentinel's failover
+ * detector can end a client for good: the sentinels' switch announcement closes a link that is still
+ * reconnecting, and that reconnect then gives up ("Connection is closed.", status "end").
+ */
+function reviveAfterEnd(client: Redis, closed: () => boolean): void {
+  client.on('end', () => {
+    if (closed()) return
+    setTimeout(() => {
+      if (!closed() && client.status === 'end') client.connect().catch(() => {})
+    }, 100).unref()
+  })
+}
+
 /** One Redis server (or the primary Sentinel names, which the driver follows). */
 function singleServer(client: Redis): RedisDeployment {
   return {
@@ -506,31 +526,46 @@ function singleServer(client: Redis): RedisDeployment {
     async subscribe(channel, onMessage, onLink) {
       // A connection in subscriber mode can do nothing else: it gets its own.
       const subscriber = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
-      let subscribed = false
+      // Reported on changes only: ioredis says "close" at every failed reconnect attempt, and at disconnect().
+      let started = false
+      let listening = false
+      let stopped = false
       subscriber.on('error', () => {})
       subscriber.on('message', (from: string, message: string) => {
         if (from === channel) onMessage(message)
       })
       subscriber.on('close', () => {
-        if (subscribed) onLink?.(false)
+        if (!listening || stopped) return
+        listening = false
+        onLink?.(false)
       })
       // ioredis says "ready" before its own resubscription is confirmed: listening again is only
       // reported once a SUBSCRIBE of ours has been answered.
       subscriber.on('ready', () => {
-        if (!subscribed) return
+        if (!started || listening || stopped) return
         subscriber.subscribe(channel).then(
-          () => onLink?.(true),
+          () => {
+            if (listening || stopped || subscriber.status !== 'ready') return
+            listening = true
+            onLink?.(true)
+          },
           () => {},
         )
       })
+      reviveAfterEnd(subscriber, () => stopped)
       try {
         await subscriber.subscribe(channel)
       } catch (err) {
+        stopped = true
         subscriber.disconnect()
         throw err
       }
-      subscribed = true
-      return () => subscriber.disconnect()
+      started = true
+      listening = true
+      return () => {
+        stopped = true
+        subscriber.disconnect()
+      }
     },
   }
 }
