@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import { pino } from 'pino'
 import { DEFAULTS } from '../config/defaults.ts'
+import { isRedisTopologyUrl, parseRedisTopologyUrl } from '../config/store-url.ts'
 import { decode, MASK, maskCredentials, maskUrlsIn } from '../config/mask.ts'
 import type { Config } from '../config/types.ts'
 import { GatehouseError } from '../errors.ts'
@@ -266,6 +267,20 @@ export function describeStore(location: string): { kind: string; details: string
       details: [`path: ${isSqliteUri(path) ? path : resolve(path)}`, 'tables: gatehouse_sessions, gatehouse_leases'],
     }
   }
+  if (isRedisTopologyUrl(location)) {
+    const topology = parseRedisTopologyUrl(location)
+    if (typeof topology === 'string') return { kind: location.split(':')[0]!.replace(/[^a-z-]/g, ''), details: [] }
+    const user = topology.username ? ` (user ${decode(topology.username)})` : ''
+    const prefix = `key prefix: ${JSON.stringify(topology.prefix ?? DEFAULTS.storeUrl.redisPrefix)}`
+    const tls = topology.tls ? ' (TLS)' : ''
+    const nodes = topology.shown.replace(/^[^/]*\/\//, '').replace(/\/.*$/, '')
+    return topology.kind === 'cluster'
+      ? { kind: `redis cluster${tls}`, details: [`seed nodes: ${nodes}${user}`, prefix] }
+      : {
+          kind: `redis sentinel${tls}`,
+          details: [`sentinels: ${nodes}`, `master: ${topology.masterName}${user}`, `database: ${topology.db}`, prefix],
+        }
+  }
   if (!URL.canParse(location)) return { kind: location.split(':')[0]!.replace(/[^a-z]/g, ''), details: [] }
   const url = new URL(location)
   const server = `server: ${url.protocol}//${url.host}${url.username ? ` (user ${decode(url.username)})` : ''}`
@@ -324,7 +339,11 @@ function withReason(err: unknown): string {
 /** Never a password in output: the URL's and whatever message repeats it. */
 function scrub(text: string, location: string): string {
   let out = maskUrlsIn(text)
-  if (URL.canParse(location)) {
+  const topology = isRedisTopologyUrl(location) ? parseRedisTopologyUrl(location) : undefined
+  if (topology !== undefined && typeof topology !== 'string') {
+    const secrets = [topology.password, topology.sentinelPassword].flatMap((s) => (s ? [s, decode(s)] : []))
+    for (const secret of secrets.sort((a, b) => b.length - a.length)) out = out.replaceAll(secret, MASK)
+  } else if (URL.canParse(location)) {
     const url = new URL(location)
     const secrets = [url.password, url.searchParams.get('password') ?? ''].flatMap((s) => (s ? [s, decode(s)] : []))
     for (const secret of secrets.sort((a, b) => b.length - a.length)) out = out.replaceAll(secret, MASK)

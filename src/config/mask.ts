@@ -30,6 +30,16 @@ const SHOWN_PARAMS: ReadonlySet<string> = new Set([
 export function maskCredentials(text: string): string {
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text)?.[0]
   if (scheme === undefined) return text
+  // A Redis Cluster or Sentinel URL lists several hosts, which no URL parses: masked with one in their place.
+  const hosts = /^rediss?-(?:cluster|sentinel):\/\/(?:[^/?#]*@)?([A-Za-z0-9.:[\],-]*,[A-Za-z0-9.:[\],-]*)/.exec(text)
+  if (hosts) {
+    const start = hosts[0].length - hosts[1]!.length
+    const placeholder = 'gatehouse-hosts'
+    return maskCredentials(`${text.slice(0, start)}${placeholder}${text.slice(hosts[0].length)}`).replace(
+      placeholder,
+      hosts[1]!,
+    )
+  }
   if (!URL.canParse(text)) return `${scheme}${MASK}`
   const url = new URL(text)
   const rest = text.slice(scheme.length)

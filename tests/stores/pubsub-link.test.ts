@@ -55,14 +55,19 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
 
         await proxy.cut()
         await until('onLink(false) after the connection was cut', () => links.includes(false))
+        // Long enough for several failed reconnect attempts: each must not be reported (nor counted) again.
+        await new Promise((resolve) => setTimeout(resolve, 1_500))
         await proxy.restore()
         await until('onLink(true) after the store came back', () => links.at(-1) === true)
 
         await publisher.publishEnded!({ idHash: 'after', reason: 'logout', origin: 'test' })
         await until('a notice after the link came back', () => notices.some((n) => n.idHash === 'after'))
+        assert.deepEqual(links, [false, true], 'one loss and one return reported for one outage')
       } finally {
         await stop()
       }
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.deepEqual(links, [false, true], 'stopping the subscription reports nothing')
     })
   })
 }

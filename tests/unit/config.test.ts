@@ -1196,6 +1196,46 @@ describe('--explain masking (issue #15 review F1, F4)', () => {
   })
 })
 
+describe('Redis Cluster and Sentinel locations: masked, described and validated without their secrets', () => {
+  test('maskCredentials keeps the host list and masks the password and ?sentinelPassword=', () => {
+    assert.equal(
+      maskCredentials('redis-cluster://u:pw-Secret1@10.0.0.1:7000,10.0.0.2:7000/?prefix=gh:'),
+      'redis-cluster://u:***@10.0.0.1:7000,10.0.0.2:7000/?prefix=gh:',
+    )
+    assert.equal(
+      maskCredentials('rediss-sentinel://:pw-Secret2@s1:26379,s2:26379/mymaster?db=2&sentinelPassword=pw-Secret3'),
+      'rediss-sentinel://:***@s1:26379,s2:26379/mymaster?db=2&sentinelPassword=***',
+    )
+    assert.equal(
+      maskUrlsIn('session store redis-cluster://10.0.0.1:7000,10.0.0.2:7000: no seed node can be used'),
+      'session store redis-cluster://10.0.0.1:7000,10.0.0.2:7000: no seed node can be used',
+    )
+    assert.equal(maskCredentials('redis-cluster://u:pw/Secret4@h1:1,h2:2'), 'redis-cluster://***')
+  })
+
+  test('describeStore names the kind, the nodes, the master and the database, never a password', () => {
+    assert.deepEqual(describeStore('redis-cluster://gh:pw-Secret5@10.0.0.1:7000,10.0.0.2:7001?prefix=a:'), {
+      kind: 'redis cluster',
+      details: ['seed nodes: 10.0.0.1:7000,10.0.0.2:7001 (user gh)', 'key prefix: "a:"'],
+    })
+    assert.deepEqual(describeStore('rediss-sentinel://s1,s2:26380/mymaster?db=3&sentinelPassword=pw-Secret6'), {
+      kind: 'redis sentinel (TLS)',
+      details: ['sentinels: s1:26379,s2:26380', 'master: mymaster', 'database: 3', 'key prefix: "gatehouse:"'],
+    })
+  })
+
+  test('validation accepts both schemes and refuses a broken one naming session.store, never its secret', () => {
+    const store = (location: string) => validateConfig({ ...minimal(), session: { store: location } })
+    assert.ok(store('redis-cluster://10.0.0.1:7000,10.0.0.2:7000').config)
+    assert.ok(store('redis-sentinel://10.0.0.1:26379/mymaster?sentinelPassword=x%26y').config)
+    const refused = store('redis-sentinel://10.0.0.1:26379/mymaster?sentinelPassword=Xy7&TailSecret9')
+    assert.equal(refused.config, undefined)
+    const message = refused.issues.map((i) => `${i.path}: ${i.message}`).join('\n')
+    assert.match(message, /^session\.store: has a query parameter gatehouse does not read/)
+    assert.doesNotMatch(message, /TailSecret9|Xy7/)
+  })
+})
+
 describe('a file that does not parse: line and column, never its text (issue #15 review F3)', () => {
   let dir: string
   before(() => {

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis'
-import { RedisStore, type RedisStoreOptions } from './redis.ts'
+import { quietSentinelLinks, RedisStore, type RedisStoreOptions } from './redis.ts'
 import { COMMAND_TIMEOUT_MS, copyOf, isSelectError, loadRedisDriver, probeNode, redisFailure } from './redis-open.ts'
 import { hostPort, nodeOptions, topologyOf } from './redis-cluster.ts'
 import { oneLine, startupError } from './startup-error.ts'
@@ -81,6 +81,7 @@ export async function openRedisSentinelStore(location: string, options: RedisSto
     failoverDetector: true,
     lazyConnect: true,
   })
+  quietSentinelLinks(client)
   const errors: unknown[] = []
   const collect = (err: unknown) => errors.push(err)
   client.on('error', collect)

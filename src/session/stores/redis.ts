@@ -514,6 +514,23 @@ function reviveAfterEnd(client: Redis, closed: () => boolean): void {
   })
 }
 
+/**
+ * Gives the links a Sentinel client opens to the sentinels an error listener. ioredis 6 leaves its
+ * failover detector's links without one, so each of their errors (a sentinel down, a refused AUTH)
+ * is printed to stderr with a stack. A client without Sentinel is left as it is.
+ */
+export function quietSentinelLinks(client: Redis): void {
+  type Connector = { connectToSentinel?: (this: Connector, ...args: unknown[]) => Redis }
+  const connector = (client as unknown as { connector?: Connector }).connector
+  const open = connector?.connectToSentinel
+  if (!connector || typeof open !== 'function') return
+  connector.connectToSentinel = function (...args) {
+    const link = open.apply(this, args)
+    link.on('error', () => {})
+    return link
+  }
+}
+
 /** One Redis server (or the primary Sentinel names, which the driver follows). */
 function singleServer(client: Redis): RedisDeployment {
   return {
@@ -526,6 +543,7 @@ function singleServer(client: Redis): RedisDeployment {
     async subscribe(channel, onMessage, onLink) {
       // A connection in subscriber mode can do nothing else: it gets its own.
       const subscriber = client.duplicate({ enableOfflineQueue: true, maxRetriesPerRequest: null })
+      quietSentinelLinks(subscriber)
       // Reported on changes only: ioredis says "close" at every failed reconnect attempt, and at disconnect().
       let started = false
       let listening = false
