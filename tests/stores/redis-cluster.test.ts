@@ -274,7 +274,11 @@ describe('redis-cluster:// (and redis-sentinel://) start-up errors: one line nam
       assert.equal(err.code, 'config_invalid', location)
       assert.match(err.message, /^session\.store /, location)
       assert.match(err.message, expected, location)
-      assert.doesNotMatch(err.message, /pw-secret|frag-secret|Secret9|pw\/secret/, `${location}: no credential in the message`)
+      assert.doesNotMatch(
+        err.message,
+        /pw-secret|frag-secret|Secret9|pw\/secret/,
+        `${location}: no credential in the message`,
+      )
     }
   })
 })
