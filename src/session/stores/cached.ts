@@ -90,7 +90,8 @@ export class CachedStore implements SessionStore, FreshReadable {
       // A notice that reached this process's socket together with this request is read in the
       // same event-loop turn, after this request's handler started: yield once so it lands first.
       // Another instance answers a logout only after the store took its notice, so a request sent
-      // after that answer finds the notice already here.
+      // after that answer mostly finds the notice already here; not always: the store may write
+      // the publisher's reply before the subscribers' copies (docs/performance.md, fan-out).
       await new Promise((resolve) => setImmediate(resolve))
       const entry = this.#usable(idHash, now)
       if (entry) return entry.record
