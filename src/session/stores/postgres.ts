@@ -334,6 +334,9 @@ async function connect(location: string): Promise<{ pool: Pool; url: URL; schema
     max: 20,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     query_timeout: 5_000,
+    // pg leaves TCP keep-alive off: a LISTEN connection to a server that vanished would never learn of it.
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
   })
   // An idle connection that breaks emits 'error' on the pool (fatal if unheard); the next query reconnects.
   pool.on('error', () => {})
