@@ -1,10 +1,29 @@
 import assert from 'node:assert/strict'
-import { randomBytes, randomUUID } from 'node:crypto'
-import { after, afterEach, before, describe, test, type TestContext } from 'node:test'
-import { importJWK, SignJWT, type JWTPayload } from 'jose'
+import { randomBytes } from 'node:crypto'
+import { after, before, describe, test, type TestContext } from 'node:test'
 import pg from 'pg'
 import { hashSessionId } from '../../src/session/sessions.ts'
-import { CLIENT_ID, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import {
+  asUser,
+  clearsCookie,
+  COOKIE,
+  failOnUnhandledRejections,
+  loggedIn,
+  logoutTokenSigner,
+  postLogoutToken,
+  refusedOn,
+  request,
+  servedFrom,
+  serving,
+  sleep,
+  STORE_FAILING,
+  summary,
+  unacceptable,
+  underLoad,
+  until,
+  type Origins,
+} from '../helpers/failover.ts'
+import { startFlow, type Flow } from '../helpers/flow.ts'
 import {
   POSTGRES_URL,
   instanceOptions,
@@ -25,128 +44,9 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 // `pg_terminate_backend` of that role's backends only. A restart's downtime is played by refusing that
 // role's logins (ALTER ROLE … NOLOGIN) for a while: the server and everyone else's sessions stay up.
 
-const COOKIE = '__Host-gatehouse'
-const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
-/** How long a single request may take before it counts as hanging (generous: not a timing assertion). */
-const REQUEST_LIMIT_MS = 20_000
-/** How long gatehouse has to notice a cut, or to serve again once the store is back. */
-const WAIT_MS = 20_000
-/** How long B may take to receive A's end notice before the test gives up (not a timing assertion). */
-const NOTICE_WAIT_MS = 5_000
-
-const unhandled: unknown[] = []
-process.on('unhandledRejection', (reason) => unhandled.push(reason))
-afterEach(() => assert.deepEqual(unhandled, [], 'no unhandled rejection'))
-
-interface Answer {
-  status: number
-  headers: Headers
-  body: string
-  /** The problem's `code`, when the body is a JSON object with one. */
-  code: string | undefined
-}
-
-function codeOf(body: string): string | undefined {
-  try {
-    const parsed: unknown = JSON.parse(body)
-    if (parsed && typeof parsed === 'object' && 'code' in parsed && typeof parsed.code === 'string') return parsed.code
-  } catch {
-    // not JSON
-  }
-  return undefined
-}
-
-/** A request that fails (instead of hanging the test) if no answer comes within REQUEST_LIMIT_MS. */
-async function request(url: string, init: RequestInit = {}): Promise<Answer> {
-  let res: Response
-  let body: string
-  try {
-    res = await fetch(url, { redirect: 'manual', ...init, signal: AbortSignal.timeout(REQUEST_LIMIT_MS) })
-    body = await res.text()
-  } catch (err) {
-    assert.fail(`${init.method ?? 'GET'} ${url} got no answer within ${REQUEST_LIMIT_MS} ms (hangs): ${String(err)}`)
-  }
-  return { status: res.status, headers: res.headers, body, code: codeOf(body) }
-}
-
-const asUser = (origin: string, cookie: string, path = '/bff/user', init: RequestInit = {}): Promise<Answer> =>
-  request(`${origin}${path}`, { ...init, headers: { ...CSRF, cookie: `${COOKIE}=${cookie}`, ...init.headers } })
-
-const clearsCookie = (answer: Answer): boolean =>
-  answer.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`))
-
-/** Polls `check` every 50 ms until it holds; fails naming `what` after `limit` ms. Returns the ms it took. */
-async function until(what: string, check: () => Promise<boolean>, limit = WAIT_MS): Promise<number> {
-  const started = performance.now()
-  for (;;) {
-    if (await check()) return Math.round(performance.now() - started)
-    if (performance.now() - started > limit) assert.fail(`${what}: not within ${limit} ms`)
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-}
+failOnUnhandledRejections()
 
 const quoteIdent = (name: string): string => `"${name.replaceAll('"', '""')}"`
-
-interface Sample {
-  target: string
-  status: number
-  code: string | undefined
-  clears: boolean
-  ms: number
-  error?: string
-}
-
-/**
- * Requests `targets` in a loop (one loop each, a few ms apart) until stop() is called; stop() resolves
- * with every answer. A request with no answer within REQUEST_LIMIT_MS is kept as status 0.
- */
-function load(targets: Array<{ name: string; send: () => Promise<Answer> }>): { stop: () => Promise<Sample[]> } {
-  const samples: Sample[] = []
-  let stopped = false
-  const loops = targets.map(async ({ name, send }) => {
-    while (!stopped) {
-      const started = performance.now()
-      try {
-        const a = await send()
-        samples.push({
-          target: name,
-          status: a.status,
-          code: a.code,
-          clears: clearsCookie(a),
-          ms: Math.round(performance.now() - started),
-        })
-      } catch (err) {
-        samples.push({
-          target: name,
-          status: 0,
-          code: undefined,
-          clears: false,
-          ms: Math.round(performance.now() - started),
-          error: String(err),
-        })
-      }
-      await new Promise((resolve) => setTimeout(resolve, 5))
-    }
-  })
-  return {
-    async stop() {
-      stopped = true
-      await Promise.all(loops)
-      return samples
-    },
-  }
-}
-
-/** Anything but what gatehouse may answer while its store is cut: served, or 503 store_unavailable keeping the cookie. */
-const unacceptable = (samples: Sample[]): Sample[] =>
-  samples.filter((s) => !(s.status === 200 || (s.status === 503 && s.code === 'store_unavailable' && !s.clears)))
-
-function summary(samples: Sample[]): string {
-  const byStatus = new Map<number, number>()
-  for (const s of samples) byStatus.set(s.status, (byStatus.get(s.status) ?? 0) + 1)
-  const statuses = [...byStatus].map(([status, n]) => `${status}×${n}`).join(', ')
-  return `${samples.length} requests (${statuses}), slowest ${Math.max(0, ...samples.map((s) => s.ms))} ms`
-}
 
 describe('PostgreSQL failover: two instances, their store connections terminated', () => {
   let fixture: StoreFixture
@@ -162,7 +62,7 @@ describe('PostgreSQL failover: two instances, their store connections terminated
   let main: string
   /** A session only used to observe whether an instance serves from its read cache (servedFrom). */
   let probe: string
-  let sign: (payload: JWTPayload) => Promise<string>
+  let sign: (sid: string) => Promise<string>
 
   /** Terminates every backend of A's and B's role (only theirs); waits until each has exited. */
   async function terminateGatehouseBackends(): Promise<number> {
@@ -186,34 +86,18 @@ describe('PostgreSQL failover: two instances, their store connections terminated
     return rows[0]!.n
   }
 
-  /**
-   * How `origin` answers for the probe session while its row is hidden from the store (renamed for the
-   * duration of one request, then put back): 'cache' when it still answers 200 — only its in-process
-   * read cache can have answered, which it does only while its end-notice link reports listening
-   * (CachedStore) — 'store' when it answers 401 (it read the store) or 503 (it tried to).
-   */
-  async function servedFrom(origin: string): Promise<'cache' | 'store'> {
-    const warm = await asUser(origin, probe, '/bff/user?slide=false')
-    if (warm.status === 503 && warm.code === 'store_unavailable') return 'store'
-    assert.equal(warm.status, 200, `the probe session works: ${warm.body}`)
-    const idHash = hashSessionId(probe)
-    const hidden = await admin.query(`UPDATE ${sessionsTable} SET id_hash = $2 WHERE id_hash = $1`, [
-      idHash,
-      `hidden:${idHash}`,
-    ])
-    assert.equal(hidden.rowCount, 1, 'the probe row was hidden')
-    try {
-      const res = await asUser(origin, probe, '/bff/user?slide=false')
-      if (res.status === 200) return 'cache'
-      assert.ok(
-        res.status === 401 || (res.status === 503 && res.code === 'store_unavailable'),
-        `${res.status} ${res.body}`,
-      )
-      return 'store'
-    } finally {
-      await admin.query(`UPDATE ${sessionsTable} SET id_hash = $1 WHERE id_hash = $2`, [idHash, `hidden:${idHash}`])
-    }
-  }
+  /** Whether `origin` answers the probe session from its read cache, its row renamed for one request (see servedFrom). */
+  const probed = (origin: string): Promise<'cache' | 'store'> =>
+    servedFrom(origin, probe, async () => {
+      const idHash = hashSessionId(probe)
+      const hidden = await admin.query(`UPDATE ${sessionsTable} SET id_hash = $2 WHERE id_hash = $1`, [
+        idHash,
+        `hidden:${idHash}`,
+      ])
+      assert.equal(hidden.rowCount, 1, 'the probe row was hidden')
+      return () =>
+        admin.query(`UPDATE ${sessionsTable} SET id_hash = $1 WHERE id_hash = $2`, [idHash, `hidden:${idHash}`])
+    })
 
   /**
    * Cuts every gatehouse connection and waits for B's end-notice link to go down and come back, as
@@ -224,16 +108,16 @@ describe('PostgreSQL failover: two instances, their store connections terminated
     // A cut in an earlier test may still be healing (the link retries every second).
     await until(
       'before the cut, B serves the probe from its read cache (its end-notice link is listening)',
-      async () => (await servedFrom(b.origin)) === 'cache',
+      async () => (await probed(b.origin)) === 'cache',
     )
     const started = performance.now()
     const terminated = await terminateGatehouseBackends()
     const offMs = await until('after the cut, B stops serving from its read cache (onLink(false))', async () => {
-      return (await servedFrom(b.origin)) === 'store'
+      return (await probed(b.origin)) === 'store'
     })
     const backMs = await until(
       "B's read cache serves again (its LISTEN is re-established and onLink(true) was called)",
-      async () => (await servedFrom(b.origin)) === 'cache',
+      async () => (await probed(b.origin)) === 'cache',
     )
     const listeners = { a: await listening('a'), b: await listening('b') }
     t.diagnostic(
@@ -243,26 +127,12 @@ describe('PostgreSQL failover: two instances, their store connections terminated
   }
 
   async function loggedInOnA(username = 'alice'): Promise<{ cookie: string; sid: string; logoutUrl: string }> {
-    const browser = flow.browser()
-    await flow.login(browser, { username })
-    const cookie = browser.cookies.get(COOKIE)
-    assert.ok(cookie, 'the login on A set the session cookie')
+    const cookie = await loggedIn(flow, username)
     const res = await asUser(flow.origin, cookie)
     assert.equal(res.status, 200, res.body)
     const claims = JSON.parse(res.body) as Array<{ type: string; value: unknown }>
     const value = (type: string) => claims.find((c) => c.type === type)?.value as string
     return { cookie, sid: value('sid'), logoutUrl: value('bff:logout_url') }
-  }
-
-  /** The first answer for `cookie` on `origin` that is not 200, polling up to NOTICE_WAIT_MS (the notice is asynchronous). */
-  async function refusedOn(origin: string, cookie: string): Promise<{ answer: Answer; ms: number }> {
-    const started = performance.now()
-    for (;;) {
-      const answer = await asUser(origin, cookie)
-      const ms = Math.round(performance.now() - started)
-      if (answer.status !== 200 || ms > NOTICE_WAIT_MS) return { answer, ms }
-      await new Promise((resolve) => setTimeout(resolve, 25))
-    }
   }
 
   before(async () => {
@@ -294,10 +164,7 @@ describe('PostgreSQL failover: two instances, their store connections terminated
     b = await startInstance(instanceOptions(flow, { session: { store: storeUrl('b'), cacheTtl: '60s' }, remoteApis }))
     main = (await loggedInOnA()).cookie
     probe = (await loggedInOnA('bob')).cookie
-    const jwk = flow.idp.signingKey as { kid: string }
-    const key = await importJWK(flow.idp.signingKey, 'RS256')
-    sign = (payload) =>
-      new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
+    sign = await logoutTokenSigner(flow)
   })
 
   after(async () => {
@@ -317,49 +184,28 @@ describe('PostgreSQL failover: two instances, their store connections terminated
     await admin?.end()
   })
 
-  /** The four requests the load runs: the session and a proxied API on A and on B. */
-  const targets = () =>
-    [flow.origin, b.origin].flatMap((origin) => {
-      const name = origin === flow.origin ? 'A' : 'B'
-      return [
-        { name: `${name} /bff/user`, send: () => asUser(origin, main) },
-        { name: `${name} /api/user/echo`, send: () => asUser(origin, main, '/api/user/echo') },
-      ]
-    })
+  const origins = (): Origins => ({ A: flow.origin, B: b.origin })
 
   /** Waits until A and B both serve the probe from their read caches again; the ms it took. */
   const cachesServeAgain = (): Promise<number> =>
     until(
       "A's and B's read caches serve again (their LISTEN is re-established and onLink(true) was called)",
-      async () => (await servedFrom(flow.origin)) === 'cache' && (await servedFrom(b.origin)) === 'cache',
+      async () => (await probed(flow.origin)) === 'cache' && (await probed(b.origin)) === 'cache',
     )
 
   /** Both instances ready and serving the main session (user endpoint and proxied API) with the same cookie. */
-  const serving = async (): Promise<boolean> => {
-    for (const origin of [flow.origin, b.origin]) {
-      if ((await request(`${origin}/readyz`)).status !== 200) return false
-      for (const path of ['/bff/user', '/api/user/echo'])
-        if ((await asUser(origin, main, path)).status !== 200) return false
-    }
-    return true
-  }
+  const servingMain = (): Promise<boolean> => serving(origins(), main)
 
   test('backends terminated under load: every answer on A and B is 200 or 503 store_unavailable (no 500, no hang), /readyz 200 again, the same cookie works on both without a new login, both read caches (LISTEN) come back', async (t) => {
-    assert.ok(await serving(), 'A and B serve the session before the cut')
-    const running = load(targets())
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    let samples: Sample[] = []
+    assert.ok(await servingMain(), 'A and B serve the session before the cut')
     let terminated = 0
     let resumedMs = 0
-    const cutAt = performance.now()
-    try {
+    let cutAt = 0
+    const samples = await underLoad(origins(), main, async () => {
+      cutAt = performance.now()
       terminated = await terminateGatehouseBackends()
-      resumedMs = await until('A and B serve again (/readyz 200, the same cookie 200 on both)', serving)
-      // Keep the load on a little past the recovery: the first moments after a reconnect count too.
-      await new Promise((resolve) => setTimeout(resolve, 300))
-    } finally {
-      samples = await running.stop()
-    }
+      resumedMs = await until('A and B serve again (/readyz 200, the same cookie 200 on both)', servingMain)
+    })
     await cachesServeAgain()
     const cachesMs = Math.round(performance.now() - cutAt)
     t.diagnostic(
@@ -373,16 +219,14 @@ describe('PostgreSQL failover: two instances, their store connections terminated
   })
 
   test('a restart (backends terminated, connections refused for a while): A and B answer 503 store_unavailable though their caches are fresh, /readyz 503; once connections are allowed again /readyz 200, the same cookie works on both, both read caches (LISTEN) come back', async (t) => {
-    assert.ok(await serving(), 'A and B serve the session before the cut')
-    const running = load(targets())
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    let samples: Sample[] = []
+    assert.ok(await servingMain(), 'A and B serve the session before the cut')
     let downMs = 0
     let resumedMs = 0
     let terminated = 0
-    const cutAt = performance.now()
-    let backAt = cutAt
-    try {
+    let cutAt = 0
+    let backAt = 0
+    const samples = await underLoad(origins(), main, async () => {
+      cutAt = performance.now()
       await admin.query(`ALTER ROLE ${quoteIdent(role)} NOLOGIN`)
       try {
         terminated = await terminateGatehouseBackends()
@@ -399,22 +243,19 @@ describe('PostgreSQL failover: two instances, their store connections terminated
             const ready = await request(`${origin}/readyz`)
             if (ready.status === 200) return false
             assert.equal(ready.status, 503, ready.body)
-            assert.deepEqual(JSON.parse(ready.body), { status: 'not_ready', checks: { store: 'failing', idp: 'ok' } })
+            assert.deepEqual(JSON.parse(ready.body), STORE_FAILING)
           }
           return true
         })
         // The server stays "down" a little longer, as a restart would.
-        await new Promise((resolve) => setTimeout(resolve, 500))
+        await sleep(500)
       } finally {
         await admin.query(`ALTER ROLE ${quoteIdent(role)} LOGIN`)
       }
       backAt = performance.now()
-      await until('A and B serve again (/readyz 200, the same cookie 200 on both)', serving)
+      await until('A and B serve again (/readyz 200, the same cookie 200 on both)', servingMain)
       resumedMs = Math.round(performance.now() - backAt)
-      await new Promise((resolve) => setTimeout(resolve, 300))
-    } finally {
-      samples = await running.stop()
-    }
+    })
     const downForMs = Math.round(backAt - cutAt)
     await cachesServeAgain()
     const cachesMs = Math.round(performance.now() - backAt)
@@ -459,19 +300,7 @@ describe('PostgreSQL failover: two instances, their store connections terminated
     assert.notEqual(ended.sid, other.sid, 'two IdP sessions')
     await cutAndWaitForB(t)
     for (const s of [ended, other]) assert.equal((await asUser(b.origin, s.cookie)).status, 200, 'B caches both')
-    const token = await sign({
-      iss: flow.idp.issuer,
-      aud: CLIENT_ID,
-      iat: Math.floor(Date.now() / 1000),
-      jti: randomUUID(),
-      events: EVENT,
-      sid: ended.sid,
-    })
-    const res = await request(`${flow.origin}/bff/backchannel`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ logout_token: token }),
-    })
+    const res = await postLogoutToken(flow.origin, await sign(ended.sid))
     assert.equal(res.status, 200, res.body)
     assert.deepEqual(JSON.parse(res.body), { sessionsEnded: 1 })
     const { answer, ms } = await refusedOn(b.origin, ended.cookie)

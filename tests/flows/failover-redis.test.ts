@@ -1,11 +1,30 @@
 import assert from 'node:assert/strict'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { after, afterEach, before, describe, test, type TestContext } from 'node:test'
+import { after, before, describe, test, type TestContext } from 'node:test'
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { hashSessionId } from '../../src/session/sessions.ts'
-import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import {
+  asUser,
+  COOKIE,
+  failOnUnhandledRejections,
+  loggedIn,
+  notServing,
+  refusedOn,
+  repeatUntilStopped,
+  request,
+  servedFrom,
+  serving,
+  STORE_FAILING,
+  summary,
+  unacceptable,
+  underLoad,
+  until,
+  type Origins,
+  type Sample,
+} from '../helpers/failover.ts'
+import { startFlow, type Flow } from '../helpers/flow.ts'
 import { instanceOptions, startInstance, storeFixture, type Instance, type StoreFixture } from '../helpers/instances.ts'
 import { logLines } from '../helpers/log-lines.ts'
 import { startUpstream } from '../helpers/upstream.ts'
@@ -17,124 +36,9 @@ import { startUpstream } from '../helpers/upstream.ts'
 // the kill keep working without a new login, and the pub/sub link that carries session-end notices is
 // re-established (its loss logged and counted).
 
-const COOKIE = '__Host-gatehouse'
 const ADMIN_TOKEN = 'failover-redis-admin-token-0123456789'
-/** How long a single request may take before it counts as hanging (generous: not a timing assertion). */
-const REQUEST_LIMIT_MS = 20_000
-/** How long gatehouse has to serve again after a kill, or its read cache to come back. */
-const WAIT_MS = 20_000
-/** How long B may take to receive A's end notice before the test gives up (not a timing assertion). */
-const NOTICE_WAIT_MS = 5_000
 
-const unhandled: unknown[] = []
-process.on('unhandledRejection', (reason) => unhandled.push(reason))
-afterEach(() => assert.deepEqual(unhandled, [], 'no unhandled rejection'))
-
-interface Answer {
-  status: number
-  headers: Headers
-  body: string
-  /** The problem's `code`, when the body is a JSON object with one. */
-  code: string | undefined
-}
-
-function codeOf(body: string): string | undefined {
-  try {
-    const parsed: unknown = JSON.parse(body)
-    if (parsed && typeof parsed === 'object' && 'code' in parsed && typeof parsed.code === 'string') return parsed.code
-  } catch {
-    // not JSON
-  }
-  return undefined
-}
-
-/** A request that fails (instead of hanging the test) if no answer comes within REQUEST_LIMIT_MS. */
-async function request(url: string, init: RequestInit = {}): Promise<Answer> {
-  let res: Response
-  let body: string
-  try {
-    res = await fetch(url, { redirect: 'manual', ...init, signal: AbortSignal.timeout(REQUEST_LIMIT_MS) })
-    body = await res.text()
-  } catch (err) {
-    assert.fail(`${init.method ?? 'GET'} ${url} got no answer within ${REQUEST_LIMIT_MS} ms (hangs): ${String(err)}`)
-  }
-  return { status: res.status, headers: res.headers, body, code: codeOf(body) }
-}
-
-const asUser = (origin: string, cookie: string, path = '/bff/user', init: RequestInit = {}): Promise<Answer> =>
-  request(`${origin}${path}`, { ...init, headers: { ...CSRF, cookie: `${COOKIE}=${cookie}`, ...init.headers } })
-
-const clearsCookie = (answer: Answer): boolean =>
-  answer.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`))
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Polls `check` every 50 ms until it holds; fails naming `what` after `limit` ms. Returns the ms it took. */
-async function until(what: string, check: () => Promise<boolean>, limit = WAIT_MS): Promise<number> {
-  const started = performance.now()
-  for (;;) {
-    if (await check()) return Math.round(performance.now() - started)
-    if (performance.now() - started > limit) assert.fail(`${what}: not within ${limit} ms`)
-    await sleep(50)
-  }
-}
-
-interface Sample {
-  target: string
-  /** performance.now() when the request was sent. */
-  at: number
-  status: number
-  code: string | undefined
-  clears: boolean
-  ms: number
-  error?: string
-}
-
-/**
- * Requests `targets` in a loop (one loop each, a few ms apart) until stop() is called; stop() resolves
- * with every answer. A request with no answer within REQUEST_LIMIT_MS is kept as status 0.
- */
-function load(targets: Array<{ name: string; send: () => Promise<Answer> }>): { stop: () => Promise<Sample[]> } {
-  const samples: Sample[] = []
-  let stopped = false
-  const loops = targets.map(async ({ name, send }) => {
-    while (!stopped) {
-      const at = performance.now()
-      try {
-        const a = await send()
-        const ms = Math.round(performance.now() - at)
-        samples.push({ target: name, at, status: a.status, code: a.code, clears: clearsCookie(a), ms })
-      } catch (err) {
-        const ms = Math.round(performance.now() - at)
-        samples.push({ target: name, at, status: 0, code: undefined, clears: false, ms, error: String(err) })
-      }
-      await sleep(5)
-    }
-  })
-  return {
-    async stop() {
-      stopped = true
-      await Promise.all(loops)
-      return samples
-    },
-  }
-}
-
-/** Anything but what gatehouse may answer while its store fails over: served, or 503 store_unavailable keeping the cookie. */
-const unacceptable = (samples: Sample[]): Sample[] =>
-  samples.filter((s) => !(s.status === 200 || (s.status === 503 && s.code === 'store_unavailable' && !s.clears)))
-
-function summary(samples: Sample[], since: number): string {
-  const byStatus = new Map<number, number>()
-  for (const s of samples) byStatus.set(s.status, (byStatus.get(s.status) ?? 0) + 1)
-  const statuses = [...byStatus].map(([status, n]) => `${status}×${n}`).join(', ')
-  const refused = samples.filter((s) => s.status === 503)
-  const window =
-    refused.length === 0
-      ? 'no 503'
-      : `503s sent from ${Math.round(Math.min(...refused.map((s) => s.at)) - since)} to ${Math.round(Math.max(...refused.map((s) => s.at)) - since)} ms after the kill`
-  return `${samples.length} requests (${statuses}), ${window}, slowest ${Math.max(0, ...samples.map((s) => s.ms))} ms`
-}
+failOnUnhandledRejections()
 
 interface ReadySample {
   instance: 'A' | 'B'
@@ -144,28 +48,19 @@ interface ReadySample {
 }
 
 /** Polls /readyz on A and B (each every ~25 ms) until stop(); stop() resolves with every answer. */
-function watchReadyz(origins: { A: string; B: string }): { stop: () => Promise<ReadySample[]> } {
-  const samples: ReadySample[] = []
-  let stopped = false
-  const loops = (['A', 'B'] as const).map(async (instance) => {
-    while (!stopped) {
+function watchReadyz(origins: Origins): { stop: () => Promise<ReadySample[]> } {
+  return repeatUntilStopped(
+    (['A', 'B'] as const).map((instance) => async (): Promise<ReadySample> => {
       const at = performance.now()
       try {
         const a = await request(`${origins[instance]}/readyz`)
-        samples.push({ instance, at, status: a.status, body: a.body })
+        return { instance, at, status: a.status, body: a.body }
       } catch (err) {
-        samples.push({ instance, at, status: 0, body: String(err) })
+        return { instance, at, status: 0, body: String(err) }
       }
-      await sleep(25)
-    }
-  })
-  return {
-    async stop() {
-      stopped = true
-      await Promise.all(loops)
-      return samples
-    },
-  }
+    }),
+    25,
+  )
 }
 
 /** For one instance: when /readyz first answered 503 after `since`, and when 200 again after its last 503. */
@@ -280,7 +175,7 @@ async function startPair(kind: 'redis-cluster' | 'redis-sentinel'): Promise<Pair
       flow,
       b,
       logs,
-      probe: await loggedInOnA(flow, 'bob'),
+      probe: await loggedIn(flow, 'bob'),
       primaryOf,
       async metrics(instance) {
         const res = await request(`${admins.get(instance)}/metrics`, {
@@ -297,46 +192,21 @@ async function startPair(kind: 'redis-cluster' | 'redis-sentinel'): Promise<Pair
   }
 }
 
-async function loggedInOnA(flow: Flow, username = 'alice'): Promise<string> {
-  const browser = flow.browser()
-  await flow.login(browser, { username })
-  const cookie = browser.cookies.get(COOKIE)
-  assert.ok(cookie, 'the login on A set the session cookie')
-  return cookie
-}
-
 /** The `session_notice_link_*` events an instance logged, in order. */
 const linkEvents = (log: ReturnType<typeof logLines>): string[] =>
   log.lines
     .filter((line) => line.includes('session_notice_link_'))
     .map((line) => String((JSON.parse(line) as { event?: unknown }).event))
 
-/**
- * How `origin` answers for the probe session while its record is hidden from the store (renamed, on the
- * primary holding it, for the duration of one request, then put back): 'cache' when it still answers 200 —
- * only its in-process read cache can have answered, which it does only while its end-notice link reports
- * listening (CachedStore) — 'store' when it answers 401 (it read the store) or 503 (it tried to).
- */
-async function servedFrom(pair: Pair, origin: string): Promise<'cache' | 'store'> {
-  const warm = await asUser(origin, pair.probe, '/bff/user?slide=false')
-  if (warm.status === 503 && warm.code === 'store_unavailable') return 'store'
-  assert.equal(warm.status, 200, `the probe session works: ${warm.body}`)
-  const key = recordKey(pair.prefix, pair.probe)
-  const hidden = besideRecord(pair.prefix, pair.probe, 'hidden')
-  const port = await pair.primaryOf(key)
-  await onNode(port, (c) => c.rename(key, hidden))
-  try {
-    const res = await asUser(origin, pair.probe, '/bff/user?slide=false')
-    if (res.status === 200) return 'cache'
-    assert.ok(
-      res.status === 401 || (res.status === 503 && res.code === 'store_unavailable'),
-      `${res.status} ${res.body}`,
-    )
-    return 'store'
-  } finally {
-    await onNode(port, (c) => c.rename(hidden, key))
-  }
-}
+/** Whether `origin` answers the probe session from its read cache, its record renamed (on the primary holding it) for one request (see servedFrom). */
+const probed = (pair: Pair, origin: string): Promise<'cache' | 'store'> =>
+  servedFrom(origin, pair.probe, async () => {
+    const key = recordKey(pair.prefix, pair.probe)
+    const hidden = besideRecord(pair.prefix, pair.probe, 'hidden')
+    const port = await pair.primaryOf(key)
+    await onNode(port, (c) => c.rename(key, hidden))
+    return () => onNode(port, (c) => c.rename(hidden, key))
+  })
 
 /**
  * Makes `cookie`'s record durable on the replica of the primary holding it: a write on that primary's slot
@@ -361,36 +231,7 @@ async function durableOn(pair: Pair, port: number, cookies: string[]): Promise<v
     if ((await pair.primaryOf(recordKey(pair.prefix, cookie))) === port) await durable(pair, cookie)
 }
 
-/** The four requests the load runs: the session and a proxied API on A and on B. */
-const targets = (pair: Pair, cookie: string) =>
-  [pair.flow.origin, pair.b.origin].flatMap((origin) => {
-    const name = origin === pair.flow.origin ? 'A' : 'B'
-    return [
-      { name: `${name} /bff/user`, send: () => asUser(origin, cookie) },
-      { name: `${name} /api/user/echo`, send: () => asUser(origin, cookie, '/api/user/echo') },
-    ]
-  })
-
-/** Both instances ready and serving `cookie` (user endpoint and proxied API). */
-async function serving(pair: Pair, cookie: string): Promise<boolean> {
-  return (await notServing(pair, cookie)) === undefined
-}
-
-/** What keeps A or B from serving `cookie` now (the first answer that is not 200), or undefined. */
-async function notServing(pair: Pair, cookie: string): Promise<string | undefined> {
-  for (const [name, origin] of [
-    ['A', pair.flow.origin],
-    ['B', pair.b.origin],
-  ]) {
-    const ready = await request(`${origin}/readyz`)
-    if (ready.status !== 200) return `${name} /readyz ${ready.status} ${ready.body}`
-    for (const path of ['/bff/user', '/api/user/echo']) {
-      const res = await asUser(origin!, cookie, path)
-      if (res.status !== 200) return `${name} ${path} ${res.status} ${res.body}`
-    }
-  }
-  return undefined
-}
+const origins = (pair: Pair): Origins => ({ A: pair.flow.origin, B: pair.b.origin })
 
 /**
  * The failover under load: `kill()` runs while the four loops and the /readyz watch run; the load stops once
@@ -404,29 +245,27 @@ async function failoverUnderLoad(
   kill: () => Promise<void>,
   failover: () => Promise<number>,
 ): Promise<void> {
-  assert.ok(await serving(pair, cookie), 'A and B serve the session before the kill')
-  const ready = watchReadyz({ A: pair.flow.origin, B: pair.b.origin })
-  const running = load(targets(pair, cookie))
-  await sleep(300)
+  assert.ok(await serving(origins(pair), cookie), 'A and B serve the session before the kill')
+  const ready = watchReadyz(origins(pair))
   let samples: Sample[] = []
   let readySamples: ReadySample[] = []
   let resumedMs = 0
   let failoverMs = 0
-  const killedAt = performance.now()
+  let killedAt = 0
   try {
-    await kill()
-    ;[failoverMs, resumedMs] = await Promise.all([
-      failover(),
-      until('A and B serve again (/readyz 200, the same cookie 200 on both)', () => serving(pair, cookie)).catch(
-        async (err: unknown) => {
-          throw new Error(`${String(err)}; now: ${(await notServing(pair, cookie)) ?? 'serving'}`)
-        },
-      ),
-    ])
-    // Keep the load on a little past the recovery: the first moments after the switch count too.
-    await sleep(300)
+    samples = await underLoad(origins(pair), cookie, async () => {
+      killedAt = performance.now()
+      await kill()
+      ;[failoverMs, resumedMs] = await Promise.all([
+        failover(),
+        until('A and B serve again (/readyz 200, the same cookie 200 on both)', () =>
+          serving(origins(pair), cookie),
+        ).catch(async (err: unknown) => {
+          throw new Error(`${String(err)}; now: ${(await notServing(origins(pair), cookie)) ?? 'serving'}`)
+        }),
+      ])
+    })
   } finally {
-    samples = await running.stop()
     readySamples = await ready.stop()
   }
   const windows = { A: readyWindow(readySamples, 'A', killedAt), B: readyWindow(readySamples, 'B', killedAt) }
@@ -444,23 +283,11 @@ async function failoverUnderLoad(
   assert.deepEqual(unacceptable(samples), [], 'only 200 or 503 store_unavailable (cookie kept) during the failover')
   const oddReady = readySamples.filter((s) => s.status !== 200 && s.status !== 503)
   assert.deepEqual(oddReady, [], '/readyz answers 200 or 503 only')
-  for (const s of readySamples.filter((r) => r.status === 503))
-    assert.deepEqual(JSON.parse(s.body), { status: 'not_ready', checks: { store: 'failing', idp: 'ok' } })
+  for (const s of readySamples.filter((r) => r.status === 503)) assert.deepEqual(JSON.parse(s.body), STORE_FAILING)
   for (const instance of ['A', 'B'] as const) {
     const w = windows[instance]
     assert.ok(w, `/readyz on ${instance} answered 503 during the failover`)
     assert.ok(!Number.isNaN(w.back200), `/readyz on ${instance} answered 200 again after its last 503`)
-  }
-}
-
-/** The first answer for `cookie` on `origin` that is not 200, polling up to NOTICE_WAIT_MS (the notice is asynchronous). */
-async function refusedOn(origin: string, cookie: string): Promise<{ answer: Answer; ms: number }> {
-  const started = performance.now()
-  for (;;) {
-    const answer = await asUser(origin, cookie)
-    const ms = Math.round(performance.now() - started)
-    if (answer.status !== 200 || ms > NOTICE_WAIT_MS) return { answer, ms }
-    await sleep(25)
   }
 }
 
@@ -477,9 +304,9 @@ async function logoutOnARefusedByB(t: TestContext, pair: Pair, lossesBefore: num
   const { flow, b } = pair
   const cacheMs = await until(
     'B serves the probe from its read cache again (its notice link is re-established and onLink(true) was called)',
-    async () => (await servedFrom(pair, b.origin)) === 'cache',
+    async () => (await probed(pair, b.origin)) === 'cache',
   )
-  const cookie = await loggedInOnA(flow)
+  const cookie = await loggedIn(flow)
   const user = await asUser(flow.origin, cookie)
   assert.equal(user.status, 200, user.body)
   const claims = JSON.parse(user.body) as Array<{ type: string; value: unknown }>
@@ -497,9 +324,14 @@ async function logoutOnARefusedByB(t: TestContext, pair: Pair, lossesBefore: num
   assert.equal(answer.code, 'session_required')
   assert.equal((await asUser(b.origin, cookie, '/api/user/echo')).status, 401)
   assert.ok(counted >= lossesBefore + 1, `B counted the notice link's loss (${lossesBefore} → ${counted})`)
+  // The logged events come from B's session-event subscription, a link of its own beside the read
+  // cache's: it may come back a moment after the cache's did.
+  await until(
+    'B logged its session-event link back (session_notice_link_restored after the last loss)',
+    async () => linkEvents(pair.logs.B).at(-1) === 'session_notice_link_restored',
+  )
   const events = linkEvents(pair.logs.B)
   assert.ok(events.includes('session_notice_link_lost'), `B logged the link loss: ${events.join(', ')}`)
-  assert.equal(events.at(-1), 'session_notice_link_restored', `B logged the link back: ${events.join(', ')}`)
 }
 
 describe('Redis Sentinel failover: two instances, the primary killed, the replica promoted', () => {
@@ -513,8 +345,8 @@ describe('Redis Sentinel failover: two instances, the primary killed, the replic
 
   before(async () => {
     pair = await startPair('redis-sentinel')
-    main = await loggedInOnA(pair.flow)
-    cold = await loggedInOnA(pair.flow)
+    main = await loggedIn(pair.flow)
+    cold = await loggedIn(pair.flow)
   })
   after(async () => {
     await pair?.close()
@@ -566,7 +398,7 @@ describe('Redis Cluster failover: two instances, primaries killed, their replica
   /** Logs in on A until the session's record lands on a primary `wanted` accepts (slots are random). */
   async function loginWhere(wanted: (port: number) => boolean, what: string): Promise<string> {
     for (let attempt = 0; attempt < 30; attempt++) {
-      const cookie = await loggedInOnA(pair.flow)
+      const cookie = await loggedIn(pair.flow)
       if (wanted(await pair.primaryOf(recordKey(pair.prefix, cookie)))) return cookie
     }
     assert.fail(`no session landed on ${what} in 30 logins`)

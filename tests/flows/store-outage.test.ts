@@ -1,11 +1,21 @@
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
-import { after, afterEach, before, describe, test } from 'node:test'
-import { importJWK, SignJWT, type JWTPayload } from 'jose'
+import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse } from '../../src/index.ts'
 import { GatehouseError } from '../../src/errors.ts'
-import { CLIENT_ID, CSRF, startFlow, type Flow } from '../helpers/flow.ts'
+import {
+  asUser as withSession,
+  clearsCookie,
+  COOKIE,
+  failOnUnhandledRejections,
+  logoutTokenSigner,
+  postLogoutToken as postLogoutTokenTo,
+  request,
+  REQUEST_LIMIT_MS,
+  STORE_FAILING,
+  type Answer,
+} from '../helpers/failover.ts'
+import { startFlow, type Flow } from '../helpers/flow.ts'
 import { instanceOptions, storeFixture, type SharedStoreKind, type StoreFixture } from '../helpers/instances.ts'
 import { closedPort, silentPort, startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
@@ -16,35 +26,10 @@ import { startUpstream, type Upstream } from '../helpers/upstream.ts'
 // cookie works again without a restart. An unhandled rejection anywhere fails this file (node:test), and
 // is also collected here to name it in the failing test.
 
-const COOKIE = '__Host-gatehouse'
-const EVENT = { 'http://schemas.openid.net/event/backchannel-logout': {} }
-/** How long a single request may take before it counts as hanging (generous: this is not a timing assertion). */
-const REQUEST_LIMIT_MS = 20_000
 /** How long the store has to be usable again after it is back. */
 const RECOVERY_MS = 15_000
 
-const unhandled: unknown[] = []
-process.on('unhandledRejection', (reason) => unhandled.push(reason))
-afterEach(() => assert.deepEqual(unhandled, [], 'no unhandled rejection'))
-
-interface Answer {
-  status: number
-  headers: Headers
-  body: string
-  json: () => any
-}
-
-/** A request that fails (instead of hanging the test) if no answer comes within REQUEST_LIMIT_MS. */
-async function request(url: string, init: RequestInit = {}): Promise<Answer> {
-  let res: Response
-  try {
-    res = await fetch(url, { redirect: 'manual', ...init, signal: AbortSignal.timeout(REQUEST_LIMIT_MS) })
-  } catch (err) {
-    assert.fail(`${init.method ?? 'GET'} ${url} got no answer within ${REQUEST_LIMIT_MS} ms (hangs): ${String(err)}`)
-  }
-  const body = await res.text()
-  return { status: res.status, headers: res.headers, body, json: () => JSON.parse(body) }
-}
+failOnUnhandledRejections()
 
 /** Repeats `attempt` until `done` says so or RECOVERY_MS pass; returns the last answer. */
 async function poll(attempt: () => Promise<Answer>, done: (a: Answer) => boolean): Promise<Answer> {
@@ -71,11 +56,8 @@ function settleWithin<T>(promise: Promise<T>, what: string): Promise<T> {
 function assertProblem(answer: Answer, status: number, code: string): void {
   assert.equal(answer.status, status, answer.body)
   assert.match(answer.headers.get('content-type') ?? '', /^application\/problem\+json/)
-  assert.equal(answer.json().code, code)
+  assert.equal(answer.code, code)
 }
-
-const clearsCookie = (answer: Answer): boolean =>
-  answer.headers.getSetCookie().some((line) => line.startsWith(`${COOKIE}=;`))
 
 for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStoreKind[]) {
   describe(`${kind} store outage`, () => {
@@ -84,19 +66,10 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
     let upstream: Upstream
     let flow: Flow
     let cookie: string
-    let sign: (payload: JWTPayload) => Promise<string>
+    let sign: (sid: string) => Promise<string>
 
-    const asUser = (path: string, init: RequestInit = {}) =>
-      request(`${flow.origin}${path}`, {
-        ...init,
-        headers: { ...CSRF, cookie: `${COOKIE}=${cookie}`, ...init.headers },
-      })
-    const postLogoutToken = (token: string) =>
-      request(`${flow.origin}/bff/backchannel`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ logout_token: token }),
-      })
+    const asUser = (path: string, init: RequestInit = {}) => withSession(flow.origin, cookie, path, init)
+    const postLogoutToken = (token: string) => postLogoutTokenTo(flow.origin, token)
 
     before(async () => {
       store = await storeFixture(kind, 'gatehouse_outage')
@@ -114,10 +87,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
       assert.ok(cookie, 'logged in')
       assert.equal((await asUser('/bff/user')).status, 200)
       assert.ok(proxy.accepted > 0, 'gatehouse reaches the store through the proxy')
-      const jwk = flow.idp.signingKey as { kid: string }
-      const key = await importJWK(flow.idp.signingKey, 'RS256')
-      sign = (payload) =>
-        new SignJWT(payload).setProtectedHeader({ alg: 'RS256', kid: jwk.kid, typ: 'logout+jwt' }).sign(key)
+      sign = await logoutTokenSigner(flow)
     })
     after(async () => {
       await proxy?.restore()
@@ -139,7 +109,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
         )
         assertProblem(user, 503, 'store_unavailable')
         assert.equal(clearsCookie(user), false, 'a store fault does not log the user out')
-        assert.equal(user.json().detail, undefined, 'no internals in the 5xx problem')
+        assert.equal(JSON.parse(user.body).detail, undefined, 'no internals in the 5xx problem')
 
         const api = await asUser('/api/user/echo')
         assertProblem(api, 503, 'store_unavailable')
@@ -148,7 +118,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
 
         const ready = await request(`${flow.origin}/readyz`)
         assert.equal(ready.status, 503, ready.body)
-        assert.deepEqual(ready.json(), { status: 'not_ready', checks: { store: 'failing', idp: 'ok' } })
+        assert.deepEqual(JSON.parse(ready.body), STORE_FAILING)
         const health = await request(`${flow.origin}/healthz`)
         assert.equal(health.status, 200)
 
@@ -172,27 +142,22 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
         200,
         `within ${RECOVERY_MS} ms of the store coming back, /bff/user works with the same cookie: ${back.status} ${back.body}`,
       )
-      assert.ok(Array.isArray(back.json()) && back.json().some((c: { type: string }) => c.type === 'sub'))
+      const claims: unknown = JSON.parse(back.body)
+      assert.ok(Array.isArray(claims) && claims.some((c: { type: string }) => c.type === 'sub'))
       const ready = await poll(
         () => request(`${flow.origin}/readyz`),
         (a) => a.status === 200,
       )
       assert.equal(ready.status, 200, ready.body)
-      assert.deepEqual(ready.json(), { status: 'ready', checks: { store: 'ok', idp: 'ok' } })
+      assert.deepEqual(JSON.parse(ready.body), { status: 'ready', checks: { store: 'ok', idp: 'ok' } })
       const api = await asUser('/api/user/echo')
       assert.equal(api.status, 200, api.body)
     })
 
     test('a back-channel logout during the outage answers 503 (so the IdP retries), and the retried token is accepted once the store is back', async () => {
-      const sid = (await asUser('/bff/user')).json().find((c: { type: string }) => c.type === 'sid').value as string
-      const token = await sign({
-        iss: flow.idp.issuer,
-        aud: CLIENT_ID,
-        iat: Math.floor(Date.now() / 1000),
-        jti: randomUUID(),
-        events: EVENT,
-        sid,
-      })
+      const sid = JSON.parse((await asUser('/bff/user')).body).find((c: { type: string }) => c.type === 'sid')
+        .value as string
+      const token = await sign(sid)
       await proxy.cut()
       try {
         assertProblem(await postLogoutToken(token), 503, 'store_unavailable')
@@ -204,7 +169,7 @@ for (const kind of ['redis', 'postgres'] as const satisfies readonly SharedStore
         (a) => a.status !== 503,
       )
       assert.equal(retried.status, 200, `the IdP's retry is not taken for a replay: ${retried.body}`)
-      assert.deepEqual(retried.json(), { sessionsEnded: 1 })
+      assert.deepEqual(JSON.parse(retried.body), { sessionsEnded: 1 })
       assert.equal((await asUser('/bff/user')).status, 401, 'the session is ended')
     })
 

@@ -220,14 +220,64 @@ async function until<T>(
   }
 }
 
-function startedServers(): { servers: ServerProcess[]; stopAll(): Promise<void> } {
-  const servers: ServerProcess[] = []
-  return {
-    servers,
-    async stopAll() {
-      await Promise.all(servers.map((s) => s.kill()))
-    },
+/** A topology being started: its temp dir, the servers spawned so far, and stop() (idempotent) for both. */
+interface Workspace {
+  dir: string
+  servers: ServerProcess[]
+  stop(): Promise<void>
+}
+
+/**
+ * Runs `build` in a fresh temp dir named after `name`; if it fails, kills what it spawned and removes the dir.
+ * Another test may take a port between the bind check and redis-server's bind: then it tries other ports
+ * (three attempts in all).
+ */
+async function startTopology<T>(name: string, build: (ws: Workspace) => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const dir = mkdtempSync(join(tmpdir(), `gatehouse-${name}-`))
+    const servers: ServerProcess[] = []
+    let stopped = false
+    const stop = async () => {
+      if (stopped) return
+      stopped = true
+      try {
+        await Promise.all(servers.map((s) => s.kill()))
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
+    try {
+      return await build({ dir, servers, stop })
+    } catch (err) {
+      await stop().catch(() => {})
+      if (attempt >= 3 || !isPortClash(err)) throw err
+    }
   }
+}
+
+/** The arguments every data server (not a sentinel) starts with: loopback only, no persistence, log to stdout. */
+function dataServerArgs(port: number, dir: string): string[] {
+  return [
+    '--port',
+    String(port),
+    '--bind',
+    HOST,
+    '--save',
+    '',
+    // A replica's first sync would wait 5 s (the default) for more replicas to share the transfer.
+    '--repl-diskless-sync-delay',
+    '0',
+    '--appendonly',
+    'no',
+    '--dir',
+    dir,
+    '--dbfilename',
+    `dump-${port}.rdb`,
+    '--daemonize',
+    'no',
+    '--logfile',
+    '',
+  ]
 }
 
 async function waitForPing(server: ServerProcess, timeoutMs = 10_000): Promise<void> {
@@ -345,44 +395,18 @@ export interface RedisClusterOptions {
   nodeTimeoutMs?: number
 }
 
-export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisCluster> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startClusterOnce(options)
-    } catch (err) {
-      // Another test may take a port between the bind check and redis-server's bind: try other ports.
-      if (attempt >= 3 || !isPortClash(err)) throw err
-    }
-  }
-}
-
-async function startClusterOnce(options: RedisClusterOptions): Promise<RedisCluster> {
+export function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisCluster> {
   const primaryCount = options.primaries ?? 3
   const replicas = options.replicasPerPrimary ?? 1
   const nodeTimeout = options.nodeTimeoutMs ?? 1000
   const total = primaryCount * (1 + replicas)
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-redis-cluster-'))
-  const { servers, stopAll } = startedServers()
-  const killedAt = new Map<number, { at: number; replicas: number[] }>()
-  let stopped = false
-  const stop = async () => {
-    if (stopped) return
-    stopped = true
-    try {
-      await stopAll()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }
-  try {
+  return startTopology('redis-cluster', async ({ dir, servers, stop }) => {
+    const killedAt = new Map<number, { at: number; replicas: number[] }>()
     const ports = await freePorts(total, true)
     for (const port of ports) {
       servers.push(
         spawnServer(`cluster node :${port}`, port, [
-          '--port',
-          String(port),
-          '--bind',
-          HOST,
+          ...dataServerArgs(port, dir),
           '--cluster-enabled',
           'yes',
           '--cluster-config-file',
@@ -397,21 +421,6 @@ async function startClusterOnce(options: RedisClusterOptions): Promise<RedisClus
           'yes',
           '--cluster-allow-reads-when-down',
           'no',
-          '--save',
-          '',
-          // A replica's first sync would wait 5 s (the default) for more replicas to share the transfer.
-          '--repl-diskless-sync-delay',
-          '0',
-          '--appendonly',
-          'no',
-          '--dir',
-          dir,
-          '--dbfilename',
-          `dump-${port}.rdb`,
-          '--daemonize',
-          'no',
-          '--logfile',
-          '',
         ]),
       )
     }
@@ -565,10 +574,7 @@ async function startClusterOnce(options: RedisClusterOptions): Promise<RedisClus
       },
       stop,
     }
-  } catch (err) {
-    await stop().catch(() => {})
-    throw err
-  }
+  })
 }
 
 // --- Redis Sentinel ----------------------------------------------------------------------------------------------
@@ -606,59 +612,17 @@ export interface RedisSentinelOptions {
   masterName?: string
 }
 
-export async function startRedisSentinel(options: RedisSentinelOptions = {}): Promise<RedisSentinel> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await startSentinelOnce(options)
-    } catch (err) {
-      if (attempt >= 3 || !isPortClash(err)) throw err
-    }
-  }
-}
-
-async function startSentinelOnce(options: RedisSentinelOptions): Promise<RedisSentinel> {
+export function startRedisSentinel(options: RedisSentinelOptions = {}): Promise<RedisSentinel> {
   const downAfter = options.downAfterMs ?? 1000
   const failoverTimeout = options.failoverTimeoutMs ?? 5000
   const masterName = options.masterName ?? `gh-primary-${Math.random().toString(36).slice(2, 8)}`
-  const dir = mkdtempSync(join(tmpdir(), 'gatehouse-redis-sentinel-'))
-  const { servers, stopAll } = startedServers()
-  let killedAt: number | undefined
-  let stopped = false
-  const stop = async () => {
-    if (stopped) return
-    stopped = true
-    try {
-      await stopAll()
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
-  }
-  const dataArgs = (port: number) => [
-    '--port',
-    String(port),
-    '--bind',
-    HOST,
-    '--save',
-    '',
-    '--repl-diskless-sync-delay',
-    '0',
-    '--appendonly',
-    'no',
-    '--dir',
-    dir,
-    '--dbfilename',
-    `dump-${port}.rdb`,
-    '--daemonize',
-    'no',
-    '--logfile',
-    '',
-  ]
-  try {
+  return startTopology('redis-sentinel', async ({ dir, servers, stop }) => {
+    let killedAt: number | undefined
     const [primaryPort = 0, replicaPort = 0, sentinelPort = 0] = await freePorts(3, false)
-    const primary = spawnServer(`primary :${primaryPort}`, primaryPort, dataArgs(primaryPort))
+    const primary = spawnServer(`primary :${primaryPort}`, primaryPort, dataServerArgs(primaryPort, dir))
     servers.push(primary)
     const replica = spawnServer(`replica :${replicaPort}`, replicaPort, [
-      ...dataArgs(replicaPort),
+      ...dataServerArgs(replicaPort, dir),
       '--replicaof',
       HOST,
       String(primaryPort),
@@ -755,10 +719,7 @@ async function startSentinelOnce(options: RedisSentinelOptions): Promise<RedisSe
       },
       stop,
     }
-  } catch (err) {
-    await stop().catch(() => {})
-    throw err
-  }
+  })
 }
 
 /** A flat [k1, v1, k2, v2…] reply (SENTINEL master/replicas) as a map. */

@@ -2,16 +2,18 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
-import { describeError, GatehouseError } from '../../src/errors.ts'
+import { GatehouseError } from '../../src/errors.ts'
 import { openStore } from '../../src/session/stores/open-store.ts'
 import { openRedisClusterStore } from '../../src/session/stores/redis-cluster.ts'
+import type { SessionEndNotice } from '../../src/session/store.ts'
 import type { RedisStore } from '../../src/session/stores/redis.ts'
+import { runScript } from '../helpers/child-script.ts'
 import { startRedisCluster, type RedisCluster } from '../helpers/redis-topology.ts'
+import { freePort, startupError } from '../helpers/startup-errors.ts'
 import { runStoreContract, sampleRecord } from './contract.ts'
 
 // The Redis store on a real Redis Cluster (3 primaries, 3 replicas) started by this file from the
@@ -32,6 +34,14 @@ const openTestStore = (prefix = freshPrefix()): Promise<RedisStore> =>
   openRedisClusterStore(cluster.url(prefix), { now: () => NOW - DAY })
 
 runStoreContract('redis-cluster', () => openTestStore())
+
+/** `a` publishes `notice`; within 5 s it is the one notice in `received` (what another store's subscription got). */
+async function publishedAndReceived(a: RedisStore, received: unknown[], notice: SessionEndNotice): Promise<void> {
+  await a.publishEnded(notice)
+  const deadline = Date.now() + 5_000
+  while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+  assert.deepEqual(received, [notice])
+}
 
 describe('Redis Cluster: what differs from one server', () => {
   test('list() without a filter finds the sessions on every primary (SCAN runs on each)', async () => {
@@ -63,11 +73,7 @@ describe('Redis Cluster: what differs from one server', () => {
       const [, subscribers] = (await node.call('PUBSUB', 'SHARDNUMSUB', channel)) as [string, number]
       node.disconnect()
       assert.equal(subscribers, 1, "B's link is a sharded subscription on the primary of the channel's slot")
-      const notice = { origin: 'a', reason: 'logout', idHash: 'x1' }
-      await a.publishEnded(notice)
-      const deadline = Date.now() + 5_000
-      while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
-      assert.deepEqual(received, [notice])
+      await publishedAndReceived(a, received, { origin: 'a', reason: 'logout', idHash: 'x1' })
       await stop()
     } finally {
       await a.close()
@@ -93,42 +99,10 @@ describe('Redis Cluster: what differs from one server', () => {
       await stop()
       await store.close()
     `
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    let stderr = ''
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-    clearTimeout(killer)
+    const { code, stderr } = await runScript(script)
     assert.equal(code, 0, `the child exited by itself once the store was closed ${stderr}`)
   })
 })
-
-/** A loopback port nothing listens on (taken from the OS, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-/** The error opening `location` fails with: one line, naming the store, no secret in it or its cause. */
-async function startupError(location: string, secrets: string[] = []): Promise<GatehouseError> {
-  const err = await openStore(location).then(
-    async (store) => {
-      await store.close()
-      return assert.fail(`${location} opened`)
-    },
-    (e: unknown) => e,
-  )
-  assert.ok(err instanceof GatehouseError, `a GatehouseError, got ${String(err)}`)
-  assert.doesNotMatch(err.message, /\n/, 'one line')
-  const logged = `${err.message} ${JSON.stringify(describeError(err))} ${String(err.cause)}`
-  for (const secret of secrets) assert.ok(!logged.includes(secret), `"${secret}" is shown nowhere`)
-  return err
-}
 
 describe('redis-cluster:// (and redis-sentinel://) start-up errors: one line naming the cause', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gatehouse-cluster-errors-'))
@@ -229,11 +203,7 @@ describe('redis-cluster:// (and redis-sentinel://) start-up errors: one line nam
     try {
       const received: unknown[] = []
       const stop = await (b as RedisStore).subscribeEnded((notice) => received.push(notice))
-      const notice = { origin: 'a', reason: 'logout', idHash: 'x2' }
-      await (a as RedisStore).publishEnded(notice)
-      const deadline = Date.now() + 5_000
-      while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
-      assert.deepEqual(received, [notice])
+      await publishedAndReceived(a as RedisStore, received, { origin: 'a', reason: 'logout', idHash: 'x2' })
       await stop()
     } finally {
       await a.close()

@@ -2,16 +2,16 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
-import { describeError, GatehouseError } from '../../src/errors.ts'
 import { openStore } from '../../src/session/stores/open-store.ts'
 import type { RedisStore } from '../../src/session/stores/redis.ts'
 import { openRedisSentinelStore } from '../../src/session/stores/redis-sentinel.ts'
+import { runScript } from '../helpers/child-script.ts'
 import { startRedisSentinel, type RedisSentinel } from '../helpers/redis-topology.ts'
+import { freePort, startupError } from '../helpers/startup-errors.ts'
 import { runStoreContract, sampleRecord } from './contract.ts'
 
 // The Redis store on the primary a real Redis Sentinel names (a primary, a replica and a sentinel
@@ -37,32 +37,6 @@ const openTestStore = (prefix = freshPrefix(), db?: number): Promise<RedisStore>
   openRedisSentinelStore(sentinel.url(prefix, db), { now: () => NOW - DAY })
 
 runStoreContract('redis-sentinel', () => openTestStore())
-
-/** A loopback port nothing listens on (taken from the OS, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-/** The error opening `location` fails with: one line, naming the store, no secret in it or its cause. */
-async function startupError(location: string, secrets: string[] = []): Promise<GatehouseError> {
-  const err = await openStore(location).then(
-    async (store) => {
-      await store.close()
-      return assert.fail(`${location} opened`)
-    },
-    (e: unknown) => e,
-  )
-  assert.ok(err instanceof GatehouseError, `a GatehouseError, got ${String(err)}`)
-  assert.equal(err.code, 'store_unavailable')
-  assert.doesNotMatch(err.message, /\n/, 'one line')
-  const logged = `${err.message} ${JSON.stringify(describeError(err))} ${String(err.cause)}`
-  for (const secret of secrets) assert.ok(!logged.includes(secret), `"${secret}" is shown nowhere`)
-  return err
-}
 
 describe('Redis Sentinel: the store on the primary the sentinel names', () => {
   test('?db=N: a record written through the store is in database N of the primary', async () => {
@@ -94,14 +68,7 @@ describe('Redis Sentinel: the store on the primary the sentinel names', () => {
       await stop()
       await store.close()
     `
-    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
-    let stderr = ''
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    const killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
-    clearTimeout(killer)
+    const { code, stderr } = await runScript(script)
     assert.equal(code, 0, `the child exited by itself once the store was closed ${stderr}`)
     assert.doesNotMatch(stderr, /Unhandled error event|ECONNREFUSED/)
   })

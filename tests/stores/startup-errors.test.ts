@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -11,6 +10,7 @@ import pg from 'pg'
 import { describeError, GatehouseError } from '../../src/errors.ts'
 import { openStore } from '../../src/session/stores/open-store.ts'
 import { publicLocation } from '../../src/session/stores/startup-error.ts'
+import { freePort, startupError } from '../helpers/startup-errors.ts'
 import { sampleRecord } from './contract.ts'
 
 // Every case runs against a real server: Redis at 6379, PostgreSQL at 5432 (trust auth, database
@@ -21,33 +21,6 @@ const HOUR = 3_600_000
 const run = randomBytes(4).toString('hex')
 const dir = mkdtempSync(join(tmpdir(), 'gatehouse-startup-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
-
-/** A loopback port nothing listens on (taken from the OS, then released). */
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
-/** The error opening `location` fails with, checked for what every start-up error must be: one line, no secret. */
-async function startupError(location: string, secrets: string[] = []): Promise<GatehouseError> {
-  const err = await openStore(location).then(
-    async (store) => {
-      await store.close()
-      return assert.fail(`${location} opened`)
-    },
-    (e: unknown) => e,
-  )
-  assert.ok(err instanceof GatehouseError, `a GatehouseError, got ${String(err)}`)
-  assert.equal(err.code, 'store_unavailable')
-  assert.doesNotMatch(err.message, /\n/, 'one line')
-  assert.match(err.message, /^session store \S+: \S/)
-  const logged = `${err.message} ${JSON.stringify(describeError(err))} ${String(err.cause)} ${JSON.stringify(err.cause)}`
-  for (const secret of secrets) assert.ok(!logged.includes(secret), `the message and its cause never show "${secret}"`)
-  return err
-}
 
 describe('Redis start-up errors', () => {
   const password = `pw-${randomBytes(6).toString('hex')}`
