@@ -31,6 +31,9 @@ import { TokenService } from './tokens/tokens.ts'
 import { DpopKeys } from './tokens/dpop.ts'
 import { DpopUnsupportedError } from './oidc/client.ts'
 import { createAdminHandler } from './ops/admin.ts'
+import { adminHealth } from './ops/admin-health.ts'
+import { packageVersion } from './config/package-version.ts'
+import { storeKind } from './config/store-url.ts'
 import { Telemetry } from './ops/metrics.ts'
 
 export type { SessionInfo }
@@ -96,6 +99,8 @@ export interface ServeRuntimeOptions extends RuntimeOptions {
    * when one is given, else batched JSON to stdout, flushed at close() and before the process exits.
    */
   accessLog?: AccessLog
+  /** Which process this is under `serve --workers` ("worker 2"), for the admin console. */
+  instance?: string
 }
 
 /** What `gatehouse serve` uses beyond the public interface. */
@@ -255,7 +260,27 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
   const handle = createHandle(services, routes)
   const upgrade = createUpgrade(services, routes)
   const library = createLibrary(services)
-  const adminHandler = createAdminHandler({ telemetry, sessions: serverSessions, token: config.admin?.token, log })
+  const startedAt = Date.now()
+  const adminHandler = createAdminHandler({
+    telemetry,
+    sessions: serverSessions,
+    token: config.admin?.token,
+    log,
+    health: () =>
+      adminHealth({
+        version: packageVersion(),
+        startedAt,
+        instance: runtime.instance ?? null,
+        idp: (timeoutMs) => frontends.default.oidc.status(timeoutMs),
+        store: {
+          kind: storeKind(config.session),
+          ...(serverSessions ? { ping: () => serverSessions.ping() } : {}),
+          ...(count ? { count: () => count.count(now()) } : {}),
+        },
+        telemetry,
+        apis: config.remoteApis.map((api) => api.path),
+      }),
+  })
   const cleanupTimer = setInterval(() => {
     sessions.removeExpired().then(
       (count) => count && log.info({ event: 'cleanup', removed: count }, 'expired sessions removed'),

@@ -143,8 +143,9 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
       }
       // One worker is no cluster at all: the single process of gatehouse serve.
       if (plan.count > 1) return startWorkers(served, plan.count)
+      const stop = exitOnSignal()
       const running = await startServer(served)
-      exitOnSignal(running.close)
+      stop.closeWith(running.close)
       return 'running'
     }
     case 'demo': {
@@ -153,13 +154,14 @@ async function main(argv: readonly string[]): Promise<number | 'running'> {
       const apiPort = portOption(spec, 'api-port', value('api-port'))
       const dataDir = value('data-dir')
       const { runDemo } = await import('../demo/demo.ts')
+      const stop = exitOnSignal()
       const demo = await runDemo({
         port,
         ...(idpPort === undefined ? {} : { idpPort }),
         ...(apiPort === undefined ? {} : { apiPort }),
         ...(dataDir ? { dataDir } : {}),
       })
-      exitOnSignal(demo.close)
+      stop.closeWith(demo.close)
       return 'running'
     }
   }

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs'
+import { packageVersion } from '../config/package-version.ts'
+import { storeKind } from '../config/store-url.ts'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -50,9 +51,12 @@ export async function startServer(config: Config, options: ServeOptions = {}): P
   const log = options.worker === undefined ? root : root.child({ worker: options.worker })
   // Access lines are batched: the last ones are written at close, or before exit on a fatal error.
   const access = stdoutAccessLog(log, config.log.format)
-  const gatehouse = await buildGatehouse(config, { logger: log, accessLog: access })
-  // Waited for before listening, not after: until the caller's exitOnSignal runs, right after this
-  // returns, a SIGTERM ends the process without draining what is in flight.
+  const gatehouse = await buildGatehouse(config, {
+    logger: log,
+    accessLog: access,
+    ...(options.worker === undefined ? {} : { instance: `worker ${options.worker}` }),
+  })
+  // Waited for before listening, not after: the start line comes once the server is all set up.
   const discovery = await discoveryStatus(gatehouse.discovery, DISCOVERY_WAIT_MS)
   // connectionsCheckingInterval: how often Node enforces the two timeouts (its 30 s default lets a slow-header client linger ~50 s).
   const server = createServer(
@@ -90,7 +94,7 @@ export async function startServer(config: Config, options: ServeOptions = {}): P
       url,
       version,
       publicOrigin: config.publicOrigin ?? null,
-      store: storeKind(config),
+      store: storeKind(config.session),
       // Validation refuses user info in it; masked all the same, as a logged URL must be.
       issuer: maskCredentials(config.oidc.authority),
       discovery,
@@ -119,26 +123,6 @@ async function discoveryStatus(discovery: Promise<boolean>, waitMs: number): Pro
     return await Promise.race([discovery.then((ok) => (ok ? 'ok' : 'failed')), pending])
   } finally {
     clearTimeout(timer)
-  }
-}
-
-/** The kind of session store only: a store URL may carry a password. */
-function storeKind(config: Config): string {
-  if (config.session.mode === 'cookie') return 'cookie'
-  const location = config.session.store
-  if (location === 'memory') return 'memory'
-  if (location.startsWith('sqlite:')) return 'sqlite'
-  if (/^rediss?:/.test(location)) return 'redis'
-  if (/^postgres(ql)?:/.test(location)) return 'postgres'
-  return 'other'
-}
-
-function packageVersion(): string {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string })
-      .version
-  } catch {
-    return 'unknown'
   }
 }
 
@@ -215,18 +199,33 @@ function openConnections(server: Server): Promise<number> {
   return new Promise((resolve) => server.getConnections((err, count) => resolve(err ? 0 : count)))
 }
 
-/** Runs until SIGTERM/SIGINT, then shuts down (`close` learns which signal) and exits 0. Returns the same stop, for other ways of asking. */
-export function exitOnSignal(close: (signal: NodeJS.Signals) => Promise<void>): (signal: NodeJS.Signals) => void {
+/** The stop exitOnSignal installs, and how to name what it closes once started. */
+export type SignalStop = ((signal: NodeJS.Signals) => void) & {
+  closeWith(close: (signal: NodeJS.Signals) => Promise<void>): void
+}
+
+/**
+ * Runs until SIGTERM/SIGINT, then shuts down (`close` learns which signal) and exits 0. Returns the
+ * same stop, for other ways of asking. Install it before starting: a supervisor may signal as soon as
+ * it reads the start line, and a signal that meets no handler kills the process without draining.
+ * Without a `close` yet (`closeWith` names it once started), a signal exits 0 at once.
+ */
+export function exitOnSignal(close?: (signal: NodeJS.Signals) => Promise<void>): SignalStop {
   let stopping = false
+  let target = close
   const stop = (signal: NodeJS.Signals) => {
     if (stopping) return
     stopping = true
-    close(signal).then(
+    ;(target ? target(signal) : Promise.resolve()).then(
       () => process.exit(0),
       () => process.exit(1),
     )
   }
   process.once('SIGTERM', stop)
   process.once('SIGINT', stop)
-  return stop
+  return Object.assign(stop, {
+    closeWith: (next: (signal: NodeJS.Signals) => Promise<void>) => {
+      target = next
+    },
+  })
 }

@@ -480,13 +480,14 @@ export async function runWorker(
     process.on('message', onMessage)
   })
   let running: RunningServer
+  const stop = exitOnSignal()
   try {
     running = await startServer(start.config, { worker: start.worker, admin: start.admin })
   } catch (err) {
     toPrimary({ kind: 'gatehouse:failed', text: describe(err) }, () => process.exit(1))
     return 'running'
   }
-  const stop = exitOnSignal(running.close)
+  stop.closeWith(running.close)
   const metrics = metricsOf(running)
   if (metrics && running.admin) metrics.reportFrom(groupMetrics)
   process.on('message', (message: unknown) => {

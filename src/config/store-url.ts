@@ -155,3 +155,16 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
     shown: `${scheme[1]}-${kind}://${nodes.map((n) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`).join(',')}${kind === 'sentinel' ? `/${masterName}` : ''}`,
   }
 }
+
+/** The kind of session store, as logs and the admin console show it: never the location (it may carry a password). */
+export function storeKind(session: { mode: 'server' | 'cookie'; store: string }): string {
+  if (session.mode === 'cookie') return 'cookie'
+  const location = session.store
+  if (location === 'memory') return 'memory'
+  if (location.startsWith('sqlite:')) return 'sqlite'
+  if (/^rediss?-cluster:/.test(location)) return 'redis-cluster'
+  if (/^rediss?-sentinel:/.test(location)) return 'redis-sentinel'
+  if (/^rediss?:/.test(location)) return 'redis'
+  if (/^postgres(ql)?:/.test(location)) return 'postgres'
+  return 'other'
+}

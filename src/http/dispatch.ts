@@ -127,7 +127,7 @@ async function runEndpoint(route: Route, ctx: RequestContext, res: ServerRespons
       reply = await route.handler(ctx)
     }
   } catch (err) {
-    if (route.failures === 'login') services.telemetry.loginFailed(err)
+    if (route.failures === 'login') services.telemetry.loginFailed(err, ctx.frontend.name)
     if (route.failures === 'backchannel') services.telemetry.backchannelFailed(err)
     reply = failureReply(err, ctx, route.kind)
     if (reply.status === 405) reply.headers.allow = route.methods.join(', ')

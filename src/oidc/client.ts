@@ -111,6 +111,14 @@ export interface ClientGrant {
 }
 
 /** Discovery answered, but the IdP does not offer the DPoP that `oidc.dpop` asks for. */
+/** The IdP as the admin console shows it (OidcClient.status). */
+export interface IdpStatus {
+  issuer: string | null
+  discovery: 'ok' | 'failing'
+  jwks: 'ok' | 'failing' | 'unknown'
+  lastRefreshAt: number | null
+}
+
 export class DpopUnsupportedError extends GatehouseError {
   constructor(detail: string) {
     super('idp_unavailable', detail, { report: { event: 'discovery_failed', cause: 'dpop_unsupported' } })
@@ -160,6 +168,8 @@ export class OidcClient {
   readonly #dpopHandles = new WeakMap<DpopKey, oidc.DPoPHandle>()
   readonly #stop = new AbortController()
   #unlistedAlgLogged = false
+  /** When the discovery document was last fetched and accepted (at start, or by a readiness probe). */
+  #fetchedAt: number | undefined
 
   constructor(options: OidcConfig, runtime: OidcClientOptions = {}) {
     this.#options = options
@@ -219,10 +229,42 @@ export class OidcClient {
       const timedOut = new Promise<never>((_, reject) =>
         signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
       )
-      return document.issuer === (await Promise.race([this.#discover(), timedOut])).issuer
+      const reachable = document.issuer === (await Promise.race([this.#discover(), timedOut])).issuer
+      if (reachable) this.#fetchedAt = Date.now()
+      return reachable
     } catch {
       return false
     }
+  }
+
+  /**
+   * For the admin console: the issuer discovery accepted (null before it did), whether the discovery
+   * document answers now (as /readyz checks it) and the JWKS (fetched now from jwks_uri: ok when it
+   * holds keys), and when the discovery document was last fetched.
+   */
+  async status(timeoutMs: number): Promise<IdpStatus> {
+    const discovery = (await this.isReachable(timeoutMs)) ? 'ok' : 'failing'
+    let issuer: string | null = null
+    let jwks: IdpStatus['jwks'] = 'unknown'
+    try {
+      const signal = AbortSignal.timeout(timeoutMs)
+      const timedOut = new Promise<never>((_, reject) =>
+        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+      )
+      const discovered = await Promise.race([this.#discover(), timedOut])
+      issuer = discovered.issuer
+      const res = await fetch(String(discovered.metadata.jwks_uri), {
+        headers: { accept: 'application/json, application/jwk-set+json' },
+        redirect: 'manual',
+        signal,
+      })
+      const body = res.status === 200 ? ((await res.json()) as { keys?: unknown }) : undefined
+      if (res.status !== 200) await res.body?.cancel()
+      jwks = Array.isArray(body?.keys) && body.keys.length > 0 ? 'ok' : 'failing'
+    } catch {
+      if (issuer !== null) jwks = 'failing'
+    }
+    return { issuer, discovery, jwks, lastRefreshAt: this.#fetchedAt ?? null }
   }
 
   /** The IdP's discovery metadata (issuer, jwks_uri, algorithms…), as gatehouse uses it. */
@@ -616,6 +658,7 @@ export class OidcClient {
   async #runDiscovery(): Promise<Discovered> {
     const o = this.#options
     const document = await fetchDiscovery(o.authority, o.timeoutMs, this.#stop.signal)
+    this.#fetchedAt = Date.now()
     const issuer = document.issuer as string
     const accepted = checkPublishedIssuer(this.#settings, issuer)
     if (!accepted.ok) {

@@ -7,17 +7,24 @@ import { json, problemJson, type Reply } from '../http/reply.ts'
 import type { Sessions } from '../session/sessions.ts'
 import type { SessionFilter } from '../session/store.ts'
 import type { Telemetry } from './metrics.ts'
+import { CONSOLE_HEADERS, consoleFile, isConsolePath } from './admin-console.ts'
+import type { AdminHealth } from './admin-health.ts'
 
 const DEFAULT_LIMIT = 100
 const MAX_LIMIT = 1000
 const REALM = 'gatehouse-admin'
 /** The admin listener sets no cookies. */
 const NO_COOKIES: readonly string[] = []
+const SESSIONS_PATH = '/admin/sessions'
+/** A session's id hash in a path: SHA-256 in base64url (43 characters); anything else names no session. */
+const ID_HASH = /^[A-Za-z0-9_-]{1,128}$/
 
 export interface AdminOptions {
   telemetry: Telemetry
   /** Server-mode sessions, which tell every instance of what they revoke; undefined in cookie mode (none on the server to list or revoke). */
-  sessions: Pick<Sessions, 'list' | 'endWhere'> | undefined
+  sessions: Pick<Sessions, 'list' | 'endWhere' | 'endById'> | undefined
+  /** The admin console's health report (`GET /admin/health`); without it that path answers 404. */
+  health?: (() => Promise<AdminHealth>) | undefined
   /** `admin.token`. Unset: the admin API answers 403 and `/metrics` is open. */
   token: string | undefined
   log: Logger
@@ -27,6 +34,8 @@ interface AdminRoute {
   methods: readonly string[]
   /** `/metrics` is open when no token is configured; the session API never is. */
   needsToken: boolean
+  /** The console's page and files, and whether a token is configured: never behind the token (they hold no secret). */
+  open?: boolean
   run(url: URL, req: IncomingMessage): Promise<Reply>
 }
 
@@ -53,7 +62,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
       },
     ],
     [
-      '/admin/sessions',
+      SESSIONS_PATH,
       {
         methods: ['GET', 'DELETE'],
         needsToken: true,
@@ -64,7 +73,63 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         },
       },
     ],
+    [
+      '/admin/console',
+      {
+        methods: ['GET', 'HEAD'],
+        needsToken: false,
+        open: true,
+        run: async () => json(200, { tokenConfigured: expected !== undefined }),
+      },
+    ],
+    [
+      '/admin/health',
+      {
+        methods: ['GET', 'HEAD'],
+        needsToken: true,
+        run: async () => {
+          if (!options.health) throw new GatehouseError('not_found')
+          return json(200, await options.health())
+        },
+      },
+    ],
   ])
+
+  /** `DELETE /admin/sessions/{idHash}`: one session, as the console's "Revoke" names it. */
+  const oneSession: AdminRoute = {
+    methods: ['DELETE'],
+    needsToken: true,
+    run: async (url) => {
+      if (!sessions)
+        throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
+      const idHash = url.pathname.slice(SESSIONS_PATH.length + 1)
+      if (!ID_HASH.test(idHash)) throw new GatehouseError('not_found', 'no such session')
+      const revoked = await sessions.endById(idHash, 'revoked')
+      log.info({ event: 'admin_revoke', by: 'id', sessions: revoked ? 1 : 0 }, 'sessions revoked through the admin API')
+      if (!revoked) throw new GatehouseError('not_found', 'no such session (ended or expired)')
+      return json(200, { revoked: 1 })
+    },
+  }
+
+  /** The console's page, script and styles. */
+  const consoleRoute: AdminRoute = {
+    methods: ['GET', 'HEAD'],
+    needsToken: false,
+    open: true,
+    run: async (url) => {
+      const file = consoleFile(url.pathname)
+      if (!file) throw new GatehouseError('not_found', 'the admin console is not part of this install')
+      return { status: 200, headers: { ...CONSOLE_HEADERS, 'content-type': file.type }, body: file.body.toString() }
+    },
+  }
+
+  function routeOf(path: string): AdminRoute | undefined {
+    const route = routes.get(path)
+    if (route) return route
+    if (isConsolePath(path)) return consoleRoute
+    if (path.startsWith(`${SESSIONS_PATH}/`)) return oneSession
+    return undefined
+  }
 
   async function list(sessions: Pick<Sessions, 'list'>, url: URL): Promise<Reply> {
     const sub = single(url, 'sub')
@@ -83,6 +148,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
         sid: r.sid ?? null,
         partition: r.partition,
         createdAt: r.createdAt,
+        renewedAt: r.renewedAt,
         expiresAt: r.expiresAt,
       })),
     })
@@ -106,6 +172,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
   }
 
   function authorize(route: AdminRoute, req: IncomingMessage): void {
+    if (route.open) return
     if (expected === undefined) {
       if (route.needsToken) throw new GatehouseError('forbidden', 'admin.token is not configured: the admin API is off')
       return
@@ -124,7 +191,7 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
     const target = req.url ?? '/'
     const question = target.indexOf('?')
     const path = question === -1 ? target : target.slice(0, question)
-    const route = routes.get(path)
+    const route = routeOf(path)
     const answer = async (): Promise<Reply> => {
       if (!route) throw new GatehouseError('not_found')
       authorize(route, req)

@@ -40,6 +40,30 @@ const PROXY_REFUSALS: readonly ProxyRefusal[] = [
   'write_idle',
 ]
 
+/** A failed login or token refresh, as the admin console lists them: never a token, a sub or a URL. */
+export interface RecentFailure {
+  /** When, in ms since the epoch. */
+  at: number
+  kind: 'login' | 'refresh'
+  /** The error code or refresh result (`login_state_invalid`, `idp_unavailable`, `invalid_grant`…). */
+  cause: string
+  /** The frontend (session partition) it happened on. */
+  frontend: string
+}
+
+/** One remote API's requests since start, as the admin console shows them. */
+export interface ApiStats {
+  api: string
+  requests: number
+  /** Answers of 500 and above (502 upstream down, 503 busy, 504 timeout…). */
+  errors: number
+  /** The 95th percentile of gatehouse_proxy_duration_seconds, in ms, interpolated in its buckets; null before any request. */
+  p95Ms: number | null
+}
+
+/** How many failures the admin console keeps (the newest). */
+const RECENT_FAILURES = 50
+
 /** A wait for a free upstream connection is short or a sign of a pool too small; it never outlasts the API's timeout. */
 const WAIT_BUCKETS_SEC = [0.001, 0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 
@@ -100,6 +124,7 @@ export class Telemetry {
   readonly #backchannel: Counter<'result'>
   readonly #proxyRefused: Counter<'api' | 'reason'>
   readonly #proxyWait: Histogram<'api'>
+  readonly #failures: RecentFailure[] = []
   #processMetrics = false
   #reportFrom: (() => Promise<string>) | undefined
 
@@ -292,7 +317,9 @@ export class Telemetry {
    * A login callback that failed with `err`: unknown or replayed state, the IdP refusing (access_denied
    * included) or unreachable, another refused request, or a fault of gatehouse's own (store down…).
    */
-  loginFailed(err: unknown): void {
+  loginFailed(err: unknown, frontend?: string): void {
+    if (frontend !== undefined)
+      this.#recordFailure('login', err instanceof GatehouseError ? (err.report?.cause ?? err.code) : 'error', frontend)
     if (!(err instanceof GatehouseError)) return this.login('error')
     const { code } = err
     this.login(
@@ -310,8 +337,46 @@ export class Telemetry {
     this.#logouts.inc()
   }
 
-  refresh(result: RefreshResult): void {
+  refresh(result: RefreshResult, frontend?: string): void {
     this.#refreshes.inc({ result })
+    if (result !== 'ok' && frontend !== undefined) this.#recordFailure('refresh', result, frontend)
+  }
+
+  #recordFailure(kind: RecentFailure['kind'], cause: string, frontend: string): void {
+    this.#failures.push({ at: Date.now(), kind, cause, frontend })
+    if (this.#failures.length > RECENT_FAILURES) this.#failures.shift()
+  }
+
+  /** The last 50 failed logins and token refreshes of this process, newest first. */
+  recentFailures(): RecentFailure[] {
+    return this.#failures.toReversed()
+  }
+
+  /**
+   * Each remote API's requests, server errors and p95 upstream latency since start, from this
+   * registry's series (gatehouse_http_requests_total with route "api:<path>", and
+   * gatehouse_proxy_duration_seconds).
+   */
+  async apiStats(apis: readonly string[]): Promise<ApiStats[]> {
+    const answered = await this.registry.getSingleMetric('gatehouse_http_requests_total')!.get()
+    const durations = await this.#proxyDuration.get()
+    return apis.map((api) => {
+      let requests = 0
+      let errors = 0
+      for (const { labels, value } of answered.values) {
+        if (labels.route !== `api:${api}`) continue
+        requests += value
+        if (Number(labels.status) >= 500 && Number(labels.status) !== 499) errors += value
+      }
+      const buckets = durations.values
+        .filter((v) => v.labels.api === api && v.metricName === 'gatehouse_proxy_duration_seconds_bucket')
+        .map((v) => {
+          const le = (v.labels as Record<string, string | number>).le
+          return { le: le === '+Inf' ? Infinity : Number(le), count: v.value }
+        })
+        .sort((a, b) => a.le - b.le)
+      return { api, requests, errors, p95Ms: quantileMs(buckets, 0.95) }
+    })
   }
 
   backchannelLogout(result: BackchannelResult): void {
@@ -358,4 +423,26 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer.unref()
     promise.then(resolve, reject).finally(() => clearTimeout(timer))
   })
+}
+
+/**
+ * A quantile of a cumulative histogram, interpolated linearly within its bucket as Prometheus'
+ * histogram_quantile does; in ms. Past the last finite bound: that bound. Null for an empty histogram.
+ */
+export function quantileMs(buckets: ReadonlyArray<{ le: number; count: number }>, q: number): number | null {
+  const total = buckets.at(-1)?.count ?? 0
+  if (total === 0) return null
+  const rank = q * total
+  let lower = 0
+  let below = 0
+  for (const { le, count } of buckets) {
+    if (count >= rank) {
+      if (le === Infinity) return lower * 1000
+      const within = count - below
+      return (lower + (le - lower) * (within === 0 ? 0 : (rank - below) / within)) * 1000
+    }
+    lower = le
+    below = count
+  }
+  return lower * 1000
 }

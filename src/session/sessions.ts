@@ -270,6 +270,15 @@ export class Sessions implements SessionBackend {
     await this.#events.ended(session, reason)
   }
 
+  /** Ends the session with this id hash (the admin API names one by it); false when there is no such live session. */
+  async endById(idHash: string, reason: EndReason): Promise<boolean> {
+    const record = await storeCall(() => this.#store.get(idHash, this.#now()))
+    if (!record) return false
+    if (!(await storeCall(() => this.#store.delete(idHash)))) return false
+    await this.#events.ended(record, reason)
+    return true
+  }
+
   async endWhere(filter: SessionFilter, reason: EndReason): Promise<number> {
     const ended = await storeCall(() => this.#store.deleteWhere(filter))
     await this.#events.endedWhere(filter, reason)

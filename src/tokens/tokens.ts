@@ -353,7 +353,7 @@ export class TokenService {
     return span('gatehouse.refresh', {}, (current) =>
       renewal.grant(session, (result) => {
         current.setAttribute('gatehouse.result', result)
-        this.#o.telemetry?.refresh(result)
+        this.#o.telemetry?.refresh(result, session.partition)
       }),
     )
   }

@@ -122,7 +122,15 @@ describe('admin API', () => {
     const mine = sessions.filter((s) => s.sid === alice.sid || s.sid === bob.sid)
     assert.equal(mine.length, 2)
     for (const s of mine) {
-      assert.deepEqual(Object.keys(s).sort(), ['createdAt', 'expiresAt', 'idHash', 'partition', 'sid', 'sub'])
+      assert.deepEqual(Object.keys(s).sort(), [
+        'createdAt',
+        'expiresAt',
+        'idHash',
+        'partition',
+        'renewedAt',
+        'sid',
+        'sub',
+      ])
       assert.equal(typeof s.createdAt, 'number')
       assert.ok((s.expiresAt as number) > Date.now())
       assert.equal(s.partition, 'default')
@@ -189,7 +197,7 @@ describe('admin API', () => {
     assert.equal(res.status, 405)
     assert.equal(res.headers.get('allow'), 'GET, DELETE')
     assert.equal((await authed('/admin/other')).status, 404)
-    assert.equal((await authed('/')).status, 404)
+    assert.equal((await authed('/index.html')).status, 404)
     assert.equal((await authed('//evil/metrics')).status, 404)
   })
 })
