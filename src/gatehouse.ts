@@ -261,6 +261,7 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
   const upgrade = createUpgrade(services, routes)
   const library = createLibrary(services)
   const startedAt = Date.now()
+  const version = packageVersion()
   const adminHandler = createAdminHandler({
     telemetry,
     sessions: serverSessions,
@@ -268,14 +269,14 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
     log,
     health: () =>
       adminHealth({
-        version: packageVersion(),
+        version,
         startedAt,
         instance: runtime.instance ?? null,
         idp: (timeoutMs) => frontends.default.oidc.status(timeoutMs),
         store: {
           kind: storeKind(config.session),
           ...(serverSessions ? { ping: () => serverSessions.ping() } : {}),
-          ...(count ? { count: () => count.count(now()) } : {}),
+          ...(count ? { count: async () => (await telemetry.activeSessions()) ?? Number.NaN } : {}),
         },
         telemetry,
         apis: config.remoteApis.map((api) => api.path),

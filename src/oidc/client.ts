@@ -110,15 +110,20 @@ export interface ClientGrant {
   expiresInSec: number | undefined
 }
 
-/** Discovery answered, but the IdP does not offer the DPoP that `oidc.dpop` asks for. */
 /** The IdP as the admin console shows it (OidcClient.status). */
+/** How long the admin console's JWKS check is reused, and how much of the JWKS it reads. */
+const JWKS_STATUS_TTL_MS = 10_000
+const JWKS_STATUS_MAX_BYTES = 1024 * 1024
+
 export interface IdpStatus {
   issuer: string | null
   discovery: 'ok' | 'failing'
   jwks: 'ok' | 'failing' | 'unknown'
+  /** When the discovery document in use was fetched and accepted. */
   lastRefreshAt: number | null
 }
 
+/** Discovery answered, but the IdP does not offer the DPoP that `oidc.dpop` asks for. */
 export class DpopUnsupportedError extends GatehouseError {
   constructor(detail: string) {
     super('idp_unavailable', detail, { report: { event: 'discovery_failed', cause: 'dpop_unsupported' } })
@@ -168,8 +173,9 @@ export class OidcClient {
   readonly #dpopHandles = new WeakMap<DpopKey, oidc.DPoPHandle>()
   readonly #stop = new AbortController()
   #unlistedAlgLogged = false
-  /** When the discovery document was last fetched and accepted (at start, or by a readiness probe). */
+  /** When the discovery document in use was fetched (set once it was accepted). */
   #fetchedAt: number | undefined
+  #jwksChecked: { at: number; result: Promise<{ issuer: string | null; jwks: IdpStatus['jwks'] }> } | undefined
 
   constructor(options: OidcConfig, runtime: OidcClientOptions = {}) {
     this.#options = options
@@ -229,9 +235,7 @@ export class OidcClient {
       const timedOut = new Promise<never>((_, reject) =>
         signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
       )
-      const reachable = document.issuer === (await Promise.race([this.#discover(), timedOut])).issuer
-      if (reachable) this.#fetchedAt = Date.now()
-      return reachable
+      return document.issuer === (await Promise.race([this.#discover(), timedOut])).issuer
     } catch {
       return false
     }
@@ -239,18 +243,35 @@ export class OidcClient {
 
   /**
    * For the admin console: the issuer discovery accepted (null before it did), whether the discovery
-   * document answers now (as /readyz checks it) and the JWKS (fetched now from jwks_uri: ok when it
-   * holds keys), and when the discovery document was last fetched.
+   * document answers now (as /readyz checks it) and the JWKS (ok when jwks_uri answers with keys),
+   * and when the document in use was fetched. Both checks run side by side within `timeoutMs`; the
+   * JWKS answer is reused for 10 s, so a console polling every instance cannot load the IdP's keys
+   * endpoint.
    */
   async status(timeoutMs: number): Promise<IdpStatus> {
-    const discovery = (await this.isReachable(timeoutMs)) ? 'ok' : 'failing'
+    const [reachable, keys] = await Promise.all([this.isReachable(timeoutMs), this.#jwksStatus(timeoutMs)])
+    return {
+      issuer: keys.issuer,
+      discovery: reachable ? 'ok' : 'failing',
+      jwks: keys.jwks,
+      lastRefreshAt: this.#fetchedAt ?? null,
+    }
+  }
+
+  #jwksStatus(timeoutMs: number): Promise<{ issuer: string | null; jwks: IdpStatus['jwks'] }> {
+    const now = Date.now()
+    if (!this.#jwksChecked || now - this.#jwksChecked.at > JWKS_STATUS_TTL_MS)
+      this.#jwksChecked = { at: now, result: this.#checkJwks(timeoutMs) }
+    return this.#jwksChecked.result
+  }
+
+  async #checkJwks(timeoutMs: number): Promise<{ issuer: string | null; jwks: IdpStatus['jwks'] }> {
+    const signal = AbortSignal.timeout(timeoutMs)
+    const timedOut = new Promise<never>((_, reject) =>
+      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
+    )
     let issuer: string | null = null
-    let jwks: IdpStatus['jwks'] = 'unknown'
     try {
-      const signal = AbortSignal.timeout(timeoutMs)
-      const timedOut = new Promise<never>((_, reject) =>
-        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
-      )
       const discovered = await Promise.race([this.#discover(), timedOut])
       issuer = discovered.issuer
       const res = await fetch(String(discovered.metadata.jwks_uri), {
@@ -258,13 +279,13 @@ export class OidcClient {
         redirect: 'manual',
         signal,
       })
-      const body = res.status === 200 ? ((await res.json()) as { keys?: unknown }) : undefined
       if (res.status !== 200) await res.body?.cancel()
-      jwks = Array.isArray(body?.keys) && body.keys.length > 0 ? 'ok' : 'failing'
+      const text = res.status === 200 ? await boundedText(res, JWKS_STATUS_MAX_BYTES) : undefined
+      const keys = text === undefined ? undefined : (JSON.parse(text) as { keys?: unknown }).keys
+      return { issuer, jwks: Array.isArray(keys) && keys.length > 0 ? 'ok' : 'failing' }
     } catch {
-      if (issuer !== null) jwks = 'failing'
+      return { issuer, jwks: issuer === null ? 'unknown' : 'failing' }
     }
-    return { issuer, discovery, jwks, lastRefreshAt: this.#fetchedAt ?? null }
   }
 
   /** The IdP's discovery metadata (issuer, jwks_uri, algorithms…), as gatehouse uses it. */
@@ -658,7 +679,7 @@ export class OidcClient {
   async #runDiscovery(): Promise<Discovered> {
     const o = this.#options
     const document = await fetchDiscovery(o.authority, o.timeoutMs, this.#stop.signal)
-    this.#fetchedAt = Date.now()
+    const fetchedAt = Date.now()
     const issuer = document.issuer as string
     const accepted = checkPublishedIssuer(this.#settings, issuer)
     if (!accepted.ok) {
@@ -718,6 +739,7 @@ export class OidcClient {
       cacheMaxAge: 10 * 60_000,
       timeoutDuration: o.timeoutMs,
     })
+    this.#fetchedAt = fetchedAt
     return { config, metadata, issuer, publishedAlgs, clientAuth, jwks, insecure, byIssuer: new Map() }
   }
 
@@ -809,4 +831,23 @@ function requireDpopBound<T extends { token_type: string }>(response: T, dpop: D
     )
   }
   return response
+}
+
+/** A body as text, or undefined when it is larger than `maxBytes` (the rest is not read). */
+async function boundedText(res: Response, maxBytes: number): Promise<string | undefined> {
+  const reader = res.body?.getReader()
+  if (!reader) return ''
+  const chunks: Uint8Array[] = []
+  let size = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) break
+    size += value.byteLength
+    if (size > maxBytes) {
+      await reader.cancel()
+      return undefined
+    }
+    chunks.push(value)
+  }
+  return Buffer.concat(chunks).toString('utf8')
 }

@@ -45,7 +45,7 @@ export async function adminHealth(sources: HealthSources, now = Date.now()): Pro
       : Promise.resolve(true),
     store.count
       ? bounded(store.count()).then(
-          (n) => n ?? null,
+          (n) => (n === undefined || Number.isNaN(n) ? null : n),
           () => null,
         )
       : Promise.resolve(null),

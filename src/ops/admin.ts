@@ -208,7 +208,11 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
               ? `Bearer realm="${REALM}"`
               : `Bearer realm="${REALM}", error="invalid_token"`
           log.warn(
-            { event: 'admin_refused', requestId, path: route ? path : undefined },
+            {
+              event: 'admin_refused',
+              requestId,
+              path: route === oneSession ? `${SESSIONS_PATH}/{idHash}` : route ? path : undefined,
+            },
             'admin request without the admin token refused',
           )
         }

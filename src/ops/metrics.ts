@@ -45,10 +45,12 @@ export interface RecentFailure {
   /** When, in ms since the epoch. */
   at: number
   kind: 'login' | 'refresh'
-  /** The error code or refresh result (`login_state_invalid`, `idp_unavailable`, `invalid_grant`…). */
+  /** Why: the login error's cause as its log line names it (`state_missing`, `state_invalid`, `idp_error`…), or the refresh result (`invalid_grant`…). */
   cause: string
   /** The frontend (session partition) it happened on. */
   frontend: string
+  /** How many times in a row it happened; `at` is the last. */
+  count: number
 }
 
 /** One remote API's requests since start, as the admin console shows them. */
@@ -125,6 +127,7 @@ export class Telemetry {
   readonly #proxyRefused: Counter<'api' | 'reason'>
   readonly #proxyWait: Histogram<'api'>
   readonly #failures: RecentFailure[] = []
+  #countSessions: (() => Promise<number>) | undefined
   #processMetrics = false
   #reportFrom: (() => Promise<string>) | undefined
 
@@ -226,6 +229,15 @@ export class Telemetry {
       // Counting is O(sessions) in SQL stores (31 ms on SQLite, up to ~0.5 s on PostgreSQL at a million
       // rows): a count that took long is reused for a while instead of repeating that work on every scrape.
       let last: { value: number; at: number; tookMs: number } | undefined
+      this.#countSessions = async () => {
+        const started = Date.now()
+        if (last && last.tookMs > SLOW_COUNT_MS && last.value >= LARGE_STORE && started - last.at < SLOW_COUNT_REUSE_MS)
+          return last.value
+        const value = await withTimeout(count(), COUNT_TIMEOUT_MS).catch(() => Number.NaN)
+        last = { value, at: started, tookMs: Date.now() - started }
+        return value
+      }
+      const countSessions = this.#countSessions
       new Gauge({
         name: 'gatehouse_active_sessions',
         help: 'Live (unexpired) sessions in the session store, counted at scrape time (a slow count is reused for up to 30 s); NaN when the store did not answer',
@@ -233,20 +245,18 @@ export class Telemetry {
         // With `serve --workers`, every worker counts the same shared store: not added up.
         aggregator: 'max',
         async collect() {
-          const started = Date.now()
-          if (
-            last &&
-            last.tookMs > SLOW_COUNT_MS &&
-            last.value >= LARGE_STORE &&
-            started - last.at < SLOW_COUNT_REUSE_MS
-          )
-            return this.set(last.value)
-          const value = await withTimeout(count(), COUNT_TIMEOUT_MS).catch(() => Number.NaN)
-          last = { value, at: started, tookMs: Date.now() - started }
-          this.set(value)
+          this.set(await countSessions())
         },
       })
     }
+  }
+
+  /**
+   * Live sessions in the store, as the gauge counts them (a slow count reused for up to 30 s, NaN
+   * when the store did not answer within 2 s); undefined when the store cannot count.
+   */
+  async activeSessions(): Promise<number | undefined> {
+    return this.#countSessions?.()
   }
 
   /** Counts the response once it is over (finished, or abandoned by the client). */
@@ -342,14 +352,25 @@ export class Telemetry {
     if (result !== 'ok' && frontend !== undefined) this.#recordFailure('refresh', result, frontend)
   }
 
+  /**
+   * A repeat of the newest failure (same kind, cause and frontend) is counted into it instead of
+   * taking a place: a burst of forged callbacks cannot push the other failures out of the list.
+   */
   #recordFailure(kind: RecentFailure['kind'], cause: string, frontend: string): void {
-    this.#failures.push({ at: Date.now(), kind, cause, frontend })
+    const at = Date.now()
+    const newest = this.#failures.at(-1)
+    if (newest && newest.kind === kind && newest.cause === cause && newest.frontend === frontend) {
+      newest.at = at
+      newest.count++
+      return
+    }
+    this.#failures.push({ at, kind, cause, frontend, count: 1 })
     if (this.#failures.length > RECENT_FAILURES) this.#failures.shift()
   }
 
-  /** The last 50 failed logins and token refreshes of this process, newest first. */
+  /** The last 50 failed logins and token refreshes of this process, newest first (repeats counted in one). */
   recentFailures(): RecentFailure[] {
-    return this.#failures.toReversed()
+    return this.#failures.toReversed().map((failure) => ({ ...failure }))
   }
 
   /**
@@ -366,7 +387,7 @@ export class Telemetry {
       for (const { labels, value } of answered.values) {
         if (labels.route !== `api:${api}`) continue
         requests += value
-        if (Number(labels.status) >= 500 && Number(labels.status) !== 499) errors += value
+        if (Number(labels.status) >= 500) errors += value
       }
       const buckets = durations.values
         .filter((v) => v.labels.api === api && v.metricName === 'gatehouse_proxy_duration_seconds_bucket')

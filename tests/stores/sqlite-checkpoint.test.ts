@@ -94,7 +94,14 @@ describe('sqlite write-ahead log checkpoints', () => {
       reader.exec('BEGIN')
       assert.equal(rows(reader), 100)
       await until(() => size(path) > before, 'the first 100 sessions are checkpointed')
-      const upToSnapshot = size(path)
+      // A checkpoint that ran while they were being written copied part of them: wait until the file
+      // stops growing (checkpoints every 10 ms), so it holds all that precedes the reader's snapshot.
+      let upToSnapshot = size(path)
+      for (;;) {
+        await sleep(60)
+        if (size(path) === upToSnapshot) break
+        upToSnapshot = size(path)
+      }
       const later = [sampleRecord({ sub: 'later-1' }), sampleRecord({ sub: 'later-2' })]
       for (const r of later) assert.equal(await store.set(r), true, 'writes go on while the reader holds its snapshot')
       await writeSessions(store, 200)

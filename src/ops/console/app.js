@@ -22,8 +22,8 @@
  * @property {string | null} instance
  * @property {{ issuer: string, discovery: string, jwks: string, lastRefreshAt: number | null }} idp
  * @property {{ kind: string, reachable: boolean, sessions: number | null }} store
- * @property {{ path: string, requests: number, errors: number, p95Ms: number | null }[]} apis
- * @property {{ at: number, kind: string, cause: string, frontend: string }[]} failures
+ * @property {{ api: string, requests: number, errors: number, p95Ms: number | null }[]} apis
+ * @property {{ at: number, kind: string, cause: string, frontend: string, count: number }[]} failures
  */
 
 /** @typedef {{ type?: string, title?: string, status?: number, code?: string, detail?: string }} Problem */
@@ -447,7 +447,7 @@ function renderHealth(body) {
       ? [emptyRow(4, 'No remote APIs are configured.')]
       : apis.map((a) =>
           row([
-            cell('th', text(a.path), 'mono', 'row'),
+            cell('th', text(a.api), 'mono', 'row'),
             cell('td', count(a.requests), 'num'),
             cell('td', count(a.errors), a.errors > 0 ? 'num bad' : 'num'),
             cell('td', typeof a.p95Ms === 'number' ? `${a.p95Ms.toFixed(1)} ms` : EMPTY, 'num'),
@@ -458,13 +458,14 @@ function renderHealth(body) {
   const failures = Array.isArray(h.failures) ? h.failures.filter(isObject).slice(0, 50) : []
   ui.failuresBody.replaceChildren(
     ...(failures.length === 0
-      ? [emptyRow(4, 'No login or refresh failures.')]
+      ? [emptyRow(5, 'No login or refresh failures.')]
       : failures.map((f) =>
           row([
             timeCell(f.at),
             cell('td', text(f.kind)),
             cell('td', text(f.cause), 'mono'),
             cell('td', text(f.frontend)),
+            cell('td', text(typeof f.count === 'number' ? String(f.count) : '1'), 'num'),
           ]),
         )),
   )
