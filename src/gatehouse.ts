@@ -274,7 +274,7 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
         instance: runtime.instance ?? null,
         idp: (timeoutMs) => frontends.default.oidc.status(timeoutMs),
         store: {
-          kind: storeKind(config.session),
+          kind: runtime.store ? 'custom' : storeKind(config.session),
           ...(serverSessions ? { ping: () => serverSessions.ping() } : {}),
           ...(count ? { count: async () => (await telemetry.activeSessions()) ?? Number.NaN } : {}),
         },

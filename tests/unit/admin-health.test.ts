@@ -147,7 +147,7 @@ describe('adminHealth', () => {
       idp: { issuer: 'https://idp.example', discovery: 'ok', jwks: 'ok', lastRefreshAt: 1_700_000_000_500 },
       store: { kind: 'redis', reachable: true, sessions: 7 },
       apis: [{ api: '/api/orders', requests: 3, errors: 1, p95Ms: 12.5 }],
-      failures: [{ at: 1_700_000_000_000, kind: 'refresh', cause: 'invalid_grant', frontend: 'default' }],
+      failures: [{ at: 1_700_000_000_000, kind: 'refresh', cause: 'invalid_grant', frontend: 'default', count: 1 }],
     })
     assert.deepEqual(s.apiCalls, [['/api/orders']], 'the configured API paths are asked for')
     assert.deepEqual(s.idpBounds, [2000], 'the IdP check is given the 2 s bound')
