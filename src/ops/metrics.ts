@@ -196,34 +196,20 @@ export class Telemetry {
     for (const result of REFRESH_RESULTS) this.#refreshes.inc({ result }, 0)
     for (const result of BACKCHANNEL_RESULTS) this.#backchannel.inc({ result }, 0)
 
-    const dropped = options.droppedLogLines
-    if (dropped) {
-      let counted = 0
-      new Counter({
-        name: 'gatehouse_log_dropped_lines_total',
-        help: 'Access log lines dropped because the log output did not keep up (its buffer was full) or failed; security events are never dropped',
+    if (options.droppedLogLines)
+      counterOf(
         registers,
-        collect() {
-          const now = dropped()
-          this.inc(now - counted)
-          counted = now
-        },
-      })
-    }
-    const losses = options.noticeLinkLosses
-    if (losses) {
-      let counted = 0
-      new Counter({
-        name: 'gatehouse_session_notice_link_losses_total',
-        help: "Times the session store's pub/sub link that carries other instances' session endings was lost; until it is back, endings elsewhere reach this instance by the periodic check and its read cache is off",
+        'gatehouse_log_dropped_lines_total',
+        'Access log lines dropped because the log output did not keep up (its buffer was full) or failed; security events are never dropped',
+        options.droppedLogLines,
+      )
+    if (options.noticeLinkLosses)
+      counterOf(
         registers,
-        collect() {
-          const now = losses()
-          this.inc(now - counted)
-          counted = now
-        },
-      })
-    }
+        'gatehouse_session_notice_link_losses_total',
+        "Times the session store's pub/sub link that carries other instances' session endings was lost; until it is back, endings elsewhere reach this instance by the periodic check and its read cache is off",
+        options.noticeLinkLosses,
+      )
     const count = options.activeSessions
     if (count) {
       // Counting is O(sessions) in SQL stores (31 ms on SQLite, up to ~0.5 s on PostgreSQL at a million
@@ -466,4 +452,19 @@ export function quantileMs(buckets: ReadonlyArray<{ le: number; count: number }>
     below = count
   }
   return lower * 1000
+}
+
+/** A counter that follows a running total kept elsewhere (`read`), taken at scrape time. */
+function counterOf(registers: Registry[], name: string, help: string, read: () => number): void {
+  let counted = 0
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      const now = read()
+      this.inc(now - counted)
+      counted = now
+    },
+  })
 }

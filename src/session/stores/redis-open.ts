@@ -172,3 +172,24 @@ export async function probeNode(
     return { cause: (await redisFailure(url, 0, [...errors, err])).cause }
   }
 }
+
+/**
+ * connect() with every error ioredis reports meanwhile collected (for the start-up error), and a
+ * silent error listener after: failures then reach callers as rejected commands. On failure the
+ * client is disconnected and `errors` ends with connect()'s own.
+ */
+export async function connectCollecting(client: Redis): Promise<{ ok: boolean; errors: unknown[] }> {
+  const errors: unknown[] = []
+  const collect = (err: unknown) => errors.push(err)
+  client.on('error', collect)
+  try {
+    await client.connect()
+  } catch (err) {
+    client.disconnect()
+    return { ok: false, errors: [...errors, err] }
+  } finally {
+    client.off('error', collect)
+    client.on('error', () => {})
+  }
+  return { ok: true, errors }
+}

@@ -1,6 +1,14 @@
 import type { Redis } from 'ioredis'
 import { quietSentinelLinks, RedisStore, type RedisStoreOptions } from './redis.ts'
-import { COMMAND_TIMEOUT_MS, copyOf, isSelectError, loadRedisDriver, probeNode, redisFailure } from './redis-open.ts'
+import {
+  COMMAND_TIMEOUT_MS,
+  connectCollecting,
+  copyOf,
+  isSelectError,
+  loadRedisDriver,
+  probeNode,
+  redisFailure,
+} from './redis-open.ts'
 import { hostPort, nodeOptions, topologyOf } from './redis-cluster.ts'
 import { oneLine, startupError } from './startup-error.ts'
 
@@ -82,20 +90,13 @@ export async function openRedisSentinelStore(location: string, options: RedisSto
     lazyConnect: true,
   })
   quietSentinelLinks(client)
-  const errors: unknown[] = []
-  const collect = (err: unknown) => errors.push(err)
-  client.on('error', collect)
-  try {
-    await client.connect()
-  } catch (err) {
-    client.disconnect()
+  const { ok, errors } = await connectCollecting(client)
+  if (!ok) {
     const host = primary.host.includes(':') ? `[${primary.host}]` : primary.host
     const url = new URL(`${topology.tls ? 'rediss' : 'redis'}://${host}:${primary.port}`)
-    const failure = await redisFailure(url, topology.db, [...errors, err])
+    const failure = await redisFailure(url, topology.db, errors)
     throw fail(`primary ${hostPort(primary)}: ${failure.cause}`, failure.err)
   }
-  client.off('error', collect)
-  client.on('error', () => {})
   const failedSelect = errors.find(isSelectError)
   if (failedSelect) {
     client.disconnect()

@@ -13,6 +13,7 @@ import { parseNotice } from './notice.ts'
 import { DEFAULTS } from '../../config/defaults.ts'
 import { redisQueryProblem } from '../../config/store-url.ts'
 import {
+  connectCollecting,
   databaseOf,
   isSelectError,
   loadRedisDriver,
@@ -616,19 +617,9 @@ export async function openRedisStore(location: string, options: RedisStoreOption
     db,
     lazyConnect: true,
   })
-  // Without a listener ioredis prints every reconnect error; failures reach callers as rejected commands.
-  const errors: unknown[] = []
-  const collect = (err: unknown) => errors.push(err)
-  client.on('error', collect)
-  try {
-    await client.connect()
-  } catch (err) {
-    client.disconnect()
-    throw await redisStartupError(url, db, [...errors, err])
-  }
   // Start-up errors are collected only until the open is done: later ones belong to the runtime's reconnects.
-  client.off('error', collect)
-  client.on('error', () => {})
+  const { ok, errors } = await connectCollecting(client)
+  if (!ok) throw await redisStartupError(url, db, errors)
   const failedSelect = errors.find(isSelectError)
   if (failedSelect) {
     const databases = await client.config('GET', 'databases').then(
