@@ -30,6 +30,8 @@ import { endpointRoutes, probeRoutes } from './endpoints/endpoint-routes.ts'
 import { TokenService } from './tokens/tokens.ts'
 import { DpopKeys } from './tokens/dpop.ts'
 import { DpopUnsupportedError } from './oidc/client.ts'
+import { MemoryStore } from './session/stores/memory.ts'
+import { SqliteStore } from './session/stores/sqlite.ts'
 import { createAdminHandler } from './ops/admin.ts'
 import { adminHealth } from './ops/admin-health.ts'
 import { packageVersion } from './config/package-version.ts'
@@ -274,7 +276,7 @@ export async function buildGatehouse(config: Config, runtime: ServeRuntimeOption
         instance: runtime.instance ?? null,
         idp: (timeoutMs) => frontends.default.oidc.status(timeoutMs),
         store: {
-          kind: runtime.store ? 'custom' : storeKind(config.session),
+          kind: runtime.store ? passedStoreKind(runtime.store) : storeKind(config.session),
           ...(serverSessions ? { ping: () => serverSessions.ping() } : {}),
           ...(count ? { count: async () => (await telemetry.activeSessions()) ?? Number.NaN } : {}),
         },
@@ -344,4 +346,11 @@ function discoverAtStart(frontends: Frontends, log: Logger): Promise<boolean> {
 /** What the configuration gets wrong for production (src/config/warnings.ts; check-config prints the same). */
 function warnAboutInsecureSettings(config: Config, log: Logger): void {
   for (const { level, event, message, fields } of configWarnings(config)) log[level]({ event, ...fields }, message)
+}
+
+/** The kind of a store the caller passed in (`runtime.store`): the built-in ones by name, any other "custom". */
+function passedStoreKind(store: SessionStore): string {
+  if (store instanceof MemoryStore) return 'memory'
+  if (store instanceof SqliteStore) return 'sqlite'
+  return 'custom'
 }
