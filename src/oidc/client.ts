@@ -175,6 +175,8 @@ export class OidcClient {
   #unlistedAlgLogged = false
   /** When the discovery document in use was fetched (set once it was accepted). */
   #fetchedAt: number | undefined
+  /** The issuer of the discovery document in use. */
+  #acceptedIssuer: string | undefined
   #jwksChecked: { at: number; result: Promise<{ issuer: string | null; jwks: IdpStatus['jwks'] }> } | undefined
 
   constructor(options: OidcConfig, runtime: OidcClientOptions = {}) {
@@ -251,7 +253,7 @@ export class OidcClient {
   async status(timeoutMs: number): Promise<IdpStatus> {
     const [reachable, keys] = await Promise.all([this.isReachable(timeoutMs), this.#jwksStatus(timeoutMs)])
     return {
-      issuer: keys.issuer,
+      issuer: this.#acceptedIssuer ?? keys.issuer,
       discovery: reachable ? 'ok' : 'failing',
       jwks: keys.jwks,
       lastRefreshAt: this.#fetchedAt ?? null,
@@ -740,6 +742,7 @@ export class OidcClient {
       timeoutDuration: o.timeoutMs,
     })
     this.#fetchedAt = fetchedAt
+    this.#acceptedIssuer = issuer
     return { config, metadata, issuer, publishedAlgs, clientAuth, jwks, insecure, byIssuer: new Map() }
   }
 

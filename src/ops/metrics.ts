@@ -49,7 +49,7 @@ export interface RecentFailure {
   cause: string
   /** The frontend (session partition) it happened on. */
   frontend: string
-  /** How many times in a row it happened; `at` is the last. */
+  /** How many times it happened while listed; `at` is the last. */
   count: number
 }
 
@@ -215,13 +215,24 @@ export class Telemetry {
       // Counting is O(sessions) in SQL stores (31 ms on SQLite, up to ~0.5 s on PostgreSQL at a million
       // rows): a count that took long is reused for a while instead of repeating that work on every scrape.
       let last: { value: number; at: number; tookMs: number } | undefined
-      this.#countSessions = async () => {
+      // A scrape and a console poll at the same moment share one count.
+      let running: Promise<number> | undefined
+      const fresh = async () => {
         const started = Date.now()
-        if (last && last.tookMs > SLOW_COUNT_MS && last.value >= LARGE_STORE && started - last.at < SLOW_COUNT_REUSE_MS)
-          return last.value
         const value = await withTimeout(count(), COUNT_TIMEOUT_MS).catch(() => Number.NaN)
         last = { value, at: started, tookMs: Date.now() - started }
         return value
+      }
+      this.#countSessions = async () => {
+        if (
+          last &&
+          last.tookMs > SLOW_COUNT_MS &&
+          last.value >= LARGE_STORE &&
+          Date.now() - last.at < SLOW_COUNT_REUSE_MS
+        )
+          return last.value
+        running ??= fresh().finally(() => (running = undefined))
+        return running
       }
       const countSessions = this.#countSessions
       new Gauge({
@@ -339,22 +350,23 @@ export class Telemetry {
   }
 
   /**
-   * A repeat of the newest failure (same kind, cause and frontend) is counted into it instead of
-   * taking a place: a burst of forged callbacks cannot push the other failures out of the list.
+   * A failure already listed (same kind, cause and frontend) is counted into its entry, which moves
+   * to the newest place, instead of taking another: causes are fixed codes and frontends come from
+   * the config, so forged callbacks, whatever they alternate, cannot push other failures out.
    */
   #recordFailure(kind: RecentFailure['kind'], cause: string, frontend: string): void {
     const at = Date.now()
-    const newest = this.#failures.at(-1)
-    if (newest && newest.kind === kind && newest.cause === cause && newest.frontend === frontend) {
-      newest.at = at
-      newest.count++
+    const index = this.#failures.findIndex((f) => f.kind === kind && f.cause === cause && f.frontend === frontend)
+    if (index !== -1) {
+      const [listed] = this.#failures.splice(index, 1)
+      this.#failures.push({ ...listed!, at, count: listed!.count + 1 })
       return
     }
     this.#failures.push({ at, kind, cause, frontend, count: 1 })
     if (this.#failures.length > RECENT_FAILURES) this.#failures.shift()
   }
 
-  /** The last 50 failed logins and token refreshes of this process, newest first (repeats counted in one). */
+  /** The last 50 kinds of failed logins and token refreshes of this process, newest first (repeats counted in one). */
   recentFailures(): RecentFailure[] {
     return this.#failures.toReversed().map((failure) => ({ ...failure }))
   }

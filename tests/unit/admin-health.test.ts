@@ -213,7 +213,7 @@ describe('Telemetry.recentFailures (the console list of failed logins and refres
   test('at most 50 kept, newest first; the oldest are dropped', async () => {
     const { Telemetry } = await import('../../src/ops/metrics.ts')
     const telemetry = new Telemetry()
-    // Alternating frontends: no two in a row are the same failure, so none is counted into another.
+    // 55 frontends: 55 different failures, none counted into another.
     for (let i = 0; i < 55; i++) telemetry.refresh('invalid_grant', `frontend-${i}`)
     const failures = telemetry.recentFailures()
     assert.equal(failures.length, 50)
@@ -240,5 +240,32 @@ describe('Telemetry.recentFailures (the console list of failed logins and refres
     )
     failures[0]!.count = 0
     assert.equal(telemetry.recentFailures()[0]!.count, 60, 'callers get copies')
+  })
+})
+
+describe('Telemetry.recentFailures against a flood', () => {
+  test('alternating two causes 60 times keeps two counted entries: an earlier different failure stays listed', async () => {
+    const { Telemetry } = await import('../../src/ops/metrics.ts')
+    const { GatehouseError } = await import('../../src/errors.ts')
+    const telemetry = new Telemetry()
+    telemetry.refresh('invalid_grant', 'app')
+    for (let i = 0; i < 60; i++) {
+      telemetry.loginFailed(
+        new GatehouseError('login_state_invalid', undefined, {
+          report: { event: 'login_failed', cause: 'state_missing' },
+        }),
+        'app',
+      )
+      telemetry.loginFailed(
+        new GatehouseError('idp_error', undefined, { report: { event: 'login_failed', cause: 'idp_error' } }),
+        'app',
+      )
+    }
+    const failures = telemetry.recentFailures().map(({ kind, cause, count }) => ({ kind, cause, count }))
+    assert.deepEqual(failures, [
+      { kind: 'login', cause: 'idp_error', count: 60 },
+      { kind: 'login', cause: 'state_missing', count: 60 },
+      { kind: 'refresh', cause: 'invalid_grant', count: 1 },
+    ])
   })
 })
