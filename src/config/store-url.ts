@@ -16,6 +16,10 @@ export function storeUrlProblem(location: string): string | undefined {
   }
   const redis = /^rediss?:\/\//.test(location)
   if (!redis && !/^postgres(ql)?:\/\//.test(location)) return undefined
+  // libpq's host list (postgres://db1,db2/app): node-postgres connects to one host only.
+  const authority = location.replace(/^[a-z]+:\/\//, '').split(/[/?#]/)[0]!
+  if (!redis && authority.slice(authority.lastIndexOf('@') + 1).includes(','))
+    return 'lists several hosts: gatehouse connects to one; give it one name that always reaches the primary (docs/deployment.md, "PostgreSQL failover")'
   if (!URL.canParse(location)) return `is not a valid URL (check the host and port; ${ENCODE_HINT})`
   const url = new URL(location)
   // A password holding "/", "?" or "#" ends the host early; the rest, up to its "@", becomes path or query.

@@ -1224,6 +1224,18 @@ describe('Redis Cluster and Sentinel locations: masked, described and validated 
     })
   })
 
+  test('a PostgreSQL URL listing several hosts is refused with what to do instead; a comma in the password is not a host list', () => {
+    const store = (location: string) => validateConfig({ ...minimal(), session: { store: location } })
+    for (const location of ['postgres://gh:pw-Secret7@db1:5432,db2:5432/app', 'postgresql://db1,db2/app']) {
+      const { config, issues } = store(location)
+      assert.equal(config, undefined, location)
+      assert.match(issues[0]!.message, /^lists several hosts: gatehouse connects to one/)
+      assert.doesNotMatch(issues[0]!.message, /pw-Secret7/)
+    }
+    assert.ok(store('postgres://gh:p%2Cw@db/app').config)
+    assert.ok(store('postgres://gh:p,w@db/app').config)
+  })
+
   test('validation accepts both schemes and refuses a broken one naming session.store, never its secret', () => {
     const store = (location: string) => validateConfig({ ...minimal(), session: { store: location } })
     assert.ok(store('redis-cluster://10.0.0.1:7000,10.0.0.2:7000').config)
