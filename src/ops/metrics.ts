@@ -372,30 +372,24 @@ export class Telemetry {
   }
 
   /**
-   * Each remote API's requests, server errors and p95 upstream latency since start, from this
-   * registry's series (gatehouse_http_requests_total with route "api:<path>", and
-   * gatehouse_proxy_duration_seconds).
+   * Each remote API's requests, server errors and p95 upstream latency since start, from the series
+   * gatehouse_http_requests_total (route "api:<path>") and gatehouse_proxy_duration_seconds: this
+   * registry's, or, with `serve --workers`, every worker's added up (what metrics() reports).
    */
   async apiStats(apis: readonly string[]): Promise<ApiStats[]> {
+    if (this.#reportFrom) return apiStatsOf(samplesOf(await this.#reportFrom()), apis)
     const answered = await this.registry.getSingleMetric('gatehouse_http_requests_total')!.get()
     const durations = await this.#proxyDuration.get()
-    return apis.map((api) => {
-      let requests = 0
-      let errors = 0
-      for (const { labels, value } of answered.values) {
-        if (labels.route !== `api:${api}`) continue
-        requests += value
-        if (Number(labels.status) >= 500) errors += value
-      }
-      const buckets = durations.values
-        .filter((v) => v.labels.api === api && v.metricName === 'gatehouse_proxy_duration_seconds_bucket')
-        .map((v) => {
-          const le = (v.labels as Record<string, string | number>).le
-          return { le: le === '+Inf' ? Infinity : Number(le), count: v.value }
-        })
-        .sort((a, b) => a.le - b.le)
-      return { api, requests, errors, p95Ms: quantileMs(buckets, 0.95) }
+    const sample = (name: string, v: { labels: object; value: number }): Sample => ({
+      name,
+      labels: Object.fromEntries(Object.entries(v.labels).map(([k, l]) => [k, String(l)])),
+      value: v.value,
     })
+    const samples = [
+      ...answered.values.map((v) => sample(answered.name, v)),
+      ...durations.values.map((v) => sample(v.metricName ?? durations.name, v)),
+    ]
+    return apiStatsOf(samples, apis)
   }
 
   backchannelLogout(result: BackchannelResult): void {
@@ -479,4 +473,53 @@ function counterOf(registers: Registry[], name: string, help: string, read: () =
       counted = now
     },
   })
+}
+
+/** One sample of a metric: its series name (`…_bucket` for a histogram bucket), labels and value. */
+interface Sample {
+  name: string
+  labels: Record<string, string>
+  value: number
+}
+
+function apiStatsOf(samples: readonly Sample[], apis: readonly string[]): ApiStats[] {
+  return apis.map((api) => {
+    let requests = 0
+    let errors = 0
+    const buckets: Array<{ le: number; count: number }> = []
+    for (const { name, labels, value } of samples) {
+      if (name === 'gatehouse_http_requests_total' && labels.route === `api:${api}`) {
+        requests += value
+        if (Number(labels.status) >= 500) errors += value
+      } else if (name === 'gatehouse_proxy_duration_seconds_bucket' && labels.api === api) {
+        buckets.push({ le: labels.le === '+Inf' ? Infinity : Number(labels.le), count: value })
+      }
+    }
+    return {
+      api,
+      requests,
+      errors,
+      p95Ms: quantileMs(
+        buckets.sort((a, b) => a.le - b.le),
+        0.95,
+      ),
+    }
+  })
+}
+
+const SAMPLE_LINE = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/
+const LABEL_PAIR = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g
+
+/** The samples of a Prometheus text exposition (comments skipped, label values unescaped). */
+export function samplesOf(text: string): Sample[] {
+  const samples: Sample[] = []
+  for (const line of text.split('\n')) {
+    const match = SAMPLE_LINE.exec(line)
+    if (!match) continue
+    const labels: Record<string, string> = {}
+    for (const [, key, raw] of (match[2] ?? '').matchAll(LABEL_PAIR))
+      labels[key!] = raw!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c))
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) })
+  }
+  return samples
 }

@@ -453,6 +453,25 @@ describe('gatehouse serve --workers 2 with a SQLite file', () => {
     assert.equal(sample(text, 'gatehouse_active_sessions'), live, 'the shared store counted once, not once per worker')
   })
 
+  test("/admin/health on worker 1 adds up both workers' remote API requests and names the worker it runs in", async () => {
+    const { cookie } = await cluster.login()
+    const health = async () => {
+      const res = await call(`${cluster.admin}/admin/health`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+      assert.equal(res.status, 200, res.text)
+      return JSON.parse(res.text) as { instance: string | null; apis: Array<{ api: string; requests: number }> }
+    }
+    const before = (await health()).apis.find((a) => a.api === '/api')?.requests ?? 0
+    // New connections until both workers have forwarded some.
+    const answers = await onBothWorkers(cluster, cookie)
+    for (const answer of answers) assert.equal(answer.status, 200)
+    const report = await until('every forwarded call counted', async () => {
+      const now = await health()
+      return (now.apis.find((a) => a.api === '/api')?.requests ?? 0) >= before + answers.length && now
+    }).catch(() => health())
+    assert.equal(report.apis.find((a) => a.api === '/api')?.requests, before + answers.length, 'both workers, added up')
+    assert.equal(report.instance, 'worker 1')
+  })
+
   test('a worker killed with SIGKILL is replaced, and the port keeps answering', async () => {
     const { cookie } = await cluster.login()
     const started = cluster.lines().find((l) => l.event === 'workers_started')!

@@ -269,3 +269,51 @@ describe('Telemetry.recentFailures against a flood', () => {
     ])
   })
 })
+
+describe('samplesOf and Telemetry.apiStats from a text exposition (serve --workers: every worker added up)', () => {
+  test('the samples of a Prometheus text exposition, labels unescaped, comments skipped', async () => {
+    const { samplesOf } = await import('../../src/ops/metrics.ts')
+    const text = [
+      '# HELP gatehouse_http_requests_total Requests',
+      '# TYPE gatehouse_http_requests_total counter',
+      'gatehouse_http_requests_total{route="api:/orders",method="GET",status="200"} 7',
+      'gatehouse_http_requests_total{route="api:/a \\"q\\" \\\\ b",method="GET",status="502"} 2',
+      'process_start_time_seconds 1700000000',
+      '',
+    ].join('\n')
+    assert.deepEqual(samplesOf(text), [
+      {
+        name: 'gatehouse_http_requests_total',
+        labels: { route: 'api:/orders', method: 'GET', status: '200' },
+        value: 7,
+      },
+      {
+        name: 'gatehouse_http_requests_total',
+        labels: { route: 'api:/a "q" \\ b', method: 'GET', status: '502' },
+        value: 2,
+      },
+      { name: 'process_start_time_seconds', labels: {}, value: 1700000000 },
+    ])
+  })
+
+  test('with metrics reported from elsewhere (the workers added up), apiStats reads them, not this registry', async () => {
+    const { Telemetry } = await import('../../src/ops/metrics.ts')
+    const telemetry = new Telemetry()
+    telemetry.proxied('/orders', 1) // this registry: one request, which the report below does not hold
+    telemetry.reportFrom(async () =>
+      [
+        'gatehouse_http_requests_total{route="api:/orders",method="GET",status="200"} 18',
+        'gatehouse_http_requests_total{route="api:/orders",method="POST",status="503"} 2',
+        'gatehouse_http_requests_total{route="frontend",method="GET",status="200"} 40',
+        'gatehouse_proxy_duration_seconds_bucket{le="0.01",api="/orders"} 10',
+        'gatehouse_proxy_duration_seconds_bucket{le="0.1",api="/orders"} 20',
+        'gatehouse_proxy_duration_seconds_bucket{le="+Inf",api="/orders"} 20',
+      ].join('\n'),
+    )
+    const [orders, other] = await telemetry.apiStats(['/orders', '/none'])
+    assert.equal(orders!.requests, 20)
+    assert.equal(orders!.errors, 2)
+    assert.ok(Math.abs(orders!.p95Ms! - 91) < 1e-9, String(orders!.p95Ms))
+    assert.deepEqual(other, { api: '/none', requests: 0, errors: 0, p95Ms: null })
+  })
+})
