@@ -14,6 +14,7 @@ const TTL = 1_000
 
 class PubSubMemoryStore extends MemoryStore {
   reads = 0
+  subscriptions = 0
   listener: ((notice: SessionEndNotice) => void) | undefined
   link: ((listening: boolean) => void) | undefined
   /** Set to hold the next inner read until the test releases it. */
@@ -34,6 +35,7 @@ class PubSubMemoryStore extends MemoryStore {
     listener: (notice: SessionEndNotice) => void,
     onLink?: (listening: boolean) => void,
   ): Promise<() => Promise<void>> {
+    this.subscriptions++
     this.listener = listener
     this.link = onLink
     return async () => {
@@ -200,4 +202,36 @@ test('no caching before start() or after stop()', async () => {
   await cache.get('a', NOW)
   assert.equal(inner.reads, 4)
   assert.equal(inner.listener, undefined, 'unsubscribed')
+})
+
+test("another subscription to the notices shares the cache's link: one store subscription, every notice and link change passed on, the copy dropped first", async () => {
+  const { inner, cache } = await setup()
+  await inner.set(record('a'))
+  await cache.get('a', NOW)
+  const seen: string[] = []
+  const stop = await cache.subscribeEnded!(
+    (notice) => seen.push(`notice ${notice.idHash} (cached: ${inner.reads})`),
+    (listening) => seen.push(`link ${listening}`),
+  )
+  assert.equal(inner.subscriptions, 1, 'no second subscription to the store')
+  inner.listener!({ idHash: 'a', reason: 'logout', origin: 'other' })
+  // Dropped before the follower heard of it: a read now goes to the store.
+  await cache.get('a', NOW)
+  assert.equal(inner.reads, 2)
+  inner.link!(false)
+  inner.link!(true)
+  await stop()
+  inner.listener!({ idHash: 'b', reason: 'logout', origin: 'other' })
+  assert.deepEqual(seen, ['notice a (cached: 1)', 'link false', 'link true'], 'nothing after it stopped')
+})
+
+test('a subscription before the cache listens, or after it stopped, gets a link of its own', async () => {
+  const inner = new PubSubMemoryStore()
+  const cache = new CachedStore(inner, { ttlMs: TTL })
+  await cache.subscribeEnded!(() => {})
+  assert.equal(inner.subscriptions, 1)
+  await cache.start()
+  await cache.stop()
+  await cache.subscribeEnded!(() => {})
+  assert.equal(inner.subscriptions, 3)
 })

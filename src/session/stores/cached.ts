@@ -44,6 +44,10 @@ export class CachedStore implements SessionStore, FreshReadable {
   #epoch = 0
   #listening = false
   #unsubscribe: (() => Promise<void>) | undefined
+  readonly #followers = new Set<{
+    listener: (notice: SessionEndNotice) => void
+    onLink: ((listening: boolean) => void) | undefined
+  }>()
   readonly count?: Countable['count']
   readonly acquireLease?: LeaseCapable['acquireLease']
   readonly releaseLease?: LeaseCapable['releaseLease']
@@ -61,7 +65,7 @@ export class CachedStore implements SessionStore, FreshReadable {
     }
     if (notices) {
       this.publishEnded = (notice) => notices.publishEnded(notice)
-      this.subscribeEnded = (listener, onLink) => notices.subscribeEnded(listener, onLink)
+      this.subscribeEnded = (listener, onLink) => this.#follow(notices, listener, onLink)
     }
     this.#ttlMs = options.ttlMs
     this.#clock = options.clock ?? (() => performance.now())
@@ -71,13 +75,36 @@ export class CachedStore implements SessionStore, FreshReadable {
   async start(): Promise<void> {
     if (!this.#notices || this.#unsubscribe) return
     this.#unsubscribe = await this.#notices.subscribeEnded(
-      (notice) => this.#drop(notice),
+      (notice) => {
+        // The copy goes first: a follower that reads the store on this notice finds it gone here too.
+        this.#drop(notice)
+        for (const follower of this.#followers) follower.listener(notice)
+      },
       (listening) => {
         this.#clear()
         this.#listening = listening
+        for (const follower of this.#followers) follower.onLink?.(listening)
       },
     )
     this.#listening = true
+  }
+
+  /**
+   * Another subscription to the store's notices (the session-event streams'): it shares the cache's
+   * link while that one runs, instead of holding a second connection (a LISTEN connection of the
+   * PostgreSQL pool, a Redis subscriber); before start() or after stop(), a link of its own.
+   */
+  async #follow(
+    notices: NoticeCapable,
+    listener: (notice: SessionEndNotice) => void,
+    onLink?: (listening: boolean) => void,
+  ): Promise<() => Promise<void>> {
+    if (!this.#unsubscribe) return notices.subscribeEnded(listener, onLink)
+    const follower = { listener, onLink }
+    this.#followers.add(follower)
+    return async () => {
+      this.#followers.delete(follower)
+    }
   }
 
   /** Whether reads are being served from the cache (the store's pub/sub is listening). */
