@@ -376,7 +376,7 @@ class Primary {
       parts.push(silent.includes(slot) ? counting(slot.reported) : slot.reported)
     }
     parts.push(...this.#retired.parts())
-    return AggregatorRegistry.aggregate(parts).metrics()
+    return AggregatorRegistry.aggregate(parts.map(withGroupAggregators)).metrics()
   }
 
   #metricsOf(slot: Slot, worker: Worker, id: number): Promise<MetricsJson> {
@@ -528,4 +528,21 @@ function groupMetrics(): Promise<string> {
 
 function toPrimary(message: FromWorker, sent?: () => void): void {
   process.send?.(message, undefined, undefined, sent)
+}
+
+/**
+ * How process metrics add up over workers where prom-client's own choice misreads a group: a limit
+ * every worker has alike is not summed, and the group started when its first worker did (prom-client
+ * leaves the start time out of an aggregate).
+ */
+const GROUP_AGGREGATORS: ReadonlyMap<string, 'max' | 'min'> = new Map([
+  ['process_max_fds', 'max'],
+  ['process_start_time_seconds', 'min'],
+])
+
+function withGroupAggregators(part: MetricsJson): MetricsJson {
+  return part.map((metric) => {
+    const aggregator = GROUP_AGGREGATORS.get(metric.name)
+    return aggregator ? { ...metric, aggregator } : metric
+  })
 }

@@ -451,6 +451,17 @@ describe('gatehouse serve --workers 2 with a SQLite file', () => {
     const live = (JSON.parse(listed.text) as { sessions: unknown[] }).sessions.length
     assert.ok(live > 0)
     assert.equal(sample(text, 'gatehouse_active_sessions'), live, 'the shared store counted once, not once per worker')
+
+    // A limit every worker has alike is reported once, not summed; the group's start is its first worker's.
+    const workers = childrenOf(cluster.running.child.pid!)
+    const openFiles = (pid: number) =>
+      Number(/^Max open files\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/limits`, 'utf8'))?.[1])
+    assert.equal(sample(text, 'process_max_fds'), Math.max(...workers.map(openFiles)))
+    const started = sample(text, 'process_start_time_seconds')
+    assert.ok(
+      started !== undefined && started > 0 && started <= Date.now() / 1000,
+      `process_start_time_seconds ${started}`,
+    )
   })
 
   test("/admin/health on worker 1 adds up both workers' remote API requests and names the worker it runs in", async () => {
