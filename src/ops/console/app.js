@@ -31,6 +31,11 @@
 const TOKEN_KEY = 'gatehouse-admin-token'
 const PAGE_SIZE = 25
 const REFRESH_MS = 5000
+/**
+ * The list of every user's sessions is read again this often only (a user's list at every refresh):
+ * without a filter, a SQL store sorts all its live sessions for it.
+ */
+const ALL_SESSIONS_REFRESH_MS = 30000
 /** The admin API's maximum; the page sorts and pages what it gets. */
 const LIST_LIMIT = 1000
 const EMPTY = '—'
@@ -119,6 +124,8 @@ const state = {
   /** @type {ReturnType<typeof setTimeout> | undefined} */
   timer: undefined,
   ticking: false,
+  /** When the sessions were last asked for (ms since the epoch). */
+  sessionsLoadedAt: 0,
   /** @type {AbortController} */
   controller: new AbortController(),
   confirming: false,
@@ -386,7 +393,8 @@ async function tick(generation) {
   if (state.ticking || generation !== state.generation) return
   state.ticking = true
   try {
-    await Promise.all([loadHealth(), loadSessions()])
+    const sessionsDue = state.filter !== null || Date.now() - state.sessionsLoadedAt >= ALL_SESSIONS_REFRESH_MS
+    await Promise.all([loadHealth(), sessionsDue ? loadSessions() : undefined])
   } finally {
     state.ticking = false
   }
@@ -492,6 +500,7 @@ function setBadge(el, value) {
 // ---- sessions -----------------------------------------------------------------------------------------
 
 async function loadSessions() {
+  state.sessionsLoadedAt = Date.now()
   const seq = ++state.listSeq
   const generation = state.generation
   const query = new URLSearchParams({ limit: String(LIST_LIMIT) })
