@@ -77,6 +77,11 @@ export interface RedisTopologyUrl {
   shown: string
 }
 
+/** `host:port` as URLs and messages write it: an IPv6 host in brackets. */
+export function hostPort(node: { host: string; port: number }): string {
+  return `${node.host.includes(':') ? `[${node.host}]` : node.host}:${node.port}`
+}
+
 /** Whether a store location names a Redis Cluster or Redis Sentinel deployment. */
 export function isRedisTopologyUrl(location: string): boolean {
   return TOPOLOGY_SCHEME.test(location)
@@ -112,9 +117,9 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
   const hosts = authority.slice(at + 1)
   if (hosts === '')
     return `names no ${kind === 'cluster' ? 'seed node' : 'sentinel'} (${kind === 'cluster' ? 'redis-cluster://host1:6379,host2:6379' : 'redis-sentinel://host1:26379,host2:26379/masterName'})`
-  for (const [i, hostPort] of hosts.split(',').entries()) {
-    const node = `redis://${hostPort}`
-    if (hostPort === '' || !URL.canParse(node) || new URL(node).hostname === '' || new URL(node).pathname !== '')
+  for (const [i, entry] of hosts.split(',').entries()) {
+    const node = `redis://${entry}`
+    if (entry === '' || !URL.canParse(node) || new URL(node).hostname === '' || new URL(node).pathname !== '')
       return `has an invalid host:port as its host number ${i + 1} (hosts are separated by ",")`
     const url = new URL(node)
     const port = Number(url.port || defaultPort)
@@ -156,7 +161,7 @@ export function parseRedisTopologyUrl(location: string): RedisTopologyUrl | stri
     db: dbText === null ? 0 : Number(dbText),
     sentinelUsername: rel.searchParams.get('sentinelUser') ?? '',
     sentinelPassword: rel.searchParams.get('sentinelPassword') ?? '',
-    shown: `${scheme[1]}-${kind}://${nodes.map((n) => `${n.host.includes(':') ? `[${n.host}]` : n.host}:${n.port}`).join(',')}${kind === 'sentinel' ? `/${masterName}` : ''}`,
+    shown: `${scheme[1]}-${kind}://${nodes.map(hostPort).join(',')}${kind === 'sentinel' ? `/${masterName}` : ''}`,
   }
 }
 

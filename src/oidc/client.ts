@@ -230,14 +230,20 @@ export class OidcClient {
     return this.#reachable.result
   }
 
+  /** Discovery, or a rejection once `signal` aborts: a check never waits past its own bound. */
+  #discoverUntil(signal: AbortSignal): Promise<Discovered> {
+    const aborted = new Promise<never>((_, reject) => {
+      if (signal.aborted) reject(signal.reason as Error)
+      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true })
+    })
+    return Promise.race([this.#discover(), aborted])
+  }
+
   async #probe(timeoutMs: number): Promise<boolean> {
     try {
       const signal = AbortSignal.timeout(timeoutMs)
       const document = await fetchDiscovery(this.#options.authority, timeoutMs, signal)
-      const timedOut = new Promise<never>((_, reject) =>
-        signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
-      )
-      return document.issuer === (await Promise.race([this.#discover(), timedOut])).issuer
+      return document.issuer === (await this.#discoverUntil(signal)).issuer
     } catch {
       return false
     }
@@ -269,12 +275,9 @@ export class OidcClient {
 
   async #checkJwks(timeoutMs: number): Promise<{ issuer: string | null; jwks: IdpStatus['jwks'] }> {
     const signal = AbortSignal.timeout(timeoutMs)
-    const timedOut = new Promise<never>((_, reject) =>
-      signal.addEventListener('abort', () => reject(signal.reason as Error), { once: true }),
-    )
     let issuer: string | null = null
     try {
-      const discovered = await Promise.race([this.#discover(), timedOut])
+      const discovered = await this.#discoverUntil(signal)
       issuer = discovered.issuer
       const res = await fetch(String(discovered.metadata.jwks_uri), {
         headers: { accept: 'application/json, application/jwk-set+json' },

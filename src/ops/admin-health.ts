@@ -1,4 +1,4 @@
-import type { ApiStats, RecentFailure, Telemetry } from './metrics.ts'
+import { withTimeout, type ApiStats, type RecentFailure, type Telemetry } from './metrics.ts'
 
 /** What the admin console's health panel shows (`GET /admin/health`). */
 export interface AdminHealth {
@@ -38,14 +38,14 @@ export async function adminHealth(sources: HealthSources, now = Date.now()): Pro
   const [idp, reachable, sessions, apis] = await Promise.all([
     sources.idp(CHECK_TIMEOUT_MS),
     store.ping
-      ? bounded(store.ping().then(() => true)).then(
-          (ok) => ok ?? false,
+      ? withTimeout(store.ping(), CHECK_TIMEOUT_MS).then(
+          () => true,
           () => false,
         )
       : Promise.resolve(true),
     store.count
-      ? bounded(store.count()).then(
-          (n) => (n === undefined || Number.isNaN(n) ? null : n),
+      ? withTimeout(store.count(), CHECK_TIMEOUT_MS).then(
+          (n) => (Number.isNaN(n) ? null : n),
           () => null,
         )
       : Promise.resolve(null),
@@ -61,14 +61,4 @@ export async function adminHealth(sources: HealthSources, now = Date.now()): Pro
     apis,
     failures: sources.telemetry.recentFailures(),
   }
-}
-
-/** The value, or undefined when it takes longer than CHECK_TIMEOUT_MS. */
-function bounded<T>(promise: Promise<T>): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), CHECK_TIMEOUT_MS)
-    timer.unref()
-  })
-  return Promise.race([promise, late]).finally(() => clearTimeout(timer))
 }

@@ -66,11 +66,8 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
       {
         methods: ['GET', 'DELETE'],
         needsToken: true,
-        run: async (url, req) => {
-          if (!sessions)
-            throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
-          return req.method === 'DELETE' ? revoke(sessions, url) : list(sessions, url)
-        },
+        run: async (url, req) =>
+          req.method === 'DELETE' ? revoke(serverSessions(), url) : list(serverSessions(), url),
       },
     ],
     [
@@ -100,11 +97,10 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
     methods: ['DELETE'],
     needsToken: true,
     run: async (url) => {
-      if (!sessions)
-        throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
+      const server = serverSessions()
       const idHash = url.pathname.slice(SESSIONS_PATH.length + 1)
       if (!ID_HASH.test(idHash)) throw new GatehouseError('not_found', 'no such session')
-      const revoked = await sessions.endById(idHash, 'revoked')
+      const revoked = await server.endById(idHash, 'revoked')
       log.info({ event: 'admin_revoke', by: 'id', sessions: revoked ? 1 : 0 }, 'sessions revoked through the admin API')
       if (!revoked) throw new GatehouseError('not_found', 'no such session (ended or expired)')
       return json(200, { revoked: 1 })
@@ -129,6 +125,12 @@ export function createAdminHandler(options: AdminOptions): (req: IncomingMessage
     if (isConsolePath(path)) return consoleRoute
     if (path.startsWith(`${SESSIONS_PATH}/`)) return oneSession
     return undefined
+  }
+
+  /** The server-side sessions the session API works on; in cookie mode there are none (404). */
+  function serverSessions(): NonNullable<AdminOptions['sessions']> {
+    if (!sessions) throw new GatehouseError('not_found', 'session.mode is "cookie": there are no server-side sessions')
+    return sessions
   }
 
   async function list(sessions: Pick<Sessions, 'list'>, url: URL): Promise<Reply> {

@@ -1,6 +1,6 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { GatehouseError } from '../../errors.ts'
-import { parseRedisTopologyUrl, type RedisTopologyUrl } from '../../config/store-url.ts'
+import { hostPort, parseRedisTopologyUrl, type RedisTopologyUrl } from '../../config/store-url.ts'
 import { RedisStore, type RedisDeployment, type RedisStoreOptions } from './redis.ts'
 import { CONNECT_TIMEOUT_MS, copyOf, loadRedisDriver, probeNode, serverOptions } from './redis-open.ts'
 import { decodeCredential, oneLine, startupError } from './startup-error.ts'
@@ -31,6 +31,8 @@ const SLOTS_REFRESH_MS = 2_000
 /** How long opening waits for the driver to see every slot's primary. */
 const CLUSTER_READY_MS = 10_000
 const RELINK_MAX_DELAY_MS = 2_000
+/** The wait before a notice link's attempt number `attempt` (from 0): 100 ms, doubling, at most 2 s. */
+const relinkDelay = (attempt: number) => Math.min(100 * 2 ** attempt, RELINK_MAX_DELAY_MS)
 /** Retries of a subscription's first link (100 ms doubling to 2 s: about 7 s in all). */
 const FIRST_LINK_ATTEMPTS = 6
 
@@ -49,11 +51,6 @@ export function nodeOptions(topology: RedisTopologyUrl): RedisOptions {
     password: topology.password ? decodeCredential(topology.password) : undefined,
     tls: topology.tls,
   })
-}
-
-/** `host:port` as ioredis keys its nodes, and as messages show them. */
-export function hostPort(node: { host: string; port: number }): string {
-  return `${node.host.includes(':') ? `[${node.host}]` : node.host}:${node.port}`
 }
 
 /**
@@ -201,8 +198,7 @@ export function clusterDeployment(
  * driver has refreshed its slot map), so a SCAN never silently skips a shard.
  */
 function slotPrimaries(cluster: Cluster): Redis[] {
-  // Keyed as the driver keys cluster.slots: "host:port", an IPv6 host unbracketed.
-  const pool = new Map(cluster.nodes('master').map((node) => [`${node.options.host}:${node.options.port}`, node]))
+  const pool = new Map(cluster.nodes('master').map((node) => [nodeKey(node), node]))
   const owners = new Map<string, Redis>()
   for (const slotNodes of cluster.slots) {
     const key = slotNodes?.[0]
@@ -238,7 +234,7 @@ async function subscribeOnCluster(
   const target = (): string | undefined => {
     if (sharded) return cluster.slots[slot]?.[0]
     const node = cluster.nodes('master')[0]
-    return node && hostPort({ host: node.options.host!, port: node.options.port! })
+    return node && nodeKey(node)
   }
   const link = async (): Promise<void> => {
     const node = target()
@@ -246,7 +242,7 @@ async function subscribeOnCluster(
     const colon = node.lastIndexOf(':')
     const connection = new Driver({
       ...perNode,
-      host: node.slice(0, colon).replace(/^\[|\]$/g, ''),
+      host: node.slice(0, colon),
       port: Number(node.slice(colon + 1)),
       lazyConnect: true,
       enableOfflineQueue: true,
@@ -282,7 +278,7 @@ async function subscribeOnCluster(
   }
   const relink = () => {
     if (stopped || retry) return
-    const delay = Math.min(100 * 2 ** attempts++, RELINK_MAX_DELAY_MS)
+    const delay = relinkDelay(attempts++)
     retry = setTimeout(() => {
       retry = undefined
       cluster.refreshSlotsCache()
@@ -306,7 +302,7 @@ async function subscribeOnCluster(
       break
     } catch (err) {
       if (attempt >= FIRST_LINK_ATTEMPTS) throw err
-      await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** attempt, RELINK_MAX_DELAY_MS)))
+      await new Promise((resolve) => setTimeout(resolve, relinkDelay(attempt)))
       cluster.refreshSlotsCache()
     }
   }
@@ -325,4 +321,9 @@ async function subscribeOnCluster(
     current?.link.disconnect()
     current = undefined
   }
+}
+
+/** A node as the driver keys it in `cluster.slots`: "host:port", an IPv6 host unbracketed. */
+function nodeKey(node: Redis): string {
+  return `${node.options.host}:${node.options.port}`
 }

@@ -1,5 +1,6 @@
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { GatehouseError } from '../../errors.ts'
+import { hostPort } from '../../config/store-url.ts'
 import { networkCause, oneLine, publicLocation, startupError, tcpOpens } from './startup-error.ts'
 
 /** How long the Redis store waits for a connection, and for a command (the handshake's included). */
@@ -144,6 +145,11 @@ export function serverOptions(credentials: { username?: string; password?: strin
   }
 }
 
+/** A node of a deployment as a `redis://` (or `rediss://`) URL, for the causes redisFailure reads. */
+export function nodeUrl(node: { host: string; port: number }, tls: boolean): URL {
+  return new URL(`${tls ? 'rediss' : 'redis'}://${hostPort(node)}`)
+}
+
 /**
  * One connection for a start-up check of a node of a deployment (a cluster's seed, a sentinel): the
  * connected client, or why it could not connect (redisFailure's cause), with no reconnect attempt.
@@ -167,9 +173,7 @@ export async function probeNode(
     return { client }
   } catch (err) {
     client.disconnect()
-    const host = node.host.includes(':') ? `[${node.host}]` : node.host
-    const url = new URL(`${options.tls ? 'rediss' : 'redis'}://${host}:${node.port}`)
-    return { cause: (await redisFailure(url, 0, [...errors, err])).cause }
+    return { cause: (await redisFailure(nodeUrl(node, Boolean(options.tls)), 0, [...errors, err])).cause }
   }
 }
 

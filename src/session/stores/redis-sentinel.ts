@@ -6,10 +6,12 @@ import {
   copyOf,
   isSelectError,
   loadRedisDriver,
+  nodeUrl,
   probeNode,
   redisFailure,
 } from './redis-open.ts'
-import { hostPort, nodeOptions, topologyOf } from './redis-cluster.ts'
+import { nodeOptions, topologyOf } from './redis-cluster.ts'
+import { hostPort } from '../../config/store-url.ts'
 import { oneLine, startupError } from './startup-error.ts'
 
 const SENTINEL_RETRY_MAX_MS = 1_000
@@ -92,9 +94,7 @@ export async function openRedisSentinelStore(location: string, options: RedisSto
   quietSentinelLinks(client)
   const { ok, errors } = await connectCollecting(client)
   if (!ok) {
-    const host = primary.host.includes(':') ? `[${primary.host}]` : primary.host
-    const url = new URL(`${topology.tls ? 'rediss' : 'redis'}://${host}:${primary.port}`)
-    const failure = await redisFailure(url, topology.db, errors)
+    const failure = await redisFailure(nodeUrl(primary, topology.tls), topology.db, errors)
     throw fail(`primary ${hostPort(primary)}: ${failure.cause}`, failure.err)
   }
   const failedSelect = errors.find(isSelectError)
