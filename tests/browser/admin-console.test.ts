@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -13,6 +11,7 @@ import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { storeFixture, type StoreFixture } from '../helpers/instances.ts'
 import { logLines } from '../helpers/log-lines.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
+import { mountAdmin } from '../helpers/admin.ts'
 
 // Issue #19: the admin console on the admin listener, driven in real Chromium against a real IdP
 // login and each kind of session store. Sign-in with the admin token (a wrong one shows an error and
@@ -65,19 +64,6 @@ after(async () => {
 process.once('exit', () => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
 })
-
-/** Mounts gatehouse's admin handler on a loopback server of its own, as `gatehouse serve` runs the admin listener. */
-async function mountAdmin(flow: Flow): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => flow.gatehouse.adminHandler(req, res))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    async close() {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
-}
 
 interface Watched {
   context: BrowserContext
@@ -238,7 +224,7 @@ for (const kind of STORES) {
         },
         runtime: { logger: pino({ level: 'info' }, log.sink) },
       })
-      admin = await mountAdmin(flow)
+      admin = await mountAdmin(flow.gatehouse.adminHandler)
       // Alice in two browsers (two sessions), Bob in one.
       alice1 = await loggedIn(flow, 'alice')
       alice2 = await loggedIn(flow, 'alice')
@@ -475,7 +461,7 @@ describe('the admin console without admin.token', () => {
 
   before(async () => {
     flow = await startFlow({ gatehouse: { session: { store: 'memory' } } })
-    admin = await mountAdmin(flow)
+    admin = await mountAdmin(flow.gatehouse.adminHandler)
     watched = await openWatched(admin.url)
   })
   after(async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
-import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http'
+import { request, type IncomingHttpHeaders } from 'node:http'
 import { connect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
@@ -21,6 +21,8 @@ import {
 } from '../helpers/instances.ts'
 import { logLines } from '../helpers/log-lines.ts'
 import { startUpstream, type Upstream } from '../helpers/upstream.ts'
+import { mountAdmin } from '../helpers/admin.ts'
+import { freePort } from '../helpers/startup-errors.ts'
 
 // The admin console's server side (issue 19, notes: console contract): the page and its two files on the
 // admin listener, GET /admin/console, GET /admin/health and DELETE /admin/sessions/{idHash}.
@@ -78,19 +80,6 @@ interface Answer {
   body: string
 }
 
-/** Mounts an admin handler on its own loopback server, as `gatehouse serve` or a library user would. */
-async function mount(handler: Gatehouse['adminHandler']): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => handler(req, res))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    async close() {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
-}
-
 /**
  * A request whose target is sent exactly as given (fetch would normalise `..`, `//` and encodings
  * before they reach the server), bounded by REQUEST_BOUND_MS.
@@ -144,15 +133,6 @@ async function pollUntil<T>(poll: () => Promise<T>, done: (value: T) => boolean,
   }
 }
 
-/** A port nothing listens on (bound, then released). */
-async function closedPort(): Promise<number> {
-  const server = createTcpServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
-}
-
 /** RFC 7009 revocation at the IdP, as the gatehouse client (as tests/flows/refresh.test.ts does it). */
 async function revokeAtIdp(issuer: string, token: string): Promise<void> {
   const meta = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as {
@@ -191,7 +171,7 @@ const OFFLINE: GatehouseOptions = {
 
 describe('admin console: the page, its files and the JSON behind it (one gatehouse, real IdP, real upstream)', () => {
   let flow: Flow
-  let admin: Awaited<ReturnType<typeof mount>>
+  let admin: Awaited<ReturnType<typeof mountAdmin>>
   let upstream: Upstream
   const store = new MemoryStore()
   const clock = testClock()
@@ -200,7 +180,7 @@ describe('admin console: the page, its files and the JSON behind it (one gatehou
 
   before(async () => {
     upstream = await startUpstream()
-    const down = await closedPort()
+    const down = await freePort()
     flow = await startFlow({
       runtime: { store, now: clock.now, logger: createLogger('info', logs.sink) },
       gatehouse: {
@@ -212,7 +192,7 @@ describe('admin console: the page, its files and the JSON behind it (one gatehou
         ],
       },
     })
-    admin = await mount((req, res) => flow.gatehouse.adminHandler(req, res))
+    admin = await mountAdmin((req, res) => flow.gatehouse.adminHandler(req, res))
   })
   after(async () => {
     await admin?.close()
@@ -804,11 +784,11 @@ describe('admin console: the page, its files and the JSON behind it (one gatehou
 
 describe('admin console without a configured token', () => {
   let gatehouse: Gatehouse
-  let admin: Awaited<ReturnType<typeof mount>>
+  let admin: Awaited<ReturnType<typeof mountAdmin>>
 
   before(async () => {
     gatehouse = await createGatehouse({ ...OFFLINE, admin: {} }, { logger: pino({ level: 'silent' }) })
-    admin = await mount(gatehouse.adminHandler)
+    admin = await mountAdmin(gatehouse.adminHandler)
   })
   after(async () => {
     await admin?.close()
@@ -852,7 +832,7 @@ describe('admin health when the IdP cannot be reached', () => {
       { ...OFFLINE, session: { mode: 'cookie' }, admin: { token: TOKEN } },
       { logger: pino({ level: 'silent' }) },
     )
-    const admin = await mount(gatehouse.adminHandler)
+    const admin = await mountAdmin(gatehouse.adminHandler)
     try {
       const started = Date.now()
       const res = await fetch(`${admin.url}/admin/health`, {
@@ -894,7 +874,7 @@ describe('admin health when the IdP cannot be reached', () => {
       },
       { logger: pino({ level: 'silent' }) },
     )
-    const admin = await mount(gatehouse.adminHandler)
+    const admin = await mountAdmin(gatehouse.adminHandler)
     try {
       const started = Date.now()
       const res = await fetch(`${admin.url}/admin/health`, {
@@ -921,8 +901,8 @@ describe('DELETE /admin/sessions/{idHash} with two instances sharing one Redis s
   let store: StoreFixture
   let flow: Flow
   let b: Instance
-  let adminA: Awaited<ReturnType<typeof mount>>
-  let adminB: Awaited<ReturnType<typeof mount>>
+  let adminA: Awaited<ReturnType<typeof mountAdmin>>
+  let adminB: Awaited<ReturnType<typeof mountAdmin>>
   const logs = logLines()
 
   const withCookie = (origin: string, cookie: string): Promise<JarResponse> =>
@@ -957,8 +937,8 @@ describe('DELETE /admin/sessions/{idHash} with two instances sharing one Redis s
     const shared = { session: { store: store.url(), cacheTtl: '60s' }, admin: { token: TOKEN } }
     flow = await startFlow({ runtime: { logger: createLogger('info', logs.sink) }, gatehouse: shared })
     b = await startInstance(instanceOptions(flow, shared))
-    adminA = await mount((req, res) => flow.gatehouse.adminHandler(req, res))
-    adminB = await mount(b.gatehouse.adminHandler)
+    adminA = await mountAdmin((req, res) => flow.gatehouse.adminHandler(req, res))
+    adminB = await mountAdmin(b.gatehouse.adminHandler)
   })
   after(async () => {
     await adminA?.close()

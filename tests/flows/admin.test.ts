@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { after, before, describe, test } from 'node:test'
 import { pino } from 'pino'
 import { createGatehouse, type Gatehouse, type GatehouseOptions } from '../../src/index.ts'
@@ -9,22 +7,10 @@ import { MemoryStore } from '../../src/session/stores/memory.ts'
 import type { BrowserJar } from '../helpers/browser-jar.ts'
 import { CSRF, startFlow, type Flow } from '../helpers/flow.ts'
 import { logLines } from '../helpers/log-lines.ts'
+import { mountAdmin } from '../helpers/admin.ts'
 
 const TOKEN = 'admin-token-Zq8xY2vR0kLm4NpT'
 type Claims = Array<{ type: string; value: unknown }>
-
-/** Mounts an admin handler on its own loopback server, as `gatehouse serve` or a library user would. */
-async function mount(handler: Gatehouse['adminHandler']): Promise<{ url: string; close(): Promise<void> }> {
-  const server: Server = createServer((req, res) => handler(req, res))
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    async close() {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
-}
 
 const OFFLINE: GatehouseOptions = {
   oidc: { authority: 'http://127.0.0.1:9', clientId: 'x', clientSecret: 'y' },
@@ -34,12 +20,12 @@ const OFFLINE: GatehouseOptions = {
 
 describe('admin API', () => {
   let flow: Flow
-  let admin: Awaited<ReturnType<typeof mount>>
+  let admin: Awaited<ReturnType<typeof mountAdmin>>
   const store = new MemoryStore()
 
   before(async () => {
     flow = await startFlow({ runtime: { store }, gatehouse: { admin: { token: TOKEN } } })
-    admin = await mount((req, res) => flow.gatehouse.adminHandler(req, res))
+    admin = await mountAdmin((req, res) => flow.gatehouse.adminHandler(req, res))
   })
   after(async () => {
     await admin.close()
@@ -204,12 +190,12 @@ describe('admin API', () => {
 
 describe('admin API without a configured token', () => {
   let gatehouse: Gatehouse
-  let admin: Awaited<ReturnType<typeof mount>>
+  let admin: Awaited<ReturnType<typeof mountAdmin>>
   const log = logLines()
 
   before(async () => {
     gatehouse = await createGatehouse({ ...OFFLINE, admin: {} }, { logger: pino({ level: 'info' }, log.sink) })
-    admin = await mount(gatehouse.adminHandler)
+    admin = await mountAdmin(gatehouse.adminHandler)
   })
   after(async () => {
     await admin.close()
@@ -247,7 +233,7 @@ describe('admin API in cookie mode', () => {
       { ...OFFLINE, session: { mode: 'cookie' }, admin: { token: TOKEN } },
       { logger: pino({ level: 'silent' }) },
     )
-    const admin = await mount(gatehouse.adminHandler)
+    const admin = await mountAdmin(gatehouse.adminHandler)
     try {
       const res = await fetch(`${admin.url}/admin/sessions`, { headers: { authorization: `Bearer ${TOKEN}` } })
       assert.equal(res.status, 404)
