@@ -1,5 +1,5 @@
 import { packageVersion } from '../config/package-version.ts'
-import { storeKind } from '../config/store-url.ts'
+import { hostPort, storeKind } from '../config/store-url.ts'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
@@ -127,8 +127,7 @@ async function discoveryStatus(discovery: Promise<boolean>, waitMs: number): Pro
 }
 
 function urlOf(server: Server, host: string): string {
-  const port = (server.address() as AddressInfo).port
-  return `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  return `http://${hostPort({ host, port: (server.address() as AddressInfo).port })}`
 }
 
 export function listen(server: Server, port: number, host: string): Promise<void> {
